@@ -1,0 +1,35 @@
+# Fixed window counter, compiled. The spec is
+# src/ratefuse/_fixed_window_py.py: same decisions.
+from libc.stdint cimport int64_t
+
+from ratefuse._step cimport NEVER, CSpec, Verdict
+
+
+cdef void fixed_window_step(const CSpec* spec, int64_t* state, int64_t now,
+                            int64_t cost, bint commit, Verdict* out) noexcept nogil:
+    cdef int64_t period = spec.period_ns
+    cdef int64_t limit = spec.capacity
+    cdef int64_t window = state[0]
+    cdef int64_t count = state[1]
+    cdef int64_t window_end
+    # now >= 0 and period > 0, so C division is floor division here.
+    if now // period > window:
+        window = now // period
+        count = 0
+    window_end = (window + 1) * period - now
+    if cost > limit:
+        out.allowed = False
+        out.retry_after_ns = NEVER
+    elif count + cost <= limit:
+        out.allowed = True
+        out.retry_after_ns = 0
+        if commit:
+            count += cost
+    else:
+        out.allowed = False
+        out.retry_after_ns = window_end
+    if commit:
+        state[0] = window
+        state[1] = count
+    out.remaining = limit - count
+    out.reset_after_ns = window_end if count > 0 else 0

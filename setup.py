@@ -1,0 +1,38 @@
+"""Declares the Cython extensions in ext/ratefuse/ and nothing else.
+
+Every ext/ratefuse/<name>.pyx becomes the module ratefuse.<name>; metadata and
+packaging live in pyproject.toml.
+"""
+
+from pathlib import Path
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+EXT_DIR = Path("ext")
+SOURCES = sorted((EXT_DIR / "ratefuse").glob("*.pyx"))
+
+extensions = [
+    Extension(
+        f"ratefuse.{source.stem}",
+        [str(source)],
+        include_dirs=[str(EXT_DIR / "ratefuse" / "include")],
+        extra_compile_args=["-O3"],
+    )
+    for source in SOURCES
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        include_path=[str(EXT_DIR)],
+        compiler_directives={
+            "language_level": "3",
+            "boundscheck": False,
+            "wraparound": False,
+            "initializedcheck": False,
+            "cdivision": True,
+            "embedsignature": True,
+        },
+    ),
+)

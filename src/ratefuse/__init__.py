@@ -1,0 +1,29 @@
+"""ratefuse: rate limiters and circuit breakers with a compiled decide step.
+
+``IMPLEMENTATION`` is "cython" when the compiled cores are in use and
+"python" when the pure-Python reference cores are (see ``ratefuse._impl``).
+"""
+
+from __future__ import annotations
+
+from ._engine import Decision
+from ._impl import IMPLEMENTATION
+from .errors import BackendError, CircuitOpenError, RatefuseError, RateLimitExceeded
+from .limiter import Limiter
+from .rates import ALGORITHMS, Rate, parse
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALGORITHMS",
+    "IMPLEMENTATION",
+    "BackendError",
+    "CircuitOpenError",
+    "Decision",
+    "Limiter",
+    "Rate",
+    "RateLimitExceeded",
+    "RatefuseError",
+    "__version__",
+    "parse",
+]

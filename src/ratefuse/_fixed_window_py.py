@@ -1,0 +1,34 @@
+"""Fixed window counter, the reference core.
+
+State: the current window index k (windows are ``[k*period, (k+1)*period)``)
+and the units admitted in it. Cost c is admitted iff ``count + c <= limit``;
+rejected calls do not count. A time in an earlier window than the stored one
+counts against the stored window (time never runs backwards for a state).
+"""
+
+from __future__ import annotations
+
+from ._spec import NEVER, LimitSpec
+from ._verdict import Verdict
+
+
+def fixed_window_step(
+    spec: LimitSpec, state: list[int], base: int, now: int, cost: int, commit: bool
+) -> Verdict:
+    """`fixed_window_step` decides ``cost`` at ``now``; consumes it only if ``commit``."""
+    period, limit = spec.period_ns, spec.capacity
+    window, count = state[base], state[base + 1]
+    if now // period > window:
+        window, count = now // period, 0
+    window_end = (window + 1) * period - now
+    if cost > limit:
+        allowed, retry = False, NEVER
+    elif count + cost <= limit:
+        allowed, retry = True, 0
+        if commit:
+            count += cost
+    else:
+        allowed, retry = False, window_end
+    if commit:
+        state[base], state[base + 1] = window, count
+    return Verdict(allowed, limit - count, retry, window_end if count > 0 else 0)

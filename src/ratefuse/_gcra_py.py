@@ -1,0 +1,44 @@
+"""GCRA (generic cell rate algorithm), the reference core.
+
+State: one integer, the theoretical arrival time ``tat``. With emission
+interval T and tolerance tau = T * capacity, cost c is admitted at ``now`` iff
+``max(tat, now) + c*T - now <= tau``; then ``tat = max(tat, now) + c*T``.
+This is a token bucket of ``capacity`` tokens refilled one per T, decision for
+decision. A zero state (tat = 0) is "as if new" for every now >= 0.
+"""
+
+from __future__ import annotations
+
+from ._spec import NEVER, LimitSpec
+from ._verdict import Verdict
+
+
+def gcra_step(
+    spec: LimitSpec, state: list[int], base: int, now: int, cost: int, commit: bool
+) -> Verdict:
+    """`gcra_step` decides ``cost`` at ``now``; consumes it only if ``commit``.
+
+    ``remaining`` and ``reset_after_ns`` describe the state as left by the
+    step: without ``commit`` the state as it was, so that a compound limit
+    can report the components it did not consume from.
+    """
+    interval = spec.interval_ns
+    tau = interval * spec.capacity
+    tat = state[base]
+    start = tat if tat > now else now
+    if cost > spec.capacity:
+        allowed, retry = False, NEVER
+    else:
+        new_tat = start + cost * interval
+        allowed = new_tat - now <= tau
+        if allowed:
+            retry = 0
+            if commit:
+                start = state[base] = new_tat
+        else:
+            retry = new_tat - tau - now
+    backlog = start - now
+    # backlog exceeds tau only if time stepped back; nothing is left then.
+    remaining = (tau - backlog) // interval if backlog <= tau else 0
+    return Verdict(allowed, remaining, retry, backlog)
+

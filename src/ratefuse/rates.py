@@ -1,0 +1,211 @@
+"""Rates: ``limit`` units per ``period`` seconds, parsed and validated.
+
+`Rate` is the public config object; `parse` reads the familiar strings
+("10/s", "100 per minute", "10/s; 1000/h"); `build_specs` lowers rates and an
+algorithm name to the integer specs the cores decide with, validating every
+field so that a bad configuration fails at construction.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Final, Union
+
+from ._spec import MAX_CAPACITY, MAX_NOW_NS, MAX_PERIOD_NS, LimitSpec
+
+ALGORITHMS: Final = (
+    "gcra",
+    "token_bucket",
+    "leaky_bucket",
+    "fixed_window",
+    "sliding_window",
+    "sliding_log",
+)
+DEFAULT_ALGORITHM: Final = "gcra"
+# The algorithms in which ``burst`` means something; the window algorithms
+# admit at most ``limit`` per window by definition.
+BURST_ALGORITHMS: Final = ("gcra", "leaky_bucket")
+# sliding_log keeps one entry per admitted call (16 bytes each), so its
+# memory grows with the limit; past this, use sliding_window.
+SLIDING_LOG_MAX_LIMIT: Final = 100_000
+# Keeps tat + tau inside the cores' int64 arithmetic with room to spare.
+MAX_TOLERANCE_NS: Final = MAX_NOW_NS
+
+_ALIASES: Final = {"token_bucket": "gcra"}
+
+
+@dataclass(frozen=True)
+class Rate:
+    """`Rate` is ``limit`` units per ``period`` seconds, at most ``burst`` at once.
+
+    ``period`` is float seconds (or a timedelta) and defaults to 1 second;
+    ``burst`` None means ``limit``. Validated at construction: ValueError
+    names the field and the value.
+    """
+
+    limit: int
+    period: float = 1.0
+    burst: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_count("limit", self.limit)
+        period = self.period
+        if isinstance(period, timedelta):
+            period = period.total_seconds()
+            object.__setattr__(self, "period", period)
+        if isinstance(period, bool) or not isinstance(period, (int, float)):
+            raise ValueError(f"period must be a number of seconds, got {period!r}")
+        if not math.isfinite(period) or period <= 0:
+            raise ValueError(f"period must be finite and > 0 seconds, got {period!r}")
+        if not 1 <= self.period_ns <= MAX_PERIOD_NS:
+            raise ValueError(
+                f"period must be between 1 ns and {MAX_PERIOD_NS / 1e9:.0f} s, "
+                f"got {period!r}"
+            )
+        if self.period_ns < self.limit:
+            raise ValueError(
+                f"rate {self} is faster than one unit per nanosecond "
+                f"(limit={self.limit}, period={period!r})"
+            )
+        if self.burst is not None:
+            _check_count("burst", self.burst)
+
+    @property
+    def capacity(self) -> int:
+        """`capacity` is the most units admitted at once: burst, else limit."""
+        return self.limit if self.burst is None else self.burst
+
+    @property
+    def period_ns(self) -> int:
+        """`period_ns` is the period in integer nanoseconds."""
+        return round(self.period * 1e9)
+
+    @property
+    def interval_ns(self) -> int:
+        """`interval_ns` is period / limit, rounded up to the nanosecond so
+        that the limiter never admits more than the rate."""
+        return -(-self.period_ns // self.limit)
+
+    def __str__(self) -> str:
+        text = f"{self.limit}/{self.period:g}s"
+        return text if self.burst is None else f"{text} (burst {self.burst})"
+
+
+def _check_count(field: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{field} must be an int, got {value!r}")
+    if not 1 <= value <= MAX_CAPACITY:
+        raise ValueError(f"{field} must be in [1, 2**40], got {value!r}")
+
+
+_UNIT_SECONDS: Final = {
+    "ms": 1e-3,
+    "millisecond": 1e-3,
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hr": 3600.0,
+    "hour": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+}
+_RATE_PATTERN: Final = re.compile(
+    r"""^\s*(?P<limit>\d+)\s*(?:/|\s+per\s+)\s*
+    (?P<count>\d+(?:\.\d+)?)?\s*(?P<unit>[a-z]+?)s?\s*$""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def parse(text: str) -> list[Rate]:
+    """`parse` reads one or more rates separated by ``;`` or ``,``.
+
+    Accepts "10/s", "10/second", "100 per minute", "5/10s", "1000 per 2 hours",
+    with units ms, s, m (minute), h and d and their long names. Raises
+    ValueError naming the part it could not read.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"rate text must be a str, got {text!r}")
+    parts = [part for part in re.split(r"[;,]", text) if part.strip()]
+    if not parts:
+        raise ValueError(f"rate text names no rate: {text!r}")
+    return [_parse_one(part) for part in parts]
+
+
+def _parse_one(part: str) -> Rate:
+    match = _RATE_PATTERN.match(part)
+    unit = match["unit"].lower() if match else ""
+    if match is None or unit not in _UNIT_SECONDS:
+        raise ValueError(
+            f"cannot parse rate {part.strip()!r}: expected e.g. '10/s', "
+            "'100 per minute' or '1000/2h'"
+        )
+    count = float(match["count"]) if match["count"] else 1.0
+    return Rate(int(match["limit"]), count * _UNIT_SECONDS[unit])
+
+
+RateLike = Union[str, Rate, Sequence[Union[str, Rate]]]
+
+
+def to_rates(limits: RateLike) -> tuple[Rate, ...]:
+    """`to_rates` accepts a rate string, a Rate, or a sequence of either."""
+    items: Sequence[str | Rate] = (
+        [limits] if isinstance(limits, (str, Rate)) else limits
+    )
+    rates: list[Rate] = []
+    for item in items:
+        if isinstance(item, Rate):
+            rates.append(item)
+        elif isinstance(item, str):
+            rates.extend(parse(item))
+        else:
+            raise ValueError(f"limits must be rate strings or Rate, got {item!r}")
+    if not rates:
+        raise ValueError(f"limits names no rate: {limits!r}")
+    return tuple(rates)
+
+
+def canonical_algorithm(algorithm: str) -> str:
+    """`canonical_algorithm` resolves aliases (token_bucket is gcra)."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(
+            f"algorithm must be one of {', '.join(ALGORITHMS)}; got {algorithm!r}"
+        )
+    return _ALIASES.get(algorithm, algorithm)
+
+
+def build_specs(rates: Sequence[Rate], algorithm: str) -> tuple[LimitSpec, ...]:
+    """`build_specs` lowers validated rates to core specs for ``algorithm``.
+
+    Raises ValueError for a combination the algorithm cannot honour.
+    """
+    name = canonical_algorithm(algorithm)
+    specs = []
+    for rate in rates:
+        if name in BURST_ALGORITHMS:
+            if rate.interval_ns * rate.capacity > MAX_TOLERANCE_NS:
+                raise ValueError(
+                    f"burst * period / limit must be at most 2**62 ns; rate {rate} "
+                    f"has burst={rate.capacity}"
+                )
+            specs.append(LimitSpec(name, rate.capacity, rate.period_ns, rate.interval_ns))
+            continue
+        if rate.burst is not None:
+            raise ValueError(
+                f"burst applies only to {' and '.join(BURST_ALGORITHMS)}; rate "
+                f"{rate} has burst={rate.burst} with algorithm {algorithm!r}"
+            )
+        if name == "sliding_log" and rate.limit > SLIDING_LOG_MAX_LIMIT:
+            raise ValueError(
+                f"sliding_log limit must be at most {SLIDING_LOG_MAX_LIMIT} "
+                f"(memory grows with it; use sliding_window), got {rate.limit}"
+            )
+        specs.append(LimitSpec(name, rate.limit, rate.period_ns, 0))
+    return tuple(specs)
