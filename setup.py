@@ -26,6 +26,8 @@ setup(
     ext_modules=cythonize(
         extensions,
         include_path=[str(EXT_DIR)],
+        # Generated C stays out of the source tree.
+        build_dir="build/cython",
         compiler_directives={
             "language_level": "3",
             "boundscheck": False,

@@ -145,14 +145,22 @@ def test_reset_forgets_everything(impl) -> None:
         assert not core.try_acquire(1, now=10 * MS)
         core.reset()
         assert core.try_acquire(2, now=10 * MS), algorithm
-    core = impl.module("_engine").LimiterCore(build_specs([Rate(2, 1.0)], "sliding_log"))
+    core = impl.module("_engine").LimiterCore(
+        build_specs([Rate(2, 1.0)], "sliding_log")
+    )
     assert core.try_acquire(2, now=10 * MS)
     core.reset()
     assert core.try_acquire(2, now=10 * MS)
 
 
 def test_time_stepping_back_never_over_admits(impl) -> None:
-    for algorithm in ("gcra", "leaky_bucket", "fixed_window", "sliding_window", "sliding_log"):
+    for algorithm in (
+        "gcra",
+        "leaky_bucket",
+        "fixed_window",
+        "sliding_window",
+        "sliding_log",
+    ):
         specs = build_specs([Rate(3, 1.0)], algorithm)
         core = impl.module("_engine").LimiterCore(specs)
         admitted = sum(core.try_acquire(1, now=5_000 * MS) for _ in range(3))

@@ -53,4 +53,7 @@ def test_try_acquire_matches_decide(compiled, reference, data: st.DataObject) ->
         deciding = impl.module("_engine").LimiterCore(specs)
         trying = impl.module("_engine").LimiterCore(specs)
         for now, cost in trace:
-            assert trying.try_acquire(cost, now=now) is deciding.decide(cost, now=now).allowed
+            assert (
+                trying.try_acquire(cost, now=now)
+                is deciding.decide(cost, now=now).allowed
+            )

@@ -29,7 +29,9 @@ def decide_ns(core: LimiterCore, cost: int, now: int):  # -> Verdict
     return core._decide(cost, now)[0]
 
 
-def forward_trace(data: st.DataObject, algorithm: str) -> tuple[Rate, list[tuple[int, int]]]:
+def forward_trace(
+    data: st.DataObject, algorithm: str
+) -> tuple[Rate, list[tuple[int, int]]]:
     rate = data.draw(rates(algorithm))
     return rate, data.draw(traces(rate.period_ns, rate.capacity, backwards=False))
 
@@ -75,9 +77,13 @@ def test_reset_after_is_exact(data: st.DataObject, algorithm: str) -> None:
             assert decide_ns(clone(core), 0, now + reset - 1).remaining < rate.capacity
 
 
-def admitted(algorithm: str, rate: Rate, trace: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def admitted(
+    algorithm: str, rate: Rate, trace: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
     core = LimiterCore(build_specs([rate], algorithm))
-    return [(now, cost) for now, cost in trace if cost and core.try_acquire(cost, now=now)]
+    return [
+        (now, cost) for now, cost in trace if cost and core.try_acquire(cost, now=now)
+    ]
 
 
 @EXAMPLES

@@ -3,6 +3,7 @@
 # and calls no Python code (the default clock is read in C), so it is atomic.
 cimport cython
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
 from cpython.number cimport PyNumber_Index
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t
@@ -80,6 +81,20 @@ cdef inline bint later(int64_t retry, int64_t than) noexcept nogil:
     if than == NEVER:
         return False
     return retry == NEVER or retry > than
+
+
+cdef inline int64_t to_cost(object cost) except -1:
+    # An int in [0, 2**63); floats are refused, not truncated.
+    cdef int overflow = 0
+    cdef long long value
+    if not PyLong_Check(cost):
+        cost = PyNumber_Index(cost)
+    value = PyLong_AsLongLongAndOverflow(cost, &overflow)
+    if overflow:
+        raise OverflowError(f"cost must be in [0, 2**63), got {cost}")
+    if value < 0:
+        raise ValueError(f"cost must be >= 0, got {cost}")
+    return value
 
 
 cdef int64_t resolve_now(object clock, object now) except -1:
@@ -168,34 +183,32 @@ cdef class LimiterCore:
         """`clock` is the injected clock, or None for the monotonic clock."""
         return self._clock
 
-    def try_acquire(self, int64_t cost=1, now=None):
+    def try_acquire(self, cost=1, now=None):
         """`try_acquire` consumes ``cost`` units if every limit admits them and
         reports whether it did. Cost 0 asks without consuming."""
         cdef Verdict verdict
+        cdef int64_t units = to_cost(cost)
         cdef int64_t at
         if now is None and self._clock is None:
             at = monotonic_ns()
         else:
             at = resolve_now(self._clock, now)
-        if cost < 0:
-            raise ValueError(f"cost must be >= 0, got {cost}")
         if self._count == 1:  # the common case, without the compound passes
-            self._cspecs.step(self._cspecs, self._state, at, cost, True, &verdict)
+            self._cspecs.step(self._cspecs, self._state, at, units, True, &verdict)
         else:
-            self._decide(at, cost, &verdict)
+            self._decide(at, units, &verdict)
         return verdict.allowed
 
-    def decide(self, int64_t cost=1, now=None):
+    def decide(self, cost=1, now=None):
         """`decide` is `try_acquire` with the whole :class:`Decision`."""
         cdef Verdict verdict
+        cdef int64_t units = to_cost(cost)
         cdef int64_t at
         if now is None and self._clock is None:
             at = monotonic_ns()
         else:
             at = resolve_now(self._clock, now)
-        if cost < 0:
-            raise ValueError(f"cost must be >= 0, got {cost}")
-        cdef Py_ssize_t binding = self._decide(at, cost, &verdict)
+        cdef Py_ssize_t binding = self._decide(at, units, &verdict)
         cdef Decision decision = Decision.__new__(Decision)
         decision.allowed = verdict.allowed
         decision.remaining = verdict.remaining
@@ -215,7 +228,6 @@ cdef class LimiterCore:
         if self._count == 1:
             spec.step(spec, self._state, now, cost, True, out)
             return 0
-        cdef Py_ssize_t index
         cdef bint allowed = self._step_all(now, cost, False)
         if allowed:
             self._step_all(now, cost, True)

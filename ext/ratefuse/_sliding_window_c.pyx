@@ -39,7 +39,9 @@ cdef void sliding_window_step(const CSpec* spec, int64_t* state, int64_t now,
         state[0] = window
         state[1] = cur
         state[2] = prev
-    remaining = (<int128>limit * period - weighted_prev - <int128>cur * period) // period
+    remaining = (
+        <int128>limit * period - weighted_prev - <int128>cur * period
+    ) // period
     out.remaining = <int64_t>remaining if remaining > 0 else 0
     if cur > 0:
         out.reset_after_ns = start + 2 * period - now

@@ -92,6 +92,9 @@ class Decision:
     def __hash__(self) -> int:
         return hash(self.astuple())
 
+    def __reduce__(self) -> tuple[type[Decision], tuple[bool, int, float, float, int]]:
+        return (Decision, self.astuple())
+
     def __repr__(self) -> str:
         return (
             f"Decision(allowed={self.allowed}, remaining={self.remaining}, "
@@ -106,12 +109,16 @@ def ns_to_seconds(ns: int) -> float:
 
 
 def check_cost(cost: int) -> int:
-    """`check_cost` returns ``cost`` as an int in [0, 2**63) or raises."""
+    """`check_cost` returns ``cost`` as an int in [0, 2**63) or raises.
+
+    Floats are refused, not truncated; outside int64 is OverflowError, as
+    in the compiled engine.
+    """
     cost = operator.index(cost)
+    if not -MAX_COST - 1 <= cost <= MAX_COST:
+        raise OverflowError(f"cost must be in [0, 2**63), got {cost}")
     if cost < 0:
         raise ValueError(f"cost must be >= 0, got {cost}")
-    if cost > MAX_COST:
-        raise OverflowError(f"cost must be < 2**63, got {cost}")
     return cost
 
 
@@ -196,7 +203,9 @@ class LimiterCore:
     def _step_all(self, now: int, cost: int, commit: bool) -> list[Verdict]:
         return [
             step(spec, self._state, base, now, cost, commit)
-            for step, spec, base in zip(self._steps, self._specs, self._bases)
+            for step, spec, base in zip(
+                self._steps, self._specs, self._bases, strict=True
+            )
         ]
 
 

@@ -15,7 +15,10 @@ from ._verdict import Verdict
 def fixed_window_step(
     spec: LimitSpec, state: list[int], base: int, now: int, cost: int, commit: bool
 ) -> Verdict:
-    """`fixed_window_step` decides ``cost`` at ``now``; consumes it only if ``commit``."""
+    """`fixed_window_step` decides ``cost`` at ``now``; consumes only if ``commit``.
+
+    Reports the state as left: see ``gcra_step``.
+    """
     period, limit = spec.period_ns, spec.capacity
     window, count = state[base], state[base + 1]
     if now // period > window:

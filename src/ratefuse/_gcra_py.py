@@ -41,4 +41,3 @@ def gcra_step(
     # backlog exceeds tau only if time stepped back; nothing is left then.
     remaining = (tau - backlog) // interval if backlog <= tau else 0
     return Verdict(allowed, remaining, retry, backlog)
-

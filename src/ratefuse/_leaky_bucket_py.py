@@ -17,7 +17,10 @@ from ._verdict import Verdict
 def leaky_bucket_step(
     spec: LimitSpec, state: list[int], base: int, now: int, cost: int, commit: bool
 ) -> Verdict:
-    """`leaky_bucket_step` decides ``cost`` at ``now``; consumes it only if ``commit``."""
+    """`leaky_bucket_step` decides ``cost`` at ``now``; consumes only if ``commit``.
+
+    Reports the state as left: see ``gcra_step``.
+    """
     interval = spec.interval_ns
     tau = interval * spec.capacity
     level, last = state[base], state[base + 1]

@@ -20,7 +20,10 @@ HEAD, COUNT, TOTAL, RING = 0, 1, 2, 3
 def sliding_log_step(
     spec: LimitSpec, state: list[int], base: int, now: int, cost: int, commit: bool
 ) -> Verdict:
-    """`sliding_log_step` decides ``cost`` at ``now``; consumes it only if ``commit``."""
+    """`sliding_log_step` decides ``cost`` at ``now``; consumes only if ``commit``.
+
+    Reports the state as left: see ``gcra_step``.
+    """
     period, limit = spec.period_ns, spec.capacity
     head, count, total = state[base + HEAD], state[base + COUNT], state[base + TOTAL]
     ring = base + RING
@@ -50,7 +53,9 @@ def sliding_log_step(
     return Verdict(allowed, limit - total, retry, reset)
 
 
-def _retry_after(state: list[int], ring: int, limit: int, head: int, excess: int) -> int:
+def _retry_after(
+    state: list[int], ring: int, limit: int, head: int, excess: int
+) -> int:
     """`_retry_after` is the stamp of the entry whose expiry frees ``excess``
     units. Precondition: the live entries hold at least ``excess``."""
     freed = 0

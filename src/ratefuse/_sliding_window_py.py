@@ -16,7 +16,10 @@ from ._verdict import Verdict
 def sliding_window_step(
     spec: LimitSpec, state: list[int], base: int, now: int, cost: int, commit: bool
 ) -> Verdict:
-    """`sliding_window_step` decides ``cost`` at ``now``; consumes it only if ``commit``."""
+    """`sliding_window_step` decides ``cost`` at ``now``; consumes only if ``commit``.
+
+    Reports the state as left: see ``gcra_step``.
+    """
     period, limit = spec.period_ns, spec.capacity
     window, cur, prev = state[base], state[base + 1], state[base + 2]
     if now // period > window:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._decision import Decision
+    from ._engine import Decision
 
 
 class RatefuseError(Exception):

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ._engine import LimiterCore
-from .rates import DEFAULT_ALGORITHM, RateLike, build_specs, canonical_algorithm, to_rates
+from .rates import (
+    DEFAULT_ALGORITHM,
+    RateLike,
+    build_specs,
+    canonical_algorithm,
+    to_rates,
+)
 
 
 class Limiter(LimiterCore):

@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Final, Union
+from typing import Final
 
 from ._spec import MAX_CAPACITY, MAX_NOW_NS, MAX_PERIOD_NS, LimitSpec
 
@@ -119,7 +119,7 @@ _UNIT_SECONDS: Final = {
 }
 _RATE_PATTERN: Final = re.compile(
     r"""^\s*(?P<limit>\d+)\s*(?:/|\s+per\s+)\s*
-    (?P<count>\d+(?:\.\d+)?)?\s*(?P<unit>[a-z]+?)s?\s*$""",
+    (?P<count>\d+(?:\.\d+)?)?\s*(?P<unit>[a-z]+)\s*$""",
     re.IGNORECASE | re.VERBOSE,
 )
 
@@ -142,6 +142,8 @@ def parse(text: str) -> list[Rate]:
 def _parse_one(part: str) -> Rate:
     match = _RATE_PATTERN.match(part)
     unit = match["unit"].lower() if match else ""
+    if unit not in _UNIT_SECONDS and unit.endswith("s"):
+        unit = unit[:-1]  # plurals: seconds, minutes, hours, days
     if match is None or unit not in _UNIT_SECONDS:
         raise ValueError(
             f"cannot parse rate {part.strip()!r}: expected e.g. '10/s', "
@@ -151,7 +153,7 @@ def _parse_one(part: str) -> Rate:
     return Rate(int(match["limit"]), count * _UNIT_SECONDS[unit])
 
 
-RateLike = Union[str, Rate, Sequence[Union[str, Rate]]]
+RateLike = str | Rate | Sequence[str | Rate]
 
 
 def to_rates(limits: RateLike) -> tuple[Rate, ...]:
@@ -195,7 +197,9 @@ def build_specs(rates: Sequence[Rate], algorithm: str) -> tuple[LimitSpec, ...]:
                     f"burst * period / limit must be at most 2**62 ns; rate {rate} "
                     f"has burst={rate.capacity}"
                 )
-            specs.append(LimitSpec(name, rate.capacity, rate.period_ns, rate.interval_ns))
+            specs.append(
+                LimitSpec(name, rate.capacity, rate.period_ns, rate.interval_ns)
+            )
             continue
         if rate.burst is not None:
             raise ValueError(

@@ -1,0 +1,152 @@
+"""Benchmark scenarios, shared by ``benchmarks/`` (pytest-benchmark) and the
+``ratefuse`` command line, so both measure exactly the same thing.
+
+A scenario builds a ``loop(n)`` callable that performs its operation ``n``
+times with as little loop overhead as Python allows (``itertools.repeat``).
+Time per call is therefore an upper bound that includes about 3 ns of loop.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from itertools import repeat
+
+from . import _impl
+from .rates import Rate, build_specs
+
+Loop = Callable[[int], None]
+
+# pytest-benchmark rounds are this many calls, so microseconds per round
+# read as nanoseconds per call.
+CALLS_PER_ROUND = 1_000
+
+LIMITER_ALGORITHMS = (
+    "gcra",
+    "leaky_bucket",
+    "fixed_window",
+    "sliding_window",
+    "sliding_log",
+)
+# Rates that keep every algorithm on its admitting path (the one that writes
+# state) at any speed this machine reaches; sliding_log's limit is capped, so
+# it reaches its denying path after its first 100,000 calls.
+_FAST_RATE = Rate(1_000_000_000, 1.0)
+_LOG_RATE = Rate(100_000, 1.0)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """`Scenario` names one measured operation; ``build`` makes its loop."""
+
+    group: str
+    name: str
+    implementation: str
+    build: Callable[[], Loop]
+
+    @property
+    def label(self) -> str:
+        """`label` is "group/name[implementation]"."""
+        return f"{self.group}/{self.name}[{self.implementation}]"
+
+
+def available_implementations() -> list[_impl.Implementation]:
+    """`available_implementations` is ["cython", "python"] when built."""
+    return ["cython", "python"] if _impl.IMPLEMENTATION == "cython" else ["python"]
+
+
+def _limiter(implementation: _impl.Implementation, algorithm: str) -> object:
+    rate = _LOG_RATE if algorithm == "sliding_log" else _FAST_RATE
+    core_class = _impl.load("_engine", implementation).LimiterCore
+    # The public Limiter is a thin subclass of the core; build the same shape
+    # for either implementation so both are measured through one API.
+    limiter_class = type("Limiter", (core_class,), {})
+    return limiter_class(build_specs([rate], algorithm))
+
+
+def _empty_loop(n: int) -> None:
+    for _ in repeat(None, n):
+        pass
+
+
+def _calls(method: Callable[[], object]) -> Loop:
+    def loop(n: int) -> None:
+        for _ in repeat(None, n):
+            method()
+
+    return loop
+
+
+def limiter_scenarios(
+    implementations: Iterable[_impl.Implementation] | None = None,
+) -> list[Scenario]:
+    """`limiter_scenarios` is try_acquire and decide per algorithm and
+    implementation, plus the floors they are compared with."""
+    chosen = list(implementations or available_implementations())
+    scenarios = [
+        Scenario("floor", "empty loop", "-", lambda: _empty_loop),
+        Scenario(
+            "floor", "time.monotonic_ns()", "-", lambda: _calls(time.monotonic_ns)
+        ),
+    ]
+    for algorithm in LIMITER_ALGORITHMS:
+        for implementation in chosen:
+            for verb in ("try_acquire", "decide"):
+                build = partial(_limiter_loop, implementation, algorithm, verb)
+                scenarios.append(Scenario(verb, algorithm, implementation, build))
+    return scenarios
+
+
+def _limiter_loop(
+    implementation: _impl.Implementation, algorithm: str, verb: str
+) -> Loop:
+    method: Callable[[], object] = getattr(_limiter(implementation, algorithm), verb)
+    return _calls(method)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """`Measurement` is ns per call over repeats: median, min and max."""
+
+    scenario: Scenario
+    median_ns: float
+    min_ns: float
+    max_ns: float
+
+    @property
+    def per_second(self) -> float:
+        """`per_second` is calls per second at the median."""
+        return 1e9 / self.median_ns
+
+
+def measure(
+    scenarios: Sequence[Scenario],
+    *,
+    repeats: int = 7,
+    calls: int = 100_000,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Measurement]:
+    """`measure` times every scenario ``repeats`` times, interleaved.
+
+    Each repeat runs every scenario once (``calls`` calls) in turn, after one
+    warm-up pass, so drift of the machine over the run affects all scenarios
+    alike. Reports the median and the spread (min, max) in ns per call.
+    """
+    loops = [scenario.build() for scenario in scenarios]
+    for loop in loops:
+        loop(calls // 10 or 1)
+    samples: list[list[float]] = [[] for _ in scenarios]
+    for round_index in range(repeats):
+        for index, loop in enumerate(loops):
+            start = time.perf_counter_ns()
+            loop(calls)
+            samples[index].append((time.perf_counter_ns() - start) / calls)
+        if progress is not None:
+            progress(round_index + 1, repeats)
+    return [
+        Measurement(scenario, statistics.median(times), min(times), max(times))
+        for scenario, times in zip(scenarios, samples, strict=True)
+    ]
