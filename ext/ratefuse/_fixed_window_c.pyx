@@ -33,3 +33,23 @@ cdef void fixed_window_step(const CSpec* spec, int64_t* state, int64_t now,
         state[1] = count
     out.remaining = limit - count
     out.reset_after_ns = window_end if count > 0 else 0
+
+
+cdef int64_t fixed_window_idle_at(const CSpec* spec, const int64_t* state) noexcept nogil:
+    return (state[0] + 1) * spec.period_ns if state[1] > 0 else 0
+
+
+cdef void fixed_window_reserve(const CSpec* spec, int64_t* state, int64_t now,
+                               int64_t cost, int64_t max_wait, bint commit,
+                               Verdict* out) noexcept nogil:
+    # Admits now or not at all: a window cannot schedule ahead.
+    cdef int64_t window = now // spec.period_ns
+    cdef int64_t stamp = window if window > state[0] else state[0]
+    fixed_window_step(spec, state, now, cost, commit, out)
+    out.stamp = stamp
+
+
+cdef void fixed_window_refund(const CSpec* spec, int64_t* state, int64_t now,
+                              int64_t cost, int64_t stamp) noexcept nogil:
+    if now // spec.period_ns <= stamp and stamp == state[0]:
+        state[1] -= cost if cost < state[1] else state[1]

@@ -61,3 +61,23 @@ cdef inline int64_t expiry_freeing(const int64_t* ring, int64_t limit,
         if freed >= excess:
             return ring[2 * head]
         head = (head + 1) % limit
+
+
+cdef int64_t sliding_log_idle_at(const CSpec* spec, const int64_t* state) noexcept nogil:
+    cdef int64_t count = state[COUNT]
+    if count == 0:
+        return 0
+    return state[RING + 2 * ((state[HEAD] + count - 1) % spec.capacity)] + spec.period_ns
+
+
+cdef void sliding_log_reserve(const CSpec* spec, int64_t* state, int64_t now,
+                              int64_t cost, int64_t max_wait, bint commit,
+                              Verdict* out) noexcept nogil:
+    # Admits now or not at all: a window cannot schedule ahead.
+    sliding_log_step(spec, state, now, cost, commit, out)
+    out.stamp = 0
+
+
+cdef void sliding_log_refund(const CSpec* spec, int64_t* state, int64_t now,
+                             int64_t cost, int64_t stamp) noexcept nogil:
+    pass  # the log keeps the entry; see the reference

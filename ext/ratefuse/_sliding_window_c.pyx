@@ -65,3 +65,32 @@ cdef inline int64_t retry_offset(int64_t period, int64_t limit, int64_t cur,
         return period
     needed = <int64_t>(period - <int128>(limit - cost) * period // cur)
     return period + (needed if needed > 0 else 0)
+
+
+cdef int64_t sliding_window_idle_at(const CSpec* spec, const int64_t* state) noexcept nogil:
+    if state[1] > 0:
+        return (state[0] + 2) * spec.period_ns
+    return (state[0] + 1) * spec.period_ns if state[2] > 0 else 0
+
+
+cdef void sliding_window_reserve(const CSpec* spec, int64_t* state, int64_t now,
+                                 int64_t cost, int64_t max_wait, bint commit,
+                                 Verdict* out) noexcept nogil:
+    # Admits now or not at all: a window cannot schedule ahead.
+    cdef int64_t window = now // spec.period_ns
+    cdef int64_t stamp = window if window > state[0] else state[0]
+    sliding_window_step(spec, state, now, cost, commit, out)
+    out.stamp = stamp
+
+
+cdef void sliding_window_refund(const CSpec* spec, int64_t* state, int64_t now,
+                                int64_t cost, int64_t stamp) noexcept nogil:
+    cdef int64_t window = now // spec.period_ns
+    if window > state[0]:  # roll the windows forward first (no decision)
+        state[2] = state[1] if window == state[0] + 1 else 0
+        state[0] = window
+        state[1] = 0
+    if state[0] == stamp:
+        state[1] -= cost if cost < state[1] else state[1]
+    elif state[0] == stamp + 1:
+        state[2] -= cost if cost < state[2] else state[2]

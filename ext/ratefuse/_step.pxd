@@ -16,10 +16,25 @@ cdef struct Verdict:
     int64_t remaining
     int64_t retry_after_ns
     int64_t reset_after_ns
+    int64_t stamp
 
 ctypedef struct CSpec
 ctypedef void (*StepFn)(const CSpec* spec, int64_t* state, int64_t now,
                         int64_t cost, bint commit, Verdict* out) noexcept nogil
+
+# The first time at which the state is as if new (nothing admitted), so
+# that a key table may drop it without changing any decision.
+ctypedef int64_t (*IdleFn)(const CSpec* spec, const int64_t* state) noexcept nogil
+
+# Reserves `cost` to be used up to `max_wait` ns from now (the meters
+# schedule ahead; the windows admit now or not at all); out.stamp identifies
+# the reservation for a refund.
+ctypedef void (*ReserveFn)(const CSpec* spec, int64_t* state, int64_t now,
+                           int64_t cost, int64_t max_wait, bint commit,
+                           Verdict* out) noexcept nogil
+# Gives back what is left of a reservation of `cost` with `stamp` at `now`.
+ctypedef void (*RefundFn)(const CSpec* spec, int64_t* state, int64_t now,
+                          int64_t cost, int64_t stamp) noexcept nogil
 
 ctypedef struct CSpec:
     int64_t capacity
@@ -27,3 +42,6 @@ ctypedef struct CSpec:
     int64_t interval_ns
     int64_t state_offset
     StepFn step
+    IdleFn idle_at
+    ReserveFn reserve
+    RefundFn refund

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from ._engine import Decision
 from ._impl import IMPLEMENTATION
+from ._waiting import Reservation
 from .errors import BackendError, CircuitOpenError, RatefuseError, RateLimitExceeded
+from .keyed import KeyedLimiter
 from .limiter import Limiter
 from .rates import ALGORITHMS, Rate, parse
 
@@ -20,10 +22,12 @@ __all__ = [
     "BackendError",
     "CircuitOpenError",
     "Decision",
+    "KeyedLimiter",
     "Limiter",
     "Rate",
     "RateLimitExceeded",
     "RatefuseError",
+    "Reservation",
     "__version__",
     "parse",
 ]

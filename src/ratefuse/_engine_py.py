@@ -8,126 +8,22 @@ errors and decisions.
 
 from __future__ import annotations
 
-import math
-import operator
 import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Final
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
-from ._fixed_window_py import fixed_window_step
-from ._gcra_py import gcra_step
-from ._leaky_bucket_py import leaky_bucket_step
-from ._sliding_log_py import sliding_log_step
-from ._sliding_window_py import sliding_window_step
-from ._spec import MAX_COST, MAX_NOW_NS, NEVER, LimitSpec, state_words
+from ._args_py import check_cost, check_now
+from ._decision_py import Decision, ns_to_seconds
+from ._program_py import Program, combine
+from ._spec import LimitSpec
 from ._verdict import Verdict
+from ._waiting import Reservation, wait, wait_async, wait_bound_ns
 
-Step = Callable[[LimitSpec, list[int], int, int, int, bool], Verdict]
+Sleep = Callable[[float], object]
+AsyncSleep = Callable[[float], Awaitable[object]]
 
-STEPS: Final[dict[str, Step]] = {
-    "gcra": gcra_step,
-    "leaky_bucket": leaky_bucket_step,
-    "fixed_window": fixed_window_step,
-    "sliding_window": sliding_window_step,
-    "sliding_log": sliding_log_step,
-}
-
-
-class Decision:
-    """`Decision` is the answer to one request for ``cost`` units.
-
-    ``allowed``: the cost was admitted and consumed. ``remaining``: units
-    that would be admitted right now after this decision. ``retry_after``:
-    seconds until this cost could be admitted (0.0 if allowed, ``inf`` if it
-    never can). ``reset_after``: seconds until the state is as if nothing had
-    been admitted. ``limit``: the capacity of the limit that applied.
-    Immutable; compares equal to a compiled Decision with the same fields.
-    """
-
-    __slots__ = ("allowed", "limit", "remaining", "reset_after", "retry_after")
-
-    allowed: bool
-    remaining: int
-    retry_after: float
-    reset_after: float
-    limit: int
-
-    def __init__(
-        self,
-        allowed: bool,
-        remaining: int,
-        retry_after: float,
-        reset_after: float,
-        limit: int,
-    ) -> None:
-        for name, value in (
-            ("allowed", allowed),
-            ("remaining", remaining),
-            ("retry_after", retry_after),
-            ("reset_after", reset_after),
-            ("limit", limit),
-        ):
-            object.__setattr__(self, name, value)
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Decision is immutable: cannot set {name!r}")
-
-    def astuple(self) -> tuple[bool, int, float, float, int]:
-        """`astuple` returns the fields in declaration order."""
-        return (
-            self.allowed,
-            self.remaining,
-            self.retry_after,
-            self.reset_after,
-            self.limit,
-        )
-
-    def __eq__(self, other: object) -> bool:
-        astuple = getattr(other, "astuple", None)
-        if astuple is None or not type(other).__name__ == "Decision":
-            return NotImplemented
-        return bool(self.astuple() == astuple())
-
-    def __hash__(self) -> int:
-        return hash(self.astuple())
-
-    def __reduce__(self) -> tuple[type[Decision], tuple[bool, int, float, float, int]]:
-        return (Decision, self.astuple())
-
-    def __repr__(self) -> str:
-        return (
-            f"Decision(allowed={self.allowed}, remaining={self.remaining}, "
-            f"retry_after={self.retry_after!r}, reset_after={self.reset_after!r}, "
-            f"limit={self.limit})"
-        )
-
-
-def ns_to_seconds(ns: int) -> float:
-    """`ns_to_seconds` converts like C: round to double, then divide."""
-    return math.inf if ns == NEVER else float(ns) / 1e9
-
-
-def check_cost(cost: int) -> int:
-    """`check_cost` returns ``cost`` as an int in [0, 2**63) or raises.
-
-    Floats are refused, not truncated; outside int64 is OverflowError, as
-    in the compiled engine.
-    """
-    cost = operator.index(cost)
-    if not -MAX_COST - 1 <= cost <= MAX_COST:
-        raise OverflowError(f"cost must be in [0, 2**63), got {cost}")
-    if cost < 0:
-        raise ValueError(f"cost must be >= 0, got {cost}")
-    return cost
-
-
-def check_now(now: int) -> int:
-    """`check_now` returns ``now`` as an int in [0, 2**62] or raises."""
-    now = operator.index(now)
-    if not 0 <= now <= MAX_NOW_NS:
-        raise ValueError(f"now must be in [0, 2**62] nanoseconds, got {now}")
-    return now
+__all__ = ["Decision", "LimiterCore", "combine"]
 
 
 class LimiterCore:
@@ -136,23 +32,29 @@ class LimiterCore:
 
     ``clock`` returns integer nanoseconds; None means the monotonic clock.
     Every method taking ``now`` uses it instead of the clock when given.
+    ``max_wait`` (seconds, None: unbounded) bounds every acquire's wait;
+    ``sleep`` and ``async_sleep`` replace ``time.sleep`` and
+    ``asyncio.sleep`` (tests pair them with a manual clock).
     Thread-safe: each decision is atomic.
     """
 
     def __init__(
-        self, specs: Sequence[LimitSpec], clock: Callable[[], int] | None = None
+        self,
+        specs: Sequence[LimitSpec],
+        clock: Callable[[], int] | None = None,
+        *,
+        max_wait: float | None = None,
+        sleep: Sleep | None = None,
+        async_sleep: AsyncSleep | None = None,
     ) -> None:
-        if not specs:
-            raise ValueError("a limiter needs at least one limit, got none")
-        self._specs = tuple(specs)
-        self._steps = tuple(STEPS[spec.algorithm] for spec in self._specs)
-        self._bases: list[int] = []
-        words = 0
-        for spec in self._specs:
-            self._bases.append(words)
-            words += state_words(spec)
-        self._state = [0] * words
+        self._program = Program(specs)
+        self._specs = self._program.specs
+        self._state = [0] * self._program.words
         self._clock = clock
+        self._max_wait_ns = wait_bound_ns(None, max_wait)
+        self._max_wait = max_wait
+        self._sleep = sleep
+        self._async_sleep = async_sleep
         self._lock = threading.Lock()
 
     @property
@@ -188,63 +90,59 @@ class LimiterCore:
         with self._lock:
             self._state = [0] * len(self._state)
 
+    def reserve(
+        self, cost: int = 1, max_wait: float | None = None, now: int | None = None
+    ) -> Reservation:
+        """`reserve` sets ``cost`` units aside if they can be used within
+        ``max_wait`` seconds (None: the limiter's max_wait, else no bound).
+        gcra and leaky_bucket schedule ahead; the window algorithms reserve
+        only what they admit now."""
+        units = check_cost(cost)
+        bound = wait_bound_ns(max_wait, self._max_wait)
+        at = self._now(now)
+        with self._lock:
+            verdict, spec, stamps = self._program.reserve(self._state, 0, at, units, bound)
+        return reservation(verdict, spec, partial(self._refund, units, stamps))
+
+    def acquire(self, cost: int = 1, timeout: float | None = None) -> None:
+        """`acquire` takes ``cost`` units, sleeping until they are admitted
+        (never busy-waiting); raises RateLimitExceeded at once if that would
+        take longer than ``timeout`` seconds or can never happen."""
+        first = self.reserve(cost, timeout)
+        if first.ok and first.delay == 0:
+            return
+        wait(first, partial(self.reserve, cost), self._clock_ns, timeout, self._sleep)
+
+    def acquire_async(self, cost: int = 1, timeout: float | None = None) -> Awaitable[None]:
+        """`acquire_async` is `acquire` for asyncio: ``await`` it."""
+        first = self.reserve(cost, timeout)
+        return wait_async(
+            first, partial(self.reserve, cost), self._clock_ns, timeout, self._async_sleep
+        )
+
+    def _clock_ns(self) -> int:
+        return self._now(None)
+
+    def _refund(self, cost: int, stamps: tuple[int, ...], now: int | None) -> None:
+        at = self._now(now)
+        with self._lock:
+            self._program.refund(self._state, 0, at, cost, stamps)
+
     def _decide(self, cost: int, now: int) -> tuple[Verdict, LimitSpec]:
         with self._lock:
-            if len(self._specs) == 1:
-                verdict = self._steps[0](
-                    self._specs[0], self._state, 0, now, cost, True
-                )
-                return verdict, self._specs[0]
-            verdicts = self._step_all(now, cost, commit=False)
-            if all(verdict.allowed for verdict in verdicts):
-                verdicts = self._step_all(now, cost, commit=True)
-            return combine(verdicts, self._specs)
-
-    def _step_all(self, now: int, cost: int, commit: bool) -> list[Verdict]:
-        return [
-            step(spec, self._state, base, now, cost, commit)
-            for step, spec, base in zip(
-                self._steps, self._specs, self._bases, strict=True
-            )
-        ]
+            return self._program.decide(self._state, 0, now, cost)
 
 
-def combine(
-    verdicts: Sequence[Verdict], specs: Sequence[LimitSpec]
-) -> tuple[Verdict, LimitSpec]:
-    """`combine` merges the verdicts of a compound limit into one.
-
-    allowed: all allowed; remaining: the least; retry_after: the longest
-    (NEVER wins); reset_after: the longest. The spec reported is the binding
-    one: the denial with the longest retry_after, else the allowance with the
-    least remaining (the first on ties).
-    """
-    allowed = all(verdict.allowed for verdict in verdicts)
-    binding = 0
-    for index, verdict in enumerate(verdicts):
-        best = verdicts[binding]
-        if allowed:
-            if verdict.remaining < best.remaining:
-                binding = index
-        elif not verdict.allowed and (
-            best.allowed or _later(verdict.retry_after_ns, best.retry_after_ns)
-        ):
-            binding = index
-    retry = 0
-    for verdict in verdicts:
-        if _later(verdict.retry_after_ns, retry):
-            retry = verdict.retry_after_ns
-    merged = Verdict(
-        allowed,
-        min(verdict.remaining for verdict in verdicts),
-        retry,
-        max(verdict.reset_after_ns for verdict in verdicts),
+def reservation(
+    verdict: Verdict, spec: LimitSpec, refund: Callable[[int | None], None]
+) -> Reservation:
+    """`reservation` wraps a reserve verdict (shared with the keyed engine)."""
+    delay = ns_to_seconds(verdict.retry_after_ns)
+    decision = Decision(
+        verdict.allowed,
+        verdict.remaining,
+        0.0 if verdict.allowed else delay,
+        ns_to_seconds(verdict.reset_after_ns),
+        spec.capacity,
     )
-    return merged, specs[binding]
-
-
-def _later(retry: int, than: int) -> bool:
-    """`_later` orders retry delays with NEVER as the latest."""
-    if than == NEVER:
-        return False
-    return retry == NEVER or retry > than
+    return Reservation(verdict.allowed, delay, decision, refund)

@@ -35,3 +35,31 @@ def fixed_window_step(
     if commit:
         state[base], state[base + 1] = window, count
     return Verdict(allowed, limit - count, retry, window_end if count > 0 else 0)
+
+
+def fixed_window_idle_at(spec: LimitSpec, state: list[int], base: int) -> int:
+    """`fixed_window_idle_at` is the first time at which the state is as if new."""
+    return (state[base] + 1) * spec.period_ns if state[base + 1] > 0 else 0
+
+
+def fixed_window_reserve(
+    spec: LimitSpec,
+    state: list[int],
+    base: int,
+    now: int,
+    cost: int,
+    max_wait: int,
+    commit: bool,
+) -> Verdict:
+    """`fixed_window_reserve` admits now or not at all (a window cannot schedule
+    ahead, so ``max_wait`` is unused); ``stamp`` is the window it counted in."""
+    stamp = now // spec.period_ns if now // spec.period_ns > state[base] else state[base]
+    return fixed_window_step(spec, state, base, now, cost, commit)._replace(stamp=stamp)
+
+
+def fixed_window_refund(
+    spec: LimitSpec, state: list[int], base: int, now: int, cost: int, stamp: int
+) -> None:
+    """`fixed_window_refund` gives the units back while their window lasts."""
+    if now // spec.period_ns <= stamp == state[base]:
+        state[base + 1] -= min(cost, state[base + 1])

@@ -41,3 +41,49 @@ def gcra_step(
     # backlog exceeds tau only if time stepped back; nothing is left then.
     remaining = (tau - backlog) // interval if backlog <= tau else 0
     return Verdict(allowed, remaining, retry, backlog)
+
+
+def gcra_idle_at(spec: LimitSpec, state: list[int], base: int) -> int:
+    """`gcra_idle_at` is the first time at which the state is as if new."""
+    return state[base]
+
+
+def gcra_reserve(
+    spec: LimitSpec,
+    state: list[int],
+    base: int,
+    now: int,
+    cost: int,
+    max_wait: int,
+    commit: bool,
+) -> Verdict:
+    """`gcra_reserve` schedules ``cost`` at the earliest slot, if that slot is
+    at most ``max_wait`` ns away: ``retry_after_ns`` is the delay, ``stamp``
+    the tat the reservation left (its end in virtual time)."""
+    interval = spec.interval_ns
+    tau = interval * spec.capacity
+    tat = state[base]
+    start = tat if tat > now else now
+    if cost > spec.capacity:
+        return Verdict(False, _left(tau, start - now, interval), NEVER, start - now)
+    new_tat = start + cost * interval
+    delay = new_tat - tau - now if new_tat - tau > now else 0
+    allowed = delay <= max_wait
+    if allowed and commit:
+        state[base] = new_tat
+    end = new_tat if allowed else start
+    return Verdict(allowed, _left(tau, end - now, interval), delay, end - now, new_tat)
+
+
+def gcra_refund(
+    spec: LimitSpec, state: list[int], base: int, now: int, cost: int, stamp: int
+) -> None:
+    """`gcra_refund` gives back the part of a reservation still ahead of
+    ``now``: it occupied virtual time [stamp - cost*T, stamp)."""
+    refund = min(cost * spec.interval_ns, stamp - now)
+    if refund > 0:
+        state[base] -= refund
+
+
+def _left(tau: int, backlog: int, interval: int) -> int:
+    return (tau - backlog) // interval if backlog <= tau else 0

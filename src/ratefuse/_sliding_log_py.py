@@ -64,3 +64,34 @@ def _retry_after(
         if freed >= excess:
             return state[ring + 2 * head]
         head = (head + 1) % limit
+
+
+def sliding_log_idle_at(spec: LimitSpec, state: list[int], base: int) -> int:
+    """`sliding_log_idle_at` is the first time at which the state is as if new."""
+    count = state[base + COUNT]
+    if count == 0:
+        return 0
+    newest_slot = (state[base + HEAD] + count - 1) % spec.capacity
+    return state[base + RING + 2 * newest_slot] + spec.period_ns
+
+
+def sliding_log_reserve(
+    spec: LimitSpec,
+    state: list[int],
+    base: int,
+    now: int,
+    cost: int,
+    max_wait: int,
+    commit: bool,
+) -> Verdict:
+    """`sliding_log_reserve` admits now or not at all (a window cannot schedule
+    ahead, so ``max_wait`` is unused); ``stamp`` is the window it counted in."""
+    stamp = 0
+    return sliding_log_step(spec, state, base, now, cost, commit)._replace(stamp=stamp)
+
+
+def sliding_log_refund(
+    spec: LimitSpec, state: list[int], base: int, now: int, cost: int, stamp: int
+) -> None:
+    """`sliding_log_refund` gives nothing back: the log keeps the entry
+    (removing one from the middle of the ring is not worth its cost)."""

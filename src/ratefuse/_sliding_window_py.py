@@ -64,3 +64,41 @@ def _retry_after(period: int, limit: int, cur: int, prev: int, cost: int) -> int
         return period
     needed = period - (limit - cost) * period // cur
     return period + (needed if needed > 0 else 0)
+
+
+def sliding_window_idle_at(spec: LimitSpec, state: list[int], base: int) -> int:
+    """`sliding_window_idle_at` is the first time at which the state is as if new."""
+    if state[base + 1] > 0:
+        return (state[base] + 2) * spec.period_ns
+    return (state[base] + 1) * spec.period_ns if state[base + 2] > 0 else 0
+
+
+def sliding_window_reserve(
+    spec: LimitSpec,
+    state: list[int],
+    base: int,
+    now: int,
+    cost: int,
+    max_wait: int,
+    commit: bool,
+) -> Verdict:
+    """`sliding_window_reserve` admits now or not at all (a window cannot schedule
+    ahead, so ``max_wait`` is unused); ``stamp`` is the window it counted in."""
+    stamp = now // spec.period_ns if now // spec.period_ns > state[base] else state[base]
+    return sliding_window_step(spec, state, base, now, cost, commit)._replace(stamp=stamp)
+
+
+def sliding_window_refund(
+    spec: LimitSpec, state: list[int], base: int, now: int, cost: int, stamp: int
+) -> None:
+    """`sliding_window_refund` gives the units back while they still weigh:
+    from the current count in their window, from the previous one after."""
+    window = now // spec.period_ns
+    if window > state[base]:  # roll the windows forward first (no decision)
+        cur = state[base + 1]
+        state[base + 2] = cur if window == state[base] + 1 else 0
+        state[base], state[base + 1] = window, 0
+    if state[base] == stamp:
+        state[base + 1] -= min(cost, state[base + 1])
+    elif state[base] == stamp + 1:
+        state[base + 2] -= min(cost, state[base + 2])

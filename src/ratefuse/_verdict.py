@@ -11,9 +11,11 @@ from typing import NamedTuple
 
 class Verdict(NamedTuple):
     """`Verdict` is one limit's answer; ``retry_after_ns`` is NEVER (-1) when
-    the cost exceeds the capacity, and 0 when allowed."""
+    the cost exceeds the capacity, and 0 when allowed (for a reservation: the
+    delay until its slot). ``stamp`` identifies a reservation for a refund."""
 
     allowed: bool
     remaining: int
     retry_after_ns: int
     reset_after_ns: int
+    stamp: int = 0

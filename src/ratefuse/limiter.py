@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from ._engine import LimiterCore
-from .rates import (
-    DEFAULT_ALGORITHM,
-    RateLike,
-    build_specs,
-    canonical_algorithm,
-    to_rates,
-)
+from ._guard import Acquiring, guarded
+from .errors import RateLimitExceeded
+from .rates import DEFAULT_ALGORITHM, RateLike, build_specs, canonical_algorithm, to_rates
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def check_callable(field: str, value: object) -> None:
+    """`check_callable` raises ValueError unless ``value`` is None or callable."""
+    if value is not None and not callable(value):
+        raise ValueError(f"{field} must be callable or None, got {value!r}")
 
 
 class Limiter(LimiterCore):
@@ -23,12 +28,18 @@ class Limiter(LimiterCore):
     (default gcra; token_bucket is the same algorithm). ``clock`` returns
     integer nanoseconds; None means the monotonic clock (read in C on the
     compiled path). Explicit ``now=`` arguments are integer nanoseconds on
-    the same clock.
+    the same clock. ``max_wait`` (seconds; None: unbounded) bounds every
+    acquire's wait: with leaky_bucket this is the queue that shapes
+    callers T apart. ``sleep``/``async_sleep`` replace ``time.sleep`` and
+    ``asyncio.sleep`` (for tests with a manual clock).
 
     Verbs (inherited from the engine, so a call goes straight to the
     compiled core): ``try_acquire(cost=1, now=None) -> bool``,
-    ``decide(cost=1, now=None) -> Decision``, ``reset()``. Cost 0 asks
-    without consuming. Thread-safe: each decision is atomic.
+    ``decide(cost=1, now=None) -> Decision``, ``reserve(cost=1,
+    max_wait=None, now=None) -> Reservation``, ``acquire(cost=1,
+    timeout=None)``, ``await acquire_async(cost=1, timeout=None)``,
+    ``reset()``. Cost 0 asks without consuming. Thread-safe: each decision
+    is atomic.
     """
 
     def __init__(
@@ -37,12 +48,57 @@ class Limiter(LimiterCore):
         algorithm: str = DEFAULT_ALGORITHM,
         *,
         clock: Callable[[], int] | None = None,
+        max_wait: float | None = None,
+        sleep: Callable[[float], object] | None = None,
+        async_sleep: Callable[[float], Awaitable[object]] | None = None,
     ) -> None:
-        if clock is not None and not callable(clock):
-            raise ValueError(f"clock must be callable or None, got {clock!r}")
+        for field, value in (("clock", clock), ("sleep", sleep), ("async_sleep", async_sleep)):
+            check_callable(field, value)
         self.rates = to_rates(limits)
         self.algorithm = canonical_algorithm(algorithm)
-        super().__init__(build_specs(self.rates, self.algorithm), clock)
+        super().__init__(
+            build_specs(self.rates, self.algorithm),
+            clock,
+            max_wait=max_wait,
+            sleep=sleep,
+            async_sleep=async_sleep,
+        )
+
+    def limit(
+        self, cost: int = 1, *, wait: bool = True, timeout: float | None = None
+    ) -> Callable[[F], F]:
+        """`limit` decorates a function (sync or async) so every call first
+        takes ``cost`` units: waiting up to ``timeout`` seconds if ``wait``,
+        else raising RateLimitExceeded at once when denied."""
+
+        def before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            if wait:
+                self.acquire(cost, timeout)
+            else:
+                self.admit_or_raise(cost)
+
+        async def before_async(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            if wait:
+                await self.acquire_async(cost, timeout)
+            else:
+                self.admit_or_raise(cost)
+
+        return lambda function: guarded(function, before, before_async)
+
+    def acquiring(self, cost: int = 1, timeout: float | None = None) -> Acquiring:
+        """`acquiring` is a context manager (``with`` or ``async with``) that
+        takes ``cost`` units on entry, waiting up to ``timeout`` seconds."""
+        return Acquiring(
+            lambda: self.acquire(cost, timeout),
+            lambda: self.acquire_async(cost, timeout),
+        )
+
+    def admit_or_raise(self, cost: int = 1) -> None:
+        """`admit_or_raise` takes ``cost`` units now or raises
+        RateLimitExceeded with the decision."""
+        decision = self.decide(cost)
+        if not decision.allowed:
+            raise RateLimitExceeded(decision)
 
     def __repr__(self) -> str:
         rates = "; ".join(str(rate) for rate in self.rates)

@@ -1,0 +1,40 @@
+# Validation of per-call arguments, inlined into the compiled engines; the
+# reference raises the same errors (src/ratefuse/_args_py.py).
+from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
+from cpython.number cimport PyNumber_Index
+from libc.stdint cimport int64_t
+
+from ratefuse._clock cimport monotonic_ns
+
+cdef extern from *:
+    """
+    #define RATEFUSE_MAX_NOW_NS (((long long)1) << 62)
+    """
+    const long long MAX_NOW_NS "RATEFUSE_MAX_NOW_NS"
+
+
+cdef inline int64_t to_cost(object cost) except -1:
+    # An int in [0, 2**63); floats are refused, not truncated.
+    cdef int overflow = 0
+    cdef long long value
+    if not PyLong_Check(cost):
+        cost = PyNumber_Index(cost)
+    value = PyLong_AsLongLongAndOverflow(cost, &overflow)
+    if overflow:
+        raise OverflowError(f"cost must be in [0, 2**63), got {cost}")
+    if value < 0:
+        raise ValueError(f"cost must be >= 0, got {cost}")
+    return value
+
+
+cdef inline int64_t resolve_now(object clock, object now) except -1:
+    # The time of a decision: explicit `now`, else the clock (None: the
+    # monotonic clock, read in C).
+    if now is None:
+        if clock is None:
+            return monotonic_ns()
+        now = clock()
+    now = PyNumber_Index(now)
+    if not 0 <= now <= MAX_NOW_NS:
+        raise ValueError(f"now must be in [0, 2**62] nanoseconds, got {now}")
+    return now

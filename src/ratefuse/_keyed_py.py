@@ -1,0 +1,259 @@
+"""The keyed limiter engine, reference implementation (twin of ``_keyed_c``).
+
+`KeyedLimiterCore` holds one state per key (str, bytes or int) in a bounded
+:class:`~ratefuse._keytable_py.KeyTable` and decides costs per key against
+the same limits, all or nothing. The compiled twin has the same names,
+signatures, errors and decisions, evictions included.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any
+
+from ._args_py import check_cost, check_now
+from ._decision_py import Decision, ns_to_seconds
+from ._engine_py import AsyncSleep, Sleep, reservation
+from ._keys_py import PROCESS_SECRET, fingerprint, split_secret
+from ._keytable_py import KeyTable
+from ._program_py import Program
+from ._spec import LimitSpec
+from ._verdict import Verdict
+from ._waiting import Reservation, wait, wait_async, wait_bound_ns
+
+Key = str | bytes | int
+DEFAULT_MAX_KEYS = 1_000_000
+MAX_MAX_KEYS = 1 << 32
+
+
+def check_max_keys(max_keys: int) -> int:
+    """`check_max_keys` returns ``max_keys`` if it is an int in [1, 2**32]."""
+    if isinstance(max_keys, bool) or not isinstance(max_keys, int):
+        raise ValueError(f"max_keys must be an int, got {max_keys!r}")
+    if not 1 <= max_keys <= MAX_MAX_KEYS:
+        raise ValueError(f"max_keys must be in [1, 2**32], got {max_keys!r}")
+    return max_keys
+
+
+class KeyedLimiterCore:
+    """`KeyedLimiterCore` decides costs per key against ``specs``.
+
+    ``max_keys`` bounds the live states (see KeyTable for what happens when
+    full); ``clock`` returns integer nanoseconds, None meaning the monotonic
+    clock; ``secret`` (16 bytes) keys the fingerprints, None meaning the
+    per-process secret. ``max_wait``, ``sleep`` and ``async_sleep`` are as
+    for LimiterCore. Thread-safe: each decision is atomic.
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[LimitSpec],
+        max_keys: int = DEFAULT_MAX_KEYS,
+        clock: Callable[[], int] | None = None,
+        secret: bytes | None = None,
+        *,
+        max_wait: float | None = None,
+        sleep: Sleep | None = None,
+        async_sleep: AsyncSleep | None = None,
+    ) -> None:
+        self._program = Program(specs)
+        self._specs = self._program.specs
+        self._k0, self._k1 = split_secret(PROCESS_SECRET if secret is None else secret)
+        self._table = KeyTable(
+            self._program.words, check_max_keys(max_keys), self._program.idle_at
+        )
+        self._clock = clock
+        self._max_wait_ns = wait_bound_ns(None, max_wait)
+        self._max_wait = max_wait
+        self._sleep = sleep
+        self._async_sleep = async_sleep
+        self._lock = threading.Lock()
+
+    @property
+    def clock(self) -> Callable[[], int] | None:
+        """`clock` is the injected clock, or None for the monotonic clock."""
+        return self._clock
+
+    @property
+    def max_keys(self) -> int:
+        """`max_keys` is the most states the table holds."""
+        return self._table.max_keys
+
+    def _now(self, now: int | None) -> int:
+        if now is not None:
+            return check_now(now)
+        if self._clock is None:
+            return time.monotonic_ns()
+        return check_now(self._clock())
+
+    def try_acquire(self, key: Key, cost: int = 1, now: int | None = None) -> bool:
+        """`try_acquire` consumes ``cost`` units of ``key``'s quota if every
+        limit admits them and reports whether it did."""
+        fingerprint_ = fingerprint(self._k0, self._k1, key)
+        units = check_cost(cost)
+        return self._decide(fingerprint_, units, self._now(now))[0].allowed
+
+    def decide(self, key: Key, cost: int = 1, now: int | None = None) -> Decision:
+        """`decide` is `try_acquire` with the whole :class:`Decision`."""
+        fingerprint_ = fingerprint(self._k0, self._k1, key)
+        units = check_cost(cost)
+        verdict, spec = self._decide(fingerprint_, units, self._now(now))
+        return Decision(
+            verdict.allowed,
+            verdict.remaining,
+            ns_to_seconds(verdict.retry_after_ns),
+            ns_to_seconds(verdict.reset_after_ns),
+            spec.capacity,
+        )
+
+    def reset(self, key: Key) -> None:
+        """`reset` forgets ``key``: its next decision is as if new."""
+        fingerprint_ = fingerprint(self._k0, self._k1, key)
+        with self._lock:
+            slot = self._table.find(fingerprint_)
+            if slot >= 0:
+                self._table.remove(slot)
+
+    def reserve(
+        self,
+        key: Key,
+        cost: int = 1,
+        max_wait: float | None = None,
+        now: int | None = None,
+    ) -> Reservation:
+        """`reserve` sets ``cost`` units of ``key``'s quota aside if they can
+        be used within ``max_wait`` seconds (see LimiterCore.reserve)."""
+        fingerprint_ = fingerprint(self._k0, self._k1, key)
+        units = check_cost(cost)
+        bound = wait_bound_ns(max_wait, self._max_wait)
+        at = self._now(now)
+        program, table = self._program, self._table
+        with self._lock:
+            slot = table.find(fingerprint_)
+            if slot >= 0:
+                verdict, spec, stamps = program.reserve(
+                    table.states, slot * program.words, at, units, bound
+                )
+            else:
+                scratch = [0] * program.words
+                verdict, spec, stamps = program.reserve(scratch, 0, at, units, bound)
+                if program.idle_at(scratch, 0) > at:
+                    table.insert(fingerprint_, scratch, at)
+        return reservation(verdict, spec, partial(self._refund, fingerprint_, units, stamps))
+
+    def acquire(self, key: Key, cost: int = 1, timeout: float | None = None) -> None:
+        """`acquire` takes ``cost`` units of ``key``'s quota, sleeping until
+        they are admitted (see LimiterCore.acquire)."""
+        first = self.reserve(key, cost, timeout)
+        if first.ok and first.delay == 0:
+            return
+        again = partial(self.reserve, key, cost)
+        wait(first, again, self._clock_ns, timeout, self._sleep)
+
+    def acquire_async(
+        self, key: Key, cost: int = 1, timeout: float | None = None
+    ) -> Awaitable[None]:
+        """`acquire_async` is `acquire` for asyncio: ``await`` it."""
+        first = self.reserve(key, cost, timeout)
+        again = partial(self.reserve, key, cost)
+        return wait_async(first, again, self._clock_ns, timeout, self._async_sleep)
+
+    def _clock_ns(self) -> int:
+        return self._now(None)
+
+    def _refund(
+        self, fingerprint_: int, cost: int, stamps: tuple[int, ...], now: int | None
+    ) -> None:
+        at = self._now(now)
+        with self._lock:
+            slot = self._table.find(fingerprint_)
+            if slot >= 0:  # an evicted or dropped key has nothing to refund
+                self._program.refund(
+                    self._table.states, slot * self._program.words, at, cost, stamps
+                )
+
+    def stats(self) -> dict[str, int]:
+        """`stats` reports ``live_keys``, ``max_keys``, ``capacity`` (slots),
+        ``evictions`` (states removed before they were idle: the only
+        over-admission), ``expired`` (idle states dropped, harmlessly) and
+        ``memory_bytes`` (the table's state, as the compiled engine counts
+        it: 8 bytes per slot word)."""
+        table = self._table
+        with self._lock:
+            return {
+                "live_keys": table.live,
+                "max_keys": table.max_keys,
+                "capacity": table.capacity,
+                "evictions": table.evictions,
+                "expired": table.expired,
+                "memory_bytes": table.capacity * (1 + table.words) * 8,
+            }
+
+    def decide_many(
+        self,
+        keys: Any,
+        costs: Any = None,
+        now: int | None = None,
+        retry_after: bool = False,
+    ) -> Any:
+        """`decide_many` decides every key in order, as consecutive
+        `try_acquire` calls at one time, and returns a numpy bool array
+        (and, if ``retry_after``, a float64 array of seconds).
+
+        ``keys``: a numpy int64 array of key ids (the same keys as Python
+        ints) or a sequence of keys; ``costs``: None (each 1), an int, or one
+        per key. Needs numpy (the ``numpy`` extra).
+        """
+        numpy = _numpy()
+        key_list = keys.tolist() if isinstance(keys, numpy.ndarray) else list(keys)
+        cost_list = _costs(numpy, costs, len(key_list))
+        allowed = numpy.zeros(len(key_list), dtype=numpy.bool_)
+        waits = numpy.zeros(len(key_list), dtype=numpy.float64)
+        fingerprints = [fingerprint(self._k0, self._k1, key) for key in key_list]
+        at = self._now(now)
+        for index, (fingerprint_, cost) in enumerate(
+            zip(fingerprints, cost_list, strict=True)
+        ):
+            verdict = self._decide(fingerprint_, cost, at)[0]
+            allowed[index] = verdict.allowed
+            waits[index] = ns_to_seconds(verdict.retry_after_ns)
+        return (allowed, waits) if retry_after else allowed
+
+    def _decide(self, fingerprint_: int, cost: int, now: int) -> tuple[Verdict, LimitSpec]:
+        program, table = self._program, self._table
+        with self._lock:
+            slot = table.find(fingerprint_)
+            if slot >= 0:
+                return program.decide(table.states, slot * program.words, now, cost)
+            scratch = [0] * program.words
+            decided = program.decide(scratch, 0, now, cost)
+            if program.idle_at(scratch, 0) > now:
+                table.insert(fingerprint_, scratch, now)
+            return decided
+
+
+def _numpy() -> Any:
+    try:
+        import numpy
+    except ImportError as exc:  # pragma: no cover - exercised without numpy
+        raise ImportError(
+            "decide_many needs numpy: pip install 'ratefuse[numpy]'"
+        ) from exc
+    return numpy
+
+
+def _costs(numpy: Any, costs: Any, count: int) -> list[int]:
+    """`_costs` expands ``costs`` to one validated cost per key."""
+    if costs is None:
+        return [1] * count
+    if isinstance(costs, int) or (
+        isinstance(costs, numpy.integer) and numpy.ndim(costs) == 0
+    ):
+        return [check_cost(costs)] * count
+    listed = costs.tolist() if isinstance(costs, numpy.ndarray) else list(costs)
+    if len(listed) != count:
+        raise ValueError(f"costs must have one cost per key: {len(listed)} != {count}")
+    return [check_cost(cost) for cost in listed]

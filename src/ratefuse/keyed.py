@@ -1,0 +1,121 @@
+"""`KeyedLimiter`: one quota per key (user, tenant, token, address), in a
+bounded compiled table."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from ._guard import Acquiring, guarded
+from ._keyed import KeyedLimiterCore
+from ._keyed_py import DEFAULT_MAX_KEYS, Key
+from .errors import RateLimitExceeded
+from .limiter import check_callable
+from .rates import DEFAULT_ALGORITHM, RateLike, build_specs, canonical_algorithm, to_rates
+
+F = TypeVar("F", bound=Callable[..., Any])
+KeyOf = Callable[..., Key]
+
+__all__ = ["DEFAULT_MAX_KEYS", "KeyedLimiter"]
+
+
+class KeyedLimiter(KeyedLimiterCore):
+    """`KeyedLimiter` admits at most the given rates for each key separately.
+
+    ``limits``, ``algorithm``, ``clock``, ``max_wait``, ``sleep`` and
+    ``async_sleep`` are as for :class:`ratefuse.Limiter`. Keys are str, bytes
+    or int (``1``, ``"1"`` and ``b"1"`` are three keys; ``True`` is ``1``).
+
+    ``max_keys`` (default 1,000,000) bounds the live states. A state back
+    to "as if new" is dropped without changing any decision; when the table
+    is full, the state closest to new among 16 sampled slots is evicted and
+    counted in ``stats()["evictions"]``: the one place a keyed limiter may
+    over-admit. Keys are fingerprinted with SipHash-1-3 under a per-process
+    random secret: two keys share a state only if their 64-bit fingerprints
+    collide (probability at most live_keys / 2**64 per new key), and someone
+    who chooses keys cannot aim at a collision.
+
+    Verbs take the key first: ``try_acquire(key, cost=1, now=None)``,
+    ``decide(key, ...)``, ``reserve(key, ...)``, ``acquire(key, ...)``,
+    ``await acquire_async(key, ...)``, ``reset(key)``, plus
+    ``decide_many(keys, costs=None, now=None, retry_after=False)`` and
+    ``stats()``. Thread-safe: each decision is atomic, and decide_many
+    releases the GIL for int64 key ids.
+    """
+
+    def __init__(
+        self,
+        limits: RateLike,
+        algorithm: str = DEFAULT_ALGORITHM,
+        *,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        clock: Callable[[], int] | None = None,
+        max_wait: float | None = None,
+        sleep: Callable[[float], object] | None = None,
+        async_sleep: Callable[[float], Awaitable[object]] | None = None,
+    ) -> None:
+        for field, value in (("clock", clock), ("sleep", sleep), ("async_sleep", async_sleep)):
+            check_callable(field, value)
+        self.rates = to_rates(limits)
+        self.algorithm = canonical_algorithm(algorithm)
+        super().__init__(
+            build_specs(self.rates, self.algorithm),
+            max_keys,
+            clock,
+            None,
+            max_wait=max_wait,
+            sleep=sleep,
+            async_sleep=async_sleep,
+        )
+
+    def limit(
+        self,
+        key: KeyOf | Key,
+        cost: int = 1,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Callable[[F], F]:
+        """`limit` decorates a function (sync or async) so every call first
+        takes ``cost`` units of the key ``key(*args, **kwargs)`` (or of the
+        constant ``key``): waiting up to ``timeout`` seconds if ``wait``,
+        else raising RateLimitExceeded at once when denied."""
+        key_of: KeyOf = key if callable(key) else (lambda *args, **kwargs: key)
+
+        def before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            subject = key_of(*args, **kwargs)
+            if wait:
+                self.acquire(subject, cost, timeout)
+            else:
+                self.admit_or_raise(subject, cost)
+
+        async def before_async(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            subject = key_of(*args, **kwargs)
+            if wait:
+                await self.acquire_async(subject, cost, timeout)
+            else:
+                self.admit_or_raise(subject, cost)
+
+        return lambda function: guarded(function, before, before_async)
+
+    def acquiring(self, key: Key, cost: int = 1, timeout: float | None = None) -> Acquiring:
+        """`acquiring` is a context manager (``with`` or ``async with``) that
+        takes ``cost`` units of ``key`` on entry, waiting up to ``timeout``."""
+        return Acquiring(
+            lambda: self.acquire(key, cost, timeout),
+            lambda: self.acquire_async(key, cost, timeout),
+        )
+
+    def admit_or_raise(self, key: Key, cost: int = 1) -> None:
+        """`admit_or_raise` takes ``cost`` units of ``key`` now or raises
+        RateLimitExceeded with the decision."""
+        decision = self.decide(key, cost)
+        if not decision.allowed:
+            raise RateLimitExceeded(decision)
+
+    def __repr__(self) -> str:
+        rates = "; ".join(str(rate) for rate in self.rates)
+        return (
+            f"KeyedLimiter({rates!r}, algorithm={self.algorithm!r}, "
+            f"max_keys={self.max_keys})"
+        )
