@@ -35,7 +35,8 @@ cdef void fixed_window_step(const CSpec* spec, int64_t* state, int64_t now,
     out.reset_after_ns = window_end if count > 0 else 0
 
 
-cdef int64_t fixed_window_idle_at(const CSpec* spec, const int64_t* state) noexcept nogil:
+cdef int64_t fixed_window_idle_at(const CSpec* spec,
+                                  const int64_t* state) noexcept nogil:
     return (state[0] + 1) * spec.period_ns if state[1] > 0 else 0
 
 

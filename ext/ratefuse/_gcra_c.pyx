@@ -32,7 +32,8 @@ cdef void gcra_step(const CSpec* spec, int64_t* state, int64_t now,
         out.remaining = 0
 
 
-cdef int64_t gcra_idle_at(const CSpec* spec, const int64_t* state) noexcept nogil:
+cdef int64_t gcra_idle_at(const CSpec* spec,
+                          const int64_t* state) noexcept nogil:
     return state[0]
 
 

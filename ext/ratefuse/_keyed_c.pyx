@@ -4,9 +4,13 @@
 #
 # Thread safety: single-key decisions hold the GIL and call no Python code
 # while they touch the table. decide_many releases the GIL for the table
-# work, so the table has a `busy` flag that is read and written only with
-# the GIL held: whoever finds it set waits (with the GIL released) until the
-# batch is done. On a free-threaded build this module keeps the GIL on.
+# work, so the table is taken in turn, by ticket: two counters read and
+# written only with the GIL held; whoever's ticket is not yet served waits
+# (with the GIL released) until the batch ahead of it is done. Tickets are
+# served in arrival order, so a thread issuing batch after batch cannot
+# starve single-key callers (a plain busy flag did: the batch thread took it
+# back before a waiter woke). On a free-threaded build this module keeps the
+# GIL on.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
 from cpython.unicode cimport PyUnicode_Check
@@ -163,7 +167,8 @@ cdef Py_ssize_t max_capacity_for(Py_ssize_t max_keys) noexcept nogil:
     return capacity
 
 
-cdef inline uint64_t slot_fingerprint(const Table* table, Py_ssize_t slot) noexcept nogil:
+cdef inline uint64_t slot_fingerprint(const Table* table,
+                                      Py_ssize_t slot) noexcept nogil:
     return <uint64_t>table.slots[slot * table.stride]
 
 
@@ -182,7 +187,8 @@ cdef int table_allocate(Table* table, Py_ssize_t capacity) noexcept nogil:
     return 0
 
 
-cdef inline Py_ssize_t table_find(const Table* table, uint64_t fingerprint) noexcept nogil:
+cdef inline Py_ssize_t table_find(const Table* table,
+                                  uint64_t fingerprint) noexcept nogil:
     cdef Py_ssize_t slot = <Py_ssize_t>(fingerprint & table.mask)
     cdef uint64_t found
     while True:
@@ -346,7 +352,8 @@ cdef class KeyedLimiterCore:
     cdef object _async_sleep
     cdef uint64_t _k0
     cdef uint64_t _k1
-    cdef bint _busy
+    cdef uint64_t _next_ticket
+    cdef uint64_t _now_serving
     cdef tuple _specs
     cdef object _clock
 
@@ -404,11 +411,16 @@ cdef class KeyedLimiterCore:
         return self._specs
 
     cdef inline void _enter(self):
-        # Waits for a batch running without the GIL (see the module comment).
-        while self._busy:
+        # Takes the table in turn: waits for a batch running without the GIL
+        # (see the module comment). Every _enter is paired with one _exit.
+        cdef uint64_t ticket = self._next_ticket
+        self._next_ticket += 1
+        while self._now_serving != ticket:
             with nogil:
                 sched_yield()
-        self._busy = True
+
+    cdef inline void _exit(self):
+        self._now_serving += 1
 
     cdef Py_ssize_t _decide(self, uint64_t fingerprint, int64_t cost, int64_t now,
                             Verdict* out) except -2:
@@ -416,7 +428,7 @@ cdef class KeyedLimiterCore:
         self._enter()
         binding = table_decide(&self._table, &self._program, self._scratch,
                                fingerprint, now, cost, out)
-        self._busy = False
+        self._exit()
         if binding < 0:
             raise MemoryError("the key table could not grow")
         return binding
@@ -452,7 +464,7 @@ cdef class KeyedLimiterCore:
         slot = table_find(&self._table, fingerprint)
         if slot >= 0:
             table_remove(&self._table, slot)
-        self._busy = False
+        self._exit()
 
     def reserve(self, key, cost=1, max_wait=None, now=None):
         """`reserve` sets ``cost`` units of ``key``'s quota aside if they can
@@ -471,13 +483,17 @@ cdef class KeyedLimiterCore:
         cdef Verdict verdict
         cdef Py_ssize_t binding
         self._enter()
-        binding = table_reserve(&self._table, &self._program, self._scratch,
-                                fingerprint, now, units, bound, &verdict,
-                                self._stamps)
-        self._busy = False
+        try:
+            binding = table_reserve(&self._table, &self._program, self._scratch,
+                                    fingerprint, now, units, bound, &verdict,
+                                    self._stamps)
+            # Read the shared stamps while the table is still ours.
+            stamps = tuple([self._stamps[index]
+                            for index in range(self._program.count)])
+        finally:
+            self._exit()
         if binding < 0:
             raise MemoryError("the key table could not grow")
-        stamps = tuple([self._stamps[index] for index in range(self._program.count)])
         return make_reservation(
             &verdict, self._program.specs[binding].capacity,
             partial(self._refund, fingerprint, units, stamps),
@@ -511,14 +527,18 @@ cdef class KeyedLimiterCore:
     def _refund(self, uint64_t fingerprint, int64_t cost, tuple stamps, now):
         cdef int64_t at = resolve_now(self._clock, now)
         cdef Py_ssize_t index, slot
-        for index in range(self._program.count):
-            self._stamps[index] = stamps[index]
+        # self._stamps is shared: fill it only once the table is ours (a
+        # reservation served before us would overwrite it meanwhile).
         self._enter()
-        slot = table_find(&self._table, fingerprint)
-        if slot >= 0:  # an evicted or dropped key has nothing to refund
-            program_refund(&self._program, slot_state(&self._table, slot), at, cost,
-                           self._stamps)
-        self._busy = False
+        try:
+            for index in range(self._program.count):
+                self._stamps[index] = stamps[index]
+            slot = table_find(&self._table, fingerprint)
+            if slot >= 0:  # an evicted or dropped key has nothing to refund
+                program_refund(&self._program, slot_state(&self._table, slot), at,
+                               cost, self._stamps)
+        finally:
+            self._exit()
 
     def stats(self):
         """`stats` reports ``live_keys``, ``max_keys``, ``capacity`` (slots),
@@ -572,7 +592,7 @@ cdef class KeyedLimiterCore:
         with nogil:
             failed = self._decide_batch(ids, fingerprints, count, units, at,
                                         allowed, waits, want_waits)
-        self._busy = False
+        self._exit()
         if failed:
             raise MemoryError("the key table could not grow")
         return (allowed_array, waits_array) if retry_after else allowed_array
@@ -619,6 +639,7 @@ cdef class KeyedLimiterCore:
                     else <double>verdict.retry_after_ns / 1e9
                 )
         return False
+
 
 def _costs(numpy, costs, Py_ssize_t count):
     # One cost for every key (an array of one), or one per key, validated.

@@ -36,7 +36,8 @@ cdef void leaky_bucket_step(const CSpec* spec, int64_t* state, int64_t now,
     out.reset_after_ns = level
 
 
-cdef int64_t leaky_bucket_idle_at(const CSpec* spec, const int64_t* state) noexcept nogil:
+cdef int64_t leaky_bucket_idle_at(const CSpec* spec,
+                                  const int64_t* state) noexcept nogil:
     return state[1] + state[0]
 
 

@@ -63,11 +63,13 @@ cdef inline int64_t expiry_freeing(const int64_t* ring, int64_t limit,
         head = (head + 1) % limit
 
 
-cdef int64_t sliding_log_idle_at(const CSpec* spec, const int64_t* state) noexcept nogil:
+cdef int64_t sliding_log_idle_at(const CSpec* spec,
+                                 const int64_t* state) noexcept nogil:
     cdef int64_t count = state[COUNT]
     if count == 0:
         return 0
-    return state[RING + 2 * ((state[HEAD] + count - 1) % spec.capacity)] + spec.period_ns
+    cdef int64_t newest_slot = (state[HEAD] + count - 1) % spec.capacity
+    return state[RING + 2 * newest_slot] + spec.period_ns
 
 
 cdef void sliding_log_reserve(const CSpec* spec, int64_t* state, int64_t now,

@@ -67,7 +67,8 @@ cdef inline int64_t retry_offset(int64_t period, int64_t limit, int64_t cur,
     return period + (needed if needed > 0 else 0)
 
 
-cdef int64_t sliding_window_idle_at(const CSpec* spec, const int64_t* state) noexcept nogil:
+cdef int64_t sliding_window_idle_at(const CSpec* spec,
+                                    const int64_t* state) noexcept nogil:
     if state[1] > 0:
         return (state[0] + 2) * spec.period_ns
     return (state[0] + 1) * spec.period_ns if state[2] > 0 else 0

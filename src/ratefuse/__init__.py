@@ -6,9 +6,13 @@
 
 from __future__ import annotations
 
+from ._breaker_spec import IllegalTransitionError
 from ._engine import Decision
 from ._impl import IMPLEMENTATION
 from ._waiting import Reservation
+from .breaker import BreakerConfig, BreakerMetrics, CircuitBreaker
+from .breaker import State as BreakerState
+from .bulkhead import Bulkhead, BulkheadFullError
 from .errors import BackendError, CircuitOpenError, RatefuseError, RateLimitExceeded
 from .keyed import KeyedLimiter
 from .limiter import Limiter
@@ -20,8 +24,15 @@ __all__ = [
     "ALGORITHMS",
     "IMPLEMENTATION",
     "BackendError",
+    "BreakerConfig",
+    "BreakerMetrics",
+    "BreakerState",
+    "Bulkhead",
+    "BulkheadFullError",
+    "CircuitBreaker",
     "CircuitOpenError",
     "Decision",
+    "IllegalTransitionError",
     "KeyedLimiter",
     "Limiter",
     "Rate",

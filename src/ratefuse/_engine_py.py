@@ -101,7 +101,9 @@ class LimiterCore:
         bound = wait_bound_ns(max_wait, self._max_wait)
         at = self._now(now)
         with self._lock:
-            verdict, spec, stamps = self._program.reserve(self._state, 0, at, units, bound)
+            verdict, spec, stamps = self._program.reserve(
+                self._state, 0, at, units, bound
+            )
         return reservation(verdict, spec, partial(self._refund, units, stamps))
 
     def acquire(self, cost: int = 1, timeout: float | None = None) -> None:
@@ -113,11 +115,17 @@ class LimiterCore:
             return
         wait(first, partial(self.reserve, cost), self._clock_ns, timeout, self._sleep)
 
-    def acquire_async(self, cost: int = 1, timeout: float | None = None) -> Awaitable[None]:
+    def acquire_async(
+        self, cost: int = 1, timeout: float | None = None
+    ) -> Awaitable[None]:
         """`acquire_async` is `acquire` for asyncio: ``await`` it."""
         first = self.reserve(cost, timeout)
         return wait_async(
-            first, partial(self.reserve, cost), self._clock_ns, timeout, self._async_sleep
+            first,
+            partial(self.reserve, cost),
+            self._clock_ns,
+            timeout,
+            self._async_sleep,
         )
 
     def _clock_ns(self) -> int:

@@ -53,7 +53,9 @@ def fixed_window_reserve(
 ) -> Verdict:
     """`fixed_window_reserve` admits now or not at all (a window cannot schedule
     ahead, so ``max_wait`` is unused); ``stamp`` is the window it counted in."""
-    stamp = now // spec.period_ns if now // spec.period_ns > state[base] else state[base]
+    stamp = (
+        now // spec.period_ns if now // spec.period_ns > state[base] else state[base]
+    )
     return fixed_window_step(spec, state, base, now, cost, commit)._replace(stamp=stamp)
 
 

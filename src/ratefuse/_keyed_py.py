@@ -142,7 +142,9 @@ class KeyedLimiterCore:
                 verdict, spec, stamps = program.reserve(scratch, 0, at, units, bound)
                 if program.idle_at(scratch, 0) > at:
                     table.insert(fingerprint_, scratch, at)
-        return reservation(verdict, spec, partial(self._refund, fingerprint_, units, stamps))
+        return reservation(
+            verdict, spec, partial(self._refund, fingerprint_, units, stamps)
+        )
 
     def acquire(self, key: Key, cost: int = 1, timeout: float | None = None) -> None:
         """`acquire` takes ``cost`` units of ``key``'s quota, sleeping until
@@ -222,7 +224,9 @@ class KeyedLimiterCore:
             waits[index] = ns_to_seconds(verdict.retry_after_ns)
         return (allowed, waits) if retry_after else allowed
 
-    def _decide(self, fingerprint_: int, cost: int, now: int) -> tuple[Verdict, LimitSpec]:
+    def _decide(
+        self, fingerprint_: int, cost: int, now: int
+    ) -> tuple[Verdict, LimitSpec]:
         program, table = self._program, self._table
         with self._lock:
             slot = table.find(fingerprint_)

@@ -79,7 +79,9 @@ class KeyTable:
                 self._rebuild(self.capacity, now)
             if self.live >= self.max_keys:
                 self._evict_sampled(fingerprint, now)
-        elif (self.live + 1) * 4 > self.capacity * 3 and self.capacity < self.max_capacity:
+        elif (
+            self.live + 1
+        ) * 4 > self.capacity * 3 and self.capacity < self.max_capacity:
             self._rebuild(self.capacity * 2, now)
         self._inserts_since_rebuild += 1
         return self._place(fingerprint, state, 0)

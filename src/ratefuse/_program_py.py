@@ -90,7 +90,9 @@ class Program:
         binding spec, and the stamps a refund needs."""
         verdicts = self._reserve_all(state, offset, now, cost, max_wait, commit=False)
         if all(verdict.allowed for verdict in verdicts):
-            verdicts = self._reserve_all(state, offset, now, cost, max_wait, commit=True)
+            verdicts = self._reserve_all(
+                state, offset, now, cost, max_wait, commit=True
+            )
         verdict, spec = combine(verdicts, self.specs)
         return verdict, spec, tuple(verdict.stamp for verdict in verdicts)
 
@@ -104,7 +106,12 @@ class Program:
             algorithm.refund(spec, state, offset + base, now, cost, stamp)
 
     def _reserve_all(
-        self, state: list[int], offset: int, now: int, cost: int, max_wait: int,
+        self,
+        state: list[int],
+        offset: int,
+        now: int,
+        cost: int,
+        max_wait: int,
         commit: bool,
     ) -> list[Verdict]:
         return [
@@ -118,7 +125,9 @@ class Program:
         """`idle_at` is the first time at which every limit's state is new."""
         return max(
             idle(spec, state, offset + base)
-            for idle, spec, base in zip(self._idle, self.specs, self._bases, strict=True)
+            for idle, spec, base in zip(
+                self._idle, self.specs, self._bases, strict=True
+            )
         )
 
     def _step_all(
@@ -126,7 +135,9 @@ class Program:
     ) -> list[Verdict]:
         return [
             step(spec, state, offset + base, now, cost, commit)
-            for step, spec, base in zip(self._steps, self.specs, self._bases, strict=True)
+            for step, spec, base in zip(
+                self._steps, self.specs, self._bases, strict=True
+            )
         ]
 
 

@@ -84,8 +84,12 @@ def sliding_window_reserve(
 ) -> Verdict:
     """`sliding_window_reserve` admits now or not at all (a window cannot schedule
     ahead, so ``max_wait`` is unused); ``stamp`` is the window it counted in."""
-    stamp = now // spec.period_ns if now // spec.period_ns > state[base] else state[base]
-    return sliding_window_step(spec, state, base, now, cost, commit)._replace(stamp=stamp)
+    stamp = (
+        now // spec.period_ns if now // spec.period_ns > state[base] else state[base]
+    )
+    return sliding_window_step(spec, state, base, now, cost, commit)._replace(
+        stamp=stamp
+    )
 
 
 def sliding_window_refund(

@@ -33,7 +33,9 @@ def wait_bound_ns(timeout: float | None, max_wait: float | None) -> int:
         if seconds is None:
             continue
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
-            raise ValueError(f"{name} must be a number of seconds or None, got {seconds!r}")
+            raise ValueError(
+                f"{name} must be a number of seconds or None, got {seconds!r}"
+            )
         if math.isnan(seconds) or seconds < 0:
             raise ValueError(f"{name} must be >= 0 seconds, got {seconds!r}")
         if seconds * 1e9 < bound:
@@ -106,7 +108,11 @@ def plan(
         ):
             raise RateLimitExceeded(reservation.decision)
         yield reservation.delay
-        left = None if timeout is None else max(0.0, timeout - (clock_ns() - started) / 1e9)
+        left = (
+            None
+            if timeout is None
+            else max(0.0, timeout - (clock_ns() - started) / 1e9)
+        )
         reservation = again(left)
 
 

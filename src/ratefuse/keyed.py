@@ -11,7 +11,13 @@ from ._keyed import KeyedLimiterCore
 from ._keyed_py import DEFAULT_MAX_KEYS, Key
 from .errors import RateLimitExceeded
 from .limiter import check_callable
-from .rates import DEFAULT_ALGORITHM, RateLike, build_specs, canonical_algorithm, to_rates
+from .rates import (
+    DEFAULT_ALGORITHM,
+    RateLike,
+    build_specs,
+    canonical_algorithm,
+    to_rates,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 KeyOf = Callable[..., Key]
@@ -54,7 +60,11 @@ class KeyedLimiter(KeyedLimiterCore):
         sleep: Callable[[float], object] | None = None,
         async_sleep: Callable[[float], Awaitable[object]] | None = None,
     ) -> None:
-        for field, value in (("clock", clock), ("sleep", sleep), ("async_sleep", async_sleep)):
+        for field, value in (
+            ("clock", clock),
+            ("sleep", sleep),
+            ("async_sleep", async_sleep),
+        ):
             check_callable(field, value)
         self.rates = to_rates(limits)
         self.algorithm = canonical_algorithm(algorithm)
@@ -98,7 +108,9 @@ class KeyedLimiter(KeyedLimiterCore):
 
         return lambda function: guarded(function, before, before_async)
 
-    def acquiring(self, key: Key, cost: int = 1, timeout: float | None = None) -> Acquiring:
+    def acquiring(
+        self, key: Key, cost: int = 1, timeout: float | None = None
+    ) -> Acquiring:
         """`acquiring` is a context manager (``with`` or ``async with``) that
         takes ``cost`` units of ``key`` on entry, waiting up to ``timeout``."""
         return Acquiring(

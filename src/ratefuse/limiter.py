@@ -8,7 +8,13 @@ from typing import Any, TypeVar
 from ._engine import LimiterCore
 from ._guard import Acquiring, guarded
 from .errors import RateLimitExceeded
-from .rates import DEFAULT_ALGORITHM, RateLike, build_specs, canonical_algorithm, to_rates
+from .rates import (
+    DEFAULT_ALGORITHM,
+    RateLike,
+    build_specs,
+    canonical_algorithm,
+    to_rates,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,7 +58,11 @@ class Limiter(LimiterCore):
         sleep: Callable[[float], object] | None = None,
         async_sleep: Callable[[float], Awaitable[object]] | None = None,
     ) -> None:
-        for field, value in (("clock", clock), ("sleep", sleep), ("async_sleep", async_sleep)):
+        for field, value in (
+            ("clock", clock),
+            ("sleep", sleep),
+            ("async_sleep", async_sleep),
+        ):
             check_callable(field, value)
         self.rates = to_rates(limits)
         self.algorithm = canonical_algorithm(algorithm)

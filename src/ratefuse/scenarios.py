@@ -83,8 +83,9 @@ def _calls(method: Callable[[], object]) -> Loop:
 def limiter_scenarios(
     implementations: Iterable[_impl.Implementation] | None = None,
 ) -> list[Scenario]:
-    """`limiter_scenarios` is try_acquire and decide per algorithm and
-    implementation, plus the floors they are compared with."""
+    """`limiter_scenarios` is try_acquire, decide and acquire (with
+    capacity available) per algorithm and implementation, plus the floors
+    they are compared with."""
     chosen = list(implementations or available_implementations())
     scenarios = [
         Scenario("floor", "empty loop", "-", lambda: _empty_loop),
@@ -94,7 +95,7 @@ def limiter_scenarios(
     ]
     for algorithm in LIMITER_ALGORITHMS:
         for implementation in chosen:
-            for verb in ("try_acquire", "decide"):
+            for verb in ("try_acquire", "decide", "acquire"):
                 build = partial(_limiter_loop, implementation, algorithm, verb)
                 scenarios.append(Scenario(verb, algorithm, implementation, build))
     return scenarios
@@ -122,28 +123,42 @@ class Measurement:
         return 1e9 / self.median_ns
 
 
+def calibrate(loop: Loop, sample_seconds: float) -> int:
+    """`calibrate` is how many calls of ``loop`` take about ``sample_seconds``."""
+    calls = 100
+    while True:
+        start = time.perf_counter_ns()
+        loop(calls)
+        elapsed = (time.perf_counter_ns() - start) / 1e9
+        if elapsed >= sample_seconds / 4 or calls >= 1 << 26:
+            return max(100, round(calls * sample_seconds / max(elapsed, 1e-9)))
+        calls *= 4
+
+
 def measure(
     scenarios: Sequence[Scenario],
     *,
     repeats: int = 7,
-    calls: int = 100_000,
+    calls: int | None = None,
+    sample_seconds: float = 0.02,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Measurement]:
     """`measure` times every scenario ``repeats`` times, interleaved.
 
-    Each repeat runs every scenario once (``calls`` calls) in turn, after one
-    warm-up pass, so drift of the machine over the run affects all scenarios
-    alike. Reports the median and the spread (min, max) in ns per call.
+    Each repeat runs every scenario once in turn, after a warm-up that also
+    calibrates the number of calls (about ``sample_seconds`` per sample,
+    unless ``calls`` fixes it), so drift of the machine over the run affects
+    all scenarios alike. Reports the median and the spread (min, max) in ns
+    per call; the loop's own cost (about 3 ns) is included.
     """
     loops = [scenario.build() for scenario in scenarios]
-    for loop in loops:
-        loop(calls // 10 or 1)
+    counts = [calls or calibrate(loop, sample_seconds) for loop in loops]
     samples: list[list[float]] = [[] for _ in scenarios]
     for round_index in range(repeats):
         for index, loop in enumerate(loops):
             start = time.perf_counter_ns()
-            loop(calls)
-            samples[index].append((time.perf_counter_ns() - start) / calls)
+            loop(counts[index])
+            samples[index].append((time.perf_counter_ns() - start) / counts[index])
         if progress is not None:
             progress(round_index + 1, repeats)
     return [

@@ -1,0 +1,136 @@
+"""Redis backend: sequential decisions against a raw redis-py EVALSHA of a
+trivial script on the same server, and decide_many batches, on a single
+Redis and on a 3-primary cluster (real servers on loopback ports).
+
+Run: ``pytest benchmarks/test_bench_redis.py --benchmark-columns=min,median,iqr,ops``.
+Sequential rounds are one decision (ops is decisions/s); batch rounds are
+1,000 decisions (ops x 1,000 is decisions/s). ``extra_info`` holds the
+client CPU per decision in microseconds. Skipped only when redis-server is
+not installed (and failed instead under RATEFUSE_REQUIRE_REDIS=1).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+redis = pytest.importorskip("redis")
+
+from ratefuse.redis import RedisBackend, RedisLimiter  # noqa: E402
+
+
+def _servers() -> ModuleType:
+    # The test suite's server fixtures, shared rather than copied.
+    path = Path(__file__).parent.parent / "tests" / "redis_servers.py"
+    spec = importlib.util.spec_from_file_location("redis_servers", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+servers = _servers()
+BATCH = 1000
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[object]:
+    server = servers.RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[object]:
+    nodes = servers.RedisClusterServers().start()
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture(params=["node", "cluster"])
+def client(request: pytest.FixtureRequest) -> Iterator[object]:
+    if request.param == "node":
+        port = request.getfixturevalue("node").port
+        connection = redis.Redis(host="127.0.0.1", port=port)
+    else:
+        port = request.getfixturevalue("cluster").ports[0]
+        connection = redis.RedisCluster(host="127.0.0.1", port=port)
+    yield connection
+    connection.close()
+
+
+def run(benchmark, function: Callable[[], object], decisions: int, rounds: int) -> None:
+    """Benchmarks ``function`` and records client CPU per decision."""
+    cpu = [0.0, 0]
+
+    def timed() -> None:
+        started = time.process_time()
+        function()
+        cpu[0] += time.process_time() - started
+        cpu[1] += 1
+
+    function()  # connect, load the script, read the slot map
+    benchmark.pedantic(timed, rounds=rounds, warmup_rounds=min(rounds, 50))
+    benchmark.extra_info["decisions_per_round"] = decisions
+    benchmark.extra_info["client_cpu_us_per_decision"] = round(
+        cpu[0] / cpu[1] / decisions * 1e6, 2
+    )
+
+
+def test_raw_evalsha(benchmark, client) -> None:
+    """The baseline: redis-py EVALSHA of ``return 1`` (keyless: any node)."""
+    benchmark.group = f"sequential ({type(client).__name__})"
+    target = (
+        client
+        if isinstance(client, redis.Redis)
+        else client.get_default_node().redis_connection
+    )
+    sha = target.script_load("return 1")
+    run(benchmark, lambda: target.evalsha(sha, 0), 1, 3000)
+
+
+@pytest.mark.parametrize("algorithm", ["gcra", "sliding_window"])
+def test_decide(benchmark, client, algorithm: str) -> None:
+    benchmark.group = f"sequential ({type(client).__name__})"
+    with RedisBackend(client) as backend:
+        limiter = RedisLimiter("1000000/s", algorithm, backend=backend, name="bench")
+        run(benchmark, lambda: limiter.decide("user"), 1, 3000)
+        assert limiter.stats().fallbacks == 0
+
+
+def test_raw_evalsha_pipeline(benchmark, node) -> None:
+    """The batch baseline: 1,000 trivial EVALSHAs pipelined by redis-py."""
+    benchmark.group = "batch of 1,000"
+    connection = redis.Redis(host="127.0.0.1", port=node.port)
+    sha = connection.script_load("return 1")
+
+    def pipeline() -> None:
+        with connection.pipeline(transaction=False) as pipe:
+            for _ in range(BATCH):
+                pipe.evalsha(sha, 0)
+            pipe.execute()
+
+    run(benchmark, pipeline, BATCH, 200)
+    connection.close()
+
+
+@pytest.mark.parametrize("algorithm", ["gcra", "sliding_window"])
+def test_decide_many(benchmark, client, algorithm: str) -> None:
+    benchmark.group = "batch of 1,000"
+    rounds = iter(range(1 << 30))
+    with RedisBackend(client) as backend:
+        limiter = RedisLimiter("1000000/s", algorithm, backend=backend, name="bench")
+
+        def batch() -> None:
+            # Fresh keys every round: no key is in the schema's cache.
+            index = next(rounds)
+            limiter.decide_many([f"user-{index}-{key}" for key in range(BATCH)])
+
+        run(benchmark, batch, BATCH, 200)
+        assert limiter.stats().fallbacks == 0

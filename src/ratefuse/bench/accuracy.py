@@ -1,0 +1,188 @@
+"""`ratefuse bench accuracy`: does a limiter hold its limit under load?
+
+N workers (threads, or processes for a shared backend) call ``try_acquire``
+on one quota as fast as they can for a fixed duration. The report compares
+the units admitted with the algorithm's bound over the measured interval
+(``burst + elapsed / T`` for the meters, ``limit`` per started window for the
+windows), gives the utilisation (admitted / bound: a limiter that admits
+nothing is wrong too), and the worst count seen in any sliding window of one
+period. Only the admission count is judged; a limiter above its bound fails.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# The quota every target is asked to hold: 1,000 per second, burst 1,000
+# (whole seconds, since some peers take no finer period).
+LIMIT = 1_000
+PERIOD_S = 1.0
+
+TryAcquire = Callable[[], bool]
+
+
+@dataclass(frozen=True)
+class Target:
+    """`Target` is one limiter to judge: ``make()`` returns its try_acquire
+    (thread-safe, one shared quota). ``kind`` names its bound: "meter"
+    (burst + elapsed / T), "window" (limit per aligned window) or "rolling"
+    (limit per any period); ``ours``: exceeding it fails the run."""
+
+    name: str
+    make: Callable[[], TryAcquire]
+    kind: str
+    ours: bool
+
+
+@dataclass(frozen=True)
+class AccuracyResult:
+    """`AccuracyResult` is one target's run (see the module doc)."""
+
+    target: str
+    workers: int
+    attempts: int
+    admitted: int
+    bound: int
+    elapsed_s: float
+    utilisation: float
+    worst_window: int
+    limit: int
+    period_s: float
+    ours: bool
+
+    @property
+    def exceeded(self) -> bool:
+        """`exceeded` is whether more units were admitted than the bound."""
+        return self.admitted > self.bound
+
+    def as_dict(self) -> dict[str, Any]:
+        """`as_dict` is the JSON form, with ``exceeded``."""
+        return {**asdict(self), "exceeded": self.exceeded}
+
+
+KINDS = {
+    "gcra": "meter",
+    "leaky_bucket": "meter",
+    "fixed_window": "window",
+    "sliding_window": "window",
+    "sliding_log": "rolling",
+}
+
+
+def bound(kind: str, start_ns: int, end_ns: int) -> int:
+    """`bound` is the most units a limiter of ``kind`` may admit in
+    [start, end]."""
+    elapsed = end_ns - start_ns
+    period_ns = round(PERIOD_S * 1e9)
+    if kind == "meter":
+        interval_ns = -(-period_ns // LIMIT)
+        return LIMIT + elapsed // interval_ns
+    if kind == "rolling":
+        return LIMIT * -(-elapsed // period_ns)
+    # Every aligned window that overlaps the interval, counted whole.
+    return LIMIT * (end_ns // period_ns - start_ns // period_ns + 1)
+
+
+def worst_window(stamps: Sequence[int]) -> int:
+    """`worst_window` is the most admissions in any window of one period."""
+    period_ns = round(PERIOD_S * 1e9)
+    worst, first = 0, 0
+    for last, stamp in enumerate(stamps):
+        while stamps[first] <= stamp - period_ns:
+            first += 1
+        worst = max(worst, last - first + 1)
+    return worst
+
+
+def run_threads(target: Target, workers: int, duration_s: float) -> AccuracyResult:
+    """`run_threads` hammers ``target`` from ``workers`` threads."""
+    try_acquire = target.make()
+    stamps: list[list[int]] = [[] for _ in range(workers)]
+    attempts = [0] * workers
+    barrier = threading.Barrier(workers + 1)
+    deadline = [0]
+
+    def work(index: int) -> None:
+        mine, clock, tries = stamps[index], time.monotonic_ns, 0
+        barrier.wait()
+        end = deadline[0]
+        while True:
+            now = clock()
+            if now >= end:
+                break
+            tries += 1
+            if try_acquire():
+                mine.append(clock())
+        attempts[index] = tries
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    start = time.monotonic_ns()
+    deadline[0] = start + round(duration_s * 1e9)
+    barrier.wait()
+    for thread in threads:
+        thread.join()
+    end = time.monotonic_ns()
+    merged = sorted(stamp for mine in stamps for stamp in mine)
+    limit = bound(target.kind, start, end)
+    return AccuracyResult(
+        target=target.name,
+        workers=workers,
+        attempts=sum(attempts),
+        admitted=len(merged),
+        bound=limit,
+        elapsed_s=(end - start) / 1e9,
+        utilisation=len(merged) / limit,
+        worst_window=worst_window(merged),
+        limit=LIMIT,
+        period_s=PERIOD_S,
+        ours=target.ours,
+    )
+
+
+def local_targets() -> list[Target]:
+    """`local_targets` is ratefuse's in-process limiters, one per algorithm."""
+    from ..limiter import Limiter
+    from ..rates import Rate
+
+    targets = []
+    for algorithm in (
+        "gcra",
+        "leaky_bucket",
+        "fixed_window",
+        "sliding_window",
+        "sliding_log",
+    ):
+
+        def make(algorithm: str = algorithm) -> TryAcquire:
+            limiter = Limiter(Rate(LIMIT, PERIOD_S), algorithm=algorithm)
+            return limiter.try_acquire
+
+        targets.append(
+            Target(f"ratefuse {algorithm}", make, KINDS[algorithm], ours=True)
+        )
+    return targets
+
+
+def peer_targets() -> tuple[list[Target], list[str]]:
+    """`peer_targets` is every installed peer limiter on the same quota."""
+    from .peers import LIMITER_PEERS
+
+    targets, missing = [], []
+    for name, peer, label, factory in LIMITER_PEERS:
+        version = peer.version()
+        if version is None:
+            missing.append(peer.distribution)
+            continue
+
+        def make_fast(factory: Any = factory) -> TryAcquire:
+            decide = factory(LIMIT, int(PERIOD_S))
+            return lambda: decide("subject")
+
+        targets.append(Target(f"{label} {version}", make_fast, KINDS[name], ours=False))
+    return targets, sorted(set(missing))

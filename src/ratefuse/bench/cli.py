@@ -1,0 +1,205 @@
+"""``ratefuse bench``: argument handling and the runs it drives.
+
+Timing method: every scenario is warmed up and calibrated (about 20 ms a
+sample, 5 ms with --quick), then timed in several repeats (7, or 3 with
+--quick); each repeat runs every scenario once in turn, so drift of the
+machine affects all contenders alike, ratefuse and peers interleaved. The
+table shows the median ns per call and the spread (min-max over repeats);
+figures include the loop's own cost of about 3 ns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..scenarios import Measurement, Scenario, measure
+from . import accuracy as accuracy_module
+from .report import accuracy_table, speed_table, write_json, write_plot
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`add_parser` adds ``bench`` to the ``ratefuse`` command line."""
+    bench = commands.add_parser(
+        "bench",
+        help="measure what a decision costs and whether limits hold",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument(
+        "mode",
+        nargs="?",
+        choices=("speed", "accuracy"),
+        default="speed",
+        help="speed (default): ns per decision; accuracy: admitted vs the bound",
+    )
+    bench.add_argument(
+        "--peers", action="store_true", help="also run the installed peers"
+    )
+    bench.add_argument("--redis", metavar="URL", help="also run against this Redis")
+    bench.add_argument(
+        "--redis-cluster", metavar="URL", help="also run against this Redis Cluster"
+    )
+    bench.add_argument("--quick", action="store_true", help="short runs (for CI)")
+    bench.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="run only the scenarios (or accuracy targets) whose label contains "
+        "TEXT; repeatable",
+    )
+    bench.add_argument("--repeats", type=int, help="timed repeats per scenario")
+    bench.add_argument(
+        "--json", type=Path, metavar="FILE", help="write the figures as JSON"
+    )
+    bench.add_argument("--plot", type=Path, metavar="FILE.png", help="draw decisions/s")
+    bench.add_argument(
+        "--workers", type=int, default=8, help="accuracy: threads hammering the quota"
+    )
+    bench.add_argument(
+        "--duration",
+        type=float,
+        help="accuracy: seconds per target (default 3, quick 1)",
+    )
+    bench.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="MODULE:FACTORY",
+        help="accuracy: also judge FACTORY() -> try_acquire, as one of ours "
+        "(for checking a custom limiter)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """`run` executes ``ratefuse bench`` and returns the exit status."""
+    if args.repeats is not None and args.repeats < 1:
+        raise SystemExit(f"--repeats must be >= 1, got {args.repeats}")
+    if args.workers < 1:
+        raise SystemExit(f"--workers must be >= 1, got {args.workers}")
+    if args.duration is not None and not args.duration > 0:
+        raise SystemExit(f"--duration must be > 0 seconds, got {args.duration}")
+    if args.mode == "accuracy":
+        return run_accuracy(args)
+    return run_speed(args)
+
+
+def _progress(label: str) -> object:
+    def show(done: int, total: int) -> None:
+        print(
+            f"\r  {label}: repeat {done}/{total}", end="", file=sys.stderr, flush=True
+        )
+        if done == total:
+            print(file=sys.stderr)
+
+    return show
+
+
+def run_speed(args: argparse.Namespace) -> int:
+    """`run_speed` times the local suite (and peers, Redis) and reports."""
+    from .suite import local_scenarios
+
+    scenarios: list[Scenario] = local_scenarios()
+    skipped: list[str] = []
+    if args.peers:
+        from .peers import breaker_peer_scenarios, limiter_peer_scenarios
+
+        for found, missing in (limiter_peer_scenarios(), breaker_peer_scenarios()):
+            scenarios += found
+            skipped += missing
+    for url, cluster in ((args.redis, False), (args.redis_cluster, True)):
+        if url:
+            from .redis_scenarios import redis_scenarios
+
+            found, missing = redis_scenarios(url, cluster=cluster, peers=args.peers)
+            scenarios += found
+            skipped += missing
+    if skipped:
+        print(
+            f"not installed, skipped: {', '.join(sorted(set(skipped)))}",
+            file=sys.stderr,
+        )
+    if args.only:
+        scenarios = [s for s in scenarios if any(text in s.label for text in args.only)]
+    if not scenarios:
+        raise SystemExit(f"no scenario matches --only {' '.join(args.only)}")
+    scenarios.sort(key=lambda s: (s.group, s.name))
+    repeats = args.repeats or (3 if args.quick else 7)
+    print(
+        f"timing {len(scenarios)} scenarios x {repeats} interleaved repeats",
+        file=sys.stderr,
+    )
+    results: list[Measurement] = measure(
+        scenarios,
+        repeats=repeats,
+        sample_seconds=0.005 if args.quick else 0.02,
+        progress=_progress("speed"),  # type: ignore[arg-type]
+    )
+    print("\n".join(speed_table(results)))
+    if args.json:
+        write_json(args.json, results, [], skipped)
+    if args.plot:
+        write_plot(args.plot, results)
+    return 0
+
+
+def load_target(spec: str) -> accuracy_module.Target:
+    """`load_target` imports ``module:factory`` as an accuracy target."""
+    import importlib
+
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise SystemExit(f"--target must be MODULE:FACTORY, got {spec!r}")
+    factory = getattr(importlib.import_module(module_name), attribute)
+    return accuracy_module.Target(spec, factory, "meter", ours=True)
+
+
+def run_accuracy(args: argparse.Namespace) -> int:
+    """`run_accuracy` judges every target; non-zero if ours breaks a bound."""
+    targets = accuracy_module.local_targets()
+    targets += [load_target(spec) for spec in args.target]
+    skipped: list[str] = []
+    if args.peers:
+        found, skipped = accuracy_module.peer_targets()
+        targets += found
+    if args.redis or args.redis_cluster:
+        from .redis_scenarios import redis_accuracy_targets
+
+        for url, cluster in ((args.redis, False), (args.redis_cluster, True)):
+            if url:
+                targets += redis_accuracy_targets(url, cluster=cluster)
+    if args.only:
+        targets = [t for t in targets if any(text in t.name for text in args.only)]
+    if not targets:
+        raise SystemExit(f"no accuracy target matches --only {' '.join(args.only)}")
+    if skipped:
+        print(f"not installed, skipped: {', '.join(skipped)}", file=sys.stderr)
+    duration = args.duration or (1.0 if args.quick else 3.0)
+    results = []
+    for index, target in enumerate(targets, 1):
+        print(
+            f"\r  accuracy: {index}/{len(targets)} {target.name:40}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        results.append(accuracy_module.run_threads(target, args.workers, duration))
+    print(file=sys.stderr)
+    print("\n".join(accuracy_table(results)))
+    if args.json:
+        write_json(args.json, [], results, skipped)
+    broken = [result.target for result in results if result.ours and result.exceeded]
+    if broken:
+        print(f"ratefuse exceeded its bound: {', '.join(broken)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - thin
+    """`main` runs ``ratefuse bench`` alone (``python -m ratefuse.bench.cli``)."""
+    parser = argparse.ArgumentParser(prog="ratefuse")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(["bench", *(argv or sys.argv[1:])]))

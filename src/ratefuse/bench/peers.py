@@ -1,0 +1,255 @@
+"""The peer libraries, driven through the same loops as ratefuse.
+
+Each peer scenario carries the group and name of the ratefuse scenario it
+competes with (``try_acquire``/``gcra``, ``keyed 100k``/``gcra``, ...), so the
+report can print a speed-up per pair. A peer that is not installed is named
+and skipped, never an error: ``pip install 'ratefuse[peers]'`` installs them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.metadata
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from itertools import repeat
+from typing import Any
+
+from ..scenarios import Loop, Scenario
+
+# The rates ratefuse's own scenarios use (ratefuse.scenarios): one every
+# limiter keeps admitting during a run, and for the logs, whose memory grows
+# with the limit, 100,000 per second.
+FAST_LIMIT = 1_000_000_000
+LOG_LIMIT = 100_000
+KEYED_KEYS = 100_000
+
+
+@dataclass(frozen=True)
+class Peer:
+    """`Peer` is an installable library: its distribution and module names."""
+
+    distribution: str
+    module: str
+
+    def version(self) -> str | None:
+        """`version` is the installed version, or None if not installed."""
+        try:
+            importlib.import_module(self.module)
+            return importlib.metadata.version(self.distribution)
+        except (ImportError, importlib.metadata.PackageNotFoundError):
+            return None
+
+
+PEERS = (
+    Peer("limits", "limits"),
+    Peer("pyrate-limiter", "pyrate_limiter"),
+    Peer("throttled-py", "throttled"),
+    Peer("token-bucket", "token_bucket"),
+    Peer("pybreaker", "pybreaker"),
+    Peer("circuitbreaker", "circuitbreaker"),
+)
+
+
+def _calls(function: Callable[[], object], n: int) -> None:
+    for _ in repeat(None, n):
+        function()
+
+
+def _keyed_calls(function: Callable[[str], object], keys: list[str], n: int) -> None:
+    count = len(keys)
+    index = 0
+    for _ in repeat(None, n):
+        function(keys[index])
+        index = index + 1 if index + 1 < count else 0
+
+
+def keys_for(count: int) -> list[str]:
+    """`keys_for` is ``count`` distinct user-like keys."""
+    return [f"user:{index}" for index in range(count)]
+
+
+def _rejections(
+    function: Callable[[], object], error: type[BaseException], n: int
+) -> None:
+    for _ in repeat(None, n):
+        try:  # noqa: SIM105 - contextlib.suppress would cost more than the call
+            function()
+        except error:
+            pass
+
+
+def noop() -> None:
+    """`noop` is the guarded function: it does nothing."""
+
+
+# ---- limiter factories: a callable deciding one unit for a key ----
+
+
+def limits_hit(strategy: str, limit: int, period_s: int) -> Callable[[str], bool]:
+    """`limits_hit` is limits' ``hit`` with MemoryStorage and ``strategy``."""
+    from limits import RateLimitItemPerSecond, storage, strategies
+
+    limiter_class = {
+        "fixed_window": strategies.FixedWindowRateLimiter,
+        "moving_window": strategies.MovingWindowRateLimiter,
+        "sliding_window": strategies.SlidingWindowCounterRateLimiter,
+    }[strategy]
+    limiter = limiter_class(storage.MemoryStorage())
+    item = RateLimitItemPerSecond(limit, period_s)
+    return lambda key: limiter.hit(item, key)
+
+
+def pyrate_try(limit: int, period_s: int) -> Callable[[str], bool]:
+    """`pyrate_try` is pyrate-limiter's non-blocking ``try_acquire``."""
+    from pyrate_limiter import Duration, Limiter, Rate
+
+    limiter = Limiter(Rate(limit, Duration.SECOND * period_s))
+    return lambda key: bool(limiter.try_acquire(key, blocking=False))
+
+
+def throttled_limit(algorithm: str, limit: int) -> Callable[[str], bool]:
+    """`throttled_limit` is throttled-py's ``limit`` with MemoryStore."""
+    from throttled import MemoryStore, Throttled, rate_limiter
+
+    throttle = Throttled(
+        quota=rate_limiter.per_sec(limit, burst=limit),
+        store=MemoryStore(),
+        using=algorithm,
+    )
+    return lambda key: not throttle.limit(key).limited
+
+
+def token_bucket_consume(limit: int) -> Callable[[str], bool]:
+    """`token_bucket_consume` is token-bucket's ``consume``."""
+    import token_bucket
+
+    limiter = token_bucket.Limiter(limit, limit, token_bucket.MemoryStorage())
+    return lambda key: bool(limiter.consume(key))
+
+
+# (ratefuse name, peer, label, factory(limit, period_s) -> decide(key))
+LIMITER_PEERS: tuple[
+    tuple[str, Peer, str, Callable[[int, int], Callable[[str], bool]]], ...
+] = (
+    (
+        "gcra",
+        PEERS[3],
+        "token-bucket",
+        lambda limit, period: token_bucket_consume(limit),
+    ),
+    (
+        "gcra",
+        PEERS[2],
+        "throttled-py gcra",
+        lambda limit, period: throttled_limit("gcra", limit),
+    ),
+    ("fixed_window", PEERS[0], "limits fixed", partial(limits_hit, "fixed_window")),
+    (
+        "fixed_window",
+        PEERS[2],
+        "throttled-py fixed",
+        lambda limit, period: throttled_limit("fixed_window", limit),
+    ),
+    (
+        "sliding_window",
+        PEERS[0],
+        "limits sliding",
+        partial(limits_hit, "sliding_window"),
+    ),
+    ("sliding_log", PEERS[0], "limits moving", partial(limits_hit, "moving_window")),
+    ("sliding_log", PEERS[1], "pyrate-limiter", pyrate_try),
+)
+
+
+def limiter_peer_scenarios(
+    keyed_keys: int = KEYED_KEYS,
+) -> tuple[list[Scenario], list[str]]:
+    """`limiter_peer_scenarios` is every installed peer on one key and on
+    ``keyed_keys`` keys; also returns the names of the peers not installed."""
+    scenarios: list[Scenario] = []
+    missing: list[str] = []
+    for name, peer, label, factory in LIMITER_PEERS:
+        version = peer.version()
+        if version is None:
+            missing.append(peer.distribution)
+            continue
+        tag = f"{label} {version}"
+
+        limit = LOG_LIMIT if name == "sliding_log" else FAST_LIMIT
+
+        def single(factory: Any = factory, limit: int = limit) -> Loop:
+            decide = factory(limit, 1)
+            return partial(_calls, partial(decide, "subject"))
+
+        def keyed(factory: Any = factory, limit: int = limit) -> Loop:
+            decide = factory(limit, 1)
+            keys = keys_for(keyed_keys)
+            for key in keys:
+                decide(key)
+            return partial(_keyed_calls, decide, keys)
+
+        scenarios.append(Scenario("try_acquire", name, tag, single))
+        if peer.module != "pyrate_limiter":  # one bucket per key: no keyed mode
+            scenarios.append(Scenario(f"keyed {keyed_keys // 1000}k", name, tag, keyed))
+    return scenarios, sorted(set(missing))
+
+
+def breaker_peer_scenarios() -> tuple[list[Scenario], list[str]]:
+    """`breaker_peer_scenarios` is pybreaker and circuitbreaker around the
+    no-op: closed (a call) and open (a rejection raising their error)."""
+    scenarios: list[Scenario] = []
+    missing: list[str] = []
+    pybreaker_version = PEERS[4].version()
+    if pybreaker_version is None:
+        missing.append("pybreaker")
+    else:
+        import pybreaker
+
+        tag = f"pybreaker {pybreaker_version}"
+
+        def py_closed() -> Loop:
+            breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=3600)
+            return partial(_calls, partial(breaker.call, noop))
+
+        def py_open() -> Loop:
+            breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=3600)
+            breaker.open()
+            return partial(
+                _rejections, partial(breaker.call, noop), pybreaker.CircuitBreakerError
+            )
+
+        scenarios.append(Scenario("breaker closed", "decorator", tag, py_closed))
+        scenarios.append(Scenario("breaker open", "decorator", tag, py_open))
+    circuit_version = PEERS[5].version()
+    if circuit_version is None:
+        missing.append("circuitbreaker")
+    else:
+        import circuitbreaker
+
+        tag = f"circuitbreaker {circuit_version}"
+
+        def cb_closed() -> Loop:
+            breaker = circuitbreaker.CircuitBreaker(
+                failure_threshold=5, recovery_timeout=3600
+            )
+            return partial(_calls, breaker(noop))
+
+        def cb_open() -> Loop:
+            breaker = circuitbreaker.CircuitBreaker(
+                failure_threshold=1, recovery_timeout=3600
+            )
+            guarded = breaker(_fail)
+            with contextlib.suppress(RuntimeError):
+                guarded()  # one failure opens it
+            return partial(_rejections, guarded, circuitbreaker.CircuitBreakerError)
+
+        scenarios.append(Scenario("breaker closed", "decorator", tag, cb_closed))
+        scenarios.append(Scenario("breaker open", "decorator", tag, cb_open))
+    return scenarios, missing
+
+
+def _fail() -> None:
+    raise RuntimeError("upstream down")

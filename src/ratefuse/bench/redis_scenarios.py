@@ -1,0 +1,176 @@
+"""``ratefuse bench --redis URL``: decisions against a real Redis, next to a
+raw redis-py EVALSHA of a trivial script on the same server (the floor of
+any one-round-trip decision), and the peers' Redis backends with --peers.
+
+Each run uses its own limiter name (so its own keys) and removes nothing:
+the keys expire on their own within seconds of the run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from functools import partial
+from itertools import repeat
+from typing import Any
+
+from ..scenarios import Loop, Scenario
+from .accuracy import LIMIT, PERIOD_S, Target, TryAcquire
+from .peers import PEERS
+
+BATCH = 1_000
+# Far above what one process reaches over Redis, so every decision takes
+# the admitting path, as in the local scenarios (the scripts need an
+# emission interval of at least 1 us).
+FAST = "1000000/s"
+
+
+def _client(url: str, cluster: bool) -> Any:
+    try:
+        import redis
+        from redis.cluster import RedisCluster
+    except ImportError as exc:
+        raise SystemExit(
+            "--redis needs redis-py: pip install 'ratefuse[redis]'"
+        ) from exc
+    return RedisCluster.from_url(url) if cluster else redis.Redis.from_url(url)
+
+
+def _run_name(what: str) -> str:
+    return f"bench-{what}-{os.getpid()}"
+
+
+def _calls(function: Callable[[], object], n: int) -> None:
+    for _ in repeat(None, n):
+        function()
+
+
+def _batches(function: Callable[[list[str]], object], keys: list[str], n: int) -> None:
+    # n decisions in batches of BATCH (rounded up to whole batches).
+    for _ in repeat(None, max(1, -(-n // BATCH))):
+        function(keys)
+
+
+def redis_scenarios(
+    url: str, *, cluster: bool, peers: bool
+) -> tuple[list[Scenario], list[str]]:
+    """`redis_scenarios` is sequential and batched decisions on ``url``, the
+    raw EVALSHA floor, and (with ``peers``) the peers' Redis backends."""
+    from ..redis import RedisLimiter
+
+    where = "cluster" if cluster else "redis"
+    client = _client(url, cluster)
+
+    def raw_evalsha() -> Loop:
+        sha = client.script_load("return 1")
+        target = client.get_default_node() if cluster else client
+        call = (
+            partial(client.evalsha, sha, 1, "{bench}")
+            if cluster
+            else partial(target.evalsha, sha, 0)
+        )
+        return partial(_calls, call)
+
+    def sequential(algorithm: str) -> Loop:
+        limiter = RedisLimiter(
+            FAST, algorithm, backend=client, name=_run_name(algorithm)
+        )
+        return partial(_calls, partial(limiter.try_acquire, "subject"))
+
+    def batched() -> Loop:
+        limiter = RedisLimiter(FAST, backend=client, name=_run_name("batch"))
+        keys = [f"user:{index}" for index in range(BATCH)]
+        return partial(_batches, limiter.decide_many, keys)
+
+    scenarios = [
+        Scenario(f"{where} sequential", "raw EVALSHA return 1", "-", raw_evalsha),
+        Scenario(f"{where} sequential", "gcra", "cython", partial(sequential, "gcra")),
+        Scenario(
+            f"{where} sequential",
+            "sliding_window",
+            "cython",
+            partial(sequential, "sliding_window"),
+        ),
+        Scenario(f"{where} decide_many x{BATCH}", "gcra", "cython", batched),
+    ]
+    missing: list[str] = []
+    if peers:
+        found, missing = _peer_scenarios(url, where)
+        scenarios += found
+    return scenarios, missing
+
+
+def _peer_scenarios(url: str, where: str) -> tuple[list[Scenario], list[str]]:
+    scenarios, missing = [], []
+    limits_version, throttled_version = PEERS[0].version(), PEERS[2].version()
+    if limits_version is None:
+        missing.append("limits")
+    else:
+
+        def limits_loop() -> Loop:
+            from limits import RateLimitItemPerSecond, storage, strategies
+
+            limiter = strategies.FixedWindowRateLimiter(
+                storage.storage_from_string(url)
+            )
+            item = RateLimitItemPerSecond(1_000_000, 1)
+            return partial(_calls, partial(limiter.hit, item, _run_name("limits")))
+
+        scenarios.append(
+            Scenario(
+                f"{where} sequential",
+                "fixed_window",
+                f"limits {limits_version}",
+                limits_loop,
+            )
+        )
+    if throttled_version is None:
+        missing.append("throttled-py")
+    else:
+
+        def throttled_loop() -> Loop:
+            from throttled import RedisStore, Throttled, rate_limiter
+
+            throttle = Throttled(
+                quota=rate_limiter.per_sec(1_000_000, burst=1_000_000),
+                store=RedisStore(server=url),
+                using="gcra",
+            )
+            return partial(_calls, partial(throttle.limit, _run_name("throttled")))
+
+        scenarios.append(
+            Scenario(
+                f"{where} sequential",
+                "gcra",
+                f"throttled-py {throttled_version}",
+                throttled_loop,
+            )
+        )
+    return scenarios, missing
+
+
+def redis_accuracy_targets(url: str, *, cluster: bool) -> list[Target]:
+    """`redis_accuracy_targets` is one fleet quota per algorithm on ``url``,
+    shared by the accuracy run's threads."""
+    from ..rates import Rate
+    from ..redis import RedisLimiter
+    from .accuracy import KINDS
+
+    targets = []
+    for algorithm in ("gcra", "fixed_window", "sliding_window", "sliding_log"):
+
+        def make(algorithm: str = algorithm) -> TryAcquire:
+            limiter = RedisLimiter(
+                Rate(LIMIT, PERIOD_S),
+                algorithm,
+                backend=_client(url, cluster),
+                name=_run_name(f"accuracy-{algorithm}"),
+                on_backend_error="raise",
+            )
+            return partial(limiter.try_acquire, "subject")
+
+        where = "cluster" if cluster else "redis"
+        targets.append(
+            Target(f"ratefuse {algorithm} ({where})", make, KINDS[algorithm], True)
+        )
+    return targets

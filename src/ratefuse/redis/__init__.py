@@ -1,0 +1,67 @@
+"""Fleet-wide rate limits in Redis: one round trip per decision, atomic
+compound limits, a single Redis or Redis Cluster, sync and asyncio.
+
+Needs the ``redis`` extra (``pip install 'ratefuse[redis]'``)::
+
+    import redis
+    from ratefuse.redis import RedisLimiter
+
+    limiter = RedisLimiter("10/s; 1000/h", backend=redis.Redis(), name="api")
+    if limiter.try_acquire(user_id):
+        ...
+
+Decisions are those of the local cores (the scripts are line-for-line
+translations, held together by differential tests), in integer
+microseconds on the Redis server's clock. See :class:`RedisLimiter` for the
+failure policy and :mod:`ratefuse.redis._schema` for the key schema.
+"""
+
+from __future__ import annotations
+
+from ._async import AsyncRedisBackend, AsyncRedisStore
+from ._codec import Verdict
+from ._connection import DEFAULT_BREAKER_CONFIG, DEFAULT_TIMEOUT
+from ._exchange import DEFAULT_CHUNK, ExchangeCounts
+from ._policy import (
+    DEFAULT_DENY_RETRY_AFTER,
+    DEFAULT_LOCAL_MAX_KEYS,
+    DEFAULT_LOCAL_SHARE,
+    DEFAULT_ON_BACKEND_ERROR,
+    POLICIES,
+    FailurePolicy,
+    LimiterStats,
+)
+from ._schema import DEFAULT_PREFIX, KEY_VERSION, KeySchema
+from ._specs import SCRIPT_ALGORITHMS
+from ._sync import RedisBackend, RedisStore
+from .limiter import AsyncRedisLimiter, RedisLimiter
+from .protocol import AsyncKeyedStore, AsyncSharedBackend, KeyedStore, SharedBackend
+
+__all__ = [
+    "DEFAULT_BREAKER_CONFIG",
+    "DEFAULT_CHUNK",
+    "DEFAULT_DENY_RETRY_AFTER",
+    "DEFAULT_LOCAL_MAX_KEYS",
+    "DEFAULT_LOCAL_SHARE",
+    "DEFAULT_ON_BACKEND_ERROR",
+    "DEFAULT_PREFIX",
+    "DEFAULT_TIMEOUT",
+    "KEY_VERSION",
+    "POLICIES",
+    "SCRIPT_ALGORITHMS",
+    "AsyncKeyedStore",
+    "AsyncRedisBackend",
+    "AsyncRedisLimiter",
+    "AsyncRedisStore",
+    "AsyncSharedBackend",
+    "ExchangeCounts",
+    "FailurePolicy",
+    "KeySchema",
+    "KeyedStore",
+    "LimiterStats",
+    "RedisBackend",
+    "RedisLimiter",
+    "RedisStore",
+    "SharedBackend",
+    "Verdict",
+]

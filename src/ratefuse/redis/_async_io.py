@@ -1,0 +1,229 @@
+"""The redis.asyncio I/O of the Redis backend: the asyncio twin of
+:mod:`._sync_io`, reading and writing the connections' streams."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from ._codec import ASKING, Packer, pack_command
+from ._connection import (
+    connection_settings,
+)
+from ._exchange import (
+    Plan,
+)
+from ._resp import INCOMPLETE, PartialReplies, ProtocolError, RespReader
+from ._slots import Address
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as async_timeout
+else:  # redis-py depends on async-timeout before 3.11.3
+    from async_timeout import (  # type: ignore[import-not-found, unused-ignore]
+        timeout as async_timeout,
+    )
+
+RECV_SIZE = 1 << 16
+# Calls on redis.asyncio connections are partly untyped: Any.
+AsyncConnection = Any
+
+
+def _streams(
+    connection: AsyncConnection,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    # The streams of a connected redis.asyncio connection (None if closed).
+    # The attributes are private but have been there since redis.asyncio
+    # began (aioredis).
+    reader = getattr(connection, "_reader", None)
+    writer = getattr(connection, "_writer", None)
+    if reader is None or writer is None:
+        return None
+    return reader, writer
+
+
+class AsyncTransport:
+    """`AsyncTransport` holds idle connections per node and runs rounds:
+    the asyncio twin of :class:`._sync.SyncTransport`, reading and writing
+    the connection's streams itself, each node's round bounded by
+    ``timeout`` seconds. One event loop."""
+
+    def __init__(
+        self, factory: Callable[[Address | None], AsyncConnection], timeout: float
+    ) -> None:
+        self._factory = factory
+        self._timeout = timeout
+        self._idle: dict[Address | None, list[AsyncConnection]] = {}
+        self._closed = False
+
+    async def _take(
+        self, address: Address | None
+    ) -> tuple[AsyncConnection, asyncio.StreamReader, asyncio.StreamWriter]:
+        idle = self._idle.get(address)
+        connection = idle.pop() if idle else self._factory(address)
+        try:
+            streams = _streams(connection)
+            # See SyncTransport._take: reconnect before sending.
+            if streams is not None and (streams[0].at_eof() or streams[1].is_closing()):
+                await connection.disconnect()
+                streams = None
+            if streams is None:
+                await connection.connect()
+                streams = _streams(connection)
+                if streams is None:
+                    raise RedisConnectionError("redis-py connection has no streams")
+        except BaseException:
+            await connection.disconnect(nowait=True)
+            raise
+        return connection, streams[0], streams[1]
+
+    async def _give(self, address: Address | None, connection: AsyncConnection) -> None:
+        if self._closed:
+            await connection.disconnect()
+            return
+        self._idle.setdefault(address, []).append(connection)
+
+    async def round_trip(self, plan: Plan, packer: Packer) -> list[list[object]]:
+        """`round_trip`: see SyncTransport.round_trip."""
+        sent: list[
+            tuple[
+                Address | None,
+                AsyncConnection | None,
+                asyncio.StreamReader | None,
+                list[int],
+                object,
+            ]
+        ] = []
+        try:
+            for address, calls in plan:
+                pieces: list[bytes] = []
+                counts: list[int] = []
+                for call in calls:
+                    wire, count = call.wire(packer)
+                    pieces.extend(wire)
+                    counts.append(count)
+                connection = None
+                try:
+                    connection, reader, writer = await self._take(address)
+                    writer.write(b"".join(pieces))
+                except Exception as exc:
+                    if connection is not None:
+                        await connection.disconnect(nowait=True)
+                    sent.append((address, None, None, counts, exc))
+                    continue
+                sent.append((address, connection, reader, counts, None))
+            replies: list[list[object]] = []
+            for index, (address, connection, channel, counts, error) in enumerate(sent):
+                if connection is None or channel is None:
+                    replies.append([error] * len(counts))
+                    continue
+                node_replies = await _read(channel, counts, self._timeout)
+                if isinstance(node_replies, PartialReplies):
+                    await connection.disconnect(nowait=True)
+                else:
+                    await self._give(address, connection)
+                replies.append(list(node_replies))
+                sent[index] = (address, None, None, counts, None)
+        except BaseException:
+            # Cancelled mid-exchange: these connections' state is unknown.
+            for _, connection, _, _, _ in sent:
+                if connection is not None:
+                    await connection.disconnect(nowait=True)
+            raise
+        return replies
+
+    async def command(
+        self, address: Address | None, *args: Any, asking: bool = False
+    ) -> Any:
+        """`command`: see SyncTransport.command."""
+        connection, reader, writer = await self._take(address)
+        pieces = [ASKING] if asking else []
+        pieces.append(pack_command(*args))
+        try:
+            writer.write(b"".join(pieces))
+            replies = await _read(reader, [len(pieces)], self._timeout)
+        except BaseException:
+            await connection.disconnect(nowait=True)
+            raise
+        if isinstance(replies, PartialReplies):
+            await connection.disconnect(nowait=True)
+            failure = replies[0]
+            assert isinstance(failure, BaseException)
+            raise failure
+        await self._give(address, connection)
+        return replies[0]
+
+    async def close(self) -> None:
+        """`close` disconnects every idle connection; later ones on return."""
+        self._closed = True
+        for idle in self._idle.values():
+            while idle:
+                await idle.pop().disconnect()
+
+
+async def _read(
+    reader: asyncio.StreamReader, counts: list[int], timeout: float
+) -> list[object]:
+    # See _sync._read; the whole node's replies within `timeout`.
+    parser = RespReader()
+    out: list[object] = []
+    try:
+        async with async_timeout(timeout):
+            for count in counts:
+                reply: object = None
+                for _ in range(count):
+                    reply = parser.get()
+                    while reply is INCOMPLETE:
+                        data = await reader.read(RECV_SIZE)
+                        if not data:
+                            raise RedisConnectionError("Redis closed the connection")
+                        parser.feed(data)
+                        reply = parser.get()
+                out.append(reply)
+        if parser.pending:
+            raise ProtocolError("Redis sent more than was asked")
+    except (OSError, asyncio.TimeoutError, RedisConnectionError, ProtocolError) as exc:
+        failed = PartialReplies(out)
+        failed.extend([exc] * (len(counts) - len(out)))
+        return failed
+    return out
+
+
+def connection_factory(
+    client: redis.asyncio.Redis | RedisCluster, timeout: float
+) -> tuple[Callable[[Address | None], AsyncConnection], list[Address]]:
+    # See _sync._factory.
+    retry = Retry(NoBackoff(), 0)
+    connection_class: Any
+    if isinstance(client, RedisCluster):
+        nodes = client.get_nodes() or client.startup_nodes
+        if not nodes:
+            raise ValueError("the RedisCluster client has no node to start from")
+        base = nodes[0].connection_kwargs
+        connection_class = nodes[0].connection_class
+        seeds = [(node.host, int(node.port)) for node in nodes]
+    elif isinstance(client, redis.asyncio.Redis):
+        base = client.connection_pool.connection_kwargs
+        connection_class = client.connection_pool.connection_class
+        seeds = []
+    else:
+        raise TypeError(
+            "client must be redis.asyncio.Redis or redis.asyncio.RedisCluster, "
+            f"got {type(client).__name__}"
+        )
+    settings = connection_settings(base, timeout, retry)
+
+    def make(address: Address | None) -> AsyncConnection:
+        if address is None:
+            return connection_class(**settings)
+        host, port = address
+        return connection_class(**{**settings, "host": host, "port": port})
+
+    return make, seeds

@@ -1,0 +1,386 @@
+"""One request's round trips, as a sans-I/O generator shared by the sync and
+asyncio backends.
+
+`plan_calls` groups a request's decisions into EVALSHA calls (one slot per
+call on a cluster). `exchange` then yields, round by round, what to send to
+which node and receives what each call got back; it decodes verdicts and
+decides what to resend:
+
+- NOSCRIPT: the script did not run; ``SCRIPT LOAD`` goes ahead of the call
+  on that node (once per node per round) and the call is resent;
+- MOVED: the slot map is patched and the call goes to the new owner;
+- ASK: the call goes once to the importing node behind ``ASKING``;
+- TRYAGAIN (a multi-key call during a slot migration): the call is split
+  into one call per key and resent.
+
+Nothing else is resent: a transport error or a timeout leaves the outcome
+of a consuming call unknown, so it fails that call's decisions and the
+limiter's policy answers them. The backends only move bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, fields
+
+from redis.exceptions import (
+    AskError,
+    MovedError,
+    NoScriptError,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..errors import BackendError
+from ._codec import ASKING, Packer, RawVerdict, decode_batch, decode_single, script_load
+from ._slots import Address, SlotMap, key_slot
+
+# Rounds of redirection and reloading before a call gives up.
+MAX_ROUNDS = 5
+# Keys per EVALSHA in a batch: bounds the time one script blocks the server.
+DEFAULT_CHUNK = 500
+
+
+@dataclass
+class ExchangeCounts:
+    """`ExchangeCounts` is a snapshot of a backend's counters: round trips
+    and calls sent, and how often each recovery happened."""
+
+    round_trips: int = 0
+    calls: int = 0
+    # SCRIPT LOADs sent after NOSCRIPT (one per node and round).
+    noscript_reloads: int = 0
+    moved: int = 0
+    ask: int = 0
+    tryagain: int = 0
+    transport_errors: int = 0
+    timeouts: int = 0
+    slot_map_refreshes: int = 0
+    breaker_rejections: int = 0
+
+
+class Counters:
+    """`Counters` accumulates ExchangeCounts; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = ExchangeCounts()
+
+    def add(self, name: str, amount: int = 1) -> None:
+        """`add` adds ``amount`` to the counter ``name``."""
+        with self._lock:
+            setattr(self._counts, name, getattr(self._counts, name) + amount)
+
+    def add_round(self, calls: int) -> None:
+        """`add_round` counts one round trip of ``calls`` calls."""
+        counts = self._counts
+        with self._lock:
+            counts.round_trips += 1
+            counts.calls += calls
+
+    def snapshot(self) -> ExchangeCounts:
+        """`snapshot` copies the counters."""
+        with self._lock:
+            return ExchangeCounts(
+                **{
+                    field.name: getattr(self._counts, field.name)
+                    for field in fields(self._counts)
+                }
+            )
+
+
+class Call:
+    """`Call` is one EVALSHA: the decisions of ``keys`` (one slot) at
+    ``positions`` of the request. ``load`` and ``ask`` put SCRIPT LOAD and
+    ASKING ahead of it on the wire. Not shared between threads."""
+
+    __slots__ = (
+        "ask",
+        "costs",
+        "keys",
+        "load",
+        "now_us",
+        "packed",
+        "positions",
+        "single",
+        "slot",
+    )
+
+    def __init__(
+        self,
+        packer: Packer,
+        slot: int,
+        positions: list[int],
+        keys: list[bytes],
+        costs: list[int],
+        now_us: int | None,
+    ) -> None:
+        self.slot = slot
+        self.positions = positions
+        self.keys = keys
+        self.costs = costs
+        self.now_us = now_us
+        self.single = len(keys) == 1
+        if self.single:
+            self.packed = packer.single(keys[0], costs[0], now_us)
+        else:
+            self.packed = packer.batch(keys, costs, now_us)
+        self.load = False
+        self.ask: Address | None = None
+
+    def wire(self, packer: Packer) -> tuple[list[bytes], int]:
+        """`wire` is what to send for this call and how many replies follow
+        (the call's own reply is the last)."""
+        pieces = []
+        if self.load:
+            pieces.append(script_load(packer.script))
+        if self.ask is not None:
+            pieces.append(ASKING)
+        pieces.append(self.packed)
+        return pieces, len(pieces)
+
+
+def _call(
+    packer: Packer,
+    slot: int,
+    positions: list[int],
+    keys: Sequence[bytes],
+    costs: Sequence[int],
+    now_us: int | None,
+) -> Call:
+    chosen = [keys[i] for i in positions]
+    units = [costs[i] for i in positions]
+    return Call(packer, slot, positions, chosen, units, now_us)
+
+
+def single_call(
+    packer: Packer, key: bytes, cost: int, now_us: int | None, slotted: bool
+) -> Call:
+    """`single_call` is the one call of a one-decision request."""
+    return Call(packer, key_slot(key) if slotted else -1, [0], [key], [cost], now_us)
+
+
+def _split(packer: Packer, call: Call) -> list[Call]:
+    # One call per key, for a multi-key call the server asked to retry.
+    return [
+        Call(packer, call.slot, [position], [key], [cost], call.now_us)
+        for position, key, cost in zip(
+            call.positions, call.keys, call.costs, strict=True
+        )
+    ]
+
+
+def plan_calls(
+    packer: Packer,
+    keys: Sequence[bytes],
+    costs: Sequence[int],
+    now_us: int | None,
+    slotted: bool,
+    chunk: int = DEFAULT_CHUNK,
+) -> list[Call]:
+    """`plan_calls` groups decisions into calls: by slot when ``slotted``
+    (a cluster), in request order, at most ``chunk`` keys per call. The
+    decisions of one key stay in order within one node's pipeline."""
+    if not slotted:
+        return [
+            _call(
+                packer,
+                -1,
+                list(range(start, min(start + chunk, len(keys)))),
+                keys,
+                costs,
+                now_us,
+            )
+            for start in range(0, len(keys), chunk)
+        ]
+    groups: dict[int, list[int]] = {}
+    for position, key in enumerate(keys):
+        groups.setdefault(key_slot(key), []).append(position)
+    return [
+        _call(packer, slot, positions[start : start + chunk], keys, costs, now_us)
+        for slot, positions in groups.items()
+        for start in range(0, len(positions), chunk)
+    ]
+
+
+Plan = list[tuple[Address | None, list[Call]]]
+Outcome = RawVerdict | BaseException
+# Exceptions (besides error replies) that mean a call timed out.
+TIMEOUT_ERRORS = (RedisTimeoutError, TimeoutError, asyncio.TimeoutError)
+
+
+def is_transport_error(reply: object) -> bool:
+    """`is_transport_error` is true for what the I/O layer returns when a
+    call got no reply (whether the server acted on it is unknown)."""
+    return isinstance(reply, BaseException) and not isinstance(reply, ResponseError)
+
+
+def redirect_of(error: ResponseError) -> tuple[str, int, Address] | None:
+    # (kind, slot, address) of a MOVED or ASK reply, parsed from the
+    # exception redis-py raised (its class, or its text on older parsers).
+    if isinstance(error, AskError):
+        kind = "moved" if isinstance(error, MovedError) else "ask"
+        return kind, error.slot_id, (error.host, error.port)
+    words = str(error).split()
+    if len(words) == 3 and words[0] in ("MOVED", "ASK"):
+        host, _, port = words[2].rpartition(":")
+        return words[0].lower(), int(words[1]), (host, int(port))
+    return None
+
+
+def _is(error: ResponseError, kind: type[ResponseError], code: str) -> bool:
+    return isinstance(error, kind) or str(error).startswith(code)
+
+
+def exchange(
+    packer: Packer,
+    calls: list[Call],
+    size: int,
+    slots: SlotMap | None,
+    counters: Counters,
+) -> Generator[Plan, list[list[object]], tuple[list[Outcome], BaseException | None]]:
+    """`exchange` runs ``calls`` (answering ``size`` decisions) to the end.
+
+    Yields a plan per round: (address or None for the single node, calls)
+    per node; receives, per node and call, the call's reply or the
+    exception that ended it. Returns the outcome of each decision (a
+    Verdict, or BackendError with the cause chained) and the first
+    transport error seen (for the breaker), or None.
+    """
+    outcomes: list[Outcome | None] = [None] * size
+    transport: BaseException | None = None
+    pending = calls
+    for _ in range(MAX_ROUNDS):
+        plan = _route(pending, slots, outcomes, counters)
+        if not plan:
+            pending = []
+            break
+        counters.add_round(len(pending))
+        replies = yield plan
+        pending = []
+        for (_, group), node_replies in zip(plan, replies, strict=True):
+            for call, reply in zip(group, node_replies, strict=True):
+                retry = _settle(packer, call, reply, slots, outcomes, counters)
+                if retry is not None:
+                    pending.extend(retry)
+                elif transport is None and is_transport_error(reply):
+                    transport = reply  # type: ignore[assignment]
+    for call in pending:
+        _fail(call, outcomes, BackendError("too many redirections or reloads"))
+    return outcomes, transport  # type: ignore[return-value]
+
+
+def _route(
+    calls: list[Call],
+    slots: SlotMap | None,
+    outcomes: list[Outcome | None],
+    counters: Counters,
+) -> Plan:
+    if len(calls) == 1 and slots is None and not calls[0].load:
+        return [(None, calls)]  # the common case: one call, one node
+    groups: dict[Address | None, list[Call]] = {}
+    for call in calls:
+        address = call.ask
+        if address is None and slots is not None:
+            address = slots.node(call.slot)
+            if address is None:
+                _fail(call, outcomes, BackendError(f"no node serves slot {call.slot}"))
+                continue
+        groups.setdefault(address, []).append(call)
+    for group in groups.values():
+        # One SCRIPT LOAD ahead of the node's pipeline serves all its calls.
+        if any(call.load for call in group):
+            counters.add("noscript_reloads")
+            for index, call in enumerate(group):
+                call.load = index == 0
+    return list(groups.items())
+
+
+def _fail(call: Call, outcomes: list[Outcome | None], error: BaseException) -> None:
+    for position in call.positions:
+        outcomes[position] = error
+
+
+def _settle(
+    packer: Packer,
+    call: Call,
+    reply: object,
+    slots: SlotMap | None,
+    outcomes: list[Outcome | None],
+    counters: Counters,
+) -> list[Call] | None:
+    # Records the call's verdicts, or fails them, or returns what to resend.
+    # A call resent after ASK keeps going to the importing node (behind
+    # ASKING) until that node answers it, for NOSCRIPT and TRYAGAIN too.
+    call.load = False
+    if isinstance(reply, ResponseError):
+        redirect = redirect_of(reply)
+        if redirect is not None and slots is not None:
+            kind, slot, address = redirect
+            counters.add(kind)
+            if kind == "moved":
+                slots.moved(slot, address)
+                call.ask = None
+            else:
+                call.ask = address
+            return [call]
+        if _is(reply, NoScriptError, "NOSCRIPT"):
+            call.load = True
+            return [call]
+        if _is(reply, TryAgainError, "TRYAGAIN"):
+            counters.add("tryagain")
+            return [call] if call.single else _split(packer, call)
+        _fail(call, outcomes, BackendError(f"Redis replied with an error: {reply}"))
+        return None
+    if isinstance(reply, BaseException):
+        counters.add("transport_errors")
+        if isinstance(reply, TIMEOUT_ERRORS):
+            counters.add("timeouts")
+        if slots is not None:
+            slots.mark_stale()
+        error = BackendError(f"Redis did not answer: {reply}")
+        error.__cause__ = reply
+        _fail(call, outcomes, error)
+        return None
+    try:
+        verdicts = (
+            [decode_single(reply)]
+            if call.single
+            else decode_batch(reply, len(call.keys))
+        )
+    except ValueError as exc:
+        _fail(call, outcomes, BackendError(str(exc)))
+        return None
+    for position, verdict in zip(call.positions, verdicts, strict=True):
+        outcomes[position] = verdict
+    return None
+
+
+def redirected(
+    key: bytes, slots: SlotMap | None
+) -> Generator[tuple[Address | None, bool], object, object]:
+    """`redirected` runs one plain command on ``key`` to the end: yields
+    (address, asking) to send it to, receives the reply (an error reply as
+    a ResponseError), follows MOVED and ASK, and returns the reply; raises
+    BackendError for any other error reply."""
+    asking: Address | None = None
+    for _ in range(MAX_ROUNDS):
+        address = asking
+        if address is None and slots is not None:
+            address = slots.node(key_slot(key))
+        reply = yield address, asking is not None
+        if not isinstance(reply, ResponseError):
+            return reply
+        redirect = redirect_of(reply)
+        if redirect is None or slots is None:
+            raise BackendError(f"Redis replied with an error: {reply}")
+        kind, slot, target = redirect
+        if kind == "moved":
+            slots.moved(slot, target)
+            asking = None
+        else:
+            asking = target
+    raise BackendError("too many redirections")

@@ -1,0 +1,173 @@
+"""The failure policy: what a Redis-backed limiter answers when Redis can't.
+
+``on_backend_error`` is one of:
+
+- ``"local"`` (the default): a local limiter per key at ``local_share`` of
+  the quota (set it to about 1 / the number of processes sharing the
+  quota) answers, on the local clock;
+- ``"allow"``: admit (remaining 0, retry_after and reset_after 0.0);
+- ``"deny"``: refuse (remaining 0, retry_after the breaker's remaining
+  wait when it is open, else ``deny_retry_after``);
+- ``"raise"``: raise BackendError, with the cause chained.
+
+Every decision answered by the policy is counted in :class:`LimiterStats`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from .._engine import Decision
+from ..errors import BackendError, CircuitOpenError
+from ..rates import Rate
+from ._local import local_limiter
+
+PolicyName = Literal["local", "allow", "deny", "raise"]
+POLICIES: Final = ("local", "allow", "deny", "raise")
+DEFAULT_ON_BACKEND_ERROR: Final[PolicyName] = "local"
+DEFAULT_LOCAL_SHARE: Final = 1.0
+DEFAULT_LOCAL_MAX_KEYS: Final = 100_000
+DEFAULT_DENY_RETRY_AFTER: Final = 1.0
+
+
+@dataclass(frozen=True)
+class FailurePolicy:
+    """`FailurePolicy` says how decisions Redis cannot make are answered.
+
+    on_backend_error: "local" (default), "allow", "deny" or "raise".
+    local_share: share of each limit the local fallback admits, in (0, 1];
+        1.0 (default) lets every process admit the whole quota alone.
+    local_max_keys: keys the local fallback remembers, >= 1; the least
+        recently used is evicted beyond it.
+    deny_retry_after: seconds a "deny" answer tells callers to wait when
+        the breaker is not open, > 0.
+    """
+
+    on_backend_error: PolicyName = DEFAULT_ON_BACKEND_ERROR
+    local_share: float = DEFAULT_LOCAL_SHARE
+    local_max_keys: int = DEFAULT_LOCAL_MAX_KEYS
+    deny_retry_after: float = DEFAULT_DENY_RETRY_AFTER
+
+    def __post_init__(self) -> None:
+        if self.on_backend_error not in POLICIES:
+            raise ValueError(
+                f"on_backend_error must be one of {', '.join(POLICIES)}, "
+                f"got {self.on_backend_error!r}"
+            )
+        share = self.local_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)):
+            raise ValueError(f"local_share must be a number, got {share!r}")
+        if not 0 < share <= 1:
+            raise ValueError(f"local_share must be in (0, 1], got {share!r}")
+        keys = self.local_max_keys
+        if isinstance(keys, bool) or not isinstance(keys, int) or keys < 1:
+            raise ValueError(f"local_max_keys must be an int >= 1, got {keys!r}")
+        wait = self.deny_retry_after
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)):
+            raise ValueError(f"deny_retry_after must be a number, got {wait!r}")
+        if not 0 < wait < math.inf:
+            raise ValueError(f"deny_retry_after must be finite and > 0, got {wait!r}")
+
+
+@dataclass(frozen=True)
+class LimiterStats:
+    """`LimiterStats` is a snapshot of a Redis-backed limiter's counters.
+
+    decisions: decisions answered, by Redis or by the policy.
+    backend_decisions: decisions Redis made.
+    fallbacks: decisions Redis could not make: local_fallbacks +
+        allow_fallbacks + deny_fallbacks (answered by the policy) + raised
+        (BackendErrors raised by the "raise" policy).
+    breaker_fallbacks: fallbacks because the breaker was open (no I/O).
+    local_evictions: keys the local fallback table evicted.
+    """
+
+    decisions: int = 0
+    backend_decisions: int = 0
+    fallbacks: int = 0
+    local_fallbacks: int = 0
+    allow_fallbacks: int = 0
+    deny_fallbacks: int = 0
+    raised: int = 0
+    breaker_fallbacks: int = 0
+    local_evictions: int = 0
+
+
+_COUNTS: Final = ("backend", "local", "allow", "deny", "raise", "breaker")
+
+
+class Fallback:
+    """`Fallback` applies a FailurePolicy for one limiter and counts.
+
+    Thread-safe.
+    """
+
+    def __init__(
+        self, policy: FailurePolicy, rates: Sequence[Rate], algorithm: str
+    ) -> None:
+        self.policy = policy
+        self._kind = policy.on_backend_error
+        self._limit = rates[0].capacity
+        self._local = (
+            local_limiter(rates, algorithm, policy.local_share, policy.local_max_keys)
+            if self._kind == "local"
+            else None
+        )
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(_COUNTS, 0)
+
+    def answered(self, count: int = 1) -> None:
+        """`answered` counts ``count`` decisions that Redis made."""
+        with self._lock:
+            self._counts["backend"] += count
+
+    def decide(self, tag: bytes, cost: int, error: BaseException) -> Decision:
+        """`decide` answers ``cost`` for the key named ``tag`` after
+        ``error`` (BackendError, or CircuitOpenError from the breaker);
+        raises BackendError under the "raise" policy."""
+        kind = self._kind
+        with self._lock:
+            self._counts[kind] += 1
+            if isinstance(error, CircuitOpenError):
+                self._counts["breaker"] += 1
+        if kind == "local":
+            assert self._local is not None
+            return self._local.decide(tag, cost)
+        if kind == "allow":
+            return Decision(True, 0, 0.0, 0.0, self._limit)
+        if kind == "deny":
+            wait = self.policy.deny_retry_after
+            if isinstance(error, CircuitOpenError) and error.retry_after > 0:
+                wait = error.retry_after
+            return Decision(False, 0, wait, 0.0, self._limit)
+        if isinstance(error, BackendError):
+            raise error
+        raise BackendError(f"Redis backend unavailable: {error}") from error
+
+    def reset(self, tag: bytes) -> None:
+        """`reset` forgets the local state of the key named ``tag``."""
+        if self._local is not None:
+            self._local.reset(tag)
+
+    def stats(self) -> LimiterStats:
+        """`stats` snapshots the counters."""
+        with self._lock:
+            counts = dict(self._counts)
+        fallbacks = counts["local"] + counts["allow"] + counts["deny"] + counts["raise"]
+        return LimiterStats(
+            decisions=counts["backend"] + fallbacks - counts["raise"],
+            backend_decisions=counts["backend"],
+            fallbacks=fallbacks,
+            local_fallbacks=counts["local"],
+            allow_fallbacks=counts["allow"],
+            deny_fallbacks=counts["deny"],
+            raised=counts["raise"],
+            breaker_fallbacks=counts["breaker"],
+            local_evictions=0
+            if self._local is None
+            else self._local.stats()["evictions"],
+        )

@@ -1,0 +1,108 @@
+"""A minimal RESP2 reply reader: pure, fed with bytes, shared by both I/O
+layers.
+
+The backends send pre-packed commands and read the replies themselves, on
+redis-py's connections (which still connect, authenticate and negotiate
+TLS): redis-py's generic parser costs several times more client CPU per
+reply than this one, and a decision's reply is five integers. Error
+replies become ``redis.exceptions.ResponseError`` carrying the server's
+text (NOSCRIPT, MOVED, ASK, TRYAGAIN are recognised by it).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from redis.exceptions import ResponseError
+
+# `RespReader.get` returns this when the buffer holds no complete reply.
+INCOMPLETE: Final = object()
+# A decision's reply, five integers, read in one match.
+_VERDICT: Final = re.compile(rb"\*5\r\n" + rb":(-?\d+)\r\n" * 5)
+
+
+class ProtocolError(ValueError):
+    """`ProtocolError` is a reply that is not RESP2."""
+
+
+class RespReader:
+    """`RespReader` parses replies from the bytes given to `feed`.
+
+    Replies are bytes (bulk and simple strings), int, None (nil),
+    ResponseError (error replies, returned rather than raised) and lists
+    of these. Not thread-safe: one per connection and round.
+    """
+
+    __slots__ = ("_buffer", "_position")
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._position = 0
+
+    def feed(self, data: bytes) -> None:
+        """`feed` appends bytes read from the connection."""
+        if self._position:
+            self._buffer = self._buffer[self._position :] + data
+            self._position = 0
+        else:
+            self._buffer += data
+
+    @property
+    def pending(self) -> int:
+        """`pending` is the number of bytes fed but not yet parsed."""
+        return len(self._buffer) - self._position
+
+    def get(self) -> object:
+        """`get` is the next complete reply, or INCOMPLETE."""
+        verdict = _VERDICT.match(self._buffer, self._position)
+        if verdict is not None:
+            self._position = verdict.end()
+            return [int(number) for number in verdict.groups()]
+        try:
+            reply, position = self._parse(self._position)
+        except IndexError:
+            return INCOMPLETE
+        self._position = position
+        return reply
+
+    def _parse(self, position: int) -> tuple[object, int]:
+        # Raises IndexError when the buffer ends inside the reply.
+        buffer = self._buffer
+        end = buffer.find(b"\r\n", position)
+        if end < 0:
+            raise IndexError
+        kind = buffer[position]
+        line = buffer[position + 1 : end]
+        position = end + 2
+        if kind == 58:  # ':' integer
+            return int(line), position
+        if kind == 42:  # '*' array
+            count = int(line)
+            if count < 0:
+                return None, position
+            items = []
+            for _ in range(count):
+                item, position = self._parse(position)
+                items.append(item)
+            return items, position
+        if kind == 36:  # '$' bulk string
+            size = int(line)
+            if size < 0:
+                return None, position
+            if position + size + 2 > len(buffer):
+                raise IndexError
+            return buffer[position : position + size], position + size + 2
+        if kind == 43:  # '+' simple string
+            return line, position
+        if kind == 45:  # '-' error
+            return ResponseError(line.decode("utf-8", "replace")), position
+        raise ProtocolError(
+            f"not a RESP2 reply: {buffer[position - len(line) - 3 :][:40]!r}"
+        )
+
+
+class PartialReplies(list):  # type: ignore[type-arg]
+    """`PartialReplies` are the replies of a node whose connection failed
+    part-way: the failure stands in for each reply that did not come, and
+    the connection must be dropped."""

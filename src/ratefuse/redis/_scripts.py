@@ -1,0 +1,39 @@
+"""The script registry: one Lua script per algorithm, package data.
+
+A script's source is ``lua/prelude.lua`` followed by ``lua/<algorithm>.lua``;
+its SHA1 is computed here, so calls go out as EVALSHA from the first one and
+a server that answers NOSCRIPT gets ``SCRIPT LOAD`` and the call again (see
+:mod:`._exchange`). Nothing is registered by import side effects.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+
+from ._specs import SCRIPT_ALGORITHMS
+
+
+@dataclass(frozen=True)
+class Script:
+    """`Script` is one algorithm's Lua source and its SHA1 (hex, ASCII)."""
+
+    algorithm: str
+    source: bytes
+    sha: bytes
+
+
+def _read(name: str) -> bytes:
+    return resources.files("ratefuse.redis").joinpath("lua").joinpath(name).read_bytes()
+
+
+@functools.cache
+def script(algorithm: str) -> Script:
+    """`script` is the registered script of ``algorithm`` (cached)."""
+    if algorithm not in SCRIPT_ALGORITHMS:
+        raise ValueError(f"no Redis script for algorithm {algorithm!r}")
+    source = _read("prelude.lua") + b"\n" + _read(f"{algorithm}.lua")
+    sha = hashlib.sha1(source, usedforsecurity=False).hexdigest().encode()
+    return Script(algorithm, source, sha)

@@ -1,0 +1,233 @@
+"""The redis-py (sync) I/O of the Redis backend: connections per node, and
+writing packed commands and reading replies on their sockets. Nothing else:
+planning, decoding, redirections and reloads are :mod:`._exchange`."""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
+
+from ._codec import ASKING, Packer, pack_command
+from ._connection import (
+    connection_settings,
+)
+from ._exchange import (
+    Plan,
+)
+from ._resp import INCOMPLETE, PartialReplies, ProtocolError, RespReader
+from ._slots import Address
+
+# redis-py's sync connections are untyped: calls on them are Any.
+SyncConnection = Any
+RECV_SIZE = 1 << 16
+
+
+def _socket(connection: SyncConnection) -> socket.socket | None:
+    # The connected socket of a redis-py connection (None if closed). The
+    # attribute is private but has been there since redis-py 2.
+    return getattr(connection, "_sock", None)
+
+
+class SyncTransport:
+    """`SyncTransport` holds idle connections per node and runs rounds.
+
+    ``factory(address)`` makes a connection (address None: the single
+    node). redis-py connects, authenticates and negotiates TLS; the
+    transport then writes packed commands and reads replies on the socket
+    itself (:mod:`._resp`). Thread-safe: a connection is used by one
+    thread at a time.
+    """
+
+    def __init__(self, factory: Callable[[Address | None], SyncConnection]) -> None:
+        self._factory = factory
+        self._idle: dict[Address | None, list[SyncConnection]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def _take(self, address: Address | None) -> tuple[SyncConnection, socket.socket]:
+        # A connected connection and its socket; raises if it cannot connect.
+        idle = self._idle.get(address)
+        connection = None
+        if idle:
+            with contextlib.suppress(IndexError):  # another thread took it
+                connection = idle.pop()
+        if connection is None:
+            connection = self._factory(address)
+        try:
+            sock = _socket(connection)
+            # Data or EOF waiting on an idle connection means the server
+            # closed it (a restart): reconnect before sending, not after, so
+            # that no call's outcome is left unknown.
+            if sock is not None and select.select([sock], [], [], 0)[0]:
+                connection.disconnect()
+                sock = None
+            if sock is None:
+                connection.connect()
+                sock = _socket(connection)
+                if sock is None:
+                    raise RedisConnectionError("redis-py connection has no socket")
+        except BaseException:
+            connection.disconnect()
+            raise
+        return connection, sock
+
+    def _give(self, address: Address | None, connection: SyncConnection) -> None:
+        if self._closed:
+            connection.disconnect()
+            return
+        idle = self._idle.get(address)
+        if idle is None:
+            with self._lock:
+                idle = self._idle.setdefault(address, [])
+        idle.append(connection)
+
+    def round_trip(self, plan: Plan, packer: Packer) -> list[list[object]]:
+        """`round_trip` sends every node's pipeline, then reads them all;
+        each call gets its reply, its error reply, or the transport error."""
+        sent: list[
+            tuple[
+                Address | None,
+                SyncConnection | None,
+                socket.socket | None,
+                list[int],
+                object,
+            ]
+        ] = []
+        try:
+            for address, calls in plan:
+                pieces: list[bytes] = []
+                counts: list[int] = []
+                for call in calls:
+                    wire, count = call.wire(packer)
+                    pieces.extend(wire)
+                    counts.append(count)
+                connection = None
+                try:
+                    connection, sock = self._take(address)
+                    sock.sendall(b"".join(pieces))
+                except Exception as exc:
+                    if connection is not None:
+                        connection.disconnect()
+                    sent.append((address, None, None, counts, exc))
+                    continue
+                sent.append((address, connection, sock, counts, None))
+            replies: list[list[object]] = []
+            for index, (address, connection, channel, counts, error) in enumerate(sent):
+                if connection is None or channel is None:
+                    replies.append([error] * len(counts))
+                    continue
+                node_replies = _read(channel, counts)
+                if len(node_replies) == len(counts) and not isinstance(
+                    node_replies, PartialReplies
+                ):
+                    self._give(address, connection)
+                else:
+                    connection.disconnect()
+                replies.append(list(node_replies))
+                sent[index] = (address, None, None, counts, None)
+        except BaseException:
+            # Interrupted mid-exchange: these connections' state is unknown.
+            for _, connection, _, _, _ in sent:
+                if connection is not None:
+                    connection.disconnect()
+            raise
+        return replies
+
+    def command(self, address: Address | None, *args: Any, asking: bool = False) -> Any:
+        """`command` sends one command (after ASKING if ``asking``) and
+        returns its reply (an error reply as a ResponseError); transport
+        failures raise."""
+        connection, sock = self._take(address)
+        pieces = [ASKING] if asking else []
+        pieces.append(pack_command(*args))
+        try:
+            sock.sendall(b"".join(pieces))
+            replies = _read(sock, [len(pieces)])
+        except BaseException:
+            connection.disconnect()
+            raise
+        if isinstance(replies, PartialReplies):
+            connection.disconnect()
+            failure = replies[0]
+            assert isinstance(failure, BaseException)
+            raise failure
+        self._give(address, connection)
+        return replies[0]
+
+    def close(self) -> None:
+        """`close` disconnects every idle connection; later ones on return."""
+        self._closed = True
+        with self._lock:
+            for idle in self._idle.values():
+                while idle:
+                    idle.pop().disconnect()
+
+
+def _read(sock: socket.socket, counts: list[int]) -> list[object]:
+    # Reads each call's replies (``count`` of them, the last its own);
+    # a failure part-way fills the rest with the error (PartialReplies).
+    reader = RespReader()
+    out: list[object] = []
+    try:
+        for count in counts:
+            reply: object = None
+            for _ in range(count):
+                reply = reader.get()
+                while reply is INCOMPLETE:
+                    data = sock.recv(RECV_SIZE)
+                    if not data:
+                        raise RedisConnectionError("Redis closed the connection")
+                    reader.feed(data)
+                    reply = reader.get()
+            out.append(reply)
+        if reader.pending:
+            raise ProtocolError("Redis sent more than was asked")
+    except (OSError, RedisConnectionError, ProtocolError) as exc:
+        failed = PartialReplies(out)
+        failed.extend([exc] * (len(counts) - len(out)))
+        return failed
+    return out
+
+
+def connection_factory(
+    client: redis.Redis | RedisCluster, timeout: float
+) -> tuple[Callable[[Address | None], SyncConnection], list[Address]]:
+    # A connection factory with the client's settings and the backend's
+    # timeout, and the cluster's seed addresses (empty for one node).
+    retry = Retry(NoBackoff(), 0)
+    pool: Any
+    if isinstance(client, RedisCluster):
+        cluster: Any = client  # RedisCluster's methods are untyped
+        node = cluster.get_default_node()
+        if node is None or node.redis_connection is None:
+            raise ValueError("the RedisCluster client has no node to start from")
+        pool = node.redis_connection.connection_pool
+        seeds = [(node.host, int(node.port)) for node in cluster.get_nodes()]
+    elif isinstance(client, redis.Redis):
+        pool = client.connection_pool
+        seeds = []
+    else:
+        raise TypeError(
+            "client must be redis.Redis or redis.RedisCluster, "
+            f"got {type(client).__name__}"
+        )
+    settings = connection_settings(pool.connection_kwargs, timeout, retry)
+    connection_class = pool.connection_class
+
+    def make(address: Address | None) -> SyncConnection:
+        if address is None:
+            return connection_class(**settings)
+        host, port = address
+        return connection_class(**{**settings, "host": host, "port": port})
+
+    return make, seeds

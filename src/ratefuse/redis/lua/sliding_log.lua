@@ -1,0 +1,89 @@
+-- Sliding log, as ratefuse/_sliding_log_py.py: per limit a ring of
+-- `limit` entries (<id>:<slot> = "stamp:cost") with its head (<id>:h),
+-- entry count (<id>:n) and cost total (<id>:t), all in the subject's hash.
+-- The limit is capped (rates.SLIDING_LOG_MAX_LIMIT) because the ring is.
+
+-- entry reads ring slot `slot` once per script call (pass 1 and pass 2 of
+-- a compound limit read the same entries).
+local function entry(key, spec, cache, slot)
+  local cached = cache[slot]
+  if cached then
+    return cached[1], cached[2]
+  end
+  local value = redis.call('HGET', key, spec.id .. ':' .. slot)
+  local stamp, units = 0, 0
+  if value then
+    local sep = string.find(value, ':', 1, true)
+    stamp = tonumber(string.sub(value, 1, sep - 1))
+    units = tonumber(string.sub(value, sep + 1))
+  end
+  cache[slot] = {stamp, units}
+  return stamp, units
+end
+
+-- retry_stamp is the stamp of the entry whose expiry frees `excess` units;
+-- precondition: the live entries hold at least that much.
+local function retry_stamp(key, spec, cache, head, excess)
+  local freed = 0
+  while true do
+    local stamp, units = entry(key, spec, cache, head)
+    freed = freed + units
+    if freed >= excess then
+      return stamp
+    end
+    head = (head + 1) % spec.capacity
+  end
+end
+
+local function sliding_log_step(spec, state, now, cost, commit, key)
+  local period, limit = spec.period, spec.capacity
+  local head, count, total = state[1], state[2], state[3]
+  local cache = state.entries
+  if not cache then
+    cache = {}
+    state.entries = cache
+  end
+  while count > 0 do
+    local stamp, units = entry(key, spec, cache, head)
+    if stamp + period > now then
+      break
+    end
+    total = total - units
+    head = (head + 1) % limit
+    count = count - 1
+  end
+  local newest = now
+  if count > 0 then
+    newest = entry(key, spec, cache, (head + count - 1) % limit)
+  end
+  local allowed, retry
+  if cost > limit then
+    allowed, retry = false, NEVER
+  elseif total + cost <= limit then
+    allowed, retry = true, 0
+    if cost > 0 and commit then
+      if newest < now then
+        newest = now
+      end
+      local slot = (head + count) % limit
+      redis.call('HSET', key, spec.id .. ':' .. slot,
+        string.format('%d:%d', newest, cost))
+      cache[slot] = {newest, cost}
+      count = count + 1
+      total = total + cost
+    end
+  else
+    allowed = false
+    retry = retry_stamp(key, spec, cache, head, total + cost - limit) + period - now
+  end
+  if commit then
+    state[1], state[2], state[3] = head, count, total
+  end
+  local reset = 0
+  if count > 0 then
+    reset = newest + period - now
+  end
+  return allowed, limit - total, retry, reset
+end
+
+return run({suffixes = {':h', ':n', ':t'}, step = sliding_log_step, hash = true})

@@ -1,0 +1,241 @@
+"""Real redis-server processes for the Redis tests and benchmarks.
+
+`RedisServer` runs one ``redis-server`` on a free 127.0.0.1 port in its own
+temporary directory (no persistence); `RedisClusterServers` runs three
+cluster-enabled ones and joins them with ``redis-cli --cluster create``.
+Everything is stopped by PID. `require_redis_server` skips when no
+redis-server binary exists, or fails when RATEFUSE_REQUIRE_REDIS=1 (CI).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+START_TIMEOUT = 10.0
+CLUSTER_TIMEOUT = 30.0
+
+
+def require_redis_server() -> str:
+    """`require_redis_server` is the redis-server path, or skips the test
+    (fails it under RATEFUSE_REQUIRE_REDIS=1) when there is none."""
+    path = shutil.which("redis-server")
+    if path is None or shutil.which("redis-cli") is None:
+        reason = "redis-server and redis-cli are not installed"
+        if os.environ.get("RATEFUSE_REQUIRE_REDIS", "") not in ("", "0"):
+            pytest.fail(f"RATEFUSE_REQUIRE_REDIS is set but {reason}")
+        pytest.skip(reason)
+    return path
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(cluster: bool = False) -> int:
+    """`free_port` is a free loopback port (and, for a cluster node, its bus
+    port + 10000 too)."""
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if not cluster:
+            return port
+        if port + 10000 < 65536 and _port_free(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def ping(port: int, timeout: float = 0.2) -> bool:
+    """`ping` is true if a server answers PING on ``port``."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def command(port: int, *args: str) -> str:
+    """`command` runs one redis-cli command against ``port``; its output."""
+    result = subprocess.run(
+        ["redis-cli", "-h", "127.0.0.1", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
+    return result.stdout
+
+
+class RedisServer:
+    """`RedisServer` is one redis-server process on 127.0.0.1:``port``."""
+
+    def __init__(self, cluster: bool = False) -> None:
+        self.binary = require_redis_server()
+        self.cluster = cluster
+        self.port = free_port(cluster)
+        self.directory = Path(tempfile.mkdtemp(prefix="ratefuse-redis-"))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RedisServer:
+        """`start` starts the server (again, on the same port) and waits
+        until it answers PING."""
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.directory),
+            "--logfile", "redis.log",
+        ]  # fmt: skip
+        if self.cluster:
+            args += [
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "5000",
+            ]  # fmt: skip
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not ping(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server on port {self.port} did not start")
+            time.sleep(0.01)
+        return self
+
+    @property
+    def pid(self) -> int:
+        """`pid` is the running server's process id."""
+        assert self.process is not None
+        return self.process.pid
+
+    def kill(self) -> None:
+        """`kill` kills the server (SIGKILL) and reaps it."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+            self.process = None
+
+    def pause(self) -> None:
+        """`pause` stops the server process (SIGSTOP): it accepts nothing."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """`resume` continues a paused server (SIGCONT)."""
+        os.kill(self.pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        """`stop` terminates the server (SIGCONT first, in case it is
+        paused; SIGKILL after 10 s) and removes its directory."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                os.kill(self.process.pid, signal.SIGCONT)
+                self.process.terminate()
+                try:
+                    self.process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.kill()
+            self.process = None
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class RedisClusterServers:
+    """`RedisClusterServers` is a 3-primary Redis Cluster on loopback."""
+
+    def __init__(self) -> None:
+        self.nodes: list[RedisServer] = []
+
+    def start(self) -> RedisClusterServers:
+        """`start` starts the nodes, creates the cluster and waits until
+        every node reports cluster_state:ok with all slots assigned."""
+        try:
+            for _ in range(3):
+                self.nodes.append(RedisServer(cluster=True).start())
+            addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+            subprocess.run(
+                ["redis-cli", "--cluster", "create", *addresses,
+                 "--cluster-replicas", "0", "--cluster-yes"],
+                capture_output=True,
+                timeout=CLUSTER_TIMEOUT,
+                check=True,
+            )  # fmt: skip
+            deadline = time.monotonic() + CLUSTER_TIMEOUT
+            while not all(self._ready(node.port) for node in self.nodes):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the Redis Cluster did not become ready")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    @staticmethod
+    def _ready(port: int) -> bool:
+        info = command(port, "CLUSTER", "INFO")
+        return "cluster_state:ok" in info and "cluster_slots_ok:16384" in info
+
+    @property
+    def ports(self) -> list[int]:
+        """`ports` are the nodes' client ports."""
+        return [node.port for node in self.nodes]
+
+    def node_id(self, port: int) -> str:
+        """`node_id` is the cluster id of the node on ``port``."""
+        return command(port, "CLUSTER", "MYID").strip()
+
+    def stop(self) -> None:
+        """`stop` stops every node."""
+        for node in self.nodes:
+            node.stop()
+        self.nodes = []
+
+
+def hammer(
+    port: int,
+    name: str,
+    limits: object,
+    decisions: int,
+    barrier: object,
+    results: object,
+) -> None:
+    """`hammer` is one worker process of the accuracy test: after the
+    barrier it asks for one unit of the shared key ``decisions`` times, and
+    reports (admitted, server time before, server time after) in us."""
+    import redis
+
+    from ratefuse.redis import RedisLimiter
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    with RedisLimiter(
+        limits,  # type: ignore[arg-type]
+        backend=client,
+        name=name,
+        on_backend_error="raise",
+    ) as limiter:
+        limiter.decide("warm-up", 0)  # connects and loads the script
+        barrier.wait()  # type: ignore[attr-defined]
+        seconds, micros = client.time()
+        first = seconds * 1_000_000 + micros
+        admitted = sum(limiter.try_acquire("shared") for _ in range(decisions))
+        seconds, micros = client.time()
+        last = seconds * 1_000_000 + micros
+    client.close()
+    results.put((admitted, first, last))  # type: ignore[attr-defined]
