@@ -221,12 +221,14 @@ def hammer(
     reports (admitted, server time before, server time after) in us."""
     import redis
 
-    from ratefuse.redis import RedisLimiter
+    from ratefuse.redis import RedisBackend, RedisLimiter
 
     client = redis.Redis(host="127.0.0.1", port=port)
+    # This test judges accuracy, not latency: a loaded machine must not turn
+    # a slow answer into a failed worker, so the timeout is generous.
     with RedisLimiter(
         limits,  # type: ignore[arg-type]
-        backend=client,
+        backend=RedisBackend(client, timeout=10.0),
         name=name,
         on_backend_error="raise",
     ) as limiter:
