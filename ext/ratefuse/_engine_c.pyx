@@ -21,7 +21,7 @@ from ratefuse._step cimport Verdict
 from functools import partial
 
 from ratefuse._decision_c import Decision
-from ratefuse._waiting import wait, wait_async, wait_bound_ns
+from ratefuse._waiting import acquire_timeout, wait, wait_async, wait_bound_ns
 
 __all__ = ["Decision", "LimiterCore"]
 
@@ -123,13 +123,15 @@ cdef class LimiterCore:
         ``max_wait`` seconds (None: the limiter's max_wait, else no bound).
         gcra and leaky_bucket schedule ahead; the window algorithms reserve
         only what they admit now."""
-        cdef Verdict verdict
         cdef int64_t units = to_cost(cost)
         cdef int64_t bound = (
             self._max_wait_ns if max_wait is None
-            else wait_bound_ns(max_wait, self._max_wait)
+            else wait_bound_ns(max_wait, self._max_wait, "max_wait")
         )
-        cdef int64_t at = resolve_now(self._clock, now)
+        return self._reserve(units, bound, resolve_now(self._clock, now))
+
+    cdef object _reserve(self, int64_t units, int64_t bound, int64_t at):
+        cdef Verdict verdict
         cdef Py_ssize_t binding = program_reserve(
             &self._program, self._state, at, units, bound, &verdict, self._stamps
         )
@@ -164,13 +166,18 @@ cdef class LimiterCore:
         if verdict.allowed and verdict.retry_after_ns == 0:
             return None  # the fast path: admitted now, nothing to build
         wait(self._reservation(&verdict, binding, units), partial(self.reserve, cost),
-             self._clock_ns, timeout, self._sleep)
+             self._clock_ns, acquire_timeout(timeout, self._max_wait), self._sleep)
 
     def acquire_async(self, cost=1, timeout=None):
         """`acquire_async` is `acquire` for asyncio: ``await`` it."""
-        first = self.reserve(cost, timeout)
+        cdef int64_t units = to_cost(cost)
+        cdef int64_t bound = (
+            self._max_wait_ns if timeout is None
+            else wait_bound_ns(timeout, self._max_wait)
+        )
+        first = self._reserve(units, bound, resolve_now(self._clock, None))
         return wait_async(first, partial(self.reserve, cost), self._clock_ns,
-                          timeout, self._async_sleep)
+                          acquire_timeout(timeout, self._max_wait), self._async_sleep)
 
     def _clock_ns(self):
         return resolve_now(self._clock, None)

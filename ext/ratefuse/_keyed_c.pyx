@@ -35,7 +35,7 @@ from ratefuse._step cimport NEVER, Verdict
 from functools import partial
 
 from ratefuse._decision_c import Decision
-from ratefuse._waiting import wait, wait_async, wait_bound_ns
+from ratefuse._waiting import acquire_timeout, wait, wait_async, wait_bound_ns
 from ratefuse._keys_py import PROCESS_SECRET, split_secret
 from ratefuse._keyed_py import DEFAULT_MAX_KEYS, check_max_keys
 
@@ -473,27 +473,33 @@ cdef class KeyedLimiterCore:
         cdef int64_t units = to_cost(cost)
         cdef int64_t bound = (
             self._max_wait_ns if max_wait is None
-            else wait_bound_ns(max_wait, self._max_wait)
+            else wait_bound_ns(max_wait, self._max_wait, "max_wait")
         )
         return self._reserve(fingerprint, units, bound,
                              resolve_now(self._clock, now))
 
     cdef object _reserve(self, uint64_t fingerprint, int64_t units, int64_t bound,
-                         int64_t now):
+                         int64_t now, bint none_if_now=False):
+        # With none_if_now, units admitted with no wait return None instead
+        # of a reservation: acquire's fast path builds nothing to throw away.
         cdef Verdict verdict
         cdef Py_ssize_t binding
+        stamps = None
         self._enter()
         try:
             binding = table_reserve(&self._table, &self._program, self._scratch,
                                     fingerprint, now, units, bound, &verdict,
                                     self._stamps)
-            # Read the shared stamps while the table is still ours.
-            stamps = tuple([self._stamps[index]
-                            for index in range(self._program.count)])
+            if not (none_if_now and verdict.allowed and verdict.retry_after_ns == 0):
+                # Read the shared stamps while the table is still ours.
+                stamps = tuple([self._stamps[index]
+                                for index in range(self._program.count)])
         finally:
             self._exit()
         if binding < 0:
             raise MemoryError("the key table could not grow")
+        if stamps is None:
+            return None
         return make_reservation(
             &verdict, self._program.specs[binding].capacity,
             partial(self._refund, fingerprint, units, stamps),
@@ -509,17 +515,24 @@ cdef class KeyedLimiterCore:
             else wait_bound_ns(timeout, self._max_wait)
         )
         first = self._reserve(fingerprint, units, bound,
-                              resolve_now(self._clock, None))
-        if first.ok and first.delay == 0:
-            return None
-        wait(first, partial(self.reserve, key, cost), self._clock_ns, timeout,
-             self._sleep)
+                              resolve_now(self._clock, None), True)
+        if first is None:
+            return None  # the fast path: admitted now, nothing to build
+        wait(first, partial(self.reserve, key, cost), self._clock_ns,
+             acquire_timeout(timeout, self._max_wait), self._sleep)
 
     def acquire_async(self, key, cost=1, timeout=None):
         """`acquire_async` is `acquire` for asyncio: ``await`` it."""
-        first = self.reserve(key, cost, timeout)
+        cdef uint64_t fingerprint = key_fingerprint(self._k0, self._k1, key)
+        cdef int64_t units = to_cost(cost)
+        cdef int64_t bound = (
+            self._max_wait_ns if timeout is None
+            else wait_bound_ns(timeout, self._max_wait)
+        )
+        first = self._reserve(fingerprint, units, bound,
+                              resolve_now(self._clock, None))
         return wait_async(first, partial(self.reserve, key, cost), self._clock_ns,
-                          timeout, self._async_sleep)
+                          acquire_timeout(timeout, self._max_wait), self._async_sleep)
 
     def _clock_ns(self):
         return resolve_now(self._clock, None)

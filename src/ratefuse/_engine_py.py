@@ -18,7 +18,7 @@ from ._decision_py import Decision, ns_to_seconds
 from ._program_py import Program, combine
 from ._spec import LimitSpec
 from ._verdict import Verdict
-from ._waiting import Reservation, wait, wait_async, wait_bound_ns
+from ._waiting import Reservation, acquire_timeout, wait, wait_async, wait_bound_ns
 
 Sleep = Callable[[float], object]
 AsyncSleep = Callable[[float], Awaitable[object]]
@@ -98,33 +98,40 @@ class LimiterCore:
         gcra and leaky_bucket schedule ahead; the window algorithms reserve
         only what they admit now."""
         units = check_cost(cost)
-        bound = wait_bound_ns(max_wait, self._max_wait)
-        at = self._now(now)
+        bound = wait_bound_ns(max_wait, self._max_wait, "max_wait")
+        return self._reserve(units, bound, self._now(now))
+
+    def _reserve(self, units: int, bound: int, at: int) -> Reservation:
         with self._lock:
             verdict, spec, stamps = self._program.reserve(
                 self._state, 0, at, units, bound
             )
         return reservation(verdict, spec, partial(self._refund, units, stamps))
 
+    def _first(self, cost: int, timeout: float | None) -> Reservation:
+        bound = wait_bound_ns(timeout, self._max_wait)
+        return self._reserve(check_cost(cost), bound, self._now(None))
+
     def acquire(self, cost: int = 1, timeout: float | None = None) -> None:
         """`acquire` takes ``cost`` units, sleeping until they are admitted
         (never busy-waiting); raises RateLimitExceeded at once if that would
         take longer than ``timeout`` seconds or can never happen."""
-        first = self.reserve(cost, timeout)
+        first = self._first(cost, timeout)
         if first.ok and first.delay == 0:
             return
-        wait(first, partial(self.reserve, cost), self._clock_ns, timeout, self._sleep)
+        limit = acquire_timeout(timeout, self._max_wait)
+        wait(first, partial(self.reserve, cost), self._clock_ns, limit, self._sleep)
 
     def acquire_async(
         self, cost: int = 1, timeout: float | None = None
     ) -> Awaitable[None]:
         """`acquire_async` is `acquire` for asyncio: ``await`` it."""
-        first = self.reserve(cost, timeout)
+        first = self._first(cost, timeout)
         return wait_async(
             first,
             partial(self.reserve, cost),
             self._clock_ns,
-            timeout,
+            acquire_timeout(timeout, self._max_wait),
             self._async_sleep,
         )
 

@@ -22,7 +22,7 @@ from ._keytable_py import KeyTable
 from ._program_py import Program
 from ._spec import LimitSpec
 from ._verdict import Verdict
-from ._waiting import Reservation, wait, wait_async, wait_bound_ns
+from ._waiting import Reservation, acquire_timeout, wait, wait_async, wait_bound_ns
 
 Key = str | bytes | int
 DEFAULT_MAX_KEYS = 1_000_000
@@ -128,8 +128,18 @@ class KeyedLimiterCore:
         be used within ``max_wait`` seconds (see LimiterCore.reserve)."""
         fingerprint_ = fingerprint(self._k0, self._k1, key)
         units = check_cost(cost)
-        bound = wait_bound_ns(max_wait, self._max_wait)
-        at = self._now(now)
+        bound = wait_bound_ns(max_wait, self._max_wait, "max_wait")
+        return self._reserve(fingerprint_, units, bound, self._now(now))
+
+    def _first(self, key: Key, cost: int, timeout: float | None) -> Reservation:
+        fingerprint_ = fingerprint(self._k0, self._k1, key)
+        units = check_cost(cost)
+        bound = wait_bound_ns(timeout, self._max_wait)
+        return self._reserve(fingerprint_, units, bound, self._now(None))
+
+    def _reserve(
+        self, fingerprint_: int, units: int, bound: int, at: int
+    ) -> Reservation:
         program, table = self._program, self._table
         with self._lock:
             slot = table.find(fingerprint_)
@@ -149,19 +159,21 @@ class KeyedLimiterCore:
     def acquire(self, key: Key, cost: int = 1, timeout: float | None = None) -> None:
         """`acquire` takes ``cost`` units of ``key``'s quota, sleeping until
         they are admitted (see LimiterCore.acquire)."""
-        first = self.reserve(key, cost, timeout)
+        first = self._first(key, cost, timeout)
         if first.ok and first.delay == 0:
             return
         again = partial(self.reserve, key, cost)
-        wait(first, again, self._clock_ns, timeout, self._sleep)
+        limit = acquire_timeout(timeout, self._max_wait)
+        wait(first, again, self._clock_ns, limit, self._sleep)
 
     def acquire_async(
         self, key: Key, cost: int = 1, timeout: float | None = None
     ) -> Awaitable[None]:
         """`acquire_async` is `acquire` for asyncio: ``await`` it."""
-        first = self.reserve(key, cost, timeout)
+        first = self._first(key, cost, timeout)
         again = partial(self.reserve, key, cost)
-        return wait_async(first, again, self._clock_ns, timeout, self._async_sleep)
+        limit = acquire_timeout(timeout, self._max_wait)
+        return wait_async(first, again, self._clock_ns, limit, self._async_sleep)
 
     def _clock_ns(self) -> int:
         return self._now(None)

@@ -25,11 +25,14 @@ if TYPE_CHECKING:
 UNBOUNDED_NS = 1 << 62
 
 
-def wait_bound_ns(timeout: float | None, max_wait: float | None) -> int:
-    """`wait_bound_ns` is the tighter of ``timeout`` and ``max_wait`` in ns
-    (None: no bound). Raises ValueError for a negative or NaN bound."""
+def wait_bound_ns(
+    timeout: float | None, max_wait: float | None, name: str = "timeout"
+) -> int:
+    """`wait_bound_ns` is the tighter of ``timeout`` (called ``name`` in
+    errors) and the limiter's ``max_wait`` in ns (None: no bound). Raises
+    ValueError naming the field for a negative or NaN bound."""
     bound = UNBOUNDED_NS
-    for name, seconds in (("timeout", timeout), ("max_wait", max_wait)):
+    for name, seconds in ((name, timeout), ("max_wait", max_wait)):
         if seconds is None:
             continue
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
@@ -41,6 +44,14 @@ def wait_bound_ns(timeout: float | None, max_wait: float | None) -> int:
         if seconds * 1e9 < bound:
             bound = math.ceil(seconds * 1e9) if math.isfinite(seconds) else bound
     return bound
+
+
+def acquire_timeout(timeout: float | None, max_wait: float | None) -> float | None:
+    """`acquire_timeout` is the longest an acquire may wait: the tighter of
+    its ``timeout`` and the limiter's ``max_wait`` (None: no bound)."""
+    if timeout is None:
+        return max_wait
+    return timeout if max_wait is None else min(timeout, max_wait)
 
 
 class Reservation:
