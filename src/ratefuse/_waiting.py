@@ -32,15 +32,15 @@ def wait_bound_ns(
     errors) and the limiter's ``max_wait`` in ns (None: no bound). Raises
     ValueError naming the field for a negative or NaN bound."""
     bound = UNBOUNDED_NS
-    for name, seconds in ((name, timeout), ("max_wait", max_wait)):
+    for field, seconds in ((name, timeout), ("max_wait", max_wait)):
         if seconds is None:
             continue
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
             raise ValueError(
-                f"{name} must be a number of seconds or None, got {seconds!r}"
+                f"{field} must be a number of seconds or None, got {seconds!r}"
             )
         if math.isnan(seconds) or seconds < 0:
-            raise ValueError(f"{name} must be >= 0 seconds, got {seconds!r}")
+            raise ValueError(f"{field} must be >= 0 seconds, got {seconds!r}")
         if seconds * 1e9 < bound:
             bound = math.ceil(seconds * 1e9) if math.isfinite(seconds) else bound
     return bound
