@@ -134,3 +134,36 @@ def test_decide_many(benchmark, client, algorithm: str) -> None:
 
         run(benchmark, batch, BATCH, 200)
         assert limiter.stats().fallbacks == 0
+
+
+def test_redis_down(benchmark, node) -> None:
+    """A paused Redis (SIGSTOP): the first decisions wait for the timeout
+    (recorded in extra_info), then the backend breaker opens and decisions
+    return by policy at once (the benchmarked rounds)."""
+    timeout = 0.05
+    connection = redis.Redis(host="127.0.0.1", port=node.port)
+    backend = RedisBackend(connection, timeout=timeout)
+    limiter = RedisLimiter("1000/s", backend=backend, name="bench-down")
+    limiter.try_acquire("warm-up")  # connect and load the script first
+    node.pause()
+    try:
+        before_open = []
+        for _ in range(20):
+            started = time.perf_counter()
+            limiter.try_acquire("subject")
+            before_open.append(time.perf_counter() - started)
+            if limiter.stats().breaker_fallbacks:
+                break  # the breaker is open: no more timeouts
+        benchmark.pedantic(
+            lambda: limiter.try_acquire("subject"), rounds=2000, warmup_rounds=10
+        )
+        benchmark.extra_info["timeout_ms"] = timeout * 1e3
+        benchmark.extra_info["slowest_before_breaker_opened_ms"] = round(
+            max(before_open) * 1e3, 2
+        )
+        benchmark.extra_info["decisions_before_breaker_opened"] = len(before_open)
+    finally:
+        node.resume()
+        limiter.close()
+        backend.close()
+        connection.close()

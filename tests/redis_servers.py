@@ -233,7 +233,7 @@ def hammer(
         on_backend_error="raise",
     ) as limiter:
         limiter.decide("warm-up", 0)  # connects and loads the script
-        barrier.wait()  # type: ignore[attr-defined]
+        barrier.wait(timeout=60)  # type: ignore[attr-defined]
         seconds, micros = client.time()
         first = seconds * 1_000_000 + micros
         admitted = sum(limiter.try_acquire("shared") for _ in range(decisions))

@@ -23,21 +23,30 @@ def test_eight_processes_share_one_quota_exactly(redis_node, fresh_name) -> None
     results = context.Queue()
     name = fresh_name()
     limits = Rate(RATE, 1.0, burst=BURST)
+    # Daemons, killed in the finally: a worker that dies before the barrier
+    # must fail this test, not leave the others (and pytest) waiting forever.
     workers = [
         context.Process(
             target=hammer,
             args=(redis_node.port, name, limits, DECISIONS, barrier, results),
+            daemon=True,
         )
         for _ in range(PROCESSES)
     ]
-    for worker in workers:
-        worker.start()
-    reports = [results.get(timeout=60) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=60)
-        assert worker.exitcode == 0
-    results.close()
-    results.join_thread()
+    try:
+        for worker in workers:
+            worker.start()
+        reports = [results.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=60)
+            assert worker.exitcode == 0
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+                worker.join(timeout=5)
+        results.close()
+        results.join_thread()
     admitted = sum(report[0] for report in reports)
     elapsed_us = max(report[2] for report in reports) - min(
         report[1] for report in reports
