@@ -10,11 +10,18 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from .errors import RateLimitExceeded
+
+if TYPE_CHECKING:
+    from ._engine import Decision
 
 F = TypeVar("F", bound=Callable[..., Any])
 Before = Callable[[tuple[Any, ...], dict[str, Any]], None]
 BeforeAsync = Callable[[tuple[Any, ...], dict[str, Any]], Awaitable[None]]
+Key = str | bytes | int
+KeyOf = Callable[..., Key]
 
 
 def guarded(function: F, before: Before, before_async: BeforeAsync) -> F:
@@ -73,3 +80,121 @@ class Acquiring:
         traceback: TracebackType | None,
     ) -> None:
         return None
+
+
+class SubjectForms:
+    """`SubjectForms` gives a one-subject limiter its decorator and context
+    manager forms, built on its own ``acquire``, ``acquire_async`` and
+    ``decide`` (a mixin: put it before the engine in the bases)."""
+
+    if TYPE_CHECKING:
+
+        def acquire(self, cost: int = 1, timeout: float | None = None) -> None: ...
+
+        def acquire_async(
+            self, cost: int = 1, timeout: float | None = None
+        ) -> Awaitable[None]: ...
+
+        def decide(self, cost: int = 1, now: int | None = None) -> Decision: ...
+
+    def limit(
+        self, cost: int = 1, *, wait: bool = True, timeout: float | None = None
+    ) -> Callable[[F], F]:
+        """`limit` decorates a function (sync or async) so every call first
+        takes ``cost`` units: waiting up to ``timeout`` seconds if ``wait``,
+        else raising RateLimitExceeded at once when denied."""
+
+        def before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            if wait:
+                self.acquire(cost, timeout)
+            else:
+                self.admit_or_raise(cost)
+
+        async def before_async(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            if wait:
+                await self.acquire_async(cost, timeout)
+            else:
+                self.admit_or_raise(cost)
+
+        return lambda function: guarded(function, before, before_async)
+
+    def acquiring(self, cost: int = 1, timeout: float | None = None) -> Acquiring:
+        """`acquiring` is a context manager (``with`` or ``async with``) that
+        takes ``cost`` units on entry, waiting up to ``timeout`` seconds."""
+        return Acquiring(
+            lambda: self.acquire(cost, timeout),
+            lambda: self.acquire_async(cost, timeout),
+        )
+
+    def admit_or_raise(self, cost: int = 1) -> None:
+        """`admit_or_raise` takes ``cost`` units now or raises
+        RateLimitExceeded with the decision."""
+        decision = self.decide(cost)
+        if not decision.allowed:
+            raise RateLimitExceeded(decision)
+
+
+class KeyedForms:
+    """`KeyedForms` is `SubjectForms` for a keyed limiter: every form takes
+    a key, or a function of the call's arguments that returns one."""
+
+    if TYPE_CHECKING:
+
+        def acquire(
+            self, key: Key, cost: int = 1, timeout: float | None = None
+        ) -> None: ...
+
+        def acquire_async(
+            self, key: Key, cost: int = 1, timeout: float | None = None
+        ) -> Awaitable[None]: ...
+
+        def decide(
+            self, key: Key, cost: int = 1, now: int | None = None
+        ) -> Decision: ...
+
+    def limit(
+        self,
+        key: KeyOf | Key,
+        cost: int = 1,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+    ) -> Callable[[F], F]:
+        """`limit` decorates a function (sync or async) so every call first
+        takes ``cost`` units of the key ``key(*args, **kwargs)`` (or of the
+        constant ``key``): waiting up to ``timeout`` seconds if ``wait``,
+        else raising RateLimitExceeded at once when denied."""
+        key_of: KeyOf = key if callable(key) else (lambda *args, **kwargs: key)
+
+        def before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            subject = key_of(*args, **kwargs)
+            if wait:
+                self.acquire(subject, cost, timeout)
+            else:
+                self.admit_or_raise(subject, cost)
+
+        async def before_async(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            subject = key_of(*args, **kwargs)
+            if wait:
+                await self.acquire_async(subject, cost, timeout)
+            else:
+                self.admit_or_raise(subject, cost)
+
+        return lambda function: guarded(function, before, before_async)
+
+    def acquiring(
+        self, key: Key, cost: int = 1, timeout: float | None = None
+    ) -> Acquiring:
+        """`acquiring` is a context manager (``with`` or ``async with``) that
+        takes ``cost`` units of ``key`` on entry, waiting up to ``timeout``."""
+        return Acquiring(
+            lambda: self.acquire(key, cost, timeout),
+            lambda: self.acquire_async(key, cost, timeout),
+        )
+
+    def admit_or_raise(self, key: Key, cost: int = 1) -> None:
+        """`admit_or_raise` takes ``cost`` units of ``key`` now or raises
+        RateLimitExceeded with the decision."""
+        decision = self.decide(key, cost)
+        if not decision.allowed:
+            raise RateLimitExceeded(decision)

@@ -4,12 +4,10 @@ bounded compiled table."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
 
-from ._guard import Acquiring, guarded
+from ._guard import KeyedForms
 from ._keyed import KeyedLimiterCore
-from ._keyed_py import DEFAULT_MAX_KEYS, Key
-from .errors import RateLimitExceeded
+from ._keyed_py import DEFAULT_MAX_KEYS
 from .limiter import check_callable
 from .rates import (
     DEFAULT_ALGORITHM,
@@ -19,13 +17,10 @@ from .rates import (
     to_rates,
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
-KeyOf = Callable[..., Key]
-
 __all__ = ["DEFAULT_MAX_KEYS", "KeyedLimiter"]
 
 
-class KeyedLimiter(KeyedLimiterCore):
+class KeyedLimiter(KeyedForms, KeyedLimiterCore):
     """`KeyedLimiter` admits at most the given rates for each key separately.
 
     ``limits``, ``algorithm``, ``clock``, ``max_wait``, ``sleep`` and
@@ -77,53 +72,6 @@ class KeyedLimiter(KeyedLimiterCore):
             sleep=sleep,
             async_sleep=async_sleep,
         )
-
-    def limit(
-        self,
-        key: KeyOf | Key,
-        cost: int = 1,
-        *,
-        wait: bool = True,
-        timeout: float | None = None,
-    ) -> Callable[[F], F]:
-        """`limit` decorates a function (sync or async) so every call first
-        takes ``cost`` units of the key ``key(*args, **kwargs)`` (or of the
-        constant ``key``): waiting up to ``timeout`` seconds if ``wait``,
-        else raising RateLimitExceeded at once when denied."""
-        key_of: KeyOf = key if callable(key) else (lambda *args, **kwargs: key)
-
-        def before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            subject = key_of(*args, **kwargs)
-            if wait:
-                self.acquire(subject, cost, timeout)
-            else:
-                self.admit_or_raise(subject, cost)
-
-        async def before_async(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            subject = key_of(*args, **kwargs)
-            if wait:
-                await self.acquire_async(subject, cost, timeout)
-            else:
-                self.admit_or_raise(subject, cost)
-
-        return lambda function: guarded(function, before, before_async)
-
-    def acquiring(
-        self, key: Key, cost: int = 1, timeout: float | None = None
-    ) -> Acquiring:
-        """`acquiring` is a context manager (``with`` or ``async with``) that
-        takes ``cost`` units of ``key`` on entry, waiting up to ``timeout``."""
-        return Acquiring(
-            lambda: self.acquire(key, cost, timeout),
-            lambda: self.acquire_async(key, cost, timeout),
-        )
-
-    def admit_or_raise(self, key: Key, cost: int = 1) -> None:
-        """`admit_or_raise` takes ``cost`` units of ``key`` now or raises
-        RateLimitExceeded with the decision."""
-        decision = self.decide(key, cost)
-        if not decision.allowed:
-            raise RateLimitExceeded(decision)
 
     def __repr__(self) -> str:
         rates = "; ".join(str(rate) for rate in self.rates)

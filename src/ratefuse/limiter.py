@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
 
 from ._engine import LimiterCore
-from ._guard import Acquiring, guarded
-from .errors import RateLimitExceeded
+from ._guard import SubjectForms
 from .rates import (
     DEFAULT_ALGORITHM,
     RateLike,
@@ -16,8 +14,6 @@ from .rates import (
     to_rates,
 )
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 
 def check_callable(field: str, value: object) -> None:
     """`check_callable` raises ValueError unless ``value`` is None or callable."""
@@ -25,7 +21,7 @@ def check_callable(field: str, value: object) -> None:
         raise ValueError(f"{field} must be callable or None, got {value!r}")
 
 
-class Limiter(LimiterCore):
+class Limiter(SubjectForms, LimiterCore):
     """`Limiter` admits at most the given rates for one subject.
 
     ``limits`` is a rate string ("10/s; 1000/h"), a :class:`Rate` or a
@@ -44,8 +40,9 @@ class Limiter(LimiterCore):
     ``decide(cost=1, now=None) -> Decision``, ``reserve(cost=1,
     max_wait=None, now=None) -> Reservation``, ``acquire(cost=1,
     timeout=None)``, ``await acquire_async(cost=1, timeout=None)``,
-    ``reset()``. Cost 0 asks without consuming. Thread-safe: each decision
-    is atomic.
+    ``reset()``; and the forms ``limit(...)`` (a decorator),
+    ``acquiring(...)`` (a context manager) and ``admit_or_raise``. Cost 0
+    asks without consuming. Thread-safe: each decision is atomic.
     """
 
     def __init__(
@@ -73,42 +70,6 @@ class Limiter(LimiterCore):
             sleep=sleep,
             async_sleep=async_sleep,
         )
-
-    def limit(
-        self, cost: int = 1, *, wait: bool = True, timeout: float | None = None
-    ) -> Callable[[F], F]:
-        """`limit` decorates a function (sync or async) so every call first
-        takes ``cost`` units: waiting up to ``timeout`` seconds if ``wait``,
-        else raising RateLimitExceeded at once when denied."""
-
-        def before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            if wait:
-                self.acquire(cost, timeout)
-            else:
-                self.admit_or_raise(cost)
-
-        async def before_async(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            if wait:
-                await self.acquire_async(cost, timeout)
-            else:
-                self.admit_or_raise(cost)
-
-        return lambda function: guarded(function, before, before_async)
-
-    def acquiring(self, cost: int = 1, timeout: float | None = None) -> Acquiring:
-        """`acquiring` is a context manager (``with`` or ``async with``) that
-        takes ``cost`` units on entry, waiting up to ``timeout`` seconds."""
-        return Acquiring(
-            lambda: self.acquire(cost, timeout),
-            lambda: self.acquire_async(cost, timeout),
-        )
-
-    def admit_or_raise(self, cost: int = 1) -> None:
-        """`admit_or_raise` takes ``cost`` units now or raises
-        RateLimitExceeded with the decision."""
-        decision = self.decide(cost)
-        if not decision.allowed:
-            raise RateLimitExceeded(decision)
 
     def __repr__(self) -> str:
         rates = "; ".join(str(rate) for rate in self.rates)
