@@ -17,6 +17,8 @@ cdef inline int64_t to_cost(object cost) except -1:
     # An int in [0, 2**63); floats are refused, not truncated.
     cdef int overflow = 0
     cdef long long value
+    if cost is 1:  # the default: CPython shares one object for the int 1
+        return 1
     if not PyLong_Check(cost):
         cost = PyNumber_Index(cost)
     value = PyLong_AsLongLongAndOverflow(cost, &overflow)
