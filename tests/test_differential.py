@@ -9,7 +9,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ratefuse.rates import build_specs
+from ratefuse.rates import Rate, build_specs
 from strategies import ALGORITHMS, rates, traces
 
 EXAMPLES = settings(max_examples=300, deadline=None)
@@ -57,3 +57,32 @@ def test_try_acquire_matches_decide(compiled, reference, data: st.DataObject) ->
                 trying.try_acquire(cost, now=now)
                 is deciding.decide(cost, now=now).allowed
             )
+
+
+@EXAMPLES
+@given(data=st.data(), algorithm=st.sampled_from(["gcra", "leaky_bucket"]))
+def test_extreme_configurations_stay_inside_int64(
+    compiled, reference, data: st.DataObject, algorithm: str
+) -> None:
+    # The largest tolerance the validation admits (2**60 ns), time near the
+    # largest allowed now (2**62) and reservations with unbounded waits: the
+    # compiled engine must not wrap around where the reference's big ints
+    # would not (a regression test for an int64 overflow).
+    burst = data.draw(st.sampled_from([1, 2, 4]))
+    rate = Rate(1, (1 << 58) / 1e9, burst=burst)  # tau = burst * 2**58 <= 2**60
+    specs = build_specs([rate], algorithm)
+    fast = compiled.module("_engine").LimiterCore(specs)
+    slow = reference.module("_engine").LimiterCore(specs)
+    now = data.draw(st.sampled_from([0, (1 << 62) - (1 << 61), 1 << 62]))
+    for _ in range(data.draw(st.integers(1, 40))):
+        cost = data.draw(st.integers(0, burst + 1))
+        if data.draw(st.booleans()):
+            expected = slow.reserve(cost, None, now)
+            got = fast.reserve(cost, None, now)
+            assert (got.ok, got.delay, got.decision) == (
+                expected.ok,
+                expected.delay,
+                expected.decision,
+            )
+        else:
+            assert fast.decide(cost, now=now) == slow.decide(cost, now=now)

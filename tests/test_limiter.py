@@ -109,13 +109,13 @@ def test_decisions_compare_across_implementations(compiled, reference) -> None:
     ("cost", "error", "match"),
     [
         (-1, ValueError, "cost must be >= 0, got -1"),
-        (1.5, TypeError, "float"),
-        (2.0, TypeError, "float"),
-        (Fraction(1, 1), TypeError, "Fraction"),
-        ("1", TypeError, "str"),
-        (None, TypeError, "NoneType"),
-        (2**63, OverflowError, "cost must be in"),
-        (-(2**63) - 1, OverflowError, "cost must be in"),
+        (1.5, ValueError, "cost must be an int, got 1.5"),
+        (2.0, ValueError, "cost must be an int, got 2.0"),
+        (Fraction(1, 1), ValueError, "cost must be an int"),
+        ("1", ValueError, "cost must be an int"),
+        (None, ValueError, "cost must be an int, got None"),
+        (2**63, ValueError, "cost must be in"),
+        (-(2**63) - 1, ValueError, "cost must be >= 0"),
     ],
 )
 def test_bad_cost_is_refused_alike(impl, cost, error, match: str) -> None:
@@ -132,8 +132,8 @@ def test_bad_cost_is_refused_alike(impl, cost, error, match: str) -> None:
         (-1, ValueError, "now must be in"),
         (2**62 + 1, ValueError, "now must be in"),
         (2**64, ValueError, "now must be in"),
-        (1.5, TypeError, "float"),
-        ("0", TypeError, "str"),
+        (1.5, ValueError, "now must be an int"),
+        ("0", ValueError, "now must be an int"),
     ],
 )
 def test_bad_now_is_refused_alike(impl, now, error, match: str) -> None:

@@ -14,16 +14,22 @@ cdef extern from *:
 
 
 cdef inline int64_t to_cost(object cost) except -1:
-    # An int in [0, 2**63); floats are refused, not truncated.
+    # An int in [0, 2**63), else ValueError naming it (DESIGN section 7);
+    # floats are refused, not truncated.
     cdef int overflow = 0
     cdef long long value
     if cost is 1:  # the default: CPython shares one object for the int 1
         return 1
     if not PyLong_Check(cost):
-        cost = PyNumber_Index(cost)
+        try:
+            cost = PyNumber_Index(cost)
+        except TypeError:
+            raise ValueError(f"cost must be an int, got {cost!r}") from None
     value = PyLong_AsLongLongAndOverflow(cost, &overflow)
-    if overflow:
-        raise OverflowError(f"cost must be in [0, 2**63), got {cost}")
+    if overflow < 0:
+        raise ValueError(f"cost must be >= 0, got {cost}")
+    if overflow > 0:
+        raise ValueError(f"cost must be in [0, 2**63), got {cost}")
     if value < 0:
         raise ValueError(f"cost must be >= 0, got {cost}")
     return value
@@ -36,7 +42,10 @@ cdef inline int64_t resolve_now(object clock, object now) except -1:
         if clock is None:
             return monotonic_ns()
         now = clock()
-    now = PyNumber_Index(now)
+    try:
+        now = PyNumber_Index(now)
+    except TypeError:
+        raise ValueError(f"now must be an int (nanoseconds), got {now!r}") from None
     if not 0 <= now <= MAX_NOW_NS:
         raise ValueError(f"now must be in [0, 2**62] nanoseconds, got {now}")
     return now

@@ -658,21 +658,26 @@ def _costs(numpy, costs, Py_ssize_t count):
     # One cost for every key (an array of one), or one per key, validated.
     if costs is None:
         return numpy.ones(1, dtype=numpy.int64)
+    if isinstance(costs, numpy.ndarray) and costs.ndim == 0:
+        costs = costs.item()  # a 0-d array is one cost, as in the reference
     if isinstance(costs, (int, numpy.integer)):
         return numpy.full(1, to_cost(costs), dtype=numpy.int64)
     if isinstance(costs, numpy.ndarray) and costs.dtype.kind in "iu":
         if costs.shape != (count,):
             raise ValueError(
-                f"costs must have one cost per key: {costs.shape} != ({count},)"
+                f"costs must have one cost per key: got shape {costs.shape} "
+                f"for {count} keys"
             )
         if costs.dtype.kind == "i" and count and costs.min() < 0:
             raise ValueError(f"cost must be >= 0, got {costs.min()}")
         if costs.dtype.kind == "u" and count and costs.max() > (1 << 63) - 1:
-            raise OverflowError(f"cost must be in [0, 2**63), got {costs.max()}")
+            raise ValueError(f"cost must be in [0, 2**63), got {costs.max()}")
         return numpy.ascontiguousarray(costs, dtype=numpy.int64)
     listed = costs.tolist() if isinstance(costs, numpy.ndarray) else list(costs)
     if len(listed) != count:
-        raise ValueError(f"costs must have one cost per key: {len(listed)} != {count}")
+        raise ValueError(
+            f"costs must have one cost per key: got {len(listed)} for {count} keys"
+        )
     units = numpy.empty(count, dtype=numpy.int64)
     for index in range(count):
         units[index] = to_cost(listed[index])

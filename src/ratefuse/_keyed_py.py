@@ -265,11 +265,18 @@ def _costs(numpy: Any, costs: Any, count: int) -> list[int]:
     """`_costs` expands ``costs`` to one validated cost per key."""
     if costs is None:
         return [1] * count
+    if isinstance(costs, numpy.ndarray) and costs.ndim == 0:
+        costs = costs.item()  # a 0-d array is one cost
     if isinstance(costs, int) or (
         isinstance(costs, numpy.integer) and numpy.ndim(costs) == 0
     ):
         return [check_cost(costs)] * count
     listed = costs.tolist() if isinstance(costs, numpy.ndarray) else list(costs)
     if len(listed) != count:
-        raise ValueError(f"costs must have one cost per key: {len(listed)} != {count}")
+        shape = (
+            f"shape {costs.shape}" if isinstance(costs, numpy.ndarray) else len(listed)
+        )
+        raise ValueError(
+            f"costs must have one cost per key: got {shape} for {count} keys"
+        )
     return [check_cost(cost) for cost in listed]

@@ -41,7 +41,13 @@ PROCESS_SECRET: Final = new_secret()
 def split_secret(secret: bytes) -> tuple[int, int]:
     """`split_secret` returns the two 64-bit SipHash keys of a 16-byte secret."""
     if not isinstance(secret, bytes) or len(secret) != 16:
-        raise ValueError(f"secret must be 16 bytes, got {secret!r}")
+        # Never echo the value: it is key material.
+        size = (
+            f"{len(secret)} bytes"
+            if isinstance(secret, bytes)
+            else type(secret).__name__
+        )
+        raise ValueError(f"secret must be 16 bytes, got {size}")
     return int.from_bytes(secret[:8], "little"), int.from_bytes(secret[8:], "little")
 
 

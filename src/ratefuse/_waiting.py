@@ -20,9 +20,9 @@ from .errors import RateLimitExceeded
 if TYPE_CHECKING:
     from ._engine import Decision
 
-# The bound on a wait that means "no bound", in ns: far beyond any delay the
-# cores can produce, and inside int64.
-UNBOUNDED_NS = 1 << 62
+# The bound on a wait that means "no bound", in ns (36 years): with now and
+# tau bounded (see rates.MAX_TOLERANCE_NS) the cores stay inside int64.
+UNBOUNDED_NS = 1 << 60
 
 
 def wait_bound_ns(
@@ -42,7 +42,7 @@ def wait_bound_ns(
         if math.isnan(seconds) or seconds < 0:
             raise ValueError(f"{field} must be >= 0 seconds, got {seconds!r}")
         if seconds * 1e9 < bound:
-            bound = math.ceil(seconds * 1e9) if math.isfinite(seconds) else bound
+            bound = math.ceil(seconds * 1e9)
     return bound
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from ._spec import MAX_CAPACITY, MAX_NOW_NS, MAX_PERIOD_NS, LimitSpec
+from ._spec import MAX_CAPACITY, MAX_PERIOD_NS, LimitSpec
 
 ALGORITHMS: Final = (
     "gcra",
@@ -32,8 +32,9 @@ BURST_ALGORITHMS: Final = ("gcra", "leaky_bucket")
 # sliding_log keeps one entry per admitted call (16 bytes each), so its
 # memory grows with the limit; past this, use sliding_window.
 SLIDING_LOG_MAX_LIMIT: Final = 100_000
-# Keeps tat + tau inside the cores' int64 arithmetic with room to spare.
-MAX_TOLERANCE_NS: Final = MAX_NOW_NS
+# The cores' int64 arithmetic must hold now + 2 * tau + the longest wait:
+# with now <= 2**62, tau <= 2**60 and waits <= 2**60 it stays below 2**63.
+MAX_TOLERANCE_NS: Final = 1 << 60
 
 _ALIASES: Final = {"token_bucket": "gcra"}
 
@@ -59,6 +60,10 @@ class Rate:
             object.__setattr__(self, "period", period)
         if isinstance(period, bool) or not isinstance(period, (int, float)):
             raise ValueError(f"period must be a number of seconds, got {period!r}")
+        if isinstance(period, int) and period > MAX_PERIOD_NS:
+            raise ValueError(
+                f"period must be finite and at most 2**58 ns, got {period!r}"
+            )
         if not math.isfinite(period) or period <= 0:
             raise ValueError(f"period must be finite and > 0 seconds, got {period!r}")
         if not 1 <= self.period_ns <= MAX_PERIOD_NS:
@@ -194,7 +199,7 @@ def build_specs(rates: Sequence[Rate], algorithm: str) -> tuple[LimitSpec, ...]:
         if name in BURST_ALGORITHMS:
             if rate.interval_ns * rate.capacity > MAX_TOLERANCE_NS:
                 raise ValueError(
-                    f"burst * period / limit must be at most 2**62 ns; rate {rate} "
+                    f"burst * period / limit must be at most 2**60 ns; rate {rate} "
                     f"has burst={rate.capacity}"
                 )
             specs.append(
