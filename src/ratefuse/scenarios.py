@@ -8,6 +8,7 @@ Time per call is therefore an upper bound that includes about 3 ns of loop.
 
 from __future__ import annotations
 
+import gc
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -154,13 +155,24 @@ def measure(
     loops = [scenario.build() for scenario in scenarios]
     counts = [calls or calibrate(loop, sample_seconds) for loop in loops]
     samples: list[list[float]] = [[] for _ in scenarios]
-    for round_index in range(repeats):
-        for index, loop in enumerate(loops):
-            start = time.perf_counter_ns()
-            loop(counts[index])
-            samples[index].append((time.perf_counter_ns() - start) / counts[index])
-        if progress is not None:
-            progress(round_index + 1, repeats)
+    # As timeit does: no garbage collection inside a sample. Scenarios that
+    # hold millions of objects (a peer's 100k keys) would otherwise charge
+    # their collections to whichever contender allocates next.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for round_index in range(repeats):
+            for index, loop in enumerate(loops):
+                start = time.perf_counter_ns()
+                loop(counts[index])
+                elapsed = time.perf_counter_ns() - start
+                samples[index].append(elapsed / counts[index])
+                gc.collect(0)
+            if progress is not None:
+                progress(round_index + 1, repeats)
+    finally:
+        if collecting:
+            gc.enable()
     return [
         Measurement(scenario, statistics.median(times), min(times), max(times))
         for scenario, times in zip(scenarios, samples, strict=True)

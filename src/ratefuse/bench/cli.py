@@ -1,9 +1,12 @@
 """``ratefuse bench``: argument handling and the runs it drives.
 
-Timing method: every scenario is warmed up and calibrated (about 20 ms a
-sample, 5 ms with --quick), then timed in several repeats (7, or 3 with
---quick); each repeat runs every scenario once in turn, so drift of the
-machine affects all contenders alike, ratefuse and peers interleaved. The
+Timing method: scenarios are measured one group at a time (a group is one
+operation: try_acquire, keyed try_acquire, breaker open, ...). Every
+scenario is warmed up and calibrated (about 20 ms a sample, 5 ms with
+--quick), then timed in several repeats (7, or 3 with --quick) with the
+garbage collector paused, as timeit does; each repeat runs every scenario of
+the group once in turn, so drift of the machine affects all contenders of a
+comparison alike, ratefuse and peers interleaved. The
 table shows the median ns per call and the spread (min-max over repeats);
 figures include the loop's own cost of about 3 ns.
 """
@@ -11,6 +14,7 @@ figures include the loop's own cost of about 3 ns.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -128,16 +132,24 @@ def run_speed(args: argparse.Namespace) -> int:
         raise SystemExit(f"no scenario matches --only {' '.join(args.only)}")
     scenarios.sort(key=lambda s: (s.group, s.name))
     repeats = args.repeats or (3 if args.quick else 7)
+    groups = sorted({scenario.group for scenario in scenarios})
     print(
-        f"timing {len(scenarios)} scenarios x {repeats} interleaved repeats",
+        f"timing {len(scenarios)} scenarios in {len(groups)} groups x {repeats} "
+        "interleaved repeats",
         file=sys.stderr,
     )
-    results: list[Measurement] = measure(
-        scenarios,
-        repeats=repeats,
-        sample_seconds=0.005 if args.quick else 0.02,
-        progress=_progress("speed"),  # type: ignore[arg-type]
-    )
+    results: list[Measurement] = []
+    for group in groups:
+        # One group at a time: its contenders interleaved, and nothing of the
+        # other groups alive (peers that hold 100k keys slow down everything
+        # measured beside them, through the allocator and the caches).
+        results += measure(
+            [scenario for scenario in scenarios if scenario.group == group],
+            repeats=repeats,
+            sample_seconds=0.005 if args.quick else 0.02,
+            progress=_progress(group),  # type: ignore[arg-type]
+        )
+        gc.collect()
     print("\n".join(speed_table(results)))
     if args.json:
         write_json(args.json, results, [], skipped)
