@@ -577,8 +577,7 @@ cdef class KeyedLimiterCore:
         ``costs``: None (each 1), an int, or one per key. Needs numpy.
         Nothing is decided if any key or cost is invalid.
         """
-        from ratefuse._keyed_py import _numpy
-        numpy = _numpy()
+        numpy = _numpy_module()
         cdef Py_ssize_t count, index
         cdef const int64_t[::1] ids = None
         cdef uint64_t[::1] fingerprints = None
@@ -595,9 +594,11 @@ cdef class KeyedLimiterCore:
                                                       key_list[index])
         cdef const int64_t[::1] units = _costs(numpy, costs, count)
         cdef int64_t at = resolve_now(self._clock, now)
-        allowed_array = numpy.empty(count, dtype=numpy.bool_)
-        waits_array = numpy.empty(count if retry_after else 0, dtype=numpy.float64)
-        cdef unsigned char[::1] allowed = allowed_array.view(numpy.uint8)
+        allowed_bytes = numpy.empty(count, dtype=numpy.uint8)
+        waits_array = (
+            numpy.empty(count, dtype=numpy.float64) if retry_after else _NO_WAITS
+        )
+        cdef unsigned char[::1] allowed = allowed_bytes
         cdef double[::1] waits = waits_array
         cdef bint failed
         cdef bint want_waits = retry_after
@@ -608,6 +609,7 @@ cdef class KeyedLimiterCore:
         self._exit()
         if failed:
             raise MemoryError("the key table could not grow")
+        allowed_array = allowed_bytes.view(numpy.bool_)
         return (allowed_array, waits_array) if retry_after else allowed_array
 
     cdef bint _decide_batch(self, const int64_t[::1] ids,
@@ -654,10 +656,29 @@ cdef class KeyedLimiterCore:
         return False
 
 
+_numpy = None
+_ONE_COST = None
+_NO_WAITS = None
+
+
+cdef object _numpy_module():
+    # numpy, imported on first use (it is an optional extra), with the
+    # constant arrays decide_many reuses on every call.
+    global _numpy, _ONE_COST, _NO_WAITS
+    if _numpy is None:
+        from ratefuse._keyed_py import _numpy as import_numpy
+        numpy = import_numpy()
+        _ONE_COST = numpy.ones(1, dtype=numpy.int64)
+        _ONE_COST.flags.writeable = False
+        _NO_WAITS = numpy.empty(0, dtype=numpy.float64)
+        _numpy = numpy
+    return _numpy
+
+
 def _costs(numpy, costs, Py_ssize_t count):
     # One cost for every key (an array of one), or one per key, validated.
     if costs is None:
-        return numpy.ones(1, dtype=numpy.int64)
+        return _ONE_COST
     if isinstance(costs, numpy.ndarray) and costs.ndim == 0:
         costs = costs.item()  # a 0-d array is one cost, as in the reference
     if isinstance(costs, (int, numpy.integer)):
