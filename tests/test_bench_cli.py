@@ -145,3 +145,22 @@ def test_worst_window() -> None:
     second = 1_000_000_000
     assert accuracy.worst_window([0, 1, 2, second - 1, second + 5]) == 4
     assert accuracy.worst_window([0, second, 2 * second]) == 1
+
+
+def test_accuracy_covers_the_shared_memory_limiters(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = [
+        "bench",
+        "accuracy",
+        "--workers",
+        "4",
+        "--duration",
+        "0.3",
+        "--only",
+        "(shm)",
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "ratefuse gcra (shm)" in out
+    assert "OVER THE BOUND" not in out

@@ -169,6 +169,29 @@ def local_targets() -> list[Target]:
     return targets
 
 
+def shm_targets() -> list[Target]:
+    """`shm_targets` is ratefuse's shared-memory limiters on a fresh table
+    each (removed when the run ends), for the algorithms it supports."""
+    import atexit
+    import uuid
+
+    from ..shm import ShmBackend, ShmLimiter
+
+    targets = []
+    for algorithm in ("gcra", "fixed_window", "sliding_window"):
+
+        def make(algorithm: str = algorithm) -> TryAcquire:
+            backend = ShmBackend(f"ratefuse-accuracy-{uuid.uuid4().hex}", max_keys=16)
+            atexit.register(backend.unlink)
+            limiter = ShmLimiter(f"{LIMIT}/s", algorithm, backend=backend)
+            return limiter.try_acquire
+
+        targets.append(
+            Target(f"ratefuse {algorithm} (shm)", make, KINDS[algorithm], True)
+        )
+    return targets
+
+
 def peer_targets() -> tuple[list[Target], list[str]]:
     """`peer_targets` is every installed peer limiter on the same quota."""
     from .peers import LIMITER_PEERS

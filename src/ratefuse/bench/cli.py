@@ -171,7 +171,7 @@ def load_target(spec: str) -> accuracy_module.Target:
 
 def run_accuracy(args: argparse.Namespace) -> int:
     """`run_accuracy` judges every target; non-zero if ours breaks a bound."""
-    targets = accuracy_module.local_targets()
+    targets = accuracy_module.local_targets() + accuracy_module.shm_targets()
     targets += [load_target(spec) for spec in args.target]
     skipped: list[str] = []
     if args.peers:
