@@ -7,7 +7,8 @@ fingerprints (``_keys_py``), with linear probing and backward-shift deletion
 - A state that is back to "as if new" carries no information: it is never
   inserted, and it is dropped whenever the table is rebuilt (on growth, and
   when full at most once per ``max_keys / 4`` insertions). Dropping changes no
-  decision; drops are counted as ``expired``.
+  decision as long as time does not step back (a later decision at an
+  earlier ``now`` sees the key as new); drops are counted as ``expired``.
 - When full, the state closest to new (the least ``idle_at``) among
   ``EVICTION_SAMPLE`` slots from a position derived from the new key's
   fingerprint is removed; if it was not yet idle this is an eviction, the one
