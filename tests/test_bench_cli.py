@@ -141,6 +141,13 @@ def test_bounds(kind: str, start_ms: int, end_ms: int, expected: int) -> None:
     assert accuracy.bound(kind, start_ms * 1_000_000, end_ms * 1_000_000) == expected
 
 
+def test_window_bound_on_another_clock_counts_every_window_it_may_overlap() -> None:
+    # 0.5 s on a clock whose windows start elsewhere can straddle two.
+    assert accuracy.bound("window", 0, 500_000_000, local_clock=False) == (
+        2 * accuracy.LIMIT
+    )
+
+
 def test_worst_window() -> None:
     second = 1_000_000_000
     assert accuracy.worst_window([0, 1, 2, second - 1, second + 5]) == 4

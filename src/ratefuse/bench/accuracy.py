@@ -36,6 +36,10 @@ class Target:
     make: Callable[[], TryAcquire]
     kind: str
     ours: bool
+    # False when the limiter's windows are aligned on another clock (Redis
+    # decides on the server's wall clock): the window bound then counts
+    # every window an interval of that length can overlap.
+    local_clock: bool = True
 
 
 @dataclass(frozen=True)
@@ -73,11 +77,13 @@ KINDS = {
 }
 
 
-def bound(kind: str, start_ns: int, end_ns: int) -> int:
+def bound(kind: str, start_ns: int, end_ns: int, local_clock: bool = True) -> int:
     """`bound` is the most units a limiter of ``kind`` may admit in
-    [start, end]."""
+    [start, end] (``local_clock``: its windows are aligned on this clock)."""
     elapsed = end_ns - start_ns
     period_ns = round(PERIOD_S * 1e9)
+    if kind == "window" and not local_clock:
+        return LIMIT * (elapsed // period_ns + 2)
     if kind == "meter":
         interval_ns = -(-period_ns // LIMIT)
         return LIMIT + elapsed // interval_ns
@@ -129,7 +135,7 @@ def run_threads(target: Target, workers: int, duration_s: float) -> AccuracyResu
         thread.join()
     end = time.monotonic_ns()
     merged = sorted(stamp for mine in stamps for stamp in mine)
-    limit = bound(target.kind, start, end)
+    limit = bound(target.kind, start, end, target.local_clock)
     return AccuracyResult(
         target=target.name,
         workers=workers,

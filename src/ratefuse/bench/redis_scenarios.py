@@ -171,6 +171,12 @@ def redis_accuracy_targets(url: str, *, cluster: bool) -> list[Target]:
 
         where = "cluster" if cluster else "redis"
         targets.append(
-            Target(f"ratefuse {algorithm} ({where})", make, KINDS[algorithm], True)
+            Target(
+                f"ratefuse {algorithm} ({where})",
+                make,
+                KINDS[algorithm],
+                ours=True,
+                local_clock=False,  # windows aligned on the server's clock
+            )
         )
     return targets
