@@ -8,14 +8,8 @@ from collections.abc import Awaitable, Callable
 from ._guard import KeyedForms
 from ._keyed import KeyedLimiterCore
 from ._keyed_py import DEFAULT_MAX_KEYS
-from .limiter import check_callable
-from .rates import (
-    DEFAULT_ALGORITHM,
-    RateLike,
-    build_specs,
-    canonical_algorithm,
-    to_rates,
-)
+from .limiter import configure
+from .rates import DEFAULT_ALGORITHM, RateLike
 
 __all__ = ["DEFAULT_MAX_KEYS", "KeyedLimiter"]
 
@@ -55,16 +49,11 @@ class KeyedLimiter(KeyedForms, KeyedLimiterCore):
         sleep: Callable[[float], object] | None = None,
         async_sleep: Callable[[float], Awaitable[object]] | None = None,
     ) -> None:
-        for field, value in (
-            ("clock", clock),
-            ("sleep", sleep),
-            ("async_sleep", async_sleep),
-        ):
-            check_callable(field, value)
-        self.rates = to_rates(limits)
-        self.algorithm = canonical_algorithm(algorithm)
+        self.rates, self.algorithm, specs = configure(
+            limits, algorithm, clock, sleep, async_sleep
+        )
         super().__init__(
-            build_specs(self.rates, self.algorithm),
+            specs,
             max_keys,
             clock,
             None,

@@ -6,8 +6,10 @@ from collections.abc import Awaitable, Callable
 
 from ._engine import LimiterCore
 from ._guard import SubjectForms
+from ._spec import LimitSpec
 from .rates import (
     DEFAULT_ALGORITHM,
+    Rate,
     RateLike,
     build_specs,
     canonical_algorithm,
@@ -19,6 +21,26 @@ def check_callable(field: str, value: object) -> None:
     """`check_callable` raises ValueError unless ``value`` is None or callable."""
     if value is not None and not callable(value):
         raise ValueError(f"{field} must be callable or None, got {value!r}")
+
+
+def configure(
+    limits: RateLike,
+    algorithm: str,
+    clock: object,
+    sleep: object,
+    async_sleep: object,
+) -> tuple[tuple[Rate, ...], str, tuple[LimitSpec, ...]]:
+    """`configure` validates the arguments every in-memory limiter takes and
+    returns its rates, canonical algorithm and core specs."""
+    for field, value in (
+        ("clock", clock),
+        ("sleep", sleep),
+        ("async_sleep", async_sleep),
+    ):
+        check_callable(field, value)
+    rates = to_rates(limits)
+    name = canonical_algorithm(algorithm)
+    return rates, name, build_specs(rates, name)
 
 
 class Limiter(SubjectForms, LimiterCore):
@@ -55,16 +77,11 @@ class Limiter(SubjectForms, LimiterCore):
         sleep: Callable[[float], object] | None = None,
         async_sleep: Callable[[float], Awaitable[object]] | None = None,
     ) -> None:
-        for field, value in (
-            ("clock", clock),
-            ("sleep", sleep),
-            ("async_sleep", async_sleep),
-        ):
-            check_callable(field, value)
-        self.rates = to_rates(limits)
-        self.algorithm = canonical_algorithm(algorithm)
+        self.rates, self.algorithm, specs = configure(
+            limits, algorithm, clock, sleep, async_sleep
+        )
         super().__init__(
-            build_specs(self.rates, self.algorithm),
+            specs,
             clock,
             max_wait=max_wait,
             sleep=sleep,
