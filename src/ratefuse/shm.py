@@ -223,16 +223,10 @@ class ShmKeyedLimiter(KeyedForms, ShmKeyedLimiterCore):
         async_sleep: Callable[[float], Awaitable[object]] | None = None,
     ) -> None:
         _check_callables(clock=clock, sleep=sleep, async_sleep=async_sleep)
-        self.rates, self.algorithm, spec = _spec_of(limits, algorithm)
-        self.backend = _backend_of(backend, DEFAULT_MAX_KEYS)
-        table = self.backend.open_table(spec, layout.KIND_KEYED)
-        try:
-            super().__init__(
-                table, clock, max_wait=max_wait, sleep=sleep, async_sleep=async_sleep
-            )
-        except BaseException:
-            table.close()
-            raise
+        self.rates, self.algorithm, self.backend, table = _open(
+            limits, algorithm, backend, DEFAULT_MAX_KEYS, layout.KIND_KEYED
+        )
+        _start(super().__init__, table, clock, max_wait, sleep, async_sleep)
 
     def __repr__(self) -> str:
         return (
@@ -265,19 +259,43 @@ class ShmLimiter(SubjectForms, ShmLimiterCore):
         async_sleep: Callable[[float], Awaitable[object]] | None = None,
     ) -> None:
         _check_callables(clock=clock, sleep=sleep, async_sleep=async_sleep)
-        self.rates, self.algorithm, spec = _spec_of(limits, algorithm)
-        self.backend = _backend_of(backend, 1)
-        table = self.backend.open_table(spec, layout.KIND_SINGLE)
-        try:
-            super().__init__(
-                table, clock, max_wait=max_wait, sleep=sleep, async_sleep=async_sleep
-            )
-        except BaseException:
-            table.close()
-            raise
+        self.rates, self.algorithm, self.backend, table = _open(
+            limits, algorithm, backend, 1, layout.KIND_SINGLE
+        )
+        _start(super().__init__, table, clock, max_wait, sleep, async_sleep)
 
     def __repr__(self) -> str:
         return (
             f"ShmLimiter({str(self.rates[0])!r}, algorithm={self.algorithm!r}, "
             f"backend={self.backend!r})"
         )
+
+
+def _open(
+    limits: RateLike,
+    algorithm: str,
+    backend: ShmBackend | str | os.PathLike[str],
+    default_keys: int,
+    kind: int,
+) -> tuple[tuple[Rate, ...], str, ShmBackend, ShmTable]:
+    """`_open` validates a limiter's rate and algorithm and opens (or
+    creates) its table: returns (rates, algorithm, backend, table)."""
+    rates, name, spec = _spec_of(limits, algorithm)
+    opened = _backend_of(backend, default_keys)
+    return rates, name, opened, opened.open_table(spec, kind)
+
+
+def _start(
+    core_init: Callable[..., None],
+    table: ShmTable,
+    clock: Callable[[], int] | None,
+    max_wait: float | None,
+    sleep: Callable[[float], object] | None,
+    async_sleep: Callable[[float], Awaitable[object]] | None,
+) -> None:
+    """`_start` runs the engine's constructor; the table is closed if it fails."""
+    try:
+        core_init(table, clock, max_wait=max_wait, sleep=sleep, async_sleep=async_sleep)
+    except BaseException:
+        table.close()
+        raise
