@@ -37,6 +37,9 @@ def _servers() -> ModuleType:
 
 servers = _servers()
 BATCH = 1000
+# Seconds per round trip before a decision falls back: generous, so that a
+# loaded machine slows the figures down instead of failing the run.
+TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +101,7 @@ def test_raw_evalsha(benchmark, client) -> None:
 @pytest.mark.parametrize("algorithm", ["gcra", "sliding_window"])
 def test_decide(benchmark, client, algorithm: str) -> None:
     benchmark.group = f"sequential ({type(client).__name__})"
-    with RedisBackend(client) as backend:
+    with RedisBackend(client, timeout=TIMEOUT) as backend:
         limiter = RedisLimiter("1000000/s", algorithm, backend=backend, name="bench")
         run(benchmark, lambda: limiter.decide("user"), 1, 3000)
         assert limiter.stats().fallbacks == 0
@@ -124,7 +127,7 @@ def test_raw_evalsha_pipeline(benchmark, node) -> None:
 def test_decide_many(benchmark, client, algorithm: str) -> None:
     benchmark.group = "batch of 1,000"
     rounds = iter(range(1 << 30))
-    with RedisBackend(client) as backend:
+    with RedisBackend(client, timeout=TIMEOUT) as backend:
         limiter = RedisLimiter("1000000/s", algorithm, backend=backend, name="bench")
 
         def batch() -> None:

@@ -231,6 +231,10 @@ def hammer(
         backend=RedisBackend(client, timeout=10.0),
         name=name,
         on_backend_error="raise",
+        # Exact mode: every decision is a round trip, so the workers overlap
+        # for the whole run. (A deny cache answers denials locally, and the
+        # workers would finish their count in a few ms, all end effects.)
+        deny_cache=False,
     ) as limiter:
         limiter.decide("warm-up", 0)  # connects and loads the script
         barrier.wait(timeout=60)  # type: ignore[attr-defined]

@@ -54,6 +54,8 @@ cdef class BreakerCore:
     @cython.final
     cdef object _open_error_c(self, int64_t now)
 
+    cdef int _adopt(self, config, spec) except -1
+
     cdef int _take_change(self) except -1
 
     cdef int _deliver(self) except -1

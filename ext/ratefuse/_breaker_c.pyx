@@ -27,6 +27,7 @@ from ratefuse._breaker_machine_c cimport (
     machine_init,
     machine_record,
     machine_reset,
+    machine_respec,
     machine_retry_after_ns,
     machine_transition,
 )
@@ -40,6 +41,7 @@ from ratefuse._breaker_config import BreakerConfig
 from ratefuse._breaker_spec import MAX_DURATION_NS as _MAX_DURATION_NS
 from ratefuse._breaker_spec import MAX_NOW_NS as _MAX_NOW_NS
 from ratefuse._breaker_spec import IllegalTransitionError, State
+from ratefuse._counters import BreakerCounters
 from ratefuse.errors import CircuitOpenError
 
 cdef int64_t MAX_NOW_NS = _MAX_NOW_NS
@@ -102,16 +104,10 @@ cdef class BreakerCore:
         spec = config.to_spec()
         machine_init(&self.machine, spec)
         self._ready = True
-        self._config = config
-        self._spec = spec
         self._name = str(name)
         self._clock = clock
         self._fallback = fallback
-        self._record_exceptions = config.record_exceptions
-        self._ignore_exceptions = config.ignore_exceptions
-        self._exception_predicate = config.exception_predicate
-        self._result_predicate = config.result_predicate
-        self._timed = spec.slow_call_ns > 0
+        self._adopt(config, spec)
         self._listeners = list(listeners)
         self._events = deque()
         self._delivering = False
@@ -352,6 +348,46 @@ cdef class BreakerCore:
             self._take_change()
         if result == ILLEGAL:
             raise IllegalTransitionError(State(source), State(target))
+
+    cdef int _adopt(self, config, spec) except -1:
+        # The config-derived attributes the steps read.
+        self._config = config
+        self._spec = spec
+        self._record_exceptions = config.record_exceptions
+        self._ignore_exceptions = config.ignore_exceptions
+        self._exception_predicate = config.exception_predicate
+        self._result_predicate = config.result_predicate
+        self._timed = spec.slow_call_ns > 0
+        return 0
+
+    def reconfigure(self, config):
+        """`reconfigure` makes ``config`` the breaker's rules from the next
+        step on, in one atomic step: the state, generation, counters and
+        listeners stay. The window keeps its outcomes if its type, size and
+        bucket are unchanged, else starts empty. An OPEN wait not grown by
+        backoff becomes the new wait_duration; a grown one is capped by the
+        new max_wait_duration. A call already running when slow-call
+        tracking is switched on is timed from 0 (it may count as slow).
+        Raises TypeError for a non-BreakerConfig, and then nothing changes.
+        """
+        self._check_ready()
+        if not isinstance(config, BreakerConfig):
+            raise TypeError(f"config must be a BreakerConfig, got {config!r}")
+        spec = config.to_spec()
+        machine_respec(&self.machine, spec)
+        self._adopt(config, spec)
+
+    def counters(self):
+        """`counters` snapshots the calls, outcomes and state changes counted
+        since construction (see ratefuse._counters.BreakerCounters)."""
+        self._check_ready()
+        cdef Machine* machine = &self.machine
+        return BreakerCounters(
+            machine.permitted, machine.successes, machine.failures,
+            machine.slow_calls, machine.rejected_total,
+            (machine.entered[0], machine.entered[1], machine.entered[2],
+             machine.entered[3], machine.entered[4]),
+        )
 
     def reset(self):
         """`reset` closes the breaker as if new: empty window, base wait,

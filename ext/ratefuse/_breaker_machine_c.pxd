@@ -51,6 +51,13 @@ cdef struct Machine:
     int64_t probe_failures
     int64_t probe_slow
     int64_t rejected
+    # Counters since init, never reset (see _breaker_machine_py.Machine).
+    int64_t permitted
+    int64_t rejected_total
+    int64_t successes
+    int64_t failures
+    int64_t slow_calls
+    int64_t entered[5]
 
 
 cdef int machine_init(Machine* machine, object spec) except -1
@@ -64,3 +71,4 @@ cdef void machine_reset(Machine* machine) noexcept nogil
 cdef int64_t machine_retry_after_ns(const Machine* machine,
                                     int64_t now) noexcept nogil
 cdef int machine_advance(Machine* machine, int64_t now) noexcept nogil
+cdef int machine_respec(Machine* machine, object spec) except -1

@@ -3,6 +3,7 @@
 # Every step is pure C without the GIL requirement, so under the GIL it is
 # atomic.
 from libc.stdint cimport int64_t
+from libc.string cimport memset
 
 from ratefuse._breaker_window_c cimport (
     window_advance,
@@ -27,20 +28,63 @@ for _index, _mask in enumerate(_TRANSITION_MASKS):
     TRANSITION_MASKS[_index] = _mask
 
 
+cdef int load_spec(Spec* target, object spec) except -1:
+    # Lowers a BreakerSpec into its C struct.
+    target.count_window = spec.count_window
+    target.window_size = spec.window_size
+    target.bucket_ns = spec.bucket_ns
+    target.minimum_calls = spec.minimum_calls
+    target.failure_rate_ppm = spec.failure_rate_ppm
+    target.slow_call_rate_ppm = spec.slow_call_rate_ppm
+    target.slow_call_ns = spec.slow_call_ns
+    target.wait_ns = spec.wait_ns
+    target.max_wait_ns = spec.max_wait_ns
+    target.backoff_multiplier = spec.backoff_multiplier
+    target.half_open_calls = spec.half_open_calls
+    target.max_half_open_ns = spec.max_half_open_ns
+    return 0
+
+
+cdef int machine_respec(Machine* machine, object spec) except -1:
+    # See Machine.respec in the spec. Lowers first, then changes the machine
+    # with C statements only, so a step never sees half a spec.
+    cdef Spec lowered
+    cdef Window fresh
+    load_spec(&lowered, spec)
+    cdef bint reshape = (
+        lowered.count_window != machine.spec.count_window
+        or lowered.window_size != machine.spec.window_size
+        or lowered.bucket_ns != machine.spec.bucket_ns
+    )
+    if reshape:
+        try:
+            window_init(&fresh, lowered.window_size,
+                        0 if lowered.count_window else lowered.bucket_ns)
+        except MemoryError:
+            window_free(&fresh)
+            raise
+        window_free(&machine.window)
+        machine.window = fresh
+    if machine.wait_ns == machine.spec.wait_ns:
+        machine.wait_ns = lowered.wait_ns
+    elif machine.wait_ns > lowered.max_wait_ns:
+        machine.wait_ns = lowered.max_wait_ns
+    machine.spec = lowered
+    return 0
+
+
+cdef inline void tally(Machine* machine, bint failed, bint slow) noexcept nogil:
+    # Counts an outcome the machine recorded.
+    if failed:
+        machine.failures += 1
+    else:
+        machine.successes += 1
+    machine.slow_calls += slow
+
+
 cdef int machine_init(Machine* machine, object spec) except -1:
     # Precondition: the struct holds no memory yet; spec is a BreakerSpec.
-    machine.spec.count_window = spec.count_window
-    machine.spec.window_size = spec.window_size
-    machine.spec.bucket_ns = spec.bucket_ns
-    machine.spec.minimum_calls = spec.minimum_calls
-    machine.spec.failure_rate_ppm = spec.failure_rate_ppm
-    machine.spec.slow_call_rate_ppm = spec.slow_call_rate_ppm
-    machine.spec.slow_call_ns = spec.slow_call_ns
-    machine.spec.wait_ns = spec.wait_ns
-    machine.spec.max_wait_ns = spec.max_wait_ns
-    machine.spec.backoff_multiplier = spec.backoff_multiplier
-    machine.spec.half_open_calls = spec.half_open_calls
-    machine.spec.max_half_open_ns = spec.max_half_open_ns
+    load_spec(&machine.spec, spec)
     window_init(&machine.window, machine.spec.window_size,
                 0 if machine.spec.count_window else machine.spec.bucket_ns)
     machine.state = CLOSED
@@ -52,6 +96,9 @@ cdef int machine_init(Machine* machine, object spec) except -1:
     machine.probes_issued = 0
     machine.probe_calls = machine.probe_failures = machine.probe_slow = 0
     machine.rejected = 0
+    machine.permitted = machine.rejected_total = 0
+    machine.successes = machine.failures = machine.slow_calls = 0
+    memset(machine.entered, 0, sizeof(machine.entered))
     return 0
 
 
@@ -83,6 +130,7 @@ cdef void enter(Machine* machine, int target, int64_t now) noexcept nogil:
     machine.changed_from = machine.state
     machine.state = target
     machine.generation += 1
+    machine.entered[target] += 1
     if target == CLOSED:
         window_clear(&machine.window)
         machine.wait_ns = machine.spec.wait_ns
@@ -103,6 +151,7 @@ cdef inline void reopen(Machine* machine, int64_t now) noexcept nogil:
 cdef int64_t machine_acquire(Machine* machine, int64_t now) noexcept nogil:
     cdef int state = machine.state
     if state == CLOSED or state == DISABLED:
+        machine.permitted += 1
         return machine.generation
     if state == OPEN:
         if now == UNKNOWN_NOW:
@@ -110,10 +159,12 @@ cdef int64_t machine_acquire(Machine* machine, int64_t now) noexcept nogil:
         if now - machine.opened_at_ns >= machine.wait_ns:
             enter(machine, HALF_OPEN, now)
             machine.probes_issued = 1
+            machine.permitted += 1
             return machine.generation
     elif state == HALF_OPEN:
         if machine.probes_issued < machine.spec.half_open_calls:
             machine.probes_issued += 1
+            machine.permitted += 1
             return machine.generation
         if machine.spec.max_half_open_ns:
             if now == UNKNOWN_NOW:
@@ -121,6 +172,7 @@ cdef int64_t machine_acquire(Machine* machine, int64_t now) noexcept nogil:
             if now - machine.half_open_at_ns >= machine.spec.max_half_open_ns:
                 reopen(machine, now)
     machine.rejected += 1
+    machine.rejected_total += 1
     return REJECTED
 
 
@@ -141,6 +193,7 @@ cdef int record_probe(Machine* machine, int outcome, bint failed, bint slow,
     machine.probe_calls = calls
     machine.probe_failures = failures
     machine.probe_slow = slow_calls
+    tally(machine, failed, slow)
     if again:
         reopen(machine, now)
     elif complete:
@@ -174,8 +227,10 @@ cdef int machine_record(Machine* machine, int64_t generation, int outcome,
             return NEED_NOW
         # The totals looked at are the totals recorded: no need to look again.
         window_record(window, failed, slow, now)
+        tally(machine, failed, slow)
         return OK
     window_record(window, failed, slow, now)
+    tally(machine, failed, slow)
     if exceeds(spec, window.calls, window.failures, window.slow,
                spec.minimum_calls):
         enter(machine, OPEN, now)

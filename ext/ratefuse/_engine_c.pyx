@@ -1,7 +1,7 @@
 # The limiter engine, compiled. The spec is src/ratefuse/_engine_py.py: same
 # names, signatures, errors and decisions. A decision runs with the GIL held
 # and calls no Python code (the default clock is read in C), so it is atomic.
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from libc.stdint cimport int64_t
 from libc.string cimport memset
 
@@ -20,7 +20,9 @@ from ratefuse._step cimport Verdict
 
 from functools import partial
 
+from ratefuse._counters import LimiterCounters
 from ratefuse._decision_c import Decision
+from ratefuse._respec import keeps_state
 from ratefuse._waiting import acquire_timeout, wait, wait_async, wait_bound_ns
 
 __all__ = ["Decision", "LimiterCore"]
@@ -46,6 +48,13 @@ cdef class LimiterCore:
     cdef int64_t _max_wait_ns
     cdef object _sleep
     cdef object _async_sleep
+    # Verdicts counted by outcome (index 1: allowed, 0: denied), bumped with
+    # the GIL held by every decision; read by counters().
+    cdef int64_t _verdicts[2]
+    # The stamps buffer only grows (see reconfigure); _layout counts the
+    # reconfigures that started the state anew.
+    cdef Py_ssize_t _stamps_size
+    cdef int64_t _layout
 
     def __cinit__(self, *args, **kwargs):
         # Takes any arguments so that Python subclasses (ratefuse.Limiter)
@@ -53,6 +62,7 @@ cdef class LimiterCore:
         memset(&self._program, 0, sizeof(Program))
         self._state = NULL
         self._stamps = NULL
+        self._verdicts[0] = self._verdicts[1] = 0
 
     def __init__(self, specs, clock=None, *, max_wait=None, sleep=None,
                  async_sleep=None):
@@ -65,6 +75,7 @@ cdef class LimiterCore:
         self._stamps = <int64_t*>PyMem_Malloc(self._program.count * sizeof(int64_t))
         if self._state == NULL or self._stamps == NULL:
             raise MemoryError()
+        self._stamps_size = self._program.count
         memset(self._state, 0, self._program.words * sizeof(int64_t))
         self._specs = specs
         self._clock = clock
@@ -102,6 +113,7 @@ cdef class LimiterCore:
             )
         else:
             program_decide(&self._program, self._state, at, units, &verdict)
+        self._verdicts[verdict.allowed != 0] += 1
         return verdict.allowed
 
     def decide(self, cost=1, now=None):
@@ -112,6 +124,7 @@ cdef class LimiterCore:
         cdef Py_ssize_t binding = program_decide(
             &self._program, self._state, at, units, &verdict
         )
+        self._verdicts[verdict.allowed != 0] += 1
         return make_decision(&verdict, self._program.specs[binding].capacity)
 
     def reset(self):
@@ -135,14 +148,21 @@ cdef class LimiterCore:
         cdef Py_ssize_t binding = program_reserve(
             &self._program, self._state, at, units, bound, &verdict, self._stamps
         )
+        self._verdicts[verdict.allowed != 0] += 1
         return self._reservation(&verdict, binding, units)
 
     cdef object _reservation(self, const Verdict* verdict, Py_ssize_t binding,
                              int64_t units):
-        stamps = tuple([self._stamps[index] for index in range(self._program.count)])
+        # Read everything the program owns before allocating: an allocation
+        # may run the garbage collector, hence Python code, hence another
+        # thread's reconfigure. The stamps buffer never shrinks, so reading
+        # it afterwards stays in bounds.
+        cdef int64_t capacity = self._program.specs[binding].capacity
+        cdef Py_ssize_t count = self._program.count
+        cdef int64_t layout = self._layout
+        stamps = tuple([self._stamps[index] for index in range(count)])
         return make_reservation(
-            verdict, self._program.specs[binding].capacity,
-            partial(self._refund, units, stamps),
+            verdict, capacity, partial(self._refund, units, stamps, layout),
         )
 
     def acquire(self, cost=1, timeout=None):
@@ -163,6 +183,7 @@ cdef class LimiterCore:
         cdef Py_ssize_t binding = program_reserve(
             &self._program, self._state, at, units, bound, &verdict, self._stamps
         )
+        self._verdicts[verdict.allowed != 0] += 1
         if verdict.allowed and verdict.retry_after_ns == 0:
             return None  # the fast path: admitted now, nothing to build
         wait(self._reservation(&verdict, binding, units), partial(self.reserve, cost),
@@ -182,9 +203,73 @@ cdef class LimiterCore:
     def _clock_ns(self):
         return resolve_now(self._clock, None)
 
-    def _refund(self, cost, tuple stamps, now):
+    def _refund(self, cost, tuple stamps, int64_t layout, now):
         cdef int64_t at = resolve_now(self._clock, now)
         cdef Py_ssize_t index
+        if layout != self._layout:
+            return  # the state was started anew since: nothing to give back
         for index in range(self._program.count):
             self._stamps[index] = stamps[index]
         program_refund(&self._program, self._state, at, cost, self._stamps)
+
+    def counters(self):
+        """`counters` snapshots the verdicts counted since construction (see
+        :class:`ratefuse._counters.LimiterCounters`)."""
+        return LimiterCounters(self._verdicts[1], self._verdicts[0])
+
+    def reconfigure(self, specs):
+        """`reconfigure` replaces the limits in one atomic step: every decision
+        runs wholly under the old specs or wholly under the new ones.
+
+        The state is kept when it means the same under the new specs (see
+        ratefuse._respec.keeps_state); otherwise it starts new, as after
+        `reset`, and reservations taken before refund nothing. Counters are
+        kept. Raises ValueError for bad specs, and then nothing changes.
+        """
+        cdef Program program
+        specs = tuple(specs)
+        memset(&program, 0, sizeof(Program))
+        try:
+            program_init(&program, specs)
+            while True:
+                judged = self._specs
+                if self._swap(&program, specs, judged, keeps_state(judged, specs)):
+                    break
+                # Another reconfigure came in between: judge again.
+        finally:
+            program_free(&program)  # the retired program, or the unused one
+
+    cdef bint _swap(self, Program* program, tuple specs, tuple judged,
+                    bint keep) except -1:
+        # Installs *program (leaving the retired one in it) if the specs are
+        # still `judged`, those `keep` was judged against; returns False
+        # otherwise. From the check to the swap there are only C statements,
+        # so no other thread runs in between (decisions hold the GIL).
+        cdef int64_t* state = NULL
+        cdef int64_t* stamps
+        cdef Program retired
+        if not keep:
+            state = <int64_t*>PyMem_Malloc(program.words * sizeof(int64_t))
+            if state == NULL:
+                raise MemoryError()
+            memset(state, 0, program.words * sizeof(int64_t))
+        if program.count > self._stamps_size:
+            stamps = <int64_t*>PyMem_Realloc(self._stamps,
+                                             program.count * sizeof(int64_t))
+            if stamps == NULL:
+                PyMem_Free(state)
+                raise MemoryError()
+            self._stamps = stamps
+            self._stamps_size = program.count
+        if judged is not self._specs:
+            PyMem_Free(state)
+            return False
+        retired = self._program
+        self._program = program[0]
+        program[0] = retired
+        if not keep:
+            state, self._state = self._state, state
+            self._layout += 1
+        PyMem_Free(state)
+        self._specs = specs
+        return True

@@ -34,7 +34,9 @@ from ratefuse._step cimport NEVER, Verdict
 
 from functools import partial
 
+from ratefuse._counters import LimiterCounters
 from ratefuse._decision_c import Decision
+from ratefuse._respec import keeps_state
 from ratefuse._waiting import acquire_timeout, wait, wait_async, wait_bound_ns
 from ratefuse._keys_py import PROCESS_SECRET, split_secret
 from ratefuse._keyed_py import DEFAULT_MAX_KEYS, check_max_keys
@@ -356,6 +358,11 @@ cdef class KeyedLimiterCore:
     cdef uint64_t _now_serving
     cdef tuple _specs
     cdef object _clock
+    # Verdicts counted by outcome (index 1: allowed, 0: denied), bumped only
+    # by the holder of the table's turn; read by counters().
+    cdef int64_t _verdicts[2]
+    # Counts the reconfigures that started the table anew.
+    cdef int64_t _layout
 
     def __cinit__(self, *args, **kwargs):
         # Takes any arguments so that Python subclasses may have their own
@@ -364,6 +371,7 @@ cdef class KeyedLimiterCore:
         memset(&self._table, 0, sizeof(Table))
         self._scratch = NULL
         self._stamps = NULL
+        self._verdicts[0] = self._verdicts[1] = 0
 
     def __init__(self, specs, max_keys=DEFAULT_MAX_KEYS, clock=None, secret=None, *,
                  max_wait=None, sleep=None, async_sleep=None):
@@ -428,6 +436,7 @@ cdef class KeyedLimiterCore:
         self._enter()
         binding = table_decide(&self._table, &self._program, self._scratch,
                                fingerprint, now, cost, out)
+        self._verdicts[out.allowed != 0] += 1
         self._exit()
         if binding < 0:
             raise MemoryError("the key table could not grow")
@@ -484,12 +493,19 @@ cdef class KeyedLimiterCore:
         # of a reservation: acquire's fast path builds nothing to throw away.
         cdef Verdict verdict
         cdef Py_ssize_t binding
+        cdef int64_t capacity = 0, layout = self._layout
         stamps = None
         self._enter()
         try:
             binding = table_reserve(&self._table, &self._program, self._scratch,
                                     fingerprint, now, units, bound, &verdict,
                                     self._stamps)
+            self._verdicts[verdict.allowed != 0] += 1
+            # What the reservation needs from the program, read while no
+            # reconfigure can swap it.
+            layout = self._layout
+            if binding >= 0:
+                capacity = self._program.specs[binding].capacity
             if not (none_if_now and verdict.allowed and verdict.retry_after_ns == 0):
                 # Read the shared stamps while the table is still ours.
                 stamps = tuple([self._stamps[index]
@@ -501,8 +517,8 @@ cdef class KeyedLimiterCore:
         if stamps is None:
             return None
         return make_reservation(
-            &verdict, self._program.specs[binding].capacity,
-            partial(self._refund, fingerprint, units, stamps),
+            &verdict, capacity,
+            partial(self._refund, fingerprint, units, stamps, layout),
         )
 
     def acquire(self, key, cost=1, timeout=None):
@@ -537,13 +553,16 @@ cdef class KeyedLimiterCore:
     def _clock_ns(self):
         return resolve_now(self._clock, None)
 
-    def _refund(self, uint64_t fingerprint, int64_t cost, tuple stamps, now):
+    def _refund(self, uint64_t fingerprint, int64_t cost, tuple stamps,
+                int64_t layout, now):
         cdef int64_t at = resolve_now(self._clock, now)
         cdef Py_ssize_t index, slot
         # self._stamps is shared: fill it only once the table is ours (a
         # reservation served before us would overwrite it meanwhile).
         self._enter()
         try:
+            if layout != self._layout:
+                return  # the table was started anew since: nothing to refund
             for index in range(self._program.count):
                 self._stamps[index] = stamps[index]
             slot = table_find(&self._table, fingerprint)
@@ -628,6 +647,7 @@ cdef class KeyedLimiterCore:
         cdef uint64_t fingerprint
         cdef Verdict verdict
         cdef Table* table = &self._table
+        cdef int64_t admitted = 0
         for index in range(count if count < PREFETCH_AHEAD else PREFETCH_AHEAD):
             upcoming[index] = (int_fingerprint(self._k0, self._k1, ids[index])
                                if by_id else fingerprints[index])
@@ -646,14 +666,101 @@ cdef class KeyedLimiterCore:
             if table_decide(table, &self._program, self._scratch, fingerprint, now,
                             units[index] if per_key_costs else units[0],
                             &verdict) < 0:
+                self._count_batch(index, admitted)
                 return True
             allowed[index] = verdict.allowed
+            admitted += verdict.allowed != 0
             if want_waits:
                 waits[index] = (
                     INFINITY if verdict.retry_after_ns == NEVER
                     else <double>verdict.retry_after_ns / 1e9
                 )
+        self._count_batch(count, admitted)
         return False
+
+    cdef inline void _count_batch(self, Py_ssize_t decided,
+                                  int64_t admitted) noexcept nogil:
+        # Precondition: the caller holds the table's turn.
+        self._verdicts[1] += admitted
+        self._verdicts[0] += decided - admitted
+
+    def counters(self):
+        """`counters` snapshots the verdicts counted since construction, one
+        per key of decide_many (see ratefuse._counters.LimiterCounters)."""
+        return LimiterCounters(self._verdicts[1], self._verdicts[0])
+
+    def reconfigure(self, specs):
+        """`reconfigure` replaces the limits of every key in one atomic step:
+        each decision, and each decide_many batch as a whole, runs under the
+        old specs or the new ones, never a mix.
+
+        Every key's state is kept when it means the same under the new specs
+        (see ratefuse._respec.keeps_state); otherwise the table starts empty,
+        as if every key were reset, and reservations taken before refund
+        nothing. Counters, evictions and max_keys are kept. Raises ValueError
+        for bad specs, and then nothing changes.
+        """
+        cdef Program program
+        specs = tuple(specs)
+        memset(&program, 0, sizeof(Program))
+        try:
+            program_init(&program, specs)
+            while True:
+                judged = self._specs
+                if self._swap(&program, specs, judged, keeps_state(judged, specs)):
+                    break
+                # Another reconfigure came in between: judge again.
+        finally:
+            program_free(&program)  # the retired program, or the unused one
+
+    cdef bint _swap(self, Program* program, tuple specs, tuple judged,
+                    bint keep) except -1:
+        # Installs *program (leaving the retired one in it) if the specs are
+        # still `judged`; returns False otherwise. The swap happens in the
+        # table's turn, so no decide_many batch (running without the GIL) and
+        # no single decision sees a half-changed engine.
+        cdef Table fresh = self._table
+        cdef Program retired
+        cdef int64_t* scratch = <int64_t*>calloc(program.words, sizeof(int64_t))
+        cdef int64_t* stamps = <int64_t*>calloc(program.count, sizeof(int64_t))
+        cdef int64_t* old_slots = NULL
+        fresh.slots = NULL
+        if not keep:
+            fresh.words = program.words
+            fresh.stride = program.words + 1
+            fresh.live = 0
+            fresh.inserts_since_rebuild = 0
+            if table_allocate(&fresh, MIN_CAPACITY) != 0:
+                fresh.slots = NULL
+        if scratch == NULL or stamps == NULL or (not keep and fresh.slots == NULL):
+            free(scratch)
+            free(stamps)
+            free(fresh.slots)
+            raise MemoryError()
+        self._enter()
+        if judged is not self._specs:
+            self._exit()
+            free(scratch)
+            free(stamps)
+            free(fresh.slots)
+            return False
+        retired = self._program
+        self._program = program[0]
+        program[0] = retired
+        scratch, self._scratch = self._scratch, scratch
+        stamps, self._stamps = self._stamps, stamps
+        if not keep:
+            old_slots = self._table.slots
+            fresh.evictions = self._table.evictions
+            fresh.expired = self._table.expired
+            self._table = fresh
+            self._layout += 1
+        self._specs = specs
+        self._exit()
+        free(scratch)
+        free(stamps)
+        free(old_slots)
+        return True
 
 
 _numpy = None

@@ -31,6 +31,7 @@ from ratefuse._step cimport CSpec, Verdict
 from functools import partial
 
 from ratefuse import _shm_layout as layout
+from ratefuse._counters import LimiterCounters
 from ratefuse._waiting import wait, wait_async, wait_bound_ns
 
 __all__ = ["ShmKeyedLimiterCore", "ShmLimiterCore"]
@@ -113,6 +114,9 @@ cdef class _ShmCore:
     cdef object _async_sleep
     cdef object _clock
     cdef readonly object table
+    # This process's verdicts by outcome (index 1: allowed, 0: denied);
+    # bumped with the GIL held, read by counters().
+    cdef int64_t _verdicts[2]
 
     def __cinit__(self, *args, **kwargs):
         memset(&self._program, 0, sizeof(Program))
@@ -313,6 +317,7 @@ cdef class _ShmCore:
                 words[0] = words[1] = words[2] = 0
                 self.apply(op, words, now, cost, arg, out)
                 if op == OP_REFUND or self._spec.idle_at(self._spec, words) <= now:
+                    self.count(op, out)
                     return 0  # as new before and after: nothing to keep
                 self.insert(fingerprint, now)
                 continue
@@ -325,7 +330,19 @@ cdef class _ShmCore:
             updated = self.pack(words)
             if cas_slot(slot, fingerprint, state, fingerprint, updated):
                 self._hint, self._hint_fingerprint = slot, fingerprint
+                self.count(op, out)
                 return 0
+
+    cdef inline void count(self, int op, const Verdict* verdict) noexcept nogil:
+        # Counts a decision of this process (a refund is none).
+        if op != OP_REFUND:
+            self._verdicts[verdict.allowed != 0] += 1
+
+    def counters(self):
+        """`counters` snapshots this process's verdicts (not the other
+        processes' sharing the table) since construction (see
+        ratefuse._counters.LimiterCounters)."""
+        return LimiterCounters(self._verdicts[1], self._verdicts[0])
 
     cdef void forget(self, uint64_t fingerprint) noexcept nogil:
         cdef Slot* slot

@@ -56,16 +56,22 @@ class Machine:
 
     __slots__ = (
         "changed_from",
+        "entered",
+        "failures",
         "generation",
         "half_open_at_ns",
         "opened_at_ns",
+        "permitted",
         "probe_calls",
         "probe_failures",
         "probe_slow",
         "probes_issued",
         "rejected",
+        "rejected_total",
+        "slow_calls",
         "spec",
         "state",
+        "successes",
         "wait_ns",
         "window",
     )
@@ -86,12 +92,21 @@ class Machine:
         self.probe_failures = 0
         self.probe_slow = 0
         self.rejected = 0
+        # Counters since construction, never reset: calls permitted and
+        # rejected, outcomes recorded, and state changes into each state.
+        self.permitted = 0
+        self.rejected_total = 0
+        self.successes = 0
+        self.failures = 0
+        self.slow_calls = 0
+        self.entered = [0, 0, 0, 0, 0]
 
     def acquire(self, now: int) -> int:
         """`acquire` returns the generation (>= 1) if a call may go ahead,
         REJECTED (counted in ``rejected``) if not, or NEED_NOW."""
         state = self.state
         if state in (CLOSED, DISABLED):
+            self.permitted += 1
             return self.generation
         if state == OPEN:
             if now == UNKNOWN_NOW:
@@ -99,11 +114,13 @@ class Machine:
             if now - self.opened_at_ns >= self.wait_ns:
                 self._enter(HALF_OPEN, now)
                 self.probes_issued = 1
+                self.permitted += 1
                 return self.generation
         elif state == HALF_OPEN:
             spec = self.spec
             if self.probes_issued < spec.half_open_calls:
                 self.probes_issued += 1
+                self.permitted += 1
                 return self.generation
             if spec.max_half_open_ns:
                 if now == UNKNOWN_NOW:
@@ -111,6 +128,7 @@ class Machine:
                 if now - self.half_open_at_ns >= spec.max_half_open_ns:
                     self._reopen(now)
         self.rejected += 1
+        self.rejected_total += 1
         return REJECTED
 
     def record(self, generation: int, outcome: int, duration_ns: int, now: int) -> int:
@@ -138,6 +156,7 @@ class Machine:
             if exceeds(spec, calls, failures, slow_calls, spec.minimum_calls):
                 return NEED_NOW
         window.record(failed, slow, now)
+        self._tally(failed, slow)
         if exceeds(
             spec, window.calls, window.failures, window.slow, spec.minimum_calls
         ):
@@ -162,6 +181,7 @@ class Machine:
             failures,
             slow_calls,
         )
+        self._tally(failed, slow)
         if reopen:
             self._reopen(now)
         elif complete:
@@ -207,6 +227,36 @@ class Machine:
         self.window.advance(now)
         return OK
 
+    def respec(self, spec: BreakerSpec) -> None:
+        """`respec` makes ``spec`` the rules from the next step on, keeping
+        the state, generation and counters. The window keeps its outcomes
+        if its shape (type, size, bucket) is unchanged, else starts empty.
+        A wait not grown by backoff becomes the new wait_duration; a grown
+        one is capped by the new max_wait_duration."""
+        old = self.spec
+        if (old.count_window, old.window_size, old.bucket_ns) != (
+            spec.count_window,
+            spec.window_size,
+            spec.bucket_ns,
+        ):
+            self.window = SlidingWindow(
+                spec.window_size, 0 if spec.count_window else spec.bucket_ns
+            )
+        if self.wait_ns == old.wait_ns:
+            self.wait_ns = spec.wait_ns
+        else:
+            self.wait_ns = min(self.wait_ns, spec.max_wait_ns)
+        self.spec = spec
+
+    def _tally(self, failed: bool, slow: bool) -> None:
+        # Counts an outcome the machine recorded.
+        if failed:
+            self.failures += 1
+        else:
+            self.successes += 1
+        if slow:
+            self.slow_calls += 1
+
     def _reopen(self, now: int) -> None:
         # A failed probe round: open again, for longer.
         self.wait_ns = grow_wait(self.spec, self.wait_ns)
@@ -217,6 +267,7 @@ class Machine:
         self.changed_from = self.state
         self.state = target
         self.generation += 1
+        self.entered[target] += 1
         if target == CLOSED:
             self.window.clear()
             self.wait_ns = self.spec.wait_ns

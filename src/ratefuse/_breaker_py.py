@@ -39,6 +39,7 @@ from ._breaker_spec import (
     duration_to_ns,
     ns_to_seconds,
 )
+from ._counters import BreakerCounters
 from .errors import CircuitOpenError
 
 P = ParamSpec("P")
@@ -92,16 +93,10 @@ class BreakerCore:
             raise TypeError(f"config must be a BreakerConfig, got {config!r}")
         spec = config.to_spec()
         self._machine = Machine(spec)
-        self._config = config
-        self._spec = spec
         self._name = str(name)
         self._clock = clock
         self._fallback = fallback
-        self._record_exceptions = config.record_exceptions
-        self._ignore_exceptions = config.ignore_exceptions
-        self._exception_predicate = config.exception_predicate
-        self._result_predicate = config.result_predicate
-        self._timed = spec.slow_call_ns > 0
+        self._adopt(config, spec)
         self._lock = threading.Lock()
         self._listeners: list[Listener] = list(listeners)
         self._events: deque[tuple[int, int]] = deque()
@@ -318,6 +313,48 @@ class BreakerCore:
             self._deliver()
         if result == ILLEGAL:
             raise IllegalTransitionError(State(source), State(target))
+
+    def _adopt(self, config: BreakerConfig, spec: BreakerSpec) -> None:
+        # The config-derived attributes the steps read.
+        self._config = config
+        self._spec = spec
+        self._record_exceptions = config.record_exceptions
+        self._ignore_exceptions = config.ignore_exceptions
+        self._exception_predicate = config.exception_predicate
+        self._result_predicate = config.result_predicate
+        self._timed = spec.slow_call_ns > 0
+
+    def reconfigure(self, config: BreakerConfig) -> None:
+        """`reconfigure` makes ``config`` the breaker's rules from the next
+        step on, in one atomic step: the state, generation, counters and
+        listeners stay. The window keeps its outcomes if its type, size and
+        bucket are unchanged, else starts empty. An OPEN wait not grown by
+        backoff becomes the new wait_duration; a grown one is capped by the
+        new max_wait_duration. A call already running when slow-call
+        tracking is switched on is timed from 0 (it may count as slow).
+        Raises TypeError for a non-BreakerConfig, and then nothing changes.
+        """
+        if not isinstance(config, BreakerConfig):
+            raise TypeError(f"config must be a BreakerConfig, got {config!r}")
+        spec = config.to_spec()
+        with self._lock:
+            self._machine.respec(spec)
+            self._adopt(config, spec)
+
+    def counters(self) -> BreakerCounters:
+        """`counters` snapshots the calls, outcomes and state changes counted
+        since construction (see :class:`ratefuse._counters.BreakerCounters`)."""
+        with self._lock:
+            machine = self._machine
+            entered = machine.entered
+            return BreakerCounters(
+                machine.permitted,
+                machine.successes,
+                machine.failures,
+                machine.slow_calls,
+                machine.rejected_total,
+                (entered[0], entered[1], entered[2], entered[3], entered[4]),
+            )
 
     def reset(self) -> None:
         """`reset` closes the breaker as if new: empty window, base wait,

@@ -14,8 +14,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
 from ._args_py import check_cost, check_now
+from ._counters import LimiterCounters
 from ._decision_py import Decision, ns_to_seconds
 from ._program_py import Program, combine
+from ._respec import keeps_state
 from ._spec import LimitSpec
 from ._verdict import Verdict
 from ._waiting import Reservation, acquire_timeout, wait, wait_async, wait_bound_ns
@@ -56,6 +58,11 @@ class LimiterCore:
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._lock = threading.Lock()
+        self._allowed = 0
+        self._denied = 0
+        # Bumped when reconfigure starts the state anew: a reservation taken
+        # before then has nothing left to refund.
+        self._layout = 0
 
     @property
     def clock(self) -> Callable[[], int] | None:
@@ -106,7 +113,9 @@ class LimiterCore:
             verdict, spec, stamps = self._program.reserve(
                 self._state, 0, at, units, bound
             )
-        return reservation(verdict, spec, partial(self._refund, units, stamps))
+            self._count(verdict.allowed)
+            layout = self._layout
+        return reservation(verdict, spec, partial(self._refund, units, stamps, layout))
 
     def _first(self, cost: int, timeout: float | None) -> Reservation:
         bound = wait_bound_ns(timeout, self._max_wait)
@@ -138,14 +147,50 @@ class LimiterCore:
     def _clock_ns(self) -> int:
         return self._now(None)
 
-    def _refund(self, cost: int, stamps: tuple[int, ...], now: int | None) -> None:
+    def _refund(
+        self, cost: int, stamps: tuple[int, ...], layout: int, now: int | None
+    ) -> None:
         at = self._now(now)
         with self._lock:
-            self._program.refund(self._state, 0, at, cost, stamps)
+            if layout == self._layout:
+                self._program.refund(self._state, 0, at, cost, stamps)
 
     def _decide(self, cost: int, now: int) -> tuple[Verdict, LimitSpec]:
         with self._lock:
-            return self._program.decide(self._state, 0, now, cost)
+            decided = self._program.decide(self._state, 0, now, cost)
+            self._count(decided[0].allowed)
+            return decided
+
+    def _count(self, allowed: bool) -> None:
+        # Precondition: the lock is held.
+        if allowed:
+            self._allowed += 1
+        else:
+            self._denied += 1
+
+    def counters(self) -> LimiterCounters:
+        """`counters` snapshots the verdicts counted since construction."""
+        with self._lock:
+            return LimiterCounters(self._allowed, self._denied)
+
+    def reconfigure(self, specs: Sequence[LimitSpec]) -> None:
+        """`reconfigure` replaces the limits in one atomic step: every decision
+        runs wholly under the old specs or wholly under the new ones.
+
+        The state is kept when it means the same under the new specs (see
+        :func:`ratefuse._respec.keeps_state`: same algorithms in the same
+        order, and the same period for the window algorithms); otherwise it
+        starts new, as after `reset`, and reservations taken before refund
+        nothing. Counters are kept. Raises ValueError for bad specs, and then
+        nothing changes.
+        """
+        program = Program(specs)
+        with self._lock:
+            if not keeps_state(self._program.specs, program.specs):
+                self._state = [0] * program.words
+                self._layout += 1
+            self._program = program
+            self._specs = program.specs
 
 
 def reservation(

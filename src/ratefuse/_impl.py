@@ -21,7 +21,15 @@ from typing import Final, Literal
 Implementation = Literal["cython", "python"]
 
 # The stems of every compiled core; a new core adds its stem here.
-CORE_STEMS: Final = ("_engine", "_keyed", "_breaker", "_breaker_call", "_shm")
+CORE_STEMS: Final = (
+    "_engine",
+    "_keyed",
+    "_breaker",
+    "_breaker_call",
+    "_shm",
+    "_lease",
+    "_fleet_recorder",
+)
 
 
 def _flag(name: str) -> bool:

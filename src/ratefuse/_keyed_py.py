@@ -15,11 +15,13 @@ from functools import partial
 from typing import Any
 
 from ._args_py import check_cost, check_now
+from ._counters import LimiterCounters
 from ._decision_py import Decision, ns_to_seconds
 from ._engine_py import AsyncSleep, Sleep, reservation
 from ._keys_py import PROCESS_SECRET, fingerprint, split_secret
 from ._keytable_py import KeyTable
 from ._program_py import Program
+from ._respec import keeps_state
 from ._spec import LimitSpec
 from ._verdict import Verdict
 from ._waiting import Reservation, acquire_timeout, wait, wait_async, wait_bound_ns
@@ -71,6 +73,11 @@ class KeyedLimiterCore:
         self._sleep = sleep
         self._async_sleep = async_sleep
         self._lock = threading.Lock()
+        self._allowed = 0
+        self._denied = 0
+        # Bumped when reconfigure starts the table anew: a reservation taken
+        # before then has nothing left to refund.
+        self._layout = 0
 
     @property
     def clock(self) -> Callable[[], int] | None:
@@ -140,8 +147,8 @@ class KeyedLimiterCore:
     def _reserve(
         self, fingerprint_: int, units: int, bound: int, at: int
     ) -> Reservation:
-        program, table = self._program, self._table
         with self._lock:
+            program, table = self._program, self._table
             slot = table.find(fingerprint_)
             if slot >= 0:
                 verdict, spec, stamps = program.reserve(
@@ -152,8 +159,10 @@ class KeyedLimiterCore:
                 verdict, spec, stamps = program.reserve(scratch, 0, at, units, bound)
                 if program.idle_at(scratch, 0) > at:
                     table.insert(fingerprint_, scratch, at)
+            self._count(verdict.allowed)
+            layout = self._layout
         return reservation(
-            verdict, spec, partial(self._refund, fingerprint_, units, stamps)
+            verdict, spec, partial(self._refund, fingerprint_, units, stamps, layout)
         )
 
     def acquire(self, key: Key, cost: int = 1, timeout: float | None = None) -> None:
@@ -179,10 +188,17 @@ class KeyedLimiterCore:
         return self._now(None)
 
     def _refund(
-        self, fingerprint_: int, cost: int, stamps: tuple[int, ...], now: int | None
+        self,
+        fingerprint_: int,
+        cost: int,
+        stamps: tuple[int, ...],
+        layout: int,
+        now: int | None,
     ) -> None:
         at = self._now(now)
         with self._lock:
+            if layout != self._layout:
+                return  # the table was started anew since: nothing to refund
             slot = self._table.find(fingerprint_)
             if slot >= 0:  # an evicted or dropped key has nothing to refund
                 self._program.refund(
@@ -228,27 +244,75 @@ class KeyedLimiterCore:
         waits = numpy.zeros(len(key_list), dtype=numpy.float64)
         fingerprints = [fingerprint(self._k0, self._k1, key) for key in key_list]
         at = self._now(now)
-        for index, (fingerprint_, cost) in enumerate(
-            zip(fingerprints, cost_list, strict=True)
-        ):
-            verdict = self._decide(fingerprint_, cost, at)[0]
-            allowed[index] = verdict.allowed
-            waits[index] = ns_to_seconds(verdict.retry_after_ns)
+        # One turn for the whole batch, as the compiled engine takes: a
+        # reconfigure lands before or after it, never inside.
+        with self._lock:
+            for index, (fingerprint_, cost) in enumerate(
+                zip(fingerprints, cost_list, strict=True)
+            ):
+                verdict = self._decide_locked(fingerprint_, cost, at)[0]
+                allowed[index] = verdict.allowed
+                waits[index] = ns_to_seconds(verdict.retry_after_ns)
         return (allowed, waits) if retry_after else allowed
 
     def _decide(
         self, fingerprint_: int, cost: int, now: int
     ) -> tuple[Verdict, LimitSpec]:
-        program, table = self._program, self._table
         with self._lock:
-            slot = table.find(fingerprint_)
-            if slot >= 0:
-                return program.decide(table.states, slot * program.words, now, cost)
+            return self._decide_locked(fingerprint_, cost, now)
+
+    def _decide_locked(
+        self, fingerprint_: int, cost: int, now: int
+    ) -> tuple[Verdict, LimitSpec]:
+        # Precondition: the lock is held.
+        program, table = self._program, self._table
+        slot = table.find(fingerprint_)
+        if slot >= 0:
+            decided = program.decide(table.states, slot * program.words, now, cost)
+        else:
             scratch = [0] * program.words
             decided = program.decide(scratch, 0, now, cost)
             if program.idle_at(scratch, 0) > now:
                 table.insert(fingerprint_, scratch, now)
-            return decided
+        self._count(decided[0].allowed)
+        return decided
+
+    def _count(self, allowed: bool) -> None:
+        # Precondition: the lock is held.
+        if allowed:
+            self._allowed += 1
+        else:
+            self._denied += 1
+
+    def counters(self) -> LimiterCounters:
+        """`counters` snapshots the verdicts counted since construction, one
+        per key of decide_many (see :class:`ratefuse._counters.LimiterCounters`)."""
+        with self._lock:
+            return LimiterCounters(self._allowed, self._denied)
+
+    def reconfigure(self, specs: Sequence[LimitSpec]) -> None:
+        """`reconfigure` replaces the limits of every key in one atomic step:
+        each decision, and each decide_many batch as a whole, runs under the
+        old specs or the new ones, never a mix.
+
+        Every key's state is kept when it means the same under the new specs
+        (see :func:`ratefuse._respec.keeps_state`); otherwise the table starts
+        empty, as if every key were reset, and reservations taken before
+        refund nothing. Counters, evictions and max_keys are kept. Raises
+        ValueError for bad specs, and then nothing changes.
+        """
+        program = Program(specs)
+        with self._lock:
+            if keeps_state(self._program.specs, program.specs):
+                self._table.idle_at = program.idle_at
+            else:
+                old = self._table
+                self._table = KeyTable(program.words, old.max_keys, program.idle_at)
+                self._table.evictions = old.evictions
+                self._table.expired = old.expired
+                self._layout += 1
+            self._program = program
+            self._specs = program.specs
 
 
 def _numpy() -> Any:

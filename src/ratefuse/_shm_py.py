@@ -27,6 +27,7 @@ from typing import Final, TypeVar
 
 from . import _shm_layout as layout
 from ._args_py import check_cost, check_now
+from ._counters import LimiterCounters
 from ._decision_py import Decision, ns_to_seconds
 from ._engine_py import AsyncSleep, Sleep, reservation
 from ._keys_py import fingerprint as key_fingerprint
@@ -97,6 +98,8 @@ class _ShmCore:
         self._signed = memoryview(table.mmap).cast("q")
         self.table = table
         self._closed = False
+        # This process's verdicts by outcome (index 1: allowed, 0: denied).
+        self._verdicts = [0, 0]
 
     @property
     def clock(self) -> Callable[[], int] | None:
@@ -252,18 +255,33 @@ class _ShmCore:
     def _run(self, fingerprint: int, op: int, now: int, cost: int, arg: int) -> Verdict:
         """`_run` applies ``op`` to the key's state under the lock."""
         with self._locked():
-            slot = self._find(fingerprint)
-            if slot < 0:
-                state = [0, 0, 0]
-                verdict = self._apply(op, state, now, cost, arg)
-                idle = self._algorithm.idle_at(self._spec, state, 0)
-                if op == OP_REFUND or idle <= now:
-                    return verdict
-                slot = self._insert(fingerprint, now)
-            state = self._unpack(self._signed[slot + 1])
-            verdict = self._apply(op, state, now, cost, arg)
-            self._signed[slot + 1] = self._pack(state)
+            verdict = self._run_locked(fingerprint, op, now, cost, arg)
+            if op != OP_REFUND:
+                self._verdicts[verdict.allowed] += 1
             return verdict
+
+    def _run_locked(
+        self, fingerprint: int, op: int, now: int, cost: int, arg: int
+    ) -> Verdict:
+        # Precondition: the lock is held.
+        slot = self._find(fingerprint)
+        if slot < 0:
+            state = [0, 0, 0]
+            verdict = self._apply(op, state, now, cost, arg)
+            idle = self._algorithm.idle_at(self._spec, state, 0)
+            if op == OP_REFUND or idle <= now:
+                return verdict
+            slot = self._insert(fingerprint, now)
+        state = self._unpack(self._signed[slot + 1])
+        verdict = self._apply(op, state, now, cost, arg)
+        self._signed[slot + 1] = self._pack(state)
+        return verdict
+
+    def counters(self) -> LimiterCounters:
+        """`counters` snapshots this process's verdicts (not the other
+        processes' sharing the table) since construction (see
+        :class:`ratefuse._counters.LimiterCounters`)."""
+        return LimiterCounters(self._verdicts[1], self._verdicts[0])
 
     def _forget(self, fingerprint: int) -> None:
         with self._locked():

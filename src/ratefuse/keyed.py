@@ -4,7 +4,9 @@ bounded compiled table."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from ._backends import keyed_on_backend, reject_shared_options
 from ._guard import KeyedForms
 from ._keyed import KeyedLimiterCore
 from ._keyed_py import DEFAULT_MAX_KEYS
@@ -36,7 +38,35 @@ class KeyedLimiter(KeyedForms, KeyedLimiterCore):
     ``decide_many(keys, costs=None, now=None, retry_after=False)`` and
     ``stats()``. Thread-safe: each decision is atomic, and decide_many
     releases the GIL for int64 key ids.
+
+    ``backend`` keeps the states outside the process instead, and the
+    constructor returns that backend's limiter: a
+    :class:`ratefuse.shm.ShmBackend` gives a ShmKeyedLimiter (every process
+    of the host); a :class:`ratefuse.redis.RedisBackend` or a
+    ``redis.Redis`` / ``redis.RedisCluster`` client gives a Redis-backed
+    limiter (the whole fleet; ``name`` names the shared quota and is
+    required; ``on_backend_error``, ``local_share``, ``local_max_keys`` and
+    further keyword options are RedisLimiter's), with the same verbs minus
+    ``now=`` and ``reserve``, plus ``decide_many(keys, costs=None)``,
+    ``close()``; an AsyncRedisBackend or a ``redis.asyncio`` client gives
+    the asyncio twin (awaited verbs). An option that backend cannot honour
+    (``max_keys`` off its default, leaky_bucket on Redis, ``name`` without
+    a backend) is a ValueError naming the field.
     """
+
+    def __new__(
+        cls,
+        limits: RateLike,
+        algorithm: str = DEFAULT_ALGORITHM,
+        *,
+        backend: object = None,
+        **kwargs: Any,
+    ) -> Any:
+        if backend is None:
+            return super().__new__(cls)
+        return keyed_on_backend(
+            limits, algorithm, backend, **_backend_arguments(kwargs)
+        )
 
     def __init__(
         self,
@@ -48,7 +78,24 @@ class KeyedLimiter(KeyedForms, KeyedLimiterCore):
         max_wait: float | None = None,
         sleep: Callable[[float], object] | None = None,
         async_sleep: Callable[[float], Awaitable[object]] | None = None,
+        backend: None = None,
+        name: str | None = None,
+        on_backend_error: str | None = None,
+        local_share: float | None = None,
+        local_max_keys: int | None = None,
+        **backend_options: Any,
     ) -> None:
+        # Only reached without a backend (__new__ returns the backend's
+        # limiter otherwise), so shared-state options are errors here.
+        reject_shared_options(
+            {
+                "name": name,
+                "on_backend_error": on_backend_error,
+                "local_share": local_share,
+                "local_max_keys": local_max_keys,
+            },
+            backend_options,
+        )
         self.rates, self.algorithm, specs = configure(
             limits, algorithm, clock, sleep, async_sleep
         )
@@ -68,3 +115,20 @@ class KeyedLimiter(KeyedForms, KeyedLimiterCore):
             f"KeyedLimiter({rates!r}, algorithm={self.algorithm!r}, "
             f"max_keys={self.max_keys})"
         )
+
+
+def _backend_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`_backend_arguments` splits a constructor's keyword arguments into
+    the named ones of `keyed_on_backend` and the backend's ``extra``."""
+    named = {
+        "max_keys": kwargs.pop("max_keys", DEFAULT_MAX_KEYS),
+        "clock": kwargs.pop("clock", None),
+        "max_wait": kwargs.pop("max_wait", None),
+        "sleep": kwargs.pop("sleep", None),
+        "async_sleep": kwargs.pop("async_sleep", None),
+        "name": kwargs.pop("name", None),
+        "on_backend_error": kwargs.pop("on_backend_error", None),
+        "local_share": kwargs.pop("local_share", None),
+        "local_max_keys": kwargs.pop("local_max_keys", None),
+    }
+    return {**named, "extra": kwargs}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from ._backends import limiter_on_backend, reject_shared_options
 from ._engine import LimiterCore
 from ._guard import SubjectForms
 from ._spec import LimitSpec
@@ -65,7 +67,46 @@ class Limiter(SubjectForms, LimiterCore):
     ``reset()``; and the forms ``limit(...)`` (a decorator),
     ``acquiring(...)`` (a context manager) and ``admit_or_raise``. Cost 0
     asks without consuming. Thread-safe: each decision is atomic.
+
+    ``backend`` keeps the state outside the process instead, and the
+    constructor returns that backend's limiter: a
+    :class:`ratefuse.shm.ShmBackend` gives a ShmLimiter; a
+    :class:`ratefuse.redis.RedisBackend` or a ``redis.Redis`` /
+    ``redis.RedisCluster`` client gives a limiter whose state is in Redis,
+    shared by every limiter with the same ``name`` (required; options as
+    :class:`ratefuse.KeyedLimiter`'s with a backend), with the verbs
+    ``try_acquire(cost=1)``, ``decide``, ``reset``, ``acquire``, ``await
+    acquire_async`` (sleeping the retry_after Redis reports), the forms
+    above, ``stats()`` and ``close()``; no ``now=`` (the server's clock)
+    and no ``reserve``. An AsyncRedisBackend or a ``redis.asyncio`` client
+    gives the asyncio twin. An option that backend cannot honour is a
+    ValueError naming the field.
     """
+
+    def __new__(
+        cls,
+        limits: RateLike,
+        algorithm: str = DEFAULT_ALGORITHM,
+        *,
+        backend: object = None,
+        **kwargs: Any,
+    ) -> Any:
+        if backend is None:
+            return super().__new__(cls)
+        return limiter_on_backend(
+            limits,
+            algorithm,
+            backend,
+            clock=kwargs.pop("clock", None),
+            max_wait=kwargs.pop("max_wait", None),
+            sleep=kwargs.pop("sleep", None),
+            async_sleep=kwargs.pop("async_sleep", None),
+            name=kwargs.pop("name", None),
+            on_backend_error=kwargs.pop("on_backend_error", None),
+            local_share=kwargs.pop("local_share", None),
+            local_max_keys=kwargs.pop("local_max_keys", None),
+            extra=kwargs,
+        )
 
     def __init__(
         self,
@@ -76,7 +117,24 @@ class Limiter(SubjectForms, LimiterCore):
         max_wait: float | None = None,
         sleep: Callable[[float], object] | None = None,
         async_sleep: Callable[[float], Awaitable[object]] | None = None,
+        backend: None = None,
+        name: str | None = None,
+        on_backend_error: str | None = None,
+        local_share: float | None = None,
+        local_max_keys: int | None = None,
+        **backend_options: Any,
     ) -> None:
+        # Only reached without a backend (__new__ returns the backend's
+        # limiter otherwise), so shared-state options are errors here.
+        reject_shared_options(
+            {
+                "name": name,
+                "on_backend_error": on_backend_error,
+                "local_share": local_share,
+                "local_max_keys": local_max_keys,
+            },
+            backend_options,
+        )
         self.rates, self.algorithm, specs = configure(
             limits, algorithm, clock, sleep, async_sleep
         )

@@ -196,8 +196,10 @@ def test_batches(redis_node, fresh_name, algorithm: str, data: st.DataObject) ->
         batches(min(s.period_ns for s in specs), min(s.capacity for s in specs))
     )
     client = redis.Redis(host="127.0.0.1", port=redis_node.port)
-    # chunk=3 mixes one-key and msgpack calls within one batch.
-    with RedisBackend(client, chunk=3) as backend:
+    # chunk=3 mixes one-key and msgpack calls (of distinct and of repeated
+    # keys) within one batch; the timeout is generous, as node_backend's:
+    # this test judges decisions, and a loaded machine is slow.
+    with RedisBackend(client, chunk=3, timeout=5.0) as backend:
         run_batches(bind(backend, specs, fresh_name), specs, trace, BASE_US)
     client.close()
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import math
 import re
 
-import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from ratefuse import Limiter, Rate
-from ratefuse.redis import KeySchema, RedisBackend, RedisLimiter
+from ratefuse.redis import KEY_VERSION, KeySchema, RedisBackend, RedisLimiter
 from ratefuse.redis._schema import subject_bytes
 
 KEY_PATTERN = re.compile(
-    rb"ratefuse:\{[0-9a-f]{32}\}:(gcra|fixed_window|sliding_window|sliding_log):v1"
+    rb"ratefuse:\{[0-9a-f]{32}\}:(gcra|fixed_window|sliding_window|sliding_log):v"
+    + str(KEY_VERSION).encode()
 )
 HOSTILE = [
     "",
@@ -27,6 +27,7 @@ HOSTILE = [
     "}:{",
     ":",
     "ratefuse:{x}:gcra:v1",
+    "ratefuse:{x}:gcra:v2",
     "\x00",
     "\ud800",  # a lone surrogate
     "é",
@@ -79,6 +80,20 @@ def test_the_slot_is_the_tag_only(subject: object, name: str, namespace: str) ->
     key = schema.key(subject)  # type: ignore[arg-type]
     assert key_slot(key) == key_slot(schema.tag(subject))  # type: ignore[arg-type]
     assert KeySchema("app", namespace, name, "gcra").tag(subject) == schema.tag(subject)  # type: ignore[arg-type]
+
+
+class Text(str):
+    """A str subclass: a subject as its str value."""
+
+
+@settings(max_examples=200)
+@given(subjects=st.lists(SUBJECTS | st.sampled_from(HOSTILE), max_size=20))
+def test_batch_keys_are_the_single_keys(subjects: list[object]) -> None:
+    schema = KeySchema("ratefuse", "ns", "batch", "gcra")
+    subjects = [*subjects, *subjects, True, Text("a")]  # cached the 2nd time
+    expected = [KeySchema("ratefuse", "ns", "batch", "gcra").key(s) for s in subjects]
+    assert schema.keys(subjects) == expected  # type: ignore[arg-type]
+    assert schema.keys(subjects) == expected  # type: ignore[arg-type]
 
 
 def test_name_and_namespace_separate_quotas() -> None:
@@ -142,6 +157,8 @@ def test_costs_above_the_capacity_are_never_admitted(
 
 
 def test_hostile_keys_are_isolated_on_a_single_redis(client, fresh_name) -> None:
+    # Other tests' keys (other features, other shapes) share the node.
+    before = set(client.scan_iter("ratefuse:*"))
     with RedisLimiter("3/h", backend=client, name=fresh_name()) as limiter:
         for subject in HOSTILE:
             assert limiter.decide(subject).allowed
@@ -149,10 +166,8 @@ def test_hostile_keys_are_isolated_on_a_single_redis(client, fresh_name) -> None
         for subject, decision in zip(HOSTILE, decisions, strict=True):
             # One unit each: no key reached another (True is the int 1).
             assert decision.remaining == (1 if subject in (1, True) else 2), subject
-        keys = client.keys(f"ratefuse:*{limiter.name}*") + list(
-            client.scan_iter("ratefuse:*")
-        )
-        assert keys
+        keys = set(client.scan_iter("ratefuse:*")) - before
+        assert keys == {limiter._schema.key(subject) for subject in HOSTILE}
         assert all(KEY_PATTERN.fullmatch(key) for key in keys)
 
 
@@ -170,10 +185,20 @@ def test_hostile_keys_are_isolated_on_a_cluster(
     for subject in HOSTILE:
         key = schema.key(subject)
         # Every limit of the subject is in one value in the tag's slot.
-        state = msgpack.unpackb(cluster_client.get(key))
+        state = string_state(cluster_client.get(key), width=1)
         assert set(state) == {"3/3600000000/1200000000", "10/86400000000/8640000000"}
         assert cluster_client.cluster_keyslot(key) == key_slot(schema.tag(subject))
     assert limiter.stats().fallbacks == 0
+
+
+def string_state(value: bytes, width: int) -> dict[str, list[int]]:
+    """The limits in a "string" layout value: ``<id> <word>..`` per limit."""
+    tokens = value.decode().split(" ")
+    assert len(tokens) % (width + 1) == 0, value
+    return {
+        tokens[at]: [int(word) for word in tokens[at + 1 : at + 1 + width]]
+        for at in range(0, len(tokens), width + 1)
+    }
 
 
 def assert_ttl(
@@ -253,3 +278,28 @@ def test_refusals_name_the_value(client) -> None:
             ],
             "x",
         )
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "width"),
+    [("gcra", 1), ("fixed_window", 2), ("sliding_window", 3), ("sliding_log", 0)],
+)
+def test_limiters_sharing_a_name_share_the_limits_they_have_in_common(
+    client, fresh_name, algorithm: str, width: int
+) -> None:
+    name = fresh_name()
+    one = RedisLimiter("3/h", algorithm, backend=client, name=name)
+    both = RedisLimiter("3/h; 2/d", algorithm, backend=client, name=name)
+    assert both.decide("k").remaining == 1  # 2/d binds
+    # The single limit reads (and rewrites) its entry of the shared value
+    # and keeps the other limit's entry as it was.
+    assert one.decide("k").remaining == 1
+    if width:
+        state = string_state(client.get(one._schema.key("k")), width)
+        assert len(state) == 2
+    decision = both.decide("k")
+    assert (decision.allowed, decision.remaining) == (True, 0)
+    denied = both.decide("k")
+    assert not denied.allowed
+    assert one.decide("k", 0).remaining == 0
+    assert one.stats().fallbacks == both.stats().fallbacks == 0

@@ -35,9 +35,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument(
         "mode",
         nargs="?",
-        choices=("speed", "accuracy"),
+        choices=("speed", "accuracy", "asgi"),
         default="speed",
-        help="speed (default): ns per decision; accuracy: admitted vs the bound",
+        help="speed (default): ns per decision; accuracy: admitted vs the bound; "
+        "asgi: requests/s of a Starlette app with and without the middleware",
     )
     bench.add_argument(
         "--peers", action="store_true", help="also run the installed peers"
@@ -66,7 +67,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument(
         "--duration",
         type=float,
-        help="accuracy: seconds per target (default 3, quick 1)",
+        help="accuracy: seconds per target (default 3, quick 1); "
+        "asgi: seconds per run (default 5, quick 0.5)",
+    )
+    bench.add_argument(
+        "--connections",
+        type=int,
+        default=32,
+        help="asgi: concurrent connections of the load generator",
+    )
+    bench.add_argument(
+        "--http",
+        choices=("auto", "h11", "httptools"),
+        default="auto",
+        help="asgi: uvicorn's HTTP implementation (auto: httptools if installed)",
     )
     bench.add_argument(
         "--target",
@@ -88,6 +102,19 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"--duration must be > 0 seconds, got {args.duration}")
     if args.mode == "accuracy":
         return run_accuracy(args)
+    if args.mode == "asgi":
+        from . import asgi
+
+        if args.connections < 1:
+            raise SystemExit(f"--connections must be >= 1, got {args.connections}")
+        return asgi.run(
+            args.quick,
+            args.repeats,
+            args.duration,
+            args.connections,
+            args.json,
+            args.http,
+        )
     return run_speed(args)
 
 

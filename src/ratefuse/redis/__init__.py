@@ -22,6 +22,21 @@ from ._async import AsyncRedisBackend, AsyncRedisStore
 from ._codec import Verdict
 from ._connection import DEFAULT_BREAKER_CONFIG, DEFAULT_TIMEOUT
 from ._exchange import DEFAULT_CHUNK, ExchangeCounts
+from ._fleet_stats import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_IDLE_TTL,
+    DEFAULT_MAX_PENDING,
+    FleetBreakerStats,
+)
+from ._lease_config import (
+    DEFAULT_LEASE_LIFETIME,
+    DEFAULT_LEASE_LOW_WATER,
+    DEFAULT_LEASE_MAX_UNITS,
+    DEFAULT_LEASE_MIN_UNITS,
+    LeaseConfig,
+)
+from ._leasing import DEFAULT_CACHE_MAX_KEYS, DENY_CACHE_ALGORITHMS
 from ._policy import (
     DEFAULT_DENY_RETRY_AFTER,
     DEFAULT_LOCAL_MAX_KEYS,
@@ -32,23 +47,37 @@ from ._policy import (
     LimiterStats,
 )
 from ._schema import DEFAULT_PREFIX, KEY_VERSION, KeySchema
+from ._scripts import LEASE_ALGORITHMS
 from ._specs import SCRIPT_ALGORITHMS
 from ._sync import RedisBackend, RedisStore
+from .fleet_breaker import AsyncFleetBreaker, FleetBreaker
 from .limiter import AsyncRedisLimiter, RedisLimiter
 from .protocol import AsyncKeyedStore, AsyncSharedBackend, KeyedStore, SharedBackend
 
 __all__ = [
+    "DEFAULT_BATCH_SIZE",
     "DEFAULT_BREAKER_CONFIG",
+    "DEFAULT_CACHE_MAX_KEYS",
     "DEFAULT_CHUNK",
     "DEFAULT_DENY_RETRY_AFTER",
+    "DEFAULT_FLUSH_INTERVAL",
+    "DEFAULT_IDLE_TTL",
+    "DEFAULT_LEASE_LIFETIME",
+    "DEFAULT_LEASE_LOW_WATER",
+    "DEFAULT_LEASE_MAX_UNITS",
+    "DEFAULT_LEASE_MIN_UNITS",
     "DEFAULT_LOCAL_MAX_KEYS",
     "DEFAULT_LOCAL_SHARE",
+    "DEFAULT_MAX_PENDING",
     "DEFAULT_ON_BACKEND_ERROR",
     "DEFAULT_PREFIX",
     "DEFAULT_TIMEOUT",
+    "DENY_CACHE_ALGORITHMS",
     "KEY_VERSION",
+    "LEASE_ALGORITHMS",
     "POLICIES",
     "SCRIPT_ALGORITHMS",
+    "AsyncFleetBreaker",
     "AsyncKeyedStore",
     "AsyncRedisBackend",
     "AsyncRedisLimiter",
@@ -56,8 +85,11 @@ __all__ = [
     "AsyncSharedBackend",
     "ExchangeCounts",
     "FailurePolicy",
+    "FleetBreaker",
+    "FleetBreakerStats",
     "KeySchema",
     "KeyedStore",
+    "LeaseConfig",
     "LimiterStats",
     "RedisBackend",
     "RedisLimiter",

@@ -103,20 +103,20 @@ class AsyncTransport:
         ] = []
         try:
             for address, calls in plan:
-                pieces: list[bytes] = []
                 counts: list[int] = []
-                for call in calls:
-                    wire, count = call.wire(packer)
-                    pieces.extend(wire)
-                    counts.append(count)
                 connection = None
                 try:
                     connection, reader, writer = await self._take(address)
-                    writer.write(b"".join(pieces))
+                    # Call by call, as SyncTransport.round_trip: the
+                    # transport sends at once while its buffer is empty.
+                    for call in calls:
+                        wire, count = call.wire(packer)
+                        writer.write(wire[0] if count == 1 else b"".join(wire))
+                        counts.append(count)
                 except Exception as exc:
                     if connection is not None:
                         await connection.disconnect(nowait=True)
-                    sent.append((address, None, None, counts, exc))
+                    sent.append((address, None, None, [1] * len(calls), exc))
                     continue
                 sent.append((address, connection, reader, counts, None))
             replies: list[list[object]] = []

@@ -10,8 +10,8 @@ from .._args_py import check_cost
 from .._engine import Decision
 from .._spec import LimitSpec
 from ._codec import Packer, RawVerdict, to_decision
-from ._exchange import Call, plan_calls, single_call
-from ._schema import KeySchema, Subject
+from ._exchange import Call, plan_calls, plan_deferred, single_call
+from ._schema import KeySchema, Subject, check_subjects
 from ._scripts import script
 from ._specs import MAX_NOW_US, to_redis_specs
 
@@ -74,18 +74,24 @@ class Binding:
     ) -> list[Call]:
         """`plan` is the calls deciding ``costs[i]`` (None: 1 each) for
         ``subjects[i]``; raises ValueError if the lengths differ."""
-        keys = [self.schema.key(subject) for subject in subjects]
         if costs is None:
-            units = [1] * len(keys)
+            units = [1] * len(subjects)
         else:
             units = [self.cost(cost) for cost in costs]
-            if len(units) != len(keys):
+            if len(units) != len(subjects):
                 raise ValueError(
-                    f"costs must match keys: {len(units)} costs for {len(keys)} keys"
+                    f"costs must match keys: {len(units)} costs for "
+                    f"{len(subjects)} keys"
                 )
-        return plan_calls(
-            self.packer, keys, units, check_now_us(now_us), slotted, chunk
-        )
+        now_us = check_now_us(now_us)
+        if not slotted:
+            # One node: keys are hashed call by call as the calls go out.
+            check_subjects(subjects)
+            return plan_deferred(
+                self.packer, subjects, self.schema.keys, units, now_us, chunk
+            )
+        keys = self.schema.keys(subjects)
+        return plan_calls(self.packer, keys, units, now_us, slotted, chunk)
 
     def decision(self, verdict: RawVerdict) -> Decision:
         """`decision` is ``verdict`` as a public Decision."""

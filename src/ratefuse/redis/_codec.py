@@ -103,6 +103,8 @@ class Packer:
         """`batch` packs one call for ``keys`` (all one slot, all the same
         length); the reply is a msgpack array of 5 integers per key."""
         count = b"%d" % len(keys)
+        # Distinct keys spare the script tracking repeated ones ("u").
+        mode = b"$1\r\nu\r\n" if len(set(keys)) == len(keys) else b"$1\r\nm\r\n"
         now = b"-1" if now_us is None else b"%d" % now_us
         blob = msgpack.packb(costs)
         size = b"$%d\r\n" % len(keys[0])
@@ -115,7 +117,7 @@ class Packer:
                 (b"\r\n" + size).join(keys),
                 b"\r\n",
                 _bulk(now),
-                b"$1\r\nm\r\n",
+                mode,
                 _bulk(blob),
                 self._tail,
             )

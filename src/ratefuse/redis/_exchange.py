@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, fields
 
 from redis.exceptions import (
@@ -36,12 +36,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import BackendError
 from ._codec import ASKING, Packer, RawVerdict, decode_batch, decode_single, script_load
+from ._schema import Subject
 from ._slots import Address, SlotMap, key_slot
 
 # Rounds of redirection and reloading before a call gives up.
 MAX_ROUNDS = 5
-# Keys per EVALSHA in a batch: bounds the time one script blocks the server.
-DEFAULT_CHUNK = 500
+# Keys per EVALSHA in a batch: bounds the time one script blocks the server
+# (about 1 ms here), and lets a single node run one call while the client
+# packs the next (calls are streamed, see the transports).
+DEFAULT_CHUNK = 250
 
 
 @dataclass
@@ -95,15 +98,25 @@ class Counters:
 class Call:
     """`Call` is one EVALSHA: the decisions of ``keys`` (one slot) at
     ``positions`` of the request. ``load`` and ``ask`` put SCRIPT LOAD and
-    ASKING ahead of it on the wire. Not shared between threads."""
+    ASKING ahead of it on the wire. Not shared between threads.
+
+    A call may instead get its ``subjects`` and ``keys_of`` (validated
+    subjects and the schema's keys function): its keys are then computed,
+    and the call packed, when it is first put on the wire, so that a
+    transport streaming a batch call by call hashes the next call's keys
+    while the server runs the previous one.
+    """
 
     __slots__ = (
+        "_keys",
+        "_keys_of",
+        "_packed",
+        "_packer",
+        "_subjects",
         "ask",
         "costs",
-        "keys",
         "load",
         "now_us",
-        "packed",
         "positions",
         "single",
         "slot",
@@ -114,22 +127,47 @@ class Call:
         packer: Packer,
         slot: int,
         positions: list[int],
-        keys: list[bytes],
+        keys: list[bytes] | None,
         costs: list[int],
         now_us: int | None,
+        subjects: Sequence[Subject] | None = None,
+        keys_of: Callable[[Sequence[Subject]], list[bytes]] | None = None,
     ) -> None:
         self.slot = slot
         self.positions = positions
-        self.keys = keys
+        self._keys = keys
+        self._subjects = subjects
+        self._keys_of = keys_of
         self.costs = costs
         self.now_us = now_us
-        self.single = len(keys) == 1
-        if self.single:
-            self.packed = packer.single(keys[0], costs[0], now_us)
-        else:
-            self.packed = packer.batch(keys, costs, now_us)
+        self.single = len(positions) == 1
+        self._packer = packer
+        self._packed: bytes | None = None
         self.load = False
         self.ask: Address | None = None
+
+    @property
+    def keys(self) -> list[bytes]:
+        """`keys` are the call's Redis keys, in the order of ``positions``."""
+        keys = self._keys
+        if keys is None:
+            assert self._subjects is not None
+            assert self._keys_of is not None
+            keys = self._keys = self._keys_of(self._subjects)
+        return keys
+
+    @property
+    def packed(self) -> bytes:
+        """`packed` is the call's EVALSHA, packed once."""
+        packed = self._packed
+        if packed is None:
+            packer = self._packer
+            if self.single:
+                packed = packer.single(self.keys[0], self.costs[0], self.now_us)
+            else:
+                packed = packer.batch(self.keys, self.costs, self.now_us)
+            self._packed = packed
+        return packed
 
     def wire(self, packer: Packer) -> tuple[list[bytes], int]:
         """`wire` is what to send for this call and how many replies follow
@@ -203,6 +241,32 @@ def plan_calls(
         _call(packer, slot, positions[start : start + chunk], keys, costs, now_us)
         for slot, positions in groups.items()
         for start in range(0, len(positions), chunk)
+    ]
+
+
+def plan_deferred(
+    packer: Packer,
+    subjects: Sequence[Subject],
+    keys_of: Callable[[Sequence[Subject]], list[bytes]],
+    costs: list[int],
+    now_us: int | None,
+    chunk: int,
+) -> list[Call]:
+    """`plan_deferred` is `plan_calls` for a single node, with each call's
+    keys computed when it is sent (see `Call`); ``subjects`` must already
+    be valid for ``keys_of``."""
+    return [
+        Call(
+            packer,
+            -1,
+            list(range(start, min(start + chunk, len(subjects)))),
+            None,
+            costs[start : start + chunk],
+            now_us,
+            subjects[start : start + chunk],
+            keys_of,
+        )
+        for start in range(0, len(subjects), chunk)
     ]
 
 
@@ -349,7 +413,7 @@ def _settle(
         verdicts = (
             [decode_single(reply)]
             if call.single
-            else decode_batch(reply, len(call.keys))
+            else decode_batch(reply, len(call.positions))
         )
     except ValueError as exc:
         _fail(call, outcomes, BackendError(str(exc)))

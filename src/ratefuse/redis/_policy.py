@@ -84,6 +84,19 @@ class LimiterStats:
         (BackendErrors raised by the "raise" policy).
     breaker_fallbacks: fallbacks because the breaker was open (no I/O).
     local_evictions: keys the local fallback table evicted.
+    deny_cache_hits: denials answered by the deny cache (no I/O).
+    lease_hits: decisions admitted from a lease's local units (no I/O).
+    lease_denials: decisions denied locally in lease mode: the lease was
+        short and the fleet's bucket was drained when last asked.
+    lease_grants: leases the fleet granted (at least one unit).
+    lease_units_granted: units those leases took from the fleet.
+    lease_units_expired: leased units that expired unused.
+    lease_refill_failures: background refills Redis could not answer.
+    cache_evictions: keys the deny cache / lease table evicted (leased
+        units of an evicted key are dropped, never over-admitted).
+    redis_commands: decisions and leases this limiter sent to Redis,
+        answered or not (a batch counts its decisions; a breaker rejection
+        sends none).
     """
 
     decisions: int = 0
@@ -95,6 +108,15 @@ class LimiterStats:
     raised: int = 0
     breaker_fallbacks: int = 0
     local_evictions: int = 0
+    deny_cache_hits: int = 0
+    lease_hits: int = 0
+    lease_denials: int = 0
+    lease_grants: int = 0
+    lease_units_granted: int = 0
+    lease_units_expired: int = 0
+    lease_refill_failures: int = 0
+    cache_evictions: int = 0
+    redis_commands: int = 0
 
 
 _COUNTS: Final = ("backend", "local", "allow", "deny", "raise", "breaker")

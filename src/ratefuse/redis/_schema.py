@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from typing import Final
 
-KEY_VERSION: Final = 1
+KEY_VERSION: Final = 2
 DEFAULT_PREFIX: Final = "ratefuse"
 # 16 bytes of digest: 32 hex characters; collisions need ~2**64 subjects.
 TAG_BYTES: Final = 16
@@ -54,6 +55,16 @@ def subject_bytes(subject: Subject) -> bytes:
     raise TypeError(
         f"a limiter key must be str, bytes or int, got {type(subject).__name__}"
     )
+
+
+def check_subjects(subjects: Sequence[Subject]) -> None:
+    """`check_subjects` raises TypeError, as `subject_bytes` does, unless
+    every subject is a str, bytes or int (or a subclass): a batch's
+    subjects are checked before any of them is sent."""
+    for subject in subjects:
+        kind = type(subject)
+        if kind is not str and kind is not bytes and kind is not int:
+            subject_bytes(subject)
 
 
 def _cacheable(subject: Subject) -> bool:
@@ -167,6 +178,40 @@ class KeySchema:
                     cache.clear()
                 cache[subject] = key
         return key
+
+    def keys(self, subjects: Sequence[Subject]) -> list[bytes]:
+        """`keys` is `key` of each subject: the same keys, with the per-key
+        calls inlined for batches."""
+        cache = self._cache
+        head, tail = self._head, self._tail
+        str_digest, bytes_digest = self._str, self._bytes
+        keys = []
+        for subject in subjects:
+            kind = type(subject)
+            if kind is str:
+                key = cache.get(subject)
+                if key is None:
+                    digest = str_digest.copy()
+                    digest.update(subject.encode("utf-8", "surrogatepass"))  # type: ignore[union-attr]
+                    key = head + digest.hexdigest().encode() + tail
+                    if len(subject) <= _CACHE_SUBJECT_BYTES:  # type: ignore[arg-type]
+                        if len(cache) >= _CACHE_ENTRIES:
+                            cache.clear()
+                        cache[subject] = key
+            elif kind is bytes:
+                key = cache.get(subject)
+                if key is None:
+                    digest = bytes_digest.copy()
+                    digest.update(subject)  # type: ignore[arg-type]
+                    key = head + digest.hexdigest().encode() + tail
+                    if len(subject) <= _CACHE_SUBJECT_BYTES:  # type: ignore[arg-type]
+                        if len(cache) >= _CACHE_ENTRIES:
+                            cache.clear()
+                        cache[subject] = key
+            else:
+                key = self.key(subject)
+            keys.append(key)
+        return keys
 
     @property
     def key_length(self) -> int:

@@ -4,6 +4,10 @@ A script's source is ``lua/prelude.lua`` followed by ``lua/<algorithm>.lua``;
 its SHA1 is computed here, so calls go out as EVALSHA from the first one and
 a server that answers NOSCRIPT gets ``SCRIPT LOAD`` and the call again (see
 :mod:`._exchange`). Nothing is registered by import side effects.
+
+Quota leases have their own script (see :func:`lease_script`): the prelude,
+the algorithm's exact script wrapped as the function ``exact()``, then
+``lua/<algorithm>_lease.lua``, which composes exact decisions.
 """
 
 from __future__ import annotations
@@ -12,8 +16,12 @@ import functools
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
+from typing import Final
 
 from ._specs import SCRIPT_ALGORITHMS
+
+# Algorithms whose leases keep the documented bound (see _lease_config.py).
+LEASE_ALGORITHMS: Final = ("gcra",)
 
 
 @dataclass(frozen=True)
@@ -35,5 +43,27 @@ def script(algorithm: str) -> Script:
     if algorithm not in SCRIPT_ALGORITHMS:
         raise ValueError(f"no Redis script for algorithm {algorithm!r}")
     source = _read("prelude.lua") + b"\n" + _read(f"{algorithm}.lua")
+    sha = hashlib.sha1(source, usedforsecurity=False).hexdigest().encode()
+    return Script(algorithm, source, sha)
+
+
+@functools.cache
+def lease_script(algorithm: str) -> Script:
+    """`lease_script` is the "take at most k" lease script of ``algorithm``
+    (cached); raises ValueError for an algorithm without one."""
+    if algorithm not in LEASE_ALGORITHMS:
+        raise ValueError(
+            f"quota leases need algorithm {' or '.join(LEASE_ALGORITHMS)}, "
+            f"got {algorithm!r}"
+        )
+    source = b"\n".join(
+        (
+            _read("prelude.lua"),
+            b"local function exact()",
+            _read(f"{algorithm}.lua"),
+            b"end",
+            _read(f"{algorithm}_lease.lua"),
+        )
+    )
     sha = hashlib.sha1(source, usedforsecurity=False).hexdigest().encode()
     return Script(algorithm, source, sha)

@@ -105,20 +105,20 @@ class SyncTransport:
         ] = []
         try:
             for address, calls in plan:
-                pieces: list[bytes] = []
                 counts: list[int] = []
-                for call in calls:
-                    wire, count = call.wire(packer)
-                    pieces.extend(wire)
-                    counts.append(count)
                 connection = None
                 try:
                     connection, sock = self._take(address)
-                    sock.sendall(b"".join(pieces))
+                    # Call by call: the server starts on a call while the
+                    # next one is packed (and its keys hashed).
+                    for call in calls:
+                        wire, count = call.wire(packer)
+                        sock.sendall(wire[0] if count == 1 else b"".join(wire))
+                        counts.append(count)
                 except Exception as exc:
                     if connection is not None:
                         connection.disconnect()
-                    sent.append((address, None, None, counts, exc))
+                    sent.append((address, None, None, [1] * len(calls), exc))
                     continue
                 sent.append((address, connection, sock, counts, None))
             replies: list[list[object]] = []

@@ -1,0 +1,88 @@
+"""A configured Redis backend: the shared RedisBackend its limiters use,
+and the PING that reports whether it is reachable. Imports redis only when
+a configuration names a backend."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..breaker import CircuitBreaker
+from ..health import BackendHealth
+from ._schema import BackendEntry, LimiterEntry
+
+if TYPE_CHECKING:
+    from ..redis import RedisBackend, RedisLimiter
+
+
+class Backend:
+    """`Backend` is the backend ``name`` of a configuration: a RedisBackend
+    on its own redis-py client, shared by the limiters naming it."""
+
+    def __init__(self, name: str, entry: BackendEntry) -> None:
+        from ..redis import RedisBackend
+
+        self.name = name
+        self.entry = entry
+        self._client = _client(entry, None)
+        self.redis: RedisBackend = RedisBackend(self._client, timeout=entry.timeout)
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """`breaker` guards the backend's round trips."""
+        return self.redis.breaker
+
+    def limiter(self, name: str, entry: LimiterEntry) -> RedisLimiter:
+        """`limiter` is a RedisLimiter of ``entry`` named ``name`` here."""
+        from ..redis import RedisLimiter
+
+        return RedisLimiter(
+            entry.rates,
+            entry.algorithm,
+            backend=self.redis,
+            name=name,
+            on_backend_error=entry.on_backend_error,  # type: ignore[arg-type]
+        )
+
+    def ping(self, timeout: float) -> BackendHealth:
+        """`ping` sends PING on a fresh connection bounded by ``timeout``
+        seconds (connect and reply) and reports the outcome."""
+        started = time.perf_counter()
+        client = None
+        try:
+            client = _client(self.entry, timeout)
+            client.ping()
+        except Exception as exc:  # any failure is an unreachable backend
+            return BackendHealth(
+                False, None, f"{type(exc).__name__}: {exc}", self._state()
+            )
+        finally:
+            if client is not None:
+                client.close()
+        return BackendHealth(True, time.perf_counter() - started, None, self._state())
+
+    def _state(self) -> str:
+        return self.breaker.state.name
+
+    def close(self) -> None:
+        """`close` closes the backend's connections and client."""
+        self.redis.close()
+        self._client.close()
+
+
+def open_backend(name: str, entry: BackendEntry) -> Backend:
+    """`open_backend` is the :class:`Backend` of ``entry`` (no I/O for a
+    single server; a cluster client reads the slot map at once)."""
+    return Backend(name, entry)
+
+
+def _client(entry: BackendEntry, timeout: float | None) -> Any:
+    import redis
+    from redis.cluster import RedisCluster
+
+    options: dict[str, Any] = {}
+    if timeout is not None:
+        options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    if entry.cluster:
+        return RedisCluster.from_url(entry.url, **options)
+    return redis.Redis.from_url(entry.url, **options)

@@ -1,0 +1,326 @@
+"""The configuration schema: a plain mapping (from a dict or TOML) checked
+whole and lowered to frozen entries, or rejected with every error named by
+its path (``limiters.api.rate: ...``).
+
+Nothing here builds a limiter or opens a connection: a config that parses
+is one the registry can apply without failing half-way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from types import MappingProxyType
+from typing import Any, Final, TypeVar
+
+from .._breaker_config import BreakerConfig
+from .._keyed_py import DEFAULT_MAX_KEYS, check_max_keys
+from .._spec import LimitSpec
+from .._waiting import wait_bound_ns
+from ..rates import DEFAULT_ALGORITHM, Rate, build_specs, canonical_algorithm, to_rates
+
+Result = TypeVar("Result")
+
+# The failure policies of ratefuse.redis (kept here so that checking a
+# config does not import redis).
+BACKEND_ERROR_POLICIES: Final = ("local", "allow", "deny", "raise")
+DEFAULT_ON_BACKEND_ERROR: Final = "local"
+DEFAULT_BACKEND_TIMEOUT: Final = 0.1
+SECTIONS: Final = ("backends", "limiters", "breakers")
+LIMITER_FIELDS: Final = (
+    "rate",
+    "algorithm",
+    "keyed",
+    "max_keys",
+    "max_wait",
+    "backend",
+    "on_backend_error",
+)
+BACKEND_FIELDS: Final = ("url", "cluster", "timeout")
+BACKEND_SCHEMES: Final = ("redis://", "rediss://", "unix://")
+# BreakerConfig fields a config file can hold: numbers and strings, not the
+# exception classes and predicates (give those in Registry's
+# breaker_defaults).
+BREAKER_FIELDS: Final = tuple(
+    field.name
+    for field in dataclasses.fields(BreakerConfig)
+    if field.name
+    not in (
+        "record_exceptions",
+        "ignore_exceptions",
+        "exception_predicate",
+        "result_predicate",
+    )
+)
+
+
+class ConfigError(ValueError):
+    """`ConfigError` rejects a whole configuration; ``errors`` holds one
+    message per problem, each starting with its path."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = tuple(errors)
+        super().__init__("invalid ratefuse config: " + "; ".join(self.errors))
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    """`BackendEntry` is a Redis server (``url``) or cluster (``cluster``
+    true, ``url`` one of its nodes); ``timeout`` seconds bounds each
+    connect, send and read (default 0.1)."""
+
+    url: str
+    cluster: bool = False
+    timeout: float = DEFAULT_BACKEND_TIMEOUT
+
+
+@dataclass(frozen=True)
+class LimiterEntry:
+    """`LimiterEntry` is one limiter: a Limiter, a KeyedLimiter (``keyed``)
+    or, with a ``backend``, a RedisLimiter (always keyed)."""
+
+    rates: tuple[Rate, ...]
+    algorithm: str
+    specs: tuple[LimitSpec, ...]
+    keyed: bool = False
+    max_keys: int = DEFAULT_MAX_KEYS
+    max_wait: float | None = None
+    backend: str | None = None
+    on_backend_error: str = DEFAULT_ON_BACKEND_ERROR
+
+    @property
+    def shape(self) -> tuple[object, ...]:
+        """`shape` is what a running limiter cannot change in place: two
+        entries of one shape differ only in limits and algorithm."""
+        if self.backend is not None:
+            return ("redis", self.backend, self.on_backend_error, self.specs)
+        if self.keyed:
+            return ("keyed", self.max_keys, self.max_wait)
+        return ("limiter", self.max_wait)
+
+
+@dataclass(frozen=True)
+class Config:
+    """`Config` is a checked configuration: read-only mappings by name."""
+
+    backends: Mapping[str, BackendEntry]
+    limiters: Mapping[str, LimiterEntry]
+    breakers: Mapping[str, BreakerConfig]
+
+
+def parse_config(
+    raw: Mapping[str, Any], breaker_defaults: BreakerConfig | None = None
+) -> Config:
+    """`parse_config` checks ``raw`` whole and returns its :class:`Config`;
+    raises :class:`ConfigError` listing every problem by path. Breakers
+    start from ``breaker_defaults`` (None: BreakerConfig())."""
+    errors: list[str] = []
+    if not isinstance(raw, Mapping):
+        raise ConfigError([f"config: must be a table, got {type(raw).__name__}"])
+    for section in raw:
+        if section not in SECTIONS:
+            errors.append(
+                f"{section}: unknown section (expected {', '.join(SECTIONS)})"
+            )
+    backends = {
+        name: entry
+        for name, table in _tables(raw, "backends", errors)
+        if (entry := _backend(f"backends.{name}", table, errors)) is not None
+    }
+    limiters = {
+        name: limiter
+        for name, table in _tables(raw, "limiters", errors)
+        if (limiter := _limiter(f"limiters.{name}", table, raw, errors)) is not None
+    }
+    base = BreakerConfig() if breaker_defaults is None else breaker_defaults
+    breakers = {
+        name: rules
+        for name, table in _tables(raw, "breakers", errors)
+        if (rules := _breaker(f"breakers.{name}", table, base, errors)) is not None
+    }
+    if errors:
+        raise ConfigError(errors)
+    return Config(
+        MappingProxyType(backends),
+        MappingProxyType(limiters),
+        MappingProxyType(breakers),
+    )
+
+
+def _tables(
+    raw: Mapping[str, Any], section: str, errors: list[str]
+) -> list[tuple[str, Mapping[str, Any]]]:
+    # The named tables of one section, each checked to be a table.
+    tables = raw.get(section, {})
+    if not isinstance(tables, Mapping):
+        errors.append(f"{section}: must be a table, got {type(tables).__name__}")
+        return []
+    found = []
+    for name, table in tables.items():
+        if not isinstance(name, str) or not name:
+            errors.append(f"{section}: names must be non-empty strings, got {name!r}")
+        elif not isinstance(table, Mapping):
+            errors.append(
+                f"{section}.{name}: must be a table, got {type(table).__name__}"
+            )
+        else:
+            found.append((name, table))
+    return found
+
+
+def _unknown(
+    path: str, table: Mapping[str, Any], known: tuple[str, ...], errors: list[str]
+) -> None:
+    for field in table:
+        if field not in known:
+            errors.append(
+                f"{path}.{field}: unknown field (expected {', '.join(known)})"
+            )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _backend(
+    path: str, table: Mapping[str, Any], errors: list[str]
+) -> BackendEntry | None:
+    before = len(errors)
+    _unknown(path, table, BACKEND_FIELDS, errors)
+    url = table.get("url")
+    if not isinstance(url, str) or not url.startswith(BACKEND_SCHEMES):
+        errors.append(
+            f"{path}.url: must be a string starting with "
+            f"{', '.join(BACKEND_SCHEMES)}, got {url!r}"
+        )
+    cluster = table.get("cluster", False)
+    if not isinstance(cluster, bool):
+        errors.append(f"{path}.cluster: must be true or false, got {cluster!r}")
+    timeout = table.get("timeout", DEFAULT_BACKEND_TIMEOUT)
+    if not _is_number(timeout) or not 0 < timeout < math.inf:
+        errors.append(f"{path}.timeout: must be seconds > 0, got {timeout!r}")
+    if len(errors) > before or not isinstance(url, str):
+        return None
+    return BackendEntry(url, cluster, float(timeout))
+
+
+def _limiter(
+    path: str, table: Mapping[str, Any], raw: Mapping[str, Any], errors: list[str]
+) -> LimiterEntry | None:
+    before = len(errors)
+    _unknown(path, table, LIMITER_FIELDS, errors)
+    rates, algorithm, specs = _limits(path, table, errors)
+    keyed = table.get("keyed", False)
+    if not isinstance(keyed, bool):
+        errors.append(f"{path}.keyed: must be true or false, got {keyed!r}")
+    backend = table.get("backend")
+    if backend is not None:
+        known = raw.get("backends")
+        if (
+            not isinstance(backend, str)
+            or not isinstance(known, Mapping)
+            or (backend not in known)
+        ):
+            errors.append(f"{path}.backend: no backend named {backend!r} in backends")
+        if keyed is False and "keyed" in table:
+            errors.append(f"{path}.keyed: a limiter with a backend is always keyed")
+    max_keys = table.get("max_keys", DEFAULT_MAX_KEYS)
+    if "max_keys" in table and not (keyed is True and backend is None):
+        errors.append(f"{path}.max_keys: only an in-memory keyed limiter has max_keys")
+    else:
+        _check(f"{path}.max_keys", check_max_keys, max_keys, errors)
+    max_wait = table.get("max_wait")
+    if backend is not None and max_wait is not None:
+        errors.append(f"{path}.max_wait: a limiter with a backend does not wait")
+    else:
+        _check(
+            f"{path}.max_wait",
+            lambda value: wait_bound_ns(None, value),
+            max_wait,
+            errors,
+        )
+    policy = table.get("on_backend_error", DEFAULT_ON_BACKEND_ERROR)
+    if "on_backend_error" in table and backend is None:
+        errors.append(f"{path}.on_backend_error: only a limiter with a backend has one")
+    elif policy not in BACKEND_ERROR_POLICIES:
+        errors.append(
+            f"{path}.on_backend_error: must be one of "
+            f"{', '.join(BACKEND_ERROR_POLICIES)}, got {policy!r}"
+        )
+    if len(errors) > before:
+        return None
+    return LimiterEntry(
+        rates,
+        algorithm,
+        specs,
+        keyed or backend is not None,
+        max_keys,
+        max_wait,
+        backend,
+        policy,
+    )
+
+
+def _limits(
+    path: str, table: Mapping[str, Any], errors: list[str]
+) -> tuple[tuple[Rate, ...], str, tuple[LimitSpec, ...]]:
+    # The rates, canonical algorithm and specs; ((), "", ()) after an error.
+    rate = table.get("rate")
+    rates: tuple[Rate, ...] = ()
+    algorithm = ""
+    if rate is None:
+        errors.append(f'{path}.rate: missing (a rate such as "10/s; 1000/h")')
+    elif not isinstance(rate, str) and not (
+        isinstance(rate, list) and all(isinstance(item, str) for item in rate)
+    ):
+        errors.append(
+            f"{path}.rate: must be a string or a list of strings, got {rate!r}"
+        )
+    else:
+        rates = _check(f"{path}.rate", to_rates, rate, errors) or ()
+    name = table.get("algorithm", DEFAULT_ALGORITHM)
+    if not isinstance(name, str):
+        errors.append(f"{path}.algorithm: must be a string, got {name!r}")
+    else:
+        algorithm = _check(f"{path}.algorithm", canonical_algorithm, name, errors) or ""
+    if not rates or not algorithm:
+        return (), "", ()
+    specs = _check(
+        f"{path}.rate", lambda value: build_specs(value, algorithm), rates, errors
+    )
+    return rates, algorithm, specs or ()
+
+
+def _breaker(
+    path: str, table: Mapping[str, Any], base: BreakerConfig, errors: list[str]
+) -> BreakerConfig | None:
+    before = len(errors)
+    _unknown(path, table, BREAKER_FIELDS, errors)
+    known = {field: value for field, value in table.items() if field in BREAKER_FIELDS}
+    for field, value in known.items():  # each field alone, to name it
+        _check(f"{path}.{field}", partial(_replace_one, base, field), value, errors)
+    if len(errors) > before:
+        return None
+    # Together: a combination may be invalid where each field alone is not.
+    return _check(
+        path, lambda fields: dataclasses.replace(base, **fields), known, errors
+    )
+
+
+def _replace_one(base: BreakerConfig, field: str, value: Any) -> BreakerConfig:
+    changes: dict[str, Any] = {field: value}
+    return dataclasses.replace(base, **changes)
+
+
+def _check(
+    path: str, build: Callable[[Any], Result], value: Any, errors: list[str]
+) -> Result | None:
+    # build(value), or None with the error recorded under `path`.
+    try:
+        return build(value)
+    except (ValueError, TypeError) as exc:
+        errors.append(f"{path}: {exc}")
+        return None

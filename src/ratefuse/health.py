@@ -1,0 +1,188 @@
+"""Health: breaker states and backend reachability in one snapshot, and
+tiny ASGI and WSGI endpoints that serve it as JSON.
+
+:meth:`ratefuse.config.Registry.health` builds a :class:`Health`;
+`asgi_health_app` and `wsgi_health_app` answer GET (and HEAD) with it:
+200 when ``ok``, 503 otherwise, 405 for other methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .breaker import CircuitBreaker, State
+
+# Breaker states in which the breaker's dependency counts as healthy.
+HEALTHY_STATES = frozenset({State.CLOSED, State.DISABLED})
+
+
+@dataclass(frozen=True)
+class BackendHealth:
+    """`BackendHealth` is one backend's PING: ``ok`` if it answered,
+    ``latency_s`` (seconds, None when it did not), ``error`` (None when it
+    did) and ``breaker``, the state name of the breaker guarding it."""
+
+    ok: bool
+    latency_s: float | None
+    error: str | None
+    breaker: str
+
+
+@dataclass(frozen=True)
+class Health:
+    """`Health` summarises a registry: ``ok`` when every backend answered
+    its PING and every breaker is CLOSED or DISABLED. ``breakers`` maps
+    names to state names; ``backends`` names to :class:`BackendHealth`."""
+
+    ok: bool
+    breakers: Mapping[str, str] = field(default_factory=dict)
+    backends: Mapping[str, BackendHealth] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """`to_dict` is the JSON form: status "ok" or "degraded", breaker
+        states, and per backend ok, latency_ms, error and breaker."""
+        return {
+            "status": "ok" if self.ok else "degraded",
+            "breakers": dict(self.breakers),
+            "backends": {
+                name: {
+                    "ok": backend.ok,
+                    "latency_ms": None
+                    if backend.latency_s is None
+                    else round(backend.latency_s * 1000, 3),
+                    "error": backend.error,
+                    "breaker": backend.breaker,
+                }
+                for name, backend in self.backends.items()
+            },
+        }
+
+
+class Pingable(Protocol):
+    """`Pingable` is a backend that `check_health` can ping."""
+
+    def ping(self, timeout: float) -> BackendHealth:
+        """`ping` reports the backend's reachability within ``timeout`` s."""
+        ...
+
+
+class HealthSource(Protocol):
+    """`HealthSource` is what the endpoints serve: a Registry, typically."""
+
+    def health(self, timeout: float = ...) -> Health:
+        """`health` is the current :class:`Health`."""
+        ...
+
+
+def check_health(
+    breakers: Mapping[str, CircuitBreaker],
+    backends: Mapping[str, Pingable],
+    timeout: float,
+) -> Health:
+    """`check_health` pings every backend (one after the other, each within
+    ``timeout`` seconds) and reads every breaker's state."""
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise ValueError(f"timeout must be a number of seconds, got {timeout!r}")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+    states = {name: breaker.state for name, breaker in breakers.items()}
+    pinged = {name: backend.ping(timeout) for name, backend in backends.items()}
+    ok = all(state in HEALTHY_STATES for state in states.values()) and all(
+        backend.ok for backend in pinged.values()
+    )
+    return Health(ok, {name: state.name for name, state in states.items()}, pinged)
+
+
+def _response(health: Health) -> tuple[int, bytes]:
+    return (200 if health.ok else 503), json.dumps(health.to_dict()).encode()
+
+
+Scope = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
+
+
+def asgi_health_app(source: HealthSource, timeout: float = 0.25) -> AsgiHealth:
+    """`asgi_health_app` is an ASGI 3 app serving ``source.health(timeout)``
+    as JSON; see :class:`AsgiHealth`."""
+    return AsgiHealth(source, timeout)
+
+
+class AsgiHealth:
+    """`AsgiHealth` is an ASGI 3 app serving ``source.health(timeout)`` as
+    JSON at whatever path it is routed to (an object, not a function, so
+    that Starlette's ``Route("/health", app)`` treats it as an ASGI app).
+    The PINGs run in the event loop's default executor, so a slow backend
+    never blocks the loop. Lifespan events are acknowledged."""
+
+    def __init__(self, source: HealthSource, timeout: float = 0.25) -> None:
+        self.source = source
+        self.timeout = timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            raise ValueError(f"health endpoint serves http, got {scope['type']!r}")
+        if scope["method"] not in ("GET", "HEAD"):
+            status, body = 405, b'{"error": "method not allowed"}'
+        else:
+            loop = asyncio.get_running_loop()
+            health = await loop.run_in_executor(None, self.source.health, self.timeout)
+            status, body = _response(health)
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        ]
+        if status == 405:
+            headers.append((b"allow", b"GET, HEAD"))
+        start = {"type": "http.response.start", "status": status, "headers": headers}
+        await send(start)
+        final = b"" if scope["method"] == "HEAD" else body
+        await send({"type": "http.response.body", "body": final})
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    # The endpoint needs no startup or shutdown work: acknowledge both.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+StartResponse = Callable[[str, list[tuple[str, str]]], object]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+_REASONS = {
+    200: "200 OK",
+    405: "405 Method Not Allowed",
+    503: "503 Service Unavailable",
+}
+
+
+def wsgi_health_app(source: HealthSource, timeout: float = 0.25) -> WsgiApp:
+    """`wsgi_health_app` is a WSGI app serving ``source.health(timeout)``
+    as JSON (mount it at /health)."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
+        if method not in ("GET", "HEAD"):
+            status, body = 405, b'{"error": "method not allowed"}'
+            headers.append(("Allow", "GET, HEAD"))
+        else:
+            status, body = _response(source.health(timeout))
+        headers.append(("Content-Length", str(len(body))))
+        start_response(_REASONS[status], headers)
+        return [b"" if method == "HEAD" else body]
+
+    return app

@@ -1,0 +1,105 @@
+"""The fleet breaker's own Redis client, made from the user's.
+
+A breaker must notice a lost Redis within a bounded time, so it does not
+use the user's client as is (redis-py retries a refused connection ten
+times with backoff by default: seconds): it opens its own client with the
+user's connection settings (host, auth, TLS, ...), ``timeout`` on every
+connect, send and read, and no retries, like the limiter backend does.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.retry import Retry
+
+from ._connection import connection_settings
+
+FleetClient = redis.Redis | RedisCluster
+
+
+def fleet_client_factory(
+    client: FleetClient, timeout: float
+) -> Callable[[], FleetClient]:
+    """`fleet_client_factory` returns a function that opens a client like
+    ``client`` with ``timeout`` seconds per operation and no retries.
+    Opening a cluster client reads its slot map, so it can raise."""
+    retry = Retry(NoBackoff(), 0)
+    if isinstance(client, RedisCluster):
+        cluster: Any = client  # RedisCluster's methods are untyped
+        node = cluster.get_default_node()
+        if node is None or node.redis_connection is None:
+            raise ValueError("the RedisCluster client has no node to start from")
+        pool = node.redis_connection.connection_pool
+        node_class: Any = ClusterNode  # untyped too
+        seeds = [node_class(seed.host, int(seed.port)) for seed in cluster.get_nodes()]
+        settings = connection_settings(pool.connection_kwargs, timeout, retry)
+        for name in ("host", "port", "retry", "connection_class", "db"):
+            settings.pop(name, None)
+
+        def make_cluster() -> FleetClient:
+            return RedisCluster(startup_nodes=seeds, retry=retry, **settings)
+
+        return make_cluster
+    pool = client.connection_pool
+    settings = connection_settings(pool.connection_kwargs, timeout, retry)
+    connection_class = pool.connection_class
+
+    def make_single() -> FleetClient:
+        # from_pool: closing the client closes the pool's connections.
+        return redis.Redis.from_pool(
+            redis.ConnectionPool(connection_class=connection_class, **settings)
+        )
+
+    return make_single
+
+
+AsyncFleetClient = redis.asyncio.Redis | AsyncRedisCluster
+
+
+def async_fleet_client_factory(
+    client: AsyncFleetClient, timeout: float
+) -> Callable[[], AsyncFleetClient]:
+    """`async_fleet_client_factory` is `fleet_client_factory` for
+    ``redis.asyncio`` clients (a cluster client reads its slot map on its
+    first command)."""
+    retry = AsyncRetry(NoBackoff(), 0)
+    if isinstance(client, AsyncRedisCluster):
+        cluster: Any = client  # untyped
+        nodes = cluster.get_nodes() or cluster.startup_nodes
+        if not nodes:
+            raise ValueError("the RedisCluster client has no node to start from")
+        node_class: Any = AsyncClusterNode
+        seeds = [node_class(node.host, int(node.port)) for node in nodes]
+        settings = connection_settings(nodes[0].connection_kwargs, timeout, retry)
+        # The asyncio cluster client takes named settings only.
+        accepted = inspect.signature(AsyncRedisCluster.__init__).parameters
+        settings = {
+            name: value
+            for name, value in settings.items()
+            if name in accepted and name not in ("host", "port", "retry")
+        }
+
+        def make_cluster() -> AsyncFleetClient:
+            return AsyncRedisCluster(startup_nodes=seeds, retry=retry, **settings)
+
+        return make_cluster
+    pool = client.connection_pool
+    settings = connection_settings(pool.connection_kwargs, timeout, retry)
+    connection_class = pool.connection_class
+
+    def make_single() -> AsyncFleetClient:
+        return redis.asyncio.Redis.from_pool(
+            redis.asyncio.ConnectionPool(connection_class=connection_class, **settings)
+        )
+
+    return make_single

@@ -1,0 +1,338 @@
+"""Local answers of a Redis-backed limiter: the deny cache and quota leases.
+
+`LocalAnswers` is what the sync and asyncio limiters share: the lease table
+(the compiled core, :mod:`ratefuse._lease_py` is its spec), the lease
+script's packer, and what to do with the fleet's replies. No I/O here: the
+limiters send the calls, this module plans them and absorbs the replies.
+
+Deny cache (exact for gcra and fixed_window): after the fleet denied cost c
+with retry_after r, costs >= c of that key are denied locally until
+``sent + r``, where ``sent`` is the local monotonic time taken before the
+request went out. Both algorithms deny a cost until at least r after the
+script ran (time and other admissions only push that later), and the
+script ran after ``sent``, so the cache never denies what the fleet would
+admit. sliding_window and sliding_log are refused: their retry_after is not
+such a bound. Redis time and the local clock are assumed to run at the same
+rate; a ``reset`` by another process is not seen until the entry expires.
+
+Leases: see :mod:`._lease_config`. When a lease comes back short (the
+bucket held fewer than k units) the key's gate closes for costs beyond the
+balance until the bucket could give a full lease again (the script's
+``want_after``): a starved process then answers locally instead of asking
+Redis for a unit at a time. That denial is approximate (the fleet might
+admit a unit sooner); the bound and the utilisation are what lease mode
+promises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple, TypeVar
+
+from .. import _impl
+from .._engine import Decision
+from ._binding import Binding
+from ._codec import Packer, RawVerdict
+from ._exchange import Call, single_call
+from ._lease_config import LeaseConfig
+from ._policy import LimiterStats
+from ._schema import Subject
+from ._scripts import lease_script
+
+DENY_CACHE_ALGORITHMS: Final = ("gcra", "fixed_window")
+DEFAULT_CACHE_MAX_KEYS: Final = 100_000
+
+_core = _impl.load("_lease")
+HIT: Final[int] = _core.HIT
+LOW: Final[int] = _core.LOW
+DENIED: Final[int] = _core.DENIED
+
+Clock = Callable[[], int]
+
+
+class Ask(NamedTuple):
+    """`Ask` is what the fleet must answer for a decision the table could
+    not: an exact decision of ``cost`` (``units`` 0) or a lease of
+    ``units``; ``sent`` is the local time taken before sending it."""
+
+    key: Subject
+    cost: int
+    units: int
+    sent: int
+
+
+MissHandler = Callable[[Subject, int], bool]
+_Result = TypeVar("_Result")
+LowHandler = Callable[[Subject], None]
+
+
+def check_deny_cache(deny_cache: bool | None, algorithm: str) -> bool:
+    """`check_deny_cache` reads ``deny_cache=``: None is on where the cache
+    is exact (gcra, fixed_window); True elsewhere is a ValueError."""
+    if deny_cache is None:
+        return algorithm in DENY_CACHE_ALGORITHMS
+    if not isinstance(deny_cache, bool):
+        raise ValueError(f"deny_cache must be True, False or None, got {deny_cache!r}")
+    if deny_cache and algorithm not in DENY_CACHE_ALGORITHMS:
+        raise ValueError(
+            f"deny_cache=True needs algorithm gcra or fixed_window (where it is "
+            f"exact), got algorithm={algorithm!r}"
+        )
+    return deny_cache
+
+
+def check_clock(clock: Clock | None) -> Clock | None:
+    """`check_clock` returns ``clock`` (None: the monotonic clock) or raises
+    TypeError when it is not callable."""
+    if clock is not None and not callable(clock):
+        raise TypeError(f"clock must be a callable returning ns, got {clock!r}")
+    return clock
+
+
+def weakly(
+    owner: object, method: Callable[..., _Result], default: _Result
+) -> Callable[..., _Result]:
+    """`weakly` is ``method`` of ``owner`` without a strong reference to
+    ``owner`` (``default`` once it is gone): the lease table and the refill
+    thread call back into the limiter, and a cycle would keep a dropped
+    limiter (and its sockets) alive until the cycle collector runs, which
+    then finalizes the sockets unclosed."""
+    ref = weakref.ref(owner)
+    name = method.__name__
+
+    def call(*args: Any) -> _Result:
+        target = ref()
+        if target is None:
+            return default
+        return getattr(target, name)(*args)  # type: ignore[no-any-return]
+
+    return call
+
+
+class LocalAnswers:
+    """`LocalAnswers` answers from the lease table and absorbs the fleet's
+    replies into it, for one limiter (see the module docstring).
+
+    ``lease`` None: deny cache only. Counts lease grants and units
+    granted. Thread-safe.
+    """
+
+    def __init__(
+        self,
+        binding: Binding,
+        lease: LeaseConfig | None,
+        max_keys: int,
+        clock: Clock | None,
+        on_miss: MissHandler | None,
+        on_low: LowHandler | None,
+    ) -> None:
+        self.lease = lease
+        self.clock: Clock = time.monotonic_ns if clock is None else clock
+        self._capacity = min(binding.capacities)
+        self.table = _core.LeaseTable(max_keys, on_miss, on_low, clock, self._capacity)
+        self._binding = binding
+        self._on_low = on_low
+        self._limit = binding.capacities[0]
+        self._packer = (
+            None
+            if lease is None
+            else Packer(lease_script(binding.specs[0].algorithm), binding.redis_specs)
+        )
+        self._lock = threading.Lock()
+        self._grants = 0
+        self._units_granted = 0
+        self._refill_failures = 0
+
+    # --- one decision, sans I/O: begin, send the Ask, finish -----------------
+
+    def begin(self, key: Subject, cost: int, now: int) -> Decision | Ask:
+        """`begin` answers ``cost`` (validated) for ``key`` locally, or says
+        what to ask the fleet: a lease in lease mode, else the decision
+        (``sent`` is ``now``: taken before the request is sent)."""
+        if self.lease is None:
+            if self.table.take(key, cost, now) == DENIED:
+                return self.denied(key, now)
+            return Ask(key, cost, 0, now)
+        local = self.never(cost) or self.local(key, cost, now)
+        if local is not None:
+            return local
+        return Ask(key, cost, self.lease_size(key, cost, now), self.clock())
+
+    def refill(self, key: Subject) -> Ask:
+        """`refill` is the lease that refills ``key`` in the background."""
+        now = self.clock()
+        return Ask(key, 0, self.lease_size(key, 0, now), now)
+
+    def finish(self, ask: Ask, reply: RawVerdict) -> Decision:
+        """`finish` absorbs the lease the fleet granted for ``ask`` and
+        decides its cost from the refilled table."""
+        self.absorb(ask.key, ask.units, reply, ask.sent)
+        later = self.clock()
+        return self.local(ask.key, ask.cost, later) or self.denied(ask.key, later)
+
+    # --- answering locally ----------------------------------------------------
+
+    def local(self, key: Subject, cost: int, now: int) -> Decision | None:
+        """`local` answers ``cost`` (validated) for ``key`` from the table,
+        or None when the fleet must be asked."""
+        result = self.table.take(key, cost, now)
+        if result in (HIT, LOW):
+            if result == LOW and self._on_low is not None:
+                self._on_low(key)
+            return Decision(True, self.table.balance(key, now), 0.0, 0.0, self._limit)
+        if result == DENIED:
+            return self.denied(key, now)
+        return None
+
+    def denied(self, key: Subject, now: int) -> Decision:
+        """`denied` is the Decision of a local denial: retry_after is what is
+        left of the gate (remaining and reset_after are reported as 0 and
+        retry_after, lower bounds)."""
+        wait = self.table.retry_after(key, now) / 1e9
+        return Decision(False, 0, wait, wait, self._limit)
+
+    def never(self, cost: int) -> Decision | None:
+        """`never` is the denial of a cost above a capacity (None if not)."""
+        if cost <= self._capacity:
+            return None
+        return Decision(False, 0, float("inf"), 0.0, self._capacity)
+
+    # --- the deny cache -------------------------------------------------------
+
+    def remember(self, key: Subject, cost: int, verdict: RawVerdict, sent: int) -> None:
+        """`remember` caches the fleet's denial of ``cost`` (a verdict of the
+        exact script) until ``sent`` + its retry_after."""
+        if verdict[0] != 1 and verdict[2] > 0:
+            self.table.deny(key, cost, sent + verdict[2] * 1000, self.clock())
+
+    # --- leases ---------------------------------------------------------------
+
+    def lease_size(self, key: Subject, cost: int, now: int) -> int:
+        """`lease_size` is k for ``key``: adapted to its demand, at least
+        ``cost``."""
+        assert self.lease is not None
+        spent, elapsed = self.table.demand(key, now)
+        return max(self.lease.size(spent, elapsed), cost)
+
+    def lease_call(self, key: Subject, units: int, cluster: bool) -> Call:
+        """`lease_call` is the script call taking at most ``units`` for
+        ``key``."""
+        assert self._packer is not None
+        return single_call(
+            self._packer, self._binding.schema.key(key), units, None, cluster
+        )
+
+    @property
+    def packer(self) -> Packer:
+        """`packer` packs lease calls (lease mode only)."""
+        assert self._packer is not None
+        return self._packer
+
+    def absorb(self, key: Subject, units: int, reply: RawVerdict, sent: int) -> None:
+        """`absorb` adds the lease the script granted (asked: ``units``, sent
+        at local time ``sent``) and, when it came back short, closes the
+        key's gate beyond the balance until a full lease could be taken."""
+        assert self.lease is not None
+        granted, _remaining, want_after_us, _reset, _binding = reply
+        now = self.clock()
+        table = self.table
+        table.grant(
+            key,
+            granted,
+            sent + self.lease.lifetime_ns,
+            self.lease.low_water_units(units),
+            now,
+        )
+        if granted < units:
+            until = sent + want_after_us * 1000
+            table.deny(key, 1, until, now)
+            table.refill_failed(key, until)
+        with self._lock:
+            if granted > 0:
+                self._grants += 1
+                self._units_granted += granted
+
+    def refill_failed(self, key: Subject) -> None:
+        """`refill_failed` backs ``key``'s refills off after a failure."""
+        assert self.lease is not None
+        backoff = round(self.lease.refill_backoff * 1e9)
+        self.table.refill_failed(key, self.clock() + backoff)
+        with self._lock:
+            self._refill_failures += 1
+
+    def add_counts(self, stats: LimiterStats) -> LimiterStats:
+        """`add_counts` is ``stats`` (the policy's) with the table's
+        decisions and the deny cache's and leases' counters added."""
+        table = self.table.stats()
+        hits, denials = table["hits"], table["denials"]
+        leasing = self.lease is not None
+        with self._lock:
+            grants, units = self._grants, self._units_granted
+            failures = self._refill_failures
+        return dataclasses.replace(
+            stats,
+            decisions=stats.decisions + hits + denials,
+            deny_cache_hits=0 if leasing else denials,
+            lease_hits=hits if leasing else 0,
+            lease_denials=denials if leasing else 0,
+            lease_grants=grants,
+            lease_units_granted=units,
+            lease_units_expired=table["units_expired"],
+            lease_refill_failures=failures,
+            cache_evictions=table["evictions"],
+        )
+
+
+class Refiller:
+    """`Refiller` runs background refills on one daemon thread, started at
+    the first request: ``refill(key)`` must not raise. `close` stops and
+    joins it. Thread-safe."""
+
+    def __init__(self, refill: Callable[[Subject], None], name: str) -> None:
+        self._refill = refill
+        self._name = name
+        self._queue: queue.SimpleQueue[tuple[Subject] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def request(self, key: Subject) -> None:
+        """`request` queues a refill of ``key`` (ignored once closed)."""
+        if self._thread is None:
+            with self._lock:
+                if self._closed:
+                    return
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._loop, name=self._name, daemon=True
+                    )
+                    self._thread.start()
+        self._queue.put((key,))
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            self._refill(item[0])
+
+    def stop(self) -> threading.Thread | None:
+        """`stop` tells the thread to end after the refills queued before
+        it, without waiting, and returns it (None if never started)."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(None)
+        return thread
+
+    def close(self, timeout: float = 5.0) -> None:
+        """`close` stops the thread and waits for it to end."""
+        thread = self.stop()
+        if thread is not None:
+            thread.join(timeout)

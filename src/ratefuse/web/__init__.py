@@ -1,0 +1,44 @@
+"""Where requests are: rate-limit middleware for ASGI and WSGI apps, and
+httpx transports that guard calls to upstream hosts.
+
+The middlewares need nothing beyond ratefuse; ``ratefuse.web.client`` needs
+the ``httpx`` extra and is imported on first use of its names.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .asgi import RateLimitMiddleware
+from .enforce import Outcome
+from .headers import HEADER_MODES
+from .keys import CLIENT_ADDRESS, PATH, KeyFunction, forwarded_for, header, user
+from .rules import MATCH_KINDS, Limit, Route
+from .wsgi import RateLimitWSGIMiddleware
+
+__all__ = [
+    "CLIENT_ADDRESS",
+    "HEADER_MODES",
+    "MATCH_KINDS",
+    "PATH",
+    "AsyncGuardedTransport",
+    "GuardedTransport",
+    "KeyFunction",
+    "Limit",
+    "Outcome",
+    "RateLimitMiddleware",
+    "RateLimitWSGIMiddleware",
+    "Route",
+    "forwarded_for",
+    "header",
+    "user",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # httpx is an optional extra: import the transports only when asked.
+    if name in ("GuardedTransport", "AsyncGuardedTransport"):
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module 'ratefuse.web' has no attribute {name!r}")

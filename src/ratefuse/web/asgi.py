@@ -1,0 +1,149 @@
+"""`RateLimitMiddleware`: rate limits for any ASGI app (Starlette, FastAPI,
+Quart, Django's ASGI handler), in plain ASGI.
+
+The per-request path is one regular-expression match, one decision per
+limit, and the headers; routes, policy headers and key readers are
+compiled at construction. Non-HTTP scopes (websocket, lifespan) pass
+through untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+from .enforce import (
+    Outcome,
+    RoutePolicy,
+    check_options,
+    compile_routes,
+    judge,
+    judge_one,
+)
+from .headers import DEFAULT_HEADER_MODE, HeaderMode
+from .rules import Route
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+DEFAULT_DENIED_BODY = b"Too Many Requests\n"
+
+
+class RateLimitMiddleware:
+    """`RateLimitMiddleware` wraps ``app`` and applies the first of
+    ``routes`` whose pattern matches each HTTP request.
+
+    A request every limit admits goes to ``app`` with the rate-limit
+    headers added to its response; otherwise it is answered 429 with
+    ``Retry-After`` (whole seconds, rounded up; absent when the cost can
+    never be admitted) and ``denied_body`` as text/plain. ``headers``:
+    "draft" (RateLimit-Policy and RateLimit, the default), "legacy"
+    (X-RateLimit-*), "both" or "none". Requests on ``exempt_paths`` (exact
+    paths) or for which ``exempt(scope)`` is true are not limited, nor are
+    those no route matches. ``shadow`` only counts and sets headers: nothing
+    is denied. ``on_denied(scope, outcome)`` is called for each denial
+    (also in shadow mode), e.g. to log it. ``registry`` resolves limiters
+    given by name (``registry.limiter(name)``), once, at construction.
+
+    Async limiters (``AsyncRedisLimiter``) are awaited; a sync
+    ``RedisLimiter`` blocks the event loop for its round trip.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: Sequence[Route],
+        *,
+        exempt_paths: Sequence[str] = (),
+        exempt: Callable[[Scope], bool] | None = None,
+        shadow: bool = False,
+        headers: HeaderMode = DEFAULT_HEADER_MODE,
+        on_denied: Callable[[Scope, Outcome], None] | None = None,
+        denied_body: bytes = DEFAULT_DENIED_BODY,
+        registry: object | None = None,
+    ) -> None:
+        check_options(exempt, on_denied, denied_body)
+        self.app = app
+        self._router = compile_routes(routes, exempt_paths, "asgi", headers, registry)
+        self._find = self._router.find
+        self._exempt = exempt
+        self._shadow = bool(shadow)
+        self._on_denied = on_denied
+        self._denied_body = denied_body
+        self._denied_length = str(len(denied_body)).encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        policy = self._find(scope["method"], scope["path"])
+        if policy is None or (self._exempt is not None and self._exempt(scope)):
+            return await self.app(scope, receive, send)
+        limit = policy.single
+        if limit is not None:
+            tracked = limit.tracked
+            if tracked is not None and tracked.rates is not limit.rates_seen:
+                policy.refresh()
+            key_of = limit.key_of
+            if key_of is None:
+                decision = limit.decide(limit.cost)
+            else:
+                key = key_of(scope)
+                decision = None if key is None else limit.decide(key, limit.cost)
+            if decision is not None and decision.allowed:
+                # Admitted: straight to the app, with the two headers.
+                if not policy.draft:
+                    return await self.app(scope, receive, send)
+                extra = [*policy.static_raw, limit.raw_rate_header(decision)]
+                return await self.app(scope, receive, _with_headers(send, extra))
+            outcome = judge_one(limit, decision)
+        else:
+            outcome = await self._judge(policy, scope)
+        if outcome.denied:
+            if self._on_denied is not None:
+                self._on_denied(scope, outcome)
+            if not self._shadow:
+                return await self._deny(policy, outcome, send)
+        extra = policy.raw_headers(outcome)
+        return await self.app(scope, receive, _with_headers(send, extra))
+
+    async def _judge(self, policy: RoutePolicy, scope: Scope) -> Outcome:
+        policy.refresh()
+        decisions: list[Any] = []
+        for limit in policy.limits:
+            key_of = limit.key_of
+            if key_of is None:
+                decision = limit.decide(limit.cost)
+            else:
+                key = key_of(scope)
+                if key is None:
+                    decisions.append(None)
+                    continue
+                decision = limit.decide(key, limit.cost)
+            if limit.is_async:
+                decision = await decision
+            decisions.append(decision)
+        return judge(policy, decisions)
+
+    async def _deny(self, policy: RoutePolicy, outcome: Outcome, send: Send) -> None:
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", self._denied_length),
+            *policy.raw_headers(outcome),
+        ]
+        await send({"type": "http.response.start", "status": 429, "headers": headers})
+        await send({"type": "http.response.body", "body": self._denied_body})
+
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    # The app's send, adding ``extra`` to the response's headers. A plain
+    # function returning send's awaitable: no coroutine of its own per
+    # message, on the path of every response.
+    def send_with_headers(message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), *extra]
+        return send(message)
+
+    return send_with_headers

@@ -1,0 +1,308 @@
+"""What both middlewares do with a matched route: decide every limit,
+then say whether to deny and which headers to send.
+
+Several limits on one route must all admit. Every limit is decided (so
+the headers describe them all), which means a request denied by one limit
+still counts against the others that admitted it; the 429 reports the
+longest retry among the denials.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from math import ceil, inf
+from typing import Any, Literal
+
+from .headers import (
+    HEADER_MODES,
+    HeaderMode,
+    legacy_headers,
+    policy_items,
+    whole_seconds,
+)
+from .keys import CLIENT_ADDRESS, KeyFunction
+from .rules import Limit, Route, Router, check_limiter, is_async, is_keyed
+
+Side = Literal["asgi", "wsgi"]
+INF = inf
+
+
+class CompiledLimit:
+    """`CompiledLimit` is a :class:`Limit` resolved for one middleware: the
+    bound decide method, the key reader for its request type, and the
+    names its headers use."""
+
+    __slots__ = (
+        "cost",
+        "decide",
+        "is_async",
+        "key_of",
+        "name",
+        "policy",
+        "prefix",
+        "prefix_by_capacity",
+        "rates_seen",
+        "raw_prefix",
+        "raw_prefix_by_capacity",
+        "tracked",
+    )
+
+    def __init__(self, limit: Limit, side: Side, registry: object | None) -> None:
+        limiter = limit.limiter
+        if isinstance(limiter, str):
+            if registry is None:
+                raise ValueError(
+                    f"limiter {limiter!r} is a registry name but no registry was given"
+                )
+            limiter = registry.limiter(limiter)  # type: ignore[attr-defined]
+            check_limiter(limiter, limit.key)
+        self.decide: Callable[..., Any] = limiter.decide  # type: ignore[attr-defined]
+        self.is_async = is_async(limiter)
+        if self.is_async and side == "wsgi":
+            raise TypeError(
+                f"limiter {limiter!r} is async; a WSGI app needs a sync limiter"
+            )
+        self.key_of = _key_reader(limit.key, side) if is_keyed(limiter) else None
+        self.cost = limit.cost
+        self.name = limit.name
+        # A limiter from a hot-reloading registry may change its rates;
+        # then the headers describing them are rendered again (see
+        # `RoutePolicy.refresh`). Explicit ``rates`` are fixed.
+        tracks = limit.rates is None and hasattr(limiter, "rates")
+        self.tracked: Any = limiter if tracks else None
+        self.describe(limiter.rates if tracks else limit.rates or ())  # type: ignore[attr-defined]
+
+    def describe(self, rates: Any) -> None:
+        """`describe` renders the header parts of ``rates``."""
+        self.rates_seen = rates
+        items = policy_items(self.name, rates)
+        self.policy = ", ".join(rendered for _, _, rendered in items)
+        # The decision reports the capacity that applied, which names the
+        # item; the RateLimit member is rendered from this prefix.
+        self.prefix_by_capacity = {
+            capacity: f'"{item}";r=' for item, capacity, _ in reversed(items)
+        }
+        self.prefix = f'"{self.name}";r='
+        self.raw_prefix_by_capacity = {
+            capacity: prefix.encode()
+            for capacity, prefix in self.prefix_by_capacity.items()
+        }
+        self.raw_prefix = self.prefix.encode()
+
+    def rate_item(self, decision: Any) -> str:
+        """`rate_item` renders this limit's member of the RateLimit field."""
+        prefix = self.prefix_by_capacity.get(decision.limit, self.prefix)
+        reset_after = decision.reset_after
+        if reset_after < INF:
+            return f"{prefix}{decision.remaining};t={ceil(reset_after)}"
+        return f"{prefix}{decision.remaining}"
+
+    def raw_rate_header(self, decision: Any) -> tuple[bytes, bytes]:
+        """`raw_rate_header` is the ASGI RateLimit header of this limit
+        alone: `rate_item` without going through text."""
+        prefix = self.raw_prefix_by_capacity.get(decision.limit, self.raw_prefix)
+        reset_after = decision.reset_after
+        if reset_after < INF:
+            return (
+                b"ratelimit",
+                b"%s%d;t=%d" % (prefix, decision.remaining, ceil(reset_after)),
+            )
+        return (b"ratelimit", b"%s%d" % (prefix, decision.remaining))
+
+
+def _key_reader(key: object, side: Side) -> Callable[[Any], Any]:
+    if key is None:
+        key = CLIENT_ADDRESS
+    if isinstance(key, KeyFunction):
+        reader = key.asgi if side == "asgi" else key.wsgi
+        if reader is None:
+            raise ValueError(f"key {key!r} cannot read {side.upper()} requests")
+        return reader
+    return key  # type: ignore[return-value]
+
+
+class RoutePolicy:
+    """`RoutePolicy` is a route's compiled limits and its static headers
+    (``static_headers`` as text, ``static_raw`` as ASGI bytes)."""
+
+    __slots__ = (
+        "any_async",
+        "draft",
+        "legacy",
+        "limits",
+        "single",
+        "static_headers",
+        "static_raw",
+        "tracked",
+    )
+
+    def __init__(self, limits: Sequence[CompiledLimit], mode: HeaderMode) -> None:
+        self.limits = tuple(limits)
+        self.any_async = any(limit.is_async for limit in limits)
+        self.draft = mode in ("draft", "both")
+        self.legacy = mode in ("legacy", "both")
+        # The common case has its own short path: one sync limit, and the
+        # draft headers or none.
+        self.single = (
+            limits[0]
+            if len(limits) == 1 and not limits[0].is_async and not self.legacy
+            else None
+        )
+        self.tracked = tuple(limit for limit in limits if limit.tracked is not None)
+        self._render()
+
+    def _render(self) -> None:
+        policy = ", ".join(limit.policy for limit in self.limits if limit.policy)
+        self.static_headers: list[tuple[str, str]] = (
+            [("RateLimit-Policy", policy)] if policy and self.draft else []
+        )
+        self.static_raw = [
+            (name.lower().encode(), value.encode())
+            for name, value in self.static_headers
+        ]
+
+    def refresh(self) -> None:
+        """`refresh` renders the headers again if a limiter's rates changed
+        (a registry update); the check is an identity test per limit."""
+        changed = False
+        for limit in self.tracked:
+            rates = limit.tracked.rates
+            if rates is not limit.rates_seen:
+                limit.describe(rates)
+                changed = True
+        if changed:
+            self._render()
+
+    def headers(self, outcome: Outcome) -> list[tuple[str, str]]:
+        """`headers` are the response headers of ``outcome``, as text."""
+        headers = list(self.static_headers)
+        if outcome.rate is not None and self.draft:
+            headers.append(("RateLimit", outcome.rate))
+        reporting = outcome.reporting
+        if reporting is not None and self.legacy:
+            headers += legacy_headers(
+                reporting.limit, reporting.remaining, reporting.reset_after
+            )
+        if outcome.retry_after is not None:
+            headers.append(("Retry-After", str(outcome.retry_after)))
+        return headers
+
+    def raw_headers(self, outcome: Outcome) -> list[tuple[bytes, bytes]]:
+        """`raw_headers` are `headers` for ASGI: lower-case bytes."""
+        if self.legacy:
+            return [
+                (name.lower().encode(), value.encode())
+                for name, value in self.headers(outcome)
+            ]
+        # The common case, without the generic encoding.
+        headers = self.static_raw.copy()
+        if outcome.rate is not None and self.draft:
+            headers.append((b"ratelimit", outcome.rate.encode()))
+        if outcome.retry_after is not None:
+            headers.append((b"retry-after", b"%d" % outcome.retry_after))
+        return headers
+
+
+def compile_routes(
+    routes: Sequence[Route],
+    exempt_paths: Sequence[str],
+    side: Side,
+    mode: str,
+    registry: object | None,
+) -> Router[RoutePolicy | None]:
+    """`compile_routes` builds the router of a middleware; exempt paths
+    match first, as routes without limits."""
+    if mode not in HEADER_MODES:
+        raise ValueError(f"headers must be one of {HEADER_MODES}, got {mode!r}")
+    if isinstance(exempt_paths, str):
+        raise ValueError(
+            f"exempt_paths must be a sequence of paths, got {exempt_paths!r}"
+        )
+    routes = [Route(path, (), match="exact") for path in exempt_paths] + list(routes)
+    for route in routes:
+        if not isinstance(route, Route):
+            raise ValueError(f"routes must be Route objects, got {route!r}")
+    targets = [
+        RoutePolicy(
+            [CompiledLimit(limit, side, registry) for limit in route.limits],
+            mode,
+        )
+        if route.limits
+        else None
+        for route in routes
+    ]
+    return Router(routes, targets)
+
+
+class Outcome:
+    """`Outcome` is what to answer a request: ``denied``; ``retry_after``,
+    the longest wait among denials in whole seconds (None if allowed, or if
+    the cost can never be admitted); ``rate``, the RateLimit field (None
+    without decisions); ``reporting``, the most restrictive decision (the
+    longest denial, else the fewest remaining; None without decisions)."""
+
+    __slots__ = ("denied", "rate", "reporting", "retry_after")
+
+    def __init__(
+        self, denied: bool, retry_after: int | None, rate: str | None, reporting: Any
+    ) -> None:
+        self.denied = denied
+        self.retry_after = retry_after
+        self.rate = rate
+        self.reporting = reporting
+
+    def __repr__(self) -> str:
+        return (
+            f"Outcome(denied={self.denied}, retry_after={self.retry_after}, "
+            f"rate={self.rate!r})"
+        )
+
+
+NO_DECISION = Outcome(False, None, None, None)
+
+
+def judge_one(limit: CompiledLimit, decision: Any) -> Outcome:
+    """`judge_one` is `judge` for a route with one limit (the common case,
+    kept short because every request pays for it)."""
+    if decision is None:
+        return NO_DECISION
+    if decision.allowed:
+        return Outcome(False, None, limit.rate_item(decision), decision)
+    retry_after = decision.retry_after
+    whole = ceil(retry_after) if retry_after < INF else None
+    return Outcome(True, whole, limit.rate_item(decision), decision)
+
+
+def judge(policy: RoutePolicy, decisions: Sequence[Any]) -> Outcome:
+    """`judge` combines one decision per limit of ``policy`` (None: the
+    limit had no key) into the answer."""
+    if len(decisions) == 1:
+        return judge_one(policy.limits[0], decisions[0])
+    denied = False
+    longest = 0.0
+    items = []
+    reporting = None
+    for limit, decision in zip(policy.limits, decisions, strict=True):
+        if decision is None:
+            continue
+        if not decision.allowed:
+            if not denied or decision.retry_after > longest:
+                longest = decision.retry_after
+                reporting = decision
+            denied = True
+        elif not denied and (
+            reporting is None or decision.remaining < reporting.remaining
+        ):
+            reporting = decision
+        items.append(limit.rate_item(decision))
+    retry_after = whole_seconds(longest) if denied else None
+    return Outcome(denied, retry_after, ", ".join(items) or None, reporting)
+
+
+def check_options(exempt: object, on_denied: object, denied_body: object) -> None:
+    """`check_options` validates the options both middlewares share."""
+    for field, value in (("exempt", exempt), ("on_denied", on_denied)):
+        if value is not None and not callable(value):
+            raise ValueError(f"{field} must be callable or None, got {value!r}")
+    if not isinstance(denied_body, bytes):
+        raise ValueError(f"denied_body must be bytes, got {denied_body!r}")

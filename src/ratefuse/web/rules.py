@@ -1,0 +1,218 @@
+"""`Limit` and `Route`: what the middlewares enforce, and on which paths.
+
+Both are validated at construction; the middlewares compile a list of
+routes once (:class:`Router`: one regular expression for all patterns,
+first match wins) so that a request costs one match and one decision per
+limit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import inspect
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Literal, TypeVar
+
+from .._impl import load
+from .keys import KeyFunction
+
+T = TypeVar("T")
+MatchKind = Literal["exact", "prefix", "glob", "regex"]
+MATCH_KINDS: tuple[MatchKind, ...] = ("exact", "prefix", "glob", "regex")
+DEFAULT_POLICY_NAME = "default"
+_GLOB_CHARACTERS = frozenset("*?[")
+_POLICY_NAME = re.compile(r"[\x20-\x7e]+")
+
+
+def _subject_types() -> tuple[type, ...]:
+    # The one-subject limiters: decide(cost) rather than decide(key, cost).
+    types: list[type] = [load("_engine", "python").LimiterCore]
+    with contextlib.suppress(ImportError):
+        types.append(load("_engine", "cython").LimiterCore)
+    try:
+        from ..shm import ShmLimiter
+
+        types.append(ShmLimiter)
+    except ImportError:  # pragma: no cover - shm is part of the package
+        pass
+    return tuple(types)
+
+
+_SUBJECT_TYPES = _subject_types()
+
+
+def is_keyed(limiter: object) -> bool:
+    """`is_keyed` reports whether ``limiter`` decides per key (its decide
+    takes the key first): every limiter but the one-subject ones."""
+    return not isinstance(limiter, _SUBJECT_TYPES)
+
+
+class Limit:
+    """`Limit` is one quota a request must pass.
+
+    ``limiter`` is a :class:`ratefuse.Limiter` (one quota for every request
+    of the route), a :class:`ratefuse.KeyedLimiter`, a
+    ``ratefuse.redis.RedisLimiter`` or ``AsyncRedisLimiter`` (one quota per
+    key), or the name of one in the middleware's ``registry``. ``key`` (for
+    keyed limiters; None: the client address) is a :class:`KeyFunction` or
+    a plain callable of the ASGI scope / WSGI environ. ``cost`` (int >= 0)
+    is what one request takes. ``name`` names the policy in the
+    ``RateLimit`` headers (unique within a route). ``rates`` describes the
+    quota in ``RateLimit-Policy``; None takes ``limiter.rates``.
+    """
+
+    __slots__ = ("cost", "key", "limiter", "name", "rates")
+
+    def __init__(
+        self,
+        limiter: object,
+        *,
+        key: KeyFunction | Callable[[Any], object] | None = None,
+        cost: int = 1,
+        name: str = DEFAULT_POLICY_NAME,
+        rates: Sequence[Any] | None = None,
+    ) -> None:
+        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
+            raise ValueError(f"cost must be an int >= 0, got {cost!r}")
+        if (
+            not isinstance(name, str)
+            or not _POLICY_NAME.fullmatch(name)
+            or ('"' in name or "\\" in name)
+        ):
+            raise ValueError(
+                f"name must be printable ASCII without quotes, got {name!r}"
+            )
+        if key is not None and not callable(key) and not isinstance(key, KeyFunction):
+            raise ValueError(f"key must be a KeyFunction or callable, got {key!r}")
+        if not isinstance(limiter, str):
+            check_limiter(limiter, key)
+        self.limiter = limiter
+        self.key = key
+        self.cost = cost
+        self.name = name
+        self.rates = rates
+
+    def __repr__(self) -> str:
+        return f"Limit({self.limiter!r}, key={self.key!r}, name={self.name!r})"
+
+
+def check_limiter(limiter: object, key: object) -> None:
+    """`check_limiter` raises unless ``limiter`` can decide, with a ``key``
+    only for keyed limiters."""
+    if not callable(getattr(limiter, "decide", None)):
+        raise TypeError(f"limiter must have a decide method, got {limiter!r}")
+    if key is not None and not is_keyed(limiter):
+        raise ValueError(
+            f"key is for keyed limiters; {limiter!r} has one quota, got key={key!r}"
+        )
+
+
+def is_async(limiter: object) -> bool:
+    """`is_async` reports whether ``limiter.decide`` must be awaited."""
+    return inspect.iscoroutinefunction(getattr(limiter, "decide", None))
+
+
+def _pattern_regex(pattern: str, match: MatchKind) -> str:
+    if match == "exact":
+        return re.escape(pattern)
+    if match == "prefix":
+        return re.escape(pattern) + ".*"
+    if match == "regex":
+        re.compile(pattern)  # a bad regex is this route's error, not the union's
+        return f"(?:{pattern})"
+    # glob: "*" stays within one path segment, "**" crosses segments.
+    parts = []
+    for piece in re.split(r"(\*\*|\*)", pattern):
+        if piece == "**":
+            parts.append(".*")
+        elif piece == "*":
+            parts.append("[^/]*")
+        elif piece:
+            parts.append(fnmatch.translate(piece)[4:-3])
+    return "".join(parts)
+
+
+class Route:
+    """`Route` applies ``limits`` to the requests whose path matches
+    ``pattern`` (and whose method is in ``methods``; None: any).
+
+    ``match``: "exact", "prefix", "glob" (``*`` within one path segment,
+    ``**`` across, ``?`` and ``[...]`` as in fnmatch) or "regex" (the whole
+    path must match); None means glob when the pattern has ``*?[``, else
+    exact. A route with no limits exempts its paths. Regex patterns may not
+    use numbered backreferences (all routes compile into one expression).
+    """
+
+    __slots__ = ("limits", "match", "methods", "pattern", "regex")
+
+    def __init__(
+        self,
+        pattern: str,
+        limits: Limit | Sequence[Limit] = (),
+        *,
+        match: MatchKind | None = None,
+        methods: Sequence[str] | None = None,
+    ) -> None:
+        if not isinstance(pattern, str):
+            raise ValueError(f"pattern must be a str, got {pattern!r}")
+        if match is None:
+            match = "glob" if _GLOB_CHARACTERS & set(pattern) else "exact"
+        if match not in MATCH_KINDS:
+            raise ValueError(f"match must be one of {MATCH_KINDS}, got {match!r}")
+        limits = (limits,) if isinstance(limits, Limit) else tuple(limits)
+        for limit in limits:
+            if not isinstance(limit, Limit):
+                raise ValueError(f"limits must be Limit objects, got {limit!r}")
+        names = [limit.name for limit in limits]
+        if len(set(names)) != len(names):
+            raise ValueError(
+                f"limit names must be unique within a route (pass name=), "
+                f"got {names!r} for {pattern!r}"
+            )
+        if methods is not None:
+            if isinstance(methods, str) or not all(
+                isinstance(method, str) and method.isalpha() for method in methods
+            ):
+                raise ValueError(
+                    f"methods must be a sequence of method names, got {methods!r}"
+                )
+            methods = tuple(method.upper() for method in methods)
+        try:
+            self.regex = _pattern_regex(pattern, match)
+        except re.error as exc:
+            raise ValueError(f"pattern {pattern!r} is not a regex: {exc}") from exc
+        self.pattern = pattern
+        self.match = match
+        self.limits = limits
+        self.methods = methods
+
+    def __repr__(self) -> str:
+        return f"Route({self.pattern!r}, match={self.match!r}, limits={self.limits!r})"
+
+
+class Router(Generic[T]):
+    """`Router` finds the first route matching a request, in one regular
+    expression match (each route is a named alternative, tried in order).
+    With method filters, the subject is ``"METHOD path"``."""
+
+    __slots__ = ("_fullmatch", "_with_method", "targets")
+
+    def __init__(self, routes: Sequence[Route], targets: Sequence[T]) -> None:
+        self.targets = {f"_rf{index}": target for index, target in enumerate(targets)}
+        self._with_method = any(route.methods is not None for route in routes)
+        alternatives = []
+        for index, route in enumerate(routes):
+            regex = route.regex
+            if self._with_method:
+                methods = "|".join(route.methods or ()) or "[^ ]*"
+                regex = f"(?:{methods}) {regex}"
+            alternatives.append(f"(?P<_rf{index}>{regex})")
+        union = "|".join(alternatives) or "(?!)"
+        self._fullmatch = re.compile(union, re.DOTALL).fullmatch
+
+    def find(self, method: str, path: str) -> T | None:
+        """`find` returns the target of the first route matching, or None."""
+        found = self._fullmatch(f"{method} {path}" if self._with_method else path)
+        return None if found is None else self.targets[found.lastgroup]  # type: ignore[index]

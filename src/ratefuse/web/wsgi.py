@@ -1,0 +1,101 @@
+"""`RateLimitWSGIMiddleware`: rate limits for any WSGI app (Flask, Django,
+Pyramid), the twin of the ASGI middleware with sync limiters only."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from .asgi import DEFAULT_DENIED_BODY
+from .enforce import Outcome, RoutePolicy, check_options, compile_routes, judge
+from .headers import DEFAULT_HEADER_MODE, HeaderMode
+from .rules import Route
+
+Environ = dict[str, Any]
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+
+
+class RateLimitWSGIMiddleware:
+    """`RateLimitWSGIMiddleware` wraps the WSGI ``app`` like
+    :class:`ratefuse.web.RateLimitMiddleware` wraps an ASGI one: same
+    routes, limits, headers, exemptions (``exempt(environ)``), shadow mode
+    and 429 answers. Limiters must be sync (Limiter, KeyedLimiter,
+    RedisLimiter); an async one is refused at construction (TypeError).
+    Thread-safe as the limiters are.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        routes: Sequence[Route],
+        *,
+        exempt_paths: Sequence[str] = (),
+        exempt: Callable[[Environ], bool] | None = None,
+        shadow: bool = False,
+        headers: HeaderMode = DEFAULT_HEADER_MODE,
+        on_denied: Callable[[Environ, Outcome], None] | None = None,
+        denied_body: bytes = DEFAULT_DENIED_BODY,
+        registry: object | None = None,
+    ) -> None:
+        check_options(exempt, on_denied, denied_body)
+        self.app = app
+        self._router = compile_routes(routes, exempt_paths, "wsgi", headers, registry)
+        self._find = self._router.find
+        self._exempt = exempt
+        self._shadow = bool(shadow)
+        self._on_denied = on_denied
+        self._denied_body = denied_body
+
+    def __call__(
+        self, environ: Environ, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        policy = self._find(environ.get("REQUEST_METHOD", ""), _path(environ))
+        if policy is None or (self._exempt is not None and self._exempt(environ)):
+            return self.app(environ, start_response)
+        policy.refresh()
+        outcome = self._judge(policy, environ)
+        if outcome.denied:
+            if self._on_denied is not None:
+                self._on_denied(environ, outcome)
+            if not self._shadow:
+                start_response(
+                    "429 Too Many Requests",
+                    [
+                        ("Content-Type", "text/plain; charset=utf-8"),
+                        ("Content-Length", str(len(self._denied_body))),
+                        *policy.headers(outcome),
+                    ],
+                )
+                return [self._denied_body]
+        extra = policy.headers(outcome)
+
+        def start_with_headers(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            return start_response(status, [*headers, *extra], exc_info)
+
+        return self.app(environ, start_with_headers)
+
+    def _judge(self, policy: RoutePolicy, environ: Environ) -> Outcome:
+        decisions = []
+        for limit in policy.limits:
+            key_of = limit.key_of
+            if key_of is None:
+                decisions.append(limit.decide(limit.cost))
+                continue
+            key = key_of(environ)
+            decisions.append(None if key is None else limit.decide(key, limit.cost))
+        return judge(policy, decisions)
+
+
+def _path(environ: Environ) -> str:
+    # PEP 3333 gives PATH_INFO as latin-1-decoded bytes; routes are written
+    # in text, so undo that for non-ASCII paths.
+    path: str = environ.get("PATH_INFO", "")
+    if path.isascii():
+        return path
+    try:
+        return path.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return path

@@ -1,0 +1,336 @@
+"""RateLimitMiddleware on a real FastAPI app served by uvicorn on 127.0.0.1,
+driven by httpx; every test runs with the compiled and the reference cores
+(limiters built from the `impl` fixture's modules) on a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from ratefuse import KeyedLimiter, Limiter, Rate
+from ratefuse.rates import build_specs
+from ratefuse.web import (
+    PATH,
+    Limit,
+    RateLimitMiddleware,
+    Route,
+    forwarded_for,
+    header,
+)
+from web_support import ManualClock, serve_asgi
+
+TWO_PER_10S = Rate(2, 10.0)  # GCRA: one unit every 5 s, burst 2
+
+
+def make_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    def item(item_id: str) -> dict[str, str]:
+        return {"id": item_id}
+
+    @app.get("/health")
+    def health() -> str:
+        return "ok"
+
+    @app.api_route("/login", methods=["GET", "POST"])
+    def login() -> str:
+        return "login"
+
+    @app.get("/static/{name:path}")
+    def static(name: str) -> str:
+        return name
+
+    @app.get("/users/{user_id}/posts")
+    def posts(user_id: int) -> list[int]:
+        return [user_id]
+
+    return app
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def keyed(impl: Any, clock: ManualClock) -> Callable[..., Limit]:
+    """`keyed(rate, **options)` is a Limit on a keyed core of `impl`."""
+
+    def make(rate: Rate = TWO_PER_10S, **options: Any) -> Limit:
+        core = impl.module("_keyed").KeyedLimiterCore(
+            build_specs([rate], "gcra"), 1000, clock
+        )
+        return Limit(core, rates=[rate], **options)
+
+    return make
+
+
+@pytest.fixture
+def subject(impl: Any, clock: ManualClock) -> Callable[..., Limit]:
+    """`subject(rate, **options)` is a Limit on a one-subject core."""
+
+    def make(rate: Rate = TWO_PER_10S, **options: Any) -> Limit:
+        core = impl.module("_engine").LimiterCore(build_specs([rate], "gcra"), clock)
+        return Limit(core, rates=[rate], **options)
+
+    return make
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., httpx.Client]]:
+    """`serve(routes, **options)` serves the app under the middleware and
+    returns an httpx client on it."""
+    with_servers: list[Any] = []
+
+    def start(routes: list[Route], **options: Any) -> httpx.Client:
+        app = RateLimitMiddleware(make_app(), routes, **options)
+        server = serve_asgi(app)
+        url = server.__enter__()
+        client = httpx.Client(base_url=url)
+        with_servers.append((server, client))
+        return client
+
+    yield start
+    for server, client in with_servers:
+        client.close()
+        server.__exit__(None, None, None)
+
+
+def test_status_headers_and_retry_after(serve, keyed, clock) -> None:
+    client = serve([Route("/items/*", keyed(key=header("x-api-key")))])
+    api_key = {"x-api-key": "alice"}
+    first = client.get("/items/1", headers=api_key)
+    assert first.status_code == 200
+    assert first.json() == {"id": "1"}
+    assert first.headers["ratelimit-policy"] == '"default";q=2;w=10'
+    assert first.headers["ratelimit"] == '"default";r=1;t=5'
+    second = client.get("/items/2", headers=api_key)
+    assert second.headers["ratelimit"] == '"default";r=0;t=10'
+    denied = client.get("/items/3", headers=api_key)
+    assert denied.status_code == 429
+    assert denied.text == "Too Many Requests\n"
+    assert denied.headers["retry-after"] == "5"
+    assert denied.headers["ratelimit"] == '"default";r=0;t=10'
+    assert denied.headers["ratelimit-policy"] == '"default";q=2;w=10'
+    clock.advance(2.5)  # 2.5 s left: Retry-After rounds up to 3
+    assert client.get("/items/4", headers=api_key).headers["retry-after"] == "3"
+    clock.advance(2.5)
+    again = client.get("/items/5", headers=api_key)
+    assert again.status_code == 200
+    assert "retry-after" not in again.headers
+
+
+def test_keys_are_isolated(serve, keyed) -> None:
+    client = serve([Route("/items/*", keyed(key=header("x-api-key")))])
+    for _ in range(2):
+        assert client.get("/items/1", headers={"x-api-key": "a"}).status_code == 200
+    assert client.get("/items/1", headers={"x-api-key": "a"}).status_code == 429
+    assert client.get("/items/1", headers={"x-api-key": "b"}).status_code == 200
+    # Without the header the key is the client address: a quota of its own.
+    assert client.get("/items/1").status_code == 200
+    assert client.get("/items/1").status_code == 200
+    assert client.get("/items/1").status_code == 429
+    assert client.get("/items/1", headers={"x-api-key": "b"}).status_code == 200
+
+
+def test_forwarded_for_keys_by_the_client_the_proxy_saw(serve, keyed) -> None:
+    client = serve([Route("/items/*", keyed(key=forwarded_for(1)))])
+    spoofed = {"x-forwarded-for": "6.6.6.6, 10.0.0.1"}
+    for _ in range(2):
+        assert client.get("/items/1", headers=spoofed).status_code == 200
+    # The client changed what it sent, not what the proxy appended.
+    other_lie = {"x-forwarded-for": "7.7.7.7, 10.0.0.1"}
+    assert client.get("/items/1", headers=other_lie).status_code == 429
+    assert (
+        client.get("/items/1", headers={"x-forwarded-for": "10.0.0.2"}).status_code
+        == 200
+    )
+
+
+def test_forwarded_for_reads_every_header_line(serve, keyed) -> None:
+    # A proxy that appends its own X-Forwarded-For line (HAProxy's
+    # option forwardfor) after the client's: the key is the proxy's entry,
+    # not the first line, which the client wrote.
+    client = serve([Route("/items/*", keyed(key=forwarded_for(1)))])
+
+    def lines(claimed: str, seen: str) -> list[tuple[str, str]]:
+        return [("x-forwarded-for", claimed), ("x-forwarded-for", seen)]
+
+    for claimed in ("6.6.6.6", "7.7.7.7"):
+        assert client.get("/items/1", headers=lines(claimed, "10.0.0.1")).is_success
+    denied = client.get("/items/1", headers=lines("8.8.8.8", "10.0.0.1"))
+    assert denied.status_code == 429
+    scope = {"headers": [(b"x-forwarded-for", b"1.1.1.1"), (b"x-forwarded-for", b"2.2.2.2")]}
+    assert forwarded_for(1).asgi(scope) == "2.2.2.2"  # type: ignore[misc]
+    assert forwarded_for(2).asgi(scope) == "1.1.1.1"  # type: ignore[misc]
+    assert header("x-forwarded-for").asgi(scope) == "1.1.1.1,2.2.2.2"  # type: ignore[misc]
+
+
+def test_shadow_mode_counts_and_sets_headers_but_never_denies(serve, keyed) -> None:
+    denials: list[int | None] = []
+    client = serve(
+        [Route("/items/*", keyed())],
+        shadow=True,
+        on_denied=lambda scope, outcome: denials.append(outcome.retry_after),
+    )
+    statuses = [client.get("/items/1").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 200]
+    last = client.get("/items/1")
+    assert last.status_code == 200
+    assert last.headers["ratelimit"] == '"default";r=0;t=10'
+    assert last.headers["retry-after"] == "5"
+    assert denials == [5, 5, 5]
+
+
+def test_exemptions_by_path_and_predicate(serve, keyed) -> None:
+    client = serve(
+        [Route("/", keyed(), match="prefix")],
+        exempt_paths=["/health"],
+        exempt=lambda scope: scope["path"].startswith("/static/"),
+    )
+    for _ in range(5):
+        health = client.get("/health")
+        assert health.status_code == 200
+        assert "ratelimit" not in health.headers
+        assert client.get("/static/app.js").status_code == 200
+    assert [client.get("/items/1").status_code for _ in range(3)] == [200, 200, 429]
+    # A route without limits exempts too, and the first match wins.
+    client = serve([Route("/items/7", []), Route("/items/*", keyed())])
+    assert [client.get("/items/7").status_code for _ in range(3)] == [200] * 3
+    assert [client.get("/items/8").status_code for _ in range(3)] == [200, 200, 429]
+
+
+@pytest.mark.parametrize(
+    ("route", "limited", "free"),
+    [
+        (Route("/login"), ["/login"], ["/login/x", "/items/1"]),
+        (Route("/items/", match="prefix"), ["/items/1", "/items/a/b"], ["/login"]),
+        (Route("/static/*.js"), ["/static/a.js"], ["/static/a/b.js", "/static/a.css"]),
+        (Route("/static/**.js"), ["/static/a/b.js"], ["/static/a.css"]),
+        (
+            Route(r"/users/\d+/posts", match="regex"),
+            ["/users/42/posts"],
+            ["/users/x/posts"],
+        ),
+        (Route("/login", methods=["POST"]), ["POST /login"], ["GET /login"]),
+    ],
+    ids=["exact", "prefix", "glob", "globstar", "regex", "method"],
+)
+def test_route_patterns(serve, keyed, route, limited, free) -> None:
+    # Keyed by path: every limited path has a quota of one of its own.
+    limit = keyed(Rate(1, 10.0), key=PATH)
+    route = Route(route.pattern, limit, match=route.match, methods=route.methods)
+    client = serve([route])
+
+    def call(target: str) -> httpx.Response:
+        method, _, path = target.rpartition(" ")
+        return client.request(method or "GET", path)
+
+    for target in limited:
+        assert call(target).status_code != 429, target
+        assert call(target).status_code == 429, target
+    for target in free:
+        for _ in range(2):
+            response = call(target)
+            assert response.status_code != 429, target
+            assert "ratelimit" not in response.headers
+
+
+def test_several_limits_must_all_admit(serve, keyed, subject) -> None:
+    per_key = keyed(Rate(3, 30.0), name="per-user", key=header("x-user"))
+    route_wide = subject(Rate(5, 10.0), name="route")
+    client = serve([Route("/items/*", [per_key, route_wide])])
+    first = client.get("/items/1", headers={"x-user": "a"})
+    assert first.headers["ratelimit-policy"] == '"per-user";q=3;w=30, "route";q=5;w=10'
+    assert first.headers["ratelimit"] == '"per-user";r=2;t=10, "route";r=4;t=2'
+    for _ in range(2):
+        assert client.get("/items/1", headers={"x-user": "a"}).status_code == 200
+    # "a" is out of its own quota (next unit in 10 s); "route" still admits.
+    denied = client.get("/items/1", headers={"x-user": "a"})
+    assert denied.status_code == 429
+    assert denied.headers["retry-after"] == "10"
+    assert client.get("/items/1", headers={"x-user": "b"}).status_code == 200
+    # Now the route-wide quota is spent too (it counted a's denied request).
+    both = client.get("/items/1", headers={"x-user": "a"})
+    assert both.status_code == 429
+    assert both.headers["retry-after"] == "10"  # the longest of 10 s and 2 s
+    assert client.get("/items/1", headers={"x-user": "c"}).status_code == 429
+
+
+def test_legacy_and_no_headers(serve, keyed) -> None:
+    client = serve([Route("/items/*", keyed())], headers="legacy")
+    response = client.get("/items/1")
+    assert "ratelimit" not in response.headers
+    assert response.headers["x-ratelimit-limit"] == "2"
+    assert response.headers["x-ratelimit-remaining"] == "1"
+    assert response.headers["x-ratelimit-reset"] == "5"
+    client.get("/items/1")
+    denied = client.get("/items/1")
+    assert denied.headers["x-ratelimit-remaining"] == "0"
+    assert denied.headers["retry-after"] == "5"
+    client = serve([Route("/items/*", keyed())], headers="both")
+    both = client.get("/items/1")
+    assert both.headers["ratelimit"] == '"default";r=1;t=5'
+    assert both.headers["x-ratelimit-remaining"] == "1"
+    client = serve([Route("/items/*", keyed())], headers="none")
+    response = client.get("/items/1")
+    assert not [name for name in response.headers if "ratelimit" in name]
+
+
+def test_public_limiters_with_fastapi_add_middleware(clock) -> None:
+    app = make_app()
+    app.add_middleware(
+        RateLimitMiddleware,
+        routes=[
+            Route("/items/*", Limit(KeyedLimiter("2/10s", clock=clock), key=PATH)),
+            Route("/login", Limit(Limiter("1/minute", clock=clock))),
+        ],
+    )
+    with serve_asgi(app) as url, httpx.Client(base_url=url) as client:
+        assert [client.get("/items/1").status_code for _ in range(3)] == [200, 200, 429]
+        assert client.get("/items/2").status_code == 200  # keyed by path
+        assert client.get("/login").headers["ratelimit-policy"] == '"default";q=1;w=60'
+        denied = client.get("/login")
+        assert denied.status_code == 429
+        assert denied.headers["retry-after"] == "60"
+
+
+def test_async_limiter_is_awaited_and_lifespan_passes(clock) -> None:
+    # An async limiter (AsyncRedisLimiter's shape) wrapping a local one.
+    local = KeyedLimiter("1/s", clock=clock)
+
+    class AsyncLimiter:
+        rates = local.rates
+
+        async def decide(self, key: object, cost: int = 1) -> Any:
+            await asyncio.sleep(0)
+            return local.decide(key, cost)  # type: ignore[arg-type]
+
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+    middleware = RateLimitMiddleware(
+        app, [Route("/", Limit(AsyncLimiter()), match="prefix")]
+    )
+
+    async def drive() -> list[int]:
+        await middleware({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+        transport = httpx.ASGITransport(app=middleware)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://t"
+        ) as client:
+            return [(await client.get("/x")).status_code for _ in range(2)]
+
+    assert asyncio.run(drive()) == [204, 429]
+    assert seen == ["lifespan", "http"]

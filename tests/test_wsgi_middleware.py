@@ -1,0 +1,228 @@
+"""RateLimitWSGIMiddleware on a real Flask app served by a WSGI server
+(wsgiref, a thread per connection) on 127.0.0.1, driven by httpx; with the
+compiled and the reference cores, on a manual clock."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from flask import Flask
+
+from ratefuse import KeyedLimiter, Rate
+from ratefuse.rates import build_specs
+from ratefuse.web import PATH, Limit, RateLimitWSGIMiddleware, Route, header, user
+from web_support import ManualClock, serve_wsgi
+
+TWO_PER_10S = Rate(2, 10.0)
+
+
+def make_app() -> Flask:
+    app = Flask(__name__)
+
+    @app.get("/items/<item_id>")
+    def item(item_id: str) -> dict[str, str]:
+        return {"id": item_id}
+
+    @app.get("/health")
+    def health() -> str:
+        return "ok"
+
+    @app.route("/login", methods=["GET", "POST"])
+    def login() -> str:
+        return "login"
+
+    return app
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def keyed(impl: Any, clock: ManualClock) -> Callable[..., Limit]:
+    def make(rate: Rate = TWO_PER_10S, **options: Any) -> Limit:
+        core = impl.module("_keyed").KeyedLimiterCore(
+            build_specs([rate], "gcra"), 1000, clock
+        )
+        return Limit(core, rates=[rate], **options)
+
+    return make
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., httpx.Client]]:
+    started: list[Any] = []
+
+    def start(routes: list[Route], app: Any = None, **options: Any) -> httpx.Client:
+        wrapped = RateLimitWSGIMiddleware(app or make_app().wsgi_app, routes, **options)
+        server = serve_wsgi(wrapped)
+        client = httpx.Client(base_url=server.__enter__())
+        started.append((server, client))
+        return client
+
+    yield start
+    for server, client in started:
+        client.close()
+        server.__exit__(None, None, None)
+
+
+def test_status_headers_and_retry_after(serve, keyed, clock) -> None:
+    client = serve([Route("/items/*", keyed(key=header("x-api-key")))])
+    api_key = {"x-api-key": "alice"}
+    first = client.get("/items/1", headers=api_key)
+    assert first.status_code == 200
+    assert first.json() == {"id": "1"}
+    assert first.headers["ratelimit-policy"] == '"default";q=2;w=10'
+    assert first.headers["ratelimit"] == '"default";r=1;t=5'
+    assert client.get("/items/2", headers=api_key).status_code == 200
+    denied = client.get("/items/3", headers=api_key)
+    assert denied.status_code == 429
+    assert denied.text == "Too Many Requests\n"
+    assert denied.headers["retry-after"] == "5"
+    assert denied.headers["ratelimit"] == '"default";r=0;t=10'
+    clock.advance(4.2)
+    assert client.get("/items/4", headers=api_key).headers["retry-after"] == "1"
+    clock.advance(0.8)
+    assert client.get("/items/5", headers=api_key).status_code == 200
+
+
+def test_keys_are_isolated(serve, keyed) -> None:
+    client = serve([Route("/items/*", keyed(key=header("x-api-key")))])
+    for _ in range(2):
+        assert client.get("/items/1", headers={"x-api-key": "a"}).status_code == 200
+    assert client.get("/items/1", headers={"x-api-key": "a"}).status_code == 429
+    assert client.get("/items/1", headers={"x-api-key": "b"}).status_code == 200
+    assert [client.get("/items/1").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_user_key_reads_remote_user(serve, keyed) -> None:
+    flask_app = make_app().wsgi_app
+
+    def authenticated(environ: dict[str, Any], start_response: Any) -> Any:
+        # What an auth layer in front of the limiter does.
+        environ["REMOTE_USER"] = environ.get("HTTP_X_USER", "")
+        return middleware(environ, start_response)
+
+    middleware = RateLimitWSGIMiddleware(
+        flask_app, [Route("/items/*", keyed(key=user()))]
+    )
+    with serve_wsgi(authenticated) as url, httpx.Client(base_url=url) as client:
+        assert [
+            client.get("/items/1", headers={"x-user": "u1"}).status_code
+            for _ in range(3)
+        ] == [200, 200, 429]
+        assert client.get("/items/1", headers={"x-user": "u2"}).status_code == 200
+        # Anonymous: keyed by address, a quota of its own.
+        assert client.get("/items/1").status_code == 200
+
+
+def test_shadow_exemptions_and_routes(serve, keyed) -> None:
+    denied: list[str] = []
+    client = serve(
+        [
+            Route("/login", keyed(), methods=["POST"]),
+            Route("/items/", keyed(key=PATH), match="prefix"),
+        ],
+        shadow=True,
+        exempt_paths=["/health"],
+        exempt=lambda environ: environ.get("HTTP_X_INTERNAL") == "1",
+        on_denied=lambda environ, outcome: denied.append(environ["PATH_INFO"]),
+    )
+    assert [client.post("/login").status_code for _ in range(3)] == [200] * 3
+    assert denied == ["/login"]
+    assert client.post("/login").headers["ratelimit"] == '"default";r=0;t=10'
+    assert "ratelimit" not in client.get("/login").headers  # GET: no route
+    assert "ratelimit" not in client.get("/health").headers
+    internal = client.get("/items/1", headers={"x-internal": "1"})
+    assert "ratelimit" not in internal.headers
+    assert client.get("/items/1").headers["ratelimit"] == '"default";r=1;t=5'
+
+
+def test_legacy_headers(serve, keyed) -> None:
+    client = serve([Route("/items/*", keyed())], headers="legacy")
+    response = client.get("/items/1")
+    assert response.headers["x-ratelimit-limit"] == "2"
+    assert response.headers["x-ratelimit-remaining"] == "1"
+    assert response.headers["x-ratelimit-reset"] == "5"
+    assert "ratelimit-policy" not in response.headers
+
+
+def test_concurrent_requests_admit_exactly_the_quota(serve, clock) -> None:
+    # 40 requests from 8 threads at one instant: the burst of 10, no more.
+    limiter = KeyedLimiter(Rate(10, 60.0), clock=clock)
+    client = serve([Route("/items/*", Limit(limiter))])
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def hammer() -> None:
+        for _ in range(5):
+            status = client.get("/items/1").status_code
+            with lock:
+                statuses.append(status)
+
+    threads = [threading.Thread(target=hammer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [200] * 10 + [429] * 30
+
+
+def test_async_limiter_is_refused() -> None:
+    class AsyncLimiter:
+        async def decide(self, key: object, cost: int = 1) -> None:
+            return None
+
+    with pytest.raises(TypeError, match="async"):
+        RateLimitWSGIMiddleware(
+            make_app().wsgi_app, [Route("/", Limit(AsyncLimiter()))]
+        )
+
+
+def test_readme_flask_example(clock) -> None:
+    # README "WSGI middleware", with a manual clock.
+    from ratefuse import Limiter
+
+    app = Flask(__name__)
+
+    @app.get("/search")
+    def search() -> str:
+        return "results"
+
+    @app.get("/health")
+    def health() -> str:
+        return "ok"
+
+    app.wsgi_app = RateLimitWSGIMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app,
+        routes=[
+            Route(
+                "/search",
+                [
+                    Limit(
+                        KeyedLimiter("10/s; 1000/h", clock=clock),
+                        key=header("x-api-key"),
+                        name="per-key",
+                    ),
+                    Limit(Limiter("500/s", clock=clock), name="site"),
+                ],
+            ),
+        ],
+        exempt_paths=["/health"],
+    )
+    with serve_wsgi(app) as url, httpx.Client(base_url=url) as client:
+        key = {"x-api-key": "k1"}
+        first = client.get("/search", headers=key)
+        assert first.text == "results"
+        assert first.headers["ratelimit-policy"] == (
+            '"per-key";q=10;w=1, "per-key-2";q=1000;w=3600, "site";q=500;w=1'
+        )
+        statuses = [client.get("/search", headers=key).status_code for _ in range(10)]
+        assert statuses == [200] * 9 + [429]
+        assert client.get("/search", headers={"x-api-key": "k2"}).status_code == 200
+        assert "ratelimit" not in client.get("/health").headers
