@@ -97,6 +97,11 @@ def call(
             "match must be one of .*, got 'fuzzy'",
         ),
         (lambda: Route("(", match="regex"), ValueError, r"pattern '\(' is not a regex"),
+        (
+            lambda: Route("(?i)/api", match="regex"),
+            ValueError,
+            r"pattern '\(\?i\)/api' is not a regex: global flags",
+        ),
         (lambda: Route(b"/a"), ValueError, "pattern must be a str, got b'/a'"),
         (lambda: Route("/a", [object()]), ValueError, "limits must be Limit objects"),
         (
@@ -276,6 +281,7 @@ decisions = st.lists(
 def test_judge_denies_iff_a_limit_denies_and_reports_the_longest_retry(
     impl, trace
 ) -> None:
+    # The longest retry among the denial and the (cost-0) verdicts after it.
     decision_type = impl.module("_engine").Decision
     limits = [
         Limit(KeyedLimiter("5/s"), name=f"l{index}") for index in range(len(trace))
@@ -283,21 +289,30 @@ def test_judge_denies_iff_a_limit_denies_and_reports_the_longest_retry(
     policy = RoutePolicy(
         [CompiledLimit(limit, "asgi", None) for limit in limits], "draft"
     )
+    # An admitting verdict may report a finite wait too (a cost-0 ask that
+    # does): it counts after the first denial only.
     given_decisions = [
         None
         if entry is None
         else decision_type(
-            entry[0], entry[1], 0.0 if entry[0] else entry[2], entry[3], 5
+            entry[0],
+            entry[1],
+            (entry[2] if entry[2] < math.inf else 0.0) if entry[0] else entry[2],
+            entry[3],
+            5,
         )
         for entry in trace
     ]
     outcome = judge(policy, given_decisions)
-    denials = [
-        d.retry_after for d in given_decisions if d is not None and not d.allowed
-    ]
-    assert outcome.denied == bool(denials)
-    if denials and max(denials) < math.inf:
-        assert outcome.retry_after == math.ceil(max(denials))
+    present = [d for d in given_decisions if d is not None]
+    first = next((i for i, d in enumerate(present) if not d.allowed), None)
+    assert outcome.denied == (first is not None)
+    if first is not None:
+        longest = max(d.retry_after for d in present[first:])
+        if longest < math.inf:
+            assert outcome.retry_after == math.ceil(longest)
+        else:
+            assert outcome.retry_after is None
     else:
         assert outcome.retry_after is None
     members = [d for d in given_decisions if d is not None]
@@ -309,3 +324,85 @@ def test_judge_denies_iff_a_limit_denies_and_reports_the_longest_retry(
             assert item.endswith(f";t={math.ceil(decision.reset_after)}")
     else:
         assert outcome.rate is None
+
+
+class Scripted:
+    """`Scripted` is a keyed limiter answering ``taken`` when asked a cost
+    and ``asked`` when asked cost 0, recording every (name, cost) asked."""
+
+    def __init__(self, name: str, taken: Any, asked: Any, log: list[Any]) -> None:
+        self.name = name
+        self.taken = taken
+        self.asked = asked
+        self.log = log
+
+    def decide(self, key: object, cost: int = 1) -> Any:
+        self.log.append((self.name, cost))
+        return self.taken if cost else self.asked
+
+
+class AsyncScripted(Scripted):
+    async def decide(self, key: object, cost: int = 1) -> Any:  # type: ignore[override]
+        await asyncio.sleep(0)
+        return Scripted.decide(self, key, cost)
+
+
+def call_wsgi(app: Any, path: str) -> tuple[int, dict[str, str]]:
+    """`call_wsgi` is `call` for a WSGI app: status and lower-case headers."""
+    started: list[Any] = []
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> None:
+        started.append((status, headers))
+
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "REMOTE_ADDR": "10.1.2.3"}
+    b"".join(app(environ, start_response))
+    status, headers = started[0]
+    return int(status.split()[0]), {name.lower(): value for name, value in headers}
+
+
+def ok_wsgi(environ: Any, start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+@pytest.mark.parametrize("side", ["asgi", "wsgi"])
+def test_limits_after_a_denial_are_asked_with_cost_0(impl, side) -> None:
+    decision = impl.module("_engine").Decision
+    admit = decision(True, 3, 0.0, 1.0, 5)
+    log: list[Any] = []
+    last = AsyncScripted if side == "asgi" else Scripted
+    limits = [
+        # (name, cost, verdict when taking, verdict when asked at cost 0)
+        Limit(Scripted("first", admit, admit, log), cost=2, name="first"),
+        Limit(
+            Scripted("second", decision(False, 0, 4.0, 9.0, 5), admit, log),
+            name="second",
+        ),
+        # A cost-0 verdict that reports a longer wait sets Retry-After.
+        Limit(
+            Scripted("third", admit, decision(False, 0, 6.5, 9.0, 5), log),
+            cost=3,
+            name="third",
+        ),
+        Limit(last("fourth", admit, admit, log), name="fourth"),
+    ]
+    if side == "asgi":
+        app: Any = RateLimitMiddleware(ok_app, [Route("/", limits)])
+        status, raw = call(app, "/")
+        headers = {name.decode(): value.decode() for name, value in raw.items()}
+    else:
+        app = RateLimitWSGIMiddleware(ok_wsgi, [Route("/", limits)])
+        status, headers = call_wsgi(app, "/")
+    assert status == 429
+    assert log == [("first", 2), ("second", 1), ("third", 0), ("fourth", 0)]
+    assert headers["retry-after"] == "7"
+    assert headers["ratelimit"] == (
+        '"first";r=3;t=1, "second";r=0;t=9, "third";r=0;t=9, "fourth";r=3;t=1'
+    )
+    # Every limit admits: each takes its cost.
+    log.clear()
+    for limit in limits:
+        limit.limiter.taken = admit  # type: ignore[attr-defined]
+    status = call(app, "/")[0] if side == "asgi" else call_wsgi(app, "/")[0]
+    assert status == 200
+    assert log == [("first", 2), ("second", 1), ("third", 3), ("fourth", 1)]

@@ -166,7 +166,9 @@ def test_forwarded_for_reads_every_header_line(serve, keyed) -> None:
         assert client.get("/items/1", headers=lines(claimed, "10.0.0.1")).is_success
     denied = client.get("/items/1", headers=lines("8.8.8.8", "10.0.0.1"))
     assert denied.status_code == 429
-    scope = {"headers": [(b"x-forwarded-for", b"1.1.1.1"), (b"x-forwarded-for", b"2.2.2.2")]}
+    scope = {
+        "headers": [(b"x-forwarded-for", b"1.1.1.1"), (b"x-forwarded-for", b"2.2.2.2")]
+    }
     assert forwarded_for(1).asgi(scope) == "2.2.2.2"  # type: ignore[misc]
     assert forwarded_for(2).asgi(scope) == "1.1.1.1"  # type: ignore[misc]
     assert header("x-forwarded-for").asgi(scope) == "1.1.1.1,2.2.2.2"  # type: ignore[misc]
@@ -184,8 +186,35 @@ def test_shadow_mode_counts_and_sets_headers_but_never_denies(serve, keyed) -> N
     last = client.get("/items/1")
     assert last.status_code == 200
     assert last.headers["ratelimit"] == '"default";r=0;t=10'
-    assert last.headers["retry-after"] == "5"
+    # A 200 tells no client to back off: the wait goes to on_denied only.
+    assert "retry-after" not in last.headers
     assert denials == [5, 5, 5]
+
+
+def test_shadow_mode_with_several_limits_sends_no_retry_after(
+    serve, keyed, subject
+) -> None:
+    denials: list[int | None] = []
+    per_key = keyed(name="per-key", key=header("x-api-key"))
+    site = subject(Rate(5, 60.0), name="site")
+    client = serve(
+        [Route("/items/*", [per_key, site])],
+        shadow=True,
+        headers="both",
+        on_denied=lambda scope, outcome: denials.append(outcome.retry_after),
+    )
+    responses = [client.get("/items/1", headers={"x-api-key": "a"}) for _ in range(4)]
+    assert [response.status_code for response in responses] == [200] * 4
+    for response in responses:
+        assert "retry-after" not in response.headers
+        assert response.headers["ratelimit-policy"] == (
+            '"per-key";q=2;w=10, "site";q=5;w=60'
+        )
+    # Shadow mode counts as enforcing would: the denied requests took
+    # nothing from "site".
+    assert responses[-1].headers["ratelimit"] == '"per-key";r=0;t=10, "site";r=3;t=24'
+    assert responses[-1].headers["x-ratelimit-remaining"] == "0"
+    assert denials == [5, 5]
 
 
 def test_exemptions_by_path_and_predicate(serve, keyed) -> None:
@@ -242,7 +271,7 @@ def test_route_patterns(serve, keyed, route, limited, free) -> None:
             assert "ratelimit" not in response.headers
 
 
-def test_several_limits_must_all_admit(serve, keyed, subject) -> None:
+def test_several_limits_are_tried_in_order(serve, keyed, subject) -> None:
     per_key = keyed(Rate(3, 30.0), name="per-user", key=header("x-user"))
     route_wide = subject(Rate(5, 10.0), name="route")
     client = serve([Route("/items/*", [per_key, route_wide])])
@@ -251,16 +280,48 @@ def test_several_limits_must_all_admit(serve, keyed, subject) -> None:
     assert first.headers["ratelimit"] == '"per-user";r=2;t=10, "route";r=4;t=2'
     for _ in range(2):
         assert client.get("/items/1", headers={"x-user": "a"}).status_code == 200
-    # "a" is out of its own quota (next unit in 10 s); "route" still admits.
-    denied = client.get("/items/1", headers={"x-user": "a"})
-    assert denied.status_code == 429
-    assert denied.headers["retry-after"] == "10"
-    assert client.get("/items/1", headers={"x-user": "b"}).status_code == 200
-    # Now the route-wide quota is spent too (it counted a's denied request).
-    both = client.get("/items/1", headers={"x-user": "a"})
-    assert both.status_code == 429
-    assert both.headers["retry-after"] == "10"  # the longest of 10 s and 2 s
-    assert client.get("/items/1", headers={"x-user": "c"}).status_code == 429
+    # "a" is out of its own quota (next unit in 10 s). "route" is asked with
+    # cost 0: it still shows in the headers, with 2 units left, and keeps them.
+    for _ in range(5):
+        denied = client.get("/items/1", headers={"x-user": "a"})
+        assert denied.status_code == 429
+        assert denied.headers["retry-after"] == "10"
+        assert denied.headers["ratelimit"] == '"per-user";r=0;t=30, "route";r=2;t=6'
+    ok = client.get("/items/1", headers={"x-user": "b"})
+    assert ok.status_code == 200
+    assert ok.headers["ratelimit"] == '"per-user";r=2;t=10, "route";r=1;t=8'
+    assert client.get("/items/1", headers={"x-user": "c"}).status_code == 200
+    # Now "route" is spent, and denies (after "d"'s own limit, listed
+    # first, took its unit).
+    spent = client.get("/items/1", headers={"x-user": "d"})
+    assert spent.status_code == 429
+    assert spent.headers["retry-after"] == "2"
+    assert spent.headers["ratelimit"] == '"per-user";r=2;t=10, "route";r=0;t=10'
+    again = client.get("/items/1", headers={"x-user": "a"})
+    assert again.headers["retry-after"] == "10"  # "route", asked at cost 0, admits
+
+
+def test_a_hammering_key_does_not_drain_the_global_limit(serve, keyed, subject) -> None:
+    # The per-key limit first, the global one after it: a key denied by its
+    # own limit asks the global one with cost 0 and takes nothing from it.
+    per_key = keyed(name="per-key", key=header("x-api-key"))
+    global_limit = subject(Rate(5, 60.0), name="global")
+    client = serve([Route("/items/*", [per_key, global_limit])])
+    abuser = {"x-api-key": "abuser"}
+    statuses = [client.get("/items/1", headers=abuser).status_code for _ in range(30)]
+    assert statuses == [200] * 2 + [429] * 28
+    denied = client.get("/items/1", headers=abuser)
+    assert denied.headers["retry-after"] == "5"
+    assert denied.headers["ratelimit"] == '"per-key";r=0;t=10, "global";r=3;t=24'
+    # Another key is still admitted by the global limit: 3 units are left.
+    other = {"x-api-key": "other"}
+    for _ in range(2):
+        assert client.get("/items/1", headers=other).status_code == 200
+    third = {"x-api-key": "third"}
+    assert client.get("/items/1", headers=third).status_code == 200
+    last = client.get("/items/1", headers=third)
+    assert last.status_code == 429  # the global limit is spent now
+    assert last.headers["retry-after"] == "12"
 
 
 def test_legacy_and_no_headers(serve, keyed) -> None:
@@ -334,3 +395,33 @@ def test_async_limiter_is_awaited_and_lifespan_passes(clock) -> None:
 
     assert asyncio.run(drive()) == [204, 429]
     assert seen == ["lifespan", "http"]
+
+
+def test_a_constant_start_message_is_not_changed(keyed) -> None:
+    # A raw ASGI app may send one module-level start message for every
+    # response; the headers added for one request must not stay in it.
+    start = {"type": "http.response.start", "status": 200, "headers": [(b"a", b"1")]}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send(start)
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware = RateLimitMiddleware(app, [Route("/", keyed(Rate(5, 10.0)))])
+
+    async def request() -> list[tuple[bytes, bytes]]:
+        sent: list[Any] = []
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": []}
+        await middleware(scope, None, send)  # type: ignore[arg-type]
+        return list(sent[0]["headers"])
+
+    for remaining in (4, 3, 2):
+        headers = asyncio.run(request())
+        assert headers[0] == (b"a", b"1")
+        assert [value for name, value in headers if name == b"ratelimit"] == [
+            b'"default";r=%d;t=%d' % (remaining, 2 * (5 - remaining))
+        ]
+    assert start["headers"] == [(b"a", b"1")]

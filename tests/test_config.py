@@ -187,6 +187,44 @@ def test_invalid_update_changes_nothing() -> None:
     assert [api.try_acquire() for _ in range(4)] == [True, True, True, False]
 
 
+def test_a_limiter_its_backend_refuses_is_a_config_error_and_closes_backends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The schema lets leaky_bucket through, but Redis has no script for it:
+    the update is still rejected whole, as a ConfigError naming the
+    limiter, and the backend opened for it is closed (no I/O: a single
+    server's client connects lazily)."""
+    pytest.importorskip("redis")
+    from ratefuse.config import _backends
+
+    closed: list[str] = []
+    close = _backends.Backend.close
+
+    def recording_close(self: Any) -> None:
+        closed.append(self.name)
+        close(self)
+
+    monkeypatch.setattr(_backends.Backend, "close", recording_close)
+    registry = Registry(CONFIG, clock=frozen_clock)
+    before = registry.config
+    bad = {
+        **CONFIG,
+        "backends": {"fleet": {"url": "redis://127.0.0.1:1"}},
+        "limiters": {
+            **CONFIG["limiters"],
+            "shaped": {"rate": "2/s", "algorithm": "leaky_bucket", "backend": "fleet"},
+        },
+    }
+    with pytest.raises(ConfigError, match=r"limiters\.shaped: algorithm must be"):
+        registry.update(bad)
+    assert registry.config is before
+    assert registry.backends() == {}
+    assert closed == ["fleet"]
+    with pytest.raises(ConfigError, match=r"limiters\.shaped"):
+        Registry(bad)
+    assert closed == ["fleet", "fleet"]
+
+
 def test_toml_file_and_reload(tmp_path: Path) -> None:
     path = tmp_path / "ratefuse.toml"
     path.write_text(

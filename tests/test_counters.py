@@ -204,6 +204,43 @@ def test_breaker_reconfigure_keeps_state_and_window(impl) -> None:
         breaker.reconfigure({"minimum_calls": 3})
 
 
+def test_calls_running_when_slow_tracking_is_switched_on_are_not_slow(impl) -> None:
+    """A call started while slow-call tracking was off read no clock; once
+    an update switches tracking on, it must not be timed from 0 (on the
+    monotonic clock: the uptime), which made every call in flight slow and
+    could open the breaker on a config reload."""
+    clock = ManualClock(3_600 * S)  # an hour of uptime
+    untimed = BreakerConfig(minimum_calls=2, window_size=2)
+    breaker = make_breaker(impl, untimed, clock=clock)
+    guard = breaker.guard()
+    guard.__enter__()
+    seen: list[bool] = []
+
+    def work(inner: Any) -> None:
+        inner.__enter__()
+        seen.append(True)
+        breaker.reconfigure(
+            BreakerConfig(
+                minimum_calls=2,
+                window_size=2,
+                slow_call_duration=1.0,
+                slow_call_rate_threshold=50,
+            )
+        )
+        clock.advance(0.1)
+        inner.__exit__(None, None, None)
+
+    breaker.call(work, breaker.guard())  # a guarded call around a guarded block
+    guard.__exit__(None, None, None)
+    assert seen == [True]
+    assert breaker.counters().slow == 0
+    assert breaker.state == State.CLOSED
+    # Calls started after the switch are timed as usual.
+    with breaker.guard():
+        clock.advance(2.0)
+    assert breaker.counters().slow == 1
+
+
 # --- the two implementations count alike -------------------------------------
 
 STEPS = st.lists(

@@ -183,9 +183,7 @@ def test_custom_failure_test(upstreams, breakers) -> None:
             client.get(f"{url}/ok")
 
 
-def test_a_raising_failure_test_releases_the_permit(
-    upstreams, breakers, clock
-) -> None:
+def test_a_raising_failure_test_releases_the_permit(upstreams, breakers, clock) -> None:
     # In HALF_OPEN the breaker lets one probe through; a failure test that
     # raises must give that probe slot back, or the host stays cut off.
     (_, url), _ = upstreams
@@ -241,13 +239,21 @@ def test_async_transport(upstreams, keyed, breakers, clock) -> None:
 
 
 def test_async_cancellation_records_nothing(upstreams, breakers) -> None:
-    (_, url), _ = upstreams
+    (app, url), _ = upstreams
 
     async def drive() -> Any:
         transport = AsyncGuardedTransport(breaker=breakers)
         async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
             task = asyncio.ensure_future(client.get(f"{url}/hang"))
-            await asyncio.sleep(0.01)
+            # Cancel once the request is in flight (the upstream has it),
+            # not after a guessed delay: a task cancelled before it sent
+            # anything would pass this test without testing anything.
+            for _ in range(5_000):
+                if app.hits:
+                    break
+                await asyncio.sleep(0.001)
+            assert app.hits == ["/hang"]
+            assert not task.done()
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task

@@ -40,3 +40,12 @@ def test_the_lease_argument() -> None:
     assert to_lease_config(config) is config
     with pytest.raises(TypeError, match="lease"):
         to_lease_config(5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("lifetime", [1e-10, 4e-7, 9.99e-7])
+def test_a_lifetime_below_a_microsecond_names_the_field(lifetime) -> None:
+    # Below 1 us, lifetime_ns rounded to 0 (or nearly): every lease expired
+    # as it was granted, its units taken from the fleet and never spent.
+    with pytest.raises(ValueError, match="lifetime"):
+        LeaseConfig(lifetime=lifetime)
+    assert LeaseConfig(lifetime=1e-6).lifetime_ns == 1000

@@ -179,6 +179,20 @@ def test_try_acquire_hands_anything_unusual_to_the_miss_path(core, key, cost) ->
     assert calls.misses == [(key, cost)]
 
 
+@pytest.mark.parametrize("cost", [2**63, 2**64, 2**70])
+def test_a_cost_beyond_int64_goes_to_the_miss_path_past_a_closed_gate(
+    core, cost
+) -> None:
+    # The miss path validates and raises for such a cost; a closed gate
+    # must not answer it first (the reference core denied it, the compiled
+    # one called on_miss).
+    calls = Calls()
+    table = core.LeaseTable(10, calls.on_miss, calls.on_low, lambda: T1)
+    table.deny("k", 1, T4, T0)
+    assert table.try_acquire("k", cost) is True
+    assert calls.misses == [("k", cost)]
+
+
 def test_try_acquire_without_callbacks_denies_a_miss(core) -> None:
     assert core.LeaseTable().try_acquire("k") is False
 

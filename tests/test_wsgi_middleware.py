@@ -55,6 +55,15 @@ def keyed(impl: Any, clock: ManualClock) -> Callable[..., Limit]:
 
 
 @pytest.fixture
+def subject(impl: Any, clock: ManualClock) -> Callable[..., Limit]:
+    def make(rate: Rate = TWO_PER_10S, **options: Any) -> Limit:
+        core = impl.module("_engine").LimiterCore(build_specs([rate], "gcra"), clock)
+        return Limit(core, rates=[rate], **options)
+
+    return make
+
+
+@pytest.fixture
 def serve() -> Iterator[Callable[..., httpx.Client]]:
     started: list[Any] = []
 
@@ -135,12 +144,68 @@ def test_shadow_exemptions_and_routes(serve, keyed) -> None:
     )
     assert [client.post("/login").status_code for _ in range(3)] == [200] * 3
     assert denied == ["/login"]
-    assert client.post("/login").headers["ratelimit"] == '"default";r=0;t=10'
+    shadowed = client.post("/login")
+    assert shadowed.headers["ratelimit"] == '"default";r=0;t=10'
+    assert "retry-after" not in shadowed.headers  # a 200 asks for no wait
+    assert denied == ["/login"] * 2
     assert "ratelimit" not in client.get("/login").headers  # GET: no route
     assert "ratelimit" not in client.get("/health").headers
     internal = client.get("/items/1", headers={"x-internal": "1"})
     assert "ratelimit" not in internal.headers
     assert client.get("/items/1").headers["ratelimit"] == '"default";r=1;t=5'
+
+
+def test_a_hammering_key_does_not_drain_the_global_limit(serve, keyed, subject) -> None:
+    # The per-key limit first, the global one after it: a key denied by its
+    # own limit asks the global one with cost 0 and takes nothing from it.
+    per_key = keyed(name="per-key", key=header("x-api-key"))
+    global_limit = subject(Rate(5, 60.0), name="global")
+    client = serve([Route("/items/*", [per_key, global_limit])])
+    abuser = {"x-api-key": "abuser"}
+    statuses = [client.get("/items/1", headers=abuser).status_code for _ in range(30)]
+    assert statuses == [200] * 2 + [429] * 28
+    denied = client.get("/items/1", headers=abuser)
+    assert denied.headers["retry-after"] == "5"
+    assert denied.headers["ratelimit"] == '"per-key";r=0;t=10, "global";r=3;t=24'
+    # Another key is still admitted by the global limit: 3 units are left.
+    other = {"x-api-key": "other"}
+    for _ in range(2):
+        assert client.get("/items/1", headers=other).status_code == 200
+    third = {"x-api-key": "third"}
+    assert client.get("/items/1", headers=third).status_code == 200
+    last = client.get("/items/1", headers=third)
+    assert last.status_code == 429  # the global limit is spent now
+    assert last.headers["retry-after"] == "12"
+    # "per-key", listed before the limit that denied, took its unit.
+    assert last.headers["ratelimit"] == '"per-key";r=0;t=10, "global";r=0;t=60'
+
+
+def test_shadow_mode_with_several_limits_sends_no_retry_after(
+    serve, keyed, subject
+) -> None:
+    denials: list[int | None] = []
+    client = serve(
+        [
+            Route(
+                "/items/*",
+                [
+                    keyed(name="per-key", key=header("x-api-key")),
+                    subject(Rate(5, 60.0), name="site"),
+                ],
+            )
+        ],
+        shadow=True,
+        headers="both",
+        on_denied=lambda environ, outcome: denials.append(outcome.retry_after),
+    )
+    responses = [client.get("/items/1", headers={"x-api-key": "a"}) for _ in range(4)]
+    assert [response.status_code for response in responses] == [200] * 4
+    assert all("retry-after" not in response.headers for response in responses)
+    # Shadow mode counts as enforcing would: the denied requests took
+    # nothing from "site".
+    assert responses[-1].headers["ratelimit"] == '"per-key";r=0;t=10, "site";r=3;t=24'
+    assert responses[-1].headers["x-ratelimit-remaining"] == "0"
+    assert denials == [5, 5]
 
 
 def test_legacy_headers(serve, keyed) -> None:

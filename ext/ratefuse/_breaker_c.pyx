@@ -207,14 +207,17 @@ cdef class BreakerCore:
 
     @cython.final
     cdef inline int64_t _start_c(self) except -2:
-        # The start time of a guarded call, read only if durations matter.
-        return self._read_clock() if self._timed else 0
+        # The start time of a guarded call, read only if durations matter;
+        # UNTIMED (-1, never a clock reading) otherwise.
+        return self._read_clock() if self._timed else -1
 
     @cython.final
     cdef int _finish_c(self, int64_t generation, int outcome,
                        int64_t start_ns) except -1:
         cdef int64_t now, duration
-        if self._timed:
+        # A call started before slow-call tracking was switched on has no
+        # duration: it is recorded as not slow.
+        if self._timed and start_ns >= 0:
             now = self._read_clock()
             duration = now - start_ns
             return self._record_c(generation, outcome,
@@ -367,7 +370,8 @@ cdef class BreakerCore:
         bucket are unchanged, else starts empty. An OPEN wait not grown by
         backoff becomes the new wait_duration; a grown one is capped by the
         new max_wait_duration. A call already running when slow-call
-        tracking is switched on is timed from 0 (it may count as slow).
+        tracking is switched on has no start time: it is recorded as not
+        slow.
         Raises TypeError for a non-BreakerConfig, and then nothing changes.
         """
         self._check_ready()

@@ -45,6 +45,10 @@ from .errors import CircuitOpenError
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# The start of a guarded call made while slow-call tracking was off (no
+# clock read; clock readings are >= 0).
+UNTIMED = -1
+
 # Listener is called as listener(breaker, old_state, new_state).
 Listener = Callable[[Any, State, State], object]
 ExceptionTypes = tuple[type[BaseException], ...]
@@ -185,12 +189,15 @@ class BreakerCore:
             self._deliver()
 
     def _start(self) -> int:
-        # The start time of a guarded call, read only if durations matter.
-        return self.now_ns() if self._timed else 0
+        # The start time of a guarded call, read only if durations matter;
+        # UNTIMED otherwise.
+        return self.now_ns() if self._timed else UNTIMED
 
     def _finish(self, generation: int, outcome: int, start_ns: int) -> None:
-        # Records a guarded call that started at start_ns (from _start).
-        if self._timed:
+        # Records a guarded call that started at start_ns (from _start). A
+        # call started before slow-call tracking was switched on has no
+        # duration: it is recorded as not slow.
+        if self._timed and start_ns != UNTIMED:
             now = self.now_ns()
             self._record(generation, outcome, max(now - start_ns, 0), now)
         else:
@@ -331,7 +338,8 @@ class BreakerCore:
         bucket are unchanged, else starts empty. An OPEN wait not grown by
         backoff becomes the new wait_duration; a grown one is capped by the
         new max_wait_duration. A call already running when slow-call
-        tracking is switched on is timed from 0 (it may count as slow).
+        tracking is switched on has no start time: it is recorded as not
+        slow.
         Raises TypeError for a non-BreakerConfig, and then nothing changes.
         """
         if not isinstance(config, BreakerConfig):

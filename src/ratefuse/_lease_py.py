@@ -27,7 +27,7 @@ Python code while it touches an entry; this one takes a lock.
 `try_acquire` is the public fast path: it reads the clock (``clock`` or the
 monotonic clock) and answers HIT and DENIED itself; it calls ``on_low(key)``
 after a LOW and returns ``on_miss(key, cost)`` for a MISS, or for a key or
-cost that is not exactly str/bytes/int and a non-negative int (the miss
+cost that is not exactly str/bytes/int and an int in [0, 2**63) (the miss
 path validates and raises).
 """
 
@@ -165,7 +165,11 @@ class LeaseTable:
         """`try_acquire` decides ``cost`` for ``key`` now (see the module
         docstring) and reports whether it was admitted."""
         kind = type(key)
-        if type(cost) is not int or cost < 0 or kind not in (str, bytes, int):
+        if (
+            type(cost) is not int
+            or not 0 <= cost <= MAX_COST
+            or kind not in (str, bytes, int)
+        ):
             return self._miss(key, cost)
         result = self.take(key, cost, self._clock())
         if result == HIT:

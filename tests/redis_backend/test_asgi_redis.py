@@ -25,15 +25,16 @@ from ratefuse.web import (
 from web_support import serve_asgi, serve_wsgi
 
 
-def hello_asgi(limiter: AsyncRedisLimiter) -> Starlette:
+def hello_asgi(*limiters: AsyncRedisLimiter) -> Starlette:
     async def hello(request: object) -> PlainTextResponse:
         return PlainTextResponse("hello")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: object) -> AsyncIterator[None]:
         yield
-        # Its connections belong to this event loop: close them in it.
-        await limiter.aclose()
+        # Their connections belong to this event loop: close them in it.
+        for limiter in limiters:
+            await limiter.aclose()
 
     return Starlette(routes=[StarletteRoute("/hello", hello)], lifespan=lifespan)
 
@@ -86,3 +87,69 @@ def test_fleet_quota_shared_by_an_asgi_and_a_wsgi_app(redis_node, fresh_name) ->
     # Every decision was Redis's own: none fell back to a local quota.
     assert async_limiter.stats().fallbacks == 0
     assert sync_limiter.stats().fallbacks == 0
+
+
+def test_a_hammering_tenant_does_not_drain_the_global_quota(
+    redis_node, fresh_name
+) -> None:
+    # A per-tenant limit before a global one, both in Redis and shared by
+    # an ASGI and a WSGI app: a tenant denied by its own limit asks the
+    # global one with cost 0, which Redis answers without consuming.
+    per_tenant, everyone = fresh_name(), fresh_name()
+    url = f"redis://127.0.0.1:{redis_node.port}"
+    async_limiters = [
+        AsyncRedisLimiter(
+            rate, backend=redis.asyncio.Redis.from_url(url), name=limiter_name
+        )
+        for rate, limiter_name in (("2/minute", per_tenant), ("5/minute", everyone))
+    ]
+    sync_client = redis.Redis.from_url(url)
+    sync_limiters = [
+        RedisLimiter(rate, backend=sync_client, name=limiter_name)
+        for rate, limiter_name in (("2/minute", per_tenant), ("5/minute", everyone))
+    ]
+
+    def route(limiters: list[AsyncRedisLimiter] | list[RedisLimiter]) -> Route:
+        return Route(
+            "/hello",
+            [
+                Limit(limiters[0], key=header("x-tenant"), name="tenant"),
+                Limit(limiters[1], key=lambda request: "all", name="global"),
+            ],
+        )
+
+    asgi_app = RateLimitMiddleware(hello_asgi(*async_limiters), [route(async_limiters)])
+    wsgi_app = RateLimitWSGIMiddleware(hello_wsgi, [route(sync_limiters)])
+    try:
+        with (
+            serve_asgi(asgi_app, lifespan="on") as asgi_url,
+            serve_wsgi(wsgi_app) as wsgi_url,
+            httpx.Client() as client,
+        ):
+            abuser = {"x-tenant": "abuser"}
+            statuses = [
+                client.get(f"{base}/hello", headers=abuser).status_code
+                for _ in range(10)
+                for base in (asgi_url, wsgi_url)
+            ]
+            assert statuses == [200] * 2 + [429] * 18
+            for base in (asgi_url, wsgi_url):
+                denied = client.get(f"{base}/hello", headers=abuser)
+                assert denied.status_code == 429
+                assert 1 <= int(denied.headers["retry-after"]) <= 30
+                assert '"tenant";r=0' in denied.headers["ratelimit"]
+                assert '"global";r=3' in denied.headers["ratelimit"]
+            # The global quota kept its 3 units for the other tenants.
+            for base, tenant in [(asgi_url, "b"), (wsgi_url, "c"), (asgi_url, "d")]:
+                ok = client.get(f"{base}/hello", headers={"x-tenant": tenant})
+                assert ok.status_code == 200, tenant
+            for base in (asgi_url, wsgi_url):
+                spent = client.get(f"{base}/hello", headers={"x-tenant": "e"})
+                assert spent.status_code == 429
+                assert '"global";r=0' in spent.headers["ratelimit"]
+    finally:
+        for limiter in sync_limiters:
+            limiter.close()
+        sync_client.close()
+    for limiter in [*async_limiters, *sync_limiters]:
+        assert limiter.stats().fallbacks == 0

@@ -24,6 +24,7 @@ from redis.cluster import RedisCluster
 from ratefuse import CircuitOpenError
 from ratefuse.breaker import BreakerConfig, IllegalTransitionError, State
 from ratefuse.redis import KEY_VERSION, FleetBreaker
+from ratefuse.redis._fleet_stats import DEFAULT_FLEET_MAX_HALF_OPEN
 
 Client = redis.Redis | RedisCluster
 
@@ -172,6 +173,29 @@ def test_a_released_probe_frees_a_fleet_wide_slot(fleet, clock: FleetClock) -> N
     mine[0].release()  # type: ignore[union-attr]
     breakers[0].flush()
     clock.advance(1.0)  # past the pause after a refused probe request
+    assert breakers[1].try_acquire() is not None
+
+
+def test_a_probe_that_never_reports_ends_its_round_by_default(
+    fleet, clock: FleetClock
+) -> None:
+    # The probe's process died: without max_half_open_duration in the config,
+    # a fleet breaker still ends the round (DEFAULT_FLEET_MAX_HALF_OPEN), or
+    # the fleet would stay HALF_OPEN, refusing everything, forever.
+    assert CONFIG.max_half_open_duration is None
+    breakers = fleet(2)
+    assert breakers[0].config.max_half_open_duration == DEFAULT_FLEET_MAX_HALF_OPEN
+    trip(breakers)
+    clock.advance(10.0)
+    lost = [breakers[0].try_acquire() for _ in range(3)]
+    assert all(permit is not None for permit in lost)  # never reported
+    clock.advance(DEFAULT_FLEET_MAX_HALF_OPEN - 1.0)
+    assert breakers[1].try_acquire() is None
+    clock.advance(1.0)
+    assert breakers[1].try_acquire() is None  # the round is over: reopen
+    flush_all(breakers * 2)
+    assert [breaker.state for breaker in breakers] == [State.OPEN] * 2
+    clock.advance(breakers[0].retry_after())  # the next wait, with backoff
     assert breakers[1].try_acquire() is not None
 
 

@@ -237,3 +237,30 @@ def test_async_bad_client_is_a_type_error(redis_node: RedisServer) -> None:
             AsyncFleetBreaker("bad", client=client)  # type: ignore[arg-type]
     finally:
         client.close()
+
+
+def test_concurrent_first_calls_wait_for_the_fleet_state(
+    redis_node: RedisServer,
+) -> None:
+    # Tasks that race the first (implicit) start used to get the CLOSED
+    # permit of generation 0 before the fleet state was read: calls let
+    # through a breaker the fleet holds open.
+    async def main() -> list[Any]:
+        client = redis.asyncio.Redis(host="127.0.0.1", port=redis_node.port)
+        name = fresh_fleet_name()
+        try:
+            async with AsyncFleetBreaker(
+                name, CONFIG, client=client, background=False
+            ) as first:
+                await first.force_open()
+            late = AsyncFleetBreaker(name, CONFIG, client=client, background=False)
+            try:
+                return list(
+                    await asyncio.gather(*(late.try_acquire() for _ in range(5)))
+                )
+            finally:
+                await late.aclose()
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(main()) == [None] * 5

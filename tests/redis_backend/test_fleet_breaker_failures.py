@@ -6,11 +6,13 @@ tests wait, for one short client timeout per failed call."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
 import pytest
 import redis
+import redis.asyncio
 from fleet_breaker_support import (
     FleetClock,
     fail,
@@ -21,8 +23,8 @@ from fleet_breaker_support import (
 )
 
 from ratefuse.breaker import BreakerConfig, State
-from ratefuse.redis import FleetBreaker
-from redis_servers import RedisServer, free_port
+from ratefuse.redis import AsyncFleetBreaker, FleetBreaker
+from redis_servers import RedisClusterServers, RedisServer, free_port
 
 TIMEOUT = 0.2
 CONFIG = BreakerConfig(
@@ -166,6 +168,46 @@ def test_an_unreachable_redis_at_construction_falls_back_at_once(
             assert breaker.metrics().calls == 1  # the local window
     finally:
         client.close()
+
+
+def test_a_lost_cluster_falls_back_instead_of_raising(clock: FleetClock) -> None:
+    # A cluster client reports unreachable nodes with RedisClusterException
+    # ("cannot be connected"), which is no RedisError: the breaker raised it
+    # from its constructor, flush and try_acquire instead of falling back.
+    cluster = RedisClusterServers().start()
+    client = None
+    try:
+        client = redis.RedisCluster(host="127.0.0.1", port=cluster.ports[0])
+        name = fresh_fleet_name()
+        with make_breaker(client, name, CONFIG, clock, timeout=TIMEOUT) as live:
+            assert not live.fallen_back
+            cluster.stop()  # lost mid-life: the next flush falls back
+            live.flush()
+            assert live.fallen_back
+            assert live.try_acquire() is not None
+        # Lost before construction: the breaker's own client cannot start.
+        with make_breaker(client, name, CONFIG, clock, timeout=TIMEOUT) as late:
+            assert late.fallen_back
+            assert late.stats().fallbacks == 1
+            assert late.try_acquire() is not None
+    finally:
+        cluster.stop()
+        if client is not None:
+            client.close()
+
+
+def test_an_async_unreachable_cluster_falls_back(clock: FleetClock) -> None:
+    async def main() -> tuple[bool, bool]:
+        client = redis.asyncio.RedisCluster(host="127.0.0.1", port=free_port())
+        try:
+            async with AsyncFleetBreaker(
+                fresh_fleet_name(), CONFIG, client=client, timeout=TIMEOUT
+            ) as breaker:
+                return breaker.fallen_back, await breaker.try_acquire() is not None
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(main()) == (True, True)
 
 
 def test_the_background_flusher_falls_back_and_recovers(

@@ -24,6 +24,7 @@ import redis.asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ratefuse import KeyedLimiter, RateLimitExceeded
 from ratefuse.rates import build_specs, to_rates
 from ratefuse.redis import AsyncRedisLimiter, RedisLimiter
 from ratefuse.redis._leasing import LocalAnswers
@@ -155,6 +156,36 @@ def test_the_cache_is_bounded(client, fresh_name) -> None:
         assert limiter.stats().deny_cache_hits == 0
 
 
+def test_a_cost_above_the_capacity_never_waits_on_a_cached_denial(
+    client, fresh_name
+) -> None:
+    # A cached denial of a smaller cost must not answer a cost the fleet can
+    # never admit with what is left of its gate: retry_after is inf, so
+    # acquire raises at once instead of sleeping half an hour first.
+    with RedisLimiter("2/h", backend=client, name=fresh_name()) as limiter:
+        assert limiter.try_acquire("k", 2)
+        assert 0 < limiter.decide("k").retry_after < float("inf")  # cached
+        decision = limiter.decide("k", 3)
+        assert not decision.allowed
+        assert decision.retry_after == float("inf")
+        assert limiter.try_acquire("k", 3) is False
+    keyed = KeyedLimiter(
+        "2/h", backend=client, name=fresh_name(), sleep=_no_sleep, deny_cache=True
+    )
+    try:
+        keyed.acquire("k", 2)
+        assert not keyed.decide("k").allowed  # cached
+        with pytest.raises(RateLimitExceeded) as raised:
+            keyed.acquire("k", 3)
+        assert raised.value.decision.retry_after == float("inf")
+    finally:
+        keyed.close()
+
+
+def _no_sleep(seconds: float) -> None:
+    raise AssertionError(f"acquire slept {seconds} s")
+
+
 def test_reset_forgets_the_cached_denial(client, fresh_name) -> None:
     with RedisLimiter("1/h", backend=client, name=fresh_name()) as limiter:
         assert limiter.try_acquire("k")
@@ -169,7 +200,9 @@ def test_reset_forgets_the_cached_denial(client, fresh_name) -> None:
         ({"algorithm": "sliding_window", "deny_cache": True}, ValueError, "deny_cache"),
         ({"algorithm": "sliding_log", "deny_cache": True}, ValueError, "deny_cache"),
         ({"deny_cache": "yes"}, ValueError, "deny_cache"),
-        ({"cache_max_keys": 0}, ValueError, "max_keys"),
+        ({"cache_max_keys": 0}, ValueError, "cache_max_keys"),
+        ({"cache_max_keys": 0, "deny_cache": False}, ValueError, "cache_max_keys"),
+        ({"cache_max_keys": 2.5}, ValueError, "cache_max_keys"),
         ({"clock": 5}, TypeError, "clock"),
     ],
 )

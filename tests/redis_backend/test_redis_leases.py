@@ -419,10 +419,33 @@ def test_the_async_limiter_leases_and_refills_in_tasks(
     assert stats.redis_commands < 4000 / 10
 
 
+def test_no_refill_task_starts_once_the_async_limiter_is_closing(
+    redis_node: RedisServer, fresh_name
+) -> None:
+    # A decision that runs while aclose is under way (or after it) must not
+    # start a refill task that outlives the limiter and its backend.
+    async def main() -> tuple[int, bool]:
+        client = redis.asyncio.Redis(host="127.0.0.1", port=redis_node.port)
+        lease = LeaseConfig(max_units=10, min_units=10, low_water=0.5)
+        limiter = AsyncRedisLimiter(
+            "1000/s", backend=client, name=fresh_name(), lease=lease
+        )
+        try:
+            assert await limiter.try_acquire("k")  # leases 10, holds 9
+            await limiter.aclose()
+            admitted = [await limiter.try_acquire("k") for _ in range(5)]
+            # The 5th leaves 4, below the mark of 5: no task may start.
+            return len(limiter._refills), all(admitted)
+        finally:
+            await limiter.aclose()
+            await client.aclose()
+
+    assert asyncio.run(main()) == (0, True)
+
+
 def test_the_readme_snippet_runs(redis_node) -> None:
     # The README's lease snippet, as written there, on the fixture's node.
-    from ratefuse.redis import RedisLimiter
-    from ratefuse.redis import LeaseConfig
+    from ratefuse.redis import LeaseConfig, RedisLimiter
 
     client = redis.Redis(host="127.0.0.1", port=redis_node.port)
     # Exact decisions, denials cached locally for their retry_after (the default).

@@ -163,34 +163,16 @@ class Registry:
         self.close()
 
     def _apply(self, new: Config, old: Config) -> None:
-        # Builds everything new first (nothing is changed if that fails),
-        # then changes the running objects and swaps the maps.
-        backends = {
-            name: self._backends[name]
-            if old.backends.get(name) == entry
-            else open_backend(name, entry)
-            for name, entry in new.backends.items()
-        }
-        limiters: dict[str, Any] = {}
-        changes: list[tuple[Any, LimiterEntry]] = []
-        for name, entry in new.limiters.items():
-            before = old.limiters.get(name)
-            running = self._limiters.get(name)
-            fresh_backend = entry.backend is not None and (
-                backends[entry.backend] is not self._backends.get(entry.backend)
-            )
-            if before is not None and before.shape == entry.shape and not fresh_backend:
-                limiters[name] = running
-                if before != entry and entry.backend is None:
-                    changes.append((running, entry))
-            else:
-                limiters[name] = self._build(name, entry, backends)
-        breakers = {
-            name: self._breakers[name]
-            if name in old.breakers
-            else CircuitBreaker(name, rules, clock=self._clock)
-            for name, rules in new.breakers.items()
-        }
+        # Builds everything new first (nothing is changed if that fails, and
+        # the backends opened for it are closed), then changes the running
+        # objects and swaps the maps.
+        opened: list[Backend] = []
+        try:
+            limiters, changes, backends, breakers = self._prepare(new, old, opened)
+        except BaseException:
+            for backend in opened:
+                backend.close()
+            raise
         for running, entry in changes:
             running.reconfigure(entry.specs)
             running.rates, running.algorithm = entry.rates, entry.algorithm
@@ -204,6 +186,53 @@ class Registry:
         )
         self._backends, self._limiters, self._breakers = backends, limiters, breakers
         self._config = new
+
+    def _prepare(
+        self, new: Config, old: Config, opened: list[Backend]
+    ) -> tuple[
+        dict[str, Any],
+        list[tuple[Any, LimiterEntry]],
+        dict[str, Backend],
+        dict[str, CircuitBreaker],
+    ]:
+        # The objects of `new`, built without touching the running ones;
+        # every backend it opens is appended to `opened`. A limiter the
+        # schema let through but its backend refuses (an algorithm without
+        # a Redis script, an interval below 1 us) is a ConfigError naming it.
+        backends: dict[str, Backend] = {}
+        for name, settings in new.backends.items():
+            if old.backends.get(name) == settings:
+                backends[name] = self._backends[name]
+            else:
+                backends[name] = open_backend(name, settings)
+                opened.append(backends[name])
+        limiters: dict[str, Any] = {}
+        changes: list[tuple[Any, LimiterEntry]] = []
+        errors: list[str] = []
+        for name, entry in new.limiters.items():
+            before = old.limiters.get(name)
+            running = self._limiters.get(name)
+            fresh_backend = entry.backend is not None and (
+                backends[entry.backend] is not self._backends.get(entry.backend)
+            )
+            if before is not None and before.shape == entry.shape and not fresh_backend:
+                limiters[name] = running
+                if before != entry and entry.backend is None:
+                    changes.append((running, entry))
+                continue
+            try:
+                limiters[name] = self._build(name, entry, backends)
+            except (ValueError, TypeError) as exc:
+                errors.append(f"limiters.{name}: {exc}")
+        if errors:
+            raise ConfigError(errors)
+        breakers = {
+            name: self._breakers[name]
+            if name in old.breakers
+            else CircuitBreaker(name, rules, clock=self._clock)
+            for name, rules in new.breakers.items()
+        }
+        return limiters, changes, backends, breakers
 
     def _build(
         self, name: str, entry: LimiterEntry, backends: dict[str, Backend]

@@ -19,7 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from .._breaker_config import BreakerConfig
 from .._breaker_spec import SUCCESS, State
@@ -48,7 +48,8 @@ from ._schema import DEFAULT_PREFIX
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_LOST = (RedisError, OSError, ValueError, asyncio.TimeoutError)
+# As fleet_breaker._LOST, and asyncio's timeout.
+_LOST = (RedisError, RedisClusterException, OSError, ValueError, asyncio.TimeoutError)
 
 logger = logging.getLogger("ratefuse.breaker")
 
@@ -121,18 +122,23 @@ class AsyncFleetBreaker(FleetBase):
         self._background = bool(background)
         self._task: asyncio.Task[None] | None = None
         self._started = False
+        self._start_lock = asyncio.Lock()
 
     async def start(self) -> None:
         """`start` reads the fleet state and starts the flusher task.
-        Idempotent."""
+        Idempotent; concurrent callers wait for the first to finish, so that
+        no call is permitted before the fleet state is known."""
         if self._started:
             return
-        self._started = True
-        await self.flush()
-        if self._background:
-            self._task = asyncio.get_running_loop().create_task(
-                self._flush_forever(), name=f"ratefuse-fleet-breaker-{self.name}"
-            )
+        async with self._start_lock:
+            if self._started:
+                return
+            await self.flush()
+            if self._background:
+                self._task = asyncio.get_running_loop().create_task(
+                    self._flush_forever(), name=f"ratefuse-fleet-breaker-{self.name}"
+                )
+            self._started = True
 
     async def _flush_forever(self) -> None:
         wake = self._wake

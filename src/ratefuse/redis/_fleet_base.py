@@ -9,6 +9,7 @@ call and one for its reply (or for a lost Redis).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -25,6 +26,7 @@ from ..errors import CircuitOpenError
 from ._fleet_forms import FleetForms, Listener
 from ._fleet_script import FleetReply, FleetScript
 from ._fleet_stats import (
+    DEFAULT_FLEET_MAX_HALF_OPEN,
     MAX_BATCH_SIZE,
     MAX_FLEET_WINDOW_BUCKETS,
     MAX_FLEET_WINDOW_SIZE,
@@ -77,6 +79,10 @@ class FleetBase(FleetForms):
         config = BreakerConfig() if config is None else config
         if not isinstance(config, BreakerConfig):
             raise TypeError(f"config must be a BreakerConfig, got {config!r}")
+        if config.max_half_open_duration is None:
+            config = dataclasses.replace(
+                config, max_half_open_duration=DEFAULT_FLEET_MAX_HALF_OPEN
+            )
         if config.window_type == "count":
             check_int("window_size", config.window_size, 1, MAX_FLEET_WINDOW_SIZE)
         else:

@@ -16,6 +16,10 @@ DEFAULT_FLUSH_INTERVAL: Final = 0.05
 DEFAULT_IDLE_TTL: Final = 3600.0
 # Outcomes buffered at most; beyond, outcomes are dropped and counted.
 DEFAULT_MAX_PENDING: Final = 16384
+# A probe whose process dies never reports, and its slot would hold the
+# whole fleet HALF_OPEN forever: a fleet breaker without an explicit
+# max_half_open_duration ends a probe round after this many seconds.
+DEFAULT_FLEET_MAX_HALF_OPEN: Final = 60.0
 # Largest fleet windows: a count window is a string of one byte per call,
 # and a time window's buckets are evicted by a loop in the script.
 MAX_FLEET_WINDOW_SIZE: Final = 1 << 20

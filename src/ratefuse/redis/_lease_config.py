@@ -35,6 +35,10 @@ DEFAULT_LEASE_LOW_WATER: Final = 0.5
 DEFAULT_REFILL_BACKOFF: Final = 0.05
 MAX_LEASE_UNITS: Final = 1 << 31
 MAX_LEASE_LIFETIME: Final = 3600.0
+# The shortest lifetime: 1 microsecond, the smallest interval the Redis
+# backend takes (below it lifetime_ns would round to 0 and every lease would
+# expire as it is granted, its units taken from the fleet and never spent).
+MIN_LEASE_LIFETIME: Final = 1e-6
 
 
 def _check_units(name: str, value: int) -> int:
@@ -45,11 +49,13 @@ def _check_units(name: str, value: int) -> int:
     return value
 
 
-def _check_seconds(name: str, value: float, top: float) -> float:
+def _check_seconds(name: str, value: float, top: float, low: float = 0.0) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number of seconds, got {value!r}")
-    if not 0 < value <= top:
-        raise ValueError(f"{name} must be in (0, {top:g}] seconds, got {value!r}")
+    # low > 0 is an inclusive bound; low 0 an exclusive one (NaN fails both).
+    if not (low <= value <= top if low > 0 else 0 < value <= top):
+        bound = f"[{low:g}" if low > 0 else "(0"
+        raise ValueError(f"{name} must be in {bound}, {top:g}] seconds, got {value!r}")
     return float(value)
 
 
@@ -58,8 +64,8 @@ class LeaseConfig:
     """`LeaseConfig` configures quota leases (see the module docstring).
 
     max_units: the most units one lease takes (k_max), >= 1.
-    lifetime: seconds a lease's units stay spendable (L), > 0; the fleet
-        bound grows by ``rate * lifetime``.
+    lifetime: seconds a lease's units stay spendable (L), >= 1e-6 (1
+        microsecond); the fleet bound grows by ``rate * lifetime``.
     min_units: the fewest units a lease asks for (k before any demand is
         measured), in [1, max_units].
     low_water: share of the last lease below which a background refill
@@ -82,7 +88,9 @@ class LeaseConfig:
                 f"min_units must be <= max_units ({self.max_units}), "
                 f"got {self.min_units}"
             )
-        _check_seconds("lifetime", self.lifetime, MAX_LEASE_LIFETIME)
+        _check_seconds(
+            "lifetime", self.lifetime, MAX_LEASE_LIFETIME, MIN_LEASE_LIFETIME
+        )
         _check_seconds("refill_backoff", self.refill_backoff, MAX_LEASE_LIFETIME)
         water = self.low_water
         if isinstance(water, bool) or not isinstance(water, (int, float)):

@@ -156,7 +156,10 @@ class LocalAnswers:
         (``sent`` is ``now``: taken before the request is sent)."""
         if self.lease is None:
             if self.table.take(key, cost, now) == DENIED:
-                return self.denied(key, now)
+                # A cost above a capacity is never admitted: its retry_after
+                # is inf (acquire raises at once), not what is left of a
+                # gate that a smaller cost closed.
+                return self.never(cost) or self.denied(key, now)
             return Ask(key, cost, 0, now)
         local = self.never(cost) or self.local(key, cost, now)
         if local is not None:

@@ -35,7 +35,7 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 from redis.commands.core import Script
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from .._breaker_config import BreakerConfig
 from .._breaker_spec import State
@@ -73,8 +73,10 @@ __all__ = [
     "FleetBreakerStats",
 ]
 
-# What a lost Redis raises: redis-py's errors, sockets, an unreadable reply.
-_LOST = (RedisError, OSError, ValueError)
+# What a lost Redis raises: redis-py's errors, sockets, an unreadable reply;
+# and a cluster client's (RedisClusterException, "cannot be connected",
+# SlotNotCoveredError, is no RedisError).
+_LOST = (RedisError, RedisClusterException, OSError, ValueError)
 
 logger = logging.getLogger("ratefuse.breaker")
 

@@ -110,6 +110,14 @@ class _LimiterBase:
         on_low: LowHandler | None,
     ) -> LocalAnswers | None:
         # Validates the local-answer arguments; None when there are none.
+        if (
+            isinstance(cache_max_keys, bool)
+            or not isinstance(cache_max_keys, int)
+            or cache_max_keys < 1
+        ):
+            raise ValueError(
+                f"cache_max_keys must be an int >= 1, got {cache_max_keys!r}"
+            )
         config = to_lease_config(lease)
         caching = check_deny_cache(deny_cache, algorithm)
         check_clock(clock)
@@ -430,6 +438,7 @@ class AsyncRedisLimiter(_LimiterBase):
         self._store = backend.bind(specs, name)
         super().__init__(self._store.binding, policy, self.rates, self.algorithm)
         self._refills: set[asyncio.Task[None]] = set()
+        self._closed = False
         self._answers = self._local_answers(
             self.algorithm,
             deny_cache,
@@ -484,7 +493,11 @@ class AsyncRedisLimiter(_LimiterBase):
 
     def _start_refill(self, key: Subject) -> None:
         # Called from decide (on the event loop): the refill runs as a task
-        # so that the caller does not wait on Redis.
+        # so that the caller does not wait on Redis. Once aclose has begun,
+        # none starts (aclose could not wait for it: it would outlive the
+        # limiter and its backend); the key's next miss asks the fleet.
+        if self._closed:
+            return
         task = asyncio.get_running_loop().create_task(self._refill(key))
         self._refills.add(task)
         task.add_done_callback(self._refills.discard)
@@ -527,8 +540,9 @@ class AsyncRedisLimiter(_LimiterBase):
         await self._store.reset(key)
 
     async def aclose(self) -> None:
-        """`aclose` cancels the lease refills in flight and closes the
-        backend if the limiter built it."""
+        """`aclose` cancels the lease refills in flight (and starts no
+        more) and closes the backend if the limiter built it."""
+        self._closed = True
         refills = list(self._refills)
         for task in refills:
             task.cancel()

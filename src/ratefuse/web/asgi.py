@@ -2,7 +2,8 @@
 Quart, Django's ASGI handler), in plain ASGI.
 
 The per-request path is one regular-expression match, one decision per
-limit, and the headers; routes, policy headers and key readers are
+limit (in order; after a denial the rest are asked with cost 0), and the
+headers; routes, policy headers and key readers are
 compiled at construction. Non-HTTP scopes (websocket, lifespan) pass
 through untouched.
 """
@@ -36,17 +37,27 @@ class RateLimitMiddleware:
     """`RateLimitMiddleware` wraps ``app`` and applies the first of
     ``routes`` whose pattern matches each HTTP request.
 
+    A route's limits are tried in the order listed: each takes its cost
+    until one denies, and the ones after it are only asked (cost 0, which
+    consumes nothing) so that the headers describe them all. List the most
+    specific limit (per key) first and the shared ones after it: a client
+    denied by its own limit then does not use up the quota everyone shares
+    (the limits before the one that denies have taken their cost).
+
     A request every limit admits goes to ``app`` with the rate-limit
     headers added to its response; otherwise it is answered 429 with
-    ``Retry-After`` (whole seconds, rounded up; absent when the cost can
-    never be admitted) and ``denied_body`` as text/plain. ``headers``:
-    "draft" (RateLimit-Policy and RateLimit, the default), "legacy"
+    ``Retry-After`` (whole seconds, rounded up: the longest wait among the
+    denial and the cost-0 verdicts after it; absent when the cost can never
+    be admitted) and ``denied_body`` as text/plain. ``headers``: "draft"
+    (RateLimit-Policy and RateLimit, the default), "legacy"
     (X-RateLimit-*), "both" or "none". Requests on ``exempt_paths`` (exact
     paths) or for which ``exempt(scope)`` is true are not limited, nor are
-    those no route matches. ``shadow`` only counts and sets headers: nothing
-    is denied. ``on_denied(scope, outcome)`` is called for each denial
-    (also in shadow mode), e.g. to log it. ``registry`` resolves limiters
-    given by name (``registry.limiter(name)``), once, at construction.
+    those no route matches. ``shadow`` counts as enforcing would and sets
+    the rate-limit headers, but denies nothing, and sends no
+    ``Retry-After`` on the responses it lets through. ``on_denied(scope,
+    outcome)`` is called for each denial (also in shadow mode), e.g. to log
+    it. ``registry`` resolves limiters given by name
+    (``registry.limiter(name)``), once, at construction.
 
     Async limiters (``AsyncRedisLimiter``) are awaited; a sync
     ``RedisLimiter`` blocks the event loop for its round trip.
@@ -106,24 +117,34 @@ class RateLimitMiddleware:
                 self._on_denied(scope, outcome)
             if not self._shadow:
                 return await self._deny(policy, outcome, send)
-        extra = policy.raw_headers(outcome)
+            # Shadow mode: let it through, without a Retry-After that would
+            # tell a client (or a cache) to back off from a 200.
+            extra = policy.raw_headers(outcome, retry=False)
+        else:
+            extra = policy.raw_headers(outcome)
         return await self.app(scope, receive, _with_headers(send, extra))
 
     async def _judge(self, policy: RoutePolicy, scope: Scope) -> Outcome:
+        # `decide_in_order`, awaiting the async limiters: in order, each
+        # takes its cost until one denies; the rest are asked with cost 0.
         policy.refresh()
         decisions: list[Any] = []
+        denied = False
         for limit in policy.limits:
+            cost = 0 if denied else limit.cost
             key_of = limit.key_of
             if key_of is None:
-                decision = limit.decide(limit.cost)
+                decision = limit.decide(cost)
             else:
                 key = key_of(scope)
                 if key is None:
                     decisions.append(None)
                     continue
-                decision = limit.decide(key, limit.cost)
+                decision = limit.decide(key, cost)
             if limit.is_async:
                 decision = await decision
+            if not decision.allowed:
+                denied = True
             decisions.append(decision)
         return judge(policy, decisions)
 
@@ -140,10 +161,12 @@ class RateLimitMiddleware:
 def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
     # The app's send, adding ``extra`` to the response's headers. A plain
     # function returning send's awaitable: no coroutine of its own per
-    # message, on the path of every response.
+    # message, on the path of every response. The start message is copied,
+    # not changed: an app may send one constant message for every response,
+    # which would otherwise gather every request's headers.
     def send_with_headers(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), *extra]
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
         return send(message)
 
     return send_with_headers

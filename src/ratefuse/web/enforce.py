@@ -1,10 +1,16 @@
-"""What both middlewares do with a matched route: decide every limit,
-then say whether to deny and which headers to send.
+"""What both middlewares do with a matched route: decide its limits in
+order, then say whether to deny and which headers to send.
 
-Several limits on one route must all admit. Every limit is decided (so
-the headers describe them all), which means a request denied by one limit
-still counts against the others that admitted it; the 429 reports the
-longest retry among the denials.
+Several limits on one route must all admit, and they are tried in the
+order listed: each takes its cost until one denies; from then on the
+remaining limits are asked with cost 0 (every ratefuse limiter answers
+cost 0 without consuming), so the headers still describe them all but a
+denied request does not use up their quota. List the most specific limit
+(per key) first and the shared ones (per route, site-wide) after it: a
+client denied by its own limit then never drains the quota everyone
+shares. The limits before the one that denies have taken their cost. The
+429 reports the longest retry among the denials seen: the denial, and any
+cost-0 verdict after it that reports a wait.
 """
 
 from __future__ import annotations
@@ -173,8 +179,9 @@ class RoutePolicy:
         if changed:
             self._render()
 
-    def headers(self, outcome: Outcome) -> list[tuple[str, str]]:
-        """`headers` are the response headers of ``outcome``, as text."""
+    def headers(self, outcome: Outcome, retry: bool = True) -> list[tuple[str, str]]:
+        """`headers` are the response headers of ``outcome``, as text;
+        ``retry=False`` leaves out Retry-After (shadow mode's responses)."""
         headers = list(self.static_headers)
         if outcome.rate is not None and self.draft:
             headers.append(("RateLimit", outcome.rate))
@@ -183,22 +190,24 @@ class RoutePolicy:
             headers += legacy_headers(
                 reporting.limit, reporting.remaining, reporting.reset_after
             )
-        if outcome.retry_after is not None:
+        if retry and outcome.retry_after is not None:
             headers.append(("Retry-After", str(outcome.retry_after)))
         return headers
 
-    def raw_headers(self, outcome: Outcome) -> list[tuple[bytes, bytes]]:
+    def raw_headers(
+        self, outcome: Outcome, retry: bool = True
+    ) -> list[tuple[bytes, bytes]]:
         """`raw_headers` are `headers` for ASGI: lower-case bytes."""
         if self.legacy:
             return [
                 (name.lower().encode(), value.encode())
-                for name, value in self.headers(outcome)
+                for name, value in self.headers(outcome, retry)
             ]
         # The common case, without the generic encoding.
         headers = self.static_raw.copy()
         if outcome.rate is not None and self.draft:
             headers.append((b"ratelimit", outcome.rate.encode()))
-        if outcome.retry_after is not None:
+        if retry and outcome.retry_after is not None:
             headers.append((b"retry-after", b"%d" % outcome.retry_after))
         return headers
 
@@ -236,10 +245,12 @@ def compile_routes(
 
 class Outcome:
     """`Outcome` is what to answer a request: ``denied``; ``retry_after``,
-    the longest wait among denials in whole seconds (None if allowed, or if
-    the cost can never be admitted); ``rate``, the RateLimit field (None
-    without decisions); ``reporting``, the most restrictive decision (the
-    longest denial, else the fewest remaining; None without decisions)."""
+    the longest wait among the denials seen (the denial, and the cost-0
+    verdicts after it that report a wait) in whole seconds (None if
+    allowed, or if the cost can never be admitted); ``rate``, the RateLimit
+    field (None without decisions); ``reporting``, the most restrictive
+    decision (the longest denial, else the fewest remaining; None without
+    decisions)."""
 
     __slots__ = ("denied", "rate", "reporting", "retry_after")
 
@@ -273,9 +284,35 @@ def judge_one(limit: CompiledLimit, decision: Any) -> Outcome:
     return Outcome(True, whole, limit.rate_item(decision), decision)
 
 
+def decide_in_order(policy: RoutePolicy, request: object) -> list[Any]:
+    """`decide_in_order` decides the (sync) limits of ``policy`` for
+    ``request`` in order, one decision each (None: the limit had no key):
+    each takes its cost until one denies, the rest are asked with cost 0.
+    The ASGI middleware has the awaiting twin of this loop."""
+    decisions: list[Any] = []
+    denied = False
+    for limit in policy.limits:
+        cost = 0 if denied else limit.cost
+        key_of = limit.key_of
+        if key_of is None:
+            decision = limit.decide(cost)
+        else:
+            key = key_of(request)
+            if key is None:
+                decisions.append(None)
+                continue
+            decision = limit.decide(key, cost)
+        if not decision.allowed:
+            denied = True
+        decisions.append(decision)
+    return decisions
+
+
 def judge(policy: RoutePolicy, decisions: Sequence[Any]) -> Outcome:
-    """`judge` combines one decision per limit of ``policy`` (None: the
-    limit had no key) into the answer."""
+    """`judge` combines one decision per limit of ``policy``, in order
+    (None: the limit had no key; after the first denial, cost-0 verdicts),
+    into the answer: denied if one denies, with the longest wait among the
+    denials and the verdicts after the first one."""
     if len(decisions) == 1:
         return judge_one(policy.limits[0], decisions[0])
     denied = False
@@ -285,7 +322,7 @@ def judge(policy: RoutePolicy, decisions: Sequence[Any]) -> Outcome:
     for limit, decision in zip(policy.limits, decisions, strict=True):
         if decision is None:
             continue
-        if not decision.allowed:
+        if not decision.allowed or (denied and decision.retry_after > 0):
             if not denied or decision.retry_after > longest:
                 longest = decision.retry_after
                 reporting = decision

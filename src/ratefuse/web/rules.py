@@ -58,9 +58,11 @@ class Limit:
     key), or the name of one in the middleware's ``registry``. ``key`` (for
     keyed limiters; None: the client address) is a :class:`KeyFunction` or
     a plain callable of the ASGI scope / WSGI environ. ``cost`` (int >= 0)
-    is what one request takes. ``name`` names the policy in the
-    ``RateLimit`` headers (unique within a route). ``rates`` describes the
-    quota in ``RateLimit-Policy``; None takes ``limiter.rates``.
+    is what one request takes (nothing once a limit listed before this one
+    on the route has denied it: see :class:`Route`). ``name`` names the
+    policy in the ``RateLimit`` headers (unique within a route). ``rates``
+    describes the quota in ``RateLimit-Policy``; None takes
+    ``limiter.rates``.
     """
 
     __slots__ = ("cost", "key", "limiter", "name", "rates")
@@ -120,8 +122,13 @@ def _pattern_regex(pattern: str, match: MatchKind) -> str:
     if match == "prefix":
         return re.escape(pattern) + ".*"
     if match == "regex":
-        re.compile(pattern)  # a bad regex is this route's error, not the union's
-        return f"(?:{pattern})"
+        # A bad regex is this route's error, not the union's; so is one that
+        # only works alone (global flags such as "(?i)" must start the
+        # whole expression, which the union's does not).
+        re.compile(pattern)
+        regex = f"(?:{pattern})"
+        re.compile(f"(?:x)|{regex}")
+        return regex
     # glob: "*" stays within one path segment, "**" crosses segments.
     parts = []
     for piece in re.split(r"(\*\*|\*)", pattern):
@@ -137,6 +144,12 @@ def _pattern_regex(pattern: str, match: MatchKind) -> str:
 class Route:
     """`Route` applies ``limits`` to the requests whose path matches
     ``pattern`` (and whose method is in ``methods``; None: any).
+
+    ``limits`` must all admit a request and are tried in the order given:
+    each takes its cost until one denies, and the ones after it are only
+    asked (cost 0, consuming nothing) for the headers. List the most
+    specific first (per key, then per route or site-wide), so that a client
+    denied by its own limit does not use up a quota others share.
 
     ``match``: "exact", "prefix", "glob" (``*`` within one path segment,
     ``**`` across, ``?`` and ``[...]`` as in fnmatch) or "regex" (the whole

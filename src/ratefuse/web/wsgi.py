@@ -7,7 +7,13 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from .asgi import DEFAULT_DENIED_BODY
-from .enforce import Outcome, RoutePolicy, check_options, compile_routes, judge
+from .enforce import (
+    Outcome,
+    check_options,
+    compile_routes,
+    decide_in_order,
+    judge,
+)
 from .headers import DEFAULT_HEADER_MODE, HeaderMode
 from .rules import Route
 
@@ -20,9 +26,13 @@ class RateLimitWSGIMiddleware:
     """`RateLimitWSGIMiddleware` wraps the WSGI ``app`` like
     :class:`ratefuse.web.RateLimitMiddleware` wraps an ASGI one: same
     routes, limits, headers, exemptions (``exempt(environ)``), shadow mode
-    and 429 answers. Limiters must be sync (Limiter, KeyedLimiter,
-    RedisLimiter); an async one is refused at construction (TypeError).
-    Thread-safe as the limiters are.
+    (no ``Retry-After`` on the responses it lets through) and 429 answers.
+    A route's limits are tried in the order listed, each taking its cost
+    until one denies, the rest only asked (cost 0), so list the most
+    specific (per key) first and the shared ones after it: a client denied
+    by its own limit does not use up the others' quota. Limiters must be
+    sync (Limiter, KeyedLimiter, RedisLimiter); an async one is refused at
+    construction (TypeError). Thread-safe as the limiters are.
     """
 
     def __init__(
@@ -54,7 +64,7 @@ class RateLimitWSGIMiddleware:
         if policy is None or (self._exempt is not None and self._exempt(environ)):
             return self.app(environ, start_response)
         policy.refresh()
-        outcome = self._judge(policy, environ)
+        outcome = judge(policy, decide_in_order(policy, environ))
         if outcome.denied:
             if self._on_denied is not None:
                 self._on_denied(environ, outcome)
@@ -68,7 +78,10 @@ class RateLimitWSGIMiddleware:
                     ],
                 )
                 return [self._denied_body]
-        extra = policy.headers(outcome)
+            # Shadow mode: let it through, without Retry-After.
+            extra = policy.headers(outcome, retry=False)
+        else:
+            extra = policy.headers(outcome)
 
         def start_with_headers(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -76,17 +89,6 @@ class RateLimitWSGIMiddleware:
             return start_response(status, [*headers, *extra], exc_info)
 
         return self.app(environ, start_with_headers)
-
-    def _judge(self, policy: RoutePolicy, environ: Environ) -> Outcome:
-        decisions = []
-        for limit in policy.limits:
-            key_of = limit.key_of
-            if key_of is None:
-                decisions.append(limit.decide(limit.cost))
-                continue
-            key = key_of(environ)
-            decisions.append(None if key is None else limit.decide(key, limit.cost))
-        return judge(policy, decisions)
 
 
 def _path(environ: Environ) -> str:
