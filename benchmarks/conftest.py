@@ -7,6 +7,11 @@ once with ``--benchmark-disable`` so they cannot rot.
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
 import pytest
 
 
@@ -15,3 +20,44 @@ def pytest_configure(config: pytest.Config) -> None:
     # round is timed, or the objects other benchmarks keep alive would be
     # traversed on the clock of whichever benchmark allocates next.
     config.option.benchmark_disable_gc = True
+
+
+def _servers() -> ModuleType:
+    # The test suite's Redis server fixtures, shared rather than copied.
+    path = Path(__file__).parent.parent / "tests" / "redis_servers.py"
+    spec = importlib.util.spec_from_file_location("redis_servers", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[object]:
+    """`node` is a real redis-server on a free loopback port."""
+    server = _servers().RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[object]:
+    """`cluster` is a real 3-primary Redis Cluster on loopback ports."""
+    nodes = _servers().RedisClusterServers().start()
+    yield nodes
+    nodes.stop()
+
+
+@pytest.fixture(params=["node", "cluster"])
+def client(request: pytest.FixtureRequest) -> Iterator[object]:
+    """`client` is a redis-py client of the node, then of the cluster."""
+    redis = pytest.importorskip("redis")
+    if request.param == "node":
+        port = request.getfixturevalue("node").port
+        connection = redis.Redis(host="127.0.0.1", port=port)
+    else:
+        port = request.getfixturevalue("cluster").ports[0]
+        connection = redis.RedisCluster(host="127.0.0.1", port=port)
+    yield connection
+    connection.close()

@@ -13,12 +13,9 @@ costs at most 2x the local breaker's.
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -34,28 +31,15 @@ CONFIG = BreakerConfig(failure_rate_threshold=100.0, minimum_calls=1_000_000)
 PAIRS = 31
 
 
-def _servers() -> ModuleType:
-    # The test suite's server fixtures, shared rather than copied.
-    path = Path(__file__).parent.parent / "tests" / "redis_servers.py"
-    spec = importlib.util.spec_from_file_location("redis_servers", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def breakers() -> Iterator[dict[str, Any]]:
-    server = _servers().RedisServer().start()
-    client = redis.Redis(host="127.0.0.1", port=server.port)
+def breakers(node: Any) -> Iterator[dict[str, Any]]:
+    client = redis.Redis(host="127.0.0.1", port=node.port)
     fleet = FleetBreaker("bench-fleet", CONFIG, client=client, timeout=5.0)
     try:
         yield {"local": CircuitBreaker("bench-local", CONFIG), "fleet": fleet}
     finally:
         fleet.close()
         client.close()
-        server.stop()
 
 
 def record_loop(breaker: Any) -> Callable[[int], None]:

@@ -19,60 +19,18 @@ RATEFUSE_REQUIRE_REDIS=1).
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Iterator
-from pathlib import Path
-from types import ModuleType
-
 import pytest
 
 redis = pytest.importorskip("redis")
 
 from ratefuse import Rate  # noqa: E402
-from ratefuse.redis import RedisBackend, RedisLimiter  # noqa: E402
-from ratefuse.redis._lease_config import LeaseConfig  # noqa: E402
+from ratefuse.redis import (  # noqa: E402
+    LeaseConfig,
+    RedisBackend,
+    RedisLimiter,
+)
 
 CALLS = 1000
-
-
-def _servers() -> ModuleType:
-    # The test suite's server fixtures, shared rather than copied.
-    path = Path(__file__).parent.parent / "tests" / "redis_servers.py"
-    spec = importlib.util.spec_from_file_location("redis_servers", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-servers = _servers()
-
-
-@pytest.fixture(scope="module")
-def node() -> Iterator[object]:
-    server = servers.RedisServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[object]:
-    nodes = servers.RedisClusterServers().start()
-    yield nodes
-    nodes.stop()
-
-
-@pytest.fixture(params=["node", "cluster"])
-def client(request: pytest.FixtureRequest) -> Iterator[object]:
-    if request.param == "node":
-        port = request.getfixturevalue("node").port
-        connection = redis.Redis(host="127.0.0.1", port=port)
-    else:
-        port = request.getfixturevalue("cluster").ports[0]
-        connection = redis.RedisCluster(host="127.0.0.1", port=port)
-    yield connection
-    connection.close()
 
 
 def hot_loop(limiter: RedisLimiter) -> None:
@@ -132,4 +90,21 @@ def test_leases(benchmark, client) -> None:
             lease=lease,
         )
         run(benchmark, limiter, rounds=2000)
+        limiter.close()
+
+
+def test_leases_all_admitted(benchmark, client) -> None:
+    # A fleet bucket whose burst covers the whole run, so every decision is a
+    # lease hit: the admitting path, not the local denial of a drained key.
+    benchmark.group = f"hot key ({type(client).__name__})"
+    lease = LeaseConfig(max_units=100_000, lifetime=5.0)
+    with RedisBackend(client) as backend:
+        limiter = RedisLimiter(
+            Rate(1_000_000, 1.0, burst=50_000_000),
+            backend=backend,
+            name="bench-lease-admitted",
+            lease=lease,
+        )
+        run(benchmark, limiter, rounds=2000)
+        assert benchmark.extra_info["lease_admitted_share"] == 1.0
         limiter.close()

@@ -11,11 +11,8 @@ not installed (and failed instead under RATEFUSE_REQUIRE_REDIS=1).
 
 from __future__ import annotations
 
-import importlib.util
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from types import ModuleType
+from collections.abc import Callable
 
 import pytest
 
@@ -23,49 +20,10 @@ redis = pytest.importorskip("redis")
 
 from ratefuse.redis import RedisBackend, RedisLimiter  # noqa: E402
 
-
-def _servers() -> ModuleType:
-    # The test suite's server fixtures, shared rather than copied.
-    path = Path(__file__).parent.parent / "tests" / "redis_servers.py"
-    spec = importlib.util.spec_from_file_location("redis_servers", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-servers = _servers()
 BATCH = 1000
 # Seconds per round trip before a decision falls back: generous, so that a
 # loaded machine slows the figures down instead of failing the run.
 TIMEOUT = 2.0
-
-
-@pytest.fixture(scope="module")
-def node() -> Iterator[object]:
-    server = servers.RedisServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[object]:
-    nodes = servers.RedisClusterServers().start()
-    yield nodes
-    nodes.stop()
-
-
-@pytest.fixture(params=["node", "cluster"])
-def client(request: pytest.FixtureRequest) -> Iterator[object]:
-    if request.param == "node":
-        port = request.getfixturevalue("node").port
-        connection = redis.Redis(host="127.0.0.1", port=port)
-    else:
-        port = request.getfixturevalue("cluster").ports[0]
-        connection = redis.RedisCluster(host="127.0.0.1", port=port)
-    yield connection
-    connection.close()
 
 
 def run(benchmark, function: Callable[[], object], decisions: int, rounds: int) -> None:
