@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from ._breaker_spec import IllegalTransitionError
+from ._counters import BreakerCounters, LimiterCounters
 from ._engine import Decision
 from ._impl import IMPLEMENTATION
 from ._waiting import Reservation
@@ -25,6 +26,7 @@ __all__ = [
     "IMPLEMENTATION",
     "BackendError",
     "BreakerConfig",
+    "BreakerCounters",
     "BreakerMetrics",
     "BreakerState",
     "Bulkhead",
@@ -35,6 +37,7 @@ __all__ = [
     "IllegalTransitionError",
     "KeyedLimiter",
     "Limiter",
+    "LimiterCounters",
     "Rate",
     "RateLimitExceeded",
     "RatefuseError",
