@@ -97,6 +97,27 @@ def test_decide_many(benchmark, client, algorithm: str) -> None:
         assert limiter.stats().fallbacks == 0
 
 
+@pytest.mark.parametrize("algorithm", ["gcra", "sliding_window"])
+def test_decide_many_known_keys(benchmark, client, algorithm: str) -> None:
+    # The steady state of a service: the same users come back, so their keys
+    # exist in Redis (no key to create, none to expire) and their tags are in
+    # the client's cache (8,192 keys). 8 batches of 1,000 distinct keys, in
+    # rotation.
+    benchmark.group = "batch of 1,000"
+    pool = [[f"user-{batch}-{key}" for key in range(BATCH)] for batch in range(8)]
+    rounds = iter(range(1 << 30))
+    with RedisBackend(client, timeout=TIMEOUT) as backend:
+        limiter = RedisLimiter("1000000/s", algorithm, backend=backend, name="bench")
+        for keys in pool:
+            limiter.decide_many(keys)
+
+        def batch() -> None:
+            limiter.decide_many(pool[next(rounds) % len(pool)])
+
+        run(benchmark, batch, BATCH, 200)
+        assert limiter.stats().fallbacks == 0
+
+
 def test_redis_down(benchmark, node) -> None:
     """A paused Redis (SIGSTOP): the first decisions wait for the timeout
     (recorded in extra_info), then the backend breaker opens and decisions
