@@ -157,6 +157,26 @@ def test_unused_units_expire_with_the_lease(client, fresh_name) -> None:
     assert (stats.lease_grants, stats.lease_units_expired) == (2, 6)
 
 
+def test_a_question_of_cost_zero_leases_nothing(client, fresh_name) -> None:
+    # Cost 0 asks without consuming (the middleware asks it of every limit
+    # after a denial): on a key with no lease it is one exact round trip,
+    # and no units leave the fleet's bucket.
+    name = fresh_name()
+    lease = LeaseConfig(max_units=50, min_units=50, lifetime=1.0, low_water=0)
+    # An hour per 100 units: no unit comes back while the test runs.
+    with RedisLimiter("100/h", backend=client, name=name, lease=lease) as limiter:
+        decision = limiter.decide("asked", 0)
+        assert decision.allowed
+        assert decision.remaining == 100  # the whole bucket: nothing leased
+        stats = limiter.stats()
+        assert (stats.lease_grants, stats.lease_units_granted) == (0, 0)
+        assert stats.backend_decisions == 1
+        assert limiter.try_acquire("asked")  # a cost of 1 still leases
+        assert limiter.stats().lease_grants == 1
+    with RedisLimiter("100/h", backend=client, name=name, deny_cache=False) as exact:
+        assert exact.decide("asked", 0).remaining == 50  # one lease of 50 taken
+
+
 def test_a_low_balance_is_refilled_in_the_background(client, fresh_name) -> None:
     lease = LeaseConfig(max_units=10, min_units=10, low_water=0.5)
     with RedisLimiter(

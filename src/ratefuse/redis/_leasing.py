@@ -164,6 +164,11 @@ class LocalAnswers:
         local = self.never(cost) or self.local(key, cost, now)
         if local is not None:
             return local
+        if cost == 0:
+            # A question consumes nothing, so it leases nothing: the exact
+            # script answers it (the middleware asks cost 0 of every limit
+            # after a denial, and would otherwise drain the fleet's bucket).
+            return Ask(key, 0, 0, now)
         return Ask(key, cost, self.lease_size(key, cost, now), self.clock())
 
     def refill(self, key: Subject) -> Ask:
