@@ -211,8 +211,8 @@ class KeyedLimiterCore:
         over-admission), ``expired`` (idle states dropped, harmlessly) and
         ``memory_bytes`` (the table's state, as the compiled engine counts
         it: 8 bytes per slot word)."""
-        table = self._table
         with self._lock:
+            table = self._table  # a reconfigure may swap it: read it locked
             return {
                 "live_keys": table.live,
                 "max_keys": table.max_keys,
