@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -245,3 +246,25 @@ def hammer(
         last = seconds * 1_000_000 + micros
     client.close()
     results.put((admitted, first, last))  # type: ignore[attr-defined]
+
+
+def gather(workers: list[Any], results: Any) -> list[Any]:
+    """`gather` starts the worker processes, takes one report from each off
+    ``results`` and checks that every worker exited cleanly. Workers are
+    daemons, killed in the finally: one that dies before a barrier fails the
+    test instead of leaving the others (and pytest) waiting forever."""
+    try:
+        for worker in workers:
+            worker.start()
+        reports = [results.get(timeout=60) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=60)
+            assert worker.exitcode == 0
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.kill()
+                worker.join(timeout=5)
+        results.close()
+        results.join_thread()
+    return reports

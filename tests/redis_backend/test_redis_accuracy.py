@@ -7,7 +7,7 @@ from __future__ import annotations
 import multiprocessing
 
 from ratefuse import Rate
-from redis_servers import hammer
+from redis_servers import gather, hammer
 
 PROCESSES = 8
 DECISIONS = 400
@@ -23,8 +23,6 @@ def test_eight_processes_share_one_quota_exactly(redis_node, fresh_name) -> None
     results = context.Queue()
     name = fresh_name()
     limits = Rate(RATE, 1.0, burst=BURST)
-    # Daemons, killed in the finally: a worker that dies before the barrier
-    # must fail this test, not leave the others (and pytest) waiting forever.
     workers = [
         context.Process(
             target=hammer,
@@ -33,20 +31,7 @@ def test_eight_processes_share_one_quota_exactly(redis_node, fresh_name) -> None
         )
         for _ in range(PROCESSES)
     ]
-    try:
-        for worker in workers:
-            worker.start()
-        reports = [results.get(timeout=60) for _ in workers]
-        for worker in workers:
-            worker.join(timeout=60)
-            assert worker.exitcode == 0
-    finally:
-        for worker in workers:
-            if worker.is_alive():
-                worker.kill()
-                worker.join(timeout=5)
-        results.close()
-        results.join_thread()
+    reports = gather(workers, results)
     admitted = sum(report[0] for report in reports)
     elapsed_us = max(report[2] for report in reports) - min(
         report[1] for report in reports

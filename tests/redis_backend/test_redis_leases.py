@@ -37,7 +37,7 @@ from ratefuse.redis import (
 from ratefuse.redis._exchange import single_call
 from ratefuse.redis._lease_config import LeaseConfig
 from ratefuse.redis._leasing import LocalAnswers
-from redis_servers import RedisServer
+from redis_servers import RedisServer, gather
 
 BASE_US = 4_000_000_000_000_000  # keys expire by the injected clock: 2096
 PROCESSES = 8
@@ -288,21 +288,7 @@ def run_fleet(port: int, cluster: bool, name: str, limits, lease, seconds: float
         )
         for _ in range(PROCESSES)
     ]
-    try:
-        for worker in workers:
-            worker.start()
-        reports = [results.get(timeout=60) for _ in workers]
-        for worker in workers:
-            worker.join(timeout=60)
-            assert worker.exitcode == 0
-    finally:
-        for worker in workers:
-            if worker.is_alive():
-                worker.kill()
-                worker.join(timeout=5)
-        results.close()
-        results.join_thread()
-    return reports
+    return gather(workers, results)
 
 
 @pytest.mark.parametrize("where", ["node", "cluster"])
