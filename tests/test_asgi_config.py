@@ -16,6 +16,7 @@ from ratefuse import KeyedLimiter, Limiter, Rate
 from ratefuse.rates import build_specs
 from ratefuse.web import (
     CLIENT_ADDRESS,
+    PATH,
     Limit,
     RateLimitMiddleware,
     RateLimitWSGIMiddleware,
@@ -406,3 +407,12 @@ def test_limits_after_a_denial_are_asked_with_cost_0(impl, side) -> None:
     status = call(app, "/")[0] if side == "asgi" else call_wsgi(app, "/")[0]
     assert status == 200
     assert log == [("first", 2), ("second", 1), ("third", 3), ("fourth", 1)]
+
+
+def test_path_keys_a_non_ascii_path_alike_under_asgi_and_wsgi() -> None:
+    # PEP 3333 hands WSGI the path's UTF-8 bytes decoded as latin-1; an ASGI
+    # app and a WSGI app sharing a quota by path must key it the same.
+    path = "/caf\u00e9/\u6771\u4eac"
+    environ = {"PATH_INFO": path.encode("utf-8").decode("latin-1")}
+    assert PATH.wsgi(environ) == PATH.asgi({"path": path}) == path
+    assert PATH.wsgi({"PATH_INFO": "/plain"}) == "/plain"

@@ -53,16 +53,25 @@ def _wsgi_client(environ: Environ) -> Key:
     return environ.get("REMOTE_ADDR") or UNKNOWN_CLIENT
 
 
+def wsgi_path(environ: Environ) -> str:
+    """`wsgi_path` is the request path as text, as ASGI's ``scope["path"]``:
+    PEP 3333 gives PATH_INFO as latin-1-decoded bytes, so a non-ASCII path
+    is decoded again as UTF-8 (routes and keys then match under both)."""
+    path: str = environ.get("PATH_INFO", "")
+    if path.isascii():
+        return path
+    try:
+        return path.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return path
+
+
 CLIENT_ADDRESS = KeyFunction("client_address", _asgi_client, _wsgi_client)
 """`CLIENT_ADDRESS` keys a request by the peer's IP address (ASGI
 ``scope["client"]``, WSGI ``REMOTE_ADDR``). Behind a proxy this is the
 proxy: use :func:`forwarded_for`."""
 
-PATH = KeyFunction(
-    "path",
-    lambda scope: scope["path"],
-    lambda environ: environ.get("PATH_INFO", ""),
-)
+PATH = KeyFunction("path", lambda scope: scope["path"], wsgi_path)
 """`PATH` keys a request by its path: one quota per URL (not per client)."""
 
 

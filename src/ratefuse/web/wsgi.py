@@ -15,6 +15,7 @@ from .enforce import (
     judge,
 )
 from .headers import DEFAULT_HEADER_MODE, HeaderMode
+from .keys import wsgi_path
 from .rules import Route
 
 Environ = dict[str, Any]
@@ -60,7 +61,7 @@ class RateLimitWSGIMiddleware:
     def __call__(
         self, environ: Environ, start_response: StartResponse
     ) -> Iterable[bytes]:
-        policy = self._find(environ.get("REQUEST_METHOD", ""), _path(environ))
+        policy = self._find(environ.get("REQUEST_METHOD", ""), wsgi_path(environ))
         if policy is None or (self._exempt is not None and self._exempt(environ)):
             return self.app(environ, start_response)
         policy.refresh()
@@ -89,15 +90,3 @@ class RateLimitWSGIMiddleware:
             return start_response(status, [*headers, *extra], exc_info)
 
         return self.app(environ, start_with_headers)
-
-
-def _path(environ: Environ) -> str:
-    # PEP 3333 gives PATH_INFO as latin-1-decoded bytes; routes are written
-    # in text, so undo that for non-ASCII paths.
-    path: str = environ.get("PATH_INFO", "")
-    if path.isascii():
-        return path
-    try:
-        return path.encode("latin-1").decode("utf-8")
-    except (UnicodeEncodeError, UnicodeDecodeError):
-        return path
