@@ -24,8 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
-VARIANTS = ("plain", "middleware", "no-headers")
-REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+SRC = Path(__file__).resolve().parent.parent / "src"
+# The variants and the request are those of ``ratefuse bench asgi``; the
+# script runs from a checkout, so the package comes from its src.
+sys.path.insert(0, str(SRC))
+
+from ratefuse.bench.asgi_server import VARIANTS  # noqa: E402
+from ratefuse.bench.loadgen import REQUEST  # noqa: E402
+
 WARM_UP = 200
 
 
@@ -72,9 +78,8 @@ def wait_for(port: int) -> None:
 def instructions_per_request(variant: str, requests: int, http: str) -> float:
     """`instructions_per_request` runs ``variant``'s server under callgrind
     and counts the instructions of ``requests`` requests after a warm-up."""
-    src = Path(__file__).resolve().parent.parent / "src"
     env = dict(os.environ, PYTHONHASHSEED="0")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory() as scratch:
         out = os.path.join(scratch, "callgrind.%p")
         command = [

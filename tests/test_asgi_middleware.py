@@ -5,6 +5,7 @@ driven by httpx; every test runs with the compiled and the reference cores
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,7 +14,6 @@ import pytest
 from fastapi import FastAPI
 
 from ratefuse import KeyedLimiter, Limiter, Rate
-from ratefuse.rates import build_specs
 from ratefuse.web import (
     PATH,
     Limit,
@@ -22,9 +22,12 @@ from ratefuse.web import (
     forwarded_for,
     header,
 )
-from web_support import ManualClock, serve_asgi
-
-TWO_PER_10S = Rate(2, 10.0)  # GCRA: one unit every 5 s, burst 2
+from web_support import (
+    ManualClock,
+    keyed_limit,
+    serve_asgi,
+    subject_limit,
+)
 
 
 def make_app() -> FastAPI:
@@ -61,25 +64,13 @@ def clock() -> ManualClock:
 @pytest.fixture
 def keyed(impl: Any, clock: ManualClock) -> Callable[..., Limit]:
     """`keyed(rate, **options)` is a Limit on a keyed core of `impl`."""
-
-    def make(rate: Rate = TWO_PER_10S, **options: Any) -> Limit:
-        core = impl.module("_keyed").KeyedLimiterCore(
-            build_specs([rate], "gcra"), 1000, clock
-        )
-        return Limit(core, rates=[rate], **options)
-
-    return make
+    return functools.partial(keyed_limit, impl, clock)
 
 
 @pytest.fixture
 def subject(impl: Any, clock: ManualClock) -> Callable[..., Limit]:
     """`subject(rate, **options)` is a Limit on a one-subject core."""
-
-    def make(rate: Rate = TWO_PER_10S, **options: Any) -> Limit:
-        core = impl.module("_engine").LimiterCore(build_specs([rate], "gcra"), clock)
-        return Limit(core, rates=[rate], **options)
-
-    return make
+    return functools.partial(subject_limit, impl, clock)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ compiled and the reference cores, on a manual clock."""
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -13,11 +14,13 @@ import pytest
 from flask import Flask
 
 from ratefuse import KeyedLimiter, Rate
-from ratefuse.rates import build_specs
 from ratefuse.web import PATH, Limit, RateLimitWSGIMiddleware, Route, header, user
-from web_support import ManualClock, serve_wsgi
-
-TWO_PER_10S = Rate(2, 10.0)
+from web_support import (
+    ManualClock,
+    keyed_limit,
+    serve_wsgi,
+    subject_limit,
+)
 
 
 def make_app() -> Flask:
@@ -45,22 +48,12 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def keyed(impl: Any, clock: ManualClock) -> Callable[..., Limit]:
-    def make(rate: Rate = TWO_PER_10S, **options: Any) -> Limit:
-        core = impl.module("_keyed").KeyedLimiterCore(
-            build_specs([rate], "gcra"), 1000, clock
-        )
-        return Limit(core, rates=[rate], **options)
-
-    return make
+    return functools.partial(keyed_limit, impl, clock)
 
 
 @pytest.fixture
 def subject(impl: Any, clock: ManualClock) -> Callable[..., Limit]:
-    def make(rate: Rate = TWO_PER_10S, **options: Any) -> Limit:
-        core = impl.module("_engine").LimiterCore(build_specs([rate], "gcra"), clock)
-        return Limit(core, rates=[rate], **options)
-
-    return make
+    return functools.partial(subject_limit, impl, clock)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Real servers for the integration tests: uvicorn for ASGI apps and
 wsgiref for WSGI apps, each in a thread on a free 127.0.0.1 port, stopped
-(and their sockets closed) on exit; and a manual clock."""
+(and their sockets closed) on exit; a manual clock; and the Limits both
+middleware tests build on the `impl` fixture's cores."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import uvicorn
+
+from ratefuse import Rate
+from ratefuse.rates import build_specs
+from ratefuse.web import Limit
+
+TWO_PER_10S = Rate(2, 10.0)  # GCRA: one unit every 5 s, burst 2
 
 
 class ManualClock:
@@ -32,6 +39,26 @@ class ManualClock:
 
     async def async_sleep(self, seconds: float) -> None:
         self.advance(seconds)
+
+
+def keyed_limit(
+    impl: Any, clock: ManualClock, rate: Rate = TWO_PER_10S, **options: Any
+) -> Limit:
+    """`keyed_limit` is a Limit on a keyed GCRA core of ``impl`` (1000 keys)
+    reading ``clock``; ``options`` go to Limit."""
+    core = impl.module("_keyed").KeyedLimiterCore(
+        build_specs([rate], "gcra"), 1000, clock
+    )
+    return Limit(core, rates=[rate], **options)
+
+
+def subject_limit(
+    impl: Any, clock: ManualClock, rate: Rate = TWO_PER_10S, **options: Any
+) -> Limit:
+    """`subject_limit` is a Limit on a one-subject GCRA core of ``impl``
+    reading ``clock``; ``options`` go to Limit."""
+    core = impl.module("_engine").LimiterCore(build_specs([rate], "gcra"), clock)
+    return Limit(core, rates=[rate], **options)
 
 
 @contextlib.contextmanager

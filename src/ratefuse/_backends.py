@@ -38,6 +38,27 @@ def reject_shared_options(named: dict[str, Any], extra: dict[str, Any]) -> None:
         )
 
 
+def backend_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`backend_arguments` splits the keyword arguments a constructor passes
+    on with ``backend=...`` (``max_keys`` already taken out) into the named
+    ones of `limiter_on_backend` / `keyed_on_backend` and the backend's
+    ``extra``; it empties ``kwargs`` into ``extra``."""
+    named = {
+        field: kwargs.pop(field, None)
+        for field in (
+            "clock",
+            "max_wait",
+            "sleep",
+            "async_sleep",
+            "name",
+            "on_backend_error",
+            "local_share",
+            "local_max_keys",
+        )
+    }
+    return {**named, "extra": kwargs}
+
+
 def _reject(field: str, value: object, kind: str) -> None:
     raise ValueError(f"{field} does not apply to a limiter on {kind}, got {value!r}")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._backends import keyed_on_backend, reject_shared_options
+from ._backends import backend_arguments, keyed_on_backend
 from ._guard import KeyedForms
 from ._keyed import KeyedLimiterCore
 from ._keyed_py import DEFAULT_MAX_KEYS
@@ -64,8 +64,9 @@ class KeyedLimiter(KeyedForms, KeyedLimiterCore):
     ) -> Any:
         if backend is None:
             return super().__new__(cls)
+        max_keys = kwargs.pop("max_keys", DEFAULT_MAX_KEYS)
         return keyed_on_backend(
-            limits, algorithm, backend, **_backend_arguments(kwargs)
+            limits, algorithm, backend, max_keys=max_keys, **backend_arguments(kwargs)
         )
 
     def __init__(
@@ -85,19 +86,17 @@ class KeyedLimiter(KeyedForms, KeyedLimiterCore):
         local_max_keys: int | None = None,
         **backend_options: Any,
     ) -> None:
-        # Only reached without a backend (__new__ returns the backend's
-        # limiter otherwise), so shared-state options are errors here.
-        reject_shared_options(
-            {
-                "name": name,
-                "on_backend_error": on_backend_error,
-                "local_share": local_share,
-                "local_max_keys": local_max_keys,
-            },
-            backend_options,
-        )
         self.rates, self.algorithm, specs = configure(
-            limits, algorithm, clock, sleep, async_sleep
+            limits,
+            algorithm,
+            clock,
+            sleep,
+            async_sleep,
+            name=name,
+            on_backend_error=on_backend_error,
+            local_share=local_share,
+            local_max_keys=local_max_keys,
+            backend_options=backend_options,
         )
         super().__init__(
             specs,
@@ -115,20 +114,3 @@ class KeyedLimiter(KeyedForms, KeyedLimiterCore):
             f"KeyedLimiter({rates!r}, algorithm={self.algorithm!r}, "
             f"max_keys={self.max_keys})"
         )
-
-
-def _backend_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """`_backend_arguments` splits a constructor's keyword arguments into
-    the named ones of `keyed_on_backend` and the backend's ``extra``."""
-    named = {
-        "max_keys": kwargs.pop("max_keys", DEFAULT_MAX_KEYS),
-        "clock": kwargs.pop("clock", None),
-        "max_wait": kwargs.pop("max_wait", None),
-        "sleep": kwargs.pop("sleep", None),
-        "async_sleep": kwargs.pop("async_sleep", None),
-        "name": kwargs.pop("name", None),
-        "on_backend_error": kwargs.pop("on_backend_error", None),
-        "local_share": kwargs.pop("local_share", None),
-        "local_max_keys": kwargs.pop("local_max_keys", None),
-    }
-    return {**named, "extra": kwargs}

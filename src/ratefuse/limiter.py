@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._backends import limiter_on_backend, reject_shared_options
+from ._backends import backend_arguments, limiter_on_backend, reject_shared_options
 from ._engine import LimiterCore
 from ._guard import SubjectForms
 from ._spec import LimitSpec
@@ -31,9 +31,27 @@ def configure(
     clock: object,
     sleep: object,
     async_sleep: object,
+    *,
+    name: str | None,
+    on_backend_error: str | None,
+    local_share: float | None,
+    local_max_keys: int | None,
+    backend_options: dict[str, Any],
 ) -> tuple[tuple[Rate, ...], str, tuple[LimitSpec, ...]]:
     """`configure` validates the arguments every in-memory limiter takes and
-    returns its rates, canonical algorithm and core specs."""
+    returns its rates, canonical algorithm and core specs. The shared-state
+    options (``name`` .. ``local_max_keys``, ``backend_options``) must be
+    unset: an in-memory limiter is only built without a backend (``__new__``
+    returns the backend's limiter otherwise)."""
+    reject_shared_options(
+        {
+            "name": name,
+            "on_backend_error": on_backend_error,
+            "local_share": local_share,
+            "local_max_keys": local_max_keys,
+        },
+        backend_options,
+    )
     for field, value in (
         ("clock", clock),
         ("sleep", sleep),
@@ -94,18 +112,7 @@ class Limiter(SubjectForms, LimiterCore):
         if backend is None:
             return super().__new__(cls)
         return limiter_on_backend(
-            limits,
-            algorithm,
-            backend,
-            clock=kwargs.pop("clock", None),
-            max_wait=kwargs.pop("max_wait", None),
-            sleep=kwargs.pop("sleep", None),
-            async_sleep=kwargs.pop("async_sleep", None),
-            name=kwargs.pop("name", None),
-            on_backend_error=kwargs.pop("on_backend_error", None),
-            local_share=kwargs.pop("local_share", None),
-            local_max_keys=kwargs.pop("local_max_keys", None),
-            extra=kwargs,
+            limits, algorithm, backend, **backend_arguments(kwargs)
         )
 
     def __init__(
@@ -124,19 +131,17 @@ class Limiter(SubjectForms, LimiterCore):
         local_max_keys: int | None = None,
         **backend_options: Any,
     ) -> None:
-        # Only reached without a backend (__new__ returns the backend's
-        # limiter otherwise), so shared-state options are errors here.
-        reject_shared_options(
-            {
-                "name": name,
-                "on_backend_error": on_backend_error,
-                "local_share": local_share,
-                "local_max_keys": local_max_keys,
-            },
-            backend_options,
-        )
         self.rates, self.algorithm, specs = configure(
-            limits, algorithm, clock, sleep, async_sleep
+            limits,
+            algorithm,
+            clock,
+            sleep,
+            async_sleep,
+            name=name,
+            on_backend_error=on_backend_error,
+            local_share=local_share,
+            local_max_keys=local_max_keys,
+            backend_options=backend_options,
         )
         super().__init__(
             specs,

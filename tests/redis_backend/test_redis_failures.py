@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from breaker_support import ManualClock
 from ratefuse import BackendError
 from ratefuse.breaker import CircuitBreaker, State
 from ratefuse.redis import DEFAULT_BREAKER_CONFIG, RedisBackend, RedisLimiter
@@ -23,22 +24,9 @@ TIMEOUT = 0.05
 SLACK = 0.5
 
 
-class ManualClock:
-    """A clock in integer nanoseconds that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000_000
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += round(seconds * 1e9)
-
-
 @pytest.fixture
 def clock() -> ManualClock:
-    return ManualClock()
+    return ManualClock(1_000_000_000)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import redis.asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from breaker_support import ManualClock
 from ratefuse import Rate
 from ratefuse._gcra_py import gcra_step
 from ratefuse._spec import LimitSpec
@@ -41,19 +42,6 @@ from redis_servers import RedisServer, gather
 
 BASE_US = 4_000_000_000_000_000  # keys expire by the injected clock: 2096
 PROCESSES = 8
-
-
-class ManualClock:
-    """A clock in integer nanoseconds that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000_000
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += round(seconds * 1e9)
 
 
 @pytest.fixture(params=["node", "cluster"])
@@ -143,7 +131,7 @@ def test_leases_spend_locally_and_account_for_every_unit(client, fresh_name) -> 
 
 
 def test_unused_units_expire_with_the_lease(client, fresh_name) -> None:
-    clock = ManualClock()
+    clock = ManualClock(1_000_000_000)
     lease = LeaseConfig(max_units=10, min_units=10, lifetime=1.0, low_water=0)
     with RedisLimiter(
         "100/s", backend=client, name=fresh_name(), lease=lease, clock=clock
@@ -368,7 +356,7 @@ def test_a_process_killed_holding_units_costs_only_those_units(
 def test_losing_redis_mid_lease_spends_the_held_units_then_the_policy_answers(
     disposable_redis,
 ) -> None:
-    clock = ManualClock()
+    clock = ManualClock(1_000_000_000)
     client = redis.Redis(host="127.0.0.1", port=disposable_redis.port)
     breaker = CircuitBreaker("redis", DEFAULT_BREAKER_CONFIG, clock=clock)
     lease = LeaseConfig(max_units=10, min_units=10, low_water=0, lifetime=60)

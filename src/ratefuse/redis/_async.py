@@ -120,7 +120,7 @@ class AsyncRedisBackend:
             steps = exchange(packer, calls, size, await self._routing(), self._counters)
             plan = next(steps)
             while True:
-                plan = steps.send(await self._transport.round_trip(plan, packer))
+                plan = steps.send(await self._transport.round_trip(plan))
         except StopIteration as stop:
             outcomes, failure = stop.value
         except Exception as exc:
@@ -164,7 +164,11 @@ class AsyncRedisStore:
     ) -> RawVerdict:
         """`decide_raw` is `decide_us` as a plain tuple (the fast path)."""
         call = self.binding.single(key, cost, now_us, self.backend.cluster)
-        outcome = (await self.backend._run(self.binding.packer, [call], 1))[0]
+        return await self.send(self.binding.packer, call)
+
+    async def send(self, packer: Packer, call: Call) -> RawVerdict:
+        """`send`: see RedisStore.send."""
+        outcome = (await self.backend._run(packer, [call], 1))[0]
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome

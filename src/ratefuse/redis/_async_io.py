@@ -14,7 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ._codec import ASKING, Packer, pack_command
+from ._codec import ASKING, pack_command
 from ._connection import (
     connection_settings,
 )
@@ -90,7 +90,7 @@ class AsyncTransport:
             return
         self._idle.setdefault(address, []).append(connection)
 
-    async def round_trip(self, plan: Plan, packer: Packer) -> list[list[object]]:
+    async def round_trip(self, plan: Plan) -> list[list[object]]:
         """`round_trip`: see SyncTransport.round_trip."""
         sent: list[
             tuple[
@@ -110,7 +110,7 @@ class AsyncTransport:
                     # Call by call, as SyncTransport.round_trip: the
                     # transport sends at once while its buffer is empty.
                     for call in calls:
-                        wire, count = call.wire(packer)
+                        wire, count = call.wire()
                         writer.write(wire[0] if count == 1 else b"".join(wire))
                         counts.append(count)
                 except Exception as exc:

@@ -162,7 +162,9 @@ class RedisSubjectLimiter(SubjectForms, _SubjectBase):
     def try_acquire(self, cost: int = 1) -> bool:
         """`try_acquire` consumes ``cost`` if every limit admits it and
         reports whether it did."""
-        return self.keyed.decide(SUBJECT, cost).allowed
+        # The keyed limiter's try_acquire: with leases or the deny cache it
+        # is the table's compiled call, which decide would bypass.
+        return self.keyed.try_acquire(SUBJECT, cost)
 
     def decide(self, cost: int = 1) -> Decision:  # type: ignore[override]
         """`decide` is `try_acquire` with the whole Decision."""
@@ -204,7 +206,7 @@ class AsyncRedisSubjectLimiter(_SubjectBase):
 
     async def try_acquire(self, cost: int = 1) -> bool:
         """`try_acquire`: see RedisSubjectLimiter.try_acquire."""
-        return (await self.keyed.decide(SUBJECT, cost)).allowed
+        return await self.keyed.try_acquire(SUBJECT, cost)
 
     async def decide(self, cost: int = 1) -> Decision:
         """`decide`: see RedisSubjectLimiter.decide."""

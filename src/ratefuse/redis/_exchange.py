@@ -169,12 +169,12 @@ class Call:
             self._packed = packed
         return packed
 
-    def wire(self, packer: Packer) -> tuple[list[bytes], int]:
+    def wire(self) -> tuple[list[bytes], int]:
         """`wire` is what to send for this call and how many replies follow
         (the call's own reply is the last)."""
         pieces = []
         if self.load:
-            pieces.append(script_load(packer.script))
+            pieces.append(script_load(self._packer.script))
         if self.ask is not None:
             pieces.append(ASKING)
         pieces.append(self.packed)

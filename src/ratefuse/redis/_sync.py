@@ -133,7 +133,7 @@ class RedisBackend:
             steps = exchange(packer, calls, size, self._routing(), self._counters)
             plan = next(steps)
             while True:
-                plan = steps.send(self._transport.round_trip(plan, packer))
+                plan = steps.send(self._transport.round_trip(plan))
         except StopIteration as stop:
             outcomes, failure = stop.value
         except Exception as exc:
@@ -182,7 +182,12 @@ class RedisStore:
     ) -> RawVerdict:
         """`decide_raw` is `decide_us` as a plain tuple (the fast path)."""
         call = self.binding.single(key, cost, now_us, self.backend.cluster)
-        outcome = self.backend._run(self.binding.packer, [call], 1)[0]
+        return self.send(self.binding.packer, call)
+
+    def send(self, packer: Packer, call: Call) -> RawVerdict:
+        """`send` runs one script ``call`` packed by ``packer`` (the
+        limiter's, or the lease script's) and returns its verdict."""
+        outcome = self.backend._run(packer, [call], 1)[0]
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome

@@ -17,7 +17,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
-from ._codec import ASKING, Packer, pack_command
+from ._codec import ASKING, pack_command
 from ._connection import (
     connection_settings,
 )
@@ -91,7 +91,7 @@ class SyncTransport:
                 idle = self._idle.setdefault(address, [])
         idle.append(connection)
 
-    def round_trip(self, plan: Plan, packer: Packer) -> list[list[object]]:
+    def round_trip(self, plan: Plan) -> list[list[object]]:
         """`round_trip` sends every node's pipeline, then reads them all;
         each call gets its reply, its error reply, or the transport error."""
         sent: list[
@@ -112,7 +112,7 @@ class SyncTransport:
                     # Call by call: the server starts on a call while the
                     # next one is packed (and its keys hashed).
                     for call in calls:
-                        wire, count = call.wire(packer)
+                        wire, count = call.wire()
                         sock.sendall(wire[0] if count == 1 else b"".join(wire))
                         counts.append(count)
                 except Exception as exc:

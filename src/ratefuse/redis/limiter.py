@@ -137,7 +137,7 @@ class _LimiterBase:
         # a bad key, from the schema; ValueError for a bad cost) and returns
         # the cost and the local time now.
         assert self._answers is not None
-        if not isinstance(key, (str, bytes, int)):
+        if not isinstance(key, _PLAIN_KEYS):
             self._schema.tag(key)
         return check_cost(cost), self._answers.clock()
 
@@ -196,12 +196,6 @@ class _LimiterBase:
         return decisions
 
 
-def _policy(
-    on_backend_error: PolicyName, local_share: float, local_max_keys: int
-) -> FailurePolicy:
-    return FailurePolicy(on_backend_error, local_share, local_max_keys)
-
-
 class RedisLimiter(_LimiterBase):
     """`RedisLimiter` limits each key to ``limits``, fleet-wide, in Redis.
 
@@ -257,7 +251,7 @@ class RedisLimiter(_LimiterBase):
     ) -> None:
         self.rates = to_rates(limits)
         self.algorithm = canonical_algorithm(algorithm)
-        policy = _policy(on_backend_error, local_share, local_max_keys)
+        policy = FailurePolicy(on_backend_error, local_share, local_max_keys)
         specs = build_specs(self.rates, self.algorithm)
         self._owns_backend = not isinstance(backend, RedisBackend)
         if not isinstance(backend, RedisBackend):
@@ -344,10 +338,7 @@ class RedisLimiter(_LimiterBase):
         answers = self._answers
         assert answers is not None
         call = answers.lease_call(ask.key, ask.units, self.backend.cluster)
-        outcome = self.backend._run(answers.packer, [call], 1)[0]
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+        return self._store.send(answers.packer, call)
 
     def _refill(self, key: Subject) -> None:
         # On the refill thread: never raises, or the key's refill would
@@ -429,7 +420,7 @@ class AsyncRedisLimiter(_LimiterBase):
     ) -> None:
         self.rates = to_rates(limits)
         self.algorithm = canonical_algorithm(algorithm)
-        policy = _policy(on_backend_error, local_share, local_max_keys)
+        policy = FailurePolicy(on_backend_error, local_share, local_max_keys)
         specs = build_specs(self.rates, self.algorithm)
         self._owns_backend = not isinstance(backend, AsyncRedisBackend)
         if not isinstance(backend, AsyncRedisBackend):
@@ -486,10 +477,7 @@ class AsyncRedisLimiter(_LimiterBase):
         answers = self._answers
         assert answers is not None
         call = answers.lease_call(ask.key, ask.units, self.backend.cluster)
-        outcome = (await self.backend._run(answers.packer, [call], 1))[0]
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+        return await self._store.send(answers.packer, call)
 
     def _start_refill(self, key: Subject) -> None:
         # Called from decide (on the event loop): the refill runs as a task

@@ -20,7 +20,7 @@ import httpx
 
 from ..breaker import BreakerConfig, CircuitBreaker, Permit
 from ..errors import RateLimitExceeded
-from .rules import is_async, is_keyed
+from .rules import check_limiter, is_async, is_keyed
 
 BreakerFactory = Callable[[str], CircuitBreaker]
 IsFailure = Callable[[httpx.Response], bool]
@@ -49,12 +49,13 @@ class _Guard:
         max_wait: float,
         is_failure: IsFailure,
     ) -> None:
-        if limiter is not None and not callable(getattr(limiter, "decide", None)):
-            raise TypeError(f"limiter must have a decide method, got {limiter!r}")
-        if limiter is not None and is_async(limiter):
-            raise TypeError(
-                f"limiter must decide synchronously (a local limiter), got {limiter!r}"
-            )
+        if limiter is not None:
+            check_limiter(limiter, None)
+            if is_async(limiter):
+                raise TypeError(
+                    "limiter must decide synchronously (a local limiter), "
+                    f"got {limiter!r}"
+                )
         if isinstance(max_wait, bool) or not isinstance(max_wait, (int, float)):
             raise ValueError(f"max_wait must be a number of seconds, got {max_wait!r}")
         if not 0 <= max_wait < float("inf"):

@@ -132,7 +132,6 @@ class RoutePolicy:
     (``static_headers`` as text, ``static_raw`` as ASGI bytes)."""
 
     __slots__ = (
-        "any_async",
         "draft",
         "legacy",
         "limits",
@@ -144,7 +143,6 @@ class RoutePolicy:
 
     def __init__(self, limits: Sequence[CompiledLimit], mode: HeaderMode) -> None:
         self.limits = tuple(limits)
-        self.any_async = any(limit.is_async for limit in limits)
         self.draft = mode in ("draft", "both")
         self.legacy = mode in ("legacy", "both")
         # The common case has its own short path: one sync limit, and the
@@ -279,9 +277,9 @@ def judge_one(limit: CompiledLimit, decision: Any) -> Outcome:
         return NO_DECISION
     if decision.allowed:
         return Outcome(False, None, limit.rate_item(decision), decision)
-    retry_after = decision.retry_after
-    whole = ceil(retry_after) if retry_after < INF else None
-    return Outcome(True, whole, limit.rate_item(decision), decision)
+    return Outcome(
+        True, whole_seconds(decision.retry_after), limit.rate_item(decision), decision
+    )
 
 
 def decide_in_order(policy: RoutePolicy, request: object) -> list[Any]:
