@@ -1,5 +1,5 @@
 """Instructions the uvicorn server process spends per request, for each app of
-``ratefuse bench asgi`` (plain, middleware, no-headers).
+``ratefuse bench asgi`` (plain, middleware, all-headers).
 
 Wall-clock requests/s on a shared 2-vCPU VM moves by tens of percent between
 neighbouring runs, more than the 5% this is meant to resolve. Instruction
@@ -63,13 +63,18 @@ def content_length(head: bytes) -> int:
     return 0
 
 
-def wait_for(port: int) -> None:
+def wait_for(server: subprocess.Popen[bytes], port: int) -> None:
     deadline = time.monotonic() + 120  # python under valgrind starts slowly
     while True:
         try:
             socket.create_connection(("127.0.0.1", port)).close()
             return
         except OSError:
+            if server.poll() is not None:
+                raise RuntimeError(
+                    f"the server exited with status {server.returncode} "
+                    "(is the HTTP implementation installed?)"
+                ) from None
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
@@ -98,7 +103,7 @@ def instructions_per_request(variant: str, requests: int, http: str) -> float:
         try:
             assert server.stdout is not None
             port = int(server.stdout.readline())
-            wait_for(port)
+            wait_for(server, port)
             drive(port, WARM_UP)
             control = ["callgrind_control", "-z", str(server.pid)]
             subprocess.run(control, check=True, capture_output=True)

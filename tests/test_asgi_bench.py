@@ -38,7 +38,7 @@ def test_quick_run_reports_both_variants(tmp_path: Path) -> None:
         check=True,
     )
     assert "middleware cost, req/s:" in result.stdout
-    assert "no-headers cost, req/s:" in result.stdout
+    assert "all-headers cost, req/s:" in result.stdout
     assert "middleware adds" in result.stdout
     figures = json.loads(out.read_text())
     in_process = figures["in_process_cpu_us"]
@@ -46,7 +46,7 @@ def test_quick_run_reports_both_variants(tmp_path: Path) -> None:
     assert [figure["variant"] for figure in figures["figures"]] == [
         "plain",
         "middleware",
-        "no-headers",
+        "all-headers",
     ]
     for figure in figures["figures"]:
         assert len(figure["rates"]) == 1
@@ -60,13 +60,13 @@ def test_python_load_generator_drives_every_server() -> None:
     assert [figure.variant for figure in figures] == [
         "plain",
         "middleware",
-        "no-headers",
+        "all-headers",
     ]
     assert all(figure.rates[0] > 0 for figure in figures)
     lines = asgi.report(figures, "python load generator", 4)
     assert lines[-4].startswith("middleware cost, req/s: ")
     assert lines[-3].startswith("middleware cost, req/s per server core")
-    assert lines[-1].startswith("no-headers cost, req/s per server core")
+    assert lines[-1].startswith("all-headers cost, req/s per server core")
 
 
 def test_bad_connections_is_refused() -> None:

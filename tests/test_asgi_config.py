@@ -134,6 +134,16 @@ def call(
             "headers must be one of .*, got 'all'",
         ),
         (
+            lambda: RateLimitMiddleware(ok_app, [], headers_on="admitted"),
+            ValueError,
+            "headers_on must be one of .*, got 'admitted'",
+        ),
+        (
+            lambda: RateLimitWSGIMiddleware(ok_app, [], headers_on=None),
+            ValueError,
+            "headers_on must be one of .*, got None",
+        ),
+        (
             lambda: RateLimitMiddleware(ok_app, [], exempt=1),
             ValueError,
             "exempt must be callable or None, got 1",
@@ -243,7 +253,7 @@ def test_multi_rate_limiter_names_each_rate(impl) -> None:
         build_specs(rates, "gcra"), lambda: 10**12
     )
     app = RateLimitMiddleware(
-        ok_app, [Route("/", Limit(core, rates=rates, name="api"))]
+        ok_app, [Route("/", Limit(core, rates=rates, name="api"))], headers_on="all"
     )
     status, headers = call(app, "/")
     assert status == 200
@@ -288,7 +298,7 @@ def test_judge_denies_iff_a_limit_denies_and_reports_the_longest_retry(
         Limit(KeyedLimiter("5/s"), name=f"l{index}") for index in range(len(trace))
     ]
     policy = RoutePolicy(
-        [CompiledLimit(limit, "asgi", None) for limit in limits], "draft"
+        [CompiledLimit(limit, "asgi", None) for limit in limits], "draft", "all"
     )
     # An admitting verdict may report a finite wait too (a cost-0 ask that
     # does): it counts after the first denial only.

@@ -93,8 +93,24 @@ def serve() -> Iterator[Callable[..., httpx.Client]]:
         server.__exit__(None, None, None)
 
 
-def test_status_headers_and_retry_after(serve, keyed, clock) -> None:
+def test_headers_go_on_denials_by_default(serve, keyed, clock) -> None:
     client = serve([Route("/items/*", keyed(key=header("x-api-key")))])
+    api_key = {"x-api-key": "alice"}
+    admitted = [client.get("/items/1", headers=api_key) for _ in range(2)]
+    for response in admitted:
+        assert response.status_code == 200
+        assert not [name for name in response.headers if "ratelimit" in name]
+    denied = client.get("/items/3", headers=api_key)
+    assert denied.status_code == 429
+    assert denied.headers["retry-after"] == "5"
+    assert denied.headers["ratelimit-policy"] == '"default";q=2;w=10'
+    assert denied.headers["ratelimit"] == '"default";r=0;t=10'
+
+
+def test_status_headers_and_retry_after(serve, keyed, clock) -> None:
+    client = serve(
+        [Route("/items/*", keyed(key=header("x-api-key")))], headers_on="all"
+    )
     api_key = {"x-api-key": "alice"}
     first = client.get("/items/1", headers=api_key)
     assert first.status_code == 200
@@ -192,6 +208,7 @@ def test_shadow_mode_with_several_limits_sends_no_retry_after(
         [Route("/items/*", [per_key, site])],
         shadow=True,
         headers="both",
+        headers_on="all",
         on_denied=lambda scope, outcome: denials.append(outcome.retry_after),
     )
     responses = [client.get("/items/1", headers={"x-api-key": "a"}) for _ in range(4)]
@@ -265,7 +282,7 @@ def test_route_patterns(serve, keyed, route, limited, free) -> None:
 def test_several_limits_are_tried_in_order(serve, keyed, subject) -> None:
     per_key = keyed(Rate(3, 30.0), name="per-user", key=header("x-user"))
     route_wide = subject(Rate(5, 10.0), name="route")
-    client = serve([Route("/items/*", [per_key, route_wide])])
+    client = serve([Route("/items/*", [per_key, route_wide])], headers_on="all")
     first = client.get("/items/1", headers={"x-user": "a"})
     assert first.headers["ratelimit-policy"] == '"per-user";q=3;w=30, "route";q=5;w=10'
     assert first.headers["ratelimit"] == '"per-user";r=2;t=10, "route";r=4;t=2'
@@ -316,7 +333,7 @@ def test_a_hammering_key_does_not_drain_the_global_limit(serve, keyed, subject) 
 
 
 def test_legacy_and_no_headers(serve, keyed) -> None:
-    client = serve([Route("/items/*", keyed())], headers="legacy")
+    client = serve([Route("/items/*", keyed())], headers="legacy", headers_on="all")
     response = client.get("/items/1")
     assert "ratelimit" not in response.headers
     assert response.headers["x-ratelimit-limit"] == "2"
@@ -326,11 +343,11 @@ def test_legacy_and_no_headers(serve, keyed) -> None:
     denied = client.get("/items/1")
     assert denied.headers["x-ratelimit-remaining"] == "0"
     assert denied.headers["retry-after"] == "5"
-    client = serve([Route("/items/*", keyed())], headers="both")
+    client = serve([Route("/items/*", keyed())], headers="both", headers_on="all")
     both = client.get("/items/1")
     assert both.headers["ratelimit"] == '"default";r=1;t=5'
     assert both.headers["x-ratelimit-remaining"] == "1"
-    client = serve([Route("/items/*", keyed())], headers="none")
+    client = serve([Route("/items/*", keyed())], headers="none", headers_on="all")
     response = client.get("/items/1")
     assert not [name for name in response.headers if "ratelimit" in name]
 
@@ -347,9 +364,10 @@ def test_public_limiters_with_fastapi_add_middleware(clock) -> None:
     with serve_asgi(app) as url, httpx.Client(base_url=url) as client:
         assert [client.get("/items/1").status_code for _ in range(3)] == [200, 200, 429]
         assert client.get("/items/2").status_code == 200  # keyed by path
-        assert client.get("/login").headers["ratelimit-policy"] == '"default";q=1;w=60'
+        assert client.get("/login").status_code == 200
         denied = client.get("/login")
         assert denied.status_code == 429
+        assert denied.headers["ratelimit-policy"] == '"default";q=1;w=60'
         assert denied.headers["retry-after"] == "60"
 
 
@@ -397,7 +415,9 @@ def test_a_constant_start_message_is_not_changed(keyed) -> None:
         await send(start)
         await send({"type": "http.response.body", "body": b""})
 
-    middleware = RateLimitMiddleware(app, [Route("/", keyed(Rate(5, 10.0)))])
+    middleware = RateLimitMiddleware(
+        app, [Route("/", keyed(Rate(5, 10.0)))], headers_on="all"
+    )
 
     async def request() -> list[tuple[bytes, bytes]]:
         sent: list[Any] = []

@@ -30,7 +30,10 @@ def test_asgi_limits_follow_a_registry_reload() -> None:
     clock = ManualClock()
     registry = Registry(config("2/10s"), clock=clock)
     app = RateLimitMiddleware(
-        starlette_app(), [Route("/hello", Limit("per_client"))], registry=registry
+        starlette_app(),
+        [Route("/hello", Limit("per_client"))],
+        registry=registry,
+        headers_on="all",
     )
     with serve_asgi(app) as url, httpx.Client(base_url=url) as client:
         first = client.get("/hello")
@@ -53,7 +56,10 @@ def test_wsgi_limits_follow_a_registry_reload() -> None:
     flask_app = Flask(__name__)
     flask_app.add_url_rule("/hello", "hello", lambda: "hello")
     app = RateLimitWSGIMiddleware(
-        flask_app.wsgi_app, [Route("/hello", Limit("per_client"))], registry=registry
+        flask_app.wsgi_app,
+        [Route("/hello", Limit("per_client"))],
+        registry=registry,
+        headers_on="all",
     )
     with serve_wsgi(app) as url, httpx.Client(base_url=url) as client:
         assert client.get("/hello").headers["ratelimit-policy"] == '"default";q=1;w=60'

@@ -341,6 +341,24 @@ def test_a_bad_clock_raises(impl: Any) -> None:
     assert breaker.state == State.CLOSED
 
 
+@pytest.mark.parametrize(
+    ("now", "match"),
+    [
+        (1.5, "now must be an int \\(nanoseconds\\), got 1.5"),
+        ("0", "now must be an int \\(nanoseconds\\), got '0'"),
+        (-1, "now must be in \\[0, 2\\*\\*62\\] nanoseconds, got -1"),
+    ],
+)
+def test_a_bad_now_is_the_limiters_value_error(impl: Any, now: object, match) -> None:
+    # The breakers and the limiters refuse a bad `now` with one error.
+    breaker = breaker_class(impl)("now", TRIP_FAST)
+    with pytest.raises(ValueError, match=match):
+        breaker.try_acquire(now=now)
+    clocked = breaker_class(impl)("clock", TRIP_FAST, clock=lambda: now)
+    with pytest.raises(ValueError, match=match):
+        clocked.transition_to(State.OPEN)  # reads the clock
+
+
 def test_default_clock_is_monotonic(impl: Any) -> None:
     breaker = breaker_class(impl)("real", TRIP_FAST)
     assert breaker.clock is None

@@ -9,6 +9,14 @@ import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 EXAMPLES = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+# An example followed by "prints" and a block must print exactly that block.
+PRINTED = dict(
+    re.findall(
+        r"```python\n(.*?)```\n\nprints\n\n```\n(.*?)```",
+        README.read_text(),
+        flags=re.DOTALL,
+    )
+)
 
 
 def test_readme_has_examples() -> None:
@@ -18,3 +26,9 @@ def test_readme_has_examples() -> None:
 @pytest.mark.parametrize("source", EXAMPLES, ids=lambda s: s.splitlines()[0][:40])
 def test_readme_example_runs(source: str, capsys: pytest.CaptureFixture[str]) -> None:
     exec(compile(source, str(README), "exec"), {})
+    if source in PRINTED:
+        assert capsys.readouterr().out == PRINTED[source]
+
+
+def test_readme_has_a_printed_example() -> None:
+    assert PRINTED

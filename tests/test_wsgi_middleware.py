@@ -73,8 +73,24 @@ def serve() -> Iterator[Callable[..., httpx.Client]]:
         server.__exit__(None, None, None)
 
 
-def test_status_headers_and_retry_after(serve, keyed, clock) -> None:
+def test_headers_go_on_denials_by_default(serve, keyed) -> None:
     client = serve([Route("/items/*", keyed(key=header("x-api-key")))])
+    api_key = {"x-api-key": "alice"}
+    for _ in range(2):
+        admitted = client.get("/items/1", headers=api_key)
+        assert admitted.status_code == 200
+        assert not [name for name in admitted.headers if "ratelimit" in name]
+    denied = client.get("/items/1", headers=api_key)
+    assert denied.status_code == 429
+    assert denied.headers["retry-after"] == "5"
+    assert denied.headers["ratelimit-policy"] == '"default";q=2;w=10'
+    assert denied.headers["ratelimit"] == '"default";r=0;t=10'
+
+
+def test_status_headers_and_retry_after(serve, keyed, clock) -> None:
+    client = serve(
+        [Route("/items/*", keyed(key=header("x-api-key")))], headers_on="all"
+    )
     api_key = {"x-api-key": "alice"}
     first = client.get("/items/1", headers=api_key)
     assert first.status_code == 200
@@ -131,6 +147,7 @@ def test_shadow_exemptions_and_routes(serve, keyed) -> None:
             Route("/items/", keyed(key=PATH), match="prefix"),
         ],
         shadow=True,
+        headers_on="all",
         exempt_paths=["/health"],
         exempt=lambda environ: environ.get("HTTP_X_INTERNAL") == "1",
         on_denied=lambda environ, outcome: denied.append(environ["PATH_INFO"]),
@@ -189,6 +206,7 @@ def test_shadow_mode_with_several_limits_sends_no_retry_after(
         ],
         shadow=True,
         headers="both",
+        headers_on="all",
         on_denied=lambda environ, outcome: denials.append(outcome.retry_after),
     )
     responses = [client.get("/items/1", headers={"x-api-key": "a"}) for _ in range(4)]
@@ -202,7 +220,7 @@ def test_shadow_mode_with_several_limits_sends_no_retry_after(
 
 
 def test_legacy_headers(serve, keyed) -> None:
-    client = serve([Route("/items/*", keyed())], headers="legacy")
+    client = serve([Route("/items/*", keyed())], headers="legacy", headers_on="all")
     response = client.get("/items/1")
     assert response.headers["x-ratelimit-limit"] == "2"
     assert response.headers["x-ratelimit-remaining"] == "1"
@@ -275,12 +293,13 @@ def test_readme_flask_example(clock) -> None:
     )
     with serve_wsgi(app) as url, httpx.Client(base_url=url) as client:
         key = {"x-api-key": "k1"}
-        first = client.get("/search", headers=key)
-        assert first.text == "results"
-        assert first.headers["ratelimit-policy"] == (
+        assert client.get("/search", headers=key).text == "results"
+        statuses = [client.get("/search", headers=key).status_code for _ in range(9)]
+        assert statuses == [200] * 9
+        denied = client.get("/search", headers=key)
+        assert denied.status_code == 429
+        assert denied.headers["ratelimit-policy"] == (
             '"per-key";q=10;w=1, "per-key-2";q=1000;w=3600, "site";q=500;w=1'
         )
-        statuses = [client.get("/search", headers=key).status_code for _ in range(10)]
-        assert statuses == [200] * 9 + [429]
         assert client.get("/search", headers={"x-api-key": "k2"}).status_code == 200
         assert "ratelimit" not in client.get("/health").headers

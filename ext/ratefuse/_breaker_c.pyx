@@ -64,7 +64,11 @@ cdef inline int64_t duration_to_ns(double duration) except -1:
 
 
 cdef int64_t check_now(object now) except -2:
-    now = PyNumber_Index(now)
+    # The limiters' check (ratefuse/_args.pxd): one error for a bad now.
+    try:
+        now = PyNumber_Index(now)
+    except TypeError:
+        raise ValueError(f"now must be an int (nanoseconds), got {now!r}") from None
     if not 0 <= now <= MAX_NOW_NS:
         raise ValueError(f"now must be in [0, 2**62] nanoseconds, got {now}")
     return now

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import operator
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
 
+from ._args_py import check_now
 from ._breaker_call_py import GuardedFunction
 from ._breaker_config import BreakerConfig
 from ._breaker_machine_py import Machine
@@ -28,7 +28,6 @@ from ._breaker_spec import (
     FAILURE,
     IGNORED,
     ILLEGAL,
-    MAX_NOW_NS,
     NEED_NOW,
     REJECTED,
     SUCCESS,
@@ -54,14 +53,6 @@ Listener = Callable[[Any, State, State], object]
 ExceptionTypes = tuple[type[BaseException], ...]
 
 logger = logging.getLogger("ratefuse.breaker")
-
-
-def check_now(now: int) -> int:
-    """`check_now` returns ``now`` as an int in [0, 2**62] or raises."""
-    now = operator.index(now)
-    if not 0 <= now <= MAX_NOW_NS:
-        raise ValueError(f"now must be in [0, 2**62] nanoseconds, got {now}")
-    return now
 
 
 class BreakerCore:

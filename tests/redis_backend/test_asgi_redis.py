@@ -55,7 +55,9 @@ def test_fleet_quota_shared_by_an_asgi_and_a_wsgi_app(redis_node, fresh_name) ->
     sync_limiter = RedisLimiter("3/minute", backend=sync_client, name=name)
     key = header("x-tenant")
     asgi_app = RateLimitMiddleware(
-        hello_asgi(async_limiter), [Route("/hello", Limit(async_limiter, key=key))]
+        hello_asgi(async_limiter),
+        [Route("/hello", Limit(async_limiter, key=key))],
+        headers_on="all",
     )
     wsgi_app = RateLimitWSGIMiddleware(
         hello_wsgi, [Route("/hello", Limit(sync_limiter, key=key))]

@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
+from .._args_py import check_now
 from .._breaker_config import BreakerConfig
-from .._breaker_py import check_now
 from .._breaker_spec import BreakerSpec, IllegalTransitionError, State
 from .._fleet_recorder import FleetPermit, Gate, Recorder
 from ..breaker import BreakerMetrics, CircuitBreaker, Permit

@@ -19,8 +19,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+from .._args_py import check_now
 from .._breaker_call_py import GuardedFunction
-from .._breaker_py import check_now
 from .._breaker_spec import IGNORED, REJECTED, UNKNOWN_NOW, State
 from .._fleet_recorder import FleetPermit, Recorder
 from .._fleet_recorder_py import SLOW_BIT, outcome_flags

@@ -21,7 +21,12 @@ from .enforce import (
     judge,
     judge_one,
 )
-from .headers import DEFAULT_HEADER_MODE, HeaderMode
+from .headers import (
+    DEFAULT_HEADER_MODE,
+    DEFAULT_HEADERS_ON,
+    HeaderMode,
+    HeadersOn,
+)
 from .rules import Route
 
 Scope = MutableMapping[str, Any]
@@ -44,16 +49,20 @@ class RateLimitMiddleware:
     denied by its own limit then does not use up the quota everyone shares
     (the limits before the one that denies have taken their cost).
 
-    A request every limit admits goes to ``app`` with the rate-limit
-    headers added to its response; otherwise it is answered 429 with
-    ``Retry-After`` (whole seconds, rounded up: the longest wait among the
-    denial and the cost-0 verdicts after it; absent when the cost can never
-    be admitted) and ``denied_body`` as text/plain. ``headers``: "draft"
-    (RateLimit-Policy and RateLimit, the default), "legacy"
-    (X-RateLimit-*), "both" or "none". Requests on ``exempt_paths`` (exact
+    A request every limit admits goes to ``app``; otherwise it is answered
+    429 with ``Retry-After`` (whole seconds, rounded up: the longest wait
+    among the denial and the cost-0 verdicts after it; absent when the cost
+    can never be admitted), the rate-limit headers and ``denied_body`` as
+    text/plain. ``headers``: "draft" (RateLimit-Policy and RateLimit, the
+    default), "legacy" (X-RateLimit-*), "both" or "none". ``headers_on``:
+    "denied" (the default: the 429s, and in shadow mode the responses it
+    would have denied) or "all" (every limited response; the server then
+    writes two more headers per response, which costs it more than the
+    decision does). Requests on ``exempt_paths`` (exact
     paths) or for which ``exempt(scope)`` is true are not limited, nor are
     those no route matches. ``shadow`` counts as enforcing would and sets
-    the rate-limit headers, but denies nothing, and sends no
+    the rate-limit headers on the responses it would have denied (on all
+    with ``headers_on="all"``), but denies nothing, and sends no
     ``Retry-After`` on the responses it lets through. ``on_denied(scope,
     outcome)`` is called for each denial (also in shadow mode), e.g. to log
     it. ``registry`` resolves limiters given by name
@@ -72,13 +81,16 @@ class RateLimitMiddleware:
         exempt: Callable[[Scope], bool] | None = None,
         shadow: bool = False,
         headers: HeaderMode = DEFAULT_HEADER_MODE,
+        headers_on: HeadersOn = DEFAULT_HEADERS_ON,
         on_denied: Callable[[Scope, Outcome], None] | None = None,
         denied_body: bytes = DEFAULT_DENIED_BODY,
         registry: object | None = None,
     ) -> None:
         check_options(exempt, on_denied, denied_body)
         self.app = app
-        self._router = compile_routes(routes, exempt_paths, "asgi", headers, registry)
+        self._router = compile_routes(
+            routes, exempt_paths, "asgi", headers, headers_on, registry
+        )
         self._find = self._router.find
         self._exempt = exempt
         self._shadow = bool(shadow)
@@ -104,8 +116,9 @@ class RateLimitMiddleware:
                 key = key_of(scope)
                 decision = None if key is None else limit.decide(key, limit.cost)
             if decision is not None and decision.allowed:
-                # Admitted: straight to the app, with the two headers.
-                if not policy.draft:
+                # Admitted: straight to the app, with the two headers if
+                # asked for on every response.
+                if not policy.admitted:
                     return await self.app(scope, receive, send)
                 extra = [*policy.static_raw, limit.raw_rate_header(decision)]
                 return await self.app(scope, receive, _with_headers(send, extra))
@@ -120,8 +133,10 @@ class RateLimitMiddleware:
             # Shadow mode: let it through, without a Retry-After that would
             # tell a client (or a cache) to back off from a 200.
             extra = policy.raw_headers(outcome, retry=False)
-        else:
+        elif policy.admitted:
             extra = policy.raw_headers(outcome)
+        else:
+            return await self.app(scope, receive, send)
         return await self.app(scope, receive, _with_headers(send, extra))
 
     async def _judge(self, policy: RoutePolicy, scope: Scope) -> Outcome:

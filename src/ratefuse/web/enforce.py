@@ -21,7 +21,9 @@ from typing import Any, Literal
 
 from .headers import (
     HEADER_MODES,
+    HEADERS_ON,
     HeaderMode,
+    HeadersOn,
     legacy_headers,
     policy_items,
     whole_seconds,
@@ -129,9 +131,11 @@ def _key_reader(key: object, side: Side) -> Callable[[Any], Any]:
 
 class RoutePolicy:
     """`RoutePolicy` is a route's compiled limits and its static headers
-    (``static_headers`` as text, ``static_raw`` as ASGI bytes)."""
+    (``static_headers`` as text, ``static_raw`` as ASGI bytes);
+    ``admitted`` is whether admitted responses carry headers too."""
 
     __slots__ = (
+        "admitted",
         "draft",
         "legacy",
         "limits",
@@ -141,10 +145,16 @@ class RoutePolicy:
         "tracked",
     )
 
-    def __init__(self, limits: Sequence[CompiledLimit], mode: HeaderMode) -> None:
+    def __init__(
+        self,
+        limits: Sequence[CompiledLimit],
+        mode: HeaderMode,
+        headers_on: HeadersOn,
+    ) -> None:
         self.limits = tuple(limits)
         self.draft = mode in ("draft", "both")
         self.legacy = mode in ("legacy", "both")
+        self.admitted = headers_on == "all" and mode != "none"
         # The common case has its own short path: one sync limit, and the
         # draft headers or none.
         self.single = (
@@ -214,13 +224,16 @@ def compile_routes(
     routes: Sequence[Route],
     exempt_paths: Sequence[str],
     side: Side,
-    mode: str,
+    mode: HeaderMode,
+    headers_on: HeadersOn,
     registry: object | None,
 ) -> Router[RoutePolicy | None]:
     """`compile_routes` builds the router of a middleware; exempt paths
     match first, as routes without limits."""
     if mode not in HEADER_MODES:
         raise ValueError(f"headers must be one of {HEADER_MODES}, got {mode!r}")
+    if headers_on not in HEADERS_ON:
+        raise ValueError(f"headers_on must be one of {HEADERS_ON}, got {headers_on!r}")
     if isinstance(exempt_paths, str):
         raise ValueError(
             f"exempt_paths must be a sequence of paths, got {exempt_paths!r}"
@@ -233,6 +246,7 @@ def compile_routes(
         RoutePolicy(
             [CompiledLimit(limit, side, registry) for limit in route.limits],
             mode,
+            headers_on,
         )
         if route.limits
         else None

@@ -22,6 +22,16 @@ HeaderMode = Literal["draft", "legacy", "both", "none"]
 HEADER_MODES: tuple[HeaderMode, ...] = ("draft", "legacy", "both", "none")
 DEFAULT_HEADER_MODE: HeaderMode = "draft"
 
+HeadersOn = Literal["denied", "all"]
+HEADERS_ON: tuple[HeadersOn, ...] = ("denied", "all")
+# Rate-limit headers go on the answers that need them, the 429s (and the
+# responses shadow mode would have denied), unless asked for on every
+# response: a server writes each response header in Python (uvicorn
+# validates and lower-cases them), and two more headers on every response
+# cost it more than the decision does. Flask-Limiter, slowapi and Envoy's
+# local rate limit leave them off by default too.
+DEFAULT_HEADERS_ON: HeadersOn = "denied"
+
 
 def whole_seconds(seconds: float) -> int | None:
     """`whole_seconds` rounds up to an integer (HTTP delta-seconds); None

@@ -14,7 +14,12 @@ from .enforce import (
     decide_in_order,
     judge,
 )
-from .headers import DEFAULT_HEADER_MODE, HeaderMode
+from .headers import (
+    DEFAULT_HEADER_MODE,
+    DEFAULT_HEADERS_ON,
+    HeaderMode,
+    HeadersOn,
+)
 from .keys import wsgi_path
 from .rules import Route
 
@@ -26,7 +31,8 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 class RateLimitWSGIMiddleware:
     """`RateLimitWSGIMiddleware` wraps the WSGI ``app`` like
     :class:`ratefuse.web.RateLimitMiddleware` wraps an ASGI one: same
-    routes, limits, headers, exemptions (``exempt(environ)``), shadow mode
+    routes, limits, headers (``headers``, and ``headers_on``: on the 429s
+    by default, or "all"), exemptions (``exempt(environ)``), shadow mode
     (no ``Retry-After`` on the responses it lets through) and 429 answers.
     A route's limits are tried in the order listed, each taking its cost
     until one denies, the rest only asked (cost 0), so list the most
@@ -45,13 +51,16 @@ class RateLimitWSGIMiddleware:
         exempt: Callable[[Environ], bool] | None = None,
         shadow: bool = False,
         headers: HeaderMode = DEFAULT_HEADER_MODE,
+        headers_on: HeadersOn = DEFAULT_HEADERS_ON,
         on_denied: Callable[[Environ, Outcome], None] | None = None,
         denied_body: bytes = DEFAULT_DENIED_BODY,
         registry: object | None = None,
     ) -> None:
         check_options(exempt, on_denied, denied_body)
         self.app = app
-        self._router = compile_routes(routes, exempt_paths, "wsgi", headers, registry)
+        self._router = compile_routes(
+            routes, exempt_paths, "wsgi", headers, headers_on, registry
+        )
         self._find = self._router.find
         self._exempt = exempt
         self._shadow = bool(shadow)
@@ -81,8 +90,10 @@ class RateLimitWSGIMiddleware:
                 return [self._denied_body]
             # Shadow mode: let it through, without Retry-After.
             extra = policy.headers(outcome, retry=False)
-        else:
+        elif policy.admitted:
             extra = policy.headers(outcome)
+        else:
+            return self.app(environ, start_response)
 
         def start_with_headers(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
