@@ -4,6 +4,8 @@ compiled engines raise the same errors (``ext/ratefuse/_args.pxd``)."""
 from __future__ import annotations
 
 import operator
+import time
+from collections.abc import Callable
 
 from ._spec import MAX_COST, MAX_NOW_NS
 
@@ -31,3 +33,13 @@ def check_now(now: int) -> int:
     if not 0 <= now <= MAX_NOW_NS:
         raise ValueError(f"now must be in [0, 2**62] nanoseconds, got {now}")
     return now
+
+
+def resolve_now(clock: Callable[[], int] | None, now: int | None) -> int:
+    """`resolve_now` is the time of a decision: ``now`` if given, else
+    ``clock()`` (None: the monotonic clock), checked as `check_now`."""
+    if now is not None:
+        return check_now(now)
+    if clock is None:
+        return time.monotonic_ns()
+    return check_now(clock())

@@ -9,11 +9,10 @@ errors and decisions.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
-from ._args_py import check_cost, check_now
+from ._args_py import check_cost, resolve_now
 from ._counters import LimiterCounters
 from ._decision_py import Decision, ns_to_seconds
 from ._program_py import Program, combine
@@ -69,21 +68,14 @@ class LimiterCore:
         """`clock` is the injected clock, or None for the monotonic clock."""
         return self._clock
 
-    def _now(self, now: int | None) -> int:
-        if now is not None:
-            return check_now(now)
-        if self._clock is None:
-            return time.monotonic_ns()
-        return check_now(self._clock())
-
     def try_acquire(self, cost: int = 1, now: int | None = None) -> bool:
         """`try_acquire` consumes ``cost`` units if every limit admits them and
         reports whether it did. Cost 0 asks without consuming."""
-        return self._decide(check_cost(cost), self._now(now))[0].allowed
+        return self._decide(check_cost(cost), resolve_now(self._clock, now))[0].allowed
 
     def decide(self, cost: int = 1, now: int | None = None) -> Decision:
         """`decide` is `try_acquire` with the whole :class:`Decision`."""
-        verdict, spec = self._decide(check_cost(cost), self._now(now))
+        verdict, spec = self._decide(check_cost(cost), resolve_now(self._clock, now))
         return Decision(
             verdict.allowed,
             verdict.remaining,
@@ -106,7 +98,7 @@ class LimiterCore:
         only what they admit now."""
         units = check_cost(cost)
         bound = wait_bound_ns(max_wait, self._max_wait, "max_wait")
-        return self._reserve(units, bound, self._now(now))
+        return self._reserve(units, bound, resolve_now(self._clock, now))
 
     def _reserve(self, units: int, bound: int, at: int) -> Reservation:
         with self._lock:
@@ -119,7 +111,7 @@ class LimiterCore:
 
     def _first(self, cost: int, timeout: float | None) -> Reservation:
         bound = wait_bound_ns(timeout, self._max_wait)
-        return self._reserve(check_cost(cost), bound, self._now(None))
+        return self._reserve(check_cost(cost), bound, resolve_now(self._clock, None))
 
     def acquire(self, cost: int = 1, timeout: float | None = None) -> None:
         """`acquire` takes ``cost`` units, sleeping until they are admitted
@@ -145,12 +137,12 @@ class LimiterCore:
         )
 
     def _clock_ns(self) -> int:
-        return self._now(None)
+        return resolve_now(self._clock, None)
 
     def _refund(
         self, cost: int, stamps: tuple[int, ...], layout: int, now: int | None
     ) -> None:
-        at = self._now(now)
+        at = resolve_now(self._clock, now)
         with self._lock:
             if layout == self._layout:
                 self._program.refund(self._state, 0, at, cost, stamps)

@@ -9,12 +9,11 @@ signatures, errors and decisions, evictions included.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 
-from ._args_py import check_cost, check_now
+from ._args_py import check_cost, resolve_now
 from ._counters import LimiterCounters
 from ._decision_py import Decision, ns_to_seconds
 from ._engine_py import AsyncSleep, Sleep, reservation
@@ -89,25 +88,20 @@ class KeyedLimiterCore:
         """`max_keys` is the most states the table holds."""
         return self._table.max_keys
 
-    def _now(self, now: int | None) -> int:
-        if now is not None:
-            return check_now(now)
-        if self._clock is None:
-            return time.monotonic_ns()
-        return check_now(self._clock())
-
     def try_acquire(self, key: Key, cost: int = 1, now: int | None = None) -> bool:
         """`try_acquire` consumes ``cost`` units of ``key``'s quota if every
         limit admits them and reports whether it did."""
         fingerprint_ = fingerprint(self._k0, self._k1, key)
         units = check_cost(cost)
-        return self._decide(fingerprint_, units, self._now(now))[0].allowed
+        return self._decide(fingerprint_, units, resolve_now(self._clock, now))[
+            0
+        ].allowed
 
     def decide(self, key: Key, cost: int = 1, now: int | None = None) -> Decision:
         """`decide` is `try_acquire` with the whole :class:`Decision`."""
         fingerprint_ = fingerprint(self._k0, self._k1, key)
         units = check_cost(cost)
-        verdict, spec = self._decide(fingerprint_, units, self._now(now))
+        verdict, spec = self._decide(fingerprint_, units, resolve_now(self._clock, now))
         return Decision(
             verdict.allowed,
             verdict.remaining,
@@ -136,13 +130,13 @@ class KeyedLimiterCore:
         fingerprint_ = fingerprint(self._k0, self._k1, key)
         units = check_cost(cost)
         bound = wait_bound_ns(max_wait, self._max_wait, "max_wait")
-        return self._reserve(fingerprint_, units, bound, self._now(now))
+        return self._reserve(fingerprint_, units, bound, resolve_now(self._clock, now))
 
     def _first(self, key: Key, cost: int, timeout: float | None) -> Reservation:
         fingerprint_ = fingerprint(self._k0, self._k1, key)
         units = check_cost(cost)
         bound = wait_bound_ns(timeout, self._max_wait)
-        return self._reserve(fingerprint_, units, bound, self._now(None))
+        return self._reserve(fingerprint_, units, bound, resolve_now(self._clock, None))
 
     def _reserve(
         self, fingerprint_: int, units: int, bound: int, at: int
@@ -185,7 +179,7 @@ class KeyedLimiterCore:
         return wait_async(first, again, self._clock_ns, limit, self._async_sleep)
 
     def _clock_ns(self) -> int:
-        return self._now(None)
+        return resolve_now(self._clock, None)
 
     def _refund(
         self,
@@ -195,7 +189,7 @@ class KeyedLimiterCore:
         layout: int,
         now: int | None,
     ) -> None:
-        at = self._now(now)
+        at = resolve_now(self._clock, now)
         with self._lock:
             if layout != self._layout:
                 return  # the table was started anew since: nothing to refund
@@ -243,7 +237,7 @@ class KeyedLimiterCore:
         allowed = numpy.zeros(len(key_list), dtype=numpy.bool_)
         waits = numpy.zeros(len(key_list), dtype=numpy.float64)
         fingerprints = [fingerprint(self._k0, self._k1, key) for key in key_list]
-        at = self._now(now)
+        at = resolve_now(self._clock, now)
         # One turn for the whole batch, as the compiled engine takes: a
         # reconfigure lands before or after it, never inside.
         with self._lock:

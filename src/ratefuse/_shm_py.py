@@ -18,7 +18,6 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -26,7 +25,7 @@ from types import TracebackType
 from typing import Final, TypeVar
 
 from . import _shm_layout as layout
-from ._args_py import check_cost, check_now
+from ._args_py import check_cost, resolve_now
 from ._counters import LimiterCounters
 from ._decision_py import Decision, ns_to_seconds
 from ._engine_py import AsyncSleep, Sleep, reservation
@@ -125,13 +124,6 @@ class _ShmCore:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
-
-    def _now(self, now: int | None) -> int:
-        if now is not None:
-            return check_now(now)
-        if self._clock is None:
-            return time.monotonic_ns()
-        return check_now(self._clock())
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -307,15 +299,17 @@ class _ShmCore:
             if max_wait is None
             else wait_bound_ns(max_wait, self._max_wait)
         )
-        verdict = self._run(fingerprint, OP_RESERVE, self._now(now), units, bound)
+        verdict = self._run(
+            fingerprint, OP_RESERVE, resolve_now(self._clock, now), units, bound
+        )
         refund = partial(self._refund, fingerprint, units, verdict.stamp)
         return reservation(verdict, self._spec, refund)
 
     def _refund(self, fingerprint: int, cost: int, stamp: int, now: int | None) -> None:
-        self._run(fingerprint, OP_REFUND, self._now(now), cost, stamp)
+        self._run(fingerprint, OP_REFUND, resolve_now(self._clock, now), cost, stamp)
 
     def _clock_ns(self) -> int:
-        return self._now(None)
+        return resolve_now(self._clock, None)
 
     def stats(self) -> dict[str, int]:
         """`stats` reports ``live_keys``, ``max_keys``, ``capacity``,
@@ -351,13 +345,17 @@ class ShmKeyedLimiterCore(_ShmCore):
         limit admits them and reports whether it did."""
         fingerprint = self._fingerprint(key)
         units = check_cost(cost)
-        return self._run(fingerprint, OP_STEP, self._now(now), units, 0).allowed
+        return self._run(
+            fingerprint, OP_STEP, resolve_now(self._clock, now), units, 0
+        ).allowed
 
     def decide(self, key: Key, cost: int = 1, now: int | None = None) -> Decision:
         """`decide` is `try_acquire` with the whole :class:`Decision`."""
         fingerprint = self._fingerprint(key)
         units = check_cost(cost)
-        return self._decision(self._run(fingerprint, OP_STEP, self._now(now), units, 0))
+        return self._decision(
+            self._run(fingerprint, OP_STEP, resolve_now(self._clock, now), units, 0)
+        )
 
     def reserve(
         self,
@@ -419,13 +417,15 @@ class ShmLimiterCore(_ShmCore):
     def try_acquire(self, cost: int = 1, now: int | None = None) -> bool:
         """`try_acquire` consumes ``cost`` units if the limit admits them."""
         units = check_cost(cost)
-        return self._run(self._subject, OP_STEP, self._now(now), units, 0).allowed
+        return self._run(
+            self._subject, OP_STEP, resolve_now(self._clock, now), units, 0
+        ).allowed
 
     def decide(self, cost: int = 1, now: int | None = None) -> Decision:
         """`decide` is `try_acquire` with the whole :class:`Decision`."""
         units = check_cost(cost)
         return self._decision(
-            self._run(self._subject, OP_STEP, self._now(now), units, 0)
+            self._run(self._subject, OP_STEP, resolve_now(self._clock, now), units, 0)
         )
 
     def reserve(
