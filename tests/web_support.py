@@ -133,3 +133,20 @@ def serve_wsgi(app: Callable[..., Any]) -> Iterator[str]:
         server.shutdown()
         thread.join(10)
         server.server_close()
+
+
+def check_headers_go_on_denials_only(client: Any) -> None:
+    """`check_headers_go_on_denials_only` checks the default ``headers_on``
+    on a route limited to 2/10 s per ``x-api-key`` (the key "alice" is
+    fresh): no rate-limit header on the two admitted responses, all of them
+    on the 429."""
+    api_key = {"x-api-key": "alice"}
+    for _ in range(2):
+        admitted = client.get("/items/1", headers=api_key)
+        assert admitted.status_code == 200
+        assert not [name for name in admitted.headers if "ratelimit" in name]
+    denied = client.get("/items/1", headers=api_key)
+    assert denied.status_code == 429
+    assert denied.headers["retry-after"] == "5"
+    assert denied.headers["ratelimit-policy"] == '"default";q=2;w=10'
+    assert denied.headers["ratelimit"] == '"default";r=0;t=10'
