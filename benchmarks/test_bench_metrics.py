@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from typing import Any
+from functools import partial
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from ratefuse import Limiter
 from ratefuse.config import Registry
 from ratefuse.metrics import register
-from ratefuse.scenarios import CALLS_PER_ROUND
+from ratefuse.scenarios import CALLS_PER_ROUND, calls
 
 # A scrape every 5 ms: thousands of times the usual rate (one per 15 s), so
 # that any contention between scraping and deciding would show.
@@ -38,16 +37,6 @@ def _registry(count: int = LIMITERS) -> Registry:
             "breakers": {f"dep{index}": {} for index in range(count // 10)},
         }
     )
-
-
-def _loop(limiter: Limiter) -> Any:
-    acquire = limiter.try_acquire
-
-    def run(calls: int) -> None:
-        for _ in range(calls):
-            acquire()
-
-    return run
 
 
 @pytest.fixture
@@ -72,13 +61,13 @@ def scraping() -> Iterator[Registry]:
 
 def test_try_acquire_alone(benchmark) -> None:
     benchmark.group = "try_acquire gcra, metrics"
-    loop = _loop(_registry().limiter("api0"))  # type: ignore[arg-type]
+    loop = partial(calls, _registry().limiter("api0").try_acquire)  # type: ignore[union-attr]
     benchmark.pedantic(loop, args=(CALLS_PER_ROUND,), rounds=2_000, warmup_rounds=20)
 
 
 def test_try_acquire_while_scraped(benchmark, scraping: Registry) -> None:
     benchmark.group = "try_acquire gcra, metrics"
-    loop = _loop(scraping.limiter("api0"))  # type: ignore[arg-type]
+    loop = partial(calls, scraping.limiter("api0").try_acquire)  # type: ignore[union-attr]
     benchmark.pedantic(loop, args=(CALLS_PER_ROUND,), rounds=2_000, warmup_rounds=20)
 
 

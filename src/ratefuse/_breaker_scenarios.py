@@ -19,7 +19,7 @@ from . import _impl
 from ._breaker_config import BreakerConfig
 from ._breaker_spec import State
 from .errors import CircuitOpenError
-from .scenarios import Loop, Scenario, available_implementations
+from .scenarios import Loop, Scenario, available_implementations, calls, empty_loop
 
 # An OPEN breaker stays open for the whole run.
 _OPEN_FOR = BreakerConfig(wait_duration=3600.0)
@@ -27,16 +27,6 @@ _OPEN_FOR = BreakerConfig(wait_duration=3600.0)
 
 def noop() -> None:
     """`noop` is the guarded function: it does nothing."""
-
-
-def _empty(n: int) -> None:
-    for _ in repeat(None, n):
-        pass
-
-
-def _calls(function: Callable[[], object], n: int) -> None:
-    for _ in repeat(None, n):
-        function()
 
 
 def _raise_and_catch(n: int) -> None:
@@ -79,7 +69,7 @@ def _breaker(
 def _closed_decorator(
     implementation: _impl.Implementation, config: BreakerConfig
 ) -> Loop:
-    return partial(_calls, _breaker(implementation, config).guarded(noop))
+    return partial(calls, _breaker(implementation, config).guarded(noop))
 
 
 def _closed_two_step(implementation: _impl.Implementation) -> Loop:
@@ -87,7 +77,7 @@ def _closed_two_step(implementation: _impl.Implementation) -> Loop:
 
 
 def _open_two_step(implementation: _impl.Implementation) -> Loop:
-    return partial(_calls, _breaker(implementation, _OPEN_FOR, State.OPEN).try_acquire)
+    return partial(calls, _breaker(implementation, _OPEN_FOR, State.OPEN).try_acquire)
 
 
 def _open_decorator(implementation: _impl.Implementation) -> Loop:
@@ -97,7 +87,7 @@ def _open_decorator(implementation: _impl.Implementation) -> Loop:
 
 def _open_fallback(implementation: _impl.Implementation) -> Loop:
     breaker = _breaker(implementation, _OPEN_FOR, State.OPEN, fallback=noop)
-    return partial(_calls, breaker.guarded(noop))
+    return partial(calls, breaker.guarded(noop))
 
 
 def breaker_scenarios(
@@ -114,13 +104,13 @@ def breaker_scenarios(
         "breaker open",
     )
     scenarios = [
-        Scenario(closed, "empty loop", "-", lambda: _empty),
-        Scenario(closed, "bare call", "-", lambda: partial(_calls, noop)),
+        Scenario(closed, "empty loop", "-", lambda: empty_loop),
+        Scenario(closed, "bare call", "-", lambda: partial(calls, noop)),
         Scenario(
             timed,
             "time.monotonic_ns()",
             "-",
-            lambda: partial(_calls, time.monotonic_ns),
+            lambda: partial(calls, time.monotonic_ns),
         ),
         Scenario(opened, "raise and catch", "-", lambda: _raise_and_catch),
     ]

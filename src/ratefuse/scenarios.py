@@ -68,17 +68,17 @@ def _limiter(implementation: _impl.Implementation, algorithm: str) -> object:
     return limiter_class(build_specs([rate], algorithm))
 
 
-def _empty_loop(n: int) -> None:
+def empty_loop(n: int) -> None:
+    """`empty_loop` is the loop alone, n times: the floor of every loop."""
     for _ in repeat(None, n):
         pass
 
 
-def _calls(method: Callable[[], object]) -> Loop:
-    def loop(n: int) -> None:
-        for _ in repeat(None, n):
-            method()
-
-    return loop
+def calls(function: Callable[[], object], n: int) -> None:
+    """`calls` calls ``function`` n times; every scenario's loop (ours and
+    the peers', via ``partial(calls, ...)``) is this one."""
+    for _ in repeat(None, n):
+        function()
 
 
 def limiter_scenarios(
@@ -89,9 +89,12 @@ def limiter_scenarios(
     they are compared with."""
     chosen = list(implementations or available_implementations())
     scenarios = [
-        Scenario("floor", "empty loop", "-", lambda: _empty_loop),
+        Scenario("floor", "empty loop", "-", lambda: empty_loop),
         Scenario(
-            "floor", "time.monotonic_ns()", "-", lambda: _calls(time.monotonic_ns)
+            "floor",
+            "time.monotonic_ns()",
+            "-",
+            lambda: partial(calls, time.monotonic_ns),
         ),
     ]
     for algorithm in LIMITER_ALGORITHMS:
@@ -106,7 +109,7 @@ def _limiter_loop(
     implementation: _impl.Implementation, algorithm: str, verb: str
 ) -> Loop:
     method: Callable[[], object] = getattr(_limiter(implementation, algorithm), verb)
-    return _calls(method)
+    return partial(calls, method)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from functools import partial
 from itertools import repeat
 from typing import Any
 
-from ..scenarios import Loop, Scenario
+from ..scenarios import Loop, Scenario, calls
 
 # The rates ratefuse's own scenarios use (ratefuse.scenarios): one every
 # limiter keeps admitting during a run, and for the logs, whose memory grows
@@ -51,11 +51,6 @@ PEERS = (
     Peer("pybreaker", "pybreaker"),
     Peer("circuitbreaker", "circuitbreaker"),
 )
-
-
-def _calls(function: Callable[[], object], n: int) -> None:
-    for _ in repeat(None, n):
-        function()
 
 
 def _keyed_calls(function: Callable[[str], object], keys: list[str], n: int) -> None:
@@ -187,7 +182,7 @@ def limiter_peer_scenarios(
 
         def single(factory: Any = factory, limit: int = limit) -> Loop:
             decide = factory(limit, 1)
-            return partial(_calls, partial(decide, "subject"))
+            return partial(calls, partial(decide, "subject"))
 
         def keyed(factory: Any = factory, limit: int = limit) -> Loop:
             decide = factory(limit, 1)
@@ -217,7 +212,7 @@ def breaker_peer_scenarios() -> tuple[list[Scenario], list[str]]:
 
         def py_closed() -> Loop:
             breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=3600)
-            return partial(_calls, partial(breaker.call, noop))
+            return partial(calls, partial(breaker.call, noop))
 
         def py_open() -> Loop:
             breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=3600)
@@ -240,7 +235,7 @@ def breaker_peer_scenarios() -> tuple[list[Scenario], list[str]]:
             breaker = circuitbreaker.CircuitBreaker(
                 failure_threshold=5, recovery_timeout=3600
             )
-            return partial(_calls, breaker(noop))
+            return partial(calls, breaker(noop))
 
         def cb_open() -> Loop:
             breaker = circuitbreaker.CircuitBreaker(

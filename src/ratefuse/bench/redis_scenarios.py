@@ -14,7 +14,7 @@ from functools import partial
 from itertools import repeat
 from typing import Any
 
-from ..scenarios import Loop, Scenario
+from ..scenarios import Loop, Scenario, calls
 from .accuracy import LIMIT, PERIOD_S, Target, TryAcquire
 from .peers import PEERS
 
@@ -38,11 +38,6 @@ def _client(url: str, cluster: bool) -> Any:
 
 def _run_name(what: str) -> str:
     return f"bench-{what}-{os.getpid()}"
-
-
-def _calls(function: Callable[[], object], n: int) -> None:
-    for _ in repeat(None, n):
-        function()
 
 
 def _batches(function: Callable[[list[str]], object], keys: list[str], n: int) -> None:
@@ -69,13 +64,13 @@ def redis_scenarios(
             if cluster
             else partial(target.evalsha, sha, 0)
         )
-        return partial(_calls, call)
+        return partial(calls, call)
 
     def sequential(algorithm: str) -> Loop:
         limiter = RedisLimiter(
             FAST, algorithm, backend=client, name=_run_name(algorithm)
         )
-        return partial(_calls, partial(limiter.try_acquire, "subject"))
+        return partial(calls, partial(limiter.try_acquire, "subject"))
 
     def batched() -> Loop:
         limiter = RedisLimiter(FAST, backend=client, name=_run_name("batch"))
@@ -114,7 +109,7 @@ def _peer_scenarios(url: str, where: str) -> tuple[list[Scenario], list[str]]:
                 storage.storage_from_string(url)
             )
             item = RateLimitItemPerSecond(1_000_000, 1)
-            return partial(_calls, partial(limiter.hit, item, _run_name("limits")))
+            return partial(calls, partial(limiter.hit, item, _run_name("limits")))
 
         scenarios.append(
             Scenario(
@@ -136,7 +131,7 @@ def _peer_scenarios(url: str, where: str) -> tuple[list[Scenario], list[str]]:
                 store=RedisStore(server=url),
                 using="gcra",
             )
-            return partial(_calls, partial(throttle.limit, _run_name("throttled")))
+            return partial(calls, partial(throttle.limit, _run_name("throttled")))
 
         scenarios.append(
             Scenario(
