@@ -11,13 +11,14 @@ from typing import Any
 
 from .asgi import RateLimitMiddleware
 from .enforce import Outcome
-from .headers import HEADER_MODES
+from .headers import HEADER_MODES, HEADERS_ON
 from .keys import CLIENT_ADDRESS, PATH, KeyFunction, forwarded_for, header, user
 from .rules import MATCH_KINDS, Limit, Route
 from .wsgi import RateLimitWSGIMiddleware
 
 __all__ = [
     "CLIENT_ADDRESS",
+    "HEADERS_ON",
     "HEADER_MODES",
     "MATCH_KINDS",
     "PATH",
