@@ -180,8 +180,15 @@ def test_shadow_mode_counts_and_sets_headers_but_never_denies(serve, keyed) -> N
         shadow=True,
         on_denied=lambda scope, outcome: denials.append(outcome.retry_after),
     )
-    statuses = [client.get("/items/1").status_code for _ in range(4)]
-    assert statuses == [200, 200, 200, 200]
+    responses = [client.get("/items/1") for _ in range(4)]
+    assert [response.status_code for response in responses] == [200] * 4
+    # Headers on the responses it would have denied only (the default).
+    assert ["ratelimit" in response.headers for response in responses] == [
+        False,
+        False,
+        True,
+        True,
+    ]
     last = client.get("/items/1")
     assert last.status_code == 200
     assert last.headers["ratelimit"] == '"default";r=0;t=10'
@@ -308,8 +315,12 @@ def test_a_hammering_key_does_not_drain_the_global_limit(serve, keyed, subject) 
     global_limit = subject(Rate(5, 60.0), name="global")
     client = serve([Route("/items/*", [per_key, global_limit])])
     abuser = {"x-api-key": "abuser"}
-    statuses = [client.get("/items/1", headers=abuser).status_code for _ in range(30)]
-    assert statuses == [200] * 2 + [429] * 28
+    responses = [client.get("/items/1", headers=abuser) for _ in range(30)]
+    assert [response.status_code for response in responses] == [200] * 2 + [429] * 28
+    # Headers on the 429s only (the default), with several limits too.
+    assert ["ratelimit" in response.headers for response in responses] == (
+        [False] * 2 + [True] * 28
+    )
     denied = client.get("/items/1", headers=abuser)
     assert denied.headers["retry-after"] == "5"
     assert denied.headers["ratelimit"] == '"per-key";r=0;t=10, "global";r=3;t=24'

@@ -12,7 +12,7 @@ EXAMPLES = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTAL
 # An example followed by "prints" and a block must print exactly that block.
 PRINTED = dict(
     re.findall(
-        r"```python\n(.*?)```\n\nprints\n\n```\n(.*?)```",
+        r"```python\n((?:(?!```).)*?)```\n\nprints\n\n```\n(.*?)```",
         README.read_text(),
         flags=re.DOTALL,
     )
@@ -31,4 +31,6 @@ def test_readme_example_runs(source: str, capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_readme_has_a_printed_example() -> None:
+    # Each printed block belongs to one whole example (so that it is checked).
     assert PRINTED
+    assert set(PRINTED) <= set(EXAMPLES)

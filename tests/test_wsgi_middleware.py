@@ -164,8 +164,12 @@ def test_a_hammering_key_does_not_drain_the_global_limit(serve, keyed, subject) 
     global_limit = subject(Rate(5, 60.0), name="global")
     client = serve([Route("/items/*", [per_key, global_limit])])
     abuser = {"x-api-key": "abuser"}
-    statuses = [client.get("/items/1", headers=abuser).status_code for _ in range(30)]
-    assert statuses == [200] * 2 + [429] * 28
+    responses = [client.get("/items/1", headers=abuser) for _ in range(30)]
+    assert [response.status_code for response in responses] == [200] * 2 + [429] * 28
+    # Headers on the 429s only (the default), with several limits too.
+    assert ["ratelimit" in response.headers for response in responses] == (
+        [False] * 2 + [True] * 28
+    )
     denied = client.get("/items/1", headers=abuser)
     assert denied.headers["retry-after"] == "5"
     assert denied.headers["ratelimit"] == '"per-key";r=0;t=10, "global";r=3;t=24'
@@ -290,8 +294,11 @@ def test_readme_flask_example(clock) -> None:
         assert statuses == [200] * 9
         denied = client.get("/search", headers=key)
         assert denied.status_code == 429
+        # The README's 429, header for header.
+        assert denied.headers["retry-after"] == "1"
         assert denied.headers["ratelimit-policy"] == (
             '"per-key";q=10;w=1, "per-key-2";q=1000;w=3600, "site";q=500;w=1'
         )
+        assert denied.headers["ratelimit"] == '"per-key";r=0;t=36, "site";r=490;t=1'
         assert client.get("/search", headers={"x-api-key": "k2"}).status_code == 200
         assert "ratelimit" not in client.get("/health").headers

@@ -35,13 +35,9 @@ cdef inline int64_t to_cost(object cost) except -1:
     return value
 
 
-cdef inline int64_t resolve_now(object clock, object now) except -1:
-    # The time of a decision: explicit `now`, else the clock (None: the
-    # monotonic clock, read in C).
-    if now is None:
-        if clock is None:
-            return monotonic_ns()
-        now = clock()
+cdef inline int64_t check_now(object now) except -1:
+    # An int in [0, 2**62] nanoseconds, else ValueError naming it (the
+    # limiters' and the breakers' one check).
     try:
         now = PyNumber_Index(now)
     except TypeError:
@@ -49,3 +45,13 @@ cdef inline int64_t resolve_now(object clock, object now) except -1:
     if not 0 <= now <= MAX_NOW_NS:
         raise ValueError(f"now must be in [0, 2**62] nanoseconds, got {now}")
     return now
+
+
+cdef inline int64_t resolve_now(object clock, object now) except -1:
+    # The time of a decision: explicit `now`, else the clock (None: the
+    # monotonic clock, read in C).
+    if now is None:
+        if clock is None:
+            return monotonic_ns()
+        now = clock()
+    return check_now(now)

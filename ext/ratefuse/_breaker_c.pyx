@@ -5,7 +5,6 @@
 # attributes are declared in _breaker_c.pxd; the decorator lives in
 # _breaker_call_c.pyx.
 cimport cython
-from cpython.number cimport PyNumber_Index
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t
 
@@ -31,6 +30,7 @@ from ratefuse._breaker_machine_c cimport (
     machine_retry_after_ns,
     machine_transition,
 )
+from ratefuse._args cimport check_now
 from ratefuse._clock cimport monotonic_ns
 
 import functools
@@ -39,12 +39,10 @@ from collections import deque
 
 from ratefuse._breaker_config import BreakerConfig
 from ratefuse._breaker_spec import MAX_DURATION_NS as _MAX_DURATION_NS
-from ratefuse._breaker_spec import MAX_NOW_NS as _MAX_NOW_NS
 from ratefuse._breaker_spec import IllegalTransitionError, State
 from ratefuse._counters import BreakerCounters
 from ratefuse.errors import CircuitOpenError
 
-cdef int64_t MAX_NOW_NS = _MAX_NOW_NS
 cdef int64_t MAX_DURATION_NS = _MAX_DURATION_NS
 cdef object logger = logging.getLogger("ratefuse.breaker")
 
@@ -61,17 +59,6 @@ cdef inline int64_t duration_to_ns(double duration) except -1:
     if scaled >= <double>MAX_DURATION_NS:
         return MAX_DURATION_NS
     return <int64_t>scaled
-
-
-cdef int64_t check_now(object now) except -2:
-    # The limiters' check (ratefuse/_args.pxd): one error for a bad now.
-    try:
-        now = PyNumber_Index(now)
-    except TypeError:
-        raise ValueError(f"now must be an int (nanoseconds), got {now!r}") from None
-    if not 0 <= now <= MAX_NOW_NS:
-        raise ValueError(f"now must be in [0, 2**62] nanoseconds, got {now}")
-    return now
 
 
 cdef inline int64_t given_now(object now) except -2:

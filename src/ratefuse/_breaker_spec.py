@@ -76,9 +76,9 @@ ILLEGAL: Final = -3
 # retry_after_ns of a breaker that no wait will let through (FORCED_OPEN).
 NEVER: Final = -1
 
-# Bounds that keep the integer arithmetic inside int64 in the compiled core:
+# Bounds that keep the integer arithmetic inside int64 in the compiled core
+# (times are bounded by _spec.MAX_NOW_NS, as for the limiters):
 # a time plus a duration, or their difference, never overflows.
-MAX_NOW_NS: Final = 1 << 62
 MAX_DURATION_NS: Final = 1 << 61
 MAX_WINDOW_SIZE: Final = 1 << 24
 MAX_HALF_OPEN_CALLS: Final = 1 << 24

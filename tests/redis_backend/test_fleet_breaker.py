@@ -357,6 +357,23 @@ def test_permit_rejects_bad_durations(fleet) -> None:
 
 
 @pytest.mark.parametrize(
+    ("now", "match"),
+    [
+        (1.5, r"now must be an int \(nanoseconds\), got 1.5"),
+        (-1, r"now must be in \[0, 2\*\*62\] nanoseconds, got -1"),
+    ],
+)
+def test_a_bad_now_is_the_limiters_value_error(fleet, now: object, match) -> None:
+    # As the local breakers and the limiters: one ValueError for a bad now.
+    breaker = fleet(1)[0]
+    breaker.transition_to(State.OPEN)  # OPEN reads the time it is given
+    with pytest.raises(ValueError, match=match):
+        breaker.retry_after(now=now)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=match):
+        breaker.try_acquire(now=now)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
     ("options", "message"),
     [
         ({"batch_size": 0}, "batch_size"),

@@ -1,11 +1,11 @@
 """``ratefuse bench asgi``: what RateLimitMiddleware costs a trivial
 Starlette app, in requests per second on loopback.
 
-Both servers (see :mod:`.asgi_server`) run at once, each a uvicorn process
+The servers (see :mod:`.asgi_server`) run at once, each a uvicorn process
 with one worker; the load generator (wrk if installed, else
 :mod:`.loadgen` in a process of its own) drives one of them at a time, in
-interleaved repeats whose order alternates, so drift of a shared machine
-affects both alike.
+interleaved repeats whose order rotates, so drift of a shared machine
+affects them alike.
 
 Two figures per run: the requests/s the load generator saw, and the
 server's CPU time per request (from /proc, user + system). On a machine

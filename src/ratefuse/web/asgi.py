@@ -118,7 +118,7 @@ class RateLimitMiddleware:
             if decision is not None and decision.allowed:
                 # Admitted: straight to the app, with the two headers if
                 # asked for on every response.
-                if not policy.admitted:
+                if not policy.headers_on_admitted:
                     return await self.app(scope, receive, send)
                 extra = [*policy.static_raw, limit.raw_rate_header(decision)]
                 return await self.app(scope, receive, _with_headers(send, extra))
@@ -133,9 +133,11 @@ class RateLimitMiddleware:
             # Shadow mode: let it through, without a Retry-After that would
             # tell a client (or a cache) to back off from a 200.
             extra = policy.raw_headers(outcome, retry=False)
-        elif policy.admitted:
+        elif policy.headers_on_admitted:
             extra = policy.raw_headers(outcome)
         else:
+            extra = []
+        if not extra:  # nothing to add (headers="none", or a 200)
             return await self.app(scope, receive, send)
         return await self.app(scope, receive, _with_headers(send, extra))
 

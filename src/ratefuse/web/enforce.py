@@ -132,11 +132,12 @@ def _key_reader(key: object, side: Side) -> Callable[[Any], Any]:
 class RoutePolicy:
     """`RoutePolicy` is a route's compiled limits and its static headers
     (``static_headers`` as text, ``static_raw`` as ASGI bytes);
-    ``admitted`` is whether admitted responses carry headers too."""
+    ``headers_on_admitted`` is whether admitted responses carry
+    headers too."""
 
     __slots__ = (
-        "admitted",
         "draft",
+        "headers_on_admitted",
         "legacy",
         "limits",
         "single",
@@ -154,7 +155,7 @@ class RoutePolicy:
         self.limits = tuple(limits)
         self.draft = mode in ("draft", "both")
         self.legacy = mode in ("legacy", "both")
-        self.admitted = headers_on == "all" and mode != "none"
+        self.headers_on_admitted = headers_on == "all" and mode != "none"
         # The common case has its own short path: one sync limit, and the
         # draft headers or none.
         self.single = (

@@ -90,9 +90,11 @@ class RateLimitWSGIMiddleware:
                 return [self._denied_body]
             # Shadow mode: let it through, without Retry-After.
             extra = policy.headers(outcome, retry=False)
-        elif policy.admitted:
+        elif policy.headers_on_admitted:
             extra = policy.headers(outcome)
         else:
+            extra = []
+        if not extra:  # nothing to add (headers="none", or a 200)
             return self.app(environ, start_response)
 
         def start_with_headers(
