@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
@@ -19,7 +20,7 @@ from ..breaker import CircuitBreaker
 from ..errors import BackendError
 from ._async_io import AsyncTransport, connection_factory
 from ._binding import Binding
-from ._codec import Packer, RawVerdict, Verdict, to_verdict
+from ._codec import Packer, RawVerdict, Verdict, to_decisions, to_verdict
 from ._connection import (
     DEFAULT_TIMEOUT,
     check_chunk,
@@ -29,9 +30,10 @@ from ._connection import (
 from ._exchange import (
     DEFAULT_CHUNK,
     Call,
+    Convert,
     Counters,
+    Exchange,
     ExchangeCounts,
-    exchange,
     redirected,
 )
 from ._schema import DEFAULT_PREFIX, Subject
@@ -107,8 +109,12 @@ class AsyncRedisBackend:
         raise BackendError(f"no cluster node answered CLUSTER SLOTS: {failures[-1]}")
 
     async def _run(
-        self, packer: Packer, calls: list[Call], size: int
-    ) -> list[RawVerdict | BackendError]:
+        self,
+        packer: Packer,
+        calls: list[Call],
+        size: int,
+        convert: Convert | None = None,
+    ) -> list[Any]:
         # See RedisBackend._run: the same loop with awaited I/O.
         if not calls:
             return []
@@ -117,23 +123,25 @@ class AsyncRedisBackend:
             self._counters.add("breaker_rejections")
             raise self.breaker.open_error()
         try:
-            steps = exchange(packer, calls, size, await self._routing(), self._counters)
-            plan = next(steps)
-            while True:
-                plan = steps.send(await self._transport.round_trip(plan))
-        except StopIteration as stop:
-            outcomes, failure = stop.value
+            rounds = Exchange(
+                packer, calls, size, await self._routing(), self._counters, convert
+            )
+            plan = rounds.next_round()
+            while plan is not None:
+                await self._transport.round_trip(plan, rounds.receive)
+                plan = rounds.next_round()
         except Exception as exc:
             permit.on_error(0.0, exc)
             raise
         except BaseException:
             permit.release()
             raise
+        failure = rounds.failure
         if failure is None:
             permit.on_success(0.0)
         else:
             permit.on_error(0.0, failure)
-        return outcomes  # type: ignore[no-any-return]
+        return rounds.outcomes
 
     async def _delete(self, key: bytes) -> None:
         try:
@@ -168,7 +176,9 @@ class AsyncRedisStore:
 
     async def send(self, packer: Packer, call: Call) -> RawVerdict:
         """`send`: see RedisStore.send."""
-        outcome = (await self.backend._run(packer, [call], 1))[0]
+        outcome: RawVerdict | BackendError = (
+            await self.backend._run(packer, [call], 1)
+        )[0]
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
@@ -219,12 +229,19 @@ class AsyncRedisStore:
         costs: Sequence[int] | None = None,
         now_us: int | None = None,
     ) -> list[Decision | BackendError]:
-        """`decide_many` is `decide_many_us` with Decisions."""
-        decision = self.binding.decision
-        return [
-            outcome if isinstance(outcome, BackendError) else decision(outcome)
-            for outcome in await self.decide_many_raw(keys, costs, now_us)
-        ]
+        """`decide_many` is `decide_many_us` with Decisions, built call by
+        call as the replies arrive (while the server runs the next call)."""
+        binding = self.binding
+        calls = binding.plan(
+            keys, costs, now_us, self.backend.cluster, self.backend.chunk
+        )
+        capacities = binding.capacities
+        return await self.backend._run(
+            binding.packer,
+            calls,
+            len(keys),
+            lambda verdicts: to_decisions(verdicts, capacities),
+        )
 
     async def reset(self, key: Subject) -> None:
         """`reset`: see RedisStore.reset."""

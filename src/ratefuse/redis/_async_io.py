@@ -18,10 +18,8 @@ from ._codec import ASKING, pack_command
 from ._connection import (
     connection_settings,
 )
-from ._exchange import (
-    Plan,
-)
-from ._resp import INCOMPLETE, PartialReplies, ProtocolError, RespReader
+from ._exchange import Call, Plan, Receive, deliver_to
+from ._resp import INCOMPLETE, ProtocolError, RespReader
 from ._slots import Address
 
 if sys.version_info >= (3, 11):
@@ -90,15 +88,16 @@ class AsyncTransport:
             return
         self._idle.setdefault(address, []).append(connection)
 
-    async def round_trip(self, plan: Plan) -> list[list[object]]:
+    async def round_trip(self, plan: Plan, receive: Receive) -> None:
         """`round_trip`: see SyncTransport.round_trip."""
         sent: list[
             tuple[
                 Address | None,
                 AsyncConnection | None,
                 asyncio.StreamReader | None,
+                list[Call],
                 list[int],
-                object,
+                BaseException | None,
             ]
         ] = []
         try:
@@ -116,28 +115,43 @@ class AsyncTransport:
                 except Exception as exc:
                     if connection is not None:
                         await connection.disconnect(nowait=True)
-                    sent.append((address, None, None, [1] * len(calls), exc))
+                    sent.append((address, None, None, calls, [], exc))
                     continue
-                sent.append((address, connection, reader, counts, None))
-            replies: list[list[object]] = []
-            for index, (address, connection, channel, counts, error) in enumerate(sent):
+                sent.append((address, connection, reader, calls, counts, None))
+            for index, (
+                address,
+                connection,
+                channel,
+                calls,
+                counts,
+                error,
+            ) in enumerate(sent):
                 if connection is None or channel is None:
-                    replies.append([error] * len(counts))
+                    for call in calls:
+                        receive(call, error)
                     continue
-                node_replies = await _read(channel, counts, self._timeout)
-                if isinstance(node_replies, PartialReplies):
+                # See SyncTransport.round_trip.
+                sent[index] = (address, None, None, calls, counts, None)
+                try:
+                    complete = await _read(
+                        channel,
+                        counts,
+                        self._timeout,
+                        deliver_to(calls, receive),
+                    )
+                except BaseException:
                     await connection.disconnect(nowait=True)
-                else:
+                    raise
+                if complete:
                     await self._give(address, connection)
-                replies.append(list(node_replies))
-                sent[index] = (address, None, None, counts, None)
+                else:
+                    await connection.disconnect(nowait=True)
         except BaseException:
             # Cancelled mid-exchange: these connections' state is unknown.
-            for _, connection, _, _, _ in sent:
+            for _, connection, _, _, _, _ in sent:
                 if connection is not None:
                     await connection.disconnect(nowait=True)
             raise
-        return replies
 
     async def command(
         self, address: Address | None, *args: Any, asking: bool = False
@@ -146,13 +160,19 @@ class AsyncTransport:
         connection, reader, writer = await self._take(address)
         pieces = [ASKING] if asking else []
         pieces.append(pack_command(*args))
+        replies: list[object] = []
         try:
             writer.write(b"".join(pieces))
-            replies = await _read(reader, [len(pieces)], self._timeout)
+            complete = await _read(
+                reader,
+                [len(pieces)],
+                self._timeout,
+                lambda _, reply: replies.append(reply),
+            )
         except BaseException:
             await connection.disconnect(nowait=True)
             raise
-        if isinstance(replies, PartialReplies):
+        if not complete:
             await connection.disconnect(nowait=True)
             failure = replies[0]
             assert isinstance(failure, BaseException)
@@ -169,11 +189,14 @@ class AsyncTransport:
 
 
 async def _read(
-    reader: asyncio.StreamReader, counts: list[int], timeout: float
-) -> list[object]:
-    # See _sync._read; the whole node's replies within `timeout`.
+    reader: asyncio.StreamReader,
+    counts: list[int],
+    timeout: float,
+    deliver: Callable[[int, object], None],
+) -> bool:
+    # See _sync_io._read; the whole node's replies within `timeout`.
     parser = RespReader()
-    out: list[object] = []
+    delivered = 0
     try:
         async with async_timeout(timeout):
             for count in counts:
@@ -186,14 +209,15 @@ async def _read(
                             raise RedisConnectionError("Redis closed the connection")
                         parser.feed(data)
                         reply = parser.get()
-                out.append(reply)
+                deliver(delivered, reply)
+                delivered += 1
         if parser.pending:
             raise ProtocolError("Redis sent more than was asked")
     except (OSError, asyncio.TimeoutError, RedisConnectionError, ProtocolError) as exc:
-        failed = PartialReplies(out)
-        failed.extend([exc] * (len(counts) - len(out)))
-        return failed
-    return out
+        for at in range(delivered, len(counts)):
+            deliver(at, exc)
+        return False
+    return True
 
 
 def connection_factory(

@@ -1,10 +1,10 @@
-"""One request's round trips, as a sans-I/O generator shared by the sync and
-asyncio backends.
+"""One request's round trips, sans I/O, shared by the sync and asyncio
+backends.
 
 `plan_calls` groups a request's decisions into EVALSHA calls (one slot per
-call on a cluster). `exchange` then yields, round by round, what to send to
-which node and receives what each call got back; it decodes verdicts and
-decides what to resend:
+call on a cluster). An `Exchange` then plans, round by round, what to send
+to which node and receives what each call got back, call by call as the
+replies arrive; it decodes verdicts and decides what to resend:
 
 - NOSCRIPT: the script did not run; ``SCRIPT LOAD`` goes ahead of the call
   on that node (once per node per round) and the call is resent;
@@ -24,6 +24,7 @@ import asyncio
 import threading
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, fields
+from typing import Any
 
 from redis.exceptions import (
     AskError,
@@ -43,7 +44,9 @@ from ._slots import Address, SlotMap, key_slot
 MAX_ROUNDS = 5
 # Keys per EVALSHA in a batch: bounds the time one script blocks the server
 # (about 1 ms here), and lets a single node run one call while the client
-# packs the next (calls are streamed, see the transports).
+# packs the next and decodes the previous (calls are streamed, see the
+# transports). 100, 125 and 500 measured no faster, interleaved with it
+# (benchmarks/redis_batch_interleaved.py --compare).
 DEFAULT_CHUNK = 250
 
 
@@ -271,7 +274,18 @@ def plan_deferred(
 
 
 Plan = list[tuple[Address | None, list[Call]]]
-Outcome = RawVerdict | BaseException
+# What an exchange makes of one call's verdicts (see Exchange).
+Convert = Callable[[list[RawVerdict]], Sequence[object]]
+# How a transport hands a call its reply (Exchange.receive).
+Receive = Callable[[Call, object], None]
+
+
+def deliver_to(calls: list[Call], receive: Receive) -> Callable[[int, object], None]:
+    """`deliver_to` hands the reply of the ``index``-th of ``calls`` on to
+    ``receive``."""
+    return lambda index, reply: receive(calls[index], reply)
+
+
 # Exceptions (besides error replies) that mean a call timed out.
 TIMEOUT_ERRORS = (RedisTimeoutError, TimeoutError, asyncio.TimeoutError)
 
@@ -299,48 +313,94 @@ def _is(error: ResponseError, kind: type[ResponseError], code: str) -> bool:
     return isinstance(error, kind) or str(error).startswith(code)
 
 
-def exchange(
-    packer: Packer,
-    calls: list[Call],
-    size: int,
-    slots: SlotMap | None,
-    counters: Counters,
-) -> Generator[Plan, list[list[object]], tuple[list[Outcome], BaseException | None]]:
-    """`exchange` runs ``calls`` (answering ``size`` decisions) to the end.
+class Exchange:
+    """`Exchange` runs ``calls`` (answering ``size`` decisions) to the end.
 
-    Yields a plan per round: (address or None for the single node, calls)
-    per node; receives, per node and call, the call's reply or the
-    exception that ended it. Returns the outcome of each decision (a
-    Verdict, or BackendError with the cause chained) and the first
-    transport error seen (for the breaker), or None.
+    Round by round: `next_round` is what to send, (address or None for the
+    single node, calls) per node, or None when every decision has its
+    outcome; the transport then hands each call of that plan to `receive`
+    with the call's reply (or the exception that ended it) as soon as the
+    reply is read, so that decoding overlaps the server's work on the next
+    call. ``convert`` (None: keep them) turns a call's decoded verdicts
+    into what `outcomes` holds, e.g. Decisions.
+
+    `outcomes` then holds each decision's outcome (a verdict, or
+    BackendError with the cause chained) and `failure` the first transport
+    error seen (for the breaker), or None. Not shared between threads.
     """
-    outcomes: list[Outcome | None] = [None] * size
-    transport: BaseException | None = None
-    pending = calls
-    for _ in range(MAX_ROUNDS):
-        plan = _route(pending, slots, outcomes, counters)
+
+    __slots__ = (
+        "_convert",
+        "_counters",
+        "_packer",
+        "_pending",
+        "_rounds",
+        "_slots",
+        "failure",
+        "outcomes",
+    )
+
+    def __init__(
+        self,
+        packer: Packer,
+        calls: list[Call],
+        size: int,
+        slots: SlotMap | None,
+        counters: Counters,
+        convert: Convert | None = None,
+    ) -> None:
+        self._packer = packer
+        self._pending = calls
+        self._slots = slots
+        self._counters = counters
+        self._convert = convert
+        self._rounds = 0
+        self.outcomes: list[Any] = [None] * size
+        self.failure: BaseException | None = None
+
+    def next_round(self) -> Plan | None:
+        """`next_round` is the plan of the next round, or None when done
+        (calls still unanswered after MAX_ROUNDS then fail)."""
+        pending = self._pending
+        if self._rounds == MAX_ROUNDS:
+            for call in pending:
+                _fail(
+                    call,
+                    self.outcomes,
+                    BackendError("too many redirections or reloads"),
+                )
+            self._pending = []
+            return None
+        plan = _route(pending, self._slots, self.outcomes, self._counters)
+        self._pending = []
         if not plan:
-            pending = []
-            break
-        counters.add_round(len(pending))
-        replies = yield plan
-        pending = []
-        for (_, group), node_replies in zip(plan, replies, strict=True):
-            for call, reply in zip(group, node_replies, strict=True):
-                retry = _settle(packer, call, reply, slots, outcomes, counters)
-                if retry is not None:
-                    pending.extend(retry)
-                elif transport is None and is_transport_error(reply):
-                    transport = reply  # type: ignore[assignment]
-    for call in pending:
-        _fail(call, outcomes, BackendError("too many redirections or reloads"))
-    return outcomes, transport  # type: ignore[return-value]
+            return None
+        self._rounds += 1
+        self._counters.add_round(len(pending))
+        return plan
+
+    def receive(self, call: Call, reply: object) -> None:
+        """`receive` settles ``call`` (of the current plan) with ``reply``:
+        records its outcomes, or keeps what to resend next round."""
+        retry = _settle(
+            self._packer,
+            call,
+            reply,
+            self._slots,
+            self.outcomes,
+            self._counters,
+            self._convert,
+        )
+        if retry is not None:
+            self._pending.extend(retry)
+        elif self.failure is None and is_transport_error(reply):
+            self.failure = reply  # type: ignore[assignment]
 
 
 def _route(
     calls: list[Call],
     slots: SlotMap | None,
-    outcomes: list[Outcome | None],
+    outcomes: list[Any],
     counters: Counters,
 ) -> Plan:
     if len(calls) == 1 and slots is None and not calls[0].load:
@@ -363,7 +423,7 @@ def _route(
     return list(groups.items())
 
 
-def _fail(call: Call, outcomes: list[Outcome | None], error: BaseException) -> None:
+def _fail(call: Call, outcomes: list[Any], error: BaseException) -> None:
     for position in call.positions:
         outcomes[position] = error
 
@@ -373,8 +433,9 @@ def _settle(
     call: Call,
     reply: object,
     slots: SlotMap | None,
-    outcomes: list[Outcome | None],
+    outcomes: list[Any],
     counters: Counters,
+    convert: Convert | None,
 ) -> list[Call] | None:
     # Records the call's verdicts, or fails them, or returns what to resend.
     # A call resent after ASK keeps going to the importing node (behind
@@ -418,8 +479,9 @@ def _settle(
     except ValueError as exc:
         _fail(call, outcomes, BackendError(str(exc)))
         return None
-    for position, verdict in zip(call.positions, verdicts, strict=True):
-        outcomes[position] = verdict
+    converted = verdicts if convert is None else convert(verdicts)
+    for position, outcome in zip(call.positions, converted, strict=True):
+        outcomes[position] = outcome
     return None
 
 

@@ -100,9 +100,3 @@ class RespReader:
         raise ProtocolError(
             f"not a RESP2 reply: {buffer[position - len(line) - 3 :][:40]!r}"
         )
-
-
-class PartialReplies(list):  # type: ignore[type-arg]
-    """`PartialReplies` are the replies of a node whose connection failed
-    part-way: the failure stands in for each reply that did not come, and
-    the connection must be dropped."""

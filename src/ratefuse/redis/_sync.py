@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
@@ -20,7 +21,7 @@ from .._spec import LimitSpec
 from ..breaker import CircuitBreaker
 from ..errors import BackendError
 from ._binding import Binding
-from ._codec import Packer, RawVerdict, Verdict, to_verdict
+from ._codec import Packer, RawVerdict, Verdict, to_decisions, to_verdict
 from ._connection import (
     DEFAULT_TIMEOUT,
     check_chunk,
@@ -30,9 +31,10 @@ from ._connection import (
 from ._exchange import (
     DEFAULT_CHUNK,
     Call,
+    Convert,
     Counters,
+    Exchange,
     ExchangeCounts,
-    exchange,
     redirected,
 )
 from ._schema import DEFAULT_PREFIX, Subject
@@ -120,8 +122,12 @@ class RedisBackend:
         raise BackendError(f"no cluster node answered CLUSTER SLOTS: {failures[-1]}")
 
     def _run(
-        self, packer: Packer, calls: list[Call], size: int
-    ) -> list[RawVerdict | BackendError]:
+        self,
+        packer: Packer,
+        calls: list[Call],
+        size: int,
+        convert: Convert | None = None,
+    ) -> list[Any]:
         # One request through the breaker: every round of the exchange.
         if not calls:
             return []
@@ -130,23 +136,25 @@ class RedisBackend:
             self._counters.add("breaker_rejections")
             raise self.breaker.open_error()
         try:
-            steps = exchange(packer, calls, size, self._routing(), self._counters)
-            plan = next(steps)
-            while True:
-                plan = steps.send(self._transport.round_trip(plan))
-        except StopIteration as stop:
-            outcomes, failure = stop.value
+            rounds = Exchange(
+                packer, calls, size, self._routing(), self._counters, convert
+            )
+            plan = rounds.next_round()
+            while plan is not None:
+                self._transport.round_trip(plan, rounds.receive)
+                plan = rounds.next_round()
         except Exception as exc:
             permit.on_error(0.0, exc)
             raise
         except BaseException:
             permit.release()
             raise
+        failure = rounds.failure
         if failure is None:
             permit.on_success(0.0)
         else:
             permit.on_error(0.0, failure)
-        return outcomes  # type: ignore[no-any-return]
+        return rounds.outcomes
 
     def _delete(self, key: bytes) -> None:
         try:
@@ -187,7 +195,7 @@ class RedisStore:
     def send(self, packer: Packer, call: Call) -> RawVerdict:
         """`send` runs one script ``call`` packed by ``packer`` (the
         limiter's, or the lease script's) and returns its verdict."""
-        outcome = self.backend._run(packer, [call], 1)[0]
+        outcome: RawVerdict | BackendError = self.backend._run(packer, [call], 1)[0]
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
@@ -238,12 +246,19 @@ class RedisStore:
         costs: Sequence[int] | None = None,
         now_us: int | None = None,
     ) -> list[Decision | BackendError]:
-        """`decide_many` is `decide_many_us` with Decisions."""
-        decision = self.binding.decision
-        return [
-            outcome if isinstance(outcome, BackendError) else decision(outcome)
-            for outcome in self.decide_many_raw(keys, costs, now_us)
-        ]
+        """`decide_many` is `decide_many_us` with Decisions, built call by
+        call as the replies arrive (while the server runs the next call)."""
+        binding = self.binding
+        calls = binding.plan(
+            keys, costs, now_us, self.backend.cluster, self.backend.chunk
+        )
+        capacities = binding.capacities
+        return self.backend._run(
+            binding.packer,
+            calls,
+            len(keys),
+            lambda verdicts: to_decisions(verdicts, capacities),
+        )
 
     def reset(self, key: Subject) -> None:
         """`reset` deletes every limit's state of ``key``."""

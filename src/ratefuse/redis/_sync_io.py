@@ -21,10 +21,8 @@ from ._codec import ASKING, pack_command
 from ._connection import (
     connection_settings,
 )
-from ._exchange import (
-    Plan,
-)
-from ._resp import INCOMPLETE, PartialReplies, ProtocolError, RespReader
+from ._exchange import Call, Plan, Receive, deliver_to
+from ._resp import INCOMPLETE, ProtocolError, RespReader
 from ._slots import Address
 
 # redis-py's sync connections are untyped: calls on them are Any.
@@ -91,16 +89,18 @@ class SyncTransport:
                 idle = self._idle.setdefault(address, [])
         idle.append(connection)
 
-    def round_trip(self, plan: Plan) -> list[list[object]]:
-        """`round_trip` sends every node's pipeline, then reads them all;
-        each call gets its reply, its error reply, or the transport error."""
+    def round_trip(self, plan: Plan, receive: Receive) -> None:
+        """`round_trip` sends every node's pipeline, then reads them in
+        turn, handing each call to ``receive`` with its reply, its error
+        reply, or the transport error, as soon as that is read."""
         sent: list[
             tuple[
                 Address | None,
                 SyncConnection | None,
                 socket.socket | None,
+                list[Call],
                 list[int],
-                object,
+                BaseException | None,
             ]
         ] = []
         try:
@@ -118,30 +118,39 @@ class SyncTransport:
                 except Exception as exc:
                     if connection is not None:
                         connection.disconnect()
-                    sent.append((address, None, None, [1] * len(calls), exc))
+                    sent.append((address, None, None, calls, [], exc))
                     continue
-                sent.append((address, connection, sock, counts, None))
-            replies: list[list[object]] = []
-            for index, (address, connection, channel, counts, error) in enumerate(sent):
+                sent.append((address, connection, sock, calls, counts, None))
+            for index, (
+                address,
+                connection,
+                channel,
+                calls,
+                counts,
+                error,
+            ) in enumerate(sent):
                 if connection is None or channel is None:
-                    replies.append([error] * len(counts))
+                    for call in calls:
+                        receive(call, error)
                     continue
-                node_replies = _read(channel, counts)
-                if len(node_replies) == len(counts) and not isinstance(
-                    node_replies, PartialReplies
-                ):
+                # The node's connection is forgotten before its replies are
+                # handed on: if ``receive`` raises, it is already closed.
+                sent[index] = (address, None, None, calls, counts, None)
+                try:
+                    complete = _read(channel, counts, deliver_to(calls, receive))
+                except BaseException:
+                    connection.disconnect()
+                    raise
+                if complete:
                     self._give(address, connection)
                 else:
                     connection.disconnect()
-                replies.append(list(node_replies))
-                sent[index] = (address, None, None, counts, None)
         except BaseException:
             # Interrupted mid-exchange: these connections' state is unknown.
-            for _, connection, _, _, _ in sent:
+            for _, connection, _, _, _, _ in sent:
                 if connection is not None:
                     connection.disconnect()
             raise
-        return replies
 
     def command(self, address: Address | None, *args: Any, asking: bool = False) -> Any:
         """`command` sends one command (after ASKING if ``asking``) and
@@ -150,13 +159,16 @@ class SyncTransport:
         connection, sock = self._take(address)
         pieces = [ASKING] if asking else []
         pieces.append(pack_command(*args))
+        replies: list[object] = []
         try:
             sock.sendall(b"".join(pieces))
-            replies = _read(sock, [len(pieces)])
+            complete = _read(
+                sock, [len(pieces)], lambda _, reply: replies.append(reply)
+            )
         except BaseException:
             connection.disconnect()
             raise
-        if isinstance(replies, PartialReplies):
+        if not complete:
             connection.disconnect()
             failure = replies[0]
             assert isinstance(failure, BaseException)
@@ -173,11 +185,15 @@ class SyncTransport:
                     idle.pop().disconnect()
 
 
-def _read(sock: socket.socket, counts: list[int]) -> list[object]:
-    # Reads each call's replies (``count`` of them, the last its own);
-    # a failure part-way fills the rest with the error (PartialReplies).
+def _read(
+    sock: socket.socket, counts: list[int], deliver: Callable[[int, object], None]
+) -> bool:
+    # Reads each call's replies (``count`` of them, the last its own) and
+    # delivers the call's index and own reply as soon as it is complete; a
+    # failure part-way delivers the error to every call left and returns
+    # False (the connection is then unusable).
     reader = RespReader()
-    out: list[object] = []
+    delivered = 0
     try:
         for count in counts:
             reply: object = None
@@ -189,14 +205,15 @@ def _read(sock: socket.socket, counts: list[int]) -> list[object]:
                         raise RedisConnectionError("Redis closed the connection")
                     reader.feed(data)
                     reply = reader.get()
-            out.append(reply)
+            deliver(delivered, reply)
+            delivered += 1
         if reader.pending:
             raise ProtocolError("Redis sent more than was asked")
     except (OSError, RedisConnectionError, ProtocolError) as exc:
-        failed = PartialReplies(out)
-        failed.extend([exc] * (len(counts) - len(out)))
-        return failed
-    return out
+        for at in range(delivered, len(counts)):
+            deliver(at, exc)
+        return False
+    return True
 
 
 def connection_factory(

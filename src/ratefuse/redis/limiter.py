@@ -14,6 +14,7 @@ import dataclasses
 import threading
 import weakref
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 import redis.asyncio
@@ -178,21 +179,23 @@ class _LimiterBase:
         self,
         keys: Sequence[Subject],
         costs: Sequence[int] | None,
-        outcomes: Sequence[RawVerdict | BaseException],
+        outcomes: Sequence[Decision | BaseException],
     ) -> list[Decision]:
-        decisions = []
-        answered = 0
-        decision = self._binding.decision
-        for index, outcome in enumerate(outcomes):
-            if isinstance(outcome, BaseException):
-                self._count(outcome)
-                cost = 1 if costs is None else check_cost(costs[index])
-                tag = self._schema.tag(keys[index])
-                decisions.append(self._fallback.decide(tag, cost, outcome))
-            else:
-                answered += 1
-                decisions.append(decision(outcome))
-        self._fallback.answered(answered)
+        # Failures are the exception: find them in one pass, then replace
+        # them by the policy's decisions, in order.
+        failed = [
+            index
+            for index, outcome in enumerate(outcomes)
+            if isinstance(outcome, BaseException)
+        ]
+        decisions: list[Any] = list(outcomes)
+        for index in failed:
+            error = decisions[index]
+            self._count(error)
+            cost = 1 if costs is None else check_cost(costs[index])
+            tag = self._schema.tag(keys[index])
+            decisions[index] = self._fallback.decide(tag, cost, error)
+        self._fallback.answered(len(decisions) - len(failed))
         return decisions
 
 
@@ -361,8 +364,9 @@ class RedisLimiter(_LimiterBase):
         """`decide_many` decides ``costs[i]`` (None: 1 each) for ``keys[i]``,
         in order for repeated keys, grouped by slot and pipelined per node."""
         try:
-            outcomes: Sequence[RawVerdict | BaseException] = (
-                self._store.decide_many_raw(keys, costs)
+            # Decisions, built call by call as the replies arrive.
+            outcomes: Sequence[Decision | BaseException] = self._store.decide_many(
+                keys, costs
             )
         except _FAILURES as exc:
             outcomes = [exc] * len(keys)
@@ -514,8 +518,8 @@ class AsyncRedisLimiter(_LimiterBase):
         """`decide_many`: see RedisLimiter.decide_many."""
         try:
             outcomes: Sequence[
-                RawVerdict | BaseException
-            ] = await self._store.decide_many_raw(keys, costs)
+                Decision | BaseException
+            ] = await self._store.decide_many(keys, costs)
         except _FAILURES as exc:
             outcomes = [exc] * len(keys)
         return self._settle_many(keys, costs, outcomes)
