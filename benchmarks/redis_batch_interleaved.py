@@ -22,22 +22,23 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 ROOT = Path(__file__).resolve().parent.parent
-# Run from a checkout: the package from its src (built in place).
+# Run from a checkout: the package from its src (built in place), and the
+# test suite's redis-server fixtures, shared rather than copied.
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(1, str(ROOT / "tests"))
 
 import redis  # noqa: E402
 
 from ratefuse import Rate  # noqa: E402
 from ratefuse.redis import RedisBackend, RedisLimiter  # noqa: E402
+from redis_servers import RedisServer  # noqa: E402
 
 BATCH = 1000
 KNOWN_BATCHES = 8
@@ -45,17 +46,6 @@ KNOWN_BURST = 10**6
 # Generous: a loaded machine slows the figures instead of falling back.
 TIMEOUT = 2.0
 WARM_UP = 20
-
-
-def _servers() -> ModuleType:
-    # The test suite's redis-server fixtures, shared rather than copied.
-    path = ROOT / "tests" / "redis_servers.py"
-    spec = importlib.util.spec_from_file_location("redis_servers", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class Variant:
@@ -176,7 +166,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=250)
     parser.add_argument("--compare", type=int, default=None, metavar="CHUNK")
     options = parser.parse_args()
-    server = _servers().RedisServer().start()
+    server = RedisServer().start()
     backends: list[RedisBackend] = []
     try:
         connection = redis.Redis(host="127.0.0.1", port=server.port)
