@@ -14,12 +14,18 @@ from __future__ import annotations
 import asyncio
 import math
 
+import msgpack
 import pytest
 import redis
 import redis.asyncio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from ratefuse.errors import BackendError
 from ratefuse.rates import build_specs, to_rates
 from ratefuse.redis import AsyncRedisBackend, RedisBackend
+from ratefuse.redis._binding import Binding
+from ratefuse.redis._exchange import Counters, Exchange, plan_calls
 
 ALGORITHMS = ("gcra", "fixed_window", "sliding_window", "sliding_log")
 # Injected times in 2096: keys expire on the injected clock (PXAT).
@@ -141,3 +147,84 @@ def test_batch_decisions_are_built_from_the_verdicts_as_they_come(
     assert {item[0] for item in flat} == {True, False}
     assert math.inf in {item[2] for item in flat}
     assert {item[4] for item in flat} == {2, 3}  # both limits bound
+
+
+# Random traces: a few subjects (so keys repeat within a batch), costs 0-3
+# (3 is above the 2/h capacity: never admitted), time steps that cross
+# window edges and refills; some subjects first hold another limiter's limit.
+traces = st.lists(
+    st.tuples(
+        st.integers(0, 4_000_000_000),  # microseconds since the last batch
+        st.lists(
+            st.tuples(st.sampled_from(["a", "b", b"a", 5, "c"]), st.integers(0, 3)),
+            min_size=1,
+            max_size=8,
+        ),
+    ),
+    min_size=1,
+    max_size=5,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(trace=traces, algorithm=st.sampled_from(ALGORITHMS), shared=st.booleans())
+def test_random_batches_decide_and_store_as_one_key_calls(
+    node_backend, redis_node, fresh_name, trace, algorithm: str, shared: bool
+) -> None:
+    specs = build_specs(to_rates("2/h"), algorithm)
+    other = build_specs(to_rates("2/h; 5/d"), algorithm)
+    client = redis.Redis(port=redis_node.port)
+    outcomes = []
+    try:
+        for batched in (False, True):
+            name = fresh_name()
+            store = node_backend.bind(specs, name)
+            if shared:  # "a" also holds a limit of another limiter
+                node_backend.bind(other, name).decide_us("a", 1, now_us=BASE_US)
+            now, verdicts, stored = BASE_US, [], []
+            for step, batch in trace:
+                now += step
+                subjects = [subject for subject, _ in batch]
+                costs = [cost for _, cost in batch]
+                if batched:
+                    verdicts += store.decide_many_us(subjects, costs, now_us=now)
+                else:
+                    verdicts += [
+                        store.decide_us(subject, cost, now_us=now)
+                        for subject, cost in batch
+                    ]
+                for subject in ("a", "b", b"a", 5, "c"):
+                    key = store.binding.schema.key(subject)
+                    value = (
+                        sorted(client.hgetall(key).items())
+                        if client.type(key) == b"hash"
+                        else client.get(key)
+                    )
+                    stored.append((value, client.pexpiretime(key)))
+            outcomes.append((verdicts, stored))
+    finally:
+        client.close()
+    assert outcomes[1] == outcomes[0]
+
+
+def test_an_unreadable_batch_reply_fails_its_call_only() -> None:
+    # A reply the client cannot read (a msgpack scalar, bytes that are not
+    # msgpack) fails that call's decisions with BackendError; the other
+    # calls keep their verdicts, and no transport failure is seen.
+    binding = Binding(build_specs(to_rates("3/h"), "gcra"), "u", "ratefuse", "")
+    keys = [b"k1", b"k2", b"k3", b"k4", b"k5", b"k6"]
+    calls = plan_calls(binding.packer, keys, [1] * 6, None, False, 2)
+    exchange = Exchange(binding.packer, calls, 6, None, Counters())
+    plan = exchange.next_round()
+    assert plan is not None
+    ((_, sent),) = plan
+    exchange.receive(sent[0], msgpack.packb([1, 2, 0, 1_200_000, 0] * 2))
+    exchange.receive(sent[1], msgpack.packb(7))
+    exchange.receive(sent[2], b"\xc1")
+    assert exchange.next_round() is None
+    assert [type(outcome) for outcome in exchange.outcomes] == [tuple] * 2 + [
+        BackendError
+    ] * 4
+    for outcome in exchange.outcomes[2:]:
+        assert "unreadable script reply" in str(outcome)
+    assert exchange.failure is None

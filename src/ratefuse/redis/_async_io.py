@@ -196,28 +196,39 @@ async def _read(
 ) -> bool:
     # See _sync_io._read; the whole node's replies within `timeout`.
     parser = RespReader()
-    delivered = 0
-    try:
-        async with async_timeout(timeout):
-            for count in counts:
-                reply: object = None
-                for _ in range(count):
-                    reply = parser.get()
-                    while reply is INCOMPLETE:
-                        data = await reader.read(RECV_SIZE)
-                        if not data:
-                            raise RedisConnectionError("Redis closed the connection")
-                        parser.feed(data)
-                        reply = parser.get()
-                deliver(delivered, reply)
-                delivered += 1
-        if parser.pending:
-            raise ProtocolError("Redis sent more than was asked")
-    except (OSError, asyncio.TimeoutError, RedisConnectionError, ProtocolError) as exc:
-        for at in range(delivered, len(counts)):
-            deliver(at, exc)
-        return False
-    return True
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    for index, count in enumerate(counts):
+        try:
+            async with async_timeout(max(0.0, deadline - loop.time())):
+                reply = await _read_call(reader, parser, count)
+        except (
+            OSError,
+            asyncio.TimeoutError,
+            RedisConnectionError,
+            ProtocolError,
+        ) as exc:
+            for at in range(index, len(counts)):
+                deliver(at, exc)
+            return False
+        deliver(index, reply)
+    return not parser.pending
+
+
+async def _read_call(
+    reader: asyncio.StreamReader, parser: RespReader, count: int
+) -> object:
+    # See _sync_io._read_call.
+    reply: object = None
+    for _ in range(count):
+        reply = parser.get()
+        while reply is INCOMPLETE:
+            data = await reader.read(RECV_SIZE)
+            if not data:
+                raise RedisConnectionError("Redis closed the connection")
+            parser.feed(data)
+            reply = parser.get()
+    return reply
 
 
 def connection_factory(

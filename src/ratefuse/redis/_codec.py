@@ -140,8 +140,13 @@ def decode_batch(reply: object, count: int) -> list[RawVerdict]:
     """`decode_batch` reads ``count`` verdicts from a msgpack reply."""
     if not isinstance(reply, bytes):
         raise ValueError(f"unexpected script reply {reply!r}")
-    flat = msgpack.unpackb(reply)
-    if not isinstance(flat, list) or len(flat) != 5 * count:
+    try:
+        flat = msgpack.unpackb(reply)
+    except Exception as exc:  # msgpack raises several types for bad bytes
+        raise ValueError(f"undecodable script reply: {exc!r}") from None
+    if not isinstance(flat, list):
+        raise ValueError(f"script replied {flat!r:.60} for {count} keys")
+    if len(flat) != 5 * count:
         raise ValueError(f"script replied {len(flat)} integers for {count} keys")
     items = iter(flat)
     return list(zip(items, items, items, items, items, strict=True))
@@ -155,14 +160,7 @@ def to_verdict(raw: RawVerdict) -> Verdict:
 def to_decision(raw: RawVerdict, capacities: Sequence[int]) -> Decision:
     """`to_decision` turns a verdict into the public Decision (float
     seconds; ``inf`` for NEVER; ``limit`` the binding capacity)."""
-    allowed, remaining, retry, reset, binding = raw
-    return Decision(
-        allowed == 1,
-        remaining,
-        math.inf if retry == NEVER else float(retry) / 1e6,
-        float(reset) / 1e6,
-        capacities[binding],
-    )
+    return to_decisions([raw], capacities)[0]
 
 
 def to_decisions(raws: list[RawVerdict], capacities: Sequence[int]) -> list[Decision]:

@@ -476,10 +476,13 @@ def _settle(
             if call.single
             else decode_batch(reply, len(call.positions))
         )
-    except ValueError as exc:
-        _fail(call, outcomes, BackendError(str(exc)))
+        converted = verdicts if convert is None else convert(verdicts)
+    except (ValueError, TypeError, IndexError) as exc:
+        # A reply the client cannot read (a foreign script, a corrupted
+        # reply) fails this call's decisions only: they get the fallback
+        # policy, and the breaker sees an answering server.
+        _fail(call, outcomes, BackendError(f"unreadable script reply: {exc}"))
         return None
-    converted = verdicts if convert is None else convert(verdicts)
     for position, outcome in zip(call.positions, converted, strict=True):
         outcomes[position] = outcome
     return None

@@ -191,29 +191,34 @@ def _read(
     # Reads each call's replies (``count`` of them, the last its own) and
     # delivers the call's index and own reply as soon as it is complete; a
     # failure part-way delivers the error to every call left and returns
-    # False (the connection is then unusable).
+    # False (the connection is then unusable). Only the reading is guarded:
+    # what `deliver` raises is not a transport error and propagates.
     reader = RespReader()
-    delivered = 0
-    try:
-        for count in counts:
-            reply: object = None
-            for _ in range(count):
-                reply = reader.get()
-                while reply is INCOMPLETE:
-                    data = sock.recv(RECV_SIZE)
-                    if not data:
-                        raise RedisConnectionError("Redis closed the connection")
-                    reader.feed(data)
-                    reply = reader.get()
-            deliver(delivered, reply)
-            delivered += 1
-        if reader.pending:
-            raise ProtocolError("Redis sent more than was asked")
-    except (OSError, RedisConnectionError, ProtocolError) as exc:
-        for at in range(delivered, len(counts)):
-            deliver(at, exc)
-        return False
-    return True
+    for index, count in enumerate(counts):
+        try:
+            reply = _read_call(sock, reader, count)
+        except (OSError, RedisConnectionError, ProtocolError) as exc:
+            for at in range(index, len(counts)):
+                deliver(at, exc)
+            return False
+        deliver(index, reply)
+    # More than was asked: the connection is out of step, drop it.
+    return not reader.pending
+
+
+def _read_call(sock: socket.socket, reader: RespReader, count: int) -> object:
+    # The last of the next ``count`` replies (those of SCRIPT LOAD and
+    # ASKING come before the call's own).
+    reply: object = None
+    for _ in range(count):
+        reply = reader.get()
+        while reply is INCOMPLETE:
+            data = sock.recv(RECV_SIZE)
+            if not data:
+                raise RedisConnectionError("Redis closed the connection")
+            reader.feed(data)
+            reply = reader.get()
+    return reply
 
 
 def connection_factory(
