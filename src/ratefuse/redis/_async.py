@@ -20,7 +20,7 @@ from ..breaker import CircuitBreaker
 from ..errors import BackendError
 from ._async_io import AsyncTransport, connection_factory
 from ._binding import Binding
-from ._codec import Packer, RawVerdict, Verdict, to_decisions, to_verdict
+from ._codec import Packer, RawVerdict, Verdict, to_verdict
 from ._connection import (
     DEFAULT_TIMEOUT,
     check_chunk,
@@ -203,11 +203,7 @@ class AsyncRedisStore:
         now_us: int | None = None,
     ) -> list[RawVerdict | BackendError]:
         """`decide_many_raw` is `decide_many_us` as plain tuples."""
-        binding = self.binding
-        calls = binding.plan(
-            keys, costs, now_us, self.backend.cluster, self.backend.chunk
-        )
-        return await self.backend._run(binding.packer, calls, len(keys))
+        return await self._many(keys, costs, now_us, None)
 
     async def decide_many_us(
         self,
@@ -231,17 +227,22 @@ class AsyncRedisStore:
     ) -> list[Decision | BackendError]:
         """`decide_many` is `decide_many_us` with Decisions, built call by
         call as the replies arrive (while the server runs the next call)."""
+        return await self._many(keys, costs, now_us, self.binding.decisions)
+
+    async def _many(
+        self,
+        keys: Sequence[Subject],
+        costs: Sequence[int] | None,
+        now_us: int | None,
+        convert: Convert | None,
+    ) -> list[Any]:
+        # One batch, grouped and planned, each call's verdicts converted by
+        # ``convert`` as its reply arrives (None: kept as tuples).
         binding = self.binding
         calls = binding.plan(
             keys, costs, now_us, self.backend.cluster, self.backend.chunk
         )
-        capacities = binding.capacities
-        return await self.backend._run(
-            binding.packer,
-            calls,
-            len(keys),
-            lambda verdicts: to_decisions(verdicts, capacities),
-        )
+        return await self.backend._run(binding.packer, calls, len(keys), convert)
 
     async def reset(self, key: Subject) -> None:
         """`reset`: see RedisStore.reset."""

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from .._args_py import check_cost
 from .._engine import Decision
 from .._spec import LimitSpec
-from ._codec import Packer, RawVerdict, to_decision
+from ._codec import Packer, RawVerdict, to_decision, to_decisions
 from ._exchange import Call, plan_calls, plan_deferred, single_call
 from ._schema import KeySchema, Subject, check_subjects
 from ._scripts import script
@@ -96,3 +96,7 @@ class Binding:
     def decision(self, verdict: RawVerdict) -> Decision:
         """`decision` is ``verdict`` as a public Decision."""
         return to_decision(verdict, self.capacities)
+
+    def decisions(self, verdicts: list[RawVerdict]) -> list[Decision]:
+        """`decisions` are ``verdicts`` (one call's) as public Decisions."""
+        return to_decisions(verdicts, self.capacities)

@@ -21,7 +21,7 @@ from .._spec import LimitSpec
 from ..breaker import CircuitBreaker
 from ..errors import BackendError
 from ._binding import Binding
-from ._codec import Packer, RawVerdict, Verdict, to_decisions, to_verdict
+from ._codec import Packer, RawVerdict, Verdict, to_verdict
 from ._connection import (
     DEFAULT_TIMEOUT,
     check_chunk,
@@ -220,11 +220,7 @@ class RedisStore:
         now_us: int | None = None,
     ) -> list[RawVerdict | BackendError]:
         """`decide_many_raw` is `decide_many_us` as plain tuples."""
-        binding = self.binding
-        calls = binding.plan(
-            keys, costs, now_us, self.backend.cluster, self.backend.chunk
-        )
-        return self.backend._run(binding.packer, calls, len(keys))
+        return self._many(keys, costs, now_us, None)
 
     def decide_many_us(
         self,
@@ -248,17 +244,22 @@ class RedisStore:
     ) -> list[Decision | BackendError]:
         """`decide_many` is `decide_many_us` with Decisions, built call by
         call as the replies arrive (while the server runs the next call)."""
+        return self._many(keys, costs, now_us, self.binding.decisions)
+
+    def _many(
+        self,
+        keys: Sequence[Subject],
+        costs: Sequence[int] | None,
+        now_us: int | None,
+        convert: Convert | None,
+    ) -> list[Any]:
+        # One batch, grouped and planned, each call's verdicts converted by
+        # ``convert`` as its reply arrives (None: kept as tuples).
         binding = self.binding
         calls = binding.plan(
             keys, costs, now_us, self.backend.cluster, self.backend.chunk
         )
-        capacities = binding.capacities
-        return self.backend._run(
-            binding.packer,
-            calls,
-            len(keys),
-            lambda verdicts: to_decisions(verdicts, capacities),
-        )
+        return self.backend._run(binding.packer, calls, len(keys), convert)
 
     def reset(self, key: Subject) -> None:
         """`reset` deletes every limit's state of ``key``."""
