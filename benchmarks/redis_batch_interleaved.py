@@ -11,11 +11,14 @@ Variants: ``fresh`` (1,000 keys never seen: each creates a Redis key),
 client's tag cache: the script reads and rewrites their values), ``raw``
 (redis-py pipelining ``EVALSHA <return 1> 0``).
 ``--compare CHUNK`` adds ``fresh`` and ``known`` with a second backend whose
-``chunk`` is CHUNK. Server time per decision is INFO commandstats' evalsha
-usec, reset before each round.
+``chunk`` is CHUNK. ``--sequential`` measures single decisions instead:
+1,000 a round through the public API (gcra and sliding_window), against
+1,000 trivial EVALSHAs by redis-py, one round trip each. Server time per
+decision is INFO commandstats' evalsha usec, reset before each round; cpu
+is this process's CPU time per decision.
 
     python benchmarks/redis_batch_interleaved.py [--rounds 300] [--chunk 250]
-        [--compare 125]
+        [--compare 125] [--sequential]
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class Variant:
         # Decisions answered locally: a round that timed out would flatter.
         self.fallbacks = fallbacks
         self.seconds: list[float] = []
+        self.cpu_seconds: list[float] = []
         self.server_us: list[float] = []
 
 
@@ -93,6 +97,44 @@ def ratefuse_variants(backend: RedisBackend, suffix: str) -> list[Variant]:
         Variant(f"fresh{suffix}", fresh_batch, lambda: fresh.stats().fallbacks),
         Variant(f"known{suffix}", known_batch, lambda: known.stats().fallbacks),
     ]
+
+
+def sequential_variants(backend: RedisBackend) -> list[Variant]:
+    """`sequential_variants` are 1,000 decisions one round trip each, gcra
+    and sliding_window, through the public API (the deny cache on, as by
+    default; nothing is denied)."""
+    variants = []
+    for algorithm in ("gcra", "sliding_window"):
+        limiter = RedisLimiter(
+            "1000000/s", algorithm, backend=backend, name=f"seq-{algorithm}"
+        )
+
+        def one_by_one(decide: Callable[[str], object] = limiter.decide) -> object:
+            for _ in range(BATCH):
+                decide("user")
+            return None
+
+        variants.append(
+            Variant(
+                f"seq-{algorithm}",
+                one_by_one,
+                lambda limiter=limiter: limiter.stats().fallbacks,
+            )
+        )
+    return variants
+
+
+def raw_sequential_variant(connection: redis.Redis) -> Variant:
+    """`raw_sequential_variant` is 1,000 trivial EVALSHAs by redis-py, one
+    round trip each."""
+    sha = connection.script_load("return 1")
+
+    def one_by_one() -> object:
+        for _ in range(BATCH):
+            connection.evalsha(sha, 0)
+        return None
+
+    return Variant("raw", one_by_one)
 
 
 def raw_variant(connection: redis.Redis) -> Variant:
@@ -129,11 +171,14 @@ def measure(variants: list[Variant], connection: redis.Redis, rounds: int) -> No
         for variant in variants[start:] + variants[:start]:
             connection.config_resetstat()
             gc.disable()
+            cpu_started = time.process_time()
             started = time.perf_counter()
             variant.run()
             elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu_started
             gc.enable()
             variant.seconds.append(elapsed)
+            variant.cpu_seconds.append(cpu)
             variant.server_us.append(evalsha_usec(connection) / BATCH)
 
 
@@ -142,8 +187,8 @@ def report(variants: list[Variant]) -> None:
     to the raw pipeline."""
     raw = next(variant for variant in variants if variant.name == "raw")
     print(
-        f"{'variant':<12}{'median':>8}{'p25':>8}{'p75':>8}{'min':>8}"
-        f"{'dec/s':>10}{'vs raw':>8}{'srv us':>8}   (ms per 1,000)"
+        f"{'variant':<18}{'median':>8}{'p25':>8}{'p75':>8}{'min':>8}"
+        f"{'dec/s':>10}{'vs raw':>8}{'srv us':>8}{'cpu us':>8}   (ms per 1,000)"
     )
     for variant in variants:
         samples = sorted(variant.seconds)
@@ -153,10 +198,11 @@ def report(variants: list[Variant]) -> None:
             for mine, floor in zip(variant.seconds, raw.seconds, strict=True)
         )
         print(
-            f"{variant.name:<12}{median * 1e3:8.2f}{p25 * 1e3:8.2f}"
+            f"{variant.name:<18}{median * 1e3:8.2f}{p25 * 1e3:8.2f}"
             f"{p75 * 1e3:8.2f}{samples[0] * 1e3:8.2f}"
             f"{BATCH / median:10,.0f}{ratio:8.2f}"
             f"{statistics.median(variant.server_us):8.2f}"
+            f"{statistics.median(variant.cpu_seconds) / BATCH * 1e6:8.2f}"
         )
 
 
@@ -165,16 +211,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=300)
     parser.add_argument("--chunk", type=int, default=250)
     parser.add_argument("--compare", type=int, default=None, metavar="CHUNK")
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="1,000 decisions one round trip each, against 1,000 raw EVALSHAs",
+    )
     options = parser.parse_args()
     server = RedisServer().start()
     backends: list[RedisBackend] = []
     try:
         connection = redis.Redis(host="127.0.0.1", port=server.port)
-        variants = [raw_variant(connection)]
+        if options.sequential:
+            backend = RedisBackend(connection, timeout=TIMEOUT)
+            backends.append(backend)
+            variants = [raw_sequential_variant(connection)]
+            variants += sequential_variants(backend)
+        else:
+            variants = [raw_variant(connection)]
         chunks = [options.chunk]
         if options.compare is not None:
             chunks.append(options.compare)
-        for chunk in chunks:
+        for chunk in chunks if not options.sequential else ():
             backend = RedisBackend(connection, timeout=TIMEOUT, chunk=chunk)
             backends.append(backend)
             suffix = f"@{chunk}" if len(chunks) > 1 else ""
