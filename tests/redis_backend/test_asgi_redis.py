@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route as StarletteRoute
 
+from ratefuse import Limiter
 from ratefuse.redis import AsyncRedisLimiter, RedisLimiter
 from ratefuse.web import (
     Limit,
@@ -22,6 +23,7 @@ from ratefuse.web import (
     Route,
     header,
 )
+from ratefuse.web.rules import is_keyed
 from web_support import serve_asgi, serve_wsgi
 
 
@@ -155,3 +157,25 @@ def test_a_hammering_tenant_does_not_drain_the_global_quota(
         sync_client.close()
     for limiter in [*async_limiters, *sync_limiters]:
         assert limiter.stats().fallbacks == 0
+
+
+def test_a_redis_backed_limiter_is_one_quota_for_the_route(
+    redis_node, fresh_name
+) -> None:
+    # Limiter(..., backend=redis) decides decide(cost), like Limiter: the
+    # middlewares and the httpx guard must not pass it a key.
+    client = redis.Redis(host="127.0.0.1", port=redis_node.port)
+    sync_limiter = Limiter("2/minute", backend=client, name=fresh_name())
+    async_limiter = Limiter(
+        "2/minute", backend=redis.asyncio.Redis(port=redis_node.port), name="a"
+    )
+    assert not is_keyed(sync_limiter)
+    assert not is_keyed(async_limiter)
+    app = RateLimitWSGIMiddleware(hello_wsgi, [Route("/hello", Limit(sync_limiter))])
+    try:
+        with serve_wsgi(app) as url, httpx.Client(base_url=url) as http:
+            statuses = [http.get("/hello").status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
+    finally:
+        sync_limiter.close()
+        client.close()

@@ -37,6 +37,12 @@ def _subject_types() -> tuple[type, ...]:
         types.append(ShmLimiter)
     except ImportError:  # pragma: no cover - shm is part of the package
         pass
+    # What Limiter(..., backend=redis) returns, sync and async (redis is an
+    # optional extra).
+    with contextlib.suppress(ImportError):
+        from ..redis._backed import _SubjectBase
+
+        types.append(_SubjectBase)
     return tuple(types)
 
 
