@@ -159,8 +159,17 @@ def to_verdict(raw: RawVerdict) -> Verdict:
 
 def to_decision(raw: RawVerdict, capacities: Sequence[int]) -> Decision:
     """`to_decision` turns a verdict into the public Decision (float
-    seconds; ``inf`` for NEVER; ``limit`` the binding capacity)."""
-    return to_decisions([raw], capacities)[0]
+    seconds; ``inf`` for NEVER; ``limit`` the binding capacity). Every
+    single decision comes here: no list around it (`to_decisions` is the
+    batch's loop)."""
+    allowed, remaining, retry, reset, binding = raw
+    return Decision(
+        allowed == 1,
+        remaining,
+        math.inf if retry == NEVER else float(retry) / 1e6,
+        float(reset) / 1e6,
+        capacities[binding],
+    )
 
 
 def to_decisions(raws: list[RawVerdict], capacities: Sequence[int]) -> list[Decision]:

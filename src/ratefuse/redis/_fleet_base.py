@@ -104,7 +104,6 @@ class FleetBase(FleetForms):
         )
         self._keys = list(self._script.keys)
         self._redis_clock = redis_clock
-        self._clock = clock
         spec = self._local.spec
         self._slow_call_ns = spec.slow_call_ns
         self._recorder = Recorder(max_pending, batch_size, spec.slow_call_ns, wake)
@@ -141,7 +140,7 @@ class FleetBase(FleetForms):
     @property
     def clock(self) -> Callable[[], int] | None:
         """`clock` is the injected local clock, or None (monotonic)."""
-        return self._clock
+        return self._local.clock
 
     @property
     def timed(self) -> bool:

@@ -14,12 +14,10 @@ import functools
 import inspect
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from .._args_py import check_now
 from .._breaker_call_py import GuardedFunction
 from .._breaker_spec import IGNORED, REJECTED, UNKNOWN_NOW, State
 from .._fleet_recorder import FleetPermit, Recorder
@@ -48,7 +46,6 @@ class FleetForms:
     _local: CircuitBreaker
     _recorder: Recorder
     _counters: FleetCounters
-    _clock: Callable[[], int] | None
     _slow_call_ns: int
     _state: int
     _fallen_back: bool
@@ -71,10 +68,8 @@ class FleetForms:
         return self._local.fallback
 
     def now_ns(self) -> int:
-        """`now_ns` reads the breaker's local clock."""
-        if self._clock is None:
-            return time.monotonic_ns()
-        return check_now(self._clock())
+        """`now_ns` reads the breaker's local clock (its local breaker's)."""
+        return self._local.now_ns()
 
     # --- listeners ---------------------------------------------------------
 

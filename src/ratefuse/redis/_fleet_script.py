@@ -10,7 +10,6 @@ script's reply as a named tuple.
 from __future__ import annotations
 
 import functools
-import hashlib
 from importlib import resources
 from typing import Final, NamedTuple
 
@@ -21,10 +20,7 @@ from ._schema import KeySchema
 RECORD: Final = b"f"
 ACQUIRE: Final = b"a"
 TRANSITION: Final = b"t"
-# Bits of one call's byte in a recorded batch.
-FAILED_BIT: Final = 1
-SLOW_BIT: Final = 2
-IGNORED_BIT: Final = 4
+# The bits of one call's byte in a recorded batch: _fleet_recorder_py.
 # The subject of a breaker's keys: a breaker is one subject of its name.
 _SUBJECT: Final = b"breaker"
 
@@ -55,11 +51,6 @@ def fleet_script_source() -> bytes:
     """`fleet_script_source` is the Lua source of the fleet breaker."""
     lua = resources.files("ratefuse.redis").joinpath("lua")
     return lua.joinpath("fleet_breaker.lua").read_bytes()
-
-
-def fleet_script_sha() -> str:
-    """`fleet_script_sha` is the SHA1 (hex) EVALSHA names the script by."""
-    return hashlib.sha1(fleet_script_source(), usedforsecurity=False).hexdigest()
 
 
 def _ceil_us(ns: int) -> int:

@@ -151,13 +151,13 @@ class _LimiterBase:
         self._count(outcome)
         return answers.finish(ask, outcome)
 
-    def _count(self, outcome: object, sends: int = 1) -> None:
+    def _count(self, outcome: object) -> None:
         # Counts sends that Redis did not answer as a decision (leases, and
         # failures other than the breaker's rejection, which sends nothing);
         # the answered decisions are the policy's backend_decisions.
         if not isinstance(outcome, CircuitOpenError):
             with self._commands_lock:
-                self._commands += sends
+                self._commands += 1
 
     def _settle(
         self,
