@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from breaker_support import ManualClock
 from ratefuse import KeyedLimiter, Limiter
 from ratefuse.breaker import BreakerConfig, CircuitBreaker, State
 from ratefuse.config import ConfigError, Registry, parse_config
@@ -356,3 +357,24 @@ def _drain(acquire: Any) -> int:
     while acquire():
         admitted += 1
     return admitted
+
+
+def test_update_swaps_limits_and_describes_them() -> None:
+    # The public form of reconfigure: rates and algorithm follow the swap
+    # (the middleware's headers and repr read them), and state is kept.
+    clock = ManualClock()
+    for limiter, decide in (
+        (Limiter("2/minute", clock=clock), lambda lim: lim.try_acquire()),
+        (KeyedLimiter("2/minute", clock=clock), lambda lim: lim.try_acquire("k")),
+    ):
+        assert [decide(limiter) for _ in range(3)] == [True, True, False]
+        limiter.update("4/minute")
+        assert [str(rate) for rate in limiter.rates] == ["4/60s"]
+        assert "4/60s" in repr(limiter)
+        assert not decide(limiter)  # the state is kept: still spent
+        limiter.update("1/s", "fixed_window")  # a new layout starts fresh
+        assert limiter.algorithm == "fixed_window"
+        assert [decide(limiter) for _ in range(2)] == [True, False]
+        with pytest.raises(ValueError, match="cannot parse rate 'nonsense'"):
+            limiter.update("nonsense")
+        assert limiter.algorithm == "fixed_window"  # unchanged

@@ -10,7 +10,7 @@ from ._backends import backend_arguments, keyed_on_backend
 from ._guard import KeyedForms
 from ._keyed import KeyedLimiterCore
 from ._keyed_py import DEFAULT_MAX_KEYS
-from .limiter import configure
+from .limiter import configure, update_limits
 from .rates import DEFAULT_ALGORITHM, RateLike
 
 __all__ = ["DEFAULT_MAX_KEYS", "KeyedLimiter"]
@@ -107,6 +107,11 @@ class KeyedLimiter(KeyedForms, KeyedLimiterCore):
             sleep=sleep,
             async_sleep=async_sleep,
         )
+
+    def update(self, limits: RateLike, algorithm: str | None = None) -> None:
+        """`update` replaces every key's limits (and, if given, the
+        algorithm) in one atomic step, as `Limiter.update`."""
+        update_limits(self, limits, algorithm)
 
     def __repr__(self) -> str:
         rates = "; ".join(str(rate) for rate in self.rates)

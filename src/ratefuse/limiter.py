@@ -58,6 +58,14 @@ def configure(
         ("async_sleep", async_sleep),
     ):
         check_callable(field, value)
+    return lower_limits(limits, algorithm)
+
+
+def lower_limits(
+    limits: RateLike, algorithm: str
+) -> tuple[tuple[Rate, ...], str, tuple[LimitSpec, ...]]:
+    """`lower_limits` is ``limits`` as rates, the canonical algorithm, and
+    the cores' specs; ValueError for what the algorithm cannot honour."""
     rates = to_rates(limits)
     name = canonical_algorithm(algorithm)
     return rates, name, build_specs(rates, name)
@@ -151,6 +159,24 @@ class Limiter(SubjectForms, LimiterCore):
             async_sleep=async_sleep,
         )
 
+    def update(self, limits: RateLike, algorithm: str | None = None) -> None:
+        """`update` replaces the limits (and, if given, the algorithm) in one
+        atomic step, keeping the state where it means the same (see
+        `reconfigure`, the cores' form, which takes specs); ``rates`` and
+        ``algorithm`` follow. Raises ValueError, changing nothing, for bad
+        limits."""
+        update_limits(self, limits, algorithm)
+
     def __repr__(self) -> str:
         rates = "; ".join(str(rate) for rate in self.rates)
         return f"Limiter({rates!r}, algorithm={self.algorithm!r})"
+
+
+def update_limits(limiter: Any, limits: RateLike, algorithm: str | None) -> None:
+    """`update_limits` is `Limiter.update` for either public limiter: the
+    core's atomic swap, then the attributes that describe it."""
+    rates, name, specs = lower_limits(
+        limits, limiter.algorithm if algorithm is None else algorithm
+    )
+    limiter.reconfigure(specs)
+    limiter.rates, limiter.algorithm = rates, name

@@ -174,8 +174,7 @@ class Registry:
                 backend.close()
             raise
         for running, entry in changes:
-            running.reconfigure(entry.specs)
-            running.rates, running.algorithm = entry.rates, entry.algorithm
+            running.update(entry.rates, entry.algorithm)
         for name, rules in new.breakers.items():
             if name in old.breakers and old.breakers[name] != rules:
                 breakers[name].reconfigure(rules)
