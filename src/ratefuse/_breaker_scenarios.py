@@ -19,14 +19,18 @@ from . import _impl
 from ._breaker_config import BreakerConfig
 from ._breaker_spec import State
 from .errors import CircuitOpenError
-from .scenarios import Loop, Scenario, available_implementations, calls, empty_loop
+from .scenarios import (
+    Loop,
+    Scenario,
+    available_implementations,
+    calls,
+    empty_loop,
+    noop,
+    rejections,
+)
 
 # An OPEN breaker stays open for the whole run.
 _OPEN_FOR = BreakerConfig(wait_duration=3600.0)
-
-
-def noop() -> None:
-    """`noop` is the guarded function: it does nothing."""
 
 
 def _raise_and_catch(n: int) -> None:
@@ -34,15 +38,6 @@ def _raise_and_catch(n: int) -> None:
         try:
             raise ValueError
         except ValueError:
-            pass
-
-
-def _rejections(function: Callable[[], object], n: int) -> None:
-    for _ in repeat(None, n):
-        # Not contextlib.suppress: it would cost more than the rejection.
-        try:  # noqa: SIM105
-            function()
-        except CircuitOpenError:
             pass
 
 
@@ -82,7 +77,7 @@ def _open_two_step(implementation: _impl.Implementation) -> Loop:
 
 def _open_decorator(implementation: _impl.Implementation) -> Loop:
     breaker = _breaker(implementation, _OPEN_FOR, State.OPEN)
-    return partial(_rejections, breaker.guarded(noop))
+    return partial(rejections, breaker.guarded(noop), CircuitOpenError)
 
 
 def _open_fallback(implementation: _impl.Implementation) -> Loop:

@@ -81,6 +81,22 @@ def calls(function: Callable[[], object], n: int) -> None:
         function()
 
 
+def rejections(
+    function: Callable[[], object], error: type[BaseException], n: int
+) -> None:
+    """`rejections` calls ``function`` n times, each raising ``error``
+    (a breaker's rejection, ours or a peer's), caught."""
+    for _ in repeat(None, n):
+        try:  # noqa: SIM105 - contextlib.suppress would cost more than the call
+            function()
+        except error:
+            pass
+
+
+def noop() -> None:
+    """`noop` is the guarded function of the breaker scenarios: nothing."""
+
+
 def limiter_scenarios(
     implementations: Iterable[_impl.Implementation] | None = None,
 ) -> list[Scenario]:

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from itertools import cycle, islice, repeat
+from itertools import cycle, islice
 from typing import Any
 
 from . import _impl
 from .rates import Rate, build_specs
-from .scenarios import CALLS_PER_ROUND, Loop, available_implementations
+from .scenarios import CALLS_PER_ROUND, Loop, available_implementations, calls
 
 __all__ = [
     "CALLS_PER_ROUND",
@@ -100,12 +100,7 @@ def try_acquire_loop(core: Any, keys: Sequence[object]) -> Loop:
 
 def acquire_loop(method: Callable[[], object]) -> Loop:
     """`acquire_loop(method)(n)` calls ``method()`` ``n`` times."""
-
-    def loop(n: int) -> None:
-        for _ in repeat(None, n):
-            method()
-
-    return loop
+    return partial(calls, method)
 
 
 def decide_many_round(core: Any, ids: Any) -> Callable[[], object]:

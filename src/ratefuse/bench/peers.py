@@ -17,7 +17,7 @@ from functools import partial
 from itertools import repeat
 from typing import Any
 
-from ..scenarios import Loop, Scenario, calls
+from ..scenarios import Loop, Scenario, calls, noop, rejections
 
 # The rates ratefuse's own scenarios use (ratefuse.scenarios): one every
 # limiter keeps admitting during a run, and for the logs, whose memory grows
@@ -64,20 +64,6 @@ def _keyed_calls(function: Callable[[str], object], keys: list[str], n: int) -> 
 def keys_for(count: int) -> list[str]:
     """`keys_for` is ``count`` distinct user-like keys."""
     return [f"user:{index}" for index in range(count)]
-
-
-def _rejections(
-    function: Callable[[], object], error: type[BaseException], n: int
-) -> None:
-    for _ in repeat(None, n):
-        try:  # noqa: SIM105 - contextlib.suppress would cost more than the call
-            function()
-        except error:
-            pass
-
-
-def noop() -> None:
-    """`noop` is the guarded function: it does nothing."""
 
 
 # ---- limiter factories: a callable deciding one unit for a key ----
@@ -218,7 +204,7 @@ def breaker_peer_scenarios() -> tuple[list[Scenario], list[str]]:
             breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=3600)
             breaker.open()
             return partial(
-                _rejections, partial(breaker.call, noop), pybreaker.CircuitBreakerError
+                rejections, partial(breaker.call, noop), pybreaker.CircuitBreakerError
             )
 
         scenarios.append(Scenario("breaker closed", "decorator", tag, py_closed))
@@ -244,7 +230,7 @@ def breaker_peer_scenarios() -> tuple[list[Scenario], list[str]]:
             guarded = breaker(_fail)
             with contextlib.suppress(RuntimeError):
                 guarded()  # one failure opens it
-            return partial(_rejections, guarded, circuitbreaker.CircuitBreakerError)
+            return partial(rejections, guarded, circuitbreaker.CircuitBreakerError)
 
         scenarios.append(Scenario("breaker closed", "decorator", tag, cb_closed))
         scenarios.append(Scenario("breaker open", "decorator", tag, cb_open))
