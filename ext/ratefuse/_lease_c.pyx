@@ -20,7 +20,6 @@ from ratefuse._lease_py import (
     LOW,
     MAX_COST,
     MISS,
-    STAT_NAMES,
     check_max_keys,
 )
 
@@ -31,7 +30,6 @@ __all__ = [
     "LOW",
     "MAX_COST",
     "MISS",
-    "STAT_NAMES",
     "LeaseTable",
     "check_max_keys",
 ]

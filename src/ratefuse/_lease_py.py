@@ -38,13 +38,13 @@ import time
 from collections.abc import Callable
 from typing import Final
 
+from ._spec import MAX_COST
+
 MISS: Final = -1
 DENIED: Final = 0
 HIT: Final = 1
 LOW: Final = 2
 DEFAULT_MAX_KEYS: Final = 100_000
-MAX_COST: Final = (1 << 63) - 1
-STAT_NAMES: Final = ("hits", "denials", "units_expired", "evictions")
 
 Key = str | bytes | int
 MissHandler = Callable[[Key, int], bool]

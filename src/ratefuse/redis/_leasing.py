@@ -45,9 +45,9 @@ from ._schema import Subject
 from ._scripts import lease_script
 
 DENY_CACHE_ALGORITHMS: Final = ("gcra", "fixed_window")
-DEFAULT_CACHE_MAX_KEYS: Final = 100_000
-
 _core = _impl.load("_lease")
+# The lease and deny-cache table's default bound (the lease table's own).
+DEFAULT_CACHE_MAX_KEYS: Final[int] = _core.DEFAULT_MAX_KEYS
 HIT: Final[int] = _core.HIT
 LOW: Final[int] = _core.LOW
 DENIED: Final[int] = _core.DENIED
