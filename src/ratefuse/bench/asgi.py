@@ -225,9 +225,7 @@ def run(
     tool = "wrk" if shutil.which("wrk") else "python load generator"
     repeats = repeats or (2 if quick else 7)
     seconds = seconds or (0.5 if quick else 5.0)
-    figures = measure(
-        repeats, seconds, connections, "wrk" if tool == "wrk" else "", not quick, http
-    )
+    figures = measure(repeats, seconds, connections, tool, not quick, http)
     lines = report(figures, tool, connections, http)
     from . import asgi_inprocess
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..scenarios import Measurement, Scenario, measure
 from . import accuracy as accuracy_module
+from .asgi import DEFAULT_CONNECTIONS
 from .report import accuracy_table, speed_table, write_json, write_plot
 
 
@@ -73,7 +74,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument(
         "--connections",
         type=int,
-        default=32,
+        default=DEFAULT_CONNECTIONS,
         help="asgi: concurrent connections of the load generator",
     )
     bench.add_argument(

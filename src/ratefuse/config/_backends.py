@@ -70,12 +70,6 @@ class Backend:
         self._client.close()
 
 
-def open_backend(name: str, entry: BackendEntry) -> Backend:
-    """`open_backend` is the :class:`Backend` of ``entry`` (no I/O for a
-    single server; a cluster client reads the slot map at once)."""
-    return Backend(name, entry)
-
-
 def _client(entry: BackendEntry, timeout: float | None) -> Any:
     import redis
     from redis.cluster import RedisCluster

@@ -14,7 +14,7 @@ from ..breaker import CircuitBreaker
 from ..health import Health, check_health
 from ..keyed import KeyedLimiter
 from ..limiter import Limiter
-from ._backends import Backend, open_backend
+from ._backends import Backend
 from ._schema import Config, ConfigError, LimiterEntry, parse_config
 
 if sys.version_info >= (3, 11):
@@ -203,7 +203,9 @@ class Registry:
             if old.backends.get(name) == settings:
                 backends[name] = self._backends[name]
             else:
-                backends[name] = open_backend(name, settings)
+                # No I/O for a single server; a cluster client reads the
+                # slot map at once.
+                backends[name] = Backend(name, settings)
                 opened.append(backends[name])
         limiters: dict[str, Any] = {}
         changes: list[tuple[Any, LimiterEntry]] = []
