@@ -9,8 +9,12 @@ from ratefuse._clock cimport monotonic_ns
 cdef extern from *:
     """
     #define RATEFUSE_MAX_NOW_NS (((long long)1) << 62)
+    #define RATEFUSE_MAX_DURATION_NS (((long long)1) << 61)
     """
+    # The bounds of ratefuse/_spec.py (MAX_NOW_NS) and _breaker_spec.py
+    # (MAX_DURATION_NS).
     const long long MAX_NOW_NS "RATEFUSE_MAX_NOW_NS"
+    const long long MAX_DURATION_NS "RATEFUSE_MAX_DURATION_NS"
 
 
 cdef inline int64_t to_cost(object cost) except -1:
@@ -55,3 +59,14 @@ cdef inline int64_t resolve_now(object clock, object now) except -1:
             return monotonic_ns()
         now = clock()
     return check_now(now)
+
+
+cdef inline int64_t duration_to_ns(double duration) except -1:
+    # A call's duration in seconds as integer ns, as duration_to_ns() in
+    # _breaker_spec.py: truncated, saturated, ValueError if negative or NaN.
+    if not duration >= 0.0:
+        raise ValueError(f"duration must be >= 0 seconds, got {duration!r}")
+    cdef double scaled = duration * 1e9
+    if scaled >= <double>MAX_DURATION_NS:
+        return MAX_DURATION_NS
+    return <int64_t>scaled

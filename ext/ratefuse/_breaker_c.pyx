@@ -30,7 +30,7 @@ from ratefuse._breaker_machine_c cimport (
     machine_retry_after_ns,
     machine_transition,
 )
-from ratefuse._args cimport check_now
+from ratefuse._args cimport check_now, duration_to_ns
 from ratefuse._clock cimport monotonic_ns
 
 import functools
@@ -38,27 +38,15 @@ import logging
 from collections import deque
 
 from ratefuse._breaker_config import BreakerConfig
-from ratefuse._breaker_spec import MAX_DURATION_NS as _MAX_DURATION_NS
 from ratefuse._breaker_spec import IllegalTransitionError, State
 from ratefuse._counters import BreakerCounters
 from ratefuse.errors import CircuitOpenError
 
-cdef int64_t MAX_DURATION_NS = _MAX_DURATION_NS
 cdef object logger = logging.getLogger("ratefuse.breaker")
 
 
 cdef inline double ns_to_seconds(int64_t ns) noexcept nogil:
     return INFINITY if ns == NEVER else <double>ns / 1e9
-
-
-cdef inline int64_t duration_to_ns(double duration) except -1:
-    # See duration_to_ns() in _breaker_spec.py.
-    if not duration >= 0.0:
-        raise ValueError(f"duration must be >= 0 seconds, got {duration!r}")
-    cdef double scaled = duration * 1e9
-    if scaled >= <double>MAX_DURATION_NS:
-        return MAX_DURATION_NS
-    return <int64_t>scaled
 
 
 cdef inline int64_t given_now(object now) except -2:

@@ -7,9 +7,10 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
 
+from ratefuse._args cimport duration_to_ns
+
 from ratefuse._breaker_spec import FAILURE as _FAILURE
 from ratefuse._breaker_spec import IGNORED as _IGNORED
-from ratefuse._breaker_spec import MAX_DURATION_NS as _MAX_DURATION_NS
 
 FAILED_BIT = 1
 SLOW_BIT = 2
@@ -20,7 +21,6 @@ cdef int C_SLOW_BIT = 2
 cdef int C_IGNORED_BIT = 4
 cdef int C_FAILURE = _FAILURE
 cdef int C_IGNORED = _IGNORED
-cdef int64_t MAX_DURATION_NS = _MAX_DURATION_NS
 
 
 cdef class Recorder:
@@ -100,18 +100,8 @@ cdef class Recorder:
         return self._length
 
     cdef int slow_flag_c(self, double duration) except -1:
-        cdef double scaled
-        cdef int64_t duration_ns
-        if not duration >= 0.0:
-            raise ValueError(f"duration must be >= 0 seconds, got {duration!r}")
-        if self.slow_call_ns == 0:
-            return 0
-        scaled = duration * 1e9
-        if scaled >= <double>MAX_DURATION_NS:
-            duration_ns = MAX_DURATION_NS
-        else:
-            duration_ns = <int64_t>scaled
-        return C_SLOW_BIT if duration_ns > self.slow_call_ns else 0
+        cdef int64_t duration_ns = duration_to_ns(duration)
+        return C_SLOW_BIT if 0 < self.slow_call_ns < duration_ns else 0
 
     def slow_flag(self, double duration):
         """`slow_flag` is SLOW_BIT if a call of ``duration`` seconds is slow,

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
-from ._breaker_spec import FAILURE, IGNORED, MAX_DURATION_NS
+from ._breaker_spec import FAILURE, IGNORED, duration_to_ns
 
 FAILED_BIT: Final = 1
 SLOW_BIT: Final = 2
@@ -105,15 +105,8 @@ class Recorder:
     def slow_flag(self, duration: float) -> int:
         """`slow_flag` is SLOW_BIT if a call of ``duration`` seconds is slow,
         else 0; ValueError for a negative or NaN duration."""
-        if not isinstance(duration, (int, float)):
-            raise TypeError(f"duration must be seconds as a float, got {duration!r}")
-        duration = float(duration)
-        if not duration >= 0.0:
-            raise ValueError(f"duration must be >= 0 seconds, got {duration!r}")
-        scaled = duration * 1e9
-        duration_ns = MAX_DURATION_NS if scaled >= MAX_DURATION_NS else int(scaled)
-        slow = self.slow_call_ns > 0 and duration_ns > self.slow_call_ns
-        return SLOW_BIT if slow else 0
+        duration_ns = duration_to_ns(duration)  # checked even when not timed
+        return SLOW_BIT if 0 < self.slow_call_ns < duration_ns else 0
 
     def wake(self) -> None:
         """`wake` asks the flusher to flush now."""

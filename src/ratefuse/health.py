@@ -18,6 +18,8 @@ from .breaker import CircuitBreaker, State
 
 # Breaker states in which the breaker's dependency counts as healthy.
 HEALTHY_STATES = frozenset({State.CLOSED, State.DISABLED})
+# Seconds a backend's PING may take before it counts as unreachable.
+DEFAULT_HEALTH_TIMEOUT = 0.25
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,9 @@ Receive = Callable[[], Awaitable[Mapping[str, Any]]]
 Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 
-def asgi_health_app(source: HealthSource, timeout: float = 0.25) -> AsgiHealth:
+def asgi_health_app(
+    source: HealthSource, timeout: float = DEFAULT_HEALTH_TIMEOUT
+) -> AsgiHealth:
     """`asgi_health_app` is an ASGI 3 app serving ``source.health(timeout)``
     as JSON; see :class:`AsgiHealth`."""
     return AsgiHealth(source, timeout)
@@ -119,7 +123,9 @@ class AsgiHealth:
     The PINGs run in the event loop's default executor, so a slow backend
     never blocks the loop. Lifespan events are acknowledged."""
 
-    def __init__(self, source: HealthSource, timeout: float = 0.25) -> None:
+    def __init__(
+        self, source: HealthSource, timeout: float = DEFAULT_HEALTH_TIMEOUT
+    ) -> None:
         self.source = source
         self.timeout = timeout
 
@@ -169,7 +175,9 @@ _REASONS = {
 }
 
 
-def wsgi_health_app(source: HealthSource, timeout: float = 0.25) -> WsgiApp:
+def wsgi_health_app(
+    source: HealthSource, timeout: float = DEFAULT_HEALTH_TIMEOUT
+) -> WsgiApp:
     """`wsgi_health_app` is a WSGI app serving ``source.health(timeout)``
     as JSON (mount it at /health)."""
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._breaker_config import BreakerConfig
 from ..breaker import CircuitBreaker
-from ..health import Health, check_health
+from ..health import DEFAULT_HEALTH_TIMEOUT, Health, check_health
 from ..keyed import KeyedLimiter
 from ..limiter import Limiter
 from ._backends import Backend
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
     AnyLimiter: TypeAlias = Limiter | KeyedLimiter | RedisLimiter
 Clock = Callable[[], int]
-DEFAULT_HEALTH_TIMEOUT = 0.25
 
 
 class Registry:
