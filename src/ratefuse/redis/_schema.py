@@ -188,21 +188,15 @@ class KeySchema:
         keys = []
         for subject in subjects:
             kind = type(subject)
-            if kind is str:
+            if kind is str or kind is bytes:
                 key = cache.get(subject)
                 if key is None:
-                    digest = str_digest.copy()
-                    digest.update(subject.encode("utf-8", "surrogatepass"))  # type: ignore[union-attr]
-                    key = head + digest.hexdigest().encode() + tail
-                    if len(subject) <= _CACHE_SUBJECT_BYTES:  # type: ignore[arg-type]
-                        if len(cache) >= _CACHE_ENTRIES:
-                            cache.clear()
-                        cache[subject] = key
-            elif kind is bytes:
-                key = cache.get(subject)
-                if key is None:
-                    digest = bytes_digest.copy()
-                    digest.update(subject)  # type: ignore[arg-type]
+                    if kind is str:
+                        digest = str_digest.copy()
+                        digest.update(subject.encode("utf-8", "surrogatepass"))  # type: ignore[union-attr]
+                    else:
+                        digest = bytes_digest.copy()
+                        digest.update(subject)  # type: ignore[arg-type]
                     key = head + digest.hexdigest().encode() + tail
                     if len(subject) <= _CACHE_SUBJECT_BYTES:  # type: ignore[arg-type]
                         if len(cache) >= _CACHE_ENTRIES:
