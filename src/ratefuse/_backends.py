@@ -40,23 +40,16 @@ def reject_shared_options(named: dict[str, Any], extra: dict[str, Any]) -> None:
 
 def backend_arguments(kwargs: dict[str, Any]) -> dict[str, Any]:
     """`backend_arguments` splits the keyword arguments a constructor passes
-    on with ``backend=...`` (``max_keys`` already taken out) into the named
-    ones of `limiter_on_backend` / `keyed_on_backend` and the backend's
-    ``extra``; it empties ``kwargs`` into ``extra``."""
+    on with ``backend=...`` (``max_keys`` already taken out) into those
+    every backend's limiter takes (the clock and the waiting) and
+    ``shared``: the shared-state options (name, failure policy, and any
+    backend option), which only Redis limiters take; it empties
+    ``kwargs`` into ``shared``."""
     named = {
         field: kwargs.pop(field, None)
-        for field in (
-            "clock",
-            "max_wait",
-            "sleep",
-            "async_sleep",
-            "name",
-            "on_backend_error",
-            "local_share",
-            "local_max_keys",
-        )
+        for field in ("clock", "max_wait", "sleep", "async_sleep")
     }
-    return {**named, "extra": kwargs}
+    return {**named, "shared": kwargs}
 
 
 def _reject(field: str, value: object, kind: str) -> None:
@@ -70,27 +63,21 @@ def _reject_for_shm(options: dict[str, Any]) -> None:
             _reject(field, value, "shared memory")
 
 
-def _redis_options(
-    name: str | None,
-    on_backend_error: str | None,
-    local_share: float | None,
-    local_max_keys: int | None,
-    extra: dict[str, Any],
-) -> dict[str, Any]:
-    if name is None:
+# Options a Redis limiter takes with a default: None leaves it.
+_DEFAULTED: tuple[str, ...] = ("on_backend_error", "local_share", "local_max_keys")
+
+
+def _redis_options(shared: dict[str, Any]) -> dict[str, Any]:
+    if shared.get("name") is None:
         raise ValueError(
             "name must name the shared quota of a limiter on Redis "
             "(limiters with the same name share it), got None"
         )
-    options = dict(extra, name=name)
-    for field, value in (
-        ("on_backend_error", on_backend_error),
-        ("local_share", local_share),
-        ("local_max_keys", local_max_keys),
-    ):
-        if value is not None:
-            options[field] = value
-    return options
+    return {
+        field: value
+        for field, value in shared.items()
+        if value is not None or field not in _DEFAULTED
+    }
 
 
 def _redis_kind(backend: object) -> str | None:
@@ -133,11 +120,7 @@ def keyed_on_backend(
     max_wait: float | None,
     sleep: Any,
     async_sleep: Any,
-    name: str | None,
-    on_backend_error: str | None,
-    local_share: float | None,
-    local_max_keys: int | None,
-    extra: dict[str, Any],
+    shared: dict[str, Any],
 ) -> Any:
     """`keyed_on_backend` is the keyed limiter of ``backend`` (see the
     module); raises TypeError for an unknown backend and ValueError
@@ -145,15 +128,7 @@ def keyed_on_backend(
     from .shm import ShmBackend, ShmKeyedLimiter
 
     if isinstance(backend, ShmBackend):
-        _reject_for_shm(
-            {
-                "name": name,
-                "on_backend_error": on_backend_error,
-                "local_share": local_share,
-                "local_max_keys": local_max_keys,
-                **extra,
-            }
-        )
+        _reject_for_shm(shared)
         if max_keys != DEFAULT_MAX_KEYS:
             _reject("max_keys", max_keys, "shared memory (the ShmBackend sizes it)")
         return ShmKeyedLimiter(
@@ -170,7 +145,7 @@ def keyed_on_backend(
         raise _bad_backend(backend)
     if max_keys != DEFAULT_MAX_KEYS:
         _reject("max_keys", max_keys, "Redis (use local_max_keys for the fallback)")
-    options = _redis_options(name, on_backend_error, local_share, local_max_keys, extra)
+    options = _redis_options(shared)
     from .redis._backed import AsyncRedisKeyedLimiter, RedisKeyedLimiter
 
     if kind == "sync":
@@ -206,11 +181,7 @@ def limiter_on_backend(
     max_wait: float | None,
     sleep: Any,
     async_sleep: Any,
-    name: str | None,
-    on_backend_error: str | None,
-    local_share: float | None,
-    local_max_keys: int | None,
-    extra: dict[str, Any],
+    shared: dict[str, Any],
 ) -> Any:
     """`limiter_on_backend` is the one-subject limiter of ``backend``: a
     ShmLimiter, or the keyed Redis limiter of `keyed_on_backend` wrapped
@@ -218,15 +189,7 @@ def limiter_on_backend(
     from .shm import ShmBackend, ShmLimiter
 
     if isinstance(backend, ShmBackend):
-        _reject_for_shm(
-            {
-                "name": name,
-                "on_backend_error": on_backend_error,
-                "local_share": local_share,
-                "local_max_keys": local_max_keys,
-                **extra,
-            }
-        )
+        _reject_for_shm(shared)
         return ShmLimiter(
             limits,
             algorithm,
@@ -245,11 +208,7 @@ def limiter_on_backend(
         max_wait=max_wait,
         sleep=sleep,
         async_sleep=async_sleep,
-        name=name,
-        on_backend_error=on_backend_error,
-        local_share=local_share,
-        local_max_keys=local_max_keys,
-        extra=extra,
+        shared=shared,
     )
     from .redis._backed import (
         AsyncRedisKeyedLimiter,
