@@ -16,6 +16,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
+from .._backend_defaults import DEFAULT_ON_BACKEND_ERROR, DEFAULT_TIMEOUT, POLICIES
 from .._breaker_config import BreakerConfig
 from .._keyed_py import DEFAULT_MAX_KEYS, check_max_keys
 from .._spec import LimitSpec
@@ -24,11 +25,6 @@ from ..rates import DEFAULT_ALGORITHM, Rate, build_specs, canonical_algorithm, t
 
 Result = TypeVar("Result")
 
-# The failure policies of ratefuse.redis (kept here so that checking a
-# config does not import redis).
-BACKEND_ERROR_POLICIES: Final = ("local", "allow", "deny", "raise")
-DEFAULT_ON_BACKEND_ERROR: Final = "local"
-DEFAULT_BACKEND_TIMEOUT: Final = 0.1
 SECTIONS: Final = ("backends", "limiters", "breakers")
 LIMITER_FIELDS: Final = (
     "rate",
@@ -74,7 +70,7 @@ class BackendEntry:
 
     url: str
     cluster: bool = False
-    timeout: float = DEFAULT_BACKEND_TIMEOUT
+    timeout: float = DEFAULT_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -199,7 +195,7 @@ def _backend(
     cluster = table.get("cluster", False)
     if not isinstance(cluster, bool):
         errors.append(f"{path}.cluster: must be true or false, got {cluster!r}")
-    timeout = table.get("timeout", DEFAULT_BACKEND_TIMEOUT)
+    timeout = table.get("timeout", DEFAULT_TIMEOUT)
     if not _is_number(timeout) or not 0 < timeout < math.inf:
         errors.append(f"{path}.timeout: must be seconds > 0, got {timeout!r}")
     if len(errors) > before or not isinstance(url, str):
@@ -245,10 +241,10 @@ def _limiter(
     policy = table.get("on_backend_error", DEFAULT_ON_BACKEND_ERROR)
     if "on_backend_error" in table and backend is None:
         errors.append(f"{path}.on_backend_error: only a limiter with a backend has one")
-    elif policy not in BACKEND_ERROR_POLICIES:
+    elif policy not in POLICIES:
         errors.append(
             f"{path}.on_backend_error: must be one of "
-            f"{', '.join(BACKEND_ERROR_POLICIES)}, got {policy!r}"
+            f"{', '.join(POLICIES)}, got {policy!r}"
         )
     if len(errors) > before:
         return None

@@ -18,9 +18,10 @@ failure policy and :mod:`ratefuse.redis._schema` for the key schema.
 
 from __future__ import annotations
 
+from .._backend_defaults import DEFAULT_ON_BACKEND_ERROR, DEFAULT_TIMEOUT, POLICIES
 from ._async import AsyncRedisBackend, AsyncRedisStore
 from ._codec import Verdict
-from ._connection import DEFAULT_BREAKER_CONFIG, DEFAULT_TIMEOUT
+from ._connection import DEFAULT_BREAKER_CONFIG
 from ._exchange import DEFAULT_CHUNK, ExchangeCounts
 from ._fleet_stats import (
     DEFAULT_BATCH_SIZE,
@@ -41,8 +42,6 @@ from ._policy import (
     DEFAULT_DENY_RETRY_AFTER,
     DEFAULT_LOCAL_MAX_KEYS,
     DEFAULT_LOCAL_SHARE,
-    DEFAULT_ON_BACKEND_ERROR,
-    POLICIES,
     FailurePolicy,
     LimiterStats,
 )

@@ -14,6 +14,7 @@ from typing import Any
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 
+from .._backend_defaults import DEFAULT_TIMEOUT
 from .._engine import Decision
 from .._spec import LimitSpec
 from ..breaker import CircuitBreaker
@@ -22,7 +23,6 @@ from ._async_io import AsyncTransport, connection_factory
 from ._binding import Binding
 from ._codec import Packer, RawVerdict, Verdict, to_verdict
 from ._connection import (
-    DEFAULT_TIMEOUT,
     check_chunk,
     check_timeout,
     default_breaker,

@@ -8,8 +8,6 @@ from typing import Any, Final
 
 from ..breaker import BreakerConfig, CircuitBreaker
 
-# Seconds a decision may wait for Redis: each connect, send and read.
-DEFAULT_TIMEOUT: Final = 0.1
 # Trips after 5 of the last 20 round trips, at least half of them failed;
 # then fails fast for 1 s, doubling after each failed probe up to 30 s.
 DEFAULT_BREAKER_CONFIG: Final = BreakerConfig(

@@ -21,11 +21,12 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisClusterException, RedisError
 
+from .._backend_defaults import DEFAULT_TIMEOUT
 from .._breaker_config import BreakerConfig
 from .._breaker_spec import SUCCESS, State
 from .._fleet_recorder import FleetPermit
 from ..breaker import Permit
-from ._connection import DEFAULT_TIMEOUT, check_timeout
+from ._connection import check_timeout
 from ._fleet_base import CLOSED, DISABLED, FleetBase, RedisLost
 from ._fleet_client import AsyncFleetClient, async_fleet_client_factory
 from ._fleet_forms import Listener

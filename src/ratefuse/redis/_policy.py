@@ -19,16 +19,14 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 
+from .._backend_defaults import DEFAULT_ON_BACKEND_ERROR, POLICIES, PolicyName
 from .._engine import Decision
 from ..errors import BackendError, CircuitOpenError
 from ..rates import Rate
 from ._local import local_limiter
 
-PolicyName = Literal["local", "allow", "deny", "raise"]
-POLICIES: Final = ("local", "allow", "deny", "raise")
-DEFAULT_ON_BACKEND_ERROR: Final[PolicyName] = "local"
 DEFAULT_LOCAL_SHARE: Final = 1.0
 DEFAULT_LOCAL_MAX_KEYS: Final = 100_000
 DEFAULT_DENY_RETRY_AFTER: Final = 1.0

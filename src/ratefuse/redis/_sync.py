@@ -16,6 +16,7 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
+from .._backend_defaults import DEFAULT_TIMEOUT
 from .._engine import Decision
 from .._spec import LimitSpec
 from ..breaker import CircuitBreaker
@@ -23,7 +24,6 @@ from ..errors import BackendError
 from ._binding import Binding
 from ._codec import Packer, RawVerdict, Verdict, to_verdict
 from ._connection import (
-    DEFAULT_TIMEOUT,
     check_chunk,
     check_timeout,
     default_breaker,

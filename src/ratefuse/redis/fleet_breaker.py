@@ -37,11 +37,12 @@ from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import RedisClusterException, RedisError
 
+from .._backend_defaults import DEFAULT_TIMEOUT
 from .._breaker_config import BreakerConfig
 from .._breaker_spec import State
 from .._fleet_recorder import FleetPermit, Gate
 from ..breaker import Permit
-from ._connection import DEFAULT_TIMEOUT, check_timeout
+from ._connection import check_timeout
 from ._fleet_async import AsyncFleetBreaker
 from ._fleet_base import CLOSED, DISABLED, FleetBase, RedisLost
 from ._fleet_client import FleetClient, fleet_client_factory

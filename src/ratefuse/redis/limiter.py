@@ -21,6 +21,7 @@ import redis.asyncio
 from redis.cluster import RedisCluster
 
 from .._args_py import check_cost
+from .._backend_defaults import DEFAULT_ON_BACKEND_ERROR, PolicyName
 from .._engine import Decision
 from .._spec import MAX_COST
 from ..errors import BackendError, CircuitOpenError
@@ -51,11 +52,9 @@ from ._leasing import (
 from ._policy import (
     DEFAULT_LOCAL_MAX_KEYS,
     DEFAULT_LOCAL_SHARE,
-    DEFAULT_ON_BACKEND_ERROR,
     FailurePolicy,
     Fallback,
     LimiterStats,
-    PolicyName,
 )
 from ._schema import Subject
 from ._sync import RedisBackend
