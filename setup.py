@@ -1,7 +1,8 @@
 """Declares the Cython extensions in ext/ratefuse/ and nothing else.
 
-Every ext/ratefuse/<name>.pyx becomes the module ratefuse.<name>; metadata and
-packaging live in pyproject.toml.
+Every ext/ratefuse/<path>/<name>.pyx becomes the module
+ratefuse.<path>.<name> (ext/ mirrors src/); metadata and packaging live in
+pyproject.toml.
 """
 
 from pathlib import Path
@@ -10,11 +11,11 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 EXT_DIR = Path("ext")
-SOURCES = sorted((EXT_DIR / "ratefuse").glob("*.pyx"))
+SOURCES = sorted((EXT_DIR / "ratefuse").rglob("*.pyx"))
 
 extensions = [
     Extension(
-        f"ratefuse.{source.stem}",
+        ".".join(source.relative_to(EXT_DIR).with_suffix("").parts),
         [str(source)],
         include_dirs=[str(EXT_DIR / "ratefuse" / "include")],
         extra_compile_args=["-O3"],

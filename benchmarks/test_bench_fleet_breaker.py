@@ -22,9 +22,9 @@ import pytest
 
 redis = pytest.importorskip("redis")
 
+from ratefuse.bench.scenarios import CALLS_PER_ROUND  # noqa: E402
 from ratefuse.breaker import BreakerConfig, CircuitBreaker  # noqa: E402
 from ratefuse.redis import FleetBreaker  # noqa: E402
-from ratefuse.scenarios import CALLS_PER_ROUND  # noqa: E402
 
 # Never trips: the loops measure CLOSED.
 CONFIG = BreakerConfig(failure_rate_threshold=100.0, minimum_calls=1_000_000)

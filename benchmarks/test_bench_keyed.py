@@ -28,10 +28,8 @@ from typing import Any
 
 import pytest
 
-from ratefuse import _impl
-from ratefuse.rates import Rate, build_specs
-from ratefuse.scenarios import available_implementations
-from ratefuse.scenarios_keyed import (
+from ratefuse.bench.scenarios import available_implementations
+from ratefuse.bench.scenarios_keyed import (
     CALLS_PER_ROUND,
     acquire_loop,
     decide_many_round,
@@ -42,6 +40,8 @@ from ratefuse.scenarios_keyed import (
     memory_per_key,
     resident_bytes,
 )
+from ratefuse.core import implementation as _impl
+from ratefuse.rates import Rate, build_specs
 
 numpy = pytest.importorskip("numpy")
 
@@ -145,7 +145,7 @@ def test_memory_per_key(benchmark, implementation) -> None:
 
 
 def single_core(implementation: str) -> Any:
-    core_class = _impl.load("_engine", implementation).LimiterCore
+    core_class = _impl.load("engine._subject", implementation).LimiterCore
     limiter_class = type("Limiter", (core_class,), {})  # as the public Limiter
     return limiter_class(build_specs([NEVER_WAITS], "gcra"))
 

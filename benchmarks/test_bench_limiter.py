@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ratefuse.scenarios import CALLS_PER_ROUND, limiter_scenarios
+from ratefuse.bench.scenarios import CALLS_PER_ROUND, limiter_scenarios
 
 SCENARIOS = limiter_scenarios()
 

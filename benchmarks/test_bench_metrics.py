@@ -18,9 +18,9 @@ from functools import partial
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from ratefuse.bench.scenarios import CALLS_PER_ROUND, calls
 from ratefuse.config import Registry
 from ratefuse.metrics import register
-from ratefuse.scenarios import CALLS_PER_ROUND, calls
 
 # A scrape every 5 ms: thousands of times the usual rate (one per 15 s), so
 # that any contention between scraping and deciding would show.

@@ -3,7 +3,7 @@ in-memory limiters, and decisions/s with 1, 2 and 4 processes.
 
 Run: ``pytest benchmarks/test_bench_shm.py --benchmark-columns=min,median,iqr``.
 Single-process rounds are 1,000 calls, so microseconds per round are ns
-per call. The multi-process cases run ``ratefuse.scenarios_shm.throughput``
+per call. The multi-process cases run ``ratefuse.bench.scenarios_shm.throughput``
 once each and put decisions/s (median of 7 rounds, with min and max) in
 ``extra_info`` (``--benchmark-json``) and on stdout (``-s``).
 """
@@ -16,10 +16,11 @@ from itertools import cycle, islice, repeat
 
 import pytest
 
-from ratefuse import KeyedLimiter, Limiter, _impl
+from ratefuse import KeyedLimiter, Limiter
+from ratefuse.bench.scenarios import CALLS_PER_ROUND, available_implementations
+from ratefuse.bench.scenarios_shm import BACKENDS, KEY_PATTERNS, throughput
+from ratefuse.core import implementation as _impl
 from ratefuse.rates import Rate, build_specs
-from ratefuse.scenarios import CALLS_PER_ROUND, available_implementations
-from ratefuse.scenarios_shm import BACKENDS, KEY_PATTERNS, throughput
 from ratefuse.shm import ShmBackend
 
 FAST = Rate(1_000_000_000, 1.0)  # every call admitted: the writing path
@@ -33,7 +34,7 @@ def shm_core(directory, implementation: str, single: bool = False):
     backend = ShmBackend(directory / f"{implementation}-{kind}", 4 * MANY)
     table = backend.open_table(build_specs([FAST], "gcra")[0], kind, implementation)
     backend.unlink()
-    module = _impl.load("_shm", implementation)  # type: ignore[arg-type]
+    module = _impl.load("engine._shm", implementation)  # type: ignore[arg-type]
     return (module.ShmLimiterCore if single else module.ShmKeyedLimiterCore)(table)
 
 

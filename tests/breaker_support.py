@@ -37,7 +37,7 @@ def breaker_class(impl: Any) -> type[CircuitBreaker]:
     (no ``__init__``, no ``super()``), so the same methods on the other core
     make the same public class for it.
     """
-    core = impl.module("_breaker").BreakerCore
+    core = impl.module("engine._breaker").BreakerCore
     if issubclass(CircuitBreaker, core):
         return CircuitBreaker
     if core not in _CLASSES:

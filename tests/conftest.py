@@ -7,7 +7,7 @@ from types import ModuleType
 
 import pytest
 
-from ratefuse import _impl
+from ratefuse.core import implementation as _impl
 
 
 class Impl:
@@ -26,7 +26,7 @@ class Impl:
 
 def _compiled_available() -> bool:
     try:
-        importlib.import_module("ratefuse._engine_c")
+        importlib.import_module("ratefuse.engine._subject_c")
     except ImportError:
         return False
     return True

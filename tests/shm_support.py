@@ -14,8 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ratefuse import _impl
-from ratefuse import _shm_layout as layout
+from ratefuse.core import implementation as _impl
+from ratefuse.engine import shm_layout as layout
 from ratefuse.rates import Rate, build_specs
 from ratefuse.shm import ShmBackend
 
@@ -39,7 +39,7 @@ def core(
     spec = build_specs([rate], algorithm)[0]
     kind = layout.KIND_SINGLE if single else layout.KIND_KEYED
     table = backend.open_table(spec, kind, impl_name, secret)  # type: ignore[arg-type]
-    module = _impl.load("_shm", impl_name)  # type: ignore[arg-type]
+    module = _impl.load("engine._shm", impl_name)  # type: ignore[arg-type]
     cls = module.ShmLimiterCore if single else module.ShmKeyedLimiterCore
     return cls(table, **options)
 

@@ -85,7 +85,7 @@ def run_table(core: object, table: list[Row]) -> None:
 
 @pytest.mark.parametrize(("algorithm", "rate", "table"), TABLES)
 def test_algorithm_table(impl, algorithm: str, rate: Rate, table: list[Row]) -> None:
-    core = impl.module("_engine").LimiterCore(build_specs([rate], algorithm))
+    core = impl.module("engine._subject").LimiterCore(build_specs([rate], algorithm))
     run_table(core, table)
 
 
@@ -93,7 +93,7 @@ def test_algorithm_table(impl, algorithm: str, rate: Rate, table: list[Row]) -> 
 def test_try_acquire_agrees_with_decide(
     impl, algorithm: str, rate: Rate, table: list[Row]
 ) -> None:
-    core = impl.module("_engine").LimiterCore(build_specs([rate], algorithm))
+    core = impl.module("engine._subject").LimiterCore(build_specs([rate], algorithm))
     for at_ms, cost, allowed, *_ in table:
         assert core.try_acquire(cost, now=at_ms * MS) is allowed
 
@@ -113,12 +113,12 @@ COMPOUND_TABLE: list[Row] = [
 
 def test_compound_table(impl) -> None:
     specs = build_specs([Rate(2, 1.0), Rate(3, 10.0)], "gcra")
-    run_table(impl.module("_engine").LimiterCore(specs), COMPOUND_TABLE)
+    run_table(impl.module("engine._subject").LimiterCore(specs), COMPOUND_TABLE)
 
 
 def test_compound_consumes_nothing_when_one_denies(impl) -> None:
     specs = build_specs([Rate(5, 1.0), Rate(2, 60.0)], "fixed_window")
-    core = impl.module("_engine").LimiterCore(specs)
+    core = impl.module("engine._subject").LimiterCore(specs)
     assert core.try_acquire(2, now=0)
     assert not core.try_acquire(1, now=0)  # the 2/min limit denies
     # The 5/s limit consumed nothing for the denial: 3 are left there.
@@ -129,7 +129,7 @@ def test_compound_consumes_nothing_when_one_denies(impl) -> None:
 
 def test_compound_reports_most_restrictive_denial(impl) -> None:
     specs = build_specs([Rate(1, 1.0), Rate(1, 10.0)], "fixed_window")
-    core = impl.module("_engine").LimiterCore(specs)
+    core = impl.module("engine._subject").LimiterCore(specs)
     assert core.try_acquire(1, now=0)
     decision = core.decide(1, now=500 * MS)
     assert not decision.allowed
@@ -140,12 +140,12 @@ def test_compound_reports_most_restrictive_denial(impl) -> None:
 def test_reset_forgets_everything(impl) -> None:
     for algorithm in ("gcra", "leaky_bucket", "fixed_window", "sliding_window"):
         specs = build_specs([Rate(2, 1.0)], algorithm)
-        core = impl.module("_engine").LimiterCore(specs)
+        core = impl.module("engine._subject").LimiterCore(specs)
         assert core.try_acquire(2, now=10 * MS)
         assert not core.try_acquire(1, now=10 * MS)
         core.reset()
         assert core.try_acquire(2, now=10 * MS), algorithm
-    core = impl.module("_engine").LimiterCore(
+    core = impl.module("engine._subject").LimiterCore(
         build_specs([Rate(2, 1.0)], "sliding_log")
     )
     assert core.try_acquire(2, now=10 * MS)
@@ -162,7 +162,7 @@ def test_time_stepping_back_never_over_admits(impl) -> None:
         "sliding_log",
     ):
         specs = build_specs([Rate(3, 1.0)], algorithm)
-        core = impl.module("_engine").LimiterCore(specs)
+        core = impl.module("engine._subject").LimiterCore(specs)
         admitted = sum(core.try_acquire(1, now=5_000 * MS) for _ in range(3))
         admitted += sum(core.try_acquire(1, now=4_000 * MS) for _ in range(3))
         assert admitted == 3, algorithm

@@ -239,7 +239,9 @@ def test_key_functions_read_asgi_and_wsgi_alike() -> None:
 
 def test_a_cost_that_never_fits_is_denied_without_retry_after(impl) -> None:
     rate = Rate(2, 10.0)
-    core = impl.module("_keyed").KeyedLimiterCore(build_specs([rate], "gcra"), 100)
+    core = impl.module("engine._keyed").KeyedLimiterCore(
+        build_specs([rate], "gcra"), 100
+    )
     app = RateLimitMiddleware(ok_app, [Route("/", Limit(core, cost=3, rates=[rate]))])
     status, headers = call(app, "/")
     assert status == 429
@@ -249,7 +251,7 @@ def test_a_cost_that_never_fits_is_denied_without_retry_after(impl) -> None:
 
 def test_multi_rate_limiter_names_each_rate(impl) -> None:
     rates = [Rate(2, 1.0), Rate(3, 60.0)]
-    core = impl.module("_engine").LimiterCore(
+    core = impl.module("engine._subject").LimiterCore(
         build_specs(rates, "gcra"), lambda: 10**12
     )
     app = RateLimitMiddleware(
@@ -293,7 +295,7 @@ def test_judge_denies_iff_a_limit_denies_and_reports_the_longest_retry(
     impl, trace
 ) -> None:
     # The longest retry among the denial and the (cost-0) verdicts after it.
-    decision_type = impl.module("_engine").Decision
+    decision_type = impl.module("engine._subject").Decision
     limits = [
         Limit(KeyedLimiter("5/s"), name=f"l{index}") for index in range(len(trace))
     ]
@@ -378,7 +380,7 @@ def ok_wsgi(environ: Any, start_response: Any) -> list[bytes]:
 
 @pytest.mark.parametrize("side", ["asgi", "wsgi"])
 def test_limits_after_a_denial_are_asked_with_cost_0(impl, side) -> None:
-    decision = impl.module("_engine").Decision
+    decision = impl.module("engine._subject").Decision
     admit = decision(True, 3, 0.0, 1.0, 5)
     log: list[Any] = []
     last = AsyncScripted if side == "asgi" else Scripted

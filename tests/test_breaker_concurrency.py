@@ -14,7 +14,7 @@ import pytest
 
 from breaker_support import ManualClock, make_breaker
 from ratefuse.breaker import BreakerConfig, CircuitBreaker, State
-from ratefuse.errors import CircuitOpenError
+from ratefuse.core.errors import CircuitOpenError
 
 HALF_OPEN_CALLS = 3
 CONFIG = BreakerConfig(

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from ratefuse._breaker_spec import MAX_DURATION_NS, BreakerSpec
 from ratefuse.breaker import (
     DEFAULT_FAILURE_RATE_THRESHOLD,
     DEFAULT_WINDOW_SIZE,
     BreakerConfig,
 )
+from ratefuse.core.breaker.spec import MAX_DURATION_NS, BreakerSpec
 
 
 def test_defaults_lower_to_a_count_window_without_timing() -> None:

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from breaker_support import Boom, ManualClock, breaker_class, make_breaker
-from ratefuse import _impl
 from ratefuse.breaker import BreakerConfig, CircuitBreaker, State
-from ratefuse.errors import CircuitOpenError, RatefuseError
+from ratefuse.core import implementation as _impl
+from ratefuse.core.errors import CircuitOpenError, RatefuseError
 
 TRIP_FAST = BreakerConfig(window_size=2, minimum_calls=1, wait_duration=4.0)
 
@@ -23,7 +23,7 @@ def _echo(x: int) -> int:
 
 
 PICKLED = {
-    name: _impl.load("_breaker", name).BreakerCore(name).guarded(_echo)
+    name: _impl.load("engine._breaker", name).BreakerCore(name).guarded(_echo)
     for name in ("cython", "python")
     if name == "python" or _impl.IMPLEMENTATION == "cython"
 }

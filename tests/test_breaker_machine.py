@@ -29,7 +29,7 @@ from ratefuse.breaker import (
     Permit,
     State,
 )
-from ratefuse.errors import CircuitOpenError
+from ratefuse.core.errors import CircuitOpenError
 
 
 class Ignored(Exception):

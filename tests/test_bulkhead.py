@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from ratefuse.bulkhead import Bulkhead, BulkheadFullError
-from ratefuse.errors import RatefuseError
+from ratefuse.core.errors import RatefuseError
 
 
 def test_try_acquire_and_release() -> None:

@@ -86,7 +86,7 @@ def check_accuracy(admitted: int, algorithm: str, clock: SteppingClock) -> None:
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_threads_on_one_key_never_over_admit(impl, algorithm: str) -> None:
     clock = SteppingClock(2_500_000)  # four readings per T
-    keyed = impl.module("_keyed").KeyedLimiterCore(
+    keyed = impl.module("engine._keyed").KeyedLimiterCore(
         build_specs([RATE], algorithm), 1000, clock, SECRET
     )
     calls = 2_000 if impl.name == "cython" else 500
@@ -98,7 +98,9 @@ def test_threads_on_one_key_never_over_admit(impl, algorithm: str) -> None:
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_threads_on_one_limiter_never_over_admit(impl, algorithm: str) -> None:
     clock = SteppingClock(2_500_000)
-    limiter = impl.module("_engine").LimiterCore(build_specs([RATE], algorithm), clock)
+    limiter = impl.module("engine._subject").LimiterCore(
+        build_specs([RATE], algorithm), clock
+    )
     calls = 2_000 if impl.name == "cython" else 500
     admitted = hammer(limiter.try_acquire, calls)
     check_accuracy(admitted, algorithm, clock)
@@ -107,7 +109,7 @@ def test_threads_on_one_limiter_never_over_admit(impl, algorithm: str) -> None:
 def test_threads_with_costs_and_decisions(impl) -> None:
     """Mixed verbs and costs on one key: units, not calls, are bounded."""
     clock = SteppingClock(5_000_000)
-    keyed = impl.module("_keyed").KeyedLimiterCore(
+    keyed = impl.module("engine._keyed").KeyedLimiterCore(
         build_specs([RATE], "gcra"), 1000, clock, SECRET
     )
     units = iter(range(10**9))  # each thread draws its next cost from this
@@ -128,7 +130,7 @@ def test_batch_and_single_calls_on_the_same_keys(impl) -> None:
     racing single-key calls on the same keys: per key, the admissions stay
     within capacity + span / T, and all of it is used."""
     rate = Rate(10, 1.0)  # T = 100 ms
-    keyed = impl.module("_keyed").KeyedLimiterCore(
+    keyed = impl.module("engine._keyed").KeyedLimiterCore(
         build_specs([rate], "gcra"), 1_000_000, None, SECRET
     )
     keys = 64
@@ -172,7 +174,7 @@ def test_back_to_back_batches_do_not_starve_single_calls(impl) -> None:
     one counted late) completes while the call waits. With a busy flag the
     batch thread took the table back before the waiter woke: a call waited
     through thousands of batches (seconds, once a minute)."""
-    keyed = impl.module("_keyed").KeyedLimiterCore(
+    keyed = impl.module("engine._keyed").KeyedLimiterCore(
         build_specs([RATE], "gcra"), 1_000_000, None, SECRET
     )
     ids = numpy.arange(1_000 if impl.name == "cython" else 10_000, dtype=numpy.int64)
@@ -211,7 +213,7 @@ def test_a_cancel_racing_other_reservations_refunds_its_own(impl) -> None:
     with those of a reservation served meanwhile (the compiled engine keeps
     them in one shared buffer). Each reservation's slot has passed when it is
     cancelled, so a correct cancel gives nothing back."""
-    keyed = impl.module("_keyed").KeyedLimiterCore(
+    keyed = impl.module("engine._keyed").KeyedLimiterCore(
         build_specs([Rate(1000, 1.0, 10**6)], "gcra"), 10**7, None, SECRET
     )
     ids = numpy.arange(2_000, dtype=numpy.int64) + 10**12

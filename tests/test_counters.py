@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from breaker_support import Boom, ManualClock, make_breaker
-from ratefuse._counters import BreakerCounters, LimiterCounters
 from ratefuse.breaker import BreakerConfig, State
-from ratefuse.errors import RateLimitExceeded
+from ratefuse.core.counters import BreakerCounters, LimiterCounters
+from ratefuse.core.errors import RateLimitExceeded
 from ratefuse.rates import Rate, build_specs, to_rates
 from ratefuse.shm import ShmBackend
 from shm_support import core as shm_core
@@ -30,7 +30,7 @@ def specs(limits: str, algorithm: str = "gcra") -> Any:
 
 
 def test_limiter_counts_every_verb(impl) -> None:
-    limiter = impl.module("_engine").LimiterCore(specs("2/s"))
+    limiter = impl.module("engine._subject").LimiterCore(specs("2/s"))
     assert limiter.counters() == LimiterCounters(0, 0)
     assert [limiter.try_acquire(now=0) for _ in range(3)] == [True, True, False]
     assert not limiter.decide(now=0).allowed
@@ -45,7 +45,7 @@ def test_limiter_counts_every_verb(impl) -> None:
 
 
 def test_limiter_acquire_counts_its_reservations(impl) -> None:
-    limiter = impl.module("_engine").LimiterCore(specs("1/s"), clock=lambda: 0)
+    limiter = impl.module("engine._subject").LimiterCore(specs("1/s"), clock=lambda: 0)
     limiter.acquire()
     assert limiter.counters() == LimiterCounters(1, 0)
     with pytest.raises(RateLimitExceeded):
@@ -54,7 +54,7 @@ def test_limiter_acquire_counts_its_reservations(impl) -> None:
 
 
 def test_keyed_counts_single_keys_and_batches(impl) -> None:
-    keyed = impl.module("_keyed").KeyedLimiterCore(specs("2/s"), 64)
+    keyed = impl.module("engine._keyed").KeyedLimiterCore(specs("2/s"), 64)
     assert [keyed.try_acquire("a", now=0) for _ in range(3)] == [True, True, False]
     assert keyed.decide("b", now=0).allowed
     keys = numpy.array([1, 1, 1, 2], dtype=numpy.int64)
@@ -125,7 +125,7 @@ def test_breaker_ignored_and_stale_outcomes_are_not_counted(impl) -> None:
 
 
 def test_reconfigure_keeps_gcra_state(impl) -> None:
-    limiter = impl.module("_engine").LimiterCore(specs("4/s"))
+    limiter = impl.module("engine._subject").LimiterCore(specs("4/s"))
     assert all(limiter.try_acquire(now=0) for _ in range(4))
     limiter.reconfigure(specs("8/s"))
     # tat is 1 s ahead: the new 8/s has tau 1 s, so it is full too.
@@ -148,8 +148,8 @@ def test_reconfigure_keeps_gcra_state(impl) -> None:
 def test_reconfigure_starts_anew_when_state_changes_meaning(
     impl, before: tuple[str, str], after: tuple[str, str], kept: bool
 ) -> None:
-    single = impl.module("_engine").LimiterCore(specs(*before))
-    keyed = impl.module("_keyed").KeyedLimiterCore(specs(*before), 64)
+    single = impl.module("engine._subject").LimiterCore(specs(*before))
+    keyed = impl.module("engine._keyed").KeyedLimiterCore(specs(*before), 64)
     assert single.try_acquire(2, now=0)
     assert keyed.try_acquire("k", 2, now=0)
     old_single = single.reserve(0, now=0)
@@ -165,8 +165,8 @@ def test_reconfigure_starts_anew_when_state_changes_meaning(
 
 def test_reconfigure_rejects_bad_specs_and_changes_nothing(impl) -> None:
     for core in (
-        impl.module("_engine").LimiterCore(specs("2/s")),
-        impl.module("_keyed").KeyedLimiterCore(specs("2/s"), 64),
+        impl.module("engine._subject").LimiterCore(specs("2/s")),
+        impl.module("engine._keyed").KeyedLimiterCore(specs("2/s"), 64),
     ):
         with pytest.raises(ValueError, match="at least one limit"):
             core.reconfigure(())
@@ -174,7 +174,7 @@ def test_reconfigure_rejects_bad_specs_and_changes_nothing(impl) -> None:
 
 
 def test_keyed_reconfigure_keeps_evictions_and_max_keys(impl) -> None:
-    keyed = impl.module("_keyed").KeyedLimiterCore(specs("1/h"), 2)
+    keyed = impl.module("engine._keyed").KeyedLimiterCore(specs("1/h"), 2)
     for key in range(5):
         keyed.try_acquire(key, now=0)
     before = keyed.stats()
@@ -263,7 +263,7 @@ def test_implementations_count_and_reconfigure_alike(
     compiled, reference, algorithm, steps
 ) -> None:
     cores = [
-        module.module("_keyed").KeyedLimiterCore(
+        module.module("engine._keyed").KeyedLimiterCore(
             specs("3/s", algorithm), 8, secret=bytes(16)
         )
         for module in (compiled, reference)
@@ -296,7 +296,7 @@ def test_reconfigure_waits_for_batches_running_without_the_gil(impl) -> None:
     inside one: no crash, no lost count, and each batch decided under one
     config (a fresh key's first unit is always admitted, its fourth never
     under 3/s)."""
-    keyed = impl.module("_keyed").KeyedLimiterCore(specs("3/s"), 100_000)
+    keyed = impl.module("engine._keyed").KeyedLimiterCore(specs("3/s"), 100_000)
     layouts = [specs("3/s"), specs("3/s", "fixed_window")]
     batch = numpy.repeat(numpy.arange(2_000, dtype=numpy.int64), 4)
     results: list[Any] = []

@@ -16,8 +16,8 @@ EXAMPLES = settings(max_examples=300, deadline=None)
 
 
 def assert_same_decisions(compiled, reference, specs, trace) -> None:
-    fast = compiled.module("_engine").LimiterCore(specs)
-    slow = reference.module("_engine").LimiterCore(specs)
+    fast = compiled.module("engine._subject").LimiterCore(specs)
+    slow = reference.module("engine._subject").LimiterCore(specs)
     for step, (now, cost) in enumerate(trace):
         expected = slow.decide(cost, now=now)
         assert fast.decide(cost, now=now) == expected, f"step {step}: {now=} {cost=}"
@@ -50,8 +50,8 @@ def test_try_acquire_matches_decide(compiled, reference, data: st.DataObject) ->
     specs = build_specs([rate], algorithm)
     trace = data.draw(traces(rate.period_ns, rate.capacity))
     for impl in (compiled, reference):
-        deciding = impl.module("_engine").LimiterCore(specs)
-        trying = impl.module("_engine").LimiterCore(specs)
+        deciding = impl.module("engine._subject").LimiterCore(specs)
+        trying = impl.module("engine._subject").LimiterCore(specs)
         for now, cost in trace:
             assert (
                 trying.try_acquire(cost, now=now)
@@ -71,8 +71,8 @@ def test_extreme_configurations_stay_inside_int64(
     burst = data.draw(st.sampled_from([1, 2, 4]))
     rate = Rate(1, (1 << 58) / 1e9, burst=burst)  # tau = burst * 2**58 <= 2**60
     specs = build_specs([rate], algorithm)
-    fast = compiled.module("_engine").LimiterCore(specs)
-    slow = reference.module("_engine").LimiterCore(specs)
+    fast = compiled.module("engine._subject").LimiterCore(specs)
+    slow = reference.module("engine._subject").LimiterCore(specs)
     now = data.draw(st.sampled_from([0, (1 << 62) - (1 << 61), 1 << 62]))
     for _ in range(data.draw(st.integers(1, 40))):
         cost = data.draw(st.integers(0, burst + 1))

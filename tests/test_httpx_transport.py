@@ -72,14 +72,14 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def breakers(impl: Any, clock: ManualClock) -> Callable[[str], Any]:
-    breaker_core = impl.module("_breaker").BreakerCore
+    breaker_core = impl.module("engine._breaker").BreakerCore
     return lambda host: breaker_core(host, TRIP_AFTER_TWO, clock=clock)
 
 
 @pytest.fixture
 def keyed(impl: Any, clock: ManualClock) -> Callable[[Rate], Any]:
     def make(rate: Rate) -> Any:
-        return impl.module("_keyed").KeyedLimiterCore(
+        return impl.module("engine._keyed").KeyedLimiterCore(
             build_specs([rate], "gcra"),
             1000,
             clock,

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-BLOCK_ENGINE = "import sys; sys.modules['ratefuse._engine_c'] = None; "
+BLOCK_ENGINE = "import sys; sys.modules['ratefuse.engine._subject_c'] = None; "
 REPORT = (
     "import ratefuse; print(ratefuse.IMPLEMENTATION, ratefuse.Limiter('1/s').decide())"
 )
@@ -59,7 +59,7 @@ def test_broken_extension_falls_back_with_a_warning() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("python ")
     assert "RuntimeWarning" in result.stderr
-    assert "_engine_c is unavailable" in result.stderr
+    assert "engine._subject_c is unavailable" in result.stderr
 
 
 def test_broken_extension_is_an_import_error_when_required() -> None:

@@ -27,13 +27,13 @@ STATS_FIELDS = {
 def keyed(impl, rate: Rate = HOUR, algorithm: str = "gcra", max_keys: int = 1000):
     """`keyed` is a KeyedLimiterCore of ``impl`` with a fixed secret."""
     specs = build_specs([rate], algorithm)
-    return impl.module("_keyed").KeyedLimiterCore(specs, max_keys, None, SECRET)
+    return impl.module("engine._keyed").KeyedLimiterCore(specs, max_keys, None, SECRET)
 
 
 def fresh(impl, rate: Rate, algorithm: str, cost: int, now: int):
     """`fresh` is the decision a subject never seen before gets."""
     return (
-        impl.module("_engine")
+        impl.module("engine._subject")
         .LimiterCore(build_specs([rate], algorithm))
         .decide(cost, now=now)
     )

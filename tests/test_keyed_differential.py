@@ -75,8 +75,12 @@ def draw_case(data: st.DataObject, compound: bool):
 
 
 def assert_same_keyed(compiled, reference, specs, max_keys, trace) -> None:
-    fast = compiled.module("_keyed").KeyedLimiterCore(specs, max_keys, None, SECRET)
-    slow = reference.module("_keyed").KeyedLimiterCore(specs, max_keys, None, SECRET)
+    fast = compiled.module("engine._keyed").KeyedLimiterCore(
+        specs, max_keys, None, SECRET
+    )
+    slow = reference.module("engine._keyed").KeyedLimiterCore(
+        specs, max_keys, None, SECRET
+    )
     for step, (key, now, cost) in enumerate(trace):
         expected = slow.decide(key, cost, now)
         assert fast.decide(key, cost, now) == expected, f"step {step}: {key=!r}"
@@ -126,8 +130,8 @@ def test_keyed_matches_one_engine_per_key(
     a dropped idle state is new only for times at or after it went idle)."""
     specs, period_ns, capacity = draw_case(data, compound)
     trace = data.draw(keyed_traces(period_ns, capacity + 1, backwards=False))
-    keyed = impl.module("_keyed").KeyedLimiterCore(specs, BIG, None, SECRET)
-    engine = reference.module("_engine").LimiterCore
+    keyed = impl.module("engine._keyed").KeyedLimiterCore(specs, BIG, None, SECRET)
+    engine = reference.module("engine._subject").LimiterCore
     subjects: dict[object, object] = {}
     for step, (key, now, cost) in enumerate(trace):
         subject = subjects.setdefault(key, engine(specs))
@@ -149,7 +153,7 @@ def test_batch_matches_single_decisions(
     specs, period_ns, capacity = draw_case(data, compound)
     ids = st.integers(-3, 5) | st.sampled_from([2**63 - 1, -(2**63)])
     cores = [
-        impl.module("_keyed").KeyedLimiterCore(specs, max_keys, None, SECRET)
+        impl.module("engine._keyed").KeyedLimiterCore(specs, max_keys, None, SECRET)
         for impl in (compiled, reference)
         for _ in range(2)  # one for batches, one for single decisions
     ]

@@ -54,6 +54,6 @@ def run(table, trace):
 @settings(max_examples=300, deadline=None)
 @given(st.lists(STEP, max_size=60), st.integers(1, 3))
 def test_compiled_and_reference_tables_agree(compiled, reference, trace, keys) -> None:
-    fast = compiled.module("_lease").LeaseTable(max_keys=keys, max_cost=9)
-    spec = reference.module("_lease").LeaseTable(max_keys=keys, max_cost=9)
+    fast = compiled.module("core._lease").LeaseTable(max_keys=keys, max_cost=9)
+    spec = reference.module("core._lease").LeaseTable(max_keys=keys, max_cost=9)
     assert run(fast, trace) == run(spec, trace)

@@ -12,7 +12,7 @@ T0, T1, T2, T3, T4, T5 = 0, 10, 20, 50, 100, 200
 
 @pytest.fixture
 def core(impl):
-    return impl.module("_lease")
+    return impl.module("core._lease")
 
 
 def test_unknown_key_misses(core) -> None:

@@ -79,7 +79,7 @@ def test_reset() -> None:
 
 
 def test_decision_fields_and_value_semantics(impl) -> None:
-    engine = impl.module("_engine")
+    engine = impl.module("engine._subject")
     core = engine.LimiterCore(build_specs([Rate(2, 1.0)], "gcra"))
     decision = core.decide(1, now=0)
     assert isinstance(decision, engine.Decision)
@@ -100,8 +100,8 @@ def test_decision_fields_and_value_semantics(impl) -> None:
 
 def test_decisions_compare_across_implementations(compiled, reference) -> None:
     fields = (False, 0, 0.25, 1.0, 2)
-    assert compiled.module("_engine").Decision(*fields) == reference.module(
-        "_engine"
+    assert compiled.module("engine._subject").Decision(*fields) == reference.module(
+        "engine._subject"
     ).Decision(*fields)
 
 
@@ -119,7 +119,9 @@ def test_decisions_compare_across_implementations(compiled, reference) -> None:
     ],
 )
 def test_bad_cost_is_refused_alike(impl, cost, error, match: str) -> None:
-    core = impl.module("_engine").LimiterCore(build_specs([Rate(2, 1.0)], "gcra"))
+    core = impl.module("engine._subject").LimiterCore(
+        build_specs([Rate(2, 1.0)], "gcra")
+    )
     for verb in (core.try_acquire, core.decide):
         with pytest.raises(error, match=match):
             verb(cost, now=0)
@@ -137,18 +139,22 @@ def test_bad_cost_is_refused_alike(impl, cost, error, match: str) -> None:
     ],
 )
 def test_bad_now_is_refused_alike(impl, now, error, match: str) -> None:
-    core = impl.module("_engine").LimiterCore(build_specs([Rate(2, 1.0)], "gcra"))
+    core = impl.module("engine._subject").LimiterCore(
+        build_specs([Rate(2, 1.0)], "gcra")
+    )
     with pytest.raises(error, match=match):
         core.try_acquire(1, now=now)
     with pytest.raises(error, match=match):
-        impl.module("_engine").LimiterCore(
+        impl.module("engine._subject").LimiterCore(
             build_specs([Rate(2, 1.0)], "gcra"), clock=lambda: now
         ).decide()
 
 
 def test_integer_like_costs_are_accepted(impl) -> None:
     numpy = pytest.importorskip("numpy")
-    core = impl.module("_engine").LimiterCore(build_specs([Rate(5, 1.0)], "gcra"))
+    core = impl.module("engine._subject").LimiterCore(
+        build_specs([Rate(5, 1.0)], "gcra")
+    )
     assert core.decide(numpy.int64(3), now=0).remaining == 2
     assert core.decide(True, now=0).remaining == 1
 
@@ -159,7 +165,7 @@ def test_limiter_construction_errors() -> None:
     with pytest.raises(ValueError, match="algorithm"):
         Limiter("1/s", algorithm="bogus")
     with pytest.raises(ValueError, match="at least one limit"):
-        ratefuse._engine.LimiterCore([])
+        ratefuse.engine.subject.LimiterCore([])
     with pytest.raises(ValueError, match="cannot parse rate '10 per'"):
         Limiter("10 per")
 
@@ -172,6 +178,6 @@ def test_repr() -> None:
 
 def test_public_names() -> None:
     assert ratefuse.IMPLEMENTATION in ("cython", "python")
-    assert ratefuse.Decision is ratefuse._engine.Decision
+    assert ratefuse.Decision is ratefuse.engine.subject.Decision
     for name in ratefuse.__all__:
         assert hasattr(ratefuse, name), name

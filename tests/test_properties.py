@@ -11,8 +11,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ratefuse._engine_py import LimiterCore
-from ratefuse._spec import NEVER
+from ratefuse.core.spec import NEVER
+from ratefuse.engine._subject_py import LimiterCore
 from ratefuse.rates import Rate, build_specs
 from strategies import ALGORITHMS, rates, traces
 

@@ -14,9 +14,9 @@ import uuid
 import pytest
 
 from ratefuse import KeyedLimiter, Rate, RateLimitExceeded
-from ratefuse import _shm_layout as layout
-from ratefuse._keys_py import fingerprint, split_secret
-from ratefuse._spec import LimitSpec
+from ratefuse.core._keys_py import fingerprint, split_secret
+from ratefuse.core.spec import LimitSpec
+from ratefuse.engine import shm_layout as layout
 from ratefuse.shm import ShmBackend, ShmKeyedLimiter, ShmLimiter, ShmTableError
 from shm_support import SECRET, SLOTS, check_consistent, core, slots
 

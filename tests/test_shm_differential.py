@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ratefuse import _impl
+from ratefuse.core import implementation as _impl
 from ratefuse.rates import build_specs
 from ratefuse.shm import ShmBackend
 from shm_support import SECRET, body, check_consistent, core
@@ -62,7 +62,7 @@ def programs(draw: st.DrawFn, period_ns: int, capacity: int) -> list[tuple]:
 
 
 def reference(spec):
-    keyed = _impl.load("_keyed", "python").KeyedLimiterCore
+    keyed = _impl.load("engine._keyed", "python").KeyedLimiterCore
     return keyed([spec], 1000, None, SECRET)
 
 

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ratefuse._keys_py import (
+from ratefuse.core._keys_py import (
     TAG_BIG_INT,
     TAG_BYTES,
     TAG_INT,
@@ -27,7 +27,7 @@ from ratefuse._keys_py import (
     key_bytes,
     split_secret,
 )
-from ratefuse._siphash_py import MASK64, siphash
+from ratefuse.core._siphash_py import MASK64, siphash
 from ratefuse.rates import Rate, build_specs
 
 # Key 00 01 .. 0f; message i is the bytes 00 01 .. i-1 (the reference
@@ -116,7 +116,7 @@ def test_fingerprints_depend_on_the_secret() -> None:
 def test_bad_secret_is_refused_alike(impl, secret) -> None:
     specs = build_specs([HOUR], "gcra")
     with pytest.raises(ValueError, match="secret must be 16 bytes"):
-        impl.module("_keyed").KeyedLimiterCore(specs, 10, None, secret)
+        impl.module("engine._keyed").KeyedLimiterCore(specs, 10, None, secret)
 
 
 def evicted(impl, keys: list[object], newcomer: object) -> list[bool]:
@@ -127,7 +127,7 @@ def evicted(impl, keys: list[object], newcomer: object) -> list[bool]:
     slot from where the newcomer's sample starts: it depends on where every
     key sits (its fingerprint's low bits) and on the newcomer's high bits.
     """
-    core = impl.module("_keyed").KeyedLimiterCore(
+    core = impl.module("engine._keyed").KeyedLimiterCore(
         build_specs([HOUR], "gcra"), len(keys), None, SECRET
     )
     for key in keys:

@@ -71,9 +71,9 @@ def make(request, impl):
         specs = build_specs([rate], algorithm)
         sleeps = {"sleep": clock.sleep, "async_sleep": clock.async_sleep}
         if request.param == "single":
-            engine = impl.module("_engine").LimiterCore
+            engine = impl.module("engine._subject").LimiterCore
             return engine(specs, clock, **sleeps, **options)
-        keyed = impl.module("_keyed").KeyedLimiterCore
+        keyed = impl.module("engine._keyed").KeyedLimiterCore
         return OneKey(keyed(specs, 1000, clock, SECRET, **sleeps, **options))
 
     return build

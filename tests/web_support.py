@@ -46,7 +46,7 @@ def keyed_limit(
 ) -> Limit:
     """`keyed_limit` is a Limit on a keyed GCRA core of ``impl`` (1000 keys)
     reading ``clock``; ``options`` go to Limit."""
-    core = impl.module("_keyed").KeyedLimiterCore(
+    core = impl.module("engine._keyed").KeyedLimiterCore(
         build_specs([rate], "gcra"), 1000, clock
     )
     return Limit(core, rates=[rate], **options)
@@ -57,7 +57,9 @@ def subject_limit(
 ) -> Limit:
     """`subject_limit` is a Limit on a one-subject GCRA core of ``impl``
     reading ``clock``; ``options`` go to Limit."""
-    core = impl.module("_engine").LimiterCore(build_specs([rate], "gcra"), clock)
+    core = impl.module("engine._subject").LimiterCore(
+        build_specs([rate], "gcra"), clock
+    )
     return Limit(core, rates=[rate], **options)
 
 

@@ -1,23 +1,29 @@
 """ratefuse: rate limiters and circuit breakers with a compiled decide step.
 
 ``IMPLEMENTATION`` is "cython" when the compiled cores are in use and
-"python" when the pure-Python reference cores are (see ``ratefuse._impl``).
+"python" when the pure-Python reference cores are (see
+:mod:`ratefuse.core.implementation`).
 """
 
 from __future__ import annotations
 
-from ._breaker_spec import IllegalTransitionError
-from ._counters import BreakerCounters, LimiterCounters
-from ._engine import Decision
-from ._impl import IMPLEMENTATION
-from ._waiting import Reservation
-from .breaker import BreakerConfig, BreakerMetrics, CircuitBreaker
-from .breaker import State as BreakerState
-from .bulkhead import Bulkhead, BulkheadFullError
-from .errors import BackendError, CircuitOpenError, RatefuseError, RateLimitExceeded
-from .keyed import KeyedLimiter
-from .limiter import Limiter
-from .rates import ALGORITHMS, Rate, parse
+from ratefuse.breaker import BreakerConfig, BreakerMetrics, CircuitBreaker
+from ratefuse.breaker import State as BreakerState
+from ratefuse.bulkhead import Bulkhead, BulkheadFullError
+from ratefuse.core.breaker.spec import IllegalTransitionError
+from ratefuse.core.counters import BreakerCounters, LimiterCounters
+from ratefuse.core.errors import (
+    BackendError,
+    CircuitOpenError,
+    RatefuseError,
+    RateLimitExceeded,
+)
+from ratefuse.core.implementation import IMPLEMENTATION
+from ratefuse.engine.subject import Decision
+from ratefuse.engine.waiting import Reservation
+from ratefuse.keyed import KeyedLimiter
+from ratefuse.limiter import Limiter
+from ratefuse.rates import ALGORITHMS, Rate, parse
 
 __version__ = "0.1.0"
 

@@ -8,10 +8,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import IMPLEMENTATION, Limiter, __version__
-from .bench.cli import add_parser as add_bench_parser
-from .bench.cli import run as run_bench
-from .scenarios import Measurement, limiter_scenarios, measure
+from ratefuse import IMPLEMENTATION, Limiter, __version__
+from ratefuse.bench.cli import add_parser as add_bench_parser
+from ratefuse.bench.cli import run as run_bench
+from ratefuse.bench.scenarios import Measurement, limiter_scenarios, measure
 
 MS = 1_000_000
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ._keyed_py import DEFAULT_MAX_KEYS
+from ratefuse.engine._keyed_py import DEFAULT_MAX_KEYS
 
 
 def reject_shared_options(named: dict[str, Any], extra: dict[str, Any]) -> None:
@@ -90,7 +90,7 @@ def _redis_kind(backend: object) -> str | None:
     import redis.asyncio
     from redis.cluster import RedisCluster
 
-    from .redis import AsyncRedisBackend, RedisBackend
+    from ratefuse.redis import AsyncRedisBackend, RedisBackend
 
     if isinstance(backend, (RedisBackend, redis.Redis, RedisCluster)):
         return "sync"
@@ -125,7 +125,7 @@ def keyed_on_backend(
     """`keyed_on_backend` is the keyed limiter of ``backend`` (see the
     module); raises TypeError for an unknown backend and ValueError
     naming the field for an option that backend does not take."""
-    from .shm import ShmBackend, ShmKeyedLimiter
+    from ratefuse.shm import ShmBackend, ShmKeyedLimiter
 
     if isinstance(backend, ShmBackend):
         _reject_for_shm(shared)
@@ -146,7 +146,7 @@ def keyed_on_backend(
     if max_keys != DEFAULT_MAX_KEYS:
         _reject("max_keys", max_keys, "Redis (use local_max_keys for the fallback)")
     options = _redis_options(shared)
-    from .redis._backed import AsyncRedisKeyedLimiter, RedisKeyedLimiter
+    from ratefuse.redis._backed import AsyncRedisKeyedLimiter, RedisKeyedLimiter
 
     if kind == "sync":
         return RedisKeyedLimiter(
@@ -186,7 +186,7 @@ def limiter_on_backend(
     """`limiter_on_backend` is the one-subject limiter of ``backend``: a
     ShmLimiter, or the keyed Redis limiter of `keyed_on_backend` wrapped
     around one subject."""
-    from .shm import ShmBackend, ShmLimiter
+    from ratefuse.shm import ShmBackend, ShmLimiter
 
     if isinstance(backend, ShmBackend):
         _reject_for_shm(shared)
@@ -210,7 +210,7 @@ def limiter_on_backend(
         async_sleep=async_sleep,
         shared=shared,
     )
-    from .redis._backed import (
+    from ratefuse.redis._backed import (
         AsyncRedisKeyedLimiter,
         AsyncRedisSubjectLimiter,
         RedisSubjectLimiter,

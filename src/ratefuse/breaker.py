@@ -27,8 +27,8 @@ decides whether to close again::
             raise
         permit.on_success(time.perf_counter() - started)
 
-The decision steps are compiled (``ratefuse._breaker_c``) with a pure-Python
-twin as the reference (``ratefuse._breaker_py``); this module adds the
+The decision steps are compiled (``ratefuse.engine._breaker_c``) with a pure-Python
+twin as the reference (``ratefuse.engine._breaker_py``); this module adds the
 Python-level forms: async decorator, context manager, ``call``, metrics.
 """
 
@@ -41,8 +41,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from ._breaker import BreakerCore, GuardedFunction, Permit
-from ._breaker_config import (
+from ratefuse.core.breaker.config import (
     DEFAULT_BACKOFF_MULTIPLIER,
     DEFAULT_FAILURE_RATE_THRESHOLD,
     DEFAULT_HALF_OPEN_CALLS,
@@ -60,7 +59,8 @@ from ._breaker_config import (
     DEFAULT_WINDOW_TYPE,
     BreakerConfig,
 )
-from ._breaker_spec import REJECTED, SUCCESS, IllegalTransitionError, State
+from ratefuse.core.breaker.spec import REJECTED, SUCCESS, IllegalTransitionError, State
+from ratefuse.engine.breaker import BreakerCore, GuardedFunction, Permit
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -30,7 +30,7 @@ from collections.abc import Callable, Coroutine
 from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
-from .errors import RatefuseError
+from ratefuse.core.errors import RatefuseError
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .breaker import CircuitBreaker, State
+from ratefuse.breaker import CircuitBreaker, State
 
 # Breaker states in which the breaker's dependency counts as healthy.
 HEALTHY_STATES = frozenset({State.CLOSED, State.DISABLED})

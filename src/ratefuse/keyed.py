@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._backends import backend_arguments, keyed_on_backend
-from ._guard import KeyedForms
-from ._keyed import KeyedLimiterCore
-from ._keyed_py import DEFAULT_MAX_KEYS
-from .limiter import configure, update_limits
-from .rates import DEFAULT_ALGORITHM, RateLike
+from ratefuse._backends import backend_arguments, keyed_on_backend
+from ratefuse.engine._keyed_py import DEFAULT_MAX_KEYS
+from ratefuse.engine.forms import KeyedForms
+from ratefuse.engine.keyed import KeyedLimiterCore
+from ratefuse.limiter import configure, update_limits
+from ratefuse.rates import DEFAULT_ALGORITHM, RateLike
 
 __all__ = ["DEFAULT_MAX_KEYS", "KeyedLimiter"]
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._backends import backend_arguments, limiter_on_backend, reject_shared_options
-from ._engine import LimiterCore
-from ._guard import SubjectForms
-from ._spec import LimitSpec
-from .rates import (
+from ratefuse._backends import (
+    backend_arguments,
+    limiter_on_backend,
+    reject_shared_options,
+)
+from ratefuse.core.spec import LimitSpec
+from ratefuse.engine.forms import SubjectForms
+from ratefuse.engine.subject import LimiterCore
+from ratefuse.rates import (
     DEFAULT_ALGORITHM,
     Rate,
     RateLike,

@@ -43,10 +43,10 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
         "ratefuse.metrics needs prometheus_client: pip install 'ratefuse[prometheus]'"
     ) from exc
 
-from .breaker import State
+from ratefuse.breaker import State
 
 if TYPE_CHECKING:
-    from .config import Registry
+    from ratefuse.config import Registry
 
 __all__ = ["RatefuseCollector", "register"]
 

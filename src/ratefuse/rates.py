@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
-from ._spec import MAX_CAPACITY, MAX_PERIOD_NS, LimitSpec
+from ratefuse.core.spec import MAX_CAPACITY, MAX_PERIOD_NS, LimitSpec
 
 ALGORITHMS: Final = (
     "gcra",

@@ -149,7 +149,9 @@ def test_recorder_twins_agree(compiled: Any, reference: Any, ops: list[Any]) -> 
         return lambda: wakes.__setitem__(name, wakes[name] + 1)
 
     recorders = {
-        name: impl.module("_fleet_recorder").Recorder(5, 3, 500_000_000, waker(name))
+        name: impl.module("core.breaker._fleet_recorder").Recorder(
+            5, 3, 500_000_000, waker(name)
+        )
         for name, impl in (("cython", compiled), ("python", reference))
     }
     for op in ops:
@@ -172,7 +174,7 @@ def test_recorder_twins_agree(compiled: Any, reference: Any, ops: list[Any]) -> 
 
 
 def test_recorder_and_permit_errors(impl: Any) -> None:
-    module = impl.module("_fleet_recorder")
+    module = impl.module("core.breaker._fleet_recorder")
     with pytest.raises(ValueError, match="capacity"):
         module.Recorder(0, 1, 0, lambda: None)
     recorder = module.Recorder(4, 4, 0, lambda: None)
@@ -207,7 +209,7 @@ def test_gate_answers_with_its_permit_or_the_slow_path(impl: Any) -> None:
         asked.append(now)
         return "slow"
 
-    gate = impl.module("_fleet_recorder").Gate(slow_path)
+    gate = impl.module("core.breaker._fleet_recorder").Gate(slow_path)
     assert gate.try_acquire() == "slow"
     gate.permit = "permit"
     assert gate.try_acquire() == "permit"

@@ -11,8 +11,8 @@ import pytest
 import redis
 import redis.asyncio
 
-from ratefuse._spec import LimitSpec
 from ratefuse.breaker import CircuitBreaker, State
+from ratefuse.core.spec import LimitSpec
 from ratefuse.rates import build_specs, parse
 from ratefuse.redis import (
     DEFAULT_BREAKER_CONFIG,

@@ -21,7 +21,7 @@ import redis.asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ratefuse.errors import BackendError
+from ratefuse.core.errors import BackendError
 from ratefuse.rates import build_specs, to_rates
 from ratefuse.redis import AsyncRedisBackend, RedisBackend
 from ratefuse.redis._binding import Binding

@@ -2,7 +2,7 @@
 
 Hypothesis draws limits and traces of (time step, cost), runs them through
 the scripts with injected time (integer microseconds) and through the
-reference engine (``ratefuse._engine_py``) with the same integers, and
+reference engine (``ratefuse.engine._subject_py``) with the same integers, and
 requires identical verdicts: allowed, remaining, retry_after, reset_after
 and the binding limit. The reference cores are unit-free integer functions,
 so feeding them microseconds compares the scripts on the very grid they
@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ratefuse._engine_py import LimiterCore
-from ratefuse._spec import LimitSpec
+from ratefuse.core.spec import LimitSpec
+from ratefuse.engine._subject_py import LimiterCore
 from ratefuse.redis import RedisBackend, RedisStore
 
 ALGORITHMS = ("gcra", "fixed_window", "sliding_window", "sliding_log")

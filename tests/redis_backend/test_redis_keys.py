@@ -275,7 +275,7 @@ def test_refusals_name_the_value(client) -> None:
     with pytest.raises(ValueError, match=r"999 ns"):
         RedisBackend(client).bind(
             [
-                __import__("ratefuse._spec", fromlist=["LimitSpec"]).LimitSpec(
+                __import__("ratefuse.core.spec", fromlist=["LimitSpec"]).LimitSpec(
                     "gcra", 1, 999, 999
                 )
             ],

@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 
 from breaker_support import ManualClock
 from ratefuse import Rate
-from ratefuse._gcra_py import gcra_step
-from ratefuse._spec import LimitSpec
 from ratefuse.breaker import CircuitBreaker, State
+from ratefuse.core.algorithms._gcra_py import gcra_step
+from ratefuse.core.spec import LimitSpec
 from ratefuse.rates import build_specs, to_rates
 from ratefuse.redis import (
     DEFAULT_BREAKER_CONFIG,

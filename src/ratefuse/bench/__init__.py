@@ -2,5 +2,5 @@
 compares with the libraries users would otherwise pick.
 
 The scenarios are the ones ``benchmarks/`` measures with pytest-benchmark
-(:mod:`ratefuse.scenarios` and the modules it gathers), not copies of them.
+(:mod:`ratefuse.bench.scenarios` and the modules it gathers), not copies of them.
 """

@@ -153,8 +153,8 @@ def run_threads(target: Target, workers: int, duration_s: float) -> AccuracyResu
 
 def local_targets() -> list[Target]:
     """`local_targets` is ratefuse's in-process limiters, one per algorithm."""
-    from ..limiter import Limiter
-    from ..rates import Rate
+    from ratefuse.limiter import Limiter
+    from ratefuse.rates import Rate
 
     targets = []
     for algorithm in (
@@ -181,7 +181,7 @@ def shm_targets() -> list[Target]:
     import atexit
     import uuid
 
-    from ..shm import ShmBackend, ShmLimiter
+    from ratefuse.shm import ShmBackend, ShmLimiter
 
     targets = []
     for algorithm in ("gcra", "fixed_window", "sliding_window"):
@@ -200,7 +200,7 @@ def shm_targets() -> list[Target]:
 
 def peer_targets() -> tuple[list[Target], list[str]]:
     """`peer_targets` is every installed peer limiter on the same quota."""
-    from .peers import LIMITER_PEERS
+    from ratefuse.bench.peers import LIMITER_PEERS
 
     targets, missing = [], []
     for name, peer, label, factory in LIMITER_PEERS:

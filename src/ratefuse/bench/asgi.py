@@ -32,7 +32,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .asgi_server import VARIANTS
+from ratefuse.bench.asgi_server import VARIANTS
 
 DEFAULT_CONNECTIONS = 32
 _WRK_COUNT = re.compile(rb"(\d+) requests in ([0-9.]+)(m?s)")
@@ -227,7 +227,7 @@ def run(
     seconds = seconds or (0.5 if quick else 5.0)
     figures = measure(repeats, seconds, connections, tool, not quick, http)
     lines = report(figures, tool, connections, http)
-    from . import asgi_inprocess
+    from ratefuse.bench import asgi_inprocess
 
     in_process = asgi_inprocess.measure(repeats, 2000 if quick else 20000)
     lines += asgi_inprocess.report(in_process)

@@ -16,7 +16,7 @@ import statistics
 import time
 from typing import Any
 
-from .asgi_server import VARIANTS, make_app
+from ratefuse.bench.asgi_server import VARIANTS, make_app
 
 _SCOPE = {
     "type": "http",

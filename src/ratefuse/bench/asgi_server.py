@@ -38,8 +38,8 @@ def make_app(variant: str) -> Any:
         return app
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    from ..keyed import KeyedLimiter
-    from ..web import Limit, RateLimitMiddleware, Route
+    from ratefuse.keyed import KeyedLimiter
+    from ratefuse.web import Limit, RateLimitMiddleware, Route
 
     limit = Limit(KeyedLimiter(NEVER_DENYING_RATE))
     routes = [Route("/", limit, match="prefix")]

@@ -19,10 +19,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..scenarios import Measurement, Scenario, measure
-from . import accuracy as accuracy_module
-from .asgi import DEFAULT_CONNECTIONS
-from .report import accuracy_table, speed_table, write_json, write_plot
+from ratefuse.bench import accuracy as accuracy_module
+from ratefuse.bench.asgi import DEFAULT_CONNECTIONS
+from ratefuse.bench.report import accuracy_table, speed_table, write_json, write_plot
+from ratefuse.bench.scenarios import Measurement, Scenario, measure
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     if args.mode == "accuracy":
         return run_accuracy(args)
     if args.mode == "asgi":
-        from . import asgi
+        from ratefuse.bench import asgi
 
         if args.connections < 1:
             raise SystemExit(f"--connections must be >= 1, got {args.connections}")
@@ -132,19 +132,19 @@ def _progress(label: str) -> object:
 
 def run_speed(args: argparse.Namespace) -> int:
     """`run_speed` times the local suite (and peers, Redis) and reports."""
-    from .suite import local_scenarios
+    from ratefuse.bench.suite import local_scenarios
 
     scenarios: list[Scenario] = local_scenarios()
     skipped: list[str] = []
     if args.peers:
-        from .peers import breaker_peer_scenarios, limiter_peer_scenarios
+        from ratefuse.bench.peers import breaker_peer_scenarios, limiter_peer_scenarios
 
         for found, missing in (limiter_peer_scenarios(), breaker_peer_scenarios()):
             scenarios += found
             skipped += missing
     for url, cluster in ((args.redis, False), (args.redis_cluster, True)):
         if url:
-            from .redis_scenarios import redis_scenarios
+            from ratefuse.bench.redis_scenarios import redis_scenarios
 
             found, missing = redis_scenarios(url, cluster=cluster, peers=args.peers)
             scenarios += found
@@ -206,7 +206,7 @@ def run_accuracy(args: argparse.Namespace) -> int:
         found, skipped = accuracy_module.peer_targets()
         targets += found
     if args.redis or args.redis_cluster:
-        from .redis_scenarios import redis_accuracy_targets
+        from ratefuse.bench.redis_scenarios import redis_accuracy_targets
 
         for url, cluster in ((args.redis, False), (args.redis_cluster, True)):
             if url:

@@ -17,9 +17,9 @@ from functools import partial
 from itertools import repeat
 from typing import Any
 
-from ..scenarios import Loop, Scenario, calls, noop, rejections
+from ratefuse.bench.scenarios import Loop, Scenario, calls, noop, rejections
 
-# The rates ratefuse's own scenarios use (ratefuse.scenarios): one every
+# The rates ratefuse's own scenarios use (ratefuse.bench.scenarios): one every
 # limiter keeps admitting during a run, and for the logs, whose memory grows
 # with the limit, 100,000 per second.
 FAST_LIMIT = 1_000_000_000

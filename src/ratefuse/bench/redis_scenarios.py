@@ -14,9 +14,9 @@ from functools import partial
 from itertools import repeat
 from typing import Any
 
-from ..scenarios import Loop, Scenario, calls
-from .accuracy import LIMIT, PERIOD_S, Target, TryAcquire
-from .peers import PEERS
+from ratefuse.bench.accuracy import LIMIT, PERIOD_S, Target, TryAcquire
+from ratefuse.bench.peers import PEERS
+from ratefuse.bench.scenarios import Loop, Scenario, calls
 
 BATCH = 1_000
 # Far above what one process reaches over Redis, so every decision takes
@@ -51,7 +51,7 @@ def redis_scenarios(
 ) -> tuple[list[Scenario], list[str]]:
     """`redis_scenarios` is sequential and batched decisions on ``url``, the
     raw EVALSHA floor, and (with ``peers``) the peers' Redis backends."""
-    from ..redis import RedisLimiter
+    from ratefuse.redis import RedisLimiter
 
     where = "cluster" if cluster else "redis"
     client = _client(url, cluster)
@@ -147,9 +147,9 @@ def _peer_scenarios(url: str, where: str) -> tuple[list[Scenario], list[str]]:
 def redis_accuracy_targets(url: str, *, cluster: bool) -> list[Target]:
     """`redis_accuracy_targets` is one fleet quota per algorithm on ``url``,
     shared by the accuracy run's threads."""
-    from ..rates import Rate
-    from ..redis import RedisLimiter
-    from .accuracy import KINDS
+    from ratefuse.bench.accuracy import KINDS
+    from ratefuse.rates import Rate
+    from ratefuse.redis import RedisLimiter
 
     targets = []
     for algorithm in ("gcra", "fixed_window", "sliding_window", "sliding_log"):

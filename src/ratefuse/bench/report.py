@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._impl import IMPLEMENTATION
-from ..scenarios import Measurement
-from .accuracy import AccuracyResult
+from ratefuse.bench.accuracy import AccuracyResult
+from ratefuse.bench.scenarios import Measurement
+from ratefuse.core.implementation import IMPLEMENTATION
 
 BASELINE = ("try_acquire", "gcra", "cython")
 
@@ -86,8 +86,8 @@ def accuracy_table(results: Sequence[AccuracyResult]) -> list[str]:
 
 def environment() -> dict[str, Any]:
     """`environment` describes the machine and the versions measured."""
-    from .. import __version__
-    from .peers import PEERS
+    from ratefuse import __version__
+    from ratefuse.bench.peers import PEERS
 
     return {
         "ratefuse": __version__,

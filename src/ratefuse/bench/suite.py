@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..scenarios import Scenario, limiter_scenarios
+from ratefuse.bench.scenarios import Scenario, limiter_scenarios
 
 
 def local_scenarios() -> list[Scenario]:
@@ -17,8 +17,8 @@ def local_scenarios() -> list[Scenario]:
         if scenario.group in ("floor", "try_acquire") or scenario.name == "gcra"
     ]
     for module_name, function in (
-        ("ratefuse.scenarios_keyed", "keyed_scenarios"),
-        ("ratefuse._breaker_scenarios", "breaker_scenarios"),
+        ("ratefuse.bench.scenarios_keyed", "keyed_scenarios"),
+        ("ratefuse.bench.scenarios_breaker", "breaker_scenarios"),
     ):
         try:
             module = importlib.import_module(module_name)

@@ -13,8 +13,14 @@ See :class:`Registry` and :func:`parse_config` for the schema and README,
 
 from __future__ import annotations
 
-from ._registry import Registry
-from ._schema import BackendEntry, Config, ConfigError, LimiterEntry, parse_config
+from ratefuse.config._registry import Registry
+from ratefuse.config._schema import (
+    BackendEntry,
+    Config,
+    ConfigError,
+    LimiterEntry,
+    parse_config,
+)
 
 __all__ = [
     "BackendEntry",

@@ -7,12 +7,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..breaker import CircuitBreaker
-from ..health import BackendHealth
-from ._schema import BackendEntry, LimiterEntry
+from ratefuse.breaker import CircuitBreaker
+from ratefuse.config._schema import BackendEntry, LimiterEntry
+from ratefuse.health import BackendHealth
 
 if TYPE_CHECKING:
-    from ..redis import RedisBackend, RedisLimiter
+    from ratefuse.redis import RedisBackend, RedisLimiter
 
 
 class Backend:
@@ -20,7 +20,7 @@ class Backend:
     on its own redis-py client, shared by the limiters naming it."""
 
     def __init__(self, name: str, entry: BackendEntry) -> None:
-        from ..redis import RedisBackend
+        from ratefuse.redis import RedisBackend
 
         self.name = name
         self.entry = entry
@@ -34,7 +34,7 @@ class Backend:
 
     def limiter(self, name: str, entry: LimiterEntry) -> RedisLimiter:
         """`limiter` is a RedisLimiter of ``entry`` named ``name`` here."""
-        from ..redis import RedisLimiter
+        from ratefuse.redis import RedisLimiter
 
         return RedisLimiter(
             entry.rates,

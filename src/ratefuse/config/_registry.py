@@ -9,13 +9,13 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._breaker_config import BreakerConfig
-from ..breaker import CircuitBreaker
-from ..health import DEFAULT_HEALTH_TIMEOUT, Health, check_health
-from ..keyed import KeyedLimiter
-from ..limiter import Limiter
-from ._backends import Backend
-from ._schema import Config, ConfigError, LimiterEntry, parse_config
+from ratefuse.breaker import CircuitBreaker
+from ratefuse.config._backends import Backend
+from ratefuse.config._schema import Config, ConfigError, LimiterEntry, parse_config
+from ratefuse.core.breaker.config import BreakerConfig
+from ratefuse.health import DEFAULT_HEALTH_TIMEOUT, Health, check_health
+from ratefuse.keyed import KeyedLimiter
+from ratefuse.limiter import Limiter
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,7 +25,7 @@ else:  # pragma: no cover - Python 3.10
 if TYPE_CHECKING:
     from typing import TypeAlias
 
-    from ..redis import RedisLimiter
+    from ratefuse.redis import RedisLimiter
 
     AnyLimiter: TypeAlias = Limiter | KeyedLimiter | RedisLimiter
 Clock = Callable[[], int]

@@ -16,12 +16,22 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
-from .._backend_defaults import DEFAULT_ON_BACKEND_ERROR, DEFAULT_TIMEOUT, POLICIES
-from .._breaker_config import BreakerConfig
-from .._keyed_py import DEFAULT_MAX_KEYS, check_max_keys
-from .._spec import LimitSpec
-from .._waiting import wait_bound_ns
-from ..rates import DEFAULT_ALGORITHM, Rate, build_specs, canonical_algorithm, to_rates
+from ratefuse.core.backend_defaults import (
+    DEFAULT_ON_BACKEND_ERROR,
+    DEFAULT_TIMEOUT,
+    POLICIES,
+)
+from ratefuse.core.breaker.config import BreakerConfig
+from ratefuse.core.spec import LimitSpec
+from ratefuse.engine._keyed_py import DEFAULT_MAX_KEYS, check_max_keys
+from ratefuse.engine.waiting import wait_bound_ns
+from ratefuse.rates import (
+    DEFAULT_ALGORITHM,
+    Rate,
+    build_specs,
+    canonical_algorithm,
+    to_rates,
+)
 
 Result = TypeVar("Result")
 

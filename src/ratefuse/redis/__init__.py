@@ -18,40 +18,49 @@ failure policy and :mod:`ratefuse.redis._schema` for the key schema.
 
 from __future__ import annotations
 
-from .._backend_defaults import DEFAULT_ON_BACKEND_ERROR, DEFAULT_TIMEOUT, POLICIES
-from ._async import AsyncRedisBackend, AsyncRedisStore
-from ._codec import Verdict
-from ._connection import DEFAULT_BREAKER_CONFIG
-from ._exchange import DEFAULT_CHUNK, ExchangeCounts
-from ._fleet_stats import (
+from ratefuse.core.backend_defaults import (
+    DEFAULT_ON_BACKEND_ERROR,
+    DEFAULT_TIMEOUT,
+    POLICIES,
+)
+from ratefuse.redis._async import AsyncRedisBackend, AsyncRedisStore
+from ratefuse.redis._codec import Verdict
+from ratefuse.redis._connection import DEFAULT_BREAKER_CONFIG
+from ratefuse.redis._exchange import DEFAULT_CHUNK, ExchangeCounts
+from ratefuse.redis._fleet_stats import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_IDLE_TTL,
     DEFAULT_MAX_PENDING,
     FleetBreakerStats,
 )
-from ._lease_config import (
+from ratefuse.redis._lease_config import (
     DEFAULT_LEASE_LIFETIME,
     DEFAULT_LEASE_LOW_WATER,
     DEFAULT_LEASE_MAX_UNITS,
     DEFAULT_LEASE_MIN_UNITS,
     LeaseConfig,
 )
-from ._leasing import DEFAULT_CACHE_MAX_KEYS, DENY_CACHE_ALGORITHMS
-from ._policy import (
+from ratefuse.redis._leasing import DEFAULT_CACHE_MAX_KEYS, DENY_CACHE_ALGORITHMS
+from ratefuse.redis._policy import (
     DEFAULT_DENY_RETRY_AFTER,
     DEFAULT_LOCAL_MAX_KEYS,
     DEFAULT_LOCAL_SHARE,
     FailurePolicy,
     LimiterStats,
 )
-from ._schema import DEFAULT_PREFIX, KEY_VERSION, KeySchema
-from ._scripts import LEASE_ALGORITHMS
-from ._specs import SCRIPT_ALGORITHMS
-from ._sync import RedisBackend, RedisStore
-from .fleet_breaker import AsyncFleetBreaker, FleetBreaker
-from .limiter import AsyncRedisLimiter, RedisLimiter
-from .protocol import AsyncKeyedStore, AsyncSharedBackend, KeyedStore, SharedBackend
+from ratefuse.redis._schema import DEFAULT_PREFIX, KEY_VERSION, KeySchema
+from ratefuse.redis._scripts import LEASE_ALGORITHMS
+from ratefuse.redis._specs import SCRIPT_ALGORITHMS
+from ratefuse.redis._sync import RedisBackend, RedisStore
+from ratefuse.redis.fleet_breaker import AsyncFleetBreaker, FleetBreaker
+from ratefuse.redis.limiter import AsyncRedisLimiter, RedisLimiter
+from ratefuse.redis.protocol import (
+    AsyncKeyedStore,
+    AsyncSharedBackend,
+    KeyedStore,
+    SharedBackend,
+)
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",

@@ -14,20 +14,20 @@ from typing import Any
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 
-from .._backend_defaults import DEFAULT_TIMEOUT
-from .._engine import Decision
-from .._spec import LimitSpec
-from ..breaker import CircuitBreaker
-from ..errors import BackendError
-from ._async_io import AsyncTransport, connection_factory
-from ._binding import Binding
-from ._codec import Packer, RawVerdict, Verdict, to_verdict
-from ._connection import (
+from ratefuse.breaker import CircuitBreaker
+from ratefuse.core.backend_defaults import DEFAULT_TIMEOUT
+from ratefuse.core.errors import BackendError
+from ratefuse.core.spec import LimitSpec
+from ratefuse.engine.subject import Decision
+from ratefuse.redis._async_io import AsyncTransport, connection_factory
+from ratefuse.redis._binding import Binding
+from ratefuse.redis._codec import Packer, RawVerdict, Verdict, to_verdict
+from ratefuse.redis._connection import (
     check_chunk,
     check_timeout,
     default_breaker,
 )
-from ._exchange import (
+from ratefuse.redis._exchange import (
     DEFAULT_CHUNK,
     Call,
     Convert,
@@ -36,8 +36,8 @@ from ._exchange import (
     ExchangeCounts,
     redirected,
 )
-from ._schema import DEFAULT_PREFIX, Subject
-from ._slots import SlotMap
+from ratefuse.redis._schema import DEFAULT_PREFIX, Subject
+from ratefuse.redis._slots import SlotMap
 
 
 class AsyncRedisBackend:

@@ -14,13 +14,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ._codec import ASKING, pack_command
-from ._connection import (
+from ratefuse.redis._codec import ASKING, pack_command
+from ratefuse.redis._connection import (
     connection_settings,
 )
-from ._exchange import Call, Plan, Receive, deliver_to
-from ._resp import INCOMPLETE, ProtocolError, RespReader
-from ._slots import Address
+from ratefuse.redis._exchange import Call, Plan, Receive, deliver_to
+from ratefuse.redis._resp import INCOMPLETE, ProtocolError, RespReader
+from ratefuse.redis._slots import Address
 
 if sys.version_info >= (3, 11):
     from asyncio import timeout as async_timeout

@@ -12,13 +12,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._engine import Decision
-from .._guard import KeyedForms, SubjectForms
-from ..rates import Rate
-from ._policy import LimiterStats
-from ._retrying import Clock, block, block_async, check_wait
-from ._schema import Subject
-from .limiter import AsyncRedisLimiter, RedisLimiter
+from ratefuse.engine.forms import KeyedForms, SubjectForms
+from ratefuse.engine.subject import Decision
+from ratefuse.rates import Rate
+from ratefuse.redis._policy import LimiterStats
+from ratefuse.redis._retrying import Clock, block, block_async, check_wait
+from ratefuse.redis._schema import Subject
+from ratefuse.redis.limiter import AsyncRedisLimiter, RedisLimiter
 
 # The subject a one-subject limiter decides for: its quota is the name's.
 SUBJECT: Subject = ""

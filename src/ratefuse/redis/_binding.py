@@ -6,14 +6,14 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 
-from .._args_py import check_cost
-from .._engine import Decision
-from .._spec import LimitSpec
-from ._codec import Packer, RawVerdict, to_decision, to_decisions
-from ._exchange import Call, plan_calls, plan_deferred, single_call
-from ._schema import KeySchema, Subject, check_subjects
-from ._scripts import script
-from ._specs import MAX_NOW_US, to_redis_specs
+from ratefuse.core._args_py import check_cost
+from ratefuse.core.spec import LimitSpec
+from ratefuse.engine.subject import Decision
+from ratefuse.redis._codec import Packer, RawVerdict, to_decision, to_decisions
+from ratefuse.redis._exchange import Call, plan_calls, plan_deferred, single_call
+from ratefuse.redis._schema import KeySchema, Subject, check_subjects
+from ratefuse.redis._scripts import script
+from ratefuse.redis._specs import MAX_NOW_US, to_redis_specs
 
 
 def check_now_us(now_us: int | None) -> int | None:

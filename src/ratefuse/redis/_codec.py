@@ -15,10 +15,10 @@ from typing import Final, NamedTuple
 
 import msgpack  # type: ignore[import-untyped, unused-ignore]
 
-from .._engine import Decision
-from .._spec import NEVER
-from ._scripts import Script
-from ._specs import RedisSpec
+from ratefuse.core.spec import NEVER
+from ratefuse.engine.subject import Decision
+from ratefuse.redis._scripts import Script
+from ratefuse.redis._specs import RedisSpec
 
 ASKING: Final = b"*1\r\n$6\r\nASKING\r\n"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
-from ..breaker import BreakerConfig, CircuitBreaker
+from ratefuse.breaker import BreakerConfig, CircuitBreaker
 
 # Trips after 5 of the last 20 round trips, at least half of them failed;
 # then fails fast for 1 s, doubling after each failed probe up to 30 s.

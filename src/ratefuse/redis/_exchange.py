@@ -35,10 +35,17 @@ from redis.exceptions import (
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ..errors import BackendError
-from ._codec import ASKING, Packer, RawVerdict, decode_batch, decode_single, script_load
-from ._schema import Subject
-from ._slots import Address, SlotMap, key_slot
+from ratefuse.core.errors import BackendError
+from ratefuse.redis._codec import (
+    ASKING,
+    Packer,
+    RawVerdict,
+    decode_batch,
+    decode_single,
+    script_load,
+)
+from ratefuse.redis._schema import Subject
+from ratefuse.redis._slots import Address, SlotMap, key_slot
 
 # Rounds of redirection and reloading before a call gives up.
 MAX_ROUNDS = 5

@@ -17,15 +17,15 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from .._args_py import check_now
-from .._breaker_config import BreakerConfig
-from .._breaker_spec import BreakerSpec, IllegalTransitionError, State
-from .._fleet_recorder import FleetPermit, Gate, Recorder
-from ..breaker import BreakerMetrics, CircuitBreaker, Permit
-from ..errors import CircuitOpenError
-from ._fleet_forms import FleetForms, Listener
-from ._fleet_script import FleetReply, FleetScript
-from ._fleet_stats import (
+from ratefuse.breaker import BreakerMetrics, CircuitBreaker, Permit
+from ratefuse.core._args_py import check_now
+from ratefuse.core.breaker.config import BreakerConfig
+from ratefuse.core.breaker.fleet_recorder import FleetPermit, Gate, Recorder
+from ratefuse.core.breaker.spec import BreakerSpec, IllegalTransitionError, State
+from ratefuse.core.errors import CircuitOpenError
+from ratefuse.redis._fleet_forms import FleetForms, Listener
+from ratefuse.redis._fleet_script import FleetReply, FleetScript
+from ratefuse.redis._fleet_stats import (
     DEFAULT_FLEET_MAX_HALF_OPEN,
     MAX_BATCH_SIZE,
     MAX_FLEET_WINDOW_BUCKETS,

@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
-from ._connection import connection_settings
+from ratefuse.redis._connection import connection_settings
 
 FleetClient = redis.Redis | RedisCluster
 

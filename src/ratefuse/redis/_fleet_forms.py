@@ -18,13 +18,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-from .._breaker_call_py import GuardedFunction
-from .._breaker_spec import IGNORED, REJECTED, UNKNOWN_NOW, State
-from .._fleet_recorder import FleetPermit, Recorder
-from .._fleet_recorder_py import SLOW_BIT, outcome_flags
-from ..breaker import CircuitBreaker, Guard, Permit, guard_async
-from ..errors import CircuitOpenError
-from ._fleet_stats import FleetCounters
+from ratefuse.breaker import CircuitBreaker, Guard, Permit, guard_async
+from ratefuse.core.breaker._fleet_recorder_py import SLOW_BIT, outcome_flags
+from ratefuse.core.breaker.fleet_recorder import FleetPermit, Recorder
+from ratefuse.core.breaker.spec import IGNORED, REJECTED, UNKNOWN_NOW, State
+from ratefuse.core.errors import CircuitOpenError
+from ratefuse.engine._breaker_call_py import GuardedFunction
+from ratefuse.redis._fleet_stats import FleetCounters
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -13,8 +13,8 @@ import functools
 from importlib import resources
 from typing import Final, NamedTuple
 
-from .._breaker_config import BreakerConfig
-from ._schema import KeySchema
+from ratefuse.core.breaker.config import BreakerConfig
+from ratefuse.redis._schema import KeySchema
 
 # Ops of the script.
 RECORD: Final = b"f"

@@ -1,7 +1,7 @@
 """Local answers of a Redis-backed limiter: the deny cache and quota leases.
 
 `LocalAnswers` is what the sync and asyncio limiters share: the lease table
-(the compiled core, :mod:`ratefuse._lease_py` is its spec), the lease
+(the compiled core, :mod:`ratefuse.core._lease_py` is its spec), the lease
 script's packer, and what to do with the fleet's replies. No I/O here: the
 limiters send the calls, this module plans them and absorbs the replies.
 
@@ -34,18 +34,18 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple, TypeVar
 
-from .. import _impl
-from .._engine import Decision
-from ._binding import Binding
-from ._codec import Packer, RawVerdict
-from ._exchange import Call, single_call
-from ._lease_config import LeaseConfig
-from ._policy import LimiterStats
-from ._schema import Subject
-from ._scripts import lease_script
+from ratefuse.core import implementation as _impl
+from ratefuse.engine.subject import Decision
+from ratefuse.redis._binding import Binding
+from ratefuse.redis._codec import Packer, RawVerdict
+from ratefuse.redis._exchange import Call, single_call
+from ratefuse.redis._lease_config import LeaseConfig
+from ratefuse.redis._policy import LimiterStats
+from ratefuse.redis._schema import Subject
+from ratefuse.redis._scripts import lease_script
 
 DENY_CACHE_ALGORITHMS: Final = ("gcra", "fixed_window")
-_core = _impl.load("_lease")
+_core = _impl.load("core._lease")
 # The lease and deny-cache table's default bound (the lease table's own).
 DEFAULT_CACHE_MAX_KEYS: Final[int] = _core.DEFAULT_MAX_KEYS
 HIT: Final[int] = _core.HIT

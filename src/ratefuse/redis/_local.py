@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from ..keyed import KeyedLimiter
-from ..rates import Rate
+from ratefuse.keyed import KeyedLimiter
+from ratefuse.rates import Rate
 
 
 def scale_rate(rate: Rate, share: float) -> Rate:

@@ -21,11 +21,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from .._backend_defaults import DEFAULT_ON_BACKEND_ERROR, POLICIES, PolicyName
-from .._engine import Decision
-from ..errors import BackendError, CircuitOpenError
-from ..rates import Rate
-from ._local import local_limiter
+from ratefuse.core.backend_defaults import (
+    DEFAULT_ON_BACKEND_ERROR,
+    POLICIES,
+    PolicyName,
+)
+from ratefuse.core.errors import BackendError, CircuitOpenError
+from ratefuse.engine.subject import Decision
+from ratefuse.rates import Rate
+from ratefuse.redis._local import local_limiter
 
 DEFAULT_LOCAL_SHARE: Final = 1.0
 DEFAULT_LOCAL_MAX_KEYS: Final = 100_000

@@ -13,9 +13,9 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Generator
 
-from .._engine import Decision
-from .._waiting import acquire_timeout, wait_bound_ns
-from ..errors import RateLimitExceeded
+from ratefuse.core.errors import RateLimitExceeded
+from ratefuse.engine.subject import Decision
+from ratefuse.engine.waiting import acquire_timeout, wait_bound_ns
 
 # The shortest sleep between two attempts, in seconds: a denial that
 # reports retry_after 0 (a fallback policy's, or a fleet whose clocks

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Final
 
-from ._specs import SCRIPT_ALGORITHMS
+from ratefuse.redis._specs import SCRIPT_ALGORITHMS
 
 # Algorithms whose leases keep the documented bound (see _lease_config.py).
 LEASE_ALGORITHMS: Final = ("gcra",)

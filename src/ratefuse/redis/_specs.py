@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, NamedTuple
 
-from .._spec import LimitSpec
+from ratefuse.core.spec import LimitSpec
 
 # Scripts accept times up to 2**52 us (the year 2112; server TIME is about
 # 2**50.6 today); every product below stays under 2**53 with that.

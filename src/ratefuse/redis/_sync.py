@@ -16,19 +16,19 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from .._backend_defaults import DEFAULT_TIMEOUT
-from .._engine import Decision
-from .._spec import LimitSpec
-from ..breaker import CircuitBreaker
-from ..errors import BackendError
-from ._binding import Binding
-from ._codec import Packer, RawVerdict, Verdict, to_verdict
-from ._connection import (
+from ratefuse.breaker import CircuitBreaker
+from ratefuse.core.backend_defaults import DEFAULT_TIMEOUT
+from ratefuse.core.errors import BackendError
+from ratefuse.core.spec import LimitSpec
+from ratefuse.engine.subject import Decision
+from ratefuse.redis._binding import Binding
+from ratefuse.redis._codec import Packer, RawVerdict, Verdict, to_verdict
+from ratefuse.redis._connection import (
     check_chunk,
     check_timeout,
     default_breaker,
 )
-from ._exchange import (
+from ratefuse.redis._exchange import (
     DEFAULT_CHUNK,
     Call,
     Convert,
@@ -37,9 +37,9 @@ from ._exchange import (
     ExchangeCounts,
     redirected,
 )
-from ._schema import DEFAULT_PREFIX, Subject
-from ._slots import SlotMap
-from ._sync_io import SyncTransport, connection_factory
+from ratefuse.redis._schema import DEFAULT_PREFIX, Subject
+from ratefuse.redis._slots import SlotMap
+from ratefuse.redis._sync_io import SyncTransport, connection_factory
 
 
 class RedisBackend:

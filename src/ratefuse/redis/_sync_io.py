@@ -17,13 +17,13 @@ from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
-from ._codec import ASKING, pack_command
-from ._connection import (
+from ratefuse.redis._codec import ASKING, pack_command
+from ratefuse.redis._connection import (
     connection_settings,
 )
-from ._exchange import Call, Plan, Receive, deliver_to
-from ._resp import INCOMPLETE, ProtocolError, RespReader
-from ._slots import Address
+from ratefuse.redis._exchange import Call, Plan, Receive, deliver_to
+from ratefuse.redis._resp import INCOMPLETE, ProtocolError, RespReader
+from ratefuse.redis._slots import Address
 
 # redis-py's sync connections are untyped: calls on them are Any.
 SyncConnection = Any

@@ -37,17 +37,17 @@ from redis.cluster import RedisCluster
 from redis.commands.core import Script
 from redis.exceptions import RedisClusterException, RedisError
 
-from .._backend_defaults import DEFAULT_TIMEOUT
-from .._breaker_config import BreakerConfig
-from .._breaker_spec import State
-from .._fleet_recorder import FleetPermit, Gate
-from ..breaker import Permit
-from ._connection import check_timeout
-from ._fleet_async import AsyncFleetBreaker
-from ._fleet_base import CLOSED, DISABLED, FleetBase, RedisLost
-from ._fleet_client import FleetClient, fleet_client_factory
-from ._fleet_forms import Listener, SyncFleetForms
-from ._fleet_script import (
+from ratefuse.breaker import Permit
+from ratefuse.core.backend_defaults import DEFAULT_TIMEOUT
+from ratefuse.core.breaker.config import BreakerConfig
+from ratefuse.core.breaker.fleet_recorder import FleetPermit, Gate
+from ratefuse.core.breaker.spec import State
+from ratefuse.redis._connection import check_timeout
+from ratefuse.redis._fleet_async import AsyncFleetBreaker
+from ratefuse.redis._fleet_base import CLOSED, DISABLED, FleetBase, RedisLost
+from ratefuse.redis._fleet_client import FleetClient, fleet_client_factory
+from ratefuse.redis._fleet_forms import Listener, SyncFleetForms
+from ratefuse.redis._fleet_script import (
     ACQUIRE,
     RECORD,
     TRANSITION,
@@ -55,14 +55,14 @@ from ._fleet_script import (
     fleet_script_source,
     to_reply,
 )
-from ._fleet_stats import (
+from ratefuse.redis._fleet_stats import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_FLUSH_INTERVAL,
     DEFAULT_IDLE_TTL,
     DEFAULT_MAX_PENDING,
     FleetBreakerStats,
 )
-from ._schema import DEFAULT_PREFIX
+from ratefuse.redis._schema import DEFAULT_PREFIX
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",

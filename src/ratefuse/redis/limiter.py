@@ -20,12 +20,12 @@ import redis
 import redis.asyncio
 from redis.cluster import RedisCluster
 
-from .._args_py import check_cost
-from .._backend_defaults import DEFAULT_ON_BACKEND_ERROR, PolicyName
-from .._engine import Decision
-from .._spec import MAX_COST
-from ..errors import BackendError, CircuitOpenError
-from ..rates import (
+from ratefuse.core._args_py import check_cost
+from ratefuse.core.backend_defaults import DEFAULT_ON_BACKEND_ERROR, PolicyName
+from ratefuse.core.errors import BackendError, CircuitOpenError
+from ratefuse.core.spec import MAX_COST
+from ratefuse.engine.subject import Decision
+from ratefuse.rates import (
     DEFAULT_ALGORITHM,
     Rate,
     RateLike,
@@ -33,11 +33,11 @@ from ..rates import (
     canonical_algorithm,
     to_rates,
 )
-from ._async import AsyncRedisBackend
-from ._binding import Binding
-from ._codec import RawVerdict
-from ._lease_config import LeaseConfig, to_lease_config
-from ._leasing import (
+from ratefuse.redis._async import AsyncRedisBackend
+from ratefuse.redis._binding import Binding
+from ratefuse.redis._codec import RawVerdict
+from ratefuse.redis._lease_config import LeaseConfig, to_lease_config
+from ratefuse.redis._leasing import (
     DEFAULT_CACHE_MAX_KEYS,
     Ask,
     Clock,
@@ -49,15 +49,15 @@ from ._leasing import (
     check_deny_cache,
     weakly,
 )
-from ._policy import (
+from ratefuse.redis._policy import (
     DEFAULT_LOCAL_MAX_KEYS,
     DEFAULT_LOCAL_SHARE,
     FailurePolicy,
     Fallback,
     LimiterStats,
 )
-from ._schema import Subject
-from ._sync import RedisBackend
+from ratefuse.redis._schema import Subject
+from ratefuse.redis._sync import RedisBackend
 
 __all__ = ["AsyncRedisLimiter", "LeaseConfig", "RedisLimiter"]
 

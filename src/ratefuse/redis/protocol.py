@@ -22,10 +22,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from .._engine import Decision
-from .._spec import LimitSpec
-from ..errors import BackendError
-from ._schema import Subject
+from ratefuse.core.errors import BackendError
+from ratefuse.core.spec import LimitSpec
+from ratefuse.engine.subject import Decision
+from ratefuse.redis._schema import Subject
 
 
 class KeyedStore(Protocol):

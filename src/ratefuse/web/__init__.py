@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from .asgi import RateLimitMiddleware
-from .enforce import Outcome
-from .headers import HEADER_MODES, HEADERS_ON
-from .keys import CLIENT_ADDRESS, PATH, KeyFunction, forwarded_for, header, user
-from .rules import MATCH_KINDS, Limit, Route
-from .wsgi import RateLimitWSGIMiddleware
+from ratefuse.web.asgi import RateLimitMiddleware
+from ratefuse.web.enforce import Outcome
+from ratefuse.web.headers import HEADER_MODES, HEADERS_ON
+from ratefuse.web.keys import (
+    CLIENT_ADDRESS,
+    PATH,
+    KeyFunction,
+    forwarded_for,
+    header,
+    user,
+)
+from ratefuse.web.rules import MATCH_KINDS, Limit, Route
+from ratefuse.web.wsgi import RateLimitWSGIMiddleware
 
 __all__ = [
     "CLIENT_ADDRESS",
@@ -39,7 +46,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # httpx is an optional extra: import the transports only when asked.
     if name in ("GuardedTransport", "AsyncGuardedTransport"):
-        from . import client
+        from ratefuse.web import client
 
         return getattr(client, name)
     raise AttributeError(f"module 'ratefuse.web' has no attribute {name!r}")

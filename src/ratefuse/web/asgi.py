@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
-from .enforce import (
+from ratefuse.web.enforce import (
     Outcome,
     RoutePolicy,
     check_options,
@@ -21,13 +21,13 @@ from .enforce import (
     judge,
     judge_one,
 )
-from .headers import (
+from ratefuse.web.headers import (
     DEFAULT_HEADER_MODE,
     DEFAULT_HEADERS_ON,
     HeaderMode,
     HeadersOn,
 )
-from .rules import Route
+from ratefuse.web.rules import Route
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

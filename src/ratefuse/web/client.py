@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
-from ..breaker import BreakerConfig, CircuitBreaker, Permit
-from ..errors import RateLimitExceeded
-from .rules import check_limiter, is_async, is_keyed
+from ratefuse.breaker import BreakerConfig, CircuitBreaker, Permit
+from ratefuse.core.errors import RateLimitExceeded
+from ratefuse.web.rules import check_limiter, is_async, is_keyed
 
 BreakerFactory = Callable[[str], CircuitBreaker]
 IsFailure = Callable[[httpx.Response], bool]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from math import ceil, inf
 from typing import Any, Literal
 
-from .headers import (
+from ratefuse.web.headers import (
     HEADER_MODES,
     HEADERS_ON,
     HeaderMode,
@@ -28,8 +28,8 @@ from .headers import (
     policy_items,
     whole_seconds,
 )
-from .keys import CLIENT_ADDRESS, KeyFunction
-from .rules import Limit, Route, Router, check_limiter, is_async, is_keyed
+from ratefuse.web.keys import CLIENT_ADDRESS, KeyFunction
+from ratefuse.web.rules import Limit, Route, Router, check_limiter, is_async, is_keyed
 
 Side = Literal["asgi", "wsgi"]
 INF = inf

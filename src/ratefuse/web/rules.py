@@ -15,8 +15,8 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
-from .._impl import load
-from .keys import KeyFunction
+from ratefuse.core.implementation import load
+from ratefuse.web.keys import KeyFunction
 
 T = TypeVar("T")
 MatchKind = Literal["exact", "prefix", "glob", "regex"]
@@ -28,11 +28,11 @@ _POLICY_NAME = re.compile(r"[\x20-\x7e]+")
 
 def _subject_types() -> tuple[type, ...]:
     # The one-subject limiters: decide(cost) rather than decide(key, cost).
-    types: list[type] = [load("_engine", "python").LimiterCore]
+    types: list[type] = [load("engine._subject", "python").LimiterCore]
     with contextlib.suppress(ImportError):
-        types.append(load("_engine", "cython").LimiterCore)
+        types.append(load("engine._subject", "cython").LimiterCore)
     try:
-        from ..shm import ShmLimiter
+        from ratefuse.shm import ShmLimiter
 
         types.append(ShmLimiter)
     except ImportError:  # pragma: no cover - shm is part of the package
@@ -40,7 +40,7 @@ def _subject_types() -> tuple[type, ...]:
     # What Limiter(..., backend=redis) returns, sync and async (redis is an
     # optional extra).
     with contextlib.suppress(ImportError):
-        from ..redis._backed import _SubjectBase
+        from ratefuse.redis._backed import _SubjectBase
 
         types.append(_SubjectBase)
     return tuple(types)

@@ -6,22 +6,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from .asgi import DEFAULT_DENIED_BODY
-from .enforce import (
+from ratefuse.web.asgi import DEFAULT_DENIED_BODY
+from ratefuse.web.enforce import (
     Outcome,
     check_options,
     compile_routes,
     decide_in_order,
     judge,
 )
-from .headers import (
+from ratefuse.web.headers import (
     DEFAULT_HEADER_MODE,
     DEFAULT_HEADERS_ON,
     HeaderMode,
     HeadersOn,
 )
-from .keys import wsgi_path
-from .rules import Route
+from ratefuse.web.keys import wsgi_path
+from ratefuse.web.rules import Route
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]

@@ -1,0 +1,88 @@
+# Leaky bucket as a meter, compiled. The spec is
+# src/ratefuse/core/algorithms/_leaky_bucket_py.py: same decisions.
+from libc.stdint cimport int64_t
+
+from ratefuse.core._step cimport NEVER, CSpec, Verdict
+
+
+cdef inline int64_t left(int64_t tau, int64_t level, int64_t interval) noexcept nogil:
+    # A reservation may raise the level above tau; nothing is left then.
+    return (tau - level) // interval if level <= tau else 0
+
+
+cdef void leaky_bucket_step(const CSpec* spec, int64_t* state, int64_t now,
+                            int64_t cost, bint commit, Verdict* out) noexcept nogil:
+    cdef int64_t interval = spec.interval_ns
+    cdef int64_t tau = interval * spec.capacity
+    cdef int64_t level = state[0]
+    cdef int64_t last = state[1]
+    cdef int64_t poured
+    if now > last:
+        level = level - (now - last) if level > now - last else 0
+        last = now
+    if cost > spec.capacity:
+        out.allowed = False
+        out.retry_after_ns = NEVER
+    else:
+        poured = level + cost * interval
+        out.allowed = poured <= tau
+        out.retry_after_ns = 0 if out.allowed else poured - tau
+        if out.allowed and commit:
+            level = poured
+    if commit:
+        state[0] = level
+        state[1] = last
+    out.remaining = left(tau, level, interval)
+    out.reset_after_ns = level
+
+
+cdef int64_t leaky_bucket_idle_at(const CSpec* spec,
+                                  const int64_t* state) noexcept nogil:
+    return state[1] + state[0]
+
+
+cdef void leaky_bucket_reserve(const CSpec* spec, int64_t* state, int64_t now,
+                               int64_t cost, int64_t max_wait, bint commit,
+                               Verdict* out) noexcept nogil:
+    cdef int64_t interval = spec.interval_ns
+    cdef int64_t tau = interval * spec.capacity
+    cdef int64_t level = state[0]
+    cdef int64_t last = state[1]
+    cdef int64_t poured, delay
+    if now > last:
+        level = level - (now - last) if level > now - last else 0
+        last = now
+    out.stamp = 0
+    if cost > spec.capacity:
+        out.allowed = False
+        out.retry_after_ns = NEVER
+    else:
+        poured = level + cost * interval
+        delay = poured - tau if poured > tau else 0
+        out.allowed = delay <= max_wait
+        out.retry_after_ns = delay
+        out.stamp = last + poured
+        if out.allowed:
+            level = poured
+    if commit:
+        state[0] = level
+        state[1] = last
+    out.remaining = left(tau, level, interval)
+    out.reset_after_ns = level
+
+
+cdef void leaky_bucket_refund(const CSpec* spec, int64_t* state, int64_t now,
+                              int64_t cost, int64_t stamp) noexcept nogil:
+    cdef int64_t level = state[0]
+    cdef int64_t last = state[1]
+    cdef int64_t refund = cost * spec.interval_ns
+    if now > last:
+        level = level - (now - last) if level > now - last else 0
+        last = now
+    if stamp - now < refund:
+        refund = stamp - now
+    if level < refund:
+        refund = level
+    if refund > 0:
+        state[0] = level - refund
+        state[1] = last
