@@ -1,5 +1,6 @@
 # Sliding log, compiled. The spec is
-# src/ratefuse/core/algorithms/_sliding_log_py.py: same decisions. State words: head, count, total, then `limit` (time, cost) pairs.
+# src/ratefuse/core/algorithms/_sliding_log_py.py: same decisions. State
+# words: head, count, total, then `limit` (time, cost) pairs.
 from libc.stdint cimport int64_t
 
 from ratefuse.core._step cimport NEVER, CSpec, Verdict
