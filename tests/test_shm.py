@@ -14,7 +14,8 @@ import uuid
 import pytest
 
 from ratefuse import KeyedLimiter, Rate, RateLimitExceeded
-from ratefuse.core._keys_py import fingerprint, split_secret
+from ratefuse.core._keys_py import fingerprint
+from ratefuse.core.keys import split_secret
 from ratefuse.core.spec import LimitSpec
 from ratefuse.engine import shm_layout as layout
 from ratefuse.shm import ShmBackend, ShmKeyedLimiter, ShmLimiter, ShmTableError

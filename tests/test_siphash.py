@@ -25,9 +25,9 @@ from ratefuse.core._keys_py import (
     TAG_STR,
     fingerprint,
     key_bytes,
-    split_secret,
 )
 from ratefuse.core._siphash_py import MASK64, siphash
+from ratefuse.core.keys import split_secret
 from ratefuse.rates import Rate, build_specs
 
 # Key 00 01 .. 0f; message i is the bytes 00 01 .. i-1 (the reference

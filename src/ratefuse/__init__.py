@@ -19,8 +19,8 @@ from ratefuse.core.errors import (
     RateLimitExceeded,
 )
 from ratefuse.core.implementation import IMPLEMENTATION
+from ratefuse.core.reservation import Reservation
 from ratefuse.engine.subject import Decision
-from ratefuse.engine.waiting import Reservation
 from ratefuse.keyed import KeyedLimiter
 from ratefuse.limiter import Limiter
 from ratefuse.rates import ALGORITHMS, Rate, parse

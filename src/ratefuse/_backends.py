@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from ratefuse.engine._keyed_py import DEFAULT_MAX_KEYS
+from ratefuse.core.keys import DEFAULT_MAX_KEYS
 
 
 def reject_shared_options(named: dict[str, Any], extra: dict[str, Any]) -> None:

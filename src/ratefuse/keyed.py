@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ratefuse._backends import backend_arguments, keyed_on_backend
-from ratefuse.engine._keyed_py import DEFAULT_MAX_KEYS
+from ratefuse.core.keys import DEFAULT_MAX_KEYS
 from ratefuse.engine.forms import KeyedForms
 from ratefuse.engine.keyed import KeyedLimiterCore
 from ratefuse.limiter import configure, update_limits

@@ -5,7 +5,7 @@ from libc.stdint cimport int64_t
 
 from ratefuse.core._step cimport NEVER, Verdict
 
-from ratefuse.engine.waiting import Reservation
+from ratefuse.core.reservation import Reservation
 
 
 @cython.final
@@ -69,7 +69,7 @@ cdef Decision make_decision(const Verdict* verdict, int64_t limit):
 
 
 cdef object make_reservation(const Verdict* verdict, int64_t limit, object refund):
-    # See reservation() in src/ratefuse/engine/_subject_py.py.
+    # See make_reservation() in src/ratefuse/engine/_verbs_py.py.
     cdef double delay = ns_to_seconds(verdict.retry_after_ns)
     cdef Decision decision = Decision.__new__(Decision)
     decision.allowed = verdict.allowed

@@ -38,8 +38,12 @@ from ratefuse.core.counters import LimiterCounters
 from ratefuse.core._decision_c import Decision
 from ratefuse.core.respec import keeps_state
 from ratefuse.engine.waiting import acquire_timeout, wait, wait_async, wait_bound_ns
-from ratefuse.core._keys_py import PROCESS_SECRET, split_secret
-from ratefuse.engine._keyed_py import DEFAULT_MAX_KEYS, check_max_keys
+from ratefuse.core.keys import (
+    DEFAULT_MAX_KEYS,
+    PROCESS_SECRET,
+    check_max_keys,
+    split_secret,
+)
 
 __all__ = ["Decision", "KeyedLimiterCore"]
 
@@ -773,7 +777,7 @@ cdef object _numpy_module():
     # constant arrays decide_many reuses on every call.
     global _numpy, _ONE_COST, _NO_WAITS
     if _numpy is None:
-        from ratefuse.engine._keyed_py import _numpy as import_numpy
+        from ratefuse.engine.batch import import_numpy
         numpy = import_numpy()
         _ONE_COST = numpy.ones(1, dtype=numpy.int64)
         _ONE_COST.flags.writeable = False

@@ -22,8 +22,8 @@ from ratefuse.core.backend_defaults import (
     POLICIES,
 )
 from ratefuse.core.breaker.config import BreakerConfig
+from ratefuse.core.keys import DEFAULT_MAX_KEYS, check_max_keys
 from ratefuse.core.spec import LimitSpec
-from ratefuse.engine._keyed_py import DEFAULT_MAX_KEYS, check_max_keys
 from ratefuse.engine.waiting import wait_bound_ns
 from ratefuse.rates import (
     DEFAULT_ALGORITHM,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ratefuse.core.spec import NEVER
+from ratefuse.core.verdict import Verdict
 
 
 class Decision:
@@ -79,3 +80,15 @@ class Decision:
 def ns_to_seconds(ns: int) -> float:
     """`ns_to_seconds` converts like C: round to double, then divide."""
     return math.inf if ns == NEVER else float(ns) / 1e9
+
+
+def make_decision(verdict: Verdict, limit: int) -> Decision:
+    """`make_decision` is the Decision of ``verdict`` under a limit of
+    capacity ``limit``."""
+    return Decision(
+        verdict.allowed,
+        verdict.remaining,
+        ns_to_seconds(verdict.retry_after_ns),
+        ns_to_seconds(verdict.reset_after_ns),
+        limit,
+    )

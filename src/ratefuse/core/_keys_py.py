@@ -1,4 +1,4 @@
-"""Key fingerprints, reference implementation (twin of the C in ``_keyed_c``).
+"""Key fingerprints, reference implementation (twin of ``_keys.pxd``).
 
 A key (str, bytes or int) becomes a 64-bit fingerprint: SipHash-1-3 of its
 bytes under a 128-bit per-process secret, with the key's type folded into the
@@ -14,10 +14,10 @@ leaves it, someone who chooses the keys cannot aim one at another.
 
 from __future__ import annotations
 
-import os
 from typing import Final
 
 from ratefuse.core._siphash_py import MASK64, siphash
+from ratefuse.core.keys import Key
 
 TAG_STR: Final = 1
 TAG_BYTES: Final = 2
@@ -29,29 +29,7 @@ INT64_MIN: Final = -(1 << 63)
 INT64_MAX: Final = (1 << 63) - 1
 
 
-def new_secret() -> bytes:
-    """`new_secret` is 16 random bytes from the operating system."""
-    return os.urandom(16)
-
-
-# One secret per process, shared by every keyed limiter in it.
-PROCESS_SECRET: Final = new_secret()
-
-
-def split_secret(secret: bytes) -> tuple[int, int]:
-    """`split_secret` returns the two 64-bit SipHash keys of a 16-byte secret."""
-    if not isinstance(secret, bytes) or len(secret) != 16:
-        # Never echo the value: it is key material.
-        size = (
-            f"{len(secret)} bytes"
-            if isinstance(secret, bytes)
-            else type(secret).__name__
-        )
-        raise ValueError(f"secret must be 16 bytes, got {size}")
-    return int.from_bytes(secret[:8], "little"), int.from_bytes(secret[8:], "little")
-
-
-def key_bytes(key: str | bytes | int) -> tuple[int, bytes]:
+def key_bytes(key: Key) -> tuple[int, bytes]:
     """`key_bytes` returns the (type tag, bytes) that a key is hashed as."""
     if isinstance(key, str):
         try:
@@ -67,7 +45,7 @@ def key_bytes(key: str | bytes | int) -> tuple[int, bytes]:
     raise TypeError(f"key must be str, bytes or int, got {type(key).__name__}")
 
 
-def fingerprint(k0: int, k1: int, key: str | bytes | int) -> int:
+def fingerprint(k0: int, k1: int, key: Key) -> int:
     """`fingerprint` is the key's nonzero 64-bit SipHash-1-3 fingerprint."""
     tag, data = key_bytes(key)
     value = siphash(k0 ^ ((tag * TAG_MIX) & MASK64), k1, data)

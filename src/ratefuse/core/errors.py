@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ratefuse.engine.subject import Decision
+    from ratefuse.core.decision import Decision
 
 
 class RatefuseError(Exception):

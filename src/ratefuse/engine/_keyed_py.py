@@ -9,50 +9,41 @@ signatures, errors and decisions, evictions included.
 from __future__ import annotations
 
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
 from ratefuse.core._args_py import check_cost, resolve_now
 from ratefuse.core._compound_py import Program
-from ratefuse.core._decision_py import Decision, ns_to_seconds
-from ratefuse.core._keys_py import PROCESS_SECRET, fingerprint, split_secret
+from ratefuse.core._decision_py import ns_to_seconds
+from ratefuse.core._keys_py import fingerprint
 from ratefuse.core._keytable_py import KeyTable
-from ratefuse.core.counters import LimiterCounters
+from ratefuse.core.keys import (
+    DEFAULT_MAX_KEYS,
+    PROCESS_SECRET,
+    Key,
+    check_max_keys,
+    split_secret,
+)
+from ratefuse.core.reservation import Refund
 from ratefuse.core.respec import keeps_state
 from ratefuse.core.spec import LimitSpec
 from ratefuse.core.verdict import Verdict
-from ratefuse.engine._subject_py import AsyncSleep, Sleep, reservation
-from ratefuse.engine.waiting import (
-    Reservation,
-    acquire_timeout,
-    wait,
-    wait_async,
-    wait_bound_ns,
-)
+from ratefuse.engine._verbs_py import KeyedVerbs
+from ratefuse.engine.batch import import_numpy
+from ratefuse.engine.waiting import AsyncSleep, Sleep
 
-Key = str | bytes | int
-DEFAULT_MAX_KEYS = 1_000_000
-MAX_MAX_KEYS = 1 << 32
+__all__ = ["KeyedLimiterCore"]
 
 
-def check_max_keys(max_keys: int) -> int:
-    """`check_max_keys` returns ``max_keys`` if it is an int in [1, 2**32]."""
-    if isinstance(max_keys, bool) or not isinstance(max_keys, int):
-        raise ValueError(f"max_keys must be an int, got {max_keys!r}")
-    if not 1 <= max_keys <= MAX_MAX_KEYS:
-        raise ValueError(f"max_keys must be in [1, 2**32], got {max_keys!r}")
-    return max_keys
-
-
-class KeyedLimiterCore:
+class KeyedLimiterCore(KeyedVerbs):
     """`KeyedLimiterCore` decides costs per key against ``specs``.
 
     ``max_keys`` bounds the live states (see KeyTable for what happens when
-    full); ``clock`` returns integer nanoseconds, None meaning the monotonic
-    clock; ``secret`` (16 bytes) keys the fingerprints, None meaning the
-    per-process secret. ``max_wait``, ``sleep`` and ``async_sleep`` are as
-    for LimiterCore. Thread-safe: each decision is atomic.
+    full); ``secret`` (16 bytes) keys the fingerprints, None meaning the
+    per-process secret. ``clock``, ``max_wait``, ``sleep`` and
+    ``async_sleep``: see :class:`~._verbs_py.Verbs`. Thread-safe: each
+    decision is atomic.
     """
 
     def __init__(
@@ -72,138 +63,68 @@ class KeyedLimiterCore:
         self._table = KeyTable(
             self._program.words, check_max_keys(max_keys), self._program.idle_at
         )
-        self._clock = clock
-        self._max_wait_ns = wait_bound_ns(None, max_wait)
-        self._max_wait = max_wait
-        self._sleep = sleep
-        self._async_sleep = async_sleep
+        super().__init__(clock, max_wait=max_wait, sleep=sleep, async_sleep=async_sleep)
         self._lock = threading.Lock()
-        self._allowed = 0
-        self._denied = 0
-        # Bumped when reconfigure starts the table anew: a reservation taken
-        # before then has nothing left to refund.
-        self._layout = 0
-
-    @property
-    def clock(self) -> Callable[[], int] | None:
-        """`clock` is the injected clock, or None for the monotonic clock."""
-        return self._clock
+        # The reset epoch: bumped when reconfigure starts the table anew, so
+        # that a reservation taken before then refunds nothing.
+        self._epoch = 0
 
     @property
     def max_keys(self) -> int:
         """`max_keys` is the most states the table holds."""
         return self._table.max_keys
 
-    def try_acquire(self, key: Key, cost: int = 1, now: int | None = None) -> bool:
-        """`try_acquire` consumes ``cost`` units of ``key``'s quota if every
-        limit admits them and reports whether it did."""
-        fingerprint_ = fingerprint(self._k0, self._k1, key)
-        units = check_cost(cost)
-        return self._decide(fingerprint_, units, resolve_now(self._clock, now))[
-            0
-        ].allowed
+    def _locate(self, key: Key) -> int:
+        return fingerprint(self._k0, self._k1, key)
 
-    def decide(self, key: Key, cost: int = 1, now: int | None = None) -> Decision:
-        """`decide` is `try_acquire` with the whole :class:`Decision`."""
-        fingerprint_ = fingerprint(self._k0, self._k1, key)
-        units = check_cost(cost)
-        verdict, spec = self._decide(fingerprint_, units, resolve_now(self._clock, now))
-        return Decision(
-            verdict.allowed,
-            verdict.remaining,
-            ns_to_seconds(verdict.retry_after_ns),
-            ns_to_seconds(verdict.reset_after_ns),
-            spec.capacity,
-        )
-
-    def reset(self, key: Key) -> None:
-        """`reset` forgets ``key``: its next decision is as if new."""
-        fingerprint_ = fingerprint(self._k0, self._k1, key)
+    def _step(self, where: int, cost: int, now: int) -> tuple[Verdict, int]:
         with self._lock:
-            slot = self._table.find(fingerprint_)
-            if slot >= 0:
-                self._table.remove(slot)
-
-    def reserve(
-        self,
-        key: Key,
-        cost: int = 1,
-        max_wait: float | None = None,
-        now: int | None = None,
-    ) -> Reservation:
-        """`reserve` sets ``cost`` units of ``key``'s quota aside if they can
-        be used within ``max_wait`` seconds (see LimiterCore.reserve)."""
-        fingerprint_ = fingerprint(self._k0, self._k1, key)
-        units = check_cost(cost)
-        bound = wait_bound_ns(max_wait, self._max_wait, "max_wait")
-        return self._reserve(fingerprint_, units, bound, resolve_now(self._clock, now))
-
-    def _first(self, key: Key, cost: int, timeout: float | None) -> Reservation:
-        fingerprint_ = fingerprint(self._k0, self._k1, key)
-        units = check_cost(cost)
-        bound = wait_bound_ns(timeout, self._max_wait)
-        return self._reserve(fingerprint_, units, bound, resolve_now(self._clock, None))
+            verdict, spec = self._step_locked(where, cost, now)
+        return verdict, spec.capacity
 
     def _reserve(
-        self, fingerprint_: int, units: int, bound: int, at: int
-    ) -> Reservation:
+        self, where: int, cost: int, bound: int, now: int
+    ) -> tuple[Verdict, int, Refund]:
         with self._lock:
             program, table = self._program, self._table
-            slot = table.find(fingerprint_)
+            slot = table.find(where)
             if slot >= 0:
                 verdict, spec, stamps = program.reserve(
-                    table.states, slot * program.words, at, units, bound
+                    table.states, slot * program.words, now, cost, bound
                 )
             else:
                 scratch = [0] * program.words
-                verdict, spec, stamps = program.reserve(scratch, 0, at, units, bound)
-                if program.idle_at(scratch, 0) > at:
-                    table.insert(fingerprint_, scratch, at)
+                verdict, spec, stamps = program.reserve(scratch, 0, now, cost, bound)
+                if program.idle_at(scratch, 0) > now:
+                    table.insert(where, scratch, now)
             self._count(verdict.allowed)
-            layout = self._layout
-        return reservation(
-            verdict, spec, partial(self._refund, fingerprint_, units, stamps, layout)
-        )
-
-    def acquire(self, key: Key, cost: int = 1, timeout: float | None = None) -> None:
-        """`acquire` takes ``cost`` units of ``key``'s quota, sleeping until
-        they are admitted (see LimiterCore.acquire)."""
-        first = self._first(key, cost, timeout)
-        if first.ok and first.delay == 0:
-            return
-        again = partial(self.reserve, key, cost)
-        limit = acquire_timeout(timeout, self._max_wait)
-        wait(first, again, self._clock_ns, limit, self._sleep)
-
-    def acquire_async(
-        self, key: Key, cost: int = 1, timeout: float | None = None
-    ) -> Awaitable[None]:
-        """`acquire_async` is `acquire` for asyncio: ``await`` it."""
-        first = self._first(key, cost, timeout)
-        again = partial(self.reserve, key, cost)
-        limit = acquire_timeout(timeout, self._max_wait)
-        return wait_async(first, again, self._clock_ns, limit, self._async_sleep)
-
-    def _clock_ns(self) -> int:
-        return resolve_now(self._clock, None)
+            epoch = self._epoch
+        refund = partial(self._refund, where, cost, stamps, epoch)
+        return verdict, spec.capacity, refund
 
     def _refund(
         self,
-        fingerprint_: int,
+        where: int,
         cost: int,
         stamps: tuple[int, ...],
-        layout: int,
+        epoch: int,
         now: int | None,
     ) -> None:
-        at = resolve_now(self._clock, now)
+        at = self._now(now)
         with self._lock:
-            if layout != self._layout:
+            if epoch != self._epoch:
                 return  # the table was started anew since: nothing to refund
-            slot = self._table.find(fingerprint_)
+            slot = self._table.find(where)
             if slot >= 0:  # an evicted or dropped key has nothing to refund
                 self._program.refund(
                     self._table.states, slot * self._program.words, at, cost, stamps
                 )
+
+    def _forget(self, where: int) -> None:
+        with self._lock:
+            slot = self._table.find(where)
+            if slot >= 0:
+                self._table.remove(slot)
 
     def stats(self) -> dict[str, int]:
         """`stats` reports ``live_keys``, ``max_keys``, ``capacity`` (slots),
@@ -237,12 +158,12 @@ class KeyedLimiterCore:
         ints) or a sequence of keys; ``costs``: None (each 1), an int, or one
         per key. Needs numpy (the ``numpy`` extra).
         """
-        numpy = _numpy()
+        numpy = import_numpy()
         key_list = keys.tolist() if isinstance(keys, numpy.ndarray) else list(keys)
         cost_list = _costs(numpy, costs, len(key_list))
         allowed = numpy.zeros(len(key_list), dtype=numpy.bool_)
         waits = numpy.zeros(len(key_list), dtype=numpy.float64)
-        fingerprints = [fingerprint(self._k0, self._k1, key) for key in key_list]
+        fingerprints = [self._locate(key) for key in key_list]
         at = resolve_now(self._clock, now)
         # One turn for the whole batch, as the compiled engine takes: a
         # reconfigure lands before or after it, never inside.
@@ -250,45 +171,26 @@ class KeyedLimiterCore:
             for index, (fingerprint_, cost) in enumerate(
                 zip(fingerprints, cost_list, strict=True)
             ):
-                verdict = self._decide_locked(fingerprint_, cost, at)[0]
+                verdict = self._step_locked(fingerprint_, cost, at)[0]
                 allowed[index] = verdict.allowed
                 waits[index] = ns_to_seconds(verdict.retry_after_ns)
         return (allowed, waits) if retry_after else allowed
 
-    def _decide(
-        self, fingerprint_: int, cost: int, now: int
-    ) -> tuple[Verdict, LimitSpec]:
-        with self._lock:
-            return self._decide_locked(fingerprint_, cost, now)
-
-    def _decide_locked(
-        self, fingerprint_: int, cost: int, now: int
+    def _step_locked(
+        self, where: int, cost: int, now: int
     ) -> tuple[Verdict, LimitSpec]:
         # Precondition: the lock is held.
         program, table = self._program, self._table
-        slot = table.find(fingerprint_)
+        slot = table.find(where)
         if slot >= 0:
             decided = program.decide(table.states, slot * program.words, now, cost)
         else:
             scratch = [0] * program.words
             decided = program.decide(scratch, 0, now, cost)
             if program.idle_at(scratch, 0) > now:
-                table.insert(fingerprint_, scratch, now)
+                table.insert(where, scratch, now)
         self._count(decided[0].allowed)
         return decided
-
-    def _count(self, allowed: bool) -> None:
-        # Precondition: the lock is held.
-        if allowed:
-            self._allowed += 1
-        else:
-            self._denied += 1
-
-    def counters(self) -> LimiterCounters:
-        """`counters` snapshots the verdicts counted since construction, one
-        per key of decide_many (see :class:`ratefuse.core.counters.LimiterCounters`)."""
-        with self._lock:
-            return LimiterCounters(self._allowed, self._denied)
 
     def reconfigure(self, specs: Sequence[LimitSpec]) -> None:
         """`reconfigure` replaces the limits of every key in one atomic step:
@@ -310,19 +212,9 @@ class KeyedLimiterCore:
                 self._table = KeyTable(program.words, old.max_keys, program.idle_at)
                 self._table.evictions = old.evictions
                 self._table.expired = old.expired
-                self._layout += 1
+                self._epoch += 1
             self._program = program
             self._specs = program.specs
-
-
-def _numpy() -> Any:
-    try:
-        import numpy
-    except ImportError as exc:  # pragma: no cover - exercised without numpy
-        raise ImportError(
-            "decide_many needs numpy: pip install 'ratefuse[numpy]'"
-        ) from exc
-    return numpy
 
 
 def _costs(numpy: Any, costs: Any, count: int) -> list[int]:

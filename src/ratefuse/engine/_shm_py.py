@@ -18,25 +18,24 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from types import TracebackType
 from typing import Final, TypeVar
 
-from ratefuse.core._args_py import check_cost, resolve_now
 from ratefuse.core._compound_py import ALGORITHMS
-from ratefuse.core._decision_py import Decision, ns_to_seconds
 from ratefuse.core._keys_py import fingerprint as key_fingerprint
 from ratefuse.core.counters import LimiterCounters
+from ratefuse.core.keys import Key
+from ratefuse.core.reservation import Refund
 from ratefuse.core.verdict import Verdict
 from ratefuse.engine import shm_layout as layout
-from ratefuse.engine._subject_py import AsyncSleep, Sleep, reservation
-from ratefuse.engine.waiting import Reservation, wait, wait_async, wait_bound_ns
+from ratefuse.engine._verbs_py import KeyedVerbs, SubjectVerbs, Verbs
+from ratefuse.engine.waiting import AsyncSleep, Sleep
 
 __all__ = ["ShmKeyedLimiterCore", "ShmLimiterCore"]
 
-Key = str | bytes | int
 CoreT = TypeVar("CoreT", bound="_ShmCore")
 OP_STEP: Final = 0
 OP_RESERVE: Final = 1
@@ -68,8 +67,9 @@ def _pending(state: int) -> bool:
     return state < 0 and state != FREE
 
 
-class _ShmCore:
-    """What the keyed and single-subject cores share; see ``_shm_c._ShmCore``."""
+class _ShmCore(Verbs):
+    """The shared-memory table as a state locator, for the keyed and the
+    single-subject cores; see ``_shm_c._ShmCore``."""
 
     def __init__(
         self,
@@ -86,24 +86,13 @@ class _ShmCore:
         self._count_bits = layout.packing_bits(spec)
         self._count_mask = (1 << self._count_bits) - 1
         self._counts = ("gcra", "fixed_window", "sliding_window").index(spec.algorithm)
-        self._max_wait_ns = wait_bound_ns(None, max_wait)
-        self._max_wait = max_wait
-        self._sleep = sleep
-        self._async_sleep = async_sleep
-        self._clock = clock
+        super().__init__(clock, max_wait=max_wait, sleep=sleep, async_sleep=async_sleep)
         self._k0, self._k1 = table.k0, table.k1
         self._bucket_mask = table.params.buckets - 1
         self._unsigned = memoryview(table.mmap).cast("Q")
         self._signed = memoryview(table.mmap).cast("q")
         self.table = table
         self._closed = False
-        # This process's verdicts by outcome (index 1: allowed, 0: denied).
-        self._verdicts = [0, 0]
-
-    @property
-    def clock(self) -> Callable[[], int] | None:
-        """`clock` is the injected clock, or None for the monotonic clock."""
-        return self._clock
 
     def close(self) -> None:
         """`close` unmaps the table (idempotent); later calls raise ValueError."""
@@ -249,7 +238,7 @@ class _ShmCore:
         with self._locked():
             verdict = self._run_locked(fingerprint, op, now, cost, arg)
             if op != OP_REFUND:
-                self._verdicts[verdict.allowed] += 1
+                self._count(verdict.allowed)
             return verdict
 
     def _run_locked(
@@ -270,46 +259,30 @@ class _ShmCore:
         return verdict
 
     def counters(self) -> LimiterCounters:
-        """`counters` snapshots this process's verdicts (not the other
+        """`counters` snapshots this process's decisions (not the other
         processes' sharing the table) since construction (see
         :class:`ratefuse.core.counters.LimiterCounters`)."""
-        return LimiterCounters(self._verdicts[1], self._verdicts[0])
+        return super().counters()
 
-    def _forget(self, fingerprint: int) -> None:
+    def _step(self, where: int, cost: int, now: int) -> tuple[Verdict, int]:
+        return self._run(where, OP_STEP, now, cost, 0), self._spec.capacity
+
+    def _reserve(
+        self, where: int, cost: int, bound: int, now: int
+    ) -> tuple[Verdict, int, Refund]:
+        verdict = self._run(where, OP_RESERVE, now, cost, bound)
+        refund = partial(self._refund, where, cost, verdict.stamp)
+        return verdict, self._spec.capacity, refund
+
+    def _refund(self, where: int, cost: int, stamp: int, now: int | None) -> None:
+        self._run(where, OP_REFUND, self._now(now), cost, stamp)
+
+    def _forget(self, where: int) -> None:
         with self._locked():
-            slot = self._find(fingerprint)
+            slot = self._find(where)
             if slot >= 0:
                 self._signed[slot + 1] = FREE
                 self._unsigned[slot] = 0
-
-    def _decision(self, verdict: Verdict) -> Decision:
-        return Decision(
-            verdict.allowed,
-            verdict.remaining,
-            ns_to_seconds(verdict.retry_after_ns),
-            ns_to_seconds(verdict.reset_after_ns),
-            self._spec.capacity,
-        )
-
-    def _reservation(
-        self, fingerprint: int, units: int, max_wait: float | None, now: int | None
-    ) -> Reservation:
-        bound = (
-            self._max_wait_ns
-            if max_wait is None
-            else wait_bound_ns(max_wait, self._max_wait)
-        )
-        verdict = self._run(
-            fingerprint, OP_RESERVE, resolve_now(self._clock, now), units, bound
-        )
-        refund = partial(self._refund, fingerprint, units, verdict.stamp)
-        return reservation(verdict, self._spec, refund)
-
-    def _refund(self, fingerprint: int, cost: int, stamp: int, now: int | None) -> None:
-        self._run(fingerprint, OP_REFUND, resolve_now(self._clock, now), cost, stamp)
-
-    def _clock_ns(self) -> int:
-        return resolve_now(self._clock, None)
 
     def stats(self) -> dict[str, int]:
         """`stats` reports ``live_keys``, ``max_keys``, ``capacity``,
@@ -333,72 +306,17 @@ class _ShmCore:
         }
 
 
-class ShmKeyedLimiterCore(_ShmCore):
+class ShmKeyedLimiterCore(_ShmCore, KeyedVerbs):
     """`ShmKeyedLimiterCore` decides costs per key against the limit of a
     shared-memory table; see the compiled twin for the contract."""
 
-    def _fingerprint(self, key: Key) -> int:
+    def _locate(self, key: Key) -> int:
         return key_fingerprint(self._k0, self._k1, key)
 
-    def try_acquire(self, key: Key, cost: int = 1, now: int | None = None) -> bool:
-        """`try_acquire` consumes ``cost`` units of ``key``'s quota if the
-        limit admits them and reports whether it did."""
-        fingerprint = self._fingerprint(key)
-        units = check_cost(cost)
-        return self._run(
-            fingerprint, OP_STEP, resolve_now(self._clock, now), units, 0
-        ).allowed
 
-    def decide(self, key: Key, cost: int = 1, now: int | None = None) -> Decision:
-        """`decide` is `try_acquire` with the whole :class:`Decision`."""
-        fingerprint = self._fingerprint(key)
-        units = check_cost(cost)
-        return self._decision(
-            self._run(fingerprint, OP_STEP, resolve_now(self._clock, now), units, 0)
-        )
-
-    def reserve(
-        self,
-        key: Key,
-        cost: int = 1,
-        max_wait: float | None = None,
-        now: int | None = None,
-    ) -> Reservation:
-        """`reserve` sets ``cost`` units of ``key``'s quota aside if they can
-        be used within ``max_wait`` seconds (see LimiterCore.reserve)."""
-        fingerprint = self._fingerprint(key)
-        return self._reservation(fingerprint, check_cost(cost), max_wait, now)
-
-    def acquire(self, key: Key, cost: int = 1, timeout: float | None = None) -> None:
-        """`acquire` takes ``cost`` units of ``key``'s quota, sleeping until
-        they are admitted (see LimiterCore.acquire)."""
-        first = self.reserve(key, cost, timeout)
-        if first.ok and first.delay == 0:
-            return
-        wait(
-            first,
-            partial(self.reserve, key, cost),
-            self._clock_ns,
-            timeout,
-            self._sleep,
-        )
-
-    def acquire_async(
-        self, key: Key, cost: int = 1, timeout: float | None = None
-    ) -> Awaitable[None]:
-        """`acquire_async` is `acquire` for asyncio: ``await`` it."""
-        first = self.reserve(key, cost, timeout)
-        again = partial(self.reserve, key, cost)
-        return wait_async(first, again, self._clock_ns, timeout, self._async_sleep)
-
-    def reset(self, key: Key) -> None:
-        """`reset` forgets ``key`` in every process: its next decision is as
-        if new."""
-        self._forget(self._fingerprint(key))
-
-
-class ShmLimiterCore(_ShmCore):
-    """`ShmLimiterCore` is `ShmKeyedLimiterCore` for one subject."""
+class ShmLimiterCore(_ShmCore, SubjectVerbs):
+    """`ShmLimiterCore` is `ShmKeyedLimiterCore` for one subject: its state
+    is the key ``b""``'s."""
 
     def __init__(
         self,
@@ -413,43 +331,3 @@ class ShmLimiterCore(_ShmCore):
             table, clock, max_wait=max_wait, sleep=sleep, async_sleep=async_sleep
         )
         self._subject = key_fingerprint(self._k0, self._k1, b"")
-
-    def try_acquire(self, cost: int = 1, now: int | None = None) -> bool:
-        """`try_acquire` consumes ``cost`` units if the limit admits them."""
-        units = check_cost(cost)
-        return self._run(
-            self._subject, OP_STEP, resolve_now(self._clock, now), units, 0
-        ).allowed
-
-    def decide(self, cost: int = 1, now: int | None = None) -> Decision:
-        """`decide` is `try_acquire` with the whole :class:`Decision`."""
-        units = check_cost(cost)
-        return self._decision(
-            self._run(self._subject, OP_STEP, resolve_now(self._clock, now), units, 0)
-        )
-
-    def reserve(
-        self, cost: int = 1, max_wait: float | None = None, now: int | None = None
-    ) -> Reservation:
-        """`reserve` sets ``cost`` units aside if they can be used within
-        ``max_wait`` seconds (see LimiterCore.reserve)."""
-        return self._reservation(self._subject, check_cost(cost), max_wait, now)
-
-    def acquire(self, cost: int = 1, timeout: float | None = None) -> None:
-        """`acquire` takes ``cost`` units, sleeping until they are admitted."""
-        first = self.reserve(cost, timeout)
-        if first.ok and first.delay == 0:
-            return
-        wait(first, partial(self.reserve, cost), self._clock_ns, timeout, self._sleep)
-
-    def acquire_async(
-        self, cost: int = 1, timeout: float | None = None
-    ) -> Awaitable[None]:
-        """`acquire_async` is `acquire` for asyncio: ``await`` it."""
-        first = self.reserve(cost, timeout)
-        again = partial(self.reserve, cost)
-        return wait_async(first, again, self._clock_ns, timeout, self._async_sleep)
-
-    def reset(self) -> None:
-        """`reset` forgets the state in every process: as if new."""
-        self._forget(self._subject)

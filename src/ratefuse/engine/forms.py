@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from ratefuse.core.errors import RateLimitExceeded
 
 if TYPE_CHECKING:
-    from ratefuse.engine.subject import Decision
+    from ratefuse.core.decision import Decision
 
 F = TypeVar("F", bound=Callable[..., Any])
 Before = Callable[[tuple[Any, ...], dict[str, Any]], None]

@@ -1,4 +1,5 @@
-"""Selects the keyed engine: compiled unless disabled (see :mod:`._impl`)."""
+"""Selects the keyed engine: compiled unless disabled (see
+:mod:`ratefuse.core.implementation`)."""
 
 from __future__ import annotations
 

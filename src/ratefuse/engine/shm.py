@@ -1,4 +1,5 @@
-"""Selects the shared-memory cores: compiled unless disabled (see :mod:`._impl`)."""
+"""Selects the shared-memory cores: compiled unless disabled (see
+:mod:`ratefuse.core.implementation`)."""
 
 from __future__ import annotations
 

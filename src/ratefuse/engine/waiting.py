@@ -1,28 +1,45 @@
-"""Reservations and waiting, shared by every engine (compiled or not).
+"""Waiting: one planner for every blocking verb, local or not.
 
-The engines' ``reserve`` builds a :class:`Reservation`; ``acquire`` and
-``acquire_async`` return at once when the reservation needs no wait, and
-otherwise hand it to :func:`plan`, one generator of the sleeps to take that
-both the blocking and the asyncio forms drive, so neither is a copy of the
-other.
+An ``acquire`` starts from a :class:`~ratefuse.core.reservation.Reservation`
+(the engines' ``reserve``; for a backend such as Redis, a decision seen as a
+reservation with nothing to give back, see `decided`). If it needs no wait
+the verb returns at once; otherwise :func:`plan` says what to do: sleep, and
+after a denial attempt again. The blocking (`wait`) and asyncio
+(`wait_async`) drivers only carry that out, so neither is a copy of the
+other, and `retry` and `retry_async` are the same drivers for a backend
+that decides instead of reserving.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ratefuse.core.errors import RateLimitExceeded
+from ratefuse.core.reservation import Reservation
 
 if TYPE_CHECKING:
-    from ratefuse.engine.subject import Decision
+    from ratefuse.core.decision import Decision
 
 # The bound on a wait that means "no bound", in ns (36 years): with now and
 # tau bounded (see rates.MAX_TOLERANCE_NS) the cores stay inside int64.
 UNBOUNDED_NS = 1 << 60
+
+# The shortest sleep between two attempts of a backend, in seconds: a
+# denial that reports retry_after 0 (a fallback policy's, or a fleet whose
+# clocks disagree) must not turn acquire into a busy loop on Redis.
+MIN_RETRY_S = 1e-4
+
+Clock = Callable[[], int]
+Sleep = Callable[[float], object]
+AsyncSleep = Callable[[float], Awaitable[object]]
+# `Again` reserves anew, at most ``within`` seconds ahead (None: no bound).
+Again = Callable[[float | None], Reservation]
+AgainAsync = Callable[[float | None], Reservation | Awaitable[Reservation]]
 
 
 def wait_bound_ns(
@@ -54,55 +71,39 @@ def acquire_timeout(timeout: float | None, max_wait: float | None) -> float | No
     return timeout if max_wait is None else min(timeout, max_wait)
 
 
-class Reservation:
-    """`Reservation` is ``cost`` units set aside by ``reserve``.
-
-    ``ok``: the units are reserved; use them after ``delay`` seconds.
-    Otherwise nothing was taken and ``delay`` is how long the units would
-    have needed (``inf``: they never can be admitted). ``decision`` is the
-    decision behind it. `cancel` gives back what is left (exactly for gcra;
-    see each algorithm's refund). Thread-safe; cancel is idempotent.
-    """
-
-    __slots__ = ("_refund", "decision", "delay", "ok")
-
-    def __init__(
-        self,
-        ok: bool,
-        delay: float,
-        decision: Decision,
-        refund: Callable[[int | None], None] | None,
-    ) -> None:
-        self.ok = ok
-        self.delay = delay
-        self.decision = decision
-        self._refund = refund if ok else None
-
-    def cancel(self, now: int | None = None) -> None:
-        """`cancel` gives the reserved units back (no-op if not ``ok`` or
-        already cancelled); ``now`` is in ns on the limiter's clock."""
-        refund, self._refund = self._refund, None
-        if refund is not None:
-            refund(now)
-
-    def __repr__(self) -> str:
-        return f"Reservation(ok={self.ok}, delay={self.delay!r})"
+def check_wait(timeout: float | None, max_wait: float | None) -> float | None:
+    """`check_wait` is `acquire_timeout` after checking both bounds: raises
+    ValueError naming the field for a negative or NaN one."""
+    wait_bound_ns(timeout, max_wait)
+    return acquire_timeout(timeout, max_wait)
 
 
-Again = Callable[[float | None], Reservation]
+class Retry(NamedTuple):
+    """`Retry` is a step of `plan`: attempt again, reserving at most
+    ``within`` seconds ahead (None: no bound), and send the result."""
+
+    within: float | None
+
+
+# A step of `plan`: seconds to sleep, or an attempt to make.
+Step = float | Retry
 
 
 def plan(
     first: Reservation,
-    again: Again,
-    clock_ns: Callable[[], int],
+    clock_ns: Clock,
     timeout: float | None,
-) -> Generator[float, None, None]:
-    """`plan` yields the sleeps (seconds) an acquire takes, and returns once
-    the units are held. ``again(max_wait)`` reserves anew (after a window
-    algorithm's denial). Raises RateLimitExceeded at once, without waiting,
-    when the wait would pass ``timeout`` or can never end."""
-    started = clock_ns()
+    min_sleep: float = 0.0,
+    started: int | None = None,
+) -> Generator[Step, Reservation | None, None]:
+    """`plan` yields the steps of an acquire that ``first`` did not settle:
+    sleeps (seconds) and, after a denial, a `Retry` whose reservation the
+    driver sends back. It returns once the units are held, and cancels a
+    held reservation if a sleep is interrupted (the driver throws the
+    exception in). Raises RateLimitExceeded at once, without sleeping, when
+    the wait would pass ``timeout`` (measured from ``started``, default
+    now) or can never end. ``min_sleep`` floors the sleep after a denial."""
+    began = clock_ns() if started is None else started
     reservation = first
     while True:
         if reservation.ok:
@@ -113,33 +114,45 @@ def plan(
                     reservation.cancel()  # interrupted: give the slot back
                     raise
             return
-        elapsed = (clock_ns() - started) / 1e9
+        elapsed = (clock_ns() - began) / 1e9
         if math.isinf(reservation.delay) or (
             timeout is not None and elapsed + reservation.delay > timeout
         ):
             raise RateLimitExceeded(reservation.decision)
-        yield reservation.delay
-        left = (
-            None
-            if timeout is None
-            else max(0.0, timeout - (clock_ns() - started) / 1e9)
+        yield max(reservation.delay, min_sleep)
+        within = (
+            None if timeout is None else max(0.0, timeout - (clock_ns() - began) / 1e9)
         )
-        reservation = again(left)
+        sent = yield Retry(within)
+        assert sent is not None, "plan: a Retry step is answered with a reservation"
+        reservation = sent
 
 
 def wait(
     first: Reservation,
     again: Again,
-    clock_ns: Callable[[], int],
+    clock_ns: Clock,
     timeout: float | None,
-    sleep: Callable[[float], object] | None,
+    sleep: Sleep | None,
+    min_sleep: float = 0.0,
+    started: int | None = None,
 ) -> None:
-    """`wait` drives `plan` with blocking sleeps (``time.sleep`` if None)."""
+    """`wait` carries out `plan` with blocking sleeps (``time.sleep`` if
+    None), reserving anew with ``again``."""
     sleeper = time.sleep if sleep is None else sleep
-    steps = plan(first, again, clock_ns, timeout)
-    for seconds in steps:
+    steps = plan(first, clock_ns, timeout, min_sleep, started)
+    answer: Reservation | None = None
+    while True:
         try:
-            sleeper(seconds)
+            step = steps.send(answer)
+        except StopIteration:
+            return
+        if isinstance(step, Retry):
+            answer = again(step.within)
+            continue
+        answer = None
+        try:
+            sleeper(step)
         except BaseException as exc:
             steps.throw(exc)  # lets plan cancel a held reservation
             raise
@@ -147,17 +160,78 @@ def wait(
 
 async def wait_async(
     first: Reservation,
-    again: Again,
-    clock_ns: Callable[[], int],
+    again: AgainAsync,
+    clock_ns: Clock,
     timeout: float | None,
-    sleep: Callable[[float], Awaitable[object]] | None,
+    sleep: AsyncSleep | None,
+    min_sleep: float = 0.0,
+    started: int | None = None,
 ) -> None:
-    """`wait_async` drives `plan` with ``asyncio.sleep`` (or ``sleep``)."""
+    """`wait_async` is `wait` for asyncio: sleeps with ``asyncio.sleep`` (or
+    ``sleep``) and awaits ``again`` when it returns an awaitable."""
     sleeper = asyncio.sleep if sleep is None else sleep
-    steps = plan(first, again, clock_ns, timeout)
-    for seconds in steps:
+    steps = plan(first, clock_ns, timeout, min_sleep, started)
+    answer: Reservation | None = None
+    while True:
         try:
-            await sleeper(seconds)
+            step = steps.send(answer)
+        except StopIteration:
+            return
+        if isinstance(step, Retry):
+            attempt = again(step.within)
+            answer = await attempt if inspect.isawaitable(attempt) else attempt
+            continue
+        answer = None
+        try:
+            await sleeper(step)
         except BaseException as exc:
             steps.throw(exc)  # lets plan cancel a held reservation
             raise
+
+
+def decided(decision: Decision) -> Reservation:
+    """`decided` is a backend's decision seen as a reservation: allowed, it
+    holds the units with no wait; denied, it consumed nothing, so there is
+    nothing to give back and asking again is safe."""
+    delay = 0.0 if decision.allowed else decision.retry_after
+    return Reservation(decision.allowed, delay, decision, None)
+
+
+def retry(
+    decide: Callable[[], Decision],
+    timeout: float | None,
+    clock: Clock | None,
+    sleep: Sleep | None,
+) -> None:
+    """`retry` decides until allowed, sleeping each denial's retry_after (at
+    least MIN_RETRY_S); raises RateLimitExceeded as `plan` does. ``clock``
+    (None: ``time.monotonic_ns``) measures the wait from before the first
+    decision."""
+    clock_ns = time.monotonic_ns if clock is None else clock
+    started = clock_ns()
+    wait(
+        decided(decide()),
+        lambda _: decided(decide()),
+        clock_ns,
+        timeout,
+        sleep,
+        MIN_RETRY_S,
+        started,
+    )
+
+
+async def retry_async(
+    decide: Callable[[], Awaitable[Decision]],
+    timeout: float | None,
+    clock: Clock | None,
+    sleep: AsyncSleep | None,
+) -> None:
+    """`retry_async` is `retry` for asyncio: ``decide`` is awaited."""
+    clock_ns = time.monotonic_ns if clock is None else clock
+    started = clock_ns()
+
+    async def again(_: float | None) -> Reservation:
+        return decided(await decide())
+
+    first = decided(await decide())
+    await wait_async(first, again, clock_ns, timeout, sleep, MIN_RETRY_S, started)

@@ -3,7 +3,8 @@
 
 They add to :class:`RedisLimiter` and :class:`AsyncRedisLimiter` what the
 in-memory limiters have: the blocking verbs (``acquire``, ``acquire_async``,
-sleeping the retry_after Redis reports, see :mod:`._retrying`), the
+sleeping the retry_after Redis reports, see
+:func:`ratefuse.engine.waiting.retry`), the
 decorator and context-manager forms, and a one-subject form.
 """
 
@@ -14,9 +15,9 @@ from typing import Any
 
 from ratefuse.engine.forms import KeyedForms, SubjectForms
 from ratefuse.engine.subject import Decision
+from ratefuse.engine.waiting import Clock, check_wait, retry, retry_async
 from ratefuse.rates import Rate
 from ratefuse.redis._policy import LimiterStats
-from ratefuse.redis._retrying import Clock, block, block_async, check_wait
 from ratefuse.redis._schema import Subject
 from ratefuse.redis.limiter import AsyncRedisLimiter, RedisLimiter
 
@@ -61,7 +62,7 @@ class RedisKeyedLimiter(KeyedForms, RedisLimiter):
         """`acquire` takes ``cost`` units of ``key``, sleeping until Redis
         admits them (see the class)."""
         bound = check_wait(timeout, self.max_wait)
-        block(lambda: self.decide(key, cost), bound, self._wait_clock, self._sleep)
+        retry(lambda: self.decide(key, cost), bound, self._wait_clock, self._sleep)
 
     async def acquire_async(
         self, key: Subject, cost: int = 1, timeout: float | None = None
@@ -73,7 +74,7 @@ class RedisKeyedLimiter(KeyedForms, RedisLimiter):
         async def decide() -> Decision:
             return self.decide(key, cost)
 
-        await block_async(decide, bound, self._wait_clock, self._async_sleep)
+        await retry_async(decide, bound, self._wait_clock, self._async_sleep)
 
 
 class AsyncRedisKeyedLimiter(AsyncRedisLimiter):
@@ -105,7 +106,7 @@ class AsyncRedisKeyedLimiter(AsyncRedisLimiter):
         """`acquire_async` takes ``cost`` units of ``key``, sleeping until
         Redis admits them (see RedisKeyedLimiter.acquire)."""
         bound = check_wait(timeout, self.max_wait)
-        await block_async(
+        await retry_async(
             lambda: self.decide(key, cost), bound, self._wait_clock, self._async_sleep
         )
 

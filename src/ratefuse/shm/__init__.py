@@ -35,9 +35,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ratefuse.core.implementation import IMPLEMENTATION, Implementation
+from ratefuse.core.keys import Key
 from ratefuse.core.spec import LimitSpec
 from ratefuse.engine import shm_layout as layout
-from ratefuse.engine._keyed_py import Key
 from ratefuse.engine.forms import KeyedForms, SubjectForms
 from ratefuse.engine.shm import ShmKeyedLimiterCore, ShmLimiterCore
 from ratefuse.engine.shm_layout import (
