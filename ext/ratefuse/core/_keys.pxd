@@ -1,11 +1,10 @@
-# Key fingerprints for the shared-memory table, inlined into _shm_c. The
-# spec is src/ratefuse/core/_keys_py.py: the same bytes and the same SipHash-1-3
-# as the in-memory table (whose copy lives in _keyed_c.pyx), under the
-# secret stored in the table's header.
+# Key fingerprints, compiled, inlined into every keyed engine (the in-memory
+# table's _keyed_c and the shared-memory table's _shm_c). The spec is
+# src/ratefuse/core/_keys_py.py: the same bytes and the same SipHash-1-3.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
 from cpython.unicode cimport PyUnicode_Check
-from libc.stdint cimport uint64_t
+from libc.stdint cimport int64_t, uint64_t
 
 cdef extern from "ratefuse_siphash.h":
     uint64_t ratefuse_siphash13(uint64_t k0, uint64_t k1, const void* data,
@@ -13,6 +12,16 @@ cdef extern from "ratefuse_siphash.h":
 
 cdef extern from "Python.h":
     const char* PyUnicode_AsUTF8AndSize(object text, Py_ssize_t* size) except NULL
+
+cdef extern from *:
+    """
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    #define RATEFUSE_TO_LE64(value) __builtin_bswap64(value)
+    #else
+    #define RATEFUSE_TO_LE64(value) (value)
+    #endif
+    """
+    uint64_t to_le64 "RATEFUSE_TO_LE64"(uint64_t value) noexcept nogil
 
 cdef enum:
     TAG_STR = 1
@@ -32,13 +41,18 @@ cdef inline uint64_t hash_bytes(uint64_t k0, uint64_t k1, uint64_t tag,
                                       size))
 
 
+cdef inline uint64_t int_fingerprint(uint64_t k0, uint64_t k1,
+                                     int64_t key) noexcept nogil:
+    # An int key in int64 range: its 8 bytes, little-endian on every host.
+    cdef uint64_t little = to_le64(<uint64_t>key)
+    return hash_bytes(k0, k1, TAG_INT, <const char*>&little, 8)
+
+
 cdef inline uint64_t key_fingerprint(uint64_t k0, uint64_t k1, object key) except 0:
     cdef const char* data
     cdef Py_ssize_t size
     cdef int overflow = 0
     cdef long long value
-    cdef unsigned char little[8]
-    cdef int index
     if PyUnicode_Check(key):
         try:
             data = PyUnicode_AsUTF8AndSize(key, &size)
@@ -52,9 +66,7 @@ cdef inline uint64_t key_fingerprint(uint64_t k0, uint64_t k1, object key) excep
     if PyLong_Check(key):
         value = PyLong_AsLongLongAndOverflow(key, &overflow)
         if not overflow:
-            for index in range(8):  # little-endian on every host
-                little[index] = (<uint64_t>value >> (8 * index)) & 0xFF
-            return hash_bytes(k0, k1, TAG_INT, <const char*>little, 8)
+            return int_fingerprint(k0, k1, value)
         encoded = str(int(key)).encode("ascii")
         return hash_bytes(k0, k1, TAG_BIG_INT, PyBytes_AS_STRING(encoded),
                           PyBytes_GET_SIZE(encoded))

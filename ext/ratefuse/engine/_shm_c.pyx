@@ -23,16 +23,15 @@ from libc.stdint cimport INT64_MIN, int64_t, uint64_t
 from libc.string cimport memset
 
 from ratefuse.core._args cimport resolve_now, to_cost
-from ratefuse.core._decision_c cimport make_decision, make_reservation
+from ratefuse.core._decision_c cimport make_reservation
 from ratefuse.core._compound_c cimport Program, program_free, program_init
 from ratefuse.core._keys cimport key_fingerprint
 from ratefuse.core._step cimport CSpec, Verdict
+from ratefuse.engine._verbs_c cimport Verbs
 
 from functools import partial
 
 from ratefuse.engine import shm_layout as layout
-from ratefuse.core.counters import LimiterCounters
-from ratefuse.engine.waiting import wait, wait_async, wait_bound_ns
 
 __all__ = ["ShmKeyedLimiterCore", "ShmLimiterCore"]
 
@@ -92,10 +91,11 @@ cdef inline Slot* slot_at(int64_t* bucket, int index) noexcept nogil:
     return <Slot*>(bucket + 2 + 2 * index)
 
 
-cdef class _ShmCore:
-    # What the keyed and single-subject cores share: the mapping, the
-    # limit, and the lock-free table operations. Thread-safe: every table
-    # change is a CAS; the lookup hint is touched with the GIL held.
+cdef class _ShmCore(Verbs):
+    # The shared-memory table as a state locator, for the keyed and the
+    # single-subject cores: the mapping, the limit, and the lock-free table
+    # operations; the verbs are Verbs'. Thread-safe: every table change is
+    # a CAS; the lookup hint is touched with the GIL held.
     cdef unsigned char[::1] _view
     cdef int64_t* _words
     cdef uint64_t _bucket_mask
@@ -108,15 +108,7 @@ cdef class _ShmCore:
     cdef int64_t _count_mask
     cdef Slot* _hint
     cdef uint64_t _hint_fingerprint
-    cdef int64_t _max_wait_ns
-    cdef object _max_wait
-    cdef object _sleep
-    cdef object _async_sleep
-    cdef object _clock
     cdef readonly object table
-    # This process's verdicts by outcome (index 1: allowed, 0: denied);
-    # bumped with the GIL held, read by counters().
-    cdef int64_t _verdicts[2]
 
     def __cinit__(self, *args, **kwargs):
         memset(&self._program, 0, sizeof(Program))
@@ -136,11 +128,7 @@ cdef class _ShmCore:
         self._count_mask = (<int64_t>1 << self._count_bits) - 1
         self._counts = {"gcra": 0, "fixed_window": 1, "sliding_window": 2}[
             spec.algorithm]
-        self._max_wait_ns = wait_bound_ns(None, max_wait)
-        self._max_wait = max_wait
-        self._sleep = sleep
-        self._async_sleep = async_sleep
-        self._clock = clock
+        self._init_waits(clock, max_wait, sleep, async_sleep)
         self._k0, self._k1 = table.k0, table.k1
         self._bucket_mask = table.params.buckets - 1
         self._view = table.mmap
@@ -149,11 +137,6 @@ cdef class _ShmCore:
 
     def __dealloc__(self):
         program_free(&self._program)
-
-    @property
-    def clock(self):
-        """`clock` is the injected clock, or None for the monotonic clock."""
-        return self._clock
 
     def close(self):
         """`close` unmaps the table (idempotent); later calls raise ValueError."""
@@ -336,13 +319,33 @@ cdef class _ShmCore:
     cdef inline void count(self, int op, const Verdict* verdict) noexcept nogil:
         # Counts a decision of this process (a refund is none).
         if op != OP_REFUND:
-            self._verdicts[verdict.allowed != 0] += 1
+            self._outcome_counts[verdict.allowed != 0] += 1
 
     def counters(self):
-        """`counters` snapshots this process's verdicts (not the other
+        """`counters` snapshots this process's decisions (not the other
         processes' sharing the table) since construction (see
         ratefuse.core.counters.LimiterCounters)."""
-        return LimiterCounters(self._verdicts[1], self._verdicts[0])
+        return Verbs.counters(self)
+
+    cdef int64_t _step(self, uint64_t where, int64_t cost, int64_t now,
+                       Verdict* out) except -1:
+        self.run(where, OP_STEP, now, cost, 0, out)
+        return self._spec.capacity
+
+    cdef object _reserve(self, uint64_t where, int64_t units, int64_t bound,
+                         int64_t now, bint none_if_now):
+        cdef Verdict verdict
+        self.run(where, OP_RESERVE, now, units, bound, &verdict)
+        if none_if_now and verdict.allowed and verdict.retry_after_ns == 0:
+            return None
+        return make_reservation(&verdict, self._spec.capacity,
+                                partial(self._refund, where, units, verdict.stamp))
+
+    cdef int _forget(self, uint64_t where) except -1:
+        if self._words == NULL:
+            raise ValueError(f"{type(self).__name__} is closed")
+        self.forget(where)
+        return 0
 
     cdef void forget(self, uint64_t fingerprint) noexcept nogil:
         cdef Slot* slot
@@ -355,26 +358,10 @@ cdef class _ShmCore:
             if state >= 0 and cas_slot(slot, fingerprint, state, 0, FREE):
                 return
 
-    cdef object reservation(self, uint64_t fingerprint, int64_t units,
-                            object max_wait, object now):
-        cdef Verdict verdict
-        cdef int64_t bound = (
-            self._max_wait_ns if max_wait is None
-            else wait_bound_ns(max_wait, self._max_wait)
-        )
-        self.run(fingerprint, OP_RESERVE, resolve_now(self._clock, now), units,
-                 bound, &verdict)
-        return make_reservation(&verdict, self._spec.capacity,
-                                partial(self._refund, fingerprint, units,
-                                        verdict.stamp))
-
     def _refund(self, uint64_t fingerprint, int64_t cost, int64_t stamp, now):
         cdef Verdict unused
         self.run(fingerprint, OP_REFUND, resolve_now(self._clock, now), cost, stamp,
                  &unused)
-
-    def _clock_ns(self):
-        return resolve_now(self._clock, None)
 
     def stats(self):
         """`stats` reports ``live_keys`` (slots holding a state, idle ones
@@ -436,41 +423,26 @@ cdef class ShmKeyedLimiterCore(_ShmCore):
 
     def decide(self, key, cost=1, now=None):
         """`decide` is `try_acquire` with the whole :class:`Decision`."""
-        cdef Verdict verdict
-        cdef uint64_t fingerprint = self.fingerprint(key)
-        cdef int64_t units = to_cost(cost)
-        self.run(fingerprint, OP_STEP, resolve_now(self._clock, now), units, 0,
-                 &verdict)
-        return make_decision(&verdict, self._spec.capacity)
+        return self._decision(self.fingerprint(key), cost, now)
 
     def reserve(self, key, cost=1, max_wait=None, now=None):
         """`reserve` sets ``cost`` units of ``key``'s quota aside if they can
         be used within ``max_wait`` seconds (see LimiterCore.reserve)."""
-        cdef uint64_t fingerprint = self.fingerprint(key)
-        return self.reservation(fingerprint, to_cost(cost), max_wait, now)
+        return self._reservation(self.fingerprint(key), cost, max_wait, now)
 
     def acquire(self, key, cost=1, timeout=None):
         """`acquire` takes ``cost`` units of ``key``'s quota, sleeping until
         they are admitted (see LimiterCore.acquire)."""
-        first = self.reserve(key, cost, timeout)
-        if first.ok and first.delay == 0:
-            return None
-        wait(first, partial(self.reserve, key, cost), self._clock_ns, timeout,
-             self._sleep)
+        return self._acquire(self.fingerprint(key), key, True, cost, timeout)
 
     def acquire_async(self, key, cost=1, timeout=None):
         """`acquire_async` is `acquire` for asyncio: ``await`` it."""
-        first = self.reserve(key, cost, timeout)
-        return wait_async(first, partial(self.reserve, key, cost), self._clock_ns,
-                          timeout, self._async_sleep)
+        return self._acquire_async(self.fingerprint(key), key, True, cost, timeout)
 
     def reset(self, key):
         """`reset` forgets ``key`` in every process: its next decision is as
         if new."""
-        cdef uint64_t fingerprint = self.fingerprint(key)
-        if self._words == NULL:
-            raise ValueError(f"{type(self).__name__} is closed")
-        self.forget(fingerprint)
+        self._forget(self.fingerprint(key))
 
 
 cdef class ShmLimiterCore(_ShmCore):
@@ -494,33 +466,21 @@ cdef class ShmLimiterCore(_ShmCore):
 
     def decide(self, cost=1, now=None):
         """`decide` is `try_acquire` with the whole :class:`Decision`."""
-        cdef Verdict verdict
-        cdef int64_t units = to_cost(cost)
-        self.run(self._subject, OP_STEP, resolve_now(self._clock, now), units, 0,
-                 &verdict)
-        return make_decision(&verdict, self._spec.capacity)
+        return self._decision(self._subject, cost, now)
 
     def reserve(self, cost=1, max_wait=None, now=None):
         """`reserve` sets ``cost`` units aside if they can be used within
         ``max_wait`` seconds (see LimiterCore.reserve)."""
-        return self.reservation(self._subject, to_cost(cost), max_wait, now)
+        return self._reservation(self._subject, cost, max_wait, now)
 
     def acquire(self, cost=1, timeout=None):
         """`acquire` takes ``cost`` units, sleeping until they are admitted."""
-        first = self.reserve(cost, timeout)
-        if first.ok and first.delay == 0:
-            return None
-        wait(first, partial(self.reserve, cost), self._clock_ns, timeout,
-             self._sleep)
+        return self._acquire(self._subject, None, False, cost, timeout)
 
     def acquire_async(self, cost=1, timeout=None):
         """`acquire_async` is `acquire` for asyncio: ``await`` it."""
-        first = self.reserve(cost, timeout)
-        return wait_async(first, partial(self.reserve, cost), self._clock_ns,
-                          timeout, self._async_sleep)
+        return self._acquire_async(self._subject, None, False, cost, timeout)
 
     def reset(self):
         """`reset` forgets the state in every process: as if new."""
-        if self._words == NULL:
-            raise ValueError(f"{type(self).__name__} is closed")
-        self.forget(self._subject)
+        self._forget(self._subject)

@@ -1,13 +1,14 @@
-# The limiter engine, compiled. The spec is src/ratefuse/engine/_subject_py.py: same
-# names, signatures, errors and decisions. A decision runs with the GIL held
-# and calls no Python code (the default clock is read in C), so it is atomic.
+# The limiter engine, compiled. The spec is src/ratefuse/engine/_subject_py.py:
+# same names, signatures, errors and decisions. A decision runs with the GIL
+# held and calls no Python code (the default clock is read in C), so it is
+# atomic. The verbs are Verbs' (_verbs_c.pyx); this module holds the state.
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memset
 
 from ratefuse.core._args cimport resolve_now, to_cost
 from ratefuse.core._clock cimport monotonic_ns
-from ratefuse.core._decision_c cimport make_decision, make_reservation
+from ratefuse.core._decision_c cimport make_reservation
 from ratefuse.core._compound_c cimport (
     Program,
     program_decide,
@@ -17,18 +18,17 @@ from ratefuse.core._compound_c cimport (
     program_reserve,
 )
 from ratefuse.core._step cimport Verdict
+from ratefuse.engine._verbs_c cimport Verbs
 
 from functools import partial
 
-from ratefuse.core.counters import LimiterCounters
 from ratefuse.core._decision_c import Decision
 from ratefuse.core.respec import keeps_state
-from ratefuse.engine.waiting import acquire_timeout, wait, wait_async, wait_bound_ns
 
 __all__ = ["Decision", "LimiterCore"]
 
 
-cdef class LimiterCore:
+cdef class LimiterCore(Verbs):
     """`LimiterCore` decides costs for one subject against ``specs``, all or
     nothing.
 
@@ -43,33 +43,22 @@ cdef class LimiterCore:
     cdef int64_t* _state
     cdef int64_t* _stamps
     cdef tuple _specs
-    cdef object _clock
-    cdef object _max_wait
-    cdef int64_t _max_wait_ns
-    cdef object _sleep
-    cdef object _async_sleep
-    # Verdicts counted by outcome (index 1: allowed, 0: denied), bumped with
-    # the GIL held by every decision; read by counters().
-    cdef int64_t _verdicts[2]
-    # The stamps buffer only grows (see reconfigure); _layout counts the
-    # reconfigures that started the state anew.
+    # The stamps buffer only grows (see reconfigure); _epoch, the reset
+    # epoch, counts the reconfigures that started the state anew.
     cdef Py_ssize_t _stamps_size
-    cdef int64_t _layout
+    cdef int64_t _epoch
 
     def __cinit__(self, *args, **kwargs):
-        # Takes any arguments so that Python subclasses (ratefuse.Limiter)
-        # may have their own constructor signature.
         memset(&self._program, 0, sizeof(Program))
         self._state = NULL
         self._stamps = NULL
-        self._verdicts[0] = self._verdicts[1] = 0
 
     def __init__(self, specs, clock=None, *, max_wait=None, sleep=None,
                  async_sleep=None):
         if self._state != NULL:
             raise TypeError("LimiterCore.__init__ may be called only once")
         specs = tuple(specs)
-        self._max_wait_ns = wait_bound_ns(None, max_wait)
+        self._init_waits(clock, max_wait, sleep, async_sleep)
         program_init(&self._program, specs)
         self._state = <int64_t*>PyMem_Malloc(self._program.words * sizeof(int64_t))
         self._stamps = <int64_t*>PyMem_Malloc(self._program.count * sizeof(int64_t))
@@ -78,20 +67,11 @@ cdef class LimiterCore:
         self._stamps_size = self._program.count
         memset(self._state, 0, self._program.words * sizeof(int64_t))
         self._specs = specs
-        self._clock = clock
-        self._max_wait = max_wait
-        self._sleep = sleep
-        self._async_sleep = async_sleep
 
     def __dealloc__(self):
         program_free(&self._program)
         PyMem_Free(self._state)
         PyMem_Free(self._stamps)
-
-    @property
-    def clock(self):
-        """`clock` is the injected clock, or None for the monotonic clock."""
-        return self._clock
 
     @property
     def _specs(self):
@@ -113,109 +93,75 @@ cdef class LimiterCore:
             )
         else:
             program_decide(&self._program, self._state, at, units, &verdict)
-        self._verdicts[verdict.allowed != 0] += 1
+        self._outcome_counts[verdict.allowed != 0] += 1
         return verdict.allowed
 
     def decide(self, cost=1, now=None):
         """`decide` is `try_acquire` with the whole :class:`Decision`."""
-        cdef Verdict verdict
-        cdef int64_t units = to_cost(cost)
-        cdef int64_t at = resolve_now(self._clock, now)
-        cdef Py_ssize_t binding = program_decide(
-            &self._program, self._state, at, units, &verdict
-        )
-        self._verdicts[verdict.allowed != 0] += 1
-        return make_decision(&verdict, self._program.specs[binding].capacity)
-
-    def reset(self):
-        """`reset` forgets everything admitted: the state is as if new."""
-        memset(self._state, 0, self._program.words * sizeof(int64_t))
+        return self._decision(0, cost, now)
 
     def reserve(self, cost=1, max_wait=None, now=None):
         """`reserve` sets ``cost`` units aside if they can be used within
         ``max_wait`` seconds (None: the limiter's max_wait, else no bound).
         gcra and leaky_bucket schedule ahead; the window algorithms reserve
         only what they admit now."""
-        cdef int64_t units = to_cost(cost)
-        cdef int64_t bound = (
-            self._max_wait_ns if max_wait is None
-            else wait_bound_ns(max_wait, self._max_wait, "max_wait")
-        )
-        return self._reserve(units, bound, resolve_now(self._clock, now))
+        return self._reservation(0, cost, max_wait, now)
 
-    cdef object _reserve(self, int64_t units, int64_t bound, int64_t at):
+    def acquire(self, cost=1, timeout=None):
+        """`acquire` takes ``cost`` units, sleeping until they are admitted
+        (never busy-waiting); raises RateLimitExceeded at once if that would
+        take longer than ``timeout`` seconds or can never happen."""
+        return self._acquire(0, None, False, cost, timeout)
+
+    def acquire_async(self, cost=1, timeout=None):
+        """`acquire_async` is `acquire` for asyncio: ``await`` it."""
+        return self._acquire_async(0, None, False, cost, timeout)
+
+    def reset(self):
+        """`reset` forgets everything admitted: the state is as if new."""
+        self._forget(0)
+
+    cdef int64_t _step(self, uint64_t where, int64_t cost, int64_t now,
+                       Verdict* out) except -1:
+        cdef Py_ssize_t binding = program_decide(
+            &self._program, self._state, now, cost, out
+        )
+        self._outcome_counts[out.allowed != 0] += 1
+        return self._program.specs[binding].capacity
+
+    cdef object _reserve(self, uint64_t where, int64_t units, int64_t bound,
+                         int64_t now, bint none_if_now):
         cdef Verdict verdict
         cdef Py_ssize_t binding = program_reserve(
-            &self._program, self._state, at, units, bound, &verdict, self._stamps
+            &self._program, self._state, now, units, bound, &verdict, self._stamps
         )
-        self._verdicts[verdict.allowed != 0] += 1
-        return self._reservation(&verdict, binding, units)
-
-    cdef object _reservation(self, const Verdict* verdict, Py_ssize_t binding,
-                             int64_t units):
+        self._outcome_counts[verdict.allowed != 0] += 1
+        if none_if_now and verdict.allowed and verdict.retry_after_ns == 0:
+            return None
         # Read everything the program owns before allocating: an allocation
         # may run the garbage collector, hence Python code, hence another
         # thread's reconfigure. The stamps buffer never shrinks, so reading
         # it afterwards stays in bounds.
         cdef int64_t capacity = self._program.specs[binding].capacity
         cdef Py_ssize_t count = self._program.count
-        cdef int64_t layout = self._layout
+        cdef int64_t epoch = self._epoch
         stamps = tuple([self._stamps[index] for index in range(count)])
         return make_reservation(
-            verdict, capacity, partial(self._refund, units, stamps, layout),
+            &verdict, capacity, partial(self._refund, units, stamps, epoch),
         )
 
-    def acquire(self, cost=1, timeout=None):
-        """`acquire` takes ``cost`` units, sleeping until they are admitted
-        (never busy-waiting); raises RateLimitExceeded at once if that would
-        take longer than ``timeout`` seconds or can never happen."""
-        cdef Verdict verdict
-        cdef int64_t units = to_cost(cost)
-        cdef int64_t bound = (
-            self._max_wait_ns if timeout is None
-            else wait_bound_ns(timeout, self._max_wait)
-        )
-        cdef int64_t at
-        if self._clock is None:
-            at = monotonic_ns()
-        else:
-            at = resolve_now(self._clock, None)
-        cdef Py_ssize_t binding = program_reserve(
-            &self._program, self._state, at, units, bound, &verdict, self._stamps
-        )
-        self._verdicts[verdict.allowed != 0] += 1
-        if verdict.allowed and verdict.retry_after_ns == 0:
-            return None  # the fast path: admitted now, nothing to build
-        wait(self._reservation(&verdict, binding, units), partial(self.reserve, cost),
-             self._clock_ns, acquire_timeout(timeout, self._max_wait), self._sleep)
+    cdef int _forget(self, uint64_t where) except -1:
+        memset(self._state, 0, self._program.words * sizeof(int64_t))
+        return 0
 
-    def acquire_async(self, cost=1, timeout=None):
-        """`acquire_async` is `acquire` for asyncio: ``await`` it."""
-        cdef int64_t units = to_cost(cost)
-        cdef int64_t bound = (
-            self._max_wait_ns if timeout is None
-            else wait_bound_ns(timeout, self._max_wait)
-        )
-        first = self._reserve(units, bound, resolve_now(self._clock, None))
-        return wait_async(first, partial(self.reserve, cost), self._clock_ns,
-                          acquire_timeout(timeout, self._max_wait), self._async_sleep)
-
-    def _clock_ns(self):
-        return resolve_now(self._clock, None)
-
-    def _refund(self, cost, tuple stamps, int64_t layout, now):
+    def _refund(self, cost, tuple stamps, int64_t epoch, now):
         cdef int64_t at = resolve_now(self._clock, now)
         cdef Py_ssize_t index
-        if layout != self._layout:
+        if epoch != self._epoch:
             return  # the state was started anew since: nothing to give back
         for index in range(self._program.count):
             self._stamps[index] = stamps[index]
         program_refund(&self._program, self._state, at, cost, self._stamps)
-
-    def counters(self):
-        """`counters` snapshots the verdicts counted since construction (see
-        :class:`ratefuse.core.counters.LimiterCounters`)."""
-        return LimiterCounters(self._verdicts[1], self._verdicts[0])
 
     def reconfigure(self, specs):
         """`reconfigure` replaces the limits in one atomic step: every decision
@@ -269,7 +215,7 @@ cdef class LimiterCore:
         program[0] = retired
         if not keep:
             state, self._state = self._state, state
-            self._layout += 1
+            self._epoch += 1
         PyMem_Free(state)
         self._specs = specs
         return True
