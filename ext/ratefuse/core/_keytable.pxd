@@ -111,7 +111,7 @@ cdef inline Py_ssize_t table_find(const Table* table,
 
 
 cdef inline Py_ssize_t table_place(Table* table, uint64_t fingerprint,
-                            const int64_t* state) noexcept nogil:
+                                   const int64_t* state) noexcept nogil:
     cdef Py_ssize_t slot = <Py_ssize_t>(fingerprint & table.mask)
     while slot_fingerprint(table, slot) != 0:
         slot = <Py_ssize_t>((slot + 1) & table.mask)
@@ -142,7 +142,7 @@ cdef inline void table_remove(Table* table, Py_ssize_t slot) noexcept nogil:
 
 
 cdef inline int table_rebuild(Table* table, Py_ssize_t capacity, int64_t now,
-                       const Program* program) noexcept nogil:
+                              const Program* program) noexcept nogil:
     # Rehashes into `capacity` slots, dropping idle states; -1 if out of memory.
     cdef int64_t* old_slots = table.slots
     cdef Py_ssize_t old_capacity = table.capacity, slot
@@ -164,7 +164,7 @@ cdef inline int table_rebuild(Table* table, Py_ssize_t capacity, int64_t now,
 
 
 cdef inline void table_evict_sampled(Table* table, uint64_t fingerprint, int64_t now,
-                              const Program* program) noexcept nogil:
+                                     const Program* program) noexcept nogil:
     # Precondition: the table holds at least one key.
     cdef Py_ssize_t slot = <Py_ssize_t>((fingerprint >> 32) & table.mask)
     cdef Py_ssize_t victim = -1, examined = 0
@@ -185,8 +185,8 @@ cdef inline void table_evict_sampled(Table* table, uint64_t fingerprint, int64_t
 
 
 cdef inline Py_ssize_t table_insert(Table* table, uint64_t fingerprint,
-                             const int64_t* state, int64_t now,
-                             const Program* program) noexcept nogil:
+                                    const int64_t* state, int64_t now,
+                                    const Program* program) noexcept nogil:
     # Precondition: fingerprint is not in the table. -1 if out of memory.
     cdef Py_ssize_t sweep_every = table.max_keys // 4 if table.max_keys >= 4 else 1
     if table.live >= table.max_keys:
@@ -204,8 +204,8 @@ cdef inline Py_ssize_t table_insert(Table* table, uint64_t fingerprint,
 
 
 cdef inline Py_ssize_t table_decide(Table* table, Program* program, int64_t* scratch,
-                             uint64_t fingerprint, int64_t now, int64_t cost,
-                             Verdict* out) noexcept nogil:
+                                    uint64_t fingerprint, int64_t now, int64_t cost,
+                                    Verdict* out) noexcept nogil:
     # One decision for one key; returns the binding spec index, or -1 if the
     # table could not grow (the decision stands, the new key is not kept).
     cdef Py_ssize_t slot = table_find(table, fingerprint), binding
@@ -224,9 +224,9 @@ cdef inline Py_ssize_t table_decide(Table* table, Program* program, int64_t* scr
 
 
 cdef inline Py_ssize_t table_reserve(Table* table, Program* program, int64_t* scratch,
-                              uint64_t fingerprint, int64_t now, int64_t cost,
-                              int64_t max_wait, Verdict* out,
-                              int64_t* stamps) noexcept nogil:
+                                     uint64_t fingerprint, int64_t now, int64_t cost,
+                                     int64_t max_wait, Verdict* out,
+                                     int64_t* stamps) noexcept nogil:
     # As table_decide, for a reservation.
     cdef Py_ssize_t slot = table_find(table, fingerprint), binding
     if slot >= 0:
