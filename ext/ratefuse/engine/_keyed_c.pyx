@@ -40,7 +40,7 @@ from ratefuse.core._keytable cimport (
 )
 from ratefuse.core._step cimport Verdict
 from ratefuse.engine._keyed_batch cimport decide_batch
-from ratefuse.engine._verbs_c cimport Verbs
+from ratefuse.engine._verbs_c cimport Verbs, acquire_at, decision_at
 
 from functools import partial
 
@@ -153,7 +153,7 @@ cdef class KeyedLimiterCore(Verbs):
         """`decide` is `try_acquire` with the whole :class:`Decision`."""
         cdef uint64_t fingerprint = key_fingerprint(self._k0, self._k1, key)
         prefetch(slot_state(&self._table, <Py_ssize_t>(fingerprint & self._table.mask)))
-        return self._decision(fingerprint, cost, now)
+        return decision_at(self, fingerprint, cost, now)
 
     def reserve(self, key, cost=1, max_wait=None, now=None):
         """`reserve` sets ``cost`` units of ``key``'s quota aside if they can
@@ -164,8 +164,8 @@ cdef class KeyedLimiterCore(Verbs):
     def acquire(self, key, cost=1, timeout=None):
         """`acquire` takes ``cost`` units of ``key``'s quota, sleeping until
         they are admitted (see LimiterCore.acquire)."""
-        return self._acquire(key_fingerprint(self._k0, self._k1, key), key, True,
-                             cost, timeout)
+        return acquire_at(self, key_fingerprint(self._k0, self._k1, key), key,
+                          True, cost, timeout)
 
     def acquire_async(self, key, cost=1, timeout=None):
         """`acquire_async` is `acquire` for asyncio: ``await`` it."""

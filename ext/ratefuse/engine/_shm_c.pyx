@@ -27,7 +27,7 @@ from ratefuse.core._decision_c cimport make_reservation
 from ratefuse.core._compound_c cimport Program, program_free, program_init
 from ratefuse.core._keys cimport key_fingerprint
 from ratefuse.core._step cimport CSpec, Verdict
-from ratefuse.engine._verbs_c cimport Verbs
+from ratefuse.engine._verbs_c cimport Verbs, acquire_at, decision_at
 
 from functools import partial
 
@@ -423,7 +423,7 @@ cdef class ShmKeyedLimiterCore(_ShmCore):
 
     def decide(self, key, cost=1, now=None):
         """`decide` is `try_acquire` with the whole :class:`Decision`."""
-        return self._decision(self.fingerprint(key), cost, now)
+        return decision_at(self, self.fingerprint(key), cost, now)
 
     def reserve(self, key, cost=1, max_wait=None, now=None):
         """`reserve` sets ``cost`` units of ``key``'s quota aside if they can
@@ -433,7 +433,7 @@ cdef class ShmKeyedLimiterCore(_ShmCore):
     def acquire(self, key, cost=1, timeout=None):
         """`acquire` takes ``cost`` units of ``key``'s quota, sleeping until
         they are admitted (see LimiterCore.acquire)."""
-        return self._acquire(self.fingerprint(key), key, True, cost, timeout)
+        return acquire_at(self, self.fingerprint(key), key, True, cost, timeout)
 
     def acquire_async(self, key, cost=1, timeout=None):
         """`acquire_async` is `acquire` for asyncio: ``await`` it."""
@@ -466,7 +466,7 @@ cdef class ShmLimiterCore(_ShmCore):
 
     def decide(self, cost=1, now=None):
         """`decide` is `try_acquire` with the whole :class:`Decision`."""
-        return self._decision(self._subject, cost, now)
+        return decision_at(self, self._subject, cost, now)
 
     def reserve(self, cost=1, max_wait=None, now=None):
         """`reserve` sets ``cost`` units aside if they can be used within
@@ -475,7 +475,7 @@ cdef class ShmLimiterCore(_ShmCore):
 
     def acquire(self, cost=1, timeout=None):
         """`acquire` takes ``cost`` units, sleeping until they are admitted."""
-        return self._acquire(self._subject, None, False, cost, timeout)
+        return acquire_at(self, self._subject, None, False, cost, timeout)
 
     def acquire_async(self, cost=1, timeout=None):
         """`acquire_async` is `acquire` for asyncio: ``await`` it."""

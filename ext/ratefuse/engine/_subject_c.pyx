@@ -18,7 +18,7 @@ from ratefuse.core._compound_c cimport (
     program_reserve,
 )
 from ratefuse.core._step cimport Verdict
-from ratefuse.engine._verbs_c cimport Verbs
+from ratefuse.engine._verbs_c cimport Verbs, acquire_at, decision_at
 
 from functools import partial
 
@@ -98,7 +98,7 @@ cdef class LimiterCore(Verbs):
 
     def decide(self, cost=1, now=None):
         """`decide` is `try_acquire` with the whole :class:`Decision`."""
-        return self._decision(0, cost, now)
+        return decision_at(self, 0, cost, now)
 
     def reserve(self, cost=1, max_wait=None, now=None):
         """`reserve` sets ``cost`` units aside if they can be used within
@@ -111,7 +111,7 @@ cdef class LimiterCore(Verbs):
         """`acquire` takes ``cost`` units, sleeping until they are admitted
         (never busy-waiting); raises RateLimitExceeded at once if that would
         take longer than ``timeout`` seconds or can never happen."""
-        return self._acquire(0, None, False, cost, timeout)
+        return acquire_at(self, 0, None, False, cost, timeout)
 
     def acquire_async(self, cost=1, timeout=None):
         """`acquire_async` is `acquire` for asyncio: ``await`` it."""

@@ -7,12 +7,11 @@
 # subclasses it, implements _step, _reserve and _forget over its own store,
 # and its public methods are one line over the verbs here. The hooks are
 # virtual (one indirect call, about a nanosecond); nothing else is added to
-# a decision.
+# a decision. The fast parts of decide and acquire are inline functions in
+# _verbs_c.pxd.
 from libc.stdint cimport int64_t, uint64_t
 
 from ratefuse.core._args cimport resolve_now, to_cost
-from ratefuse.core._clock cimport monotonic_ns
-from ratefuse.core._decision_c cimport make_decision
 from ratefuse.core._step cimport Verdict
 
 from functools import partial
@@ -72,13 +71,8 @@ cdef class Verbs:
 
     # ---- the verbs, over a location ----
 
-    cdef object _decision(self, uint64_t where, object cost, object now):
-        cdef Verdict verdict
-        cdef int64_t units = to_cost(cost)
-        cdef int64_t capacity = self._step(
-            where, units, resolve_now(self._clock, now), &verdict
-        )
-        return make_decision(&verdict, capacity)
+    cdef int64_t _bound(self, object timeout) except -1:
+        return wait_bound_ns(timeout, self._max_wait)
 
     cdef object _reservation(self, uint64_t where, object cost, object max_wait,
                              object now):
@@ -90,21 +84,9 @@ cdef class Verbs:
         return self._reserve(where, units, bound, resolve_now(self._clock, now),
                              False)
 
-    cdef object _acquire(self, uint64_t where, object key, bint keyed, object cost,
-                         object timeout):
-        cdef int64_t units = to_cost(cost)
-        cdef int64_t bound = (
-            self._max_wait_ns if timeout is None
-            else wait_bound_ns(timeout, self._max_wait)
-        )
-        cdef int64_t now
-        if self._clock is None:
-            now = monotonic_ns()
-        else:
-            now = resolve_now(self._clock, None)
-        first = self._reserve(where, units, bound, now, True)
-        if first is None:
-            return None  # the fast path: admitted now, nothing to build
+    cdef object _wait(self, object first, object key, bint keyed, object cost,
+                      object timeout):
+        # acquire's slow path (see acquire_at in _verbs_c.pxd).
         wait(first, self._again(key, keyed, cost), self._clock_ns,
              acquire_timeout(timeout, self._max_wait), self._sleep)
 
@@ -112,8 +94,7 @@ cdef class Verbs:
                                object cost, object timeout):
         cdef int64_t units = to_cost(cost)
         cdef int64_t bound = (
-            self._max_wait_ns if timeout is None
-            else wait_bound_ns(timeout, self._max_wait)
+            self._max_wait_ns if timeout is None else self._bound(timeout)
         )
         first = self._reserve(where, units, bound, resolve_now(self._clock, None),
                               False)

@@ -88,6 +88,8 @@ class _ShmCore(Verbs):
         self._counts = ("gcra", "fixed_window", "sliding_window").index(spec.algorithm)
         super().__init__(clock, max_wait=max_wait, sleep=sleep, async_sleep=async_sleep)
         self._k0, self._k1 = table.k0, table.k1
+        # Where a one-subject core's state is: the key b""'s slot.
+        self._subject = key_fingerprint(self._k0, self._k1, b"")
         self._bucket_mask = table.params.buckets - 1
         self._unsigned = memoryview(table.mmap).cast("Q")
         self._signed = memoryview(table.mmap).cast("q")
@@ -316,18 +318,4 @@ class ShmKeyedLimiterCore(_ShmCore, KeyedVerbs):
 
 class ShmLimiterCore(_ShmCore, SubjectVerbs):
     """`ShmLimiterCore` is `ShmKeyedLimiterCore` for one subject: its state
-    is the key ``b""``'s."""
-
-    def __init__(
-        self,
-        table: layout.ShmTable,
-        clock: Callable[[], int] | None = None,
-        *,
-        max_wait: float | None = None,
-        sleep: Sleep | None = None,
-        async_sleep: AsyncSleep | None = None,
-    ) -> None:
-        super().__init__(
-            table, clock, max_wait=max_wait, sleep=sleep, async_sleep=async_sleep
-        )
-        self._subject = key_fingerprint(self._k0, self._k1, b"")
+    is the key ``b""``'s (see ``_ShmCore._subject``)."""
