@@ -53,7 +53,7 @@ cdef extern from "ratefuse_atomic.h":
 
 cdef enum:
     # The layout's numbers as compile-time constants; checked against
-    # _shm_layout at import.
+    # shm_layout at import.
     SLOTS = 15
     BUCKET_WORDS = 32
     HEADER_WORDS = 512
@@ -153,7 +153,7 @@ cdef class _ShmCore(Verbs):
     def __exit__(self, kind, error, traceback):
         self.close()
 
-    # ---- state packing (see _shm_layout.packing_bits) ----
+    # ---- state packing (see shm_layout.packing_bits) ----
 
     cdef inline void unpack(self, int64_t word, int64_t* state) noexcept nogil:
         if self._counts == 0:
@@ -392,7 +392,7 @@ cdef class _ShmCore(Verbs):
 
 cdef class ShmKeyedLimiterCore(_ShmCore):
     """`ShmKeyedLimiterCore` decides costs per key against the limit of a
-    shared-memory table (see _shm_layout.open_table), so that every process
+    shared-memory table (see shm_layout.open_table), so that every process
     mapping it shares each key's quota. ``clock`` returns integer ns on a
     host-wide clock, None meaning CLOCK_MONOTONIC (read in C); ``max_wait``,
     ``sleep`` and ``async_sleep`` are as for the in-memory cores.

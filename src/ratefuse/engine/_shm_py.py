@@ -1,7 +1,7 @@
 """The shared-memory limiter cores, reference implementation (twin of
 ``ext/ratefuse/engine/_shm_c.pyx``).
 
-Same layout (:mod:`._shm_layout`), same table algorithm, same decisions and
+Same layout (:mod:`.shm_layout`), same table algorithm, same decisions and
 same table contents, step by step; where the compiled core publishes each
 change with a compare-and-swap, this one holds an exclusive ``lockf`` lock
 on the table file for each operation (plus a thread lock: POSIX record locks
@@ -127,7 +127,7 @@ class _ShmCore(Verbs):
             finally:
                 fcntl.lockf(self.table.fd, fcntl.LOCK_UN)
 
-    # ---- state packing (see _shm_layout.packing_bits) ----
+    # ---- state packing (see shm_layout.packing_bits) ----
 
     def _unpack(self, word: int) -> list[int]:
         bits, mask = self._count_bits, self._count_mask
