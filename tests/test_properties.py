@@ -25,7 +25,7 @@ def clone(core: LimiterCore) -> LimiterCore:
     return twin
 
 
-def decide_ns(core: LimiterCore, cost: int, now: int):  # -> Verdict
+def decide_ns(core: LimiterCore, cost: int, now: int):  # -> StepResult
     return core._decide(cost, now)[0]
 
 

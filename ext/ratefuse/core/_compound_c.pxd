@@ -1,24 +1,24 @@
 from libc.stdint cimport int64_t
 
-from ratefuse.core._step cimport CSpec, Verdict
+from ratefuse.core._step cimport CSpec, StepResult
 
 # The limits of one subject over a run of `words` state words; see
 # src/ratefuse/core/_compound_py.py.
-cdef struct Program:
+cdef struct CompoundLimit:
     CSpec* specs
-    Verdict* verdicts
+    StepResult* verdicts
     Py_ssize_t count
     Py_ssize_t words
 
 
-cdef int program_init(Program* program, tuple specs) except -1
-cdef void program_free(Program* program) noexcept
-cdef Py_ssize_t program_decide(Program* program, int64_t* state, int64_t now,
-                               int64_t cost, Verdict* out) noexcept nogil
-cdef int64_t program_idle_at(const Program* program,
+cdef int compound_init(CompoundLimit* program, tuple specs) except -1
+cdef void compound_free(CompoundLimit* program) noexcept
+cdef Py_ssize_t compound_decide(CompoundLimit* program, int64_t* state, int64_t now,
+                               int64_t cost, StepResult* out) noexcept nogil
+cdef int64_t compound_idle_at(const CompoundLimit* program,
                              const int64_t* state) noexcept nogil
-cdef Py_ssize_t program_reserve(Program* program, int64_t* state, int64_t now,
-                                int64_t cost, int64_t max_wait, Verdict* out,
+cdef Py_ssize_t compound_reserve(CompoundLimit* program, int64_t* state, int64_t now,
+                                int64_t cost, int64_t max_wait, StepResult* out,
                                 int64_t* stamps) noexcept nogil
-cdef void program_refund(Program* program, int64_t* state, int64_t now,
+cdef void compound_refund(CompoundLimit* program, int64_t* state, int64_t now,
                          int64_t cost, const int64_t* stamps) noexcept nogil

@@ -10,7 +10,7 @@ from ratefuse.core.algorithms cimport (
     _sliding_log_c as log,
     _sliding_window_c as sliding,
 )
-from ratefuse.core._step cimport NEVER, CSpec, Verdict
+from ratefuse.core._step cimport NEVER, CSpec, StepResult
 
 from ratefuse.core.spec import state_words
 
@@ -40,13 +40,13 @@ cdef int bind_algorithm(CSpec* spec, str algorithm) except -1:
     return 0
 
 
-cdef int program_init(Program* program, tuple specs) except -1:
+cdef int compound_init(CompoundLimit* program, tuple specs) except -1:
     # Precondition: program is zeroed; on error the caller frees it.
     if not specs:
         raise ValueError("a limiter needs at least one limit, got none")
     cdef Py_ssize_t count = len(specs), index, words = 0
     program.specs = <CSpec*>PyMem_Malloc(count * sizeof(CSpec))
-    program.verdicts = <Verdict*>PyMem_Malloc(count * sizeof(Verdict))
+    program.verdicts = <StepResult*>PyMem_Malloc(count * sizeof(StepResult))
     if program.specs == NULL or program.verdicts == NULL:
         raise MemoryError()
     for index in range(count):
@@ -62,7 +62,7 @@ cdef int program_init(Program* program, tuple specs) except -1:
     return 0
 
 
-cdef void program_free(Program* program) noexcept:
+cdef void compound_free(CompoundLimit* program) noexcept:
     PyMem_Free(program.specs)
     PyMem_Free(program.verdicts)
     program.specs = NULL
@@ -76,7 +76,7 @@ cdef inline bint later(int64_t retry, int64_t than) noexcept nogil:
     return retry == NEVER or retry > than
 
 
-cdef bint step_all(Program* program, int64_t* state, int64_t now, int64_t cost,
+cdef bint step_all(CompoundLimit* program, int64_t* state, int64_t now, int64_t cost,
                    bint commit) noexcept nogil:
     cdef Py_ssize_t index
     cdef bint allowed = True
@@ -89,11 +89,11 @@ cdef bint step_all(Program* program, int64_t* state, int64_t now, int64_t cost,
     return allowed
 
 
-cdef Py_ssize_t combine(Program* program, bint allowed, Verdict* out) noexcept nogil:
+cdef Py_ssize_t combine(CompoundLimit* program, bint allowed, StepResult* out) noexcept nogil:
     # See combine() in the reference for the rule.
     cdef Py_ssize_t index, binding = 0
-    cdef Verdict* verdict
-    cdef Verdict* best
+    cdef StepResult* verdict
+    cdef StepResult* best
     out.allowed = allowed
     out.remaining = program.verdicts[0].remaining
     out.retry_after_ns = 0
@@ -117,8 +117,8 @@ cdef Py_ssize_t combine(Program* program, bint allowed, Verdict* out) noexcept n
     return binding
 
 
-cdef Py_ssize_t program_decide(Program* program, int64_t* state, int64_t now,
-                               int64_t cost, Verdict* out) noexcept nogil:
+cdef Py_ssize_t compound_decide(CompoundLimit* program, int64_t* state, int64_t now,
+                               int64_t cost, StepResult* out) noexcept nogil:
     # Decides and commits all-or-nothing; returns the binding spec index.
     # Not reentrant: the caller serialises decisions on one program.
     if program.count == 1:
@@ -130,7 +130,7 @@ cdef Py_ssize_t program_decide(Program* program, int64_t* state, int64_t now,
     return combine(program, allowed, out)
 
 
-cdef int64_t program_idle_at(const Program* program,
+cdef int64_t compound_idle_at(const CompoundLimit* program,
                              const int64_t* state) noexcept nogil:
     cdef Py_ssize_t index
     cdef int64_t idle, latest = 0
@@ -143,7 +143,7 @@ cdef int64_t program_idle_at(const Program* program,
     return latest
 
 
-cdef bint reserve_all(Program* program, int64_t* state, int64_t now, int64_t cost,
+cdef bint reserve_all(CompoundLimit* program, int64_t* state, int64_t now, int64_t cost,
                       int64_t max_wait, bint commit) noexcept nogil:
     cdef Py_ssize_t index
     cdef bint allowed = True
@@ -156,8 +156,8 @@ cdef bint reserve_all(Program* program, int64_t* state, int64_t now, int64_t cos
     return allowed
 
 
-cdef Py_ssize_t program_reserve(Program* program, int64_t* state, int64_t now,
-                                int64_t cost, int64_t max_wait, Verdict* out,
+cdef Py_ssize_t compound_reserve(CompoundLimit* program, int64_t* state, int64_t now,
+                                int64_t cost, int64_t max_wait, StepResult* out,
                                 int64_t* stamps) noexcept nogil:
     # Reserves all-or-nothing; fills stamps[count]; returns the binding index.
     cdef Py_ssize_t index
@@ -169,7 +169,7 @@ cdef Py_ssize_t program_reserve(Program* program, int64_t* state, int64_t now,
     return combine(program, allowed, out)
 
 
-cdef void program_refund(Program* program, int64_t* state, int64_t now,
+cdef void compound_refund(CompoundLimit* program, int64_t* state, int64_t now,
                          int64_t cost, const int64_t* stamps) noexcept nogil:
     cdef Py_ssize_t index
     cdef CSpec* spec

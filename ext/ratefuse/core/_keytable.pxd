@@ -8,12 +8,12 @@ from libc.stdlib cimport free
 from libc.string cimport memcpy, memset
 
 from ratefuse.core._compound_c cimport (
-    Program,
-    program_decide,
-    program_idle_at,
-    program_reserve,
+    CompoundLimit,
+    compound_decide,
+    compound_idle_at,
+    compound_reserve,
 )
-from ratefuse.core._step cimport Verdict
+from ratefuse.core._step cimport StepResult
 
 cdef extern from *:
     """
@@ -142,7 +142,7 @@ cdef inline void table_remove(Table* table, Py_ssize_t slot) noexcept nogil:
 
 
 cdef inline int table_rebuild(Table* table, Py_ssize_t capacity, int64_t now,
-                              const Program* program) noexcept nogil:
+                              const CompoundLimit* program) noexcept nogil:
     # Rehashes into `capacity` slots, dropping idle states; -1 if out of memory.
     cdef int64_t* old_slots = table.slots
     cdef Py_ssize_t old_capacity = table.capacity, slot
@@ -154,7 +154,7 @@ cdef inline int table_rebuild(Table* table, Py_ssize_t capacity, int64_t now,
         old = old_slots + slot * table.stride
         if old[0] == 0:
             continue
-        if program_idle_at(program, old + 1) > now:
+        if compound_idle_at(program, old + 1) > now:
             table_place(table, <uint64_t>old[0], old + 1)
         else:
             table.expired += 1
@@ -164,14 +164,14 @@ cdef inline int table_rebuild(Table* table, Py_ssize_t capacity, int64_t now,
 
 
 cdef inline void table_evict_sampled(Table* table, uint64_t fingerprint, int64_t now,
-                                     const Program* program) noexcept nogil:
+                                     const CompoundLimit* program) noexcept nogil:
     # Precondition: the table holds at least one key.
     cdef Py_ssize_t slot = <Py_ssize_t>((fingerprint >> 32) & table.mask)
     cdef Py_ssize_t victim = -1, examined = 0
     cdef int64_t idle, victim_idle = 0
     while examined < EVICTION_SAMPLE or victim < 0:
         if slot_fingerprint(table, slot) != 0:
-            idle = program_idle_at(program, slot_state(table, slot))
+            idle = compound_idle_at(program, slot_state(table, slot))
             if victim < 0 or idle < victim_idle:
                 victim = slot
                 victim_idle = idle
@@ -186,7 +186,7 @@ cdef inline void table_evict_sampled(Table* table, uint64_t fingerprint, int64_t
 
 cdef inline Py_ssize_t table_insert(Table* table, uint64_t fingerprint,
                                     const int64_t* state, int64_t now,
-                                    const Program* program) noexcept nogil:
+                                    const CompoundLimit* program) noexcept nogil:
     # Precondition: fingerprint is not in the table. -1 if out of memory.
     cdef Py_ssize_t sweep_every = table.max_keys // 4 if table.max_keys >= 4 else 1
     if table.live >= table.max_keys:
@@ -203,9 +203,9 @@ cdef inline Py_ssize_t table_insert(Table* table, uint64_t fingerprint,
     return table_place(table, fingerprint, state)
 
 
-cdef inline Py_ssize_t table_decide(Table* table, Program* program, int64_t* scratch,
+cdef inline Py_ssize_t table_decide(Table* table, CompoundLimit* program, int64_t* scratch,
                                     uint64_t fingerprint, int64_t now, int64_t cost,
-                                    Verdict* out) noexcept nogil:
+                                    StepResult* out) noexcept nogil:
     # One decision for one key; returns the binding spec index, or -1 if the
     # table could not grow (the decision stands, the new key is not kept).
     cdef Py_ssize_t slot = table_find(table, fingerprint), binding
@@ -214,27 +214,27 @@ cdef inline Py_ssize_t table_decide(Table* table, Program* program, int64_t* scr
             program.specs.step(program.specs, slot_state(table, slot), now, cost,
                                True, out)
             return 0
-        return program_decide(program, slot_state(table, slot), now, cost, out)
+        return compound_decide(program, slot_state(table, slot), now, cost, out)
     memset(scratch, 0, program.words * sizeof(int64_t))
-    binding = program_decide(program, scratch, now, cost, out)
-    if program_idle_at(program, scratch) > now:
+    binding = compound_decide(program, scratch, now, cost, out)
+    if compound_idle_at(program, scratch) > now:
         if table_insert(table, fingerprint, scratch, now, program) < 0:
             return -1
     return binding
 
 
-cdef inline Py_ssize_t table_reserve(Table* table, Program* program, int64_t* scratch,
+cdef inline Py_ssize_t table_reserve(Table* table, CompoundLimit* program, int64_t* scratch,
                                      uint64_t fingerprint, int64_t now, int64_t cost,
-                                     int64_t max_wait, Verdict* out,
+                                     int64_t max_wait, StepResult* out,
                                      int64_t* stamps) noexcept nogil:
     # As table_decide, for a reservation.
     cdef Py_ssize_t slot = table_find(table, fingerprint), binding
     if slot >= 0:
-        return program_reserve(program, slot_state(table, slot), now, cost,
+        return compound_reserve(program, slot_state(table, slot), now, cost,
                                max_wait, out, stamps)
     memset(scratch, 0, program.words * sizeof(int64_t))
-    binding = program_reserve(program, scratch, now, cost, max_wait, out, stamps)
-    if program_idle_at(program, scratch) > now:
+    binding = compound_reserve(program, scratch, now, cost, max_wait, out, stamps)
+    if compound_idle_at(program, scratch) > now:
         if table_insert(table, fingerprint, scratch, now, program) < 0:
             return -1
     return binding

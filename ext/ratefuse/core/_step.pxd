@@ -11,7 +11,7 @@ cdef extern from *:
 cdef enum:
     NEVER = -1
 
-cdef struct Verdict:
+cdef struct StepResult:
     bint allowed
     int64_t remaining
     int64_t retry_after_ns
@@ -20,7 +20,7 @@ cdef struct Verdict:
 
 ctypedef struct CSpec
 ctypedef void (*StepFn)(const CSpec* spec, int64_t* state, int64_t now,
-                        int64_t cost, bint commit, Verdict* out) noexcept nogil
+                        int64_t cost, bint commit, StepResult* out) noexcept nogil
 
 # The first time at which the state is as if new (nothing admitted), so
 # that a key table may drop it without changing any decision.
@@ -31,7 +31,7 @@ ctypedef int64_t (*IdleFn)(const CSpec* spec, const int64_t* state) noexcept nog
 # the reservation for a refund.
 ctypedef void (*ReserveFn)(const CSpec* spec, int64_t* state, int64_t now,
                            int64_t cost, int64_t max_wait, bint commit,
-                           Verdict* out) noexcept nogil
+                           StepResult* out) noexcept nogil
 # Gives back what is left of a reservation of `cost` with `stamp` at `now`.
 ctypedef void (*RefundFn)(const CSpec* spec, int64_t* state, int64_t now,
                           int64_t cost, int64_t stamp) noexcept nogil

@@ -4,10 +4,10 @@
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t, uint64_t
 
-from ratefuse.core._compound_c cimport Program
+from ratefuse.core._compound_c cimport CompoundLimit
 from ratefuse.core._keys cimport int_fingerprint
 from ratefuse.core._keytable cimport Table, prefetch, slot_state, table_decide
-from ratefuse.core._step cimport NEVER, Verdict
+from ratefuse.core._step cimport NEVER, StepResult
 
 cdef enum:
     PREFETCH_AHEAD = 16
@@ -22,7 +22,7 @@ cdef inline uint64_t upcoming_fingerprint(uint64_t k0, uint64_t k1,
     return fingerprints[index]
 
 
-cdef inline Py_ssize_t decide_batch(Table* table, Program* program, int64_t* scratch,
+cdef inline Py_ssize_t decide_batch(Table* table, CompoundLimit* program, int64_t* scratch,
                                     uint64_t k0, uint64_t k1, const int64_t* ids,
                                     const uint64_t* fingerprints, Py_ssize_t count,
                                     const int64_t* units, bint per_key_costs,
@@ -38,7 +38,7 @@ cdef inline Py_ssize_t decide_batch(Table* table, Program* program, int64_t* scr
     cdef Py_ssize_t index, ahead
     cdef uint64_t upcoming[PREFETCH_AHEAD]
     cdef uint64_t fingerprint
-    cdef Verdict verdict
+    cdef StepResult verdict
     for index in range(count if count < PREFETCH_AHEAD else PREFETCH_AHEAD):
         upcoming[index] = upcoming_fingerprint(k0, k1, ids, fingerprints, index)
         prefetch(slot_state(table, <Py_ssize_t>(upcoming[index] & table.mask)))

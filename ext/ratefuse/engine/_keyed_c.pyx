@@ -20,10 +20,10 @@ from libc.string cimport memset
 from ratefuse.core._args cimport resolve_now, to_cost
 from ratefuse.core._decision_c cimport make_reservation
 from ratefuse.core._compound_c cimport (
-    Program,
-    program_free,
-    program_init,
-    program_refund,
+    CompoundLimit,
+    compound_free,
+    compound_init,
+    compound_refund,
 )
 from ratefuse.core._keys cimport key_fingerprint
 from ratefuse.core._keytable cimport (
@@ -38,7 +38,7 @@ from ratefuse.core._keytable cimport (
     table_remove,
     table_reserve,
 )
-from ratefuse.core._step cimport Verdict
+from ratefuse.core._step cimport StepResult
 from ratefuse.engine._keyed_batch cimport decide_batch
 from ratefuse.engine._verbs_c cimport Verbs, acquire_at, decision_at
 
@@ -71,7 +71,7 @@ cdef class KeyedLimiterCore(Verbs):
     atomic.
     """
 
-    cdef Program _program
+    cdef CompoundLimit _program
     cdef Table _table
     cdef int64_t* _scratch
     cdef int64_t* _stamps
@@ -84,7 +84,7 @@ cdef class KeyedLimiterCore(Verbs):
     cdef int64_t _epoch
 
     def __cinit__(self, *args, **kwargs):
-        memset(&self._program, 0, sizeof(Program))
+        memset(&self._program, 0, sizeof(CompoundLimit))
         memset(&self._table, 0, sizeof(Table))
         self._scratch = NULL
         self._stamps = NULL
@@ -96,7 +96,7 @@ cdef class KeyedLimiterCore(Verbs):
         specs = tuple(specs)
         max_keys = check_max_keys(max_keys)
         self._k0, self._k1 = split_secret(PROCESS_SECRET if secret is None else secret)
-        program_init(&self._program, specs)
+        compound_init(&self._program, specs)
         self._init_waits(clock, max_wait, sleep, async_sleep)
         self._scratch = <int64_t*>calloc(self._program.words, sizeof(int64_t))
         self._stamps = <int64_t*>calloc(self._program.count, sizeof(int64_t))
@@ -111,7 +111,7 @@ cdef class KeyedLimiterCore(Verbs):
         self._specs = specs
 
     def __dealloc__(self):
-        program_free(&self._program)
+        compound_free(&self._program)
         free(self._scratch)
         free(self._stamps)
         free(self._table.slots)
@@ -140,7 +140,7 @@ cdef class KeyedLimiterCore(Verbs):
     def try_acquire(self, key, cost=1, now=None):
         """`try_acquire` consumes ``cost`` units of ``key``'s quota if every
         limit admits them and reports whether it did."""
-        cdef Verdict verdict
+        cdef StepResult verdict
         cdef uint64_t fingerprint = key_fingerprint(self._k0, self._k1, key)
         # The key's slot is likely a cache miss in a large table: start the
         # load now so it overlaps reading the clock.
@@ -177,7 +177,7 @@ cdef class KeyedLimiterCore(Verbs):
         self._forget(key_fingerprint(self._k0, self._k1, key))
 
     cdef int64_t _step(self, uint64_t where, int64_t cost, int64_t now,
-                       Verdict* out) except -1:
+                       StepResult* out) except -1:
         cdef Py_ssize_t binding
         self._enter()
         binding = table_decide(&self._table, &self._program, self._scratch,
@@ -199,7 +199,7 @@ cdef class KeyedLimiterCore(Verbs):
 
     cdef object _reserve(self, uint64_t where, int64_t units, int64_t bound,
                          int64_t now, bint none_if_now):
-        cdef Verdict verdict
+        cdef StepResult verdict
         cdef Py_ssize_t binding
         cdef int64_t capacity = 0, epoch = self._epoch
         stamps = None
@@ -243,7 +243,7 @@ cdef class KeyedLimiterCore(Verbs):
                 self._stamps[index] = stamps[index]
             slot = table_find(&self._table, fingerprint)
             if slot >= 0:  # an evicted or dropped key has nothing to refund
-                program_refund(&self._program, slot_state(&self._table, slot), at,
+                compound_refund(&self._program, slot_state(&self._table, slot), at,
                                cost, self._stamps)
         finally:
             self._exit()
@@ -336,27 +336,27 @@ cdef class KeyedLimiterCore(Verbs):
         nothing. Counters, evictions and max_keys are kept. Raises ValueError
         for bad specs, and then nothing changes.
         """
-        cdef Program program
+        cdef CompoundLimit program
         specs = tuple(specs)
-        memset(&program, 0, sizeof(Program))
+        memset(&program, 0, sizeof(CompoundLimit))
         try:
-            program_init(&program, specs)
+            compound_init(&program, specs)
             while True:
                 judged = self._specs
                 if self._swap(&program, specs, judged, keeps_state(judged, specs)):
                     break
                 # Another reconfigure came in between: judge again.
         finally:
-            program_free(&program)  # the retired program, or the unused one
+            compound_free(&program)  # the retired program, or the unused one
 
-    cdef bint _swap(self, Program* program, tuple specs, tuple judged,
+    cdef bint _swap(self, CompoundLimit* program, tuple specs, tuple judged,
                     bint keep) except -1:
         # Installs *program (leaving the retired one in it) if the specs are
         # still `judged`; returns False otherwise. The swap happens in the
         # table's turn, so no decide_many batch (running without the GIL) and
         # no single decision sees a half-changed engine.
         cdef Table fresh = self._table
-        cdef Program retired
+        cdef CompoundLimit retired
         cdef int64_t* scratch = <int64_t*>calloc(program.words, sizeof(int64_t))
         cdef int64_t* stamps = <int64_t*>calloc(program.count, sizeof(int64_t))
         cdef int64_t* old_slots = NULL

@@ -24,9 +24,9 @@ from libc.string cimport memset
 
 from ratefuse.core._args cimport resolve_now, to_cost
 from ratefuse.core._decision_c cimport make_reservation
-from ratefuse.core._compound_c cimport Program, program_free, program_init
+from ratefuse.core._compound_c cimport CompoundLimit, compound_free, compound_init
 from ratefuse.core._keys cimport key_fingerprint
-from ratefuse.core._step cimport CSpec, Verdict
+from ratefuse.core._step cimport CSpec, StepResult
 from ratefuse.engine._verbs_c cimport Verbs, acquire_at, decision_at
 
 from functools import partial
@@ -101,7 +101,7 @@ cdef class _ShmCore(Verbs):
     cdef uint64_t _bucket_mask
     cdef uint64_t _k0
     cdef uint64_t _k1
-    cdef Program _program
+    cdef CompoundLimit _program
     cdef CSpec* _spec
     cdef int _counts
     cdef int _count_bits
@@ -111,7 +111,7 @@ cdef class _ShmCore(Verbs):
     cdef readonly object table
 
     def __cinit__(self, *args, **kwargs):
-        memset(&self._program, 0, sizeof(Program))
+        memset(&self._program, 0, sizeof(CompoundLimit))
         self._words = NULL
 
     def __init__(self, table, clock=None, *, max_wait=None, sleep=None,
@@ -122,7 +122,7 @@ cdef class _ShmCore(Verbs):
             raise RuntimeError("shared-memory limiters need a 16-byte atomic "
                                "compare-and-swap, which this build lacks")
         spec = table.params.spec
-        program_init(&self._program, (spec,))
+        compound_init(&self._program, (spec,))
         self._spec = self._program.specs
         self._count_bits = layout.packing_bits(spec)
         self._count_mask = (<int64_t>1 << self._count_bits) - 1
@@ -136,7 +136,7 @@ cdef class _ShmCore(Verbs):
         self.table = table
 
     def __dealloc__(self):
-        program_free(&self._program)
+        compound_free(&self._program)
 
     def close(self):
         """`close` unmaps the table (idempotent); later calls raise ValueError."""
@@ -176,11 +176,11 @@ cdef class _ShmCore(Verbs):
                 | (state[1] << self._count_bits) | state[2])
 
     cdef inline void apply(self, int op, int64_t* state, int64_t now, int64_t cost,
-                           int64_t arg, Verdict* out) noexcept nogil:
+                           int64_t arg, StepResult* out) noexcept nogil:
         if op == OP_STEP:
             self._spec.step(self._spec, state, now, cost, True, out)
         elif op == OP_RESERVE:
-            # As program_reserve: a denied reservation leaves the state as it
+            # As compound_reserve: a denied reservation leaves the state as it
             # was (a window is not rolled forward).
             self._spec.reserve(self._spec, state, now, cost, arg, False, out)
             if out.allowed:
@@ -284,7 +284,7 @@ cdef class _ShmCore(Verbs):
             cas_slot(slot, fingerprint, pending(counter), 0, FREE)
 
     cdef int run(self, uint64_t fingerprint, int op, int64_t now, int64_t cost,
-                 int64_t arg, Verdict* out) except -1:
+                 int64_t arg, StepResult* out) except -1:
         # Applies `op` to the key's state: read, step a copy, CAS, retry.
         cdef Slot* slot
         cdef int64_t state, updated
@@ -316,7 +316,7 @@ cdef class _ShmCore(Verbs):
                 self.count(op, out)
                 return 0
 
-    cdef inline void count(self, int op, const Verdict* verdict) noexcept nogil:
+    cdef inline void count(self, int op, const StepResult* verdict) noexcept nogil:
         # Counts a decision of this process (a refund is none).
         if op != OP_REFUND:
             self._outcome_counts[verdict.allowed != 0] += 1
@@ -328,13 +328,13 @@ cdef class _ShmCore(Verbs):
         return Verbs.counters(self)
 
     cdef int64_t _step(self, uint64_t where, int64_t cost, int64_t now,
-                       Verdict* out) except -1:
+                       StepResult* out) except -1:
         self.run(where, OP_STEP, now, cost, 0, out)
         return self._spec.capacity
 
     cdef object _reserve(self, uint64_t where, int64_t units, int64_t bound,
                          int64_t now, bint none_if_now):
-        cdef Verdict verdict
+        cdef StepResult verdict
         self.run(where, OP_RESERVE, now, units, bound, &verdict)
         if none_if_now and verdict.allowed and verdict.retry_after_ns == 0:
             return None
@@ -359,7 +359,7 @@ cdef class _ShmCore(Verbs):
                 return
 
     def _refund(self, uint64_t fingerprint, int64_t cost, int64_t stamp, now):
-        cdef Verdict unused
+        cdef StepResult unused
         self.run(fingerprint, OP_REFUND, resolve_now(self._clock, now), cost, stamp,
                  &unused)
 
@@ -414,7 +414,7 @@ cdef class ShmKeyedLimiterCore(_ShmCore):
     def try_acquire(self, key, cost=1, now=None):
         """`try_acquire` consumes ``cost`` units of ``key``'s quota if the
         limit admits them and reports whether it did."""
-        cdef Verdict verdict
+        cdef StepResult verdict
         cdef uint64_t fingerprint = self.fingerprint(key)
         cdef int64_t units = to_cost(cost)
         self.run(fingerprint, OP_STEP, resolve_now(self._clock, now), units, 0,
@@ -458,7 +458,7 @@ cdef class ShmLimiterCore(_ShmCore):
     def try_acquire(self, cost=1, now=None):
         """`try_acquire` consumes ``cost`` units if the limit admits them and
         reports whether it did."""
-        cdef Verdict verdict
+        cdef StepResult verdict
         cdef int64_t units = to_cost(cost)
         self.run(self._subject, OP_STEP, resolve_now(self._clock, now), units, 0,
                  &verdict)

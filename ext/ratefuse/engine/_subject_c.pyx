@@ -10,14 +10,14 @@ from ratefuse.core._args cimport resolve_now, to_cost
 from ratefuse.core._clock cimport monotonic_ns
 from ratefuse.core._decision_c cimport make_reservation
 from ratefuse.core._compound_c cimport (
-    Program,
-    program_decide,
-    program_free,
-    program_init,
-    program_refund,
-    program_reserve,
+    CompoundLimit,
+    compound_decide,
+    compound_free,
+    compound_init,
+    compound_refund,
+    compound_reserve,
 )
-from ratefuse.core._step cimport Verdict
+from ratefuse.core._step cimport StepResult
 from ratefuse.engine._verbs_c cimport Verbs, acquire_at, decision_at
 
 from functools import partial
@@ -39,7 +39,7 @@ cdef class LimiterCore(Verbs):
     ``asyncio.sleep``. Thread-safe: each decision is atomic.
     """
 
-    cdef Program _program
+    cdef CompoundLimit _program
     cdef int64_t* _state
     cdef int64_t* _stamps
     cdef tuple _specs
@@ -49,7 +49,7 @@ cdef class LimiterCore(Verbs):
     cdef int64_t _epoch
 
     def __cinit__(self, *args, **kwargs):
-        memset(&self._program, 0, sizeof(Program))
+        memset(&self._program, 0, sizeof(CompoundLimit))
         self._state = NULL
         self._stamps = NULL
 
@@ -59,7 +59,7 @@ cdef class LimiterCore(Verbs):
             raise TypeError("LimiterCore.__init__ may be called only once")
         specs = tuple(specs)
         self._init_waits(clock, max_wait, sleep, async_sleep)
-        program_init(&self._program, specs)
+        compound_init(&self._program, specs)
         self._state = <int64_t*>PyMem_Malloc(self._program.words * sizeof(int64_t))
         self._stamps = <int64_t*>PyMem_Malloc(self._program.count * sizeof(int64_t))
         if self._state == NULL or self._stamps == NULL:
@@ -69,7 +69,7 @@ cdef class LimiterCore(Verbs):
         self._specs = specs
 
     def __dealloc__(self):
-        program_free(&self._program)
+        compound_free(&self._program)
         PyMem_Free(self._state)
         PyMem_Free(self._stamps)
 
@@ -80,7 +80,7 @@ cdef class LimiterCore(Verbs):
     def try_acquire(self, cost=1, now=None):
         """`try_acquire` consumes ``cost`` units if every limit admits them and
         reports whether it did. Cost 0 asks without consuming."""
-        cdef Verdict verdict
+        cdef StepResult verdict
         cdef int64_t units = to_cost(cost)
         cdef int64_t at
         if now is None and self._clock is None:
@@ -92,7 +92,7 @@ cdef class LimiterCore(Verbs):
                 self._program.specs, self._state, at, units, True, &verdict
             )
         else:
-            program_decide(&self._program, self._state, at, units, &verdict)
+            compound_decide(&self._program, self._state, at, units, &verdict)
         self._outcome_counts[verdict.allowed != 0] += 1
         return verdict.allowed
 
@@ -122,8 +122,8 @@ cdef class LimiterCore(Verbs):
         self._forget(0)
 
     cdef int64_t _step(self, uint64_t where, int64_t cost, int64_t now,
-                       Verdict* out) except -1:
-        cdef Py_ssize_t binding = program_decide(
+                       StepResult* out) except -1:
+        cdef Py_ssize_t binding = compound_decide(
             &self._program, self._state, now, cost, out
         )
         self._outcome_counts[out.allowed != 0] += 1
@@ -131,8 +131,8 @@ cdef class LimiterCore(Verbs):
 
     cdef object _reserve(self, uint64_t where, int64_t units, int64_t bound,
                          int64_t now, bint none_if_now):
-        cdef Verdict verdict
-        cdef Py_ssize_t binding = program_reserve(
+        cdef StepResult verdict
+        cdef Py_ssize_t binding = compound_reserve(
             &self._program, self._state, now, units, bound, &verdict, self._stamps
         )
         self._outcome_counts[verdict.allowed != 0] += 1
@@ -161,7 +161,7 @@ cdef class LimiterCore(Verbs):
             return  # the state was started anew since: nothing to give back
         for index in range(self._program.count):
             self._stamps[index] = stamps[index]
-        program_refund(&self._program, self._state, at, cost, self._stamps)
+        compound_refund(&self._program, self._state, at, cost, self._stamps)
 
     def reconfigure(self, specs):
         """`reconfigure` replaces the limits in one atomic step: every decision
@@ -172,20 +172,20 @@ cdef class LimiterCore(Verbs):
         `reset`, and reservations taken before refund nothing. Counters are
         kept. Raises ValueError for bad specs, and then nothing changes.
         """
-        cdef Program program
+        cdef CompoundLimit program
         specs = tuple(specs)
-        memset(&program, 0, sizeof(Program))
+        memset(&program, 0, sizeof(CompoundLimit))
         try:
-            program_init(&program, specs)
+            compound_init(&program, specs)
             while True:
                 judged = self._specs
                 if self._swap(&program, specs, judged, keeps_state(judged, specs)):
                     break
                 # Another reconfigure came in between: judge again.
         finally:
-            program_free(&program)  # the retired program, or the unused one
+            compound_free(&program)  # the retired program, or the unused one
 
-    cdef bint _swap(self, Program* program, tuple specs, tuple judged,
+    cdef bint _swap(self, CompoundLimit* program, tuple specs, tuple judged,
                     bint keep) except -1:
         # Installs *program (leaving the retired one in it) if the specs are
         # still `judged`, those `keep` was judged against; returns False
@@ -193,7 +193,7 @@ cdef class LimiterCore(Verbs):
         # so no other thread runs in between (decisions hold the GIL).
         cdef int64_t* state = NULL
         cdef int64_t* stamps
-        cdef Program retired
+        cdef CompoundLimit retired
         if not keep:
             state = <int64_t*>PyMem_Malloc(program.words * sizeof(int64_t))
             if state == NULL:

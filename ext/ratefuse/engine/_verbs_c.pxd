@@ -7,7 +7,7 @@ from libc.stdint cimport int64_t, uint64_t
 from ratefuse.core._args cimport resolve_now, to_cost
 from ratefuse.core._clock cimport monotonic_ns
 from ratefuse.core._decision_c cimport make_decision
-from ratefuse.core._step cimport Verdict
+from ratefuse.core._step cimport StepResult
 
 
 cdef class Verbs:
@@ -24,7 +24,7 @@ cdef class Verbs:
                          object async_sleep) except -1
     # The steps a core implements over its store (see _verbs_c.pyx).
     cdef int64_t _step(self, uint64_t where, int64_t cost, int64_t now,
-                       Verdict* out) except -1
+                       StepResult* out) except -1
     cdef object _reserve(self, uint64_t where, int64_t units, int64_t bound,
                          int64_t now, bint none_if_now)
     cdef int _forget(self, uint64_t where) except -1
@@ -41,7 +41,7 @@ cdef class Verbs:
 
 cdef inline object decision_at(Verbs core, uint64_t where, object cost, object now):
     # decide, over a location.
-    cdef Verdict verdict
+    cdef StepResult verdict
     cdef int64_t units = to_cost(cost)
     cdef int64_t capacity = core._step(
         where, units, resolve_now(core._clock, now), &verdict

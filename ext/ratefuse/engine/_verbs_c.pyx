@@ -12,7 +12,7 @@
 from libc.stdint cimport int64_t, uint64_t
 
 from ratefuse.core._args cimport resolve_now, to_cost
-from ratefuse.core._step cimport Verdict
+from ratefuse.core._step cimport StepResult
 
 from functools import partial
 
@@ -53,7 +53,7 @@ cdef class Verbs:
     # ---- the steps a core implements over its store ----
 
     cdef int64_t _step(self, uint64_t where, int64_t cost, int64_t now,
-                       Verdict* out) except -1:
+                       StepResult* out) except -1:
         # Decides `cost` for the state at `where` and counts the outcome,
         # atomically; returns the capacity of the limit that applied.
         raise NotImplementedError

@@ -1,7 +1,7 @@
-"""`Program`: the limits of one subject, decided together over one state.
+"""`CompoundLimit`: the limits of one subject, decided together over one state.
 
 A subject's state is a run of integer words (``words`` of them) holding each
-limit's state back to back. `Program.decide` admits a cost all-or-nothing:
+limit's state back to back. `CompoundLimit.decide` admits a cost all-or-nothing:
 every limit is asked without consuming, and only if all admit is the cost
 consumed from each. Shared by the single-subject engine and the key table;
 twin of ``ext/ratefuse/core/_compound_c.pyx``.
@@ -20,11 +20,11 @@ from ratefuse.core.algorithms import (
     _sliding_window_py,
 )
 from ratefuse.core.spec import NEVER, LimitSpec, state_words
-from ratefuse.core.verdict import Verdict
+from ratefuse.core.step_result import StepResult
 
-Step = Callable[[LimitSpec, list[int], int, int, int, bool], Verdict]
+Step = Callable[[LimitSpec, list[int], int, int, int, bool], StepResult]
 IdleAt = Callable[[LimitSpec, list[int], int], int]
-Reserve = Callable[[LimitSpec, list[int], int, int, int, int, bool], Verdict]
+Reserve = Callable[[LimitSpec, list[int], int, int, int, int, bool], StepResult]
 Refund = Callable[[LimitSpec, list[int], int, int, int, int], None]
 
 
@@ -50,8 +50,8 @@ ALGORITHMS: Final[dict[str, Algorithm]] = {
 }
 
 
-class Program:
-    """`Program` decides costs against ``specs`` over a run of state words."""
+class CompoundLimit:
+    """`CompoundLimit` decides costs against ``specs`` over a run of state words."""
 
     def __init__(self, specs: Sequence[LimitSpec]) -> None:
         if not specs:
@@ -69,7 +69,7 @@ class Program:
 
     def decide(
         self, state: list[int], offset: int, now: int, cost: int
-    ) -> tuple[Verdict, LimitSpec]:
+    ) -> tuple[StepResult, LimitSpec]:
         """`decide` admits ``cost`` at ``now`` all-or-nothing; returns the
         merged verdict and the binding spec (see `combine`)."""
         if len(self.specs) == 1:
@@ -83,7 +83,7 @@ class Program:
 
     def reserve(
         self, state: list[int], offset: int, now: int, cost: int, max_wait: int
-    ) -> tuple[Verdict, LimitSpec, tuple[int, ...]]:
+    ) -> tuple[StepResult, LimitSpec, tuple[int, ...]]:
         """`reserve` reserves ``cost`` all-or-nothing, each limit's slot at
         most ``max_wait`` ns away; returns the merged verdict (its
         ``retry_after_ns`` is the delay until every slot has come), the
@@ -113,7 +113,7 @@ class Program:
         cost: int,
         max_wait: int,
         commit: bool,
-    ) -> list[Verdict]:
+    ) -> list[StepResult]:
         return [
             algorithm.reserve(spec, state, offset + base, now, cost, max_wait, commit)
             for algorithm, spec, base in zip(
@@ -132,7 +132,7 @@ class Program:
 
     def _step_all(
         self, state: list[int], offset: int, now: int, cost: int, commit: bool
-    ) -> list[Verdict]:
+    ) -> list[StepResult]:
         return [
             step(spec, state, offset + base, now, cost, commit)
             for step, spec, base in zip(
@@ -142,8 +142,8 @@ class Program:
 
 
 def combine(
-    verdicts: Sequence[Verdict], specs: Sequence[LimitSpec]
-) -> tuple[Verdict, LimitSpec]:
+    verdicts: Sequence[StepResult], specs: Sequence[LimitSpec]
+) -> tuple[StepResult, LimitSpec]:
     """`combine` merges the verdicts of a compound limit into one.
 
     allowed: all allowed; remaining: the least; retry_after: the longest
@@ -166,7 +166,7 @@ def combine(
     for verdict in verdicts:
         if _later(verdict.retry_after_ns, retry):
             retry = verdict.retry_after_ns
-    merged = Verdict(
+    merged = StepResult(
         allowed,
         min(verdict.remaining for verdict in verdicts),
         retry,

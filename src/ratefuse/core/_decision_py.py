@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ratefuse.core.spec import NEVER
-from ratefuse.core.verdict import Verdict
+from ratefuse.core.step_result import StepResult
 
 
 class Decision:
@@ -82,7 +82,7 @@ def ns_to_seconds(ns: int) -> float:
     return math.inf if ns == NEVER else float(ns) / 1e9
 
 
-def make_decision(verdict: Verdict, limit: int) -> Decision:
+def make_decision(verdict: StepResult, limit: int) -> Decision:
     """`make_decision` is the Decision of ``verdict`` under a limit of
     capacity ``limit``."""
     return Decision(

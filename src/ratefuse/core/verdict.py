@@ -1,4 +1,4 @@
-"""`Verdict`: what a core step returns, in integer nanoseconds.
+"""`StepResult`: what a core step returns, in integer nanoseconds.
 
 Shared by every reference core; the compiled cores fill a C struct with the
 same fields (ext/ratefuse/core/_step.pxd).
@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 
-class Verdict(NamedTuple):
-    """`Verdict` is one limit's answer; ``retry_after_ns`` is NEVER (-1) when
+class StepResult(NamedTuple):
+    """`StepResult` is one limit's answer; ``retry_after_ns`` is NEVER (-1) when
     the cost exceeds the capacity, and 0 when allowed (for a reservation: the
     delay until its slot). ``stamp`` identifies a reservation for a refund."""
 

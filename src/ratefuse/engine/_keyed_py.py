@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from ratefuse.core._args_py import check_cost, resolve_now
-from ratefuse.core._compound_py import Program
+from ratefuse.core._compound_py import CompoundLimit
 from ratefuse.core._decision_py import ns_to_seconds
 from ratefuse.core._keys_py import fingerprint
 from ratefuse.core._keytable_py import KeyTable
@@ -28,7 +28,7 @@ from ratefuse.core.keys import (
 from ratefuse.core.reservation import Refund
 from ratefuse.core.respec import keeps_state
 from ratefuse.core.spec import LimitSpec
-from ratefuse.core.verdict import Verdict
+from ratefuse.core.step_result import StepResult
 from ratefuse.engine._verbs_py import KeyedVerbs
 from ratefuse.engine.batch import import_numpy
 from ratefuse.engine.waiting import AsyncSleep, Sleep
@@ -57,7 +57,7 @@ class KeyedLimiterCore(KeyedVerbs):
         sleep: Sleep | None = None,
         async_sleep: AsyncSleep | None = None,
     ) -> None:
-        self._program = Program(specs)
+        self._program = CompoundLimit(specs)
         self._specs = self._program.specs
         self._k0, self._k1 = split_secret(PROCESS_SECRET if secret is None else secret)
         self._table = KeyTable(
@@ -77,14 +77,14 @@ class KeyedLimiterCore(KeyedVerbs):
     def _locate(self, key: Key) -> int:
         return fingerprint(self._k0, self._k1, key)
 
-    def _step(self, where: int, cost: int, now: int) -> tuple[Verdict, int]:
+    def _step(self, where: int, cost: int, now: int) -> tuple[StepResult, int]:
         with self._lock:
             verdict, spec = self._step_locked(where, cost, now)
         return verdict, spec.capacity
 
     def _reserve(
         self, where: int, cost: int, bound: int, now: int
-    ) -> tuple[Verdict, int, Refund]:
+    ) -> tuple[StepResult, int, Refund]:
         with self._lock:
             program, table = self._program, self._table
             slot = table.find(where)
@@ -178,7 +178,7 @@ class KeyedLimiterCore(KeyedVerbs):
 
     def _step_locked(
         self, where: int, cost: int, now: int
-    ) -> tuple[Verdict, LimitSpec]:
+    ) -> tuple[StepResult, LimitSpec]:
         # Precondition: the lock is held.
         program, table = self._program, self._table
         slot = table.find(where)
@@ -203,7 +203,7 @@ class KeyedLimiterCore(KeyedVerbs):
         refund nothing. Counters, evictions and max_keys are kept. Raises
         ValueError for bad specs, and then nothing changes.
         """
-        program = Program(specs)
+        program = CompoundLimit(specs)
         with self._lock:
             if keeps_state(self._program.specs, program.specs):
                 self._table.idle_at = program.idle_at

@@ -29,7 +29,7 @@ from ratefuse.core._keys_py import fingerprint as key_fingerprint
 from ratefuse.core.counters import LimiterCounters
 from ratefuse.core.keys import Key
 from ratefuse.core.reservation import Refund
-from ratefuse.core.verdict import Verdict
+from ratefuse.core.step_result import StepResult
 from ratefuse.engine import shm_layout as layout
 from ratefuse.engine._verbs_py import KeyedVerbs, SubjectVerbs, Verbs
 from ratefuse.engine.waiting import AsyncSleep, Sleep
@@ -47,7 +47,7 @@ EXPIRED_WORD: Final = layout.EXPIRED_OFFSET // 8
 BITS: Final = layout.WINNER_BITS
 FREE: Final = layout.FREE
 PENDING_BASE: Final = layout.PENDING_BASE
-NO_VERDICT: Final = Verdict(False, 0, 0, 0)
+NO_VERDICT: Final = StepResult(False, 0, 0, 0)
 
 # Serialises the twin's operations within a process: POSIX record locks
 # exclude processes only, and closing any descriptor of a file drops this
@@ -147,11 +147,11 @@ class _ShmCore(Verbs):
 
     def _apply(
         self, op: int, state: list[int], now: int, cost: int, arg: int
-    ) -> Verdict:
+    ) -> StepResult:
         if op == OP_STEP:
             return self._algorithm.step(self._spec, state, 0, now, cost, True)
         if op == OP_RESERVE:
-            # As Program.reserve: a denied reservation leaves the state as it
+            # As CompoundLimit.reserve: a denied reservation leaves the state as it
             # was (a window is not rolled forward).
             reserve = self._algorithm.reserve
             verdict = reserve(self._spec, state, 0, now, cost, arg, False)
@@ -235,7 +235,7 @@ class _ShmCore(Verbs):
         self._signed[slot + 1] = 0
         return slot
 
-    def _run(self, fingerprint: int, op: int, now: int, cost: int, arg: int) -> Verdict:
+    def _run(self, fingerprint: int, op: int, now: int, cost: int, arg: int) -> StepResult:
         """`_run` applies ``op`` to the key's state under the lock."""
         with self._locked():
             verdict = self._run_locked(fingerprint, op, now, cost, arg)
@@ -245,7 +245,7 @@ class _ShmCore(Verbs):
 
     def _run_locked(
         self, fingerprint: int, op: int, now: int, cost: int, arg: int
-    ) -> Verdict:
+    ) -> StepResult:
         # Precondition: the lock is held.
         slot = self._find(fingerprint)
         if slot < 0:
@@ -266,12 +266,12 @@ class _ShmCore(Verbs):
         :class:`ratefuse.core.counters.LimiterCounters`)."""
         return super().counters()
 
-    def _step(self, where: int, cost: int, now: int) -> tuple[Verdict, int]:
+    def _step(self, where: int, cost: int, now: int) -> tuple[StepResult, int]:
         return self._run(where, OP_STEP, now, cost, 0), self._spec.capacity
 
     def _reserve(
         self, where: int, cost: int, bound: int, now: int
-    ) -> tuple[Verdict, int, Refund]:
+    ) -> tuple[StepResult, int, Refund]:
         verdict = self._run(where, OP_RESERVE, now, cost, bound)
         refund = partial(self._refund, where, cost, verdict.stamp)
         return verdict, self._spec.capacity, refund

@@ -13,12 +13,12 @@ import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 
-from ratefuse.core._compound_py import Program
+from ratefuse.core._compound_py import CompoundLimit
 from ratefuse.core._decision_py import Decision
 from ratefuse.core.reservation import Refund
 from ratefuse.core.respec import keeps_state
 from ratefuse.core.spec import LimitSpec
-from ratefuse.core.verdict import Verdict
+from ratefuse.core.step_result import StepResult
 from ratefuse.engine._verbs_py import SubjectVerbs
 from ratefuse.engine.waiting import AsyncSleep, Sleep
 
@@ -44,7 +44,7 @@ class LimiterCore(SubjectVerbs):
         async_sleep: AsyncSleep | None = None,
     ) -> None:
         super().__init__(clock, max_wait=max_wait, sleep=sleep, async_sleep=async_sleep)
-        self._program = Program(specs)
+        self._program = CompoundLimit(specs)
         self._specs = self._program.specs
         self._state = [0] * self._program.words
         self._lock = threading.Lock()
@@ -52,11 +52,11 @@ class LimiterCore(SubjectVerbs):
         # that a reservation taken before then refunds nothing.
         self._epoch = 0
 
-    def _step(self, where: int, cost: int, now: int) -> tuple[Verdict, int]:
+    def _step(self, where: int, cost: int, now: int) -> tuple[StepResult, int]:
         verdict, spec = self._decide(cost, now)
         return verdict, spec.capacity
 
-    def _decide(self, cost: int, now: int) -> tuple[Verdict, LimitSpec]:
+    def _decide(self, cost: int, now: int) -> tuple[StepResult, LimitSpec]:
         """`_decide` decides ``cost`` (checked) at ``now`` and counts it;
         returns the verdict and the limit that applied."""
         with self._lock:
@@ -66,7 +66,7 @@ class LimiterCore(SubjectVerbs):
 
     def _reserve(
         self, where: int, cost: int, bound: int, now: int
-    ) -> tuple[Verdict, int, Refund]:
+    ) -> tuple[StepResult, int, Refund]:
         with self._lock:
             verdict, spec, stamps = self._program.reserve(
                 self._state, 0, now, cost, bound
@@ -98,7 +98,7 @@ class LimiterCore(SubjectVerbs):
         nothing. Counters are kept. Raises ValueError for bad specs, and then
         nothing changes.
         """
-        program = Program(specs)
+        program = CompoundLimit(specs)
         with self._lock:
             if not keeps_state(self._program.specs, program.specs):
                 self._state = [0] * program.words

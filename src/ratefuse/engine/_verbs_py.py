@@ -19,7 +19,7 @@ from ratefuse.core._decision_py import Decision, make_decision, ns_to_seconds
 from ratefuse.core.counters import LimiterCounters
 from ratefuse.core.keys import Key
 from ratefuse.core.reservation import Refund, Reservation
-from ratefuse.core.verdict import Verdict
+from ratefuse.core.step_result import StepResult
 from ratefuse.engine.waiting import (
     Again,
     AsyncSleep,
@@ -74,7 +74,7 @@ class Verbs:
 
     # ---- the steps a core implements over its store ----
 
-    def _step(self, where: int, cost: int, now: int) -> tuple[Verdict, int]:
+    def _step(self, where: int, cost: int, now: int) -> tuple[StepResult, int]:
         """`_step` decides ``cost`` for the state at ``where`` and counts the
         outcome, atomically; returns the verdict and the capacity of the
         limit that applied."""
@@ -82,7 +82,7 @@ class Verbs:
 
     def _reserve(
         self, where: int, cost: int, bound: int, now: int
-    ) -> tuple[Verdict, int, Refund]:
+    ) -> tuple[StepResult, int, Refund]:
         """`_reserve` is `_step` for a reservation of at most ``bound`` ns
         ahead; also returns what gives the units back."""
         raise NotImplementedError
@@ -227,7 +227,7 @@ class KeyedVerbs(Verbs):
         self._forget(self._locate(key))
 
 
-def make_reservation(verdict: Verdict, limit: int, refund: Refund) -> Reservation:
+def make_reservation(verdict: StepResult, limit: int, refund: Refund) -> Reservation:
     """`make_reservation` wraps a reserve verdict; ``refund`` gives the units
     back if they were reserved. A held reservation's decision reports
     retry_after 0.0: the wait is its ``delay``."""

@@ -2,11 +2,11 @@
 # src/ratefuse/core/algorithms/_fixed_window_py.py: same decisions.
 from libc.stdint cimport int64_t
 
-from ratefuse.core._step cimport NEVER, CSpec, Verdict
+from ratefuse.core._step cimport NEVER, CSpec, StepResult
 
 
 cdef void fixed_window_step(const CSpec* spec, int64_t* state, int64_t now,
-                            int64_t cost, bint commit, Verdict* out) noexcept nogil:
+                            int64_t cost, bint commit, StepResult* out) noexcept nogil:
     cdef int64_t period = spec.period_ns
     cdef int64_t limit = spec.capacity
     cdef int64_t window = state[0]
@@ -42,7 +42,7 @@ cdef int64_t fixed_window_idle_at(const CSpec* spec,
 
 cdef void fixed_window_reserve(const CSpec* spec, int64_t* state, int64_t now,
                                int64_t cost, int64_t max_wait, bint commit,
-                               Verdict* out) noexcept nogil:
+                               StepResult* out) noexcept nogil:
     # Admits now or not at all: a window cannot schedule ahead.
     cdef int64_t window = now // spec.period_ns
     cdef int64_t stamp = window if window > state[0] else state[0]

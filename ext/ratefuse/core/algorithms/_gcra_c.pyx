@@ -1,11 +1,11 @@
 # GCRA, compiled. The spec is src/ratefuse/core/algorithms/_gcra_py.py: same decisions.
 from libc.stdint cimport int64_t
 
-from ratefuse.core._step cimport NEVER, CSpec, Verdict
+from ratefuse.core._step cimport NEVER, CSpec, StepResult
 
 
 cdef void gcra_step(const CSpec* spec, int64_t* state, int64_t now,
-                    int64_t cost, bint commit, Verdict* out) noexcept nogil:
+                    int64_t cost, bint commit, StepResult* out) noexcept nogil:
     cdef int64_t interval = spec.interval_ns
     cdef int64_t tau = interval * spec.capacity
     cdef int64_t tat = state[0]
@@ -43,7 +43,7 @@ cdef inline int64_t left(int64_t tau, int64_t backlog, int64_t interval) noexcep
 
 cdef void gcra_reserve(const CSpec* spec, int64_t* state, int64_t now,
                        int64_t cost, int64_t max_wait, bint commit,
-                       Verdict* out) noexcept nogil:
+                       StepResult* out) noexcept nogil:
     cdef int64_t interval = spec.interval_ns
     cdef int64_t tau = interval * spec.capacity
     cdef int64_t tat = state[0]

@@ -2,7 +2,7 @@
 # src/ratefuse/core/algorithms/_leaky_bucket_py.py: same decisions.
 from libc.stdint cimport int64_t
 
-from ratefuse.core._step cimport NEVER, CSpec, Verdict
+from ratefuse.core._step cimport NEVER, CSpec, StepResult
 
 
 cdef inline int64_t left(int64_t tau, int64_t level, int64_t interval) noexcept nogil:
@@ -11,7 +11,7 @@ cdef inline int64_t left(int64_t tau, int64_t level, int64_t interval) noexcept 
 
 
 cdef void leaky_bucket_step(const CSpec* spec, int64_t* state, int64_t now,
-                            int64_t cost, bint commit, Verdict* out) noexcept nogil:
+                            int64_t cost, bint commit, StepResult* out) noexcept nogil:
     cdef int64_t interval = spec.interval_ns
     cdef int64_t tau = interval * spec.capacity
     cdef int64_t level = state[0]
@@ -43,7 +43,7 @@ cdef int64_t leaky_bucket_idle_at(const CSpec* spec,
 
 cdef void leaky_bucket_reserve(const CSpec* spec, int64_t* state, int64_t now,
                                int64_t cost, int64_t max_wait, bint commit,
-                               Verdict* out) noexcept nogil:
+                               StepResult* out) noexcept nogil:
     cdef int64_t interval = spec.interval_ns
     cdef int64_t tau = interval * spec.capacity
     cdef int64_t level = state[0]

@@ -3,7 +3,7 @@
 # words: head, count, total, then `limit` (time, cost) pairs.
 from libc.stdint cimport int64_t
 
-from ratefuse.core._step cimport NEVER, CSpec, Verdict
+from ratefuse.core._step cimport NEVER, CSpec, StepResult
 
 cdef enum:
     HEAD = 0
@@ -13,7 +13,7 @@ cdef enum:
 
 
 cdef void sliding_log_step(const CSpec* spec, int64_t* state, int64_t now,
-                           int64_t cost, bint commit, Verdict* out) noexcept nogil:
+                           int64_t cost, bint commit, StepResult* out) noexcept nogil:
     cdef int64_t period = spec.period_ns
     cdef int64_t limit = spec.capacity
     cdef int64_t head = state[HEAD]
@@ -75,7 +75,7 @@ cdef int64_t sliding_log_idle_at(const CSpec* spec,
 
 cdef void sliding_log_reserve(const CSpec* spec, int64_t* state, int64_t now,
                               int64_t cost, int64_t max_wait, bint commit,
-                              Verdict* out) noexcept nogil:
+                              StepResult* out) noexcept nogil:
     # Admits now or not at all: a window cannot schedule ahead.
     sliding_log_step(spec, state, now, cost, commit, out)
     out.stamp = 0

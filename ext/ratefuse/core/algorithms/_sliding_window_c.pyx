@@ -3,12 +3,12 @@
 # products in 128 bits.
 from libc.stdint cimport int64_t
 
-from ratefuse.core._step cimport NEVER, CSpec, Verdict, int128
+from ratefuse.core._step cimport NEVER, CSpec, StepResult, int128
 
 
 cdef void sliding_window_step(const CSpec* spec, int64_t* state, int64_t now,
                               int64_t cost, bint commit,
-                              Verdict* out) noexcept nogil:
+                              StepResult* out) noexcept nogil:
     cdef int64_t period = spec.period_ns
     cdef int64_t limit = spec.capacity
     cdef int64_t window = state[0]
@@ -77,7 +77,7 @@ cdef int64_t sliding_window_idle_at(const CSpec* spec,
 
 cdef void sliding_window_reserve(const CSpec* spec, int64_t* state, int64_t now,
                                  int64_t cost, int64_t max_wait, bint commit,
-                                 Verdict* out) noexcept nogil:
+                                 StepResult* out) noexcept nogil:
     # Admits now or not at all: a window cannot schedule ahead.
     cdef int64_t window = now // spec.period_ns
     cdef int64_t stamp = window if window > state[0] else state[0]

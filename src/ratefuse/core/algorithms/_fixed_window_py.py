@@ -9,12 +9,12 @@ counts against the stored window (time never runs backwards for a state).
 from __future__ import annotations
 
 from ratefuse.core.spec import NEVER, LimitSpec
-from ratefuse.core.verdict import Verdict
+from ratefuse.core.step_result import StepResult
 
 
 def fixed_window_step(
     spec: LimitSpec, state: list[int], base: int, now: int, cost: int, commit: bool
-) -> Verdict:
+) -> StepResult:
     """`fixed_window_step` decides ``cost`` at ``now``; consumes only if ``commit``.
 
     Reports the state as left: see ``gcra_step``.
@@ -34,7 +34,7 @@ def fixed_window_step(
         allowed, retry = False, window_end
     if commit:
         state[base], state[base + 1] = window, count
-    return Verdict(allowed, limit - count, retry, window_end if count > 0 else 0)
+    return StepResult(allowed, limit - count, retry, window_end if count > 0 else 0)
 
 
 def fixed_window_idle_at(spec: LimitSpec, state: list[int], base: int) -> int:
@@ -50,7 +50,7 @@ def fixed_window_reserve(
     cost: int,
     max_wait: int,
     commit: bool,
-) -> Verdict:
+) -> StepResult:
     """`fixed_window_reserve` admits now or not at all (a window cannot schedule
     ahead, so ``max_wait`` is unused); ``stamp`` is the window it counted in."""
     stamp = (

@@ -11,12 +11,12 @@ earlier than the last drain drains nothing.
 from __future__ import annotations
 
 from ratefuse.core.spec import NEVER, LimitSpec
-from ratefuse.core.verdict import Verdict
+from ratefuse.core.step_result import StepResult
 
 
 def leaky_bucket_step(
     spec: LimitSpec, state: list[int], base: int, now: int, cost: int, commit: bool
-) -> Verdict:
+) -> StepResult:
     """`leaky_bucket_step` decides ``cost`` at ``now``; consumes only if ``commit``.
 
     Reports the state as left: see ``gcra_step``.
@@ -37,7 +37,7 @@ def leaky_bucket_step(
             level = poured
     if commit:
         state[base], state[base + 1] = level, last
-    return Verdict(allowed, _left(tau, level, interval), retry, level)
+    return StepResult(allowed, _left(tau, level, interval), retry, level)
 
 
 def leaky_bucket_idle_at(spec: LimitSpec, state: list[int], base: int) -> int:
@@ -53,7 +53,7 @@ def leaky_bucket_reserve(
     cost: int,
     max_wait: int,
     commit: bool,
-) -> Verdict:
+) -> StepResult:
     """`leaky_bucket_reserve` queues ``cost`` if its turn is at most
     ``max_wait`` ns away: the level may rise above tau by that much, so
     callers are spaced T apart. ``stamp`` is when the queue empties."""
@@ -72,7 +72,7 @@ def leaky_bucket_reserve(
             level = poured
     if commit:
         state[base], state[base + 1] = level, last
-    return Verdict(allowed, _left(tau, level, interval), delay, level, stamp)
+    return StepResult(allowed, _left(tau, level, interval), delay, level, stamp)
 
 
 def leaky_bucket_refund(

@@ -12,14 +12,14 @@ time steps back.
 from __future__ import annotations
 
 from ratefuse.core.spec import NEVER, LimitSpec
-from ratefuse.core.verdict import Verdict
+from ratefuse.core.step_result import StepResult
 
 HEAD, COUNT, TOTAL, RING = 0, 1, 2, 3
 
 
 def sliding_log_step(
     spec: LimitSpec, state: list[int], base: int, now: int, cost: int, commit: bool
-) -> Verdict:
+) -> StepResult:
     """`sliding_log_step` decides ``cost`` at ``now``; consumes only if ``commit``.
 
     Reports the state as left: see ``gcra_step``.
@@ -50,7 +50,7 @@ def sliding_log_step(
         state[base + HEAD], state[base + COUNT] = head, count
         state[base + TOTAL] = total
     reset = newest + period - now if count > 0 else 0
-    return Verdict(allowed, limit - total, retry, reset)
+    return StepResult(allowed, limit - total, retry, reset)
 
 
 def _retry_after(
@@ -83,7 +83,7 @@ def sliding_log_reserve(
     cost: int,
     max_wait: int,
     commit: bool,
-) -> Verdict:
+) -> StepResult:
     """`sliding_log_reserve` admits now or not at all (a window cannot schedule
     ahead, so ``max_wait`` is unused); ``stamp`` is the window it counted in."""
     stamp = 0

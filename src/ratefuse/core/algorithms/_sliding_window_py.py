@@ -10,12 +10,12 @@ arithmetic is exact. Rejected calls do not count.
 from __future__ import annotations
 
 from ratefuse.core.spec import NEVER, LimitSpec
-from ratefuse.core.verdict import Verdict
+from ratefuse.core.step_result import StepResult
 
 
 def sliding_window_step(
     spec: LimitSpec, state: list[int], base: int, now: int, cost: int, commit: bool
-) -> Verdict:
+) -> StepResult:
     """`sliding_window_step` decides ``cost`` at ``now``; consumes only if ``commit``.
 
     Reports the state as left: see ``gcra_step``.
@@ -46,7 +46,7 @@ def sliding_window_step(
         reset = start + period - now
     else:
         reset = 0
-    return Verdict(allowed, remaining if remaining > 0 else 0, retry, reset)
+    return StepResult(allowed, remaining if remaining > 0 else 0, retry, reset)
 
 
 def _retry_after(period: int, limit: int, cur: int, prev: int, cost: int) -> int:
@@ -81,7 +81,7 @@ def sliding_window_reserve(
     cost: int,
     max_wait: int,
     commit: bool,
-) -> Verdict:
+) -> StepResult:
     """`sliding_window_reserve` admits now or not at all (a window cannot schedule
     ahead, so ``max_wait`` is unused); ``stamp`` is the window it counted in."""
     stamp = (
