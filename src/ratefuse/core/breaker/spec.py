@@ -9,7 +9,8 @@ be valid.
 from __future__ import annotations
 
 import enum
-from typing import Final, NamedTuple
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
 
 from ratefuse.core.errors import RatefuseError
 
@@ -30,6 +31,9 @@ class State(enum.IntEnum):
     FORCED_OPEN = 3
     DISABLED = 4
 
+
+# Listener is called as listener(breaker, old_state, new_state).
+Listener = Callable[[Any, State, State], object]
 
 # LEGAL_TRANSITIONS maps each state to the states a transition may enter from
 # it, as in Resilience4j. Every state may re-enter itself, which restarts it
