@@ -17,7 +17,7 @@ from ratefuse.core.breaker._machine_c cimport (
     IGNORED,
     ILLEGAL,
     NEED_NOW,
-    NEVER,
+    WAIT_FOREVER,
     OPEN,
     REJECTED,
     SUCCESS,
@@ -50,7 +50,7 @@ cdef object logger = logging.getLogger("ratefuse.breaker")
 
 
 cdef inline double ns_to_seconds(int64_t ns) noexcept nogil:
-    return INFINITY if ns == NEVER else <double>ns / 1e9
+    return INFINITY if ns == WAIT_FOREVER else <double>ns / 1e9
 
 
 cdef inline int64_t given_now(object now) except -2:

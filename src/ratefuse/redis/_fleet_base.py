@@ -18,11 +18,15 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from ratefuse.breaker import BreakerMetrics, CircuitBreaker, Permit
-from ratefuse.core.breaker.spec import Listener
 from ratefuse.core._args_py import check_now
 from ratefuse.core.breaker.config import BreakerConfig
 from ratefuse.core.breaker.fleet_recorder import FleetPermit, Gate, Recorder
-from ratefuse.core.breaker.spec import BreakerSpec, IllegalTransitionError, State
+from ratefuse.core.breaker.spec import (
+    BreakerSpec,
+    IllegalTransitionError,
+    Listener,
+    State,
+)
 from ratefuse.core.errors import CircuitOpenError
 from ratefuse.redis._fleet_script import FleetReply, FleetScript
 from ratefuse.redis._fleet_stats import (
