@@ -42,14 +42,14 @@ cdef class BreakerCore:
 
     @cython.final
     cdef int record_c(self, int64_t generation, int outcome,
-                       int64_t duration_ns, int64_t now) except -1
+                      int64_t duration_ns, int64_t now) except -1
 
     @cython.final
     cdef int64_t start_c(self) except -2
 
     @cython.final
     cdef int finish_c(self, int64_t generation, int outcome,
-                       int64_t start_ns) except -1
+                      int64_t start_ns) except -1
 
     @cython.final
     cdef int64_t _retry_after_ns(self, int64_t now) except -3

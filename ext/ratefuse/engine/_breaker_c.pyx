@@ -178,7 +178,7 @@ cdef class BreakerCore:
 
     @cython.final
     cdef int record_c(self, int64_t generation, int outcome,
-                       int64_t duration_ns, int64_t now) except -1:
+                      int64_t duration_ns, int64_t now) except -1:
         self._check_ready()
         if machine_record(&self.machine, generation, outcome, duration_ns,
                           now) == NEED_NOW:
@@ -196,7 +196,7 @@ cdef class BreakerCore:
 
     @cython.final
     cdef int finish_c(self, int64_t generation, int outcome,
-                       int64_t start_ns) except -1:
+                      int64_t start_ns) except -1:
         cdef int64_t now, duration
         # A call started before slow-call tracking was switched on has no
         # duration: it is recorded as not slow.
@@ -204,7 +204,7 @@ cdef class BreakerCore:
             now = self._read_clock()
             duration = now - start_ns
             return self.record_c(generation, outcome,
-                                  duration if duration > 0 else 0, now)
+                                 duration if duration > 0 else 0, now)
         return self.record_c(generation, outcome, 0, UNKNOWN_NOW)
 
     cdef int _take_change(self) except -1:
@@ -478,7 +478,7 @@ cdef class Permit:
     def on_success(self, double duration, now=None):
         """`on_success` records a call that returned normally."""
         self._core.record_c(self.generation, SUCCESS, duration_to_ns(duration),
-                             given_now(now))
+                            given_now(now))
 
     def on_error(self, double duration, exc, now=None):
         """`on_error` records a call that raised ``exc``, classified by the

@@ -13,7 +13,6 @@ times.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -41,7 +40,7 @@ from ratefuse.core.breaker.spec import (
 )
 from ratefuse.core.counters import BreakerCounters
 from ratefuse.core.errors import CircuitOpenError
-from ratefuse.engine.breaker_forms import GuardedFunction
+from ratefuse.engine.breaker_forms import GuardedFunction, guarded_function
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -270,12 +269,7 @@ class BreakerCore:
         the breaker; ``fallback`` None means the breaker's fallback. ``wraps``
         False skips copying the function's name and doc (for a wrapper used
         once)."""
-        guarded = GuardedFunction(
-            self, function, self._fallback if fallback is None else fallback
-        )
-        if wraps:
-            functools.update_wrapper(guarded, function)
-        return guarded
+        return guarded_function(self, function, fallback, wraps=wraps)
 
     # --- manual control --------------------------------------------------
 

@@ -152,6 +152,7 @@ class GuardedFunction(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         breaker = self._breaker
+        # A sync breaker's answer (an asyncio one is no GuardedFunction's).
         permit = cast(BreakerPermit | CircuitOpenError, breaker.permit_or_error())
         if isinstance(permit, CircuitOpenError):
             if self._fallback is not None:
@@ -181,12 +182,29 @@ class GuardedFunction(Generic[P, R]):
         return f"<GuardedFunction {self._function!r} by {self._breaker.name!r}>"
 
 
+def guarded_function(
+    breaker: Breaker,
+    function: Callable[P, R],
+    fallback: Callable[P, R] | None = None,
+    *,
+    wraps: bool = True,
+) -> GuardedFunction[P, R]:
+    """`guarded_function` is the `GuardedFunction` of ``function`` through
+    ``breaker``; ``fallback`` None means the breaker's, ``wraps`` copies the
+    function's name and doc onto it."""
+    chosen = breaker.fallback if fallback is None else fallback
+    guarded = GuardedFunction(breaker, function, chosen)
+    if wraps:
+        functools.update_wrapper(guarded, function)
+    return guarded
+
+
 async def _permit_or_error(breaker: Breaker) -> BreakerPermit | CircuitOpenError:
     # The answer of a sync or an asyncio breaker.
     answer = breaker.permit_or_error()
     if inspect.isawaitable(answer):
         answer = await answer
-    return cast(BreakerPermit | CircuitOpenError, answer)
+    return answer
 
 
 def guard_async(
@@ -257,7 +275,7 @@ class GuardedBlock:
         if inspect.isawaitable(answer):
             getattr(answer, "close", lambda: None)()
             raise TypeError(f"{self._breaker!r} guards blocks with async with only")
-        return self._enter(cast(BreakerPermit | CircuitOpenError, answer))
+        return self._enter(answer)
 
     def __exit__(self, kind: ExcType, exc: BaseException | None, tb: Traceback) -> None:
         permit = self._permit
@@ -296,10 +314,7 @@ class BreakerForms:
         through the breaker; ``fallback`` None means the breaker's.
         ``wraps`` False skips copying the function's name and doc (for a
         wrapper used once)."""
-        breaker = cast(Breaker, self)
-        chosen = breaker.fallback if fallback is None else fallback
-        guarded = GuardedFunction(breaker, function, chosen)
-        return functools.update_wrapper(guarded, function) if wraps else guarded
+        return guarded_function(cast(Breaker, self), function, fallback, wraps=wraps)
 
     def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
         """`__call__` makes the breaker a decorator: see `decorate`."""

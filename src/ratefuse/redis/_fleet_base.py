@@ -158,7 +158,7 @@ class FleetBase:
         with self._events_lock:
             self._listeners.remove(listener)
 
-    def _relay(self, local: object, old: State, new: State) -> None:
+    def _relay(self, local: object, old: _State, new: _State) -> None:
         # The local breaker's changes matter only while it decides.
         if self._fallen_back:
             self._queue_event(int(old), int(new))
