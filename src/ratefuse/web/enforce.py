@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from math import ceil, inf
 from typing import Any, Literal
 
+from ratefuse.protocols import is_async, is_keyed
 from ratefuse.web.headers import (
     HEADER_MODES,
     HEADERS_ON,
@@ -29,7 +30,7 @@ from ratefuse.web.headers import (
     whole_seconds,
 )
 from ratefuse.web.keys import CLIENT_ADDRESS, KeyFunction
-from ratefuse.web.rules import Limit, Route, Router, check_limiter, is_async, is_keyed
+from ratefuse.web.rules import Limit, Route, Router, check_limiter
 
 Side = Literal["asgi", "wsgi"]
 INF = inf
