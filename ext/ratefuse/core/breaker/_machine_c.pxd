@@ -5,7 +5,7 @@ from libc.stdint cimport int64_t
 from ratefuse.core.breaker._window_c cimport Window
 
 
-# One C enum per kind, as in spec.py (State, Outcome, StepResult, and the
+# One C enum per kind, as in spec.py (State, Outcome, MachineStep, and the
 # sentinels of one step each).
 cdef enum:
     CLOSED = 0

@@ -72,8 +72,8 @@ FAILURE: Final = Outcome.FAILURE
 IGNORED: Final = Outcome.IGNORED
 
 
-class StepResult(enum.IntEnum):
-    """`StepResult` is what a machine step reports besides a value: DONE;
+class MachineStep(enum.IntEnum):
+    """`MachineStep` is what a machine step reports besides a value: DONE;
     NEED_NOW, when the step needs the time and was given UNKNOWN_NOW (it
     changed nothing: the caller reads its clock and repeats the step, which
     keeps the steps pure and lets the common paths, a CLOSED breaker with a
@@ -86,9 +86,9 @@ class StepResult(enum.IntEnum):
     ILLEGAL = -3
 
 
-DONE: Final = StepResult.DONE
-NEED_NOW: Final = StepResult.NEED_NOW
-ILLEGAL: Final = StepResult.ILLEGAL
+DONE: Final = MachineStep.DONE
+NEED_NOW: Final = MachineStep.NEED_NOW
+ILLEGAL: Final = MachineStep.ILLEGAL
 
 # UNKNOWN_NOW is a `now` argument the caller has not read yet (times are
 # >= 0).
