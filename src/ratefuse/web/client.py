@@ -80,7 +80,7 @@ class _UpstreamAdmission:
         self.limiter: Any = limiter
         self.max_wait = float(max_wait)
         # Whether the caller must wait for the quota (with the limiter's
-        # acquire or acquire_async, ``acquire_args``) after `admit`.
+        # acquire or acquire_async, with `wait_args`) after `admit`.
         self.waits = limiter is not None and bool(max_wait)
         self.is_failure = is_failure
         self._keyed = limiter is not None and is_keyed(limiter)

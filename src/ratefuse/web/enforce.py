@@ -16,6 +16,7 @@ cost-0 verdict after it that reports a wait.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass, field
 from math import ceil, inf
 from typing import Any, Generic, Literal, TypeVar
 
@@ -272,6 +273,7 @@ def compile_routes(
     return Router(routes, targets)
 
 
+@dataclass(slots=True, eq=False)
 class Outcome:
     """`Outcome` is what to answer a request: ``denied``; ``retry_after``,
     the longest wait among the denials seen (the denial, and the cost-0
@@ -281,21 +283,10 @@ class Outcome:
     decision (the longest denial, else the fewest remaining; None without
     decisions)."""
 
-    __slots__ = ("denied", "rate", "reporting", "retry_after")
-
-    def __init__(
-        self, denied: bool, retry_after: int | None, rate: str | None, reporting: Any
-    ) -> None:
-        self.denied = denied
-        self.retry_after = retry_after
-        self.rate = rate
-        self.reporting = reporting
-
-    def __repr__(self) -> str:
-        return (
-            f"Outcome(denied={self.denied}, retry_after={self.retry_after}, "
-            f"rate={self.rate!r})"
-        )
+    denied: bool
+    retry_after: int | None
+    rate: str | None
+    reporting: Any = field(repr=False)
 
 
 NO_DECISION = Outcome(False, None, None, None)
@@ -405,9 +396,9 @@ class MiddlewareBase(Generic[App, Request]):
         denied_body: bytes = DEFAULT_DENIED_BODY,
         registry: object | None = None,
     ) -> None:
-        for field, value in (("exempt", exempt), ("on_denied", on_denied)):
+        for option, value in (("exempt", exempt), ("on_denied", on_denied)):
             if value is not None and not callable(value):
-                raise ValueError(f"{field} must be callable or None, got {value!r}")
+                raise ValueError(f"{option} must be callable or None, got {value!r}")
         if not isinstance(denied_body, bytes):
             raise ValueError(f"denied_body must be bytes, got {denied_body!r}")
         self.app = app
