@@ -2,11 +2,18 @@
 # src/ratefuse/core/algorithms/_fixed_window_py.py: same decisions.
 from libc.stdint cimport int64_t
 
-from ratefuse.core._step cimport NEVER, CSpec, Verdict
+from ratefuse.core._step cimport (
+    NEVER,
+    CSpec,
+    StepFunctions,
+    StepResult,
+    admit_now,
+    current_window,
+)
 
 
 cdef void fixed_window_step(const CSpec* spec, int64_t* state, int64_t now,
-                            int64_t cost, bint commit, Verdict* out) noexcept nogil:
+                            int64_t cost, bint commit, StepResult* out) noexcept nogil:
     cdef int64_t period = spec.period_ns
     cdef int64_t limit = spec.capacity
     cdef int64_t window = state[0]
@@ -42,15 +49,16 @@ cdef int64_t fixed_window_idle_at(const CSpec* spec,
 
 cdef void fixed_window_reserve(const CSpec* spec, int64_t* state, int64_t now,
                                int64_t cost, int64_t max_wait, bint commit,
-                               Verdict* out) noexcept nogil:
-    # Admits now or not at all: a window cannot schedule ahead.
-    cdef int64_t window = now // spec.period_ns
-    cdef int64_t stamp = window if window > state[0] else state[0]
-    fixed_window_step(spec, state, now, cost, commit, out)
-    out.stamp = stamp
+                               StepResult* out) noexcept nogil:
+    admit_now(fixed_window_step, spec, state, now, cost, commit,
+              current_window(spec, state, now), out)
 
 
 cdef void fixed_window_refund(const CSpec* spec, int64_t* state, int64_t now,
                               int64_t cost, int64_t stamp) noexcept nogil:
     if now // spec.period_ns <= stamp and stamp == state[0]:
         state[1] -= cost if cost < state[1] else state[1]
+
+
+STEP_FUNCTIONS = StepFunctions(b"fixed_window", fixed_window_step, fixed_window_idle_at,
+                               fixed_window_reserve, fixed_window_refund)

@@ -3,7 +3,13 @@
 # words: head, count, total, then `limit` (time, cost) pairs.
 from libc.stdint cimport int64_t
 
-from ratefuse.core._step cimport NEVER, CSpec, Verdict
+from ratefuse.core._step cimport (
+    NEVER,
+    CSpec,
+    StepFunctions,
+    StepResult,
+    admit_now,
+)
 
 cdef enum:
     HEAD = 0
@@ -13,7 +19,7 @@ cdef enum:
 
 
 cdef void sliding_log_step(const CSpec* spec, int64_t* state, int64_t now,
-                           int64_t cost, bint commit, Verdict* out) noexcept nogil:
+                           int64_t cost, bint commit, StepResult* out) noexcept nogil:
     cdef int64_t period = spec.period_ns
     cdef int64_t limit = spec.capacity
     cdef int64_t head = state[HEAD]
@@ -75,12 +81,15 @@ cdef int64_t sliding_log_idle_at(const CSpec* spec,
 
 cdef void sliding_log_reserve(const CSpec* spec, int64_t* state, int64_t now,
                               int64_t cost, int64_t max_wait, bint commit,
-                              Verdict* out) noexcept nogil:
-    # Admits now or not at all: a window cannot schedule ahead.
-    sliding_log_step(spec, state, now, cost, commit, out)
-    out.stamp = 0
+                              StepResult* out) noexcept nogil:
+    # Stamp 0: the refund gives nothing back, so it needs none.
+    admit_now(sliding_log_step, spec, state, now, cost, commit, 0, out)
 
 
 cdef void sliding_log_refund(const CSpec* spec, int64_t* state, int64_t now,
                              int64_t cost, int64_t stamp) noexcept nogil:
     pass  # the log keeps the entry; see the reference
+
+
+STEP_FUNCTIONS = StepFunctions(b"sliding_log", sliding_log_step, sliding_log_idle_at,
+                               sliding_log_reserve, sliding_log_refund)

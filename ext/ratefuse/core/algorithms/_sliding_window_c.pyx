@@ -3,12 +3,20 @@
 # products in 128 bits.
 from libc.stdint cimport int64_t
 
-from ratefuse.core._step cimport NEVER, CSpec, Verdict, int128
+from ratefuse.core._step cimport (
+    NEVER,
+    CSpec,
+    StepFunctions,
+    StepResult,
+    admit_now,
+    current_window,
+    int128,
+)
 
 
 cdef void sliding_window_step(const CSpec* spec, int64_t* state, int64_t now,
                               int64_t cost, bint commit,
-                              Verdict* out) noexcept nogil:
+                              StepResult* out) noexcept nogil:
     cdef int64_t period = spec.period_ns
     cdef int64_t limit = spec.capacity
     cdef int64_t window = state[0]
@@ -77,12 +85,9 @@ cdef int64_t sliding_window_idle_at(const CSpec* spec,
 
 cdef void sliding_window_reserve(const CSpec* spec, int64_t* state, int64_t now,
                                  int64_t cost, int64_t max_wait, bint commit,
-                                 Verdict* out) noexcept nogil:
-    # Admits now or not at all: a window cannot schedule ahead.
-    cdef int64_t window = now // spec.period_ns
-    cdef int64_t stamp = window if window > state[0] else state[0]
-    sliding_window_step(spec, state, now, cost, commit, out)
-    out.stamp = stamp
+                                 StepResult* out) noexcept nogil:
+    admit_now(sliding_window_step, spec, state, now, cost, commit,
+              current_window(spec, state, now), out)
 
 
 cdef void sliding_window_refund(const CSpec* spec, int64_t* state, int64_t now,
@@ -96,3 +101,8 @@ cdef void sliding_window_refund(const CSpec* spec, int64_t* state, int64_t now,
         state[1] -= cost if cost < state[1] else state[1]
     elif state[0] == stamp + 1:
         state[2] -= cost if cost < state[2] else state[2]
+
+
+STEP_FUNCTIONS = StepFunctions(b"sliding_window", sliding_window_step,
+                               sliding_window_idle_at, sliding_window_reserve,
+                               sliding_window_refund)
