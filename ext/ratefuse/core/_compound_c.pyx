@@ -30,17 +30,13 @@ if len(REGISTRY) != 5 or any(
                       "ratefuse.core.algorithms.REGISTRY")
 
 
-cdef int bind(CSpec* spec, object limit) except -1:
+cdef int bind(CSpec* spec, object limit, int64_t state_offset) except -1:
     # Fills `spec` from the LimitSpec `limit`, its functions from the table.
     cdef Py_ssize_t algorithm_id = REGISTRY.by_name(limit.algorithm).id
     cdef const StepFunctions* functions = &COMPILED[algorithm_id]
-    spec.step = functions.step
-    spec.idle_at = functions.idle_at
-    spec.reserve = functions.reserve
-    spec.refund = functions.refund
-    spec.capacity = limit.capacity
-    spec.period_ns = limit.period_ns
-    spec.interval_ns = limit.interval_ns
+    spec[0] = CSpec(limit.capacity, limit.period_ns, limit.interval_ns, state_offset,
+                    functions.step, functions.idle_at, functions.reserve,
+                    functions.refund)
     return 0
 
 
@@ -54,8 +50,7 @@ cdef int compound_init(CompoundLimit* limit, tuple specs) except -1:
     if limit.specs == NULL or limit.results == NULL:
         raise MemoryError()
     for index in range(count):
-        bind(&limit.specs[index], specs[index])
-        limit.specs[index].state_offset = words
+        bind(&limit.specs[index], specs[index], words)
         words += REGISTRY.state_words(specs[index])
     limit.count = count
     limit.words = words

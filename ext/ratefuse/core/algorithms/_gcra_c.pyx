@@ -1,13 +1,8 @@
 # GCRA, compiled. The spec is src/ratefuse/core/algorithms/_gcra_py.py: same decisions.
 from libc.stdint cimport int64_t
 
-from ratefuse.core._step cimport (
-    NEVER,
-    CSpec,
-    StepFunctions,
-    StepResult,
-    remaining_below,
-)
+from ratefuse.core._step cimport NEVER, CSpec, StepFunctions, StepResult
+from ratefuse.core._step cimport deny, remaining_below
 
 
 cdef void gcra_step(const CSpec* spec, int64_t* state, int64_t now,
@@ -18,8 +13,7 @@ cdef void gcra_step(const CSpec* spec, int64_t* state, int64_t now,
     cdef int64_t start = tat if tat > now else now
     cdef int64_t new_tat
     if cost > spec.capacity:
-        out.allowed = False
-        out.retry_after_ns = NEVER
+        deny(out, NEVER)
     else:
         new_tat = start + cost * interval
         out.allowed = new_tat - now <= tau
@@ -49,8 +43,7 @@ cdef void gcra_reserve(const CSpec* spec, int64_t* state, int64_t now,
     cdef int64_t new_tat, delay, end
     out.stamp = 0
     if cost > spec.capacity:
-        out.allowed = False
-        out.retry_after_ns = NEVER
+        deny(out, NEVER)
         out.reset_after_ns = start - now
         out.remaining = remaining_below(tau, start - now, interval)
         return
@@ -75,5 +68,6 @@ cdef void gcra_refund(const CSpec* spec, int64_t* state, int64_t now,
         state[0] -= refund
 
 
-STEP_FUNCTIONS = StepFunctions(b"gcra", gcra_step, gcra_idle_at,
-                               gcra_reserve, gcra_refund)
+STEP_FUNCTIONS = StepFunctions(
+    b"gcra", gcra_step, gcra_idle_at,
+    gcra_reserve, gcra_refund)

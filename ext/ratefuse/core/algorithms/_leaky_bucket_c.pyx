@@ -2,13 +2,8 @@
 # src/ratefuse/core/algorithms/_leaky_bucket_py.py: same decisions.
 from libc.stdint cimport int64_t
 
-from ratefuse.core._step cimport (
-    NEVER,
-    CSpec,
-    StepFunctions,
-    StepResult,
-    remaining_below,
-)
+from ratefuse.core._step cimport NEVER, CSpec, StepFunctions, StepResult
+from ratefuse.core._step cimport deny, remaining_below
 
 
 cdef inline void drain(const int64_t* state, int64_t now, int64_t* level,
@@ -22,6 +17,16 @@ cdef inline void drain(const int64_t* state, int64_t now, int64_t* level,
         last[0] = now
 
 
+cdef inline void settle(int64_t* state, bint commit, int64_t level, int64_t last,
+                        int64_t tau, int64_t interval, StepResult* out) noexcept nogil:
+    # Keeps the level and drain time if `commit`; reports what they leave.
+    if commit:
+        state[0] = level
+        state[1] = last
+    out.remaining = remaining_below(tau, level, interval)
+    out.reset_after_ns = level
+
+
 cdef void leaky_bucket_step(const CSpec* spec, int64_t* state, int64_t now,
                             int64_t cost, bint commit, StepResult* out) noexcept nogil:
     cdef int64_t interval = spec.interval_ns
@@ -29,19 +34,14 @@ cdef void leaky_bucket_step(const CSpec* spec, int64_t* state, int64_t now,
     cdef int64_t level, last, poured
     drain(state, now, &level, &last)
     if cost > spec.capacity:
-        out.allowed = False
-        out.retry_after_ns = NEVER
+        deny(out, NEVER)
     else:
         poured = level + cost * interval
         out.allowed = poured <= tau
         out.retry_after_ns = 0 if out.allowed else poured - tau
         if out.allowed and commit:
             level = poured
-    if commit:
-        state[0] = level
-        state[1] = last
-    out.remaining = remaining_below(tau, level, interval)
-    out.reset_after_ns = level
+    settle(state, commit, level, last, tau, interval, out)
 
 
 cdef int64_t leaky_bucket_idle_at(const CSpec* spec,
@@ -58,8 +58,7 @@ cdef void leaky_bucket_reserve(const CSpec* spec, int64_t* state, int64_t now,
     drain(state, now, &level, &last)
     out.stamp = 0
     if cost > spec.capacity:
-        out.allowed = False
-        out.retry_after_ns = NEVER
+        deny(out, NEVER)
     else:
         poured = level + cost * interval
         delay = poured - tau if poured > tau else 0
@@ -68,11 +67,7 @@ cdef void leaky_bucket_reserve(const CSpec* spec, int64_t* state, int64_t now,
         out.stamp = last + poured
         if out.allowed:
             level = poured
-    if commit:
-        state[0] = level
-        state[1] = last
-    out.remaining = remaining_below(tau, level, interval)
-    out.reset_after_ns = level
+    settle(state, commit, level, last, tau, interval, out)
 
 
 cdef void leaky_bucket_refund(const CSpec* spec, int64_t* state, int64_t now,
@@ -89,5 +84,6 @@ cdef void leaky_bucket_refund(const CSpec* spec, int64_t* state, int64_t now,
         state[1] = last
 
 
-STEP_FUNCTIONS = StepFunctions(b"leaky_bucket", leaky_bucket_step, leaky_bucket_idle_at,
-                               leaky_bucket_reserve, leaky_bucket_refund)
+STEP_FUNCTIONS = StepFunctions(
+    b"leaky_bucket", leaky_bucket_step, leaky_bucket_idle_at,
+    leaky_bucket_reserve, leaky_bucket_refund)
