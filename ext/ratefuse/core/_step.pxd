@@ -80,24 +80,14 @@ cdef inline int64_t current_window(const CSpec* spec, const int64_t* state,
     return window if window > state[0] else state[0]
 
 
-cdef inline void reserve_in_window(const CSpec* spec, int64_t* state, int64_t now,
-                                   int64_t cost, int64_t max_wait, bint commit,
-                                   StepResult* out) noexcept nogil:
-    # The reserve of a window algorithm (state[0]: its window index): it
-    # cannot schedule ahead, so it admits now or not at all; the stamp is
-    # the window it counted in.
-    cdef int64_t stamp = current_window(spec, state, now)
-    spec.step(spec, state, now, cost, commit, out)
+cdef inline void reserve_now(StepFn step, const CSpec* spec, int64_t* state,
+                             int64_t now, int64_t cost, bint commit,
+                             int64_t stamp, StepResult* out) noexcept nogil:
+    # The reserve of an algorithm that cannot schedule ahead (the windows):
+    # it admits now or not at all; `stamp` identifies it for a refund.
+    # Inline, so that `step` is a direct call.
+    step(spec, state, now, cost, commit, out)
     out.stamp = stamp
-
-
-cdef inline void reserve_unstamped(const CSpec* spec, int64_t* state, int64_t now,
-                                   int64_t cost, int64_t max_wait, bint commit,
-                                   StepResult* out) noexcept nogil:
-    # The reserve of an algorithm that admits now or not at all and whose
-    # refund needs no stamp.
-    spec.step(spec, state, now, cost, commit, out)
-    out.stamp = 0
 
 
 cdef inline void admit(StepResult* out) noexcept nogil:

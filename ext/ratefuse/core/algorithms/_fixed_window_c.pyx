@@ -3,7 +3,7 @@
 from libc.stdint cimport int64_t
 
 from ratefuse.core._step cimport NEVER, CSpec, StepFunctions, StepResult
-from ratefuse.core._step cimport admit, deny, reserve_in_window
+from ratefuse.core._step cimport admit, deny, reserve_now, current_window
 
 
 cdef void fixed_window_step(const CSpec* spec, int64_t* state, int64_t now,
@@ -33,6 +33,14 @@ cdef void fixed_window_step(const CSpec* spec, int64_t* state, int64_t now,
     out.reset_after_ns = window_end if count > 0 else 0
 
 
+cdef void fixed_window_reserve(const CSpec* spec, int64_t* state, int64_t now,
+                               int64_t cost, int64_t max_wait, bint commit,
+                               StepResult* out) noexcept nogil:
+    # Stamp: the window it counted in.
+    reserve_now(fixed_window_step, spec, state, now, cost, commit,
+                current_window(spec, state, now), out)
+
+
 cdef int64_t fixed_window_idle_at(const CSpec* spec,
                                   const int64_t* state) noexcept nogil:
     return (state[0] + 1) * spec.period_ns if state[1] > 0 else 0
@@ -46,4 +54,4 @@ cdef void fixed_window_refund(const CSpec* spec, int64_t* state, int64_t now,
 
 STEP_FUNCTIONS = StepFunctions(
     b"fixed_window", fixed_window_step, fixed_window_idle_at,
-    reserve_in_window, fixed_window_refund)
+    fixed_window_reserve, fixed_window_refund)

@@ -4,7 +4,7 @@
 from libc.stdint cimport int64_t
 
 from ratefuse.core._step cimport NEVER, CSpec, StepFunctions, StepResult
-from ratefuse.core._step cimport admit, deny, reserve_unstamped
+from ratefuse.core._step cimport admit, deny, reserve_now
 
 cdef enum:
     HEAD = 0
@@ -61,6 +61,13 @@ cdef inline int64_t expiry_freeing(const int64_t* ring, int64_t limit,
         head = (head + 1) % limit
 
 
+cdef void sliding_log_reserve(const CSpec* spec, int64_t* state, int64_t now,
+                              int64_t cost, int64_t max_wait, bint commit,
+                              StepResult* out) noexcept nogil:
+    # Stamp 0: the refund gives nothing back, so it needs none.
+    reserve_now(sliding_log_step, spec, state, now, cost, commit, 0, out)
+
+
 cdef int64_t sliding_log_idle_at(const CSpec* spec,
                                  const int64_t* state) noexcept nogil:
     cdef int64_t count = state[COUNT]
@@ -77,4 +84,4 @@ cdef void sliding_log_refund(const CSpec* spec, int64_t* state, int64_t now,
 
 STEP_FUNCTIONS = StepFunctions(
     b"sliding_log", sliding_log_step, sliding_log_idle_at,
-    reserve_unstamped, sliding_log_refund)
+    sliding_log_reserve, sliding_log_refund)

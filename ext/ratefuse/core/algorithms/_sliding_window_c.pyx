@@ -4,7 +4,7 @@
 from libc.stdint cimport int64_t
 
 from ratefuse.core._step cimport NEVER, CSpec, StepFunctions, StepResult
-from ratefuse.core._step cimport admit, deny, reserve_in_window, int128
+from ratefuse.core._step cimport admit, deny, reserve_now, current_window, int128
 
 
 cdef void sliding_window_step(const CSpec* spec, int64_t* state, int64_t now,
@@ -64,6 +64,14 @@ cdef inline int64_t retry_offset(int64_t period, int64_t limit, int64_t cur,
     return period + (needed if needed > 0 else 0)
 
 
+cdef void sliding_window_reserve(const CSpec* spec, int64_t* state, int64_t now,
+                                 int64_t cost, int64_t max_wait, bint commit,
+                                 StepResult* out) noexcept nogil:
+    # Stamp: the window it counted in.
+    reserve_now(sliding_window_step, spec, state, now, cost, commit,
+                current_window(spec, state, now), out)
+
+
 cdef int64_t sliding_window_idle_at(const CSpec* spec,
                                     const int64_t* state) noexcept nogil:
     if state[1] > 0:
@@ -86,4 +94,4 @@ cdef void sliding_window_refund(const CSpec* spec, int64_t* state, int64_t now,
 
 STEP_FUNCTIONS = StepFunctions(
     b"sliding_window", sliding_window_step, sliding_window_idle_at,
-    reserve_in_window, sliding_window_refund)
+    sliding_window_reserve, sliding_window_refund)
