@@ -1,24 +1,24 @@
 from libc.stdint cimport int64_t
 
-from ratefuse.core._step cimport CSpec, Verdict
+from ratefuse.core._step cimport CSpec, StepResult
 
-# The limits of one subject over a run of `words` state words; see
-# src/ratefuse/core/_compound_py.py.
-cdef struct Program:
+# The limits of one subject over a run of `words` state words, decided
+# all-or-nothing; see src/ratefuse/core/_compound_py.py.
+cdef struct CompoundLimit:
     CSpec* specs
-    Verdict* verdicts
+    StepResult* results
     Py_ssize_t count
     Py_ssize_t words
 
 
-cdef int program_init(Program* program, tuple specs) except -1
-cdef void program_free(Program* program) noexcept
-cdef Py_ssize_t program_decide(Program* program, int64_t* state, int64_t now,
-                               int64_t cost, Verdict* out) noexcept nogil
-cdef int64_t program_idle_at(const Program* program,
-                             const int64_t* state) noexcept nogil
-cdef Py_ssize_t program_reserve(Program* program, int64_t* state, int64_t now,
-                                int64_t cost, int64_t max_wait, Verdict* out,
-                                int64_t* stamps) noexcept nogil
-cdef void program_refund(Program* program, int64_t* state, int64_t now,
-                         int64_t cost, const int64_t* stamps) noexcept nogil
+cdef int compound_init(CompoundLimit* limit, tuple specs) except -1
+cdef void compound_free(CompoundLimit* limit) noexcept
+cdef Py_ssize_t compound_decide(CompoundLimit* limit, int64_t* state, int64_t now,
+                                int64_t cost, StepResult* out) noexcept nogil
+cdef int64_t compound_idle_at(const CompoundLimit* limit,
+                              const int64_t* state) noexcept nogil
+cdef Py_ssize_t compound_reserve(CompoundLimit* limit, int64_t* state, int64_t now,
+                                 int64_t cost, int64_t max_wait, StepResult* out,
+                                 int64_t* stamps) noexcept nogil
+cdef void compound_refund(CompoundLimit* limit, int64_t* state, int64_t now,
+                          int64_t cost, const int64_t* stamps) noexcept nogil

@@ -1,6 +1,6 @@
 from libc.stdint cimport int64_t
 
-from ratefuse.core._step cimport Verdict
+from ratefuse.core._step cimport StepResult
 
 
 cdef class Decision:
@@ -11,5 +11,5 @@ cdef class Decision:
     cdef readonly int64_t limit
 
 
-cdef Decision make_decision(const Verdict* verdict, int64_t limit)
-cdef object make_reservation(const Verdict* verdict, int64_t limit, object refund)
+cdef Decision make_decision(const StepResult* verdict, int64_t limit)
+cdef object make_reservation(const StepResult* verdict, int64_t limit, object refund)

@@ -3,7 +3,7 @@ cimport cython
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t
 
-from ratefuse.core._step cimport NEVER, Verdict
+from ratefuse.core._step cimport NEVER, StepResult
 
 from ratefuse.engine.waiting import Reservation
 
@@ -58,7 +58,7 @@ cdef inline double ns_to_seconds(int64_t ns) noexcept nogil:
     return INFINITY if ns == NEVER else <double>ns / 1e9
 
 
-cdef Decision make_decision(const Verdict* verdict, int64_t limit):
+cdef Decision make_decision(const StepResult* verdict, int64_t limit):
     cdef Decision decision = Decision.__new__(Decision)
     decision.allowed = verdict.allowed
     decision.remaining = verdict.remaining
@@ -68,7 +68,7 @@ cdef Decision make_decision(const Verdict* verdict, int64_t limit):
     return decision
 
 
-cdef object make_reservation(const Verdict* verdict, int64_t limit, object refund):
+cdef object make_reservation(const StepResult* verdict, int64_t limit, object refund):
     # See reservation() in src/ratefuse/engine/_subject_py.py.
     cdef double delay = ns_to_seconds(verdict.retry_after_ns)
     cdef Decision decision = Decision.__new__(Decision)

@@ -22,15 +22,15 @@ from libc.string cimport memcpy, memset
 from ratefuse.core._args cimport resolve_now, to_cost
 from ratefuse.core._decision_c cimport make_decision, make_reservation
 from ratefuse.core._compound_c cimport (
-    Program,
-    program_decide,
-    program_free,
-    program_idle_at,
-    program_init,
-    program_refund,
-    program_reserve,
+    CompoundLimit,
+    compound_decide,
+    compound_free,
+    compound_idle_at,
+    compound_init,
+    compound_refund,
+    compound_reserve,
 )
-from ratefuse.core._step cimport NEVER, Verdict
+from ratefuse.core._step cimport NEVER, StepResult
 
 from functools import partial
 
@@ -234,7 +234,7 @@ cdef void table_remove(Table* table, Py_ssize_t slot) noexcept nogil:
 
 
 cdef int table_rebuild(Table* table, Py_ssize_t capacity, int64_t now,
-                       const Program* program) noexcept nogil:
+                       const CompoundLimit* program) noexcept nogil:
     # Rehashes into `capacity` slots, dropping idle states; -1 if out of memory.
     cdef int64_t* old_slots = table.slots
     cdef Py_ssize_t old_capacity = table.capacity, slot
@@ -246,7 +246,7 @@ cdef int table_rebuild(Table* table, Py_ssize_t capacity, int64_t now,
         old = old_slots + slot * table.stride
         if old[0] == 0:
             continue
-        if program_idle_at(program, old + 1) > now:
+        if compound_idle_at(program, old + 1) > now:
             table_place(table, <uint64_t>old[0], old + 1)
         else:
             table.expired += 1
@@ -256,14 +256,14 @@ cdef int table_rebuild(Table* table, Py_ssize_t capacity, int64_t now,
 
 
 cdef void table_evict_sampled(Table* table, uint64_t fingerprint, int64_t now,
-                              const Program* program) noexcept nogil:
+                              const CompoundLimit* program) noexcept nogil:
     # Precondition: the table holds at least one key.
     cdef Py_ssize_t slot = <Py_ssize_t>((fingerprint >> 32) & table.mask)
     cdef Py_ssize_t victim = -1, examined = 0
     cdef int64_t idle, victim_idle = 0
     while examined < EVICTION_SAMPLE or victim < 0:
         if slot_fingerprint(table, slot) != 0:
-            idle = program_idle_at(program, slot_state(table, slot))
+            idle = compound_idle_at(program, slot_state(table, slot))
             if victim < 0 or idle < victim_idle:
                 victim = slot
                 victim_idle = idle
@@ -278,7 +278,7 @@ cdef void table_evict_sampled(Table* table, uint64_t fingerprint, int64_t now,
 
 cdef Py_ssize_t table_insert(Table* table, uint64_t fingerprint,
                              const int64_t* state, int64_t now,
-                             const Program* program) noexcept nogil:
+                             const CompoundLimit* program) noexcept nogil:
     # Precondition: fingerprint is not in the table. -1 if out of memory.
     cdef Py_ssize_t sweep_every = table.max_keys // 4 if table.max_keys >= 4 else 1
     if table.live >= table.max_keys:
@@ -295,9 +295,9 @@ cdef Py_ssize_t table_insert(Table* table, uint64_t fingerprint,
     return table_place(table, fingerprint, state)
 
 
-cdef Py_ssize_t table_decide(Table* table, Program* program, int64_t* scratch,
+cdef Py_ssize_t table_decide(Table* table, CompoundLimit* program, int64_t* scratch,
                              uint64_t fingerprint, int64_t now, int64_t cost,
-                             Verdict* out) noexcept nogil:
+                             StepResult* out) noexcept nogil:
     # One decision for one key; returns the binding spec index, or -1 if the
     # table could not grow (the decision stands, the new key is not kept).
     cdef Py_ssize_t slot = table_find(table, fingerprint), binding
@@ -306,27 +306,27 @@ cdef Py_ssize_t table_decide(Table* table, Program* program, int64_t* scratch,
             program.specs.step(program.specs, slot_state(table, slot), now, cost,
                                True, out)
             return 0
-        return program_decide(program, slot_state(table, slot), now, cost, out)
+        return compound_decide(program, slot_state(table, slot), now, cost, out)
     memset(scratch, 0, program.words * sizeof(int64_t))
-    binding = program_decide(program, scratch, now, cost, out)
-    if program_idle_at(program, scratch) > now:
+    binding = compound_decide(program, scratch, now, cost, out)
+    if compound_idle_at(program, scratch) > now:
         if table_insert(table, fingerprint, scratch, now, program) < 0:
             return -1
     return binding
 
 
-cdef Py_ssize_t table_reserve(Table* table, Program* program, int64_t* scratch,
+cdef Py_ssize_t table_reserve(Table* table, CompoundLimit* program, int64_t* scratch,
                               uint64_t fingerprint, int64_t now, int64_t cost,
-                              int64_t max_wait, Verdict* out,
+                              int64_t max_wait, StepResult* out,
                               int64_t* stamps) noexcept nogil:
     # As table_decide, for a reservation.
     cdef Py_ssize_t slot = table_find(table, fingerprint), binding
     if slot >= 0:
-        return program_reserve(program, slot_state(table, slot), now, cost,
-                               max_wait, out, stamps)
+        return compound_reserve(program, slot_state(table, slot), now, cost,
+                                max_wait, out, stamps)
     memset(scratch, 0, program.words * sizeof(int64_t))
-    binding = program_reserve(program, scratch, now, cost, max_wait, out, stamps)
-    if program_idle_at(program, scratch) > now:
+    binding = compound_reserve(program, scratch, now, cost, max_wait, out, stamps)
+    if compound_idle_at(program, scratch) > now:
         if table_insert(table, fingerprint, scratch, now, program) < 0:
             return -1
     return binding
@@ -344,7 +344,7 @@ cdef class KeyedLimiterCore:
     atomic.
     """
 
-    cdef Program _program
+    cdef CompoundLimit _program
     cdef Table _table
     cdef int64_t* _scratch
     cdef int64_t* _stamps
@@ -367,7 +367,7 @@ cdef class KeyedLimiterCore:
     def __cinit__(self, *args, **kwargs):
         # Takes any arguments so that Python subclasses may have their own
         # constructor signature.
-        memset(&self._program, 0, sizeof(Program))
+        memset(&self._program, 0, sizeof(CompoundLimit))
         memset(&self._table, 0, sizeof(Table))
         self._scratch = NULL
         self._stamps = NULL
@@ -380,7 +380,7 @@ cdef class KeyedLimiterCore:
         specs = tuple(specs)
         max_keys = check_max_keys(max_keys)
         self._k0, self._k1 = split_secret(PROCESS_SECRET if secret is None else secret)
-        program_init(&self._program, specs)
+        compound_init(&self._program, specs)
         self._max_wait_ns = wait_bound_ns(None, max_wait)
         self._max_wait = max_wait
         self._sleep = sleep
@@ -399,7 +399,7 @@ cdef class KeyedLimiterCore:
         self._clock = clock
 
     def __dealloc__(self):
-        program_free(&self._program)
+        compound_free(&self._program)
         free(self._scratch)
         free(self._stamps)
         free(self._table.slots)
@@ -431,7 +431,7 @@ cdef class KeyedLimiterCore:
         self._now_serving += 1
 
     cdef Py_ssize_t _decide(self, uint64_t fingerprint, int64_t cost, int64_t now,
-                            Verdict* out) except -2:
+                            StepResult* out) except -2:
         cdef Py_ssize_t binding
         self._enter()
         binding = table_decide(&self._table, &self._program, self._scratch,
@@ -445,7 +445,7 @@ cdef class KeyedLimiterCore:
     def try_acquire(self, key, cost=1, now=None):
         """`try_acquire` consumes ``cost`` units of ``key``'s quota if every
         limit admits them and reports whether it did."""
-        cdef Verdict verdict
+        cdef StepResult verdict
         cdef uint64_t fingerprint = key_fingerprint(self._k0, self._k1, key)
         # The key's slot is likely a cache miss in a large table: start the
         # load now so it overlaps reading the clock.
@@ -456,7 +456,7 @@ cdef class KeyedLimiterCore:
 
     def decide(self, key, cost=1, now=None):
         """`decide` is `try_acquire` with the whole :class:`Decision`."""
-        cdef Verdict verdict
+        cdef StepResult verdict
         cdef uint64_t fingerprint = key_fingerprint(self._k0, self._k1, key)
         prefetch(slot_state(&self._table, <Py_ssize_t>(fingerprint & self._table.mask)))
         cdef int64_t units = to_cost(cost)
@@ -491,7 +491,7 @@ cdef class KeyedLimiterCore:
                          int64_t now, bint none_if_now=False):
         # With none_if_now, units admitted with no wait return None instead
         # of a reservation: acquire's fast path builds nothing to throw away.
-        cdef Verdict verdict
+        cdef StepResult verdict
         cdef Py_ssize_t binding
         cdef int64_t capacity = 0, layout = self._layout
         stamps = None
@@ -567,8 +567,8 @@ cdef class KeyedLimiterCore:
                 self._stamps[index] = stamps[index]
             slot = table_find(&self._table, fingerprint)
             if slot >= 0:  # an evicted or dropped key has nothing to refund
-                program_refund(&self._program, slot_state(&self._table, slot), at,
-                               cost, self._stamps)
+                compound_refund(&self._program, slot_state(&self._table, slot), at,
+                                cost, self._stamps)
         finally:
             self._exit()
 
@@ -645,7 +645,7 @@ cdef class KeyedLimiterCore:
         cdef bint per_key_costs = units.shape[0] == count
         cdef uint64_t upcoming[PREFETCH_AHEAD]
         cdef uint64_t fingerprint
-        cdef Verdict verdict
+        cdef StepResult verdict
         cdef Table* table = &self._table
         cdef int64_t admitted = 0
         for index in range(count if count < PREFETCH_AHEAD else PREFETCH_AHEAD):
@@ -700,27 +700,27 @@ cdef class KeyedLimiterCore:
         nothing. Counters, evictions and max_keys are kept. Raises ValueError
         for bad specs, and then nothing changes.
         """
-        cdef Program program
+        cdef CompoundLimit program
         specs = tuple(specs)
-        memset(&program, 0, sizeof(Program))
+        memset(&program, 0, sizeof(CompoundLimit))
         try:
-            program_init(&program, specs)
+            compound_init(&program, specs)
             while True:
                 judged = self._specs
                 if self._swap(&program, specs, judged, keeps_state(judged, specs)):
                     break
                 # Another reconfigure came in between: judge again.
         finally:
-            program_free(&program)  # the retired program, or the unused one
+            compound_free(&program)  # the retired program, or the unused one
 
-    cdef bint _swap(self, Program* program, tuple specs, tuple judged,
+    cdef bint _swap(self, CompoundLimit* program, tuple specs, tuple judged,
                     bint keep) except -1:
         # Installs *program (leaving the retired one in it) if the specs are
         # still `judged`; returns False otherwise. The swap happens in the
         # table's turn, so no decide_many batch (running without the GIL) and
         # no single decision sees a half-changed engine.
         cdef Table fresh = self._table
-        cdef Program retired
+        cdef CompoundLimit retired
         cdef int64_t* scratch = <int64_t*>calloc(program.words, sizeof(int64_t))
         cdef int64_t* stamps = <int64_t*>calloc(program.count, sizeof(int64_t))
         cdef int64_t* old_slots = NULL

@@ -24,13 +24,14 @@ from libc.string cimport memset
 
 from ratefuse.core._args cimport resolve_now, to_cost
 from ratefuse.core._decision_c cimport make_decision, make_reservation
-from ratefuse.core._compound_c cimport Program, program_free, program_init
+from ratefuse.core._compound_c cimport CompoundLimit, compound_free, compound_init
 from ratefuse.core._keys cimport key_fingerprint
-from ratefuse.core._step cimport CSpec, Verdict
+from ratefuse.core._step cimport CSpec, StepResult
 
 from functools import partial
 
 from ratefuse.engine import shm_layout as layout
+from ratefuse.core.algorithms import REGISTRY
 from ratefuse.core.counters import LimiterCounters
 from ratefuse.engine.waiting import wait, wait_async, wait_bound_ns
 
@@ -101,7 +102,7 @@ cdef class _ShmCore:
     cdef uint64_t _bucket_mask
     cdef uint64_t _k0
     cdef uint64_t _k1
-    cdef Program _program
+    cdef CompoundLimit _program
     cdef CSpec* _spec
     cdef int _counts
     cdef int _count_bits
@@ -119,7 +120,7 @@ cdef class _ShmCore:
     cdef int64_t _verdicts[2]
 
     def __cinit__(self, *args, **kwargs):
-        memset(&self._program, 0, sizeof(Program))
+        memset(&self._program, 0, sizeof(CompoundLimit))
         self._words = NULL
 
     def __init__(self, table, clock=None, *, max_wait=None, sleep=None,
@@ -130,12 +131,11 @@ cdef class _ShmCore:
             raise RuntimeError("shared-memory limiters need a 16-byte atomic "
                                "compare-and-swap, which this build lacks")
         spec = table.params.spec
-        program_init(&self._program, (spec,))
+        compound_init(&self._program, (spec,))
         self._spec = self._program.specs
         self._count_bits = layout.packing_bits(spec)
         self._count_mask = (<int64_t>1 << self._count_bits) - 1
-        self._counts = {"gcra": 0, "fixed_window": 1, "sliding_window": 2}[
-            spec.algorithm]
+        self._counts = REGISTRY.by_name(spec.algorithm).shm_counts
         self._max_wait_ns = wait_bound_ns(None, max_wait)
         self._max_wait = max_wait
         self._sleep = sleep
@@ -148,7 +148,7 @@ cdef class _ShmCore:
         self.table = table
 
     def __dealloc__(self):
-        program_free(&self._program)
+        compound_free(&self._program)
 
     @property
     def clock(self):
@@ -193,11 +193,11 @@ cdef class _ShmCore:
                 | (state[1] << self._count_bits) | state[2])
 
     cdef inline void apply(self, int op, int64_t* state, int64_t now, int64_t cost,
-                           int64_t arg, Verdict* out) noexcept nogil:
+                           int64_t arg, StepResult* out) noexcept nogil:
         if op == OP_STEP:
             self._spec.step(self._spec, state, now, cost, True, out)
         elif op == OP_RESERVE:
-            # As program_reserve: a denied reservation leaves the state as it
+            # As compound_reserve: a denied reservation leaves the state as it
             # was (a window is not rolled forward).
             self._spec.reserve(self._spec, state, now, cost, arg, False, out)
             if out.allowed:
@@ -301,7 +301,7 @@ cdef class _ShmCore:
             cas_slot(slot, fingerprint, pending(counter), 0, FREE)
 
     cdef int run(self, uint64_t fingerprint, int op, int64_t now, int64_t cost,
-                 int64_t arg, Verdict* out) except -1:
+                 int64_t arg, StepResult* out) except -1:
         # Applies `op` to the key's state: read, step a copy, CAS, retry.
         cdef Slot* slot
         cdef int64_t state, updated
@@ -333,7 +333,7 @@ cdef class _ShmCore:
                 self.count(op, out)
                 return 0
 
-    cdef inline void count(self, int op, const Verdict* verdict) noexcept nogil:
+    cdef inline void count(self, int op, const StepResult* verdict) noexcept nogil:
         # Counts a decision of this process (a refund is none).
         if op != OP_REFUND:
             self._verdicts[verdict.allowed != 0] += 1
@@ -357,7 +357,7 @@ cdef class _ShmCore:
 
     cdef object reservation(self, uint64_t fingerprint, int64_t units,
                             object max_wait, object now):
-        cdef Verdict verdict
+        cdef StepResult verdict
         cdef int64_t bound = (
             self._max_wait_ns if max_wait is None
             else wait_bound_ns(max_wait, self._max_wait)
@@ -369,7 +369,7 @@ cdef class _ShmCore:
                                         verdict.stamp))
 
     def _refund(self, uint64_t fingerprint, int64_t cost, int64_t stamp, now):
-        cdef Verdict unused
+        cdef StepResult unused
         self.run(fingerprint, OP_REFUND, resolve_now(self._clock, now), cost, stamp,
                  &unused)
 
@@ -427,7 +427,7 @@ cdef class ShmKeyedLimiterCore(_ShmCore):
     def try_acquire(self, key, cost=1, now=None):
         """`try_acquire` consumes ``cost`` units of ``key``'s quota if the
         limit admits them and reports whether it did."""
-        cdef Verdict verdict
+        cdef StepResult verdict
         cdef uint64_t fingerprint = self.fingerprint(key)
         cdef int64_t units = to_cost(cost)
         self.run(fingerprint, OP_STEP, resolve_now(self._clock, now), units, 0,
@@ -436,7 +436,7 @@ cdef class ShmKeyedLimiterCore(_ShmCore):
 
     def decide(self, key, cost=1, now=None):
         """`decide` is `try_acquire` with the whole :class:`Decision`."""
-        cdef Verdict verdict
+        cdef StepResult verdict
         cdef uint64_t fingerprint = self.fingerprint(key)
         cdef int64_t units = to_cost(cost)
         self.run(fingerprint, OP_STEP, resolve_now(self._clock, now), units, 0,
@@ -486,7 +486,7 @@ cdef class ShmLimiterCore(_ShmCore):
     def try_acquire(self, cost=1, now=None):
         """`try_acquire` consumes ``cost`` units if the limit admits them and
         reports whether it did."""
-        cdef Verdict verdict
+        cdef StepResult verdict
         cdef int64_t units = to_cost(cost)
         self.run(self._subject, OP_STEP, resolve_now(self._clock, now), units, 0,
                  &verdict)
@@ -494,7 +494,7 @@ cdef class ShmLimiterCore(_ShmCore):
 
     def decide(self, cost=1, now=None):
         """`decide` is `try_acquire` with the whole :class:`Decision`."""
-        cdef Verdict verdict
+        cdef StepResult verdict
         cdef int64_t units = to_cost(cost)
         self.run(self._subject, OP_STEP, resolve_now(self._clock, now), units, 0,
                  &verdict)

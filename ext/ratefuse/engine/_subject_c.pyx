@@ -9,14 +9,14 @@ from ratefuse.core._args cimport resolve_now, to_cost
 from ratefuse.core._clock cimport monotonic_ns
 from ratefuse.core._decision_c cimport make_decision, make_reservation
 from ratefuse.core._compound_c cimport (
-    Program,
-    program_decide,
-    program_free,
-    program_init,
-    program_refund,
-    program_reserve,
+    CompoundLimit,
+    compound_decide,
+    compound_free,
+    compound_init,
+    compound_refund,
+    compound_reserve,
 )
-from ratefuse.core._step cimport Verdict
+from ratefuse.core._step cimport StepResult
 
 from functools import partial
 
@@ -39,7 +39,7 @@ cdef class LimiterCore:
     ``asyncio.sleep``. Thread-safe: each decision is atomic.
     """
 
-    cdef Program _program
+    cdef CompoundLimit _program
     cdef int64_t* _state
     cdef int64_t* _stamps
     cdef tuple _specs
@@ -59,7 +59,7 @@ cdef class LimiterCore:
     def __cinit__(self, *args, **kwargs):
         # Takes any arguments so that Python subclasses (ratefuse.Limiter)
         # may have their own constructor signature.
-        memset(&self._program, 0, sizeof(Program))
+        memset(&self._program, 0, sizeof(CompoundLimit))
         self._state = NULL
         self._stamps = NULL
         self._verdicts[0] = self._verdicts[1] = 0
@@ -70,7 +70,7 @@ cdef class LimiterCore:
             raise TypeError("LimiterCore.__init__ may be called only once")
         specs = tuple(specs)
         self._max_wait_ns = wait_bound_ns(None, max_wait)
-        program_init(&self._program, specs)
+        compound_init(&self._program, specs)
         self._state = <int64_t*>PyMem_Malloc(self._program.words * sizeof(int64_t))
         self._stamps = <int64_t*>PyMem_Malloc(self._program.count * sizeof(int64_t))
         if self._state == NULL or self._stamps == NULL:
@@ -84,7 +84,7 @@ cdef class LimiterCore:
         self._async_sleep = async_sleep
 
     def __dealloc__(self):
-        program_free(&self._program)
+        compound_free(&self._program)
         PyMem_Free(self._state)
         PyMem_Free(self._stamps)
 
@@ -100,7 +100,7 @@ cdef class LimiterCore:
     def try_acquire(self, cost=1, now=None):
         """`try_acquire` consumes ``cost`` units if every limit admits them and
         reports whether it did. Cost 0 asks without consuming."""
-        cdef Verdict verdict
+        cdef StepResult verdict
         cdef int64_t units = to_cost(cost)
         cdef int64_t at
         if now is None and self._clock is None:
@@ -112,16 +112,16 @@ cdef class LimiterCore:
                 self._program.specs, self._state, at, units, True, &verdict
             )
         else:
-            program_decide(&self._program, self._state, at, units, &verdict)
+            compound_decide(&self._program, self._state, at, units, &verdict)
         self._verdicts[verdict.allowed != 0] += 1
         return verdict.allowed
 
     def decide(self, cost=1, now=None):
         """`decide` is `try_acquire` with the whole :class:`Decision`."""
-        cdef Verdict verdict
+        cdef StepResult verdict
         cdef int64_t units = to_cost(cost)
         cdef int64_t at = resolve_now(self._clock, now)
-        cdef Py_ssize_t binding = program_decide(
+        cdef Py_ssize_t binding = compound_decide(
             &self._program, self._state, at, units, &verdict
         )
         self._verdicts[verdict.allowed != 0] += 1
@@ -144,14 +144,14 @@ cdef class LimiterCore:
         return self._reserve(units, bound, resolve_now(self._clock, now))
 
     cdef object _reserve(self, int64_t units, int64_t bound, int64_t at):
-        cdef Verdict verdict
-        cdef Py_ssize_t binding = program_reserve(
+        cdef StepResult verdict
+        cdef Py_ssize_t binding = compound_reserve(
             &self._program, self._state, at, units, bound, &verdict, self._stamps
         )
         self._verdicts[verdict.allowed != 0] += 1
         return self._reservation(&verdict, binding, units)
 
-    cdef object _reservation(self, const Verdict* verdict, Py_ssize_t binding,
+    cdef object _reservation(self, const StepResult* verdict, Py_ssize_t binding,
                              int64_t units):
         # Read everything the program owns before allocating: an allocation
         # may run the garbage collector, hence Python code, hence another
@@ -169,7 +169,7 @@ cdef class LimiterCore:
         """`acquire` takes ``cost`` units, sleeping until they are admitted
         (never busy-waiting); raises RateLimitExceeded at once if that would
         take longer than ``timeout`` seconds or can never happen."""
-        cdef Verdict verdict
+        cdef StepResult verdict
         cdef int64_t units = to_cost(cost)
         cdef int64_t bound = (
             self._max_wait_ns if timeout is None
@@ -180,7 +180,7 @@ cdef class LimiterCore:
             at = monotonic_ns()
         else:
             at = resolve_now(self._clock, None)
-        cdef Py_ssize_t binding = program_reserve(
+        cdef Py_ssize_t binding = compound_reserve(
             &self._program, self._state, at, units, bound, &verdict, self._stamps
         )
         self._verdicts[verdict.allowed != 0] += 1
@@ -210,7 +210,7 @@ cdef class LimiterCore:
             return  # the state was started anew since: nothing to give back
         for index in range(self._program.count):
             self._stamps[index] = stamps[index]
-        program_refund(&self._program, self._state, at, cost, self._stamps)
+        compound_refund(&self._program, self._state, at, cost, self._stamps)
 
     def counters(self):
         """`counters` snapshots the verdicts counted since construction (see
@@ -226,20 +226,20 @@ cdef class LimiterCore:
         `reset`, and reservations taken before refund nothing. Counters are
         kept. Raises ValueError for bad specs, and then nothing changes.
         """
-        cdef Program program
+        cdef CompoundLimit program
         specs = tuple(specs)
-        memset(&program, 0, sizeof(Program))
+        memset(&program, 0, sizeof(CompoundLimit))
         try:
-            program_init(&program, specs)
+            compound_init(&program, specs)
             while True:
                 judged = self._specs
                 if self._swap(&program, specs, judged, keeps_state(judged, specs)):
                     break
                 # Another reconfigure came in between: judge again.
         finally:
-            program_free(&program)  # the retired program, or the unused one
+            compound_free(&program)  # the retired program, or the unused one
 
-    cdef bint _swap(self, Program* program, tuple specs, tuple judged,
+    cdef bint _swap(self, CompoundLimit* program, tuple specs, tuple judged,
                     bint keep) except -1:
         # Installs *program (leaving the retired one in it) if the specs are
         # still `judged`, those `keep` was judged against; returns False
@@ -247,7 +247,7 @@ cdef class LimiterCore:
         # so no other thread runs in between (decisions hold the GIL).
         cdef int64_t* state = NULL
         cdef int64_t* stamps
-        cdef Program retired
+        cdef CompoundLimit retired
         if not keep:
             state = <int64_t*>PyMem_Malloc(program.words * sizeof(int64_t))
             if state == NULL:

@@ -14,14 +14,14 @@ from functools import partial
 from typing import Any
 
 from ratefuse.core._args_py import check_cost, resolve_now
-from ratefuse.core._compound_py import Program
+from ratefuse.core._compound_py import CompoundLimit
 from ratefuse.core._decision_py import Decision, ns_to_seconds
 from ratefuse.core._keys_py import PROCESS_SECRET, fingerprint, split_secret
 from ratefuse.core._keytable_py import KeyTable
 from ratefuse.core.counters import LimiterCounters
 from ratefuse.core.respec import keeps_state
 from ratefuse.core.spec import LimitSpec
-from ratefuse.core.verdict import Verdict
+from ratefuse.core.step_result import StepResult
 from ratefuse.engine._subject_py import AsyncSleep, Sleep, reservation
 from ratefuse.engine.waiting import (
     Reservation,
@@ -66,7 +66,7 @@ class KeyedLimiterCore:
         sleep: Sleep | None = None,
         async_sleep: AsyncSleep | None = None,
     ) -> None:
-        self._program = Program(specs)
+        self._program = CompoundLimit(specs)
         self._specs = self._program.specs
         self._k0, self._k1 = split_secret(PROCESS_SECRET if secret is None else secret)
         self._table = KeyTable(
@@ -257,13 +257,13 @@ class KeyedLimiterCore:
 
     def _decide(
         self, fingerprint_: int, cost: int, now: int
-    ) -> tuple[Verdict, LimitSpec]:
+    ) -> tuple[StepResult, LimitSpec]:
         with self._lock:
             return self._decide_locked(fingerprint_, cost, now)
 
     def _decide_locked(
         self, fingerprint_: int, cost: int, now: int
-    ) -> tuple[Verdict, LimitSpec]:
+    ) -> tuple[StepResult, LimitSpec]:
         # Precondition: the lock is held.
         program, table = self._program, self._table
         slot = table.find(fingerprint_)
@@ -301,7 +301,7 @@ class KeyedLimiterCore:
         refund nothing. Counters, evictions and max_keys are kept. Raises
         ValueError for bad specs, and then nothing changes.
         """
-        program = Program(specs)
+        program = CompoundLimit(specs)
         with self._lock:
             if keeps_state(self._program.specs, program.specs):
                 self._table.idle_at = program.idle_at

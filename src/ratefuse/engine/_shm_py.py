@@ -25,11 +25,11 @@ from types import TracebackType
 from typing import Final, TypeVar
 
 from ratefuse.core._args_py import check_cost, resolve_now
-from ratefuse.core._compound_py import ALGORITHMS
 from ratefuse.core._decision_py import Decision, ns_to_seconds
 from ratefuse.core._keys_py import fingerprint as key_fingerprint
+from ratefuse.core.algorithms import REGISTRY
 from ratefuse.core.counters import LimiterCounters
-from ratefuse.core.verdict import Verdict
+from ratefuse.core.step_result import StepResult
 from ratefuse.engine import shm_layout as layout
 from ratefuse.engine._subject_py import AsyncSleep, Sleep, reservation
 from ratefuse.engine.waiting import Reservation, wait, wait_async, wait_bound_ns
@@ -48,7 +48,7 @@ EXPIRED_WORD: Final = layout.EXPIRED_OFFSET // 8
 BITS: Final = layout.WINNER_BITS
 FREE: Final = layout.FREE
 PENDING_BASE: Final = layout.PENDING_BASE
-NO_VERDICT: Final = Verdict(False, 0, 0, 0)
+NO_VERDICT: Final = StepResult(False, 0, 0, 0)
 
 # Serialises the twin's operations within a process: POSIX record locks
 # exclude processes only, and closing any descriptor of a file drops this
@@ -82,10 +82,10 @@ class _ShmCore:
     ) -> None:
         spec = table.params.spec
         self._spec = spec
-        self._algorithm = ALGORITHMS[spec.algorithm]
+        self._algorithm = REGISTRY.by_name(spec.algorithm).reference
         self._count_bits = layout.packing_bits(spec)
         self._count_mask = (1 << self._count_bits) - 1
-        self._counts = ("gcra", "fixed_window", "sliding_window").index(spec.algorithm)
+        self._counts = REGISTRY.by_name(spec.algorithm).shm_counts
         self._max_wait_ns = wait_bound_ns(None, max_wait)
         self._max_wait = max_wait
         self._sleep = sleep
@@ -156,11 +156,11 @@ class _ShmCore:
 
     def _apply(
         self, op: int, state: list[int], now: int, cost: int, arg: int
-    ) -> Verdict:
+    ) -> StepResult:
         if op == OP_STEP:
             return self._algorithm.step(self._spec, state, 0, now, cost, True)
         if op == OP_RESERVE:
-            # As Program.reserve: a denied reservation leaves the state as it
+            # As CompoundLimit.reserve: a denied reservation leaves the state as it
             # was (a window is not rolled forward).
             reserve = self._algorithm.reserve
             verdict = reserve(self._spec, state, 0, now, cost, arg, False)
@@ -244,7 +244,9 @@ class _ShmCore:
         self._signed[slot + 1] = 0
         return slot
 
-    def _run(self, fingerprint: int, op: int, now: int, cost: int, arg: int) -> Verdict:
+    def _run(
+        self, fingerprint: int, op: int, now: int, cost: int, arg: int
+    ) -> StepResult:
         """`_run` applies ``op`` to the key's state under the lock."""
         with self._locked():
             verdict = self._run_locked(fingerprint, op, now, cost, arg)
@@ -254,7 +256,7 @@ class _ShmCore:
 
     def _run_locked(
         self, fingerprint: int, op: int, now: int, cost: int, arg: int
-    ) -> Verdict:
+    ) -> StepResult:
         # Precondition: the lock is held.
         slot = self._find(fingerprint)
         if slot < 0:
@@ -282,7 +284,7 @@ class _ShmCore:
                 self._signed[slot + 1] = FREE
                 self._unsigned[slot] = 0
 
-    def _decision(self, verdict: Verdict) -> Decision:
+    def _decision(self, verdict: StepResult) -> Decision:
         return Decision(
             verdict.allowed,
             verdict.remaining,

@@ -13,12 +13,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
 from ratefuse.core._args_py import check_cost, resolve_now
-from ratefuse.core._compound_py import Program, combine
+from ratefuse.core._compound_py import CompoundLimit, combine
 from ratefuse.core._decision_py import Decision, ns_to_seconds
 from ratefuse.core.counters import LimiterCounters
 from ratefuse.core.respec import keeps_state
 from ratefuse.core.spec import LimitSpec
-from ratefuse.core.verdict import Verdict
+from ratefuse.core.step_result import StepResult
 from ratefuse.engine.waiting import (
     Reservation,
     acquire_timeout,
@@ -54,7 +54,7 @@ class LimiterCore:
         sleep: Sleep | None = None,
         async_sleep: AsyncSleep | None = None,
     ) -> None:
-        self._program = Program(specs)
+        self._program = CompoundLimit(specs)
         self._specs = self._program.specs
         self._state = [0] * self._program.words
         self._clock = clock
@@ -153,7 +153,7 @@ class LimiterCore:
             if layout == self._layout:
                 self._program.refund(self._state, 0, at, cost, stamps)
 
-    def _decide(self, cost: int, now: int) -> tuple[Verdict, LimitSpec]:
+    def _decide(self, cost: int, now: int) -> tuple[StepResult, LimitSpec]:
         with self._lock:
             decided = self._program.decide(self._state, 0, now, cost)
             self._count(decided[0].allowed)
@@ -182,7 +182,7 @@ class LimiterCore:
         nothing. Counters are kept. Raises ValueError for bad specs, and then
         nothing changes.
         """
-        program = Program(specs)
+        program = CompoundLimit(specs)
         with self._lock:
             if not keeps_state(self._program.specs, program.specs):
                 self._state = [0] * program.words
@@ -192,7 +192,7 @@ class LimiterCore:
 
 
 def reservation(
-    verdict: Verdict, spec: LimitSpec, refund: Callable[[int | None], None]
+    verdict: StepResult, spec: LimitSpec, refund: Callable[[int | None], None]
 ) -> Reservation:
     """`reservation` wraps a reserve verdict (shared with the keyed engine)."""
     delay = ns_to_seconds(verdict.retry_after_ns)

@@ -8,13 +8,16 @@ counts against the stored window (time never runs backwards for a state).
 
 from __future__ import annotations
 
+from typing import Final
+
+from ratefuse.core.algorithms._shared_py import admits_now, current_window
 from ratefuse.core.spec import NEVER, LimitSpec
-from ratefuse.core.verdict import Verdict
+from ratefuse.core.step_result import StepResult
 
 
 def fixed_window_step(
     spec: LimitSpec, state: list[int], base: int, now: int, cost: int, commit: bool
-) -> Verdict:
+) -> StepResult:
     """`fixed_window_step` decides ``cost`` at ``now``; consumes only if ``commit``.
 
     Reports the state as left: see ``gcra_step``.
@@ -34,29 +37,16 @@ def fixed_window_step(
         allowed, retry = False, window_end
     if commit:
         state[base], state[base + 1] = window, count
-    return Verdict(allowed, limit - count, retry, window_end if count > 0 else 0)
+    return StepResult(allowed, limit - count, retry, window_end if count > 0 else 0)
+
+
+# A window admits now or not at all; see admits_now.
+fixed_window_reserve: Final = admits_now(fixed_window_step, current_window)
 
 
 def fixed_window_idle_at(spec: LimitSpec, state: list[int], base: int) -> int:
     """`fixed_window_idle_at` is the first time at which the state is as if new."""
     return (state[base] + 1) * spec.period_ns if state[base + 1] > 0 else 0
-
-
-def fixed_window_reserve(
-    spec: LimitSpec,
-    state: list[int],
-    base: int,
-    now: int,
-    cost: int,
-    max_wait: int,
-    commit: bool,
-) -> Verdict:
-    """`fixed_window_reserve` admits now or not at all (a window cannot schedule
-    ahead, so ``max_wait`` is unused); ``stamp`` is the window it counted in."""
-    stamp = (
-        now // spec.period_ns if now // spec.period_ns > state[base] else state[base]
-    )
-    return fixed_window_step(spec, state, base, now, cost, commit)._replace(stamp=stamp)
 
 
 def fixed_window_refund(
