@@ -33,9 +33,9 @@ _CLASSES: dict[type, type[CircuitBreaker]] = {}
 def breaker_class(impl: Any) -> type[CircuitBreaker]:
     """`breaker_class` is CircuitBreaker on ``impl``'s core.
 
-    CircuitBreaker subclasses the process-wide core and adds only methods
-    (no ``__init__``, no ``super()``), so the same methods on the other core
-    make the same public class for it.
+    CircuitBreaker subclasses the process-wide core and the shared forms and
+    adds only methods (no ``__init__``, no ``super()``), so the same methods
+    on the other core make the same public class for it.
     """
     core = impl.module("engine._breaker").BreakerCore
     if issubclass(CircuitBreaker, core):
@@ -46,7 +46,8 @@ def breaker_class(impl: Any) -> type[CircuitBreaker]:
             for key, value in vars(CircuitBreaker).items()
             if key not in ("__dict__", "__weakref__")
         }
-        _CLASSES[core] = type("CircuitBreaker", (core,), namespace)
+        bases = (core, *CircuitBreaker.__bases__[1:])
+        _CLASSES[core] = type("CircuitBreaker", bases, namespace)
     return _CLASSES[core]
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from ratefuse.core.algorithms import REGISTRY
 from ratefuse.rates import BURST_ALGORITHMS, Rate
 
-ALGORITHMS = ["gcra", "leaky_bucket", "fixed_window", "sliding_window", "sliding_log"]
+# Every registered algorithm: a new one is in every differential test at once.
+ALGORITHMS = [record.name for record in REGISTRY]
 
 # Periods in ns: round ones, and awkward ones that make period / limit inexact.
 PERIODS_NS = st.sampled_from([1_000, 7_919, 1_000_000, 999_999_937, 1_000_000_000])

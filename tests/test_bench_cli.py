@@ -171,3 +171,28 @@ def test_accuracy_covers_the_shared_memory_limiters(
     out = capsys.readouterr().out
     assert "ratefuse gcra (shm)" in out
     assert "OVER THE BOUND" not in out
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "name"),
+    [
+        ("ratefuse.scenarios", "ratefuse.bench.scenarios", "limiter_scenarios"),
+        (
+            "ratefuse.scenarios_keyed",
+            "ratefuse.bench.scenarios_keyed",
+            "keyed_scenarios",
+        ),
+        ("ratefuse.scenarios_shm", "ratefuse.bench.scenarios_shm", "throughput"),
+        ("ratefuse.bench.scenarios_keyed", "ratefuse.bench.scenarios", "Scenario"),
+    ],
+)
+def test_the_scenarios_old_names_resolve_with_a_warning(
+    old: str, new: str, name: str
+) -> None:
+    import importlib
+
+    alias = importlib.import_module(old)
+    old_name = "KeyedScenario" if name == "Scenario" else name
+    with pytest.warns(DeprecationWarning, match="moved to|deprecated"):
+        found = getattr(alias, old_name)
+    assert found is getattr(importlib.import_module(new), name)

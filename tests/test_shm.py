@@ -15,6 +15,7 @@ import pytest
 
 from ratefuse import KeyedLimiter, Rate, RateLimitExceeded
 from ratefuse.core._keys_py import fingerprint
+from ratefuse.core.algorithms import REGISTRY
 from ratefuse.core.keys import split_secret
 from ratefuse.core.spec import LimitSpec
 from ratefuse.engine import shm_layout as layout
@@ -23,7 +24,8 @@ from shm_support import SECRET, SLOTS, check_consistent, core, slots
 
 MS = 1_000_000
 SECOND = 1_000 * MS
-ALGORITHMS = ["gcra", "fixed_window", "sliding_window"]
+# Every algorithm shared memory supports.
+ALGORITHMS = REGISTRY.named(lambda record: record.shm_counts is not None)
 K0, K1 = split_secret(SECRET)
 
 

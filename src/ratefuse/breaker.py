@@ -27,19 +27,18 @@ decides whether to close again::
             raise
         permit.on_success(time.perf_counter() - started)
 
-The decision steps are compiled (``ratefuse.engine._breaker_c``) with a pure-Python
-twin as the reference (``ratefuse.engine._breaker_py``); this module adds the
-Python-level forms: async decorator, context manager, ``call``, metrics.
+The decision steps are compiled (``ratefuse.engine._breaker_c``) with a
+pure-Python twin as the reference (``ratefuse.engine._breaker_py``); the
+forms (async decorator, context manager, ``call``) are the shared ones of
+:mod:`ratefuse.engine.breaker_forms`, which the fleet breakers use too, over
+the public steps (``permit_or_error``, the permit's ``on_success`` ...).
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable, Coroutine
+import warnings
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from typing import Any
 
 from ratefuse.core.breaker.config import (
     DEFAULT_BACKOFF_MULTIPLIER,
@@ -59,12 +58,15 @@ from ratefuse.core.breaker.config import (
     DEFAULT_WINDOW_TYPE,
     BreakerConfig,
 )
-from ratefuse.core.breaker.spec import REJECTED, SUCCESS, IllegalTransitionError, State
+from ratefuse.core.breaker.spec import IllegalTransitionError, State
 from ratefuse.engine.breaker import BreakerCore, GuardedFunction, Permit
-
-P = ParamSpec("P")
-R = TypeVar("R")
-T = TypeVar("T")
+from ratefuse.engine.breaker_forms import (
+    Breaker,
+    BreakerForms,
+    BreakerPermit,
+    GuardedBlock,
+    guard_async,
+)
 
 __all__ = [
     "DEFAULT_BACKOFF_MULTIPLIER",
@@ -82,10 +84,12 @@ __all__ = [
     "DEFAULT_WINDOW_DURATION",
     "DEFAULT_WINDOW_SIZE",
     "DEFAULT_WINDOW_TYPE",
+    "Breaker",
     "BreakerConfig",
     "BreakerMetrics",
+    "BreakerPermit",
     "CircuitBreaker",
-    "Guard",
+    "GuardedBlock",
     "GuardedFunction",
     "IllegalTransitionError",
     "Permit",
@@ -137,90 +141,7 @@ def breaker_metrics(core: BreakerCore, now: int | None = None) -> BreakerMetrics
     )
 
 
-class Guard:
-    """`Guard` runs one block through a breaker, as ``with`` or
-    ``async with``: entering asks for a permit (raising CircuitOpenError if
-    rejected), leaving records the block's outcome (an exception is
-    classified by the breaker's rules and propagates). One use only; get a
-    new one from `CircuitBreaker.guard` for every block. Not shared between
-    threads or tasks.
-    """
-
-    __slots__ = ("_core", "_generation", "_start_ns")
-
-    def __init__(self, core: BreakerCore) -> None:
-        self._core = core
-        self._generation = 0
-        self._start_ns = 0
-
-    def __enter__(self) -> Guard:
-        if self._generation:
-            raise RuntimeError("a Guard can be entered only once")
-        generation, now = self._core._acquire()
-        if generation == REJECTED:
-            raise self._core._open_error(now)
-        self._generation = generation
-        self._start_ns = self._core._start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            self._core._finish(self._generation, SUCCESS, self._start_ns)
-        else:
-            self._core._guard_exception(self._generation, exc, self._start_ns)
-
-    async def __aenter__(self) -> Guard:
-        return self.__enter__()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, traceback)
-
-
-def guard_async(
-    core: BreakerCore,
-    function: Callable[P, Coroutine[Any, Any, T]],
-    fallback: Callable[P, Any] | None = None,
-) -> Callable[P, Coroutine[Any, Any, T]]:
-    """`guard_async` wraps a coroutine function so that every call goes
-    through ``core``, like the sync `GuardedFunction`: a rejected call
-    returns ``fallback(*args, **kwargs)`` (awaited if awaitable) if given,
-    else raises CircuitOpenError. Cancellation records nothing and frees a
-    half-open probe."""
-
-    @functools.wraps(function)
-    async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-        generation, now = core._acquire()
-        if generation == REJECTED:
-            if fallback is None:
-                raise core._open_error(now)
-            result = fallback(*args, **kwargs)
-            if inspect.isawaitable(result):
-                result = await result
-            return cast(T, result)
-        start_ns = core._start()
-        try:
-            result = await function(*args, **kwargs)
-        except BaseException as exc:
-            core._guard_exception(generation, exc, start_ns)
-            raise
-        core._guard_result(generation, result, start_ns)
-        return result
-
-    guarded.breaker = core  # type: ignore[attr-defined]
-    return guarded
-
-
-class CircuitBreaker(BreakerCore):
+class CircuitBreaker(BreakerCore, BreakerForms):
     """`CircuitBreaker` guards calls to one dependency.
 
     ``CircuitBreaker(name="breaker", config=None, *, clock=None,
@@ -232,58 +153,16 @@ class CircuitBreaker(BreakerCore):
     state change. Thread-safe and asyncio-safe: decisions are atomic and
     listeners run outside them.
 
-    Forms: ``@breaker`` on sync and async functions, ``with breaker.guard()``
-    and ``async with breaker.guard()``, ``breaker.call(fn, *args)``, and
+    Forms (from :class:`ratefuse.engine.breaker_forms.BreakerForms`):
+    ``@breaker`` on sync and async functions, ``with breaker.guard()`` and
+    ``async with breaker.guard()``, ``breaker.call(fn, *args)``, and
     ``permit = breaker.try_acquire()`` then ``permit.on_success(duration)``
-    or ``permit.on_error(duration, exc)``.
+    or ``permit.on_error(duration, exc)``. It meets the
+    :class:`ratefuse.engine.breaker_forms.Breaker` protocol, as the fleet
+    breakers do.
     """
 
     State = State
-
-    def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
-        """`__call__` makes the breaker a decorator: see `decorate`."""
-        return self.decorate(function)
-
-    @overload
-    def decorate(
-        self, function: Callable[P, R], *, fallback: Callable[..., Any] | None = None
-    ) -> Callable[P, R]: ...
-
-    @overload
-    def decorate(
-        self, function: None = None, *, fallback: Callable[..., Any] | None = None
-    ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
-
-    def decorate(
-        self,
-        function: Callable[P, R] | None = None,
-        *,
-        fallback: Callable[..., Any] | None = None,
-    ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
-        """`decorate` wraps ``function`` (sync or async) so that every call
-        goes through the breaker; ``fallback`` None means the breaker's.
-        Without ``function`` it returns the decorator."""
-        if function is None:
-            return functools.partial(self.decorate, fallback=fallback)
-        if inspect.iscoroutinefunction(function):
-            return cast(
-                Callable[P, R],
-                guard_async(
-                    self, function, self.fallback if fallback is None else fallback
-                ),
-            )
-        return self.guarded(function, fallback)
-
-    def call(self, function: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
-        """`call` calls ``function(*args, **kwargs)`` through the breaker; for
-        a coroutine function it returns the awaitable."""
-        if inspect.iscoroutinefunction(function):
-            return cast(R, guard_async(self, function, self.fallback)(*args, **kwargs))
-        return self._guard(function, self.fallback)(*args, **kwargs)
-
-    def guard(self) -> Guard:
-        """`guard` is a one-use context manager (sync or async) for a block."""
-        return Guard(self)
 
     def metrics(self, now: int | None = None) -> BreakerMetrics:
         """`metrics` is a snapshot: see :class:`BreakerMetrics`."""
@@ -300,3 +179,15 @@ class CircuitBreaker(BreakerCore):
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self.state.name}>"
+
+
+def __getattr__(name: str) -> Any:
+    # Guard was renamed GuardedBlock (three types were called Guard).
+    if name == "Guard":
+        warnings.warn(
+            "ratefuse.breaker.Guard is deprecated; use GuardedBlock",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return GuardedBlock
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -27,7 +27,6 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable, Coroutine
-from types import TracebackType
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
 from ratefuse.core.errors import RatefuseError
@@ -249,24 +248,14 @@ class Bulkhead:
         self.acquire()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.release()
 
     async def __aenter__(self) -> Bulkhead:
         await self.acquire_async()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.release()
 
     def __call__(self, function: Callable[P, R]) -> Callable[P, R]:

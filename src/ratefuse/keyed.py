@@ -3,20 +3,74 @@ bounded compiled table."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, overload
 
-from ratefuse._backends import backend_arguments, keyed_on_backend
 from ratefuse.core.keys import DEFAULT_MAX_KEYS
 from ratefuse.engine.forms import KeyedForms
 from ratefuse.engine.keyed import KeyedLimiterCore
-from ratefuse.limiter import configure, update_limits
+from ratefuse.limiter import (
+    AsyncSleep,
+    Clock,
+    Sleep,
+    configure,
+    reject_backend_options,
+    update_limits,
+)
+from ratefuse.protocols import (
+    AnyKeyedRateLimiter,
+    KeyedT,
+    LimiterBackend,
+    limiter_backend,
+)
 from ratefuse.rates import DEFAULT_ALGORITHM, RateLike
 
-__all__ = ["DEFAULT_MAX_KEYS", "KeyedLimiter"]
+__all__ = ["DEFAULT_MAX_KEYS", "InMemoryKeyedLimiter", "KeyedLimiter"]
 
 
-class KeyedLimiter(KeyedForms, KeyedLimiterCore):
+class InMemoryKeyedLimiter(KeyedForms, KeyedLimiterCore):
+    """`InMemoryKeyedLimiter` is the in-memory `KeyedLimiter`, constructed
+    (a class of its own for the reason `InMemoryLimiter` is). Construct it
+    as ``KeyedLimiter(...)`` (see there)."""
+
+    def __init__(
+        self,
+        limits: RateLike,
+        algorithm: str = DEFAULT_ALGORITHM,
+        *,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        clock: Clock | None = None,
+        max_wait: float | None = None,
+        sleep: Sleep | None = None,
+        async_sleep: AsyncSleep | None = None,
+        backend: None = None,
+    ) -> None:
+        self.rates, self.algorithm, specs = configure(
+            limits, algorithm, clock, sleep, async_sleep
+        )
+        super().__init__(
+            specs,
+            max_keys,
+            clock,
+            None,
+            max_wait=max_wait,
+            sleep=sleep,
+            async_sleep=async_sleep,
+        )
+
+    def update(self, limits: RateLike, algorithm: str | None = None) -> None:
+        """`update` replaces every key's limits (and, if given, the
+        algorithm) in one atomic step, as `Limiter.update`."""
+        update_limits(self, limits, algorithm)
+
+    def __repr__(self) -> str:
+        rates = "; ".join(str(rate) for rate in self.rates)
+        return (
+            f"KeyedLimiter({rates!r}, algorithm={self.algorithm!r}, "
+            f"max_keys={self.max_keys})"
+        )
+
+
+class KeyedLimiter(InMemoryKeyedLimiter):
     """`KeyedLimiter` admits at most the given rates for each key separately.
 
     ``limits``, ``algorithm``, ``clock``, ``max_wait``, ``sleep`` and
@@ -39,83 +93,94 @@ class KeyedLimiter(KeyedForms, KeyedLimiterCore):
     ``stats()``. Thread-safe: each decision is atomic, and decide_many
     releases the GIL for int64 key ids.
 
-    ``backend`` keeps the states outside the process instead, and the
-    constructor returns that backend's limiter: a
+    ``backend`` keeps the states outside the process instead: the
+    constructor returns ``backend.keyed_limiter(limits, algorithm,
+    clock=..., max_wait=..., sleep=..., async_sleep=...,
+    **backend_options)`` (with ``max_keys`` among the options when it is
+    not the default), a :class:`ratefuse.protocols.KeyedRateLimiter` (or
+    AsyncKeyedRateLimiter), not a KeyedLimiter. A
     :class:`ratefuse.shm.ShmBackend` gives a ShmKeyedLimiter (every process
     of the host); a :class:`ratefuse.redis.RedisBackend` or a
     ``redis.Redis`` / ``redis.RedisCluster`` client gives a Redis-backed
     limiter (the whole fleet; ``name`` names the shared quota and is
     required; ``on_backend_error``, ``local_share``, ``local_max_keys`` and
-    further keyword options are RedisLimiter's), with the same verbs minus
+    further options are RedisLimiter's), with the same verbs minus
     ``now=`` and ``reserve``, plus ``decide_many(keys, costs=None)``,
     ``close()``; an AsyncRedisBackend or a ``redis.asyncio`` client gives
     the asyncio twin (awaited verbs). An option that backend cannot honour
-    (``max_keys`` off its default, leaky_bucket on Redis, ``name`` without
-    a backend) is a ValueError naming the field.
+    (``max_keys`` off its default, leaky_bucket on Redis) is a ValueError
+    naming the field; ``backend_options`` without a backend are a
+    TypeError naming the first.
     """
+
+    @overload
+    def __new__(
+        cls,
+        limits: RateLike,
+        algorithm: str = DEFAULT_ALGORITHM,
+        *,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        clock: Clock | None = None,
+        max_wait: float | None = None,
+        sleep: Sleep | None = None,
+        async_sleep: AsyncSleep | None = None,
+        backend: None = None,
+    ) -> KeyedLimiter: ...
+
+    @overload
+    def __new__(  # type: ignore[misc]  # a backend's limiter is no KeyedLimiter
+        cls,
+        limits: RateLike,
+        algorithm: str = DEFAULT_ALGORITHM,
+        *,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        clock: Clock | None = None,
+        max_wait: float | None = None,
+        sleep: Sleep | None = None,
+        async_sleep: AsyncSleep | None = None,
+        backend: LimiterBackend[Any, KeyedT],
+        **backend_options: Any,
+    ) -> KeyedT: ...
+
+    @overload
+    def __new__(  # type: ignore[misc]
+        cls,
+        limits: RateLike,
+        algorithm: str = DEFAULT_ALGORITHM,
+        *,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        clock: Clock | None = None,
+        max_wait: float | None = None,
+        sleep: Sleep | None = None,
+        async_sleep: AsyncSleep | None = None,
+        backend: object,
+        **backend_options: Any,
+    ) -> AnyKeyedRateLimiter: ...
 
     def __new__(
         cls,
         limits: RateLike,
         algorithm: str = DEFAULT_ALGORITHM,
         *,
+        max_keys: int = DEFAULT_MAX_KEYS,
+        clock: Clock | None = None,
+        max_wait: float | None = None,
+        sleep: Sleep | None = None,
+        async_sleep: AsyncSleep | None = None,
         backend: object = None,
-        **kwargs: Any,
+        **backend_options: Any,
     ) -> Any:
         if backend is None:
+            reject_backend_options("KeyedLimiter", backend_options)
             return super().__new__(cls)
-        max_keys = kwargs.pop("max_keys", DEFAULT_MAX_KEYS)
-        return keyed_on_backend(
-            limits, algorithm, backend, max_keys=max_keys, **backend_arguments(kwargs)
-        )
-
-    def __init__(
-        self,
-        limits: RateLike,
-        algorithm: str = DEFAULT_ALGORITHM,
-        *,
-        max_keys: int = DEFAULT_MAX_KEYS,
-        clock: Callable[[], int] | None = None,
-        max_wait: float | None = None,
-        sleep: Callable[[float], object] | None = None,
-        async_sleep: Callable[[float], Awaitable[object]] | None = None,
-        backend: None = None,
-        name: str | None = None,
-        on_backend_error: str | None = None,
-        local_share: float | None = None,
-        local_max_keys: int | None = None,
-        **backend_options: Any,
-    ) -> None:
-        self.rates, self.algorithm, specs = configure(
+        if max_keys != DEFAULT_MAX_KEYS:
+            backend_options["max_keys"] = max_keys
+        return limiter_backend(backend).keyed_limiter(
             limits,
             algorithm,
-            clock,
-            sleep,
-            async_sleep,
-            name=name,
-            on_backend_error=on_backend_error,
-            local_share=local_share,
-            local_max_keys=local_max_keys,
-            backend_options=backend_options,
-        )
-        super().__init__(
-            specs,
-            max_keys,
-            clock,
-            None,
+            clock=clock,
             max_wait=max_wait,
             sleep=sleep,
             async_sleep=async_sleep,
-        )
-
-    def update(self, limits: RateLike, algorithm: str | None = None) -> None:
-        """`update` replaces every key's limits (and, if given, the
-        algorithm) in one atomic step, as `Limiter.update`."""
-        update_limits(self, limits, algorithm)
-
-    def __repr__(self) -> str:
-        rates = "; ".join(str(rate) for rate in self.rates)
-        return (
-            f"KeyedLimiter({rates!r}, algorithm={self.algorithm!r}, "
-            f"max_keys={self.max_keys})"
+            **backend_options,
         )

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, overload
 
-from ratefuse._backends import (
-    backend_arguments,
-    limiter_on_backend,
-    reject_shared_options,
-)
 from ratefuse.core.spec import LimitSpec
 from ratefuse.engine.forms import SubjectForms
 from ratefuse.engine.subject import LimiterCore
+from ratefuse.protocols import (
+    AnyRateLimiter,
+    LimiterBackend,
+    SubjectT,
+    limiter_backend,
+)
 from ratefuse.rates import (
     DEFAULT_ALGORITHM,
     Rate,
@@ -22,11 +23,26 @@ from ratefuse.rates import (
     to_rates,
 )
 
+Clock = Callable[[], int]
+Sleep = Callable[[float], object]
+AsyncSleep = Callable[[float], Awaitable[object]]
+
 
 def check_callable(field: str, value: object) -> None:
     """`check_callable` raises ValueError unless ``value`` is None or callable."""
     if value is not None and not callable(value):
         raise ValueError(f"{field} must be callable or None, got {value!r}")
+
+
+def reject_backend_options(kind: str, options: dict[str, Any]) -> None:
+    """`reject_backend_options` raises TypeError naming the first of
+    ``options``: options of a backend's limiter, given to a ``kind``
+    without a backend."""
+    for field, value in options.items():
+        raise TypeError(
+            f"{kind}() got {field}={value!r}: an option of a backend's limiter "
+            "(pass backend=...); an in-memory limiter does not take it"
+        )
 
 
 def configure(
@@ -35,27 +51,9 @@ def configure(
     clock: object,
     sleep: object,
     async_sleep: object,
-    *,
-    name: str | None,
-    on_backend_error: str | None,
-    local_share: float | None,
-    local_max_keys: int | None,
-    backend_options: dict[str, Any],
 ) -> tuple[tuple[Rate, ...], str, tuple[LimitSpec, ...]]:
     """`configure` validates the arguments every in-memory limiter takes and
-    returns its rates, canonical algorithm and core specs. The shared-state
-    options (``name`` .. ``local_max_keys``, ``backend_options``) must be
-    unset: an in-memory limiter is only built without a backend (``__new__``
-    returns the backend's limiter otherwise)."""
-    reject_shared_options(
-        {
-            "name": name,
-            "on_backend_error": on_backend_error,
-            "local_share": local_share,
-            "local_max_keys": local_max_keys,
-        },
-        backend_options,
-    )
+    returns its rates, canonical algorithm and core specs."""
     for field, value in (
         ("clock", clock),
         ("sleep", sleep),
@@ -75,7 +73,50 @@ def lower_limits(
     return rates, name, build_specs(rates, name)
 
 
-class Limiter(SubjectForms, LimiterCore):
+class InMemoryLimiter(SubjectForms, LimiterCore):
+    """`InMemoryLimiter` is the in-memory `Limiter`, constructed: the
+    limits, the engine, and what a `Limiter` does besides its verbs.
+    Construct it as ``Limiter(...)`` (see there)."""
+
+    # A class of its own because mypy reads a class's __init__ rather than
+    # the overloads of its __new__ when the same class defines both.
+
+    def __init__(
+        self,
+        limits: RateLike,
+        algorithm: str = DEFAULT_ALGORITHM,
+        *,
+        clock: Clock | None = None,
+        max_wait: float | None = None,
+        sleep: Sleep | None = None,
+        async_sleep: AsyncSleep | None = None,
+        backend: None = None,
+    ) -> None:
+        self.rates, self.algorithm, specs = configure(
+            limits, algorithm, clock, sleep, async_sleep
+        )
+        super().__init__(
+            specs,
+            clock,
+            max_wait=max_wait,
+            sleep=sleep,
+            async_sleep=async_sleep,
+        )
+
+    def update(self, limits: RateLike, algorithm: str | None = None) -> None:
+        """`update` replaces the limits (and, if given, the algorithm) in one
+        atomic step, keeping the state where it means the same (see
+        `reconfigure`, the cores' form, which takes specs); ``rates`` and
+        ``algorithm`` follow. Raises ValueError, changing nothing, for bad
+        limits."""
+        update_limits(self, limits, algorithm)
+
+    def __repr__(self) -> str:
+        rates = "; ".join(str(rate) for rate in self.rates)
+        return f"Limiter({rates!r}, algorithm={self.algorithm!r})"
+
+
+class Limiter(InMemoryLimiter):
     """`Limiter` admits at most the given rates for one subject.
 
     ``limits`` is a rate string ("10/s; 1000/h"), a :class:`Rate` or a
@@ -98,82 +139,87 @@ class Limiter(SubjectForms, LimiterCore):
     ``acquiring(...)`` (a context manager) and ``admit_or_raise``. Cost 0
     asks without consuming. Thread-safe: each decision is atomic.
 
-    ``backend`` keeps the state outside the process instead, and the
-    constructor returns that backend's limiter: a
-    :class:`ratefuse.shm.ShmBackend` gives a ShmLimiter; a
-    :class:`ratefuse.redis.RedisBackend` or a ``redis.Redis`` /
-    ``redis.RedisCluster`` client gives a limiter whose state is in Redis,
-    shared by every limiter with the same ``name`` (required; options as
-    :class:`ratefuse.KeyedLimiter`'s with a backend), with the verbs
-    ``try_acquire(cost=1)``, ``decide``, ``reset``, ``acquire``, ``await
-    acquire_async`` (sleeping the retry_after Redis reports), the forms
-    above, ``stats()`` and ``close()``; no ``now=`` (the server's clock)
-    and no ``reserve``. An AsyncRedisBackend or a ``redis.asyncio`` client
-    gives the asyncio twin. An option that backend cannot honour is a
-    ValueError naming the field.
+    ``backend`` keeps the state outside the process instead: the
+    constructor returns ``backend.limiter(limits, algorithm, clock=...,
+    max_wait=..., sleep=..., async_sleep=..., **backend_options)``, a
+    :class:`ratefuse.protocols.RateLimiter` (or AsyncRateLimiter), not a
+    Limiter. ``backend`` is a :class:`ratefuse.protocols.LimiterBackend`
+    (a :class:`ratefuse.shm.ShmBackend` gives a ShmLimiter; a
+    :class:`ratefuse.redis.RedisBackend` a limiter whose state is in Redis,
+    shared by every limiter with the same ``name``, which is required;
+    an AsyncRedisBackend its asyncio twin), or a client an installed
+    backend takes (``redis.Redis``, ``redis.RedisCluster``, a
+    ``redis.asyncio`` client): see :class:`ratefuse.KeyedLimiter` for the
+    Redis options. An option the backend cannot honour is a ValueError
+    naming the field; ``backend_options`` without a backend are a
+    TypeError naming the first.
     """
+
+    @overload
+    def __new__(
+        cls,
+        limits: RateLike,
+        algorithm: str = DEFAULT_ALGORITHM,
+        *,
+        clock: Clock | None = None,
+        max_wait: float | None = None,
+        sleep: Sleep | None = None,
+        async_sleep: AsyncSleep | None = None,
+        backend: None = None,
+    ) -> Limiter: ...
+
+    @overload
+    def __new__(  # type: ignore[misc]  # a backend's limiter is no Limiter
+        cls,
+        limits: RateLike,
+        algorithm: str = DEFAULT_ALGORITHM,
+        *,
+        clock: Clock | None = None,
+        max_wait: float | None = None,
+        sleep: Sleep | None = None,
+        async_sleep: AsyncSleep | None = None,
+        backend: LimiterBackend[SubjectT, Any],
+        **backend_options: Any,
+    ) -> SubjectT: ...
+
+    @overload
+    def __new__(  # type: ignore[misc]
+        cls,
+        limits: RateLike,
+        algorithm: str = DEFAULT_ALGORITHM,
+        *,
+        clock: Clock | None = None,
+        max_wait: float | None = None,
+        sleep: Sleep | None = None,
+        async_sleep: AsyncSleep | None = None,
+        backend: object,
+        **backend_options: Any,
+    ) -> AnyRateLimiter: ...
 
     def __new__(
         cls,
         limits: RateLike,
         algorithm: str = DEFAULT_ALGORITHM,
         *,
+        clock: Clock | None = None,
+        max_wait: float | None = None,
+        sleep: Sleep | None = None,
+        async_sleep: AsyncSleep | None = None,
         backend: object = None,
-        **kwargs: Any,
+        **backend_options: Any,
     ) -> Any:
         if backend is None:
+            reject_backend_options("Limiter", backend_options)
             return super().__new__(cls)
-        return limiter_on_backend(
-            limits, algorithm, backend, **backend_arguments(kwargs)
-        )
-
-    def __init__(
-        self,
-        limits: RateLike,
-        algorithm: str = DEFAULT_ALGORITHM,
-        *,
-        clock: Callable[[], int] | None = None,
-        max_wait: float | None = None,
-        sleep: Callable[[float], object] | None = None,
-        async_sleep: Callable[[float], Awaitable[object]] | None = None,
-        backend: None = None,
-        name: str | None = None,
-        on_backend_error: str | None = None,
-        local_share: float | None = None,
-        local_max_keys: int | None = None,
-        **backend_options: Any,
-    ) -> None:
-        self.rates, self.algorithm, specs = configure(
+        return limiter_backend(backend).limiter(
             limits,
             algorithm,
-            clock,
-            sleep,
-            async_sleep,
-            name=name,
-            on_backend_error=on_backend_error,
-            local_share=local_share,
-            local_max_keys=local_max_keys,
-            backend_options=backend_options,
-        )
-        super().__init__(
-            specs,
-            clock,
+            clock=clock,
             max_wait=max_wait,
             sleep=sleep,
             async_sleep=async_sleep,
+            **backend_options,
         )
-
-    def update(self, limits: RateLike, algorithm: str | None = None) -> None:
-        """`update` replaces the limits (and, if given, the algorithm) in one
-        atomic step, keeping the state where it means the same (see
-        `reconfigure`, the cores' form, which takes specs); ``rates`` and
-        ``algorithm`` follow. Raises ValueError, changing nothing, for bad
-        limits."""
-        update_limits(self, limits, algorithm)
-
-    def __repr__(self) -> str:
-        rates = "; ".join(str(rate) for rate in self.rates)
-        return f"Limiter({rates!r}, algorithm={self.algorithm!r})"
 
 
 def update_limits(limiter: Any, limits: RateLike, algorithm: str | None) -> None:

@@ -131,55 +131,42 @@ def register(
     return collector
 
 
+# The families every scrape has (those with samples are reported), in
+# order: attribute, name after the namespace, gauge (else counter), labels
+# and help.
+_FIXED_FAMILIES: tuple[tuple[str, str, bool, tuple[str, ...], str], ...] = (
+    ("decisions", "limiter_decisions", False, ("limiter", "decision"),
+     "Verdicts of in-memory limiters."),
+    ("keys", "limiter_keys", True, ("limiter",),
+     "Live keys of keyed limiters."),
+    ("evictions", "limiter_evictions", False, ("limiter",),
+     "Key states evicted before they were idle (the only over-admission)."),
+    ("expired", "limiter_expired", False, ("limiter",),
+     "Idle key states dropped (harmless)."),
+    ("state", "breaker_state", True, ("breaker", "state"),
+     "1 for the state each breaker is in, 0 for the others."),
+    ("calls", "breaker_calls", False, ("breaker", "result"),
+     "Calls a breaker permitted or rejected."),
+    ("outcomes", "breaker_outcomes", False, ("breaker", "outcome"),
+     "Call outcomes a breaker recorded."),
+    ("slow", "breaker_slow_calls", False, ("breaker",),
+     "Recorded calls slower than slow_call_duration."),
+    ("transitions", "breaker_transitions", False, ("breaker", "to_state"),
+     "State changes of a breaker, by the state entered."),
+)  # fmt: skip
+
+
 class _Families:
     # The metric families of one scrape.
 
     def __init__(self, namespace: str) -> None:
         self.prefix = f"{namespace}_" if namespace else ""
-        prefix = self.prefix
-        self.decisions = CounterMetricFamily(
-            f"{prefix}limiter_decisions",
-            "Verdicts of in-memory limiters.",
-            labels=["limiter", "decision"],
-        )
-        self.keys = GaugeMetricFamily(
-            f"{prefix}limiter_keys", "Live keys of keyed limiters.", labels=["limiter"]
-        )
-        self.evictions = CounterMetricFamily(
-            f"{prefix}limiter_evictions",
-            "Key states evicted before they were idle (the only over-admission).",
-            labels=["limiter"],
-        )
-        self.expired = CounterMetricFamily(
-            f"{prefix}limiter_expired",
-            "Idle key states dropped (harmless).",
-            labels=["limiter"],
-        )
-        self.state = GaugeMetricFamily(
-            f"{prefix}breaker_state",
-            "1 for the state each breaker is in, 0 for the others.",
-            labels=["breaker", "state"],
-        )
-        self.calls = CounterMetricFamily(
-            f"{prefix}breaker_calls",
-            "Calls a breaker permitted or rejected.",
-            labels=["breaker", "result"],
-        )
-        self.outcomes = CounterMetricFamily(
-            f"{prefix}breaker_outcomes",
-            "Call outcomes a breaker recorded.",
-            labels=["breaker", "outcome"],
-        )
-        self.slow = CounterMetricFamily(
-            f"{prefix}breaker_slow_calls",
-            "Recorded calls slower than slow_call_duration.",
-            labels=["breaker"],
-        )
-        self.transitions = CounterMetricFamily(
-            f"{prefix}breaker_transitions",
-            "State changes of a breaker, by the state entered.",
-            labels=["breaker", "to_state"],
-        )
+        self.fixed: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
+            attribute: (GaugeMetricFamily if gauge else CounterMetricFamily)(
+                f"{self.prefix}{name}", documentation, labels=list(labels)
+            )
+            for attribute, name, gauge, labels, documentation in _FIXED_FAMILIES
+        }
         self.fields: dict[str, CounterMetricFamily] = {}
 
     def fill(
@@ -195,35 +182,24 @@ class _Families:
         for name, backend in sorted(backends.items()):
             self._stats("redis_backend", "backend", name, backend.stats())
             self._breaker(f"backend:{name}", backend.breaker)
-        fixed = [
-            self.decisions,
-            self.keys,
-            self.evictions,
-            self.expired,
-            self.state,
-            self.calls,
-            self.outcomes,
-            self.slow,
-            self.transitions,
-        ]
-        return [family for family in fixed if family.samples] + list(
-            self.fields.values()
-        )
+        fixed = [family for family in self.fixed.values() if family.samples]
+        return [*fixed, *self.fields.values()]
 
     def _limiter(self, name: str, limiter: Any) -> None:
+        fixed = self.fixed
         counters = getattr(limiter, "counters", None)
         if callable(counters):
             snapshot = counters()
-            self.decisions.add_metric([name, "allowed"], snapshot.allowed)
-            self.decisions.add_metric([name, "denied"], snapshot.denied)
+            fixed["decisions"].add_metric([name, "allowed"], snapshot.allowed)
+            fixed["decisions"].add_metric([name, "denied"], snapshot.denied)
         stats = getattr(limiter, "stats", None)
         if not callable(stats):
             return
         found = stats()
         if isinstance(found, dict):  # a keyed limiter's table
-            self.keys.add_metric([name], found["live_keys"])
-            self.evictions.add_metric([name], found["evictions"])
-            self.expired.add_metric([name], found["expired"])
+            fixed["keys"].add_metric([name], found["live_keys"])
+            fixed["evictions"].add_metric([name], found["evictions"])
+            fixed["expired"].add_metric([name], found["expired"])
         else:  # a Redis limiter's LimiterStats
             self._stats("redis_limiter", "limiter", name, found)
 
@@ -245,14 +221,19 @@ class _Families:
             family.add_metric([name], value)
 
     def _breaker(self, name: str, breaker: Any) -> None:
+        fixed = self.fixed
         current = breaker.state
         for state in State:
-            self.state.add_metric([name, state.name], 1.0 if state == current else 0.0)
+            fixed["state"].add_metric(
+                [name, state.name], 1.0 if state == current else 0.0
+            )
         counters = breaker.counters()
-        self.calls.add_metric([name, "permitted"], counters.permitted)
-        self.calls.add_metric([name, "rejected"], counters.rejected)
-        self.outcomes.add_metric([name, "success"], counters.successes)
-        self.outcomes.add_metric([name, "failure"], counters.failures)
-        self.slow.add_metric([name], counters.slow)
+        fixed["calls"].add_metric([name, "permitted"], counters.permitted)
+        fixed["calls"].add_metric([name, "rejected"], counters.rejected)
+        fixed["outcomes"].add_metric([name, "success"], counters.successes)
+        fixed["outcomes"].add_metric([name, "failure"], counters.failures)
+        fixed["slow"].add_metric([name], counters.slow)
         for state in State:
-            self.transitions.add_metric([name, state.name], counters.transitions[state])
+            fixed["transitions"].add_metric(
+                [name, state.name], counters.transitions[state]
+            )

@@ -15,28 +15,23 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
 
+from ratefuse.core.algorithms import REGISTRY
+
+# The sliding log's cap on its limit, also public here.
+from ratefuse.core.algorithms.sliding_log import (
+    SLIDING_LOG_MAX_LIMIT as SLIDING_LOG_MAX_LIMIT,
+)
 from ratefuse.core.spec import MAX_CAPACITY, MAX_PERIOD_NS, LimitSpec
 
-ALGORITHMS: Final = (
-    "gcra",
-    "token_bucket",
-    "leaky_bucket",
-    "fixed_window",
-    "sliding_window",
-    "sliding_log",
-)
+# Every algorithm name a limiter accepts, aliases included.
+ALGORITHMS: Final = REGISTRY.names
 DEFAULT_ALGORITHM: Final = "gcra"
 # The algorithms in which ``burst`` means something; the window algorithms
 # admit at most ``limit`` per window by definition.
-BURST_ALGORITHMS: Final = ("gcra", "leaky_bucket")
-# sliding_log keeps one entry per admitted call (16 bytes each), so its
-# memory grows with the limit; past this, use sliding_window.
-SLIDING_LOG_MAX_LIMIT: Final = 100_000
+BURST_ALGORITHMS: Final = REGISTRY.named(lambda algorithm: algorithm.burst)
 # The cores' int64 arithmetic must hold now + 2 * tau + the longest wait:
 # with now <= 2**62, tau <= 2**60 and waits <= 2**60 it stays below 2**63.
 MAX_TOLERANCE_NS: Final = 1 << 60
-
-_ALIASES: Final = {"token_bucket": "gcra"}
 
 
 @dataclass(frozen=True)
@@ -180,12 +175,9 @@ def to_rates(limits: RateLike) -> tuple[Rate, ...]:
 
 
 def canonical_algorithm(algorithm: str) -> str:
-    """`canonical_algorithm` resolves aliases (token_bucket is gcra)."""
-    if algorithm not in ALGORITHMS:
-        raise ValueError(
-            f"algorithm must be one of {', '.join(ALGORITHMS)}; got {algorithm!r}"
-        )
-    return _ALIASES.get(algorithm, algorithm)
+    """`canonical_algorithm` resolves aliases (token_bucket is gcra); raises
+    ValueError for a name not in :data:`ALGORITHMS`."""
+    return REGISTRY.by_name(algorithm).name
 
 
 def build_specs(rates: Sequence[Rate], algorithm: str) -> tuple[LimitSpec, ...]:
@@ -193,10 +185,11 @@ def build_specs(rates: Sequence[Rate], algorithm: str) -> tuple[LimitSpec, ...]:
 
     Raises ValueError for a combination the algorithm cannot honour.
     """
-    name = canonical_algorithm(algorithm)
+    record = REGISTRY.by_name(algorithm)
+    name = record.name
     specs = []
     for rate in rates:
-        if name in BURST_ALGORITHMS:
+        if record.burst:
             if rate.interval_ns * rate.capacity > MAX_TOLERANCE_NS:
                 raise ValueError(
                     f"burst * period / limit must be at most 2**60 ns; rate {rate} "
@@ -211,9 +204,9 @@ def build_specs(rates: Sequence[Rate], algorithm: str) -> tuple[LimitSpec, ...]:
                 f"burst applies only to {' and '.join(BURST_ALGORITHMS)}; rate "
                 f"{rate} has burst={rate.burst} with algorithm {algorithm!r}"
             )
-        if name == "sliding_log" and rate.limit > SLIDING_LOG_MAX_LIMIT:
+        if record.max_limit is not None and rate.limit > record.max_limit:
             raise ValueError(
-                f"sliding_log limit must be at most {SLIDING_LOG_MAX_LIMIT} "
+                f"{name} limit must be at most {record.max_limit} "
                 f"(memory grows with it; use sliding_window), got {rate.limit}"
             )
         specs.append(LimitSpec(name, rate.limit, rate.period_ns, 0))

@@ -4,16 +4,6 @@ with a DeprecationWarning; the alias goes away in 0.3."""
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
+from ratefuse.bench.moved import moved_module
 
-from ratefuse.bench import scenarios_keyed as _moved
-
-
-def __getattr__(name: str) -> Any:
-    warnings.warn(
-        "ratefuse.scenarios_keyed moved to ratefuse.bench.scenarios_keyed",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(_moved, name)
+__getattr__ = moved_module("ratefuse.scenarios_keyed", "ratefuse.bench.scenarios_keyed")

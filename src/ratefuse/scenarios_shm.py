@@ -4,20 +4,9 @@ with a DeprecationWarning; the alias goes away in 0.3."""
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
+from ratefuse.bench.moved import moved_module
 
-from ratefuse.bench import scenarios_shm as _moved
+__getattr__ = moved_module("ratefuse.scenarios_shm", "ratefuse.bench.scenarios_shm")
 
-
-def __getattr__(name: str) -> Any:
-    warnings.warn(
-        "ratefuse.scenarios_shm moved to ratefuse.bench.scenarios_shm",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return getattr(_moved, name)
-
-
-if __name__ == "__main__":  # pragma: no cover
+if __name__ == "__main__":  # pragma: no cover - the old command line
     __getattr__("main")()

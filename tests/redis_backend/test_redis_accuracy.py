@@ -14,6 +14,25 @@ DECISIONS = 400
 RATE, BURST = 500, 10  # per second: far below what even one worker asks
 
 
+def covered(spans: list[tuple[int, int]]) -> int:
+    """`covered` is the length of the union of the ``(start, end)`` spans."""
+    total, reach = 0, None
+    for start, end in sorted(spans):
+        if reach is None or start > reach:
+            total += end - start
+            reach = end
+        elif end > reach:
+            total += end - reach
+            reach = end
+    return total
+
+
+def test_covered_counts_overlaps_once_and_gaps_not_at_all() -> None:
+    assert covered([(0, 10), (5, 15), (20, 30)]) == 25
+    assert covered([(0, 10), (2, 3)]) == 10
+    assert covered([]) == 0
+
+
 def test_eight_processes_share_one_quota_exactly(redis_node, fresh_name) -> None:
     # forkserver: one clean process imports everything once and forks the
     # workers (fork from the test process itself would copy its threads).
@@ -40,10 +59,15 @@ def test_eight_processes_share_one_quota_exactly(redis_node, fresh_name) -> None
     # A new key has BURST units; then one more every interval.
     bound = BURST + elapsed_us // interval_us + 1
     assert admitted <= bound, (admitted, bound, elapsed_us)
-    assert admitted >= 0.95 * (BURST + elapsed_us / interval_us), (
+    # The floor counts only the time some worker was asking: on a loaded
+    # machine a worker may start after others finished, and no limiter can
+    # admit requests nobody makes (a floor over the whole span failed once:
+    # 134 admitted against 134.2).
+    asking_us = covered([(report[1], report[2]) for report in reports])
+    assert admitted >= 0.95 * (BURST + asking_us / interval_us), (
         admitted,
         bound,
-        elapsed_us,
+        asking_us,
     )
     print(f"admitted {admitted} of at most {bound} in {elapsed_us} us")
     assert admitted < PROCESSES * DECISIONS  # the limit was binding

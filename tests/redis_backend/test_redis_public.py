@@ -19,6 +19,15 @@ import redis
 import redis.asyncio
 
 from ratefuse import KeyedLimiter, Limiter, RateLimitExceeded
+from ratefuse.protocols import (
+    AsyncKeyedRateLimiter,
+    AsyncRateLimiter,
+    KeyedRateLimiter,
+    LimiterBackend,
+    RateLimiter,
+    is_async,
+    is_keyed,
+)
 from ratefuse.redis import AsyncRedisBackend, RedisBackend, RedisLimiter
 from ratefuse.shm import ShmBackend, ShmKeyedLimiter, ShmLimiter
 
@@ -28,6 +37,7 @@ def test_keyed_limiter_on_redis_shares_the_named_quota(client, fresh_name) -> No
     first = KeyedLimiter("3/h", backend=client, name=name)
     second = KeyedLimiter("3/h", backend=RedisBackend(client), name=name)
     assert not isinstance(first, KeyedLimiter)
+    assert isinstance(first, KeyedRateLimiter)
     assert [first.try_acquire("user") for _ in range(2)] == [True, True]
     decision = second.decide("user")
     assert decision.allowed
@@ -265,10 +275,12 @@ def test_bad_backends_and_backend_options_without_one(redis_node) -> None:
         KeyedLimiter("5/s", backend="redis://127.0.0.1")
     with pytest.raises(TypeError, match="backend must be"):
         Limiter("5/s", backend=42)
-    with pytest.raises(ValueError, match="name"):
-        KeyedLimiter("5/s", name="orphan")
-    with pytest.raises(ValueError, match="on_backend_error"):
-        Limiter("5/s", on_backend_error="deny")
+    # Without a backend, a backend's options are a TypeError naming them:
+    # the in-memory constructors do not take them.
+    with pytest.raises(TypeError, match="name"):
+        KeyedLimiter("5/s", name="orphan")  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="on_backend_error"):
+        Limiter("5/s", on_backend_error="deny")  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="lease"):
         KeyedLimiter("5/s", lease=True)
 
@@ -333,3 +345,41 @@ def test_the_readme_example(redis_node, fresh_name) -> None:
 
     assert asyncio.run(handler())
     client.close()
+
+
+def test_every_redis_limiter_is_recognised_by_its_kind(redis_node, fresh_name) -> None:
+    client = redis.Redis(port=redis_node.port)
+    backend = RedisBackend(client)
+    assert isinstance(backend, LimiterBackend)
+    limiters = [
+        (Limiter("5/s", backend=client, name=fresh_name()), False),
+        (KeyedLimiter("5/s", backend=backend, name=fresh_name()), True),
+        (RedisLimiter("5/s", backend=client, name=fresh_name()), True),
+        (RedisLimiter("5/s", backend=backend, name=fresh_name(), lease=True), True),
+    ]
+    for limiter, keyed in limiters:
+        assert isinstance(limiter, RateLimiter)
+        assert is_keyed(limiter) is keyed
+        assert isinstance(limiter, KeyedRateLimiter) is keyed
+        assert not is_async(limiter)
+        limiter.close()
+    backend.close()
+    client.close()
+
+    async def run() -> None:
+        connection = redis.asyncio.Redis(port=redis_node.port)
+        subject = Limiter("5/s", backend=connection, name=fresh_name())
+        keyed = KeyedLimiter("5/s", backend=connection, name=fresh_name())
+        assert isinstance(AsyncRedisBackend(connection), LimiterBackend)
+        assert isinstance(subject, AsyncRateLimiter)
+        assert not is_keyed(subject)
+        assert isinstance(keyed, AsyncKeyedRateLimiter)
+        assert is_keyed(keyed)
+        assert is_async(subject)
+        assert is_async(keyed)
+        assert await subject.try_acquire()
+        await subject.aclose()
+        await keyed.aclose()
+        await connection.aclose()
+
+    asyncio.run(run())

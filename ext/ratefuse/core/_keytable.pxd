@@ -203,8 +203,9 @@ cdef inline Py_ssize_t table_insert(Table* table, uint64_t fingerprint,
     return table_place(table, fingerprint, state)
 
 
-cdef inline Py_ssize_t table_decide(Table* table, CompoundLimit* program, int64_t* scratch,
-                                    uint64_t fingerprint, int64_t now, int64_t cost,
+cdef inline Py_ssize_t table_decide(Table* table, CompoundLimit* program,
+                                    int64_t* scratch, uint64_t fingerprint,
+                                    int64_t now, int64_t cost,
                                     StepResult* out) noexcept nogil:
     # One decision for one key; returns the binding spec index, or -1 if the
     # table could not grow (the decision stands, the new key is not kept).
@@ -223,15 +224,16 @@ cdef inline Py_ssize_t table_decide(Table* table, CompoundLimit* program, int64_
     return binding
 
 
-cdef inline Py_ssize_t table_reserve(Table* table, CompoundLimit* program, int64_t* scratch,
-                                     uint64_t fingerprint, int64_t now, int64_t cost,
-                                     int64_t max_wait, StepResult* out,
+cdef inline Py_ssize_t table_reserve(Table* table, CompoundLimit* program,
+                                     int64_t* scratch, uint64_t fingerprint,
+                                     int64_t now, int64_t cost, int64_t max_wait,
+                                     StepResult* out,
                                      int64_t* stamps) noexcept nogil:
     # As table_decide, for a reservation.
     cdef Py_ssize_t slot = table_find(table, fingerprint), binding
     if slot >= 0:
         return compound_reserve(program, slot_state(table, slot), now, cost,
-                               max_wait, out, stamps)
+                                max_wait, out, stamps)
     memset(scratch, 0, program.words * sizeof(int64_t))
     binding = compound_reserve(program, scratch, now, cost, max_wait, out, stamps)
     if compound_idle_at(program, scratch) > now:

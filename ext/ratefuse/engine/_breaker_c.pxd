@@ -1,5 +1,5 @@
-# The breaker core's C-level interface, for the compiled decorator in
-# _breaker_call_c.pyx. The spec is src/ratefuse/engine/_breaker_py.py.
+# The breaker core's C-level interface (its steps, for its Permit and its
+# GuardedFunction). The spec is src/ratefuse/engine/_breaker_py.py.
 cimport cython
 from libc.stdint cimport int64_t
 
@@ -27,6 +27,9 @@ cdef class BreakerCore:
     cdef object _events
     cdef Permit _permit
 
+    @cython.final
+    cdef Permit _permit_of(self, int64_t generation)
+
     # Final: called directly (and inlined), not through the vtable.
     @cython.final
     cdef int64_t _read_clock(self) except -2
@@ -35,24 +38,24 @@ cdef class BreakerCore:
     cdef int _check_ready(self) except -1
 
     @cython.final
-    cdef int64_t _acquire_c(self, int64_t* now) except -2
+    cdef int64_t acquire_c(self, int64_t* now) except -2
 
     @cython.final
-    cdef int _record_c(self, int64_t generation, int outcome,
-                       int64_t duration_ns, int64_t now) except -1
+    cdef int record_c(self, int64_t generation, int outcome,
+                      int64_t duration_ns, int64_t now) except -1
 
     @cython.final
-    cdef int64_t _start_c(self) except -2
+    cdef int64_t start_c(self) except -2
 
     @cython.final
-    cdef int _finish_c(self, int64_t generation, int outcome,
-                       int64_t start_ns) except -1
+    cdef int finish_c(self, int64_t generation, int outcome,
+                      int64_t start_ns) except -1
 
     @cython.final
     cdef int64_t _retry_after_ns(self, int64_t now) except -3
 
     @cython.final
-    cdef object _open_error_c(self, int64_t now)
+    cdef object open_error_c(self, int64_t now)
 
     cdef int _adopt(self, config, spec) except -1
 
@@ -60,18 +63,21 @@ cdef class BreakerCore:
 
     cdef int _deliver(self) except -1
 
-    cdef int _classify_exception_c(self, exc) except -1
+    cdef int classify_exception_c(self, exc) except -1
 
-    cdef int _classify_result_c(self, result) except -1
+    cdef int classify_result_c(self, result) except -1
 
-    cdef int _guard_exception_c(self, int64_t generation, exc,
+    cdef int record_exception_c(self, int64_t generation, exc,
                                 int64_t start_ns) except -1
 
     @cython.final
-    cdef int _guard_result_c(self, int64_t generation, result,
+    cdef int record_result_c(self, int64_t generation, result,
                              int64_t start_ns) except -1
 
 
 cdef class Permit:
     cdef BreakerCore _core
     cdef readonly int64_t generation
+
+    cdef int _classified(self, bint is_result, value, int64_t duration_ns,
+                         int64_t now) except -1

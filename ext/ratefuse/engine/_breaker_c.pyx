@@ -2,11 +2,14 @@
 # same names, signatures, errors and decisions, and the same clock calls.
 # Every machine step is C that runs no Python code, so under the GIL it is
 # atomic without a lock; listeners run after the step, outside it. The
-# attributes are declared in _breaker_c.pxd; the decorator lives in
-# _breaker_call_c.pyx.
+# attributes are declared in _breaker_c.pxd. GuardedFunction, the sync
+# decorator, is the compiled twin of ratefuse.engine.breaker_forms's.
 cimport cython
 from libc.math cimport INFINITY
 from libc.stdint cimport int64_t
+
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF
 
 from ratefuse.core.breaker._machine_c cimport (
     FAILURE,
@@ -14,7 +17,7 @@ from ratefuse.core.breaker._machine_c cimport (
     IGNORED,
     ILLEGAL,
     NEED_NOW,
-    NEVER,
+    WAIT_FOREVER,
     OPEN,
     REJECTED,
     SUCCESS,
@@ -35,6 +38,7 @@ from ratefuse.core._clock cimport monotonic_ns
 
 import functools
 import logging
+import types
 from collections import deque
 
 from ratefuse.core.breaker.config import BreakerConfig
@@ -46,7 +50,7 @@ cdef object logger = logging.getLogger("ratefuse.breaker")
 
 
 cdef inline double ns_to_seconds(int64_t ns) noexcept nogil:
-    return INFINITY if ns == NEVER else <double>ns / 1e9
+    return INFINITY if ns == WAIT_FOREVER else <double>ns / 1e9
 
 
 cdef inline int64_t given_now(object now) except -2:
@@ -158,7 +162,7 @@ cdef class BreakerCore:
     # --- steps -----------------------------------------------------------
 
     @cython.final
-    cdef int64_t _acquire_c(self, int64_t* now) except -2:
+    cdef int64_t acquire_c(self, int64_t* now) except -2:
         # Returns the generation or REJECTED; *now is the time used.
         self._check_ready()
         if now[0] == UNKNOWN_NOW and self.machine.state == OPEN:
@@ -173,8 +177,8 @@ cdef class BreakerCore:
         return result
 
     @cython.final
-    cdef int _record_c(self, int64_t generation, int outcome,
-                       int64_t duration_ns, int64_t now) except -1:
+    cdef int record_c(self, int64_t generation, int outcome,
+                      int64_t duration_ns, int64_t now) except -1:
         self._check_ready()
         if machine_record(&self.machine, generation, outcome, duration_ns,
                           now) == NEED_NOW:
@@ -185,38 +189,23 @@ cdef class BreakerCore:
         return 0
 
     @cython.final
-    cdef inline int64_t _start_c(self) except -2:
+    cdef inline int64_t start_c(self) except -2:
         # The start time of a guarded call, read only if durations matter;
         # UNTIMED (-1, never a clock reading) otherwise.
         return self._read_clock() if self._timed else -1
 
     @cython.final
-    cdef int _finish_c(self, int64_t generation, int outcome,
-                       int64_t start_ns) except -1:
+    cdef int finish_c(self, int64_t generation, int outcome,
+                      int64_t start_ns) except -1:
         cdef int64_t now, duration
         # A call started before slow-call tracking was switched on has no
         # duration: it is recorded as not slow.
         if self._timed and start_ns >= 0:
             now = self._read_clock()
             duration = now - start_ns
-            return self._record_c(generation, outcome,
-                                  duration if duration > 0 else 0, now)
-        return self._record_c(generation, outcome, 0, UNKNOWN_NOW)
-
-    def _acquire(self, now=None):
-        cdef int64_t at = given_now(now)
-        cdef int64_t generation = self._acquire_c(&at)
-        return generation, at
-
-    def _record(self, int64_t generation, int outcome, int64_t duration_ns,
-                now=None):
-        self._record_c(generation, outcome, duration_ns, given_now(now))
-
-    def _start(self):
-        return self._start_c()
-
-    def _finish(self, int64_t generation, int outcome, int64_t start_ns):
-        self._finish_c(generation, outcome, start_ns)
+            return self.record_c(generation, outcome,
+                                 duration if duration > 0 else 0, now)
+        return self.record_c(generation, outcome, 0, UNKNOWN_NOW)
 
     cdef int _take_change(self) except -1:
         # Right after a step: queue its state change for the listeners and
@@ -259,9 +248,24 @@ cdef class BreakerCore:
         else None (counted as rejected; see `retry_after`). Report the call's
         outcome on the permit exactly once."""
         cdef int64_t at = UNKNOWN_NOW if now is None else check_now(now)
-        cdef int64_t generation = self._acquire_c(&at)
+        cdef int64_t generation = self.acquire_c(&at)
         if generation == REJECTED:
             return None
+        return self._permit_of(generation)
+
+    def permit_or_error(self, now=None):
+        """`permit_or_error` is `try_acquire` that answers a rejection with
+        its CircuitOpenError (returned, not raised), whose retry_after uses
+        the time the decision used: no second clock read."""
+        cdef int64_t at = given_now(now)
+        cdef int64_t generation = self.acquire_c(&at)
+        if generation == REJECTED:
+            return self.open_error_c(at)
+        return self._permit_of(generation)
+
+    @cython.final
+    cdef Permit _permit_of(self, int64_t generation):
+        # The shared permit of a generation.
         cdef Permit permit = self._permit
         if permit is None or permit.generation != generation:
             permit = Permit.__new__(Permit)
@@ -284,29 +288,23 @@ cdef class BreakerCore:
 
     def open_error(self, now=None):
         """`open_error` is the CircuitOpenError for a call rejected now."""
-        return self._open_error_c(given_now(now))
-
-    def _open_error(self, int64_t now):
-        return self._open_error_c(now)
+        return self.open_error_c(given_now(now))
 
     @cython.final
-    cdef object _open_error_c(self, int64_t now):
+    cdef object open_error_c(self, int64_t now):
         return CircuitOpenError(self._name,
                                 ns_to_seconds(self._retry_after_ns(now)))
 
-    def guarded(self, function, fallback=None):
+    def guarded(self, function, fallback=None, *, bint wraps=True):
         """`guarded` wraps a sync ``function`` so that every call goes through
-        the breaker; ``fallback`` None means the breaker's fallback."""
-        from ratefuse.engine._breaker_call_c import GuardedFunction
+        the breaker; ``fallback`` None means the breaker's fallback. ``wraps``
+        False skips copying the function's name and doc (for a wrapper used
+        once)."""
         guarded = GuardedFunction(
             self, function, self._fallback if fallback is None else fallback)
-        functools.update_wrapper(guarded, function)
+        if wraps:
+            functools.update_wrapper(guarded, function)
         return guarded
-
-    def _guard(self, function, fallback):
-        # A bare GuardedFunction, for one call.
-        from ratefuse.engine._breaker_call_c import GuardedFunction
-        return GuardedFunction(self, function, fallback)
 
     # --- manual control --------------------------------------------------
 
@@ -412,9 +410,9 @@ cdef class BreakerCore:
     def classify_exception(self, exc):
         """`classify_exception` is the outcome (SUCCESS, FAILURE, IGNORED) of
         a call that raised ``exc``; see the class doc."""
-        return self._classify_exception_c(exc)
+        return self.classify_exception_c(exc)
 
-    cdef int _classify_exception_c(self, exc) except -1:
+    cdef int classify_exception_c(self, exc) except -1:
         if not isinstance(exc, Exception) or isinstance(exc,
                                                         self._ignore_exceptions):
             return IGNORED
@@ -427,43 +425,37 @@ cdef class BreakerCore:
     def classify_result(self, result):
         """`classify_result` is the outcome of a call that returned
         ``result``: FAILURE if the result predicate says so, else SUCCESS."""
-        return self._classify_result_c(result)
+        return self.classify_result_c(result)
 
-    cdef int _classify_result_c(self, result) except -1:
+    cdef int classify_result_c(self, result) except -1:
         if self._result_predicate is not None and self._result_predicate(result):
             return FAILURE
         return SUCCESS
 
-    def _guard_exception(self, int64_t generation, exc, int64_t start_ns):
-        self._guard_exception_c(generation, exc, start_ns)
-
-    cdef int _guard_exception_c(self, int64_t generation, exc,
+    cdef int record_exception_c(self, int64_t generation, exc,
                                 int64_t start_ns) except -1:
         # Records a call that raised; if the predicate itself raises, the
         # call is recorded as IGNORED (freeing a probe) and that error wins.
         cdef int outcome
         try:
-            outcome = self._classify_exception_c(exc)
+            outcome = self.classify_exception_c(exc)
         except BaseException:
-            self._finish_c(generation, IGNORED, start_ns)
+            self.finish_c(generation, IGNORED, start_ns)
             raise
-        return self._finish_c(generation, outcome, start_ns)
-
-    def _guard_result(self, int64_t generation, result, int64_t start_ns):
-        self._guard_result_c(generation, result, start_ns)
+        return self.finish_c(generation, outcome, start_ns)
 
     @cython.final
-    cdef int _guard_result_c(self, int64_t generation, result,
+    cdef int record_result_c(self, int64_t generation, result,
                              int64_t start_ns) except -1:
         cdef int outcome
         if self._result_predicate is None:
-            return self._finish_c(generation, SUCCESS, start_ns)
+            return self.finish_c(generation, SUCCESS, start_ns)
         try:
-            outcome = self._classify_result_c(result)
+            outcome = self.classify_result_c(result)
         except BaseException:
-            self._finish_c(generation, IGNORED, start_ns)
+            self.finish_c(generation, IGNORED, start_ns)
             raise
-        return self._finish_c(generation, outcome, start_ns)
+        return self.finish_c(generation, outcome, start_ns)
 
 
 @cython.final
@@ -485,39 +477,138 @@ cdef class Permit:
 
     def on_success(self, double duration, now=None):
         """`on_success` records a call that returned normally."""
-        self._core._record_c(self.generation, SUCCESS, duration_to_ns(duration),
-                             given_now(now))
+        self._core.record_c(self.generation, SUCCESS, duration_to_ns(duration),
+                            given_now(now))
 
     def on_error(self, double duration, exc, now=None):
         """`on_error` records a call that raised ``exc``, classified by the
         breaker's exception rules."""
-        cdef int64_t duration_ns = duration_to_ns(duration)
-        cdef int64_t at = given_now(now)
-        cdef int outcome
-        try:
-            outcome = self._core._classify_exception_c(exc)
-        except BaseException:
-            self._core._record_c(self.generation, IGNORED, duration_ns, at)
-            raise
-        self._core._record_c(self.generation, outcome, duration_ns, at)
+        self._classified(False, exc, duration_to_ns(duration), given_now(now))
 
     def on_result(self, double duration, result, now=None):
         """`on_result` records a call that returned ``result``, classified by
         the breaker's result predicate."""
-        cdef int64_t duration_ns = duration_to_ns(duration)
-        cdef int64_t at = given_now(now)
+        self._classified(True, result, duration_to_ns(duration), given_now(now))
+
+    cdef int _classified(self, bint is_result, value, int64_t duration_ns,
+                         int64_t now) except -1:
+        # Records the outcome of a result or an exception; if the predicate
+        # raises, the call is recorded as IGNORED (freeing a probe) and that
+        # error wins.
         cdef int outcome
         try:
-            outcome = self._core._classify_result_c(result)
+            outcome = (self._core.classify_result_c(value) if is_result
+                       else self._core.classify_exception_c(value))
         except BaseException:
-            self._core._record_c(self.generation, IGNORED, duration_ns, at)
+            self._core.record_c(self.generation, IGNORED, duration_ns, now)
             raise
-        self._core._record_c(self.generation, outcome, duration_ns, at)
+        return self._core.record_c(self.generation, outcome, duration_ns, now)
 
     def release(self, now=None):
         """`release` gives the permit back unused: nothing is recorded, and
         a half-open probe slot is freed."""
-        self._core._record_c(self.generation, IGNORED, 0, given_now(now))
+        self._core.record_c(self.generation, IGNORED, 0, given_now(now))
 
     def __repr__(self):
-        return f"Permit(breaker={self._core._name!r}, generation={self.generation})"
+        return f"Permit(breaker={self._core.name!r}, generation={self.generation})"
+
+
+cdef extern from *:
+    """
+    /* Lets instances of `type` be called through the vectorcall protocol,
+       with the function pointer stored `offset` bytes into each instance:
+       the guarded call then receives its arguments as the caller's array,
+       with no tuple or dict built, like a plain Python function. */
+    static void ratefuse_enable_vectorcall(PyTypeObject *type,
+                                           Py_ssize_t offset) {
+        type->tp_vectorcall_offset = offset;
+        type->tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL;
+    }
+    """
+    ctypedef PyObject* (*vectorcallfunc)(PyObject*, PyObject* const*, size_t,
+                                         PyObject*)
+    void ratefuse_enable_vectorcall(PyTypeObject* type, Py_ssize_t offset)
+    object PyObject_Vectorcall(object, PyObject* const*, size_t, PyObject*)
+    object PyVectorcall_Call(object, object, object)
+    void PyErr_SetObject(object, object)
+
+
+@cython.final
+cdef class GuardedFunction:
+    """`GuardedFunction` calls ``function`` through ``core``: rejected calls
+    return ``fallback(*args, **kwargs)`` if a fallback is given, else raise
+    CircuitOpenError; permitted ones are timed if the breaker is `timed`
+    and their outcome recorded. Binds like a function when used as a method;
+    `BreakerCore.guarded` also copies the function's name and doc onto it.
+    Thread-safe.
+    """
+
+    cdef vectorcallfunc _vectorcall
+    cdef BreakerCore _core
+    cdef object _function
+    cdef object _fallback
+    cdef dict __dict__
+    cdef object __weakref__
+
+    def __init__(self, BreakerCore core not None, function, fallback=None):
+        self._core = core
+        self._function = function
+        self._fallback = fallback
+        self._vectorcall = <vectorcallfunc>guarded_vectorcall
+
+    @property
+    def breaker(self):
+        """`breaker` is the breaker guarding the function."""
+        return self._core
+
+    def __call__(self, *args, **kwargs):
+        # Reached only through PyObject_Call (a tuple and a dict); every other
+        # call goes straight to guarded_vectorcall.
+        return PyVectorcall_Call(self, args, kwargs)
+
+    def __get__(self, instance, owner):
+        if instance is None:
+            return self
+        return types.MethodType(self, instance)
+
+    def __reduce__(self):
+        # Pickled by reference, like the function it replaces (guarded()
+        # copied that function's name onto it).
+        return self.__qualname__
+
+    def __repr__(self):
+        return f"<GuardedFunction {self._function!r} by {self._core.name!r}>"
+
+
+cdef PyObject* guarded_vectorcall(GuardedFunction self, PyObject* const* args,
+                                  size_t nargsf, PyObject* kwnames) except NULL:
+    # The decorator's hot path. A rejection sets CircuitOpenError and returns
+    # NULL itself, so no C traceback entry is built for it.
+    cdef BreakerCore core = self._core
+    cdef int64_t now = UNKNOWN_NOW
+    cdef int64_t generation = core.acquire_c(&now)
+    cdef object result
+    if generation == REJECTED:
+        if self._fallback is not None:
+            result = PyObject_Vectorcall(self._fallback, args, nargsf, kwnames)
+            Py_INCREF(result)
+            return <PyObject*>result
+        PyErr_SetObject(CircuitOpenError, core.open_error_c(now))
+        return NULL
+    cdef int64_t start_ns = core.start_c()
+    try:
+        result = PyObject_Vectorcall(self._function, args, nargsf, kwnames)
+    except BaseException as exc:
+        core.record_exception_c(generation, exc, start_ns)
+        raise
+    core.record_result_c(generation, result, start_ns)
+    Py_INCREF(result)
+    return <PyObject*>result
+
+
+cdef Py_ssize_t vectorcall_offset(GuardedFunction probe):
+    return <Py_ssize_t>(<char*>&probe._vectorcall - <char*><void*>probe)
+
+
+ratefuse_enable_vectorcall(<PyTypeObject*>GuardedFunction,
+                           vectorcall_offset(GuardedFunction.__new__(GuardedFunction)))

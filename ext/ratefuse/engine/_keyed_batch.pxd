@@ -22,8 +22,9 @@ cdef inline uint64_t upcoming_fingerprint(uint64_t k0, uint64_t k1,
     return fingerprints[index]
 
 
-cdef inline Py_ssize_t decide_batch(Table* table, CompoundLimit* program, int64_t* scratch,
-                                    uint64_t k0, uint64_t k1, const int64_t* ids,
+cdef inline Py_ssize_t decide_batch(Table* table, CompoundLimit* program,
+                                    int64_t* scratch, uint64_t k0, uint64_t k1,
+                                    const int64_t* ids,
                                     const uint64_t* fingerprints, Py_ssize_t count,
                                     const int64_t* units, bint per_key_costs,
                                     int64_t now, unsigned char* allowed,

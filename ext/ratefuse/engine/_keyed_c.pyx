@@ -244,7 +244,7 @@ cdef class KeyedLimiterCore(Verbs):
             slot = table_find(&self._table, fingerprint)
             if slot >= 0:  # an evicted or dropped key has nothing to refund
                 compound_refund(&self._program, slot_state(&self._table, slot), at,
-                               cost, self._stamps)
+                                cost, self._stamps)
         finally:
             self._exit()
 

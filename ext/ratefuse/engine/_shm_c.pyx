@@ -32,6 +32,7 @@ from ratefuse.engine._verbs_c cimport Verbs, acquire_at, decision_at
 from functools import partial
 
 from ratefuse.engine import shm_layout as layout
+from ratefuse.core.algorithms import REGISTRY
 
 __all__ = ["ShmKeyedLimiterCore", "ShmLimiterCore"]
 
@@ -126,8 +127,7 @@ cdef class _ShmCore(Verbs):
         self._spec = self._program.specs
         self._count_bits = layout.packing_bits(spec)
         self._count_mask = (<int64_t>1 << self._count_bits) - 1
-        self._counts = {"gcra": 0, "fixed_window": 1, "sliding_window": 2}[
-            spec.algorithm]
+        self._counts = REGISTRY.by_name(spec.algorithm).shm_counts
         self._init_waits(clock, max_wait, sleep, async_sleep)
         self._k0, self._k1 = table.k0, table.k1
         self._bucket_mask = table.params.buckets - 1

@@ -188,53 +188,59 @@ def breaker_peer_scenarios() -> tuple[list[Scenario], list[str]]:
     no-op: closed (a call) and open (a rejection raising their error)."""
     scenarios: list[Scenario] = []
     missing: list[str] = []
-    pybreaker_version = PEERS[4].version()
-    if pybreaker_version is None:
-        missing.append("pybreaker")
-    else:
-        import pybreaker
-
-        tag = f"pybreaker {pybreaker_version}"
-
-        def py_closed() -> Loop:
-            breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=3600)
-            return partial(calls, partial(breaker.call, noop))
-
-        def py_open() -> Loop:
-            breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=3600)
-            breaker.open()
-            return partial(
-                rejections, partial(breaker.call, noop), pybreaker.CircuitBreakerError
-            )
-
-        scenarios.append(Scenario("breaker closed", "decorator", tag, py_closed))
-        scenarios.append(Scenario("breaker open", "decorator", tag, py_open))
-    circuit_version = PEERS[5].version()
-    if circuit_version is None:
-        missing.append("circuitbreaker")
-    else:
-        import circuitbreaker
-
-        tag = f"circuitbreaker {circuit_version}"
-
-        def cb_closed() -> Loop:
-            breaker = circuitbreaker.CircuitBreaker(
-                failure_threshold=5, recovery_timeout=3600
-            )
-            return partial(calls, breaker(noop))
-
-        def cb_open() -> Loop:
-            breaker = circuitbreaker.CircuitBreaker(
-                failure_threshold=1, recovery_timeout=3600
-            )
-            guarded = breaker(_fail)
-            with contextlib.suppress(RuntimeError):
-                guarded()  # one failure opens it
-            return partial(rejections, guarded, circuitbreaker.CircuitBreakerError)
-
-        scenarios.append(Scenario("breaker closed", "decorator", tag, cb_closed))
-        scenarios.append(Scenario("breaker open", "decorator", tag, cb_open))
+    for peer, loops in ((PEERS[4], _pybreaker_loops), (PEERS[5], _circuit_loops)):
+        version = peer.version()
+        if version is None:
+            missing.append(peer.distribution)
+            continue
+        tag = f"{peer.distribution} {version}"
+        closed, opened = loops()
+        scenarios.append(Scenario("breaker closed", "decorator", tag, closed))
+        scenarios.append(Scenario("breaker open", "decorator", tag, opened))
     return scenarios, missing
+
+
+BreakerLoops = tuple[Callable[[], Loop], Callable[[], Loop]]
+
+
+def _pybreaker_loops() -> BreakerLoops:
+    # pybreaker's closed and open loops (it is installed).
+    import pybreaker
+
+    def closed() -> Loop:
+        breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=3600)
+        return partial(calls, partial(breaker.call, noop))
+
+    def opened() -> Loop:
+        breaker = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=3600)
+        breaker.open()
+        return partial(
+            rejections, partial(breaker.call, noop), pybreaker.CircuitBreakerError
+        )
+
+    return closed, opened
+
+
+def _circuit_loops() -> BreakerLoops:
+    # circuitbreaker's closed and open loops (it is installed).
+    import circuitbreaker
+
+    def closed() -> Loop:
+        breaker = circuitbreaker.CircuitBreaker(
+            failure_threshold=5, recovery_timeout=3600
+        )
+        return partial(calls, breaker(noop))
+
+    def opened() -> Loop:
+        breaker = circuitbreaker.CircuitBreaker(
+            failure_threshold=1, recovery_timeout=3600
+        )
+        guarded = breaker(_fail)
+        with contextlib.suppress(RuntimeError):
+            guarded()  # one failure opens it
+        return partial(rejections, guarded, circuitbreaker.CircuitBreakerError)
+
+    return closed, opened
 
 
 def _fail() -> None:

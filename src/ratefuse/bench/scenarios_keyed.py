@@ -10,8 +10,8 @@ measured, and every decision takes the admitting path, which writes state.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from itertools import cycle, islice
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 from ratefuse.bench.scenarios import (
     CALLS_PER_ROUND,
     Loop,
+    Scenario,
     available_implementations,
     calls,
 )
@@ -28,7 +29,6 @@ from ratefuse.rates import Rate, build_specs
 __all__ = [
     "CALLS_PER_ROUND",
     "KEYED_RATE",
-    "KeyedScenario",
     "acquire_loop",
     "decide_many_round",
     "int64_ids",
@@ -141,30 +141,26 @@ def _count_label(count: int) -> str:
     return f"{count // 1_000_000}M" if count >= 1_000_000 else f"{count // 1_000}k"
 
 
-@dataclass(frozen=True)
-class KeyedScenario:
-    """`KeyedScenario` names one measured keyed operation; ``build`` makes a
-    ``loop(n)`` doing it ``n`` times (the table is built then, not before)."""
-
-    group: str
-    name: str
-    implementation: str
-    build: Callable[[], Loop]
-
-    @property
-    def label(self) -> str:
-        """`label` is "group/name[implementation]"."""
-        return f"{self.group}/{self.name}[{self.implementation}]"
-
-
 def _try_acquire_build(implementation: _impl.Implementation, count: int) -> Loop:
     keys = str_keys(count)
     return try_acquire_loop(live_table(implementation, keys), keys)
 
 
+def __getattr__(name: str) -> Any:
+    # KeyedScenario was a copy of Scenario; the old name still resolves.
+    if name == "KeyedScenario":
+        warnings.warn(
+            "KeyedScenario is deprecated: use ratefuse.bench.scenarios.Scenario",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return Scenario
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def keyed_scenarios(
     implementations: Sequence[_impl.Implementation] | None = None,
-) -> list[KeyedScenario]:
+) -> list[Scenario]:
     """`keyed_scenarios` is keyed try_acquire per live-key count and
     implementation (the reference stops at REFERENCE_MAX_KEY_COUNT keys)."""
     scenarios = []
@@ -174,7 +170,5 @@ def keyed_scenarios(
                 continue
             build = partial(_try_acquire_build, implementation, count)
             name = f"{_count_label(count)} live str keys"
-            scenarios.append(
-                KeyedScenario("keyed try_acquire", name, implementation, build)
-            )
+            scenarios.append(Scenario("keyed try_acquire", name, implementation, build))
     return scenarios

@@ -9,92 +9,60 @@ twin of ``ext/ratefuse/core/_compound_c.pyx``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, Final, NamedTuple
+from collections.abc import Sequence
 
-from ratefuse.core.algorithms import (
-    _fixed_window_py,
-    _gcra_py,
-    _leaky_bucket_py,
-    _sliding_log_py,
-    _sliding_window_py,
-)
-from ratefuse.core.spec import NEVER, LimitSpec, state_words
+from ratefuse.core.algorithms import REGISTRY
+from ratefuse.core.spec import NEVER, LimitSpec
 from ratefuse.core.step_result import StepResult
-
-Step = Callable[[LimitSpec, list[int], int, int, int, bool], StepResult]
-IdleAt = Callable[[LimitSpec, list[int], int], int]
-Reserve = Callable[[LimitSpec, list[int], int, int, int, int, bool], StepResult]
-Refund = Callable[[LimitSpec, list[int], int, int, int, int], None]
-
-
-class Algorithm(NamedTuple):
-    """`Algorithm` is one algorithm's core functions."""
-
-    step: Step
-    idle_at: IdleAt
-    reserve: Reserve
-    refund: Refund
-
-
-def _algorithm(module: Any, name: str) -> Algorithm:
-    return Algorithm(*(getattr(module, f"{name}_{verb}") for verb in Algorithm._fields))
-
-
-ALGORITHMS: Final[dict[str, Algorithm]] = {
-    "gcra": _algorithm(_gcra_py, "gcra"),
-    "leaky_bucket": _algorithm(_leaky_bucket_py, "leaky_bucket"),
-    "fixed_window": _algorithm(_fixed_window_py, "fixed_window"),
-    "sliding_window": _algorithm(_sliding_window_py, "sliding_window"),
-    "sliding_log": _algorithm(_sliding_log_py, "sliding_log"),
-}
 
 
 class CompoundLimit:
-    """`CompoundLimit` decides costs against ``specs`` over a run of state words."""
+    """`CompoundLimit` decides costs against ``specs`` over a run of state words.
+
+    Each limit's algorithm is the reference core of its record in
+    :data:`ratefuse.core.algorithms.REGISTRY`."""
 
     def __init__(self, specs: Sequence[LimitSpec]) -> None:
         if not specs:
             raise ValueError("a limiter needs at least one limit, got none")
         self.specs = tuple(specs)
-        self._algorithms = [ALGORITHMS[spec.algorithm] for spec in self.specs]
+        records = [REGISTRY.by_name(spec.algorithm) for spec in self.specs]
+        self._algorithms = [record.reference for record in records]
         self._steps = [algorithm.step for algorithm in self._algorithms]
         self._idle = [algorithm.idle_at for algorithm in self._algorithms]
         self._bases: list[int] = []
         words = 0
-        for spec in self.specs:
+        for spec, record in zip(self.specs, records, strict=True):
             self._bases.append(words)
-            words += state_words(spec)
+            words += record.state_words(spec.capacity)
         self.words = words
 
     def decide(
         self, state: list[int], offset: int, now: int, cost: int
     ) -> tuple[StepResult, LimitSpec]:
         """`decide` admits ``cost`` at ``now`` all-or-nothing; returns the
-        merged verdict and the binding spec (see `combine`)."""
+        merged result and the binding spec (see `combine`)."""
         if len(self.specs) == 1:
             return self._steps[0](self.specs[0], state, offset, now, cost, True), (
                 self.specs[0]
             )
-        verdicts = self._step_all(state, offset, now, cost, commit=False)
-        if all(verdict.allowed for verdict in verdicts):
-            verdicts = self._step_all(state, offset, now, cost, commit=True)
-        return combine(verdicts, self.specs)
+        results = self._step_all(state, offset, now, cost, commit=False)
+        if all(result.allowed for result in results):
+            results = self._step_all(state, offset, now, cost, commit=True)
+        return combine(results, self.specs)
 
     def reserve(
         self, state: list[int], offset: int, now: int, cost: int, max_wait: int
     ) -> tuple[StepResult, LimitSpec, tuple[int, ...]]:
         """`reserve` reserves ``cost`` all-or-nothing, each limit's slot at
-        most ``max_wait`` ns away; returns the merged verdict (its
+        most ``max_wait`` ns away; returns the merged result (its
         ``retry_after_ns`` is the delay until every slot has come), the
         binding spec, and the stamps a refund needs."""
-        verdicts = self._reserve_all(state, offset, now, cost, max_wait, commit=False)
-        if all(verdict.allowed for verdict in verdicts):
-            verdicts = self._reserve_all(
-                state, offset, now, cost, max_wait, commit=True
-            )
-        verdict, spec = combine(verdicts, self.specs)
-        return verdict, spec, tuple(verdict.stamp for verdict in verdicts)
+        results = self._reserve_all(state, offset, now, cost, max_wait, commit=False)
+        if all(result.allowed for result in results):
+            results = self._reserve_all(state, offset, now, cost, max_wait, commit=True)
+        merged, spec = combine(results, self.specs)
+        return merged, spec, tuple(result.stamp for result in results)
 
     def refund(
         self, state: list[int], offset: int, now: int, cost: int, stamps: Sequence[int]
@@ -142,35 +110,35 @@ class CompoundLimit:
 
 
 def combine(
-    verdicts: Sequence[StepResult], specs: Sequence[LimitSpec]
+    results: Sequence[StepResult], specs: Sequence[LimitSpec]
 ) -> tuple[StepResult, LimitSpec]:
-    """`combine` merges the verdicts of a compound limit into one.
+    """`combine` merges the results of a compound limit into one.
 
     allowed: all allowed; remaining: the least; retry_after: the longest
     (NEVER wins); reset_after: the longest. The spec reported is the binding
     one: the denial with the longest retry_after, else the allowance with the
     least remaining (the first on ties).
     """
-    allowed = all(verdict.allowed for verdict in verdicts)
+    allowed = all(result.allowed for result in results)
     binding = 0
-    for index, verdict in enumerate(verdicts):
-        best = verdicts[binding]
+    for index, result in enumerate(results):
+        best = results[binding]
         if allowed:
-            if verdict.remaining < best.remaining:
+            if result.remaining < best.remaining:
                 binding = index
-        elif not verdict.allowed and (
-            best.allowed or _later(verdict.retry_after_ns, best.retry_after_ns)
+        elif not result.allowed and (
+            best.allowed or _later(result.retry_after_ns, best.retry_after_ns)
         ):
             binding = index
     retry = 0
-    for verdict in verdicts:
-        if _later(verdict.retry_after_ns, retry):
-            retry = verdict.retry_after_ns
+    for result in results:
+        if _later(result.retry_after_ns, retry):
+            retry = result.retry_after_ns
     merged = StepResult(
         allowed,
-        min(verdict.remaining for verdict in verdicts),
+        min(result.remaining for result in results),
         retry,
-        max(verdict.reset_after_ns for verdict in verdicts),
+        max(result.reset_after_ns for result in results),
     )
     return merged, specs[binding]
 

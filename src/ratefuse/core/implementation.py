@@ -27,7 +27,6 @@ CORE_STEMS: Final = (
     "engine._subject",
     "engine._keyed",
     "engine._breaker",
-    "engine._breaker_call",
     "engine._shm",
     "core._lease",
     "core.breaker._fleet_recorder",

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ratefuse.core.spec import LimitSpec, state_words
-
-# Algorithms whose state is an absolute time (the theoretical arrival time),
-# meaningful under any rate. The window algorithms store a window index,
-# which means something else once the period changes.
-_TIME_STATE = frozenset({"gcra", "leaky_bucket"})
+from ratefuse.core.algorithms import REGISTRY
+from ratefuse.core.spec import LimitSpec
 
 
 def keeps_state(old: Sequence[LimitSpec], new: Sequence[LimitSpec]) -> bool:
@@ -27,8 +23,12 @@ def keeps_state(old: Sequence[LimitSpec], new: Sequence[LimitSpec]) -> bool:
     for before, after in zip(old, new, strict=True):
         if before.algorithm != after.algorithm:
             return False
-        if state_words(before) != state_words(after):
+        if REGISTRY.state_words(before) != REGISTRY.state_words(after):
             return False
-        if after.algorithm not in _TIME_STATE and before.period_ns != after.period_ns:
+        # A window index means something else once the period changes.
+        if (
+            not REGISTRY.by_name(after.algorithm).time_state
+            and before.period_ns != after.period_ns
+        ):
             return False
     return True

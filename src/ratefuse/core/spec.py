@@ -19,15 +19,6 @@ MAX_COST: Final = (1 << 63) - 1
 MAX_CAPACITY: Final = 1 << 40
 MAX_PERIOD_NS: Final = 1 << 58
 
-# Algorithm ids, shared by both engines; the index is the C-level dispatch id.
-ALGORITHM_IDS: Final = {
-    "gcra": 0,
-    "leaky_bucket": 1,
-    "fixed_window": 2,
-    "sliding_window": 3,
-    "sliding_log": 4,
-}
-
 
 class LimitSpec(NamedTuple):
     """`LimitSpec` is one limit as the cores see it.
@@ -39,18 +30,7 @@ class LimitSpec(NamedTuple):
     window algorithms).
     """
 
-    algorithm: str
+    algorithm: str  # the canonical name of its record in core.algorithms
     capacity: int
     period_ns: int
     interval_ns: int
-
-
-def state_words(spec: LimitSpec) -> int:
-    """`state_words` is how many int64 words of state ``spec`` needs."""
-    if spec.algorithm == "gcra":
-        return 1
-    if spec.algorithm in ("leaky_bucket", "fixed_window"):
-        return 2
-    if spec.algorithm == "sliding_window":
-        return 3
-    return 3 + 2 * spec.capacity  # sliding_log: head, count, total, ring

@@ -1,9 +1,10 @@
 """The circuit breaker core, reference implementation: the spec of ``_breaker_c``.
 
-`BreakerCore` wraps the pure state machine (:mod:`._breaker_machine_py`)
-with what a live breaker needs: a clock read only when a step needs the time,
-a lock, the classification of exceptions and results, the two-step
-:class:`Permit` API, the sync decorator (``_breaker_call_py``) and
+`BreakerCore` wraps the pure state machine
+(:mod:`ratefuse.core.breaker._machine_py`) with what a live breaker needs: a
+clock read only when a step needs the time, a lock, the classification of
+exceptions and results, the two-step :class:`Permit` API, the sync decorator
+(the shared :class:`ratefuse.engine.breaker_forms.GuardedFunction`) and
 state-change listeners. It is the base class of the public
 :class:`ratefuse.CircuitBreaker`; the compiled twin has the same names,
 signatures, errors and decisions, and calls the clock the same number of
@@ -12,7 +13,6 @@ times.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -33,23 +33,18 @@ from ratefuse.core.breaker.spec import (
     UNKNOWN_NOW,
     BreakerSpec,
     IllegalTransitionError,
+    Listener,
     State,
     duration_to_ns,
     ns_to_seconds,
 )
 from ratefuse.core.counters import BreakerCounters
 from ratefuse.core.errors import CircuitOpenError
-from ratefuse.engine._breaker_call_py import GuardedFunction
+from ratefuse.engine.breaker_forms import GuardedFunction, guarded_function
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# The start of a guarded call made while slow-call tracking was off (no
-# clock read; clock readings are >= 0).
-UNTIMED = -1
-
-# Listener is called as listener(breaker, old_state, new_state).
-Listener = Callable[[Any, State, State], object]
 ExceptionTypes = tuple[type[BaseException], ...]
 
 logger = logging.getLogger("ratefuse.breaker")
@@ -179,21 +174,6 @@ class BreakerCore:
         if changed:
             self._deliver()
 
-    def _start(self) -> int:
-        # The start time of a guarded call, read only if durations matter;
-        # UNTIMED otherwise.
-        return self.now_ns() if self._timed else UNTIMED
-
-    def _finish(self, generation: int, outcome: int, start_ns: int) -> None:
-        # Records a guarded call that started at start_ns (from _start). A
-        # call started before slow-call tracking was switched on has no
-        # duration: it is recorded as not slow.
-        if self._timed and start_ns != UNTIMED:
-            now = self.now_ns()
-            self._record(generation, outcome, max(now - start_ns, 0), now)
-        else:
-            self._record(generation, outcome, 0)
-
     def _take_change(self) -> bool:
         # Under the lock: queue the step's state change for the listeners;
         # true if this caller must deliver (nobody else is delivering).
@@ -244,6 +224,19 @@ class BreakerCore:
         generation = self._acquire(now)[0]
         if generation == REJECTED:
             return None
+        return self._permit_of(generation)
+
+    def permit_or_error(self, now: int | None = None) -> Permit | CircuitOpenError:
+        """`permit_or_error` is `try_acquire` that answers a rejection with
+        its CircuitOpenError (returned, not raised), whose retry_after uses
+        the time the decision used: no second clock read."""
+        generation, at = self._acquire(now)
+        if generation == REJECTED:
+            return self.open_error(None if at == UNKNOWN_NOW else at)
+        return self._permit_of(generation)
+
+    def _permit_of(self, generation: int) -> Permit:
+        # The shared permit of a generation.
         permit = self._permit
         if permit is None or permit.generation != generation:
             permit = self._permit = Permit(self, generation)
@@ -265,26 +258,18 @@ class BreakerCore:
         """`open_error` is the CircuitOpenError for a call rejected now."""
         return CircuitOpenError(self._name, self.retry_after(now))
 
-    def _open_error(self, now: int) -> CircuitOpenError:
-        # The error for a call that _acquire rejected using `now`.
-        return self.open_error(None if now == UNKNOWN_NOW else now)
-
     def guarded(
-        self, function: Callable[P, R], fallback: Callable[P, R] | None = None
+        self,
+        function: Callable[P, R],
+        fallback: Callable[P, R] | None = None,
+        *,
+        wraps: bool = True,
     ) -> GuardedFunction[P, R]:
         """`guarded` wraps a sync ``function`` so that every call goes through
-        the breaker; ``fallback`` None means the breaker's fallback."""
-        guarded = GuardedFunction(
-            self, function, self._fallback if fallback is None else fallback
-        )
-        functools.update_wrapper(guarded, function)
-        return guarded
-
-    def _guard(
-        self, function: Callable[P, R], fallback: Callable[P, R] | None
-    ) -> GuardedFunction[P, R]:
-        # A bare GuardedFunction, for one call.
-        return GuardedFunction(self, function, fallback)
+        the breaker; ``fallback`` None means the breaker's fallback. ``wraps``
+        False skips copying the function's name and doc (for a wrapper used
+        once)."""
+        return guarded_function(self, function, fallback, wraps=wraps)
 
     # --- manual control --------------------------------------------------
 
@@ -432,26 +417,6 @@ class BreakerCore:
             return FAILURE
         return SUCCESS
 
-    def _guard_exception(
-        self, generation: int, exc: BaseException, start_ns: int
-    ) -> None:
-        # Records a call that raised; if the predicate itself raises, the
-        # call is recorded as IGNORED (freeing a probe) and that error wins.
-        try:
-            outcome = self.classify_exception(exc)
-        except BaseException:
-            self._finish(generation, IGNORED, start_ns)
-            raise
-        self._finish(generation, outcome, start_ns)
-
-    def _guard_result(self, generation: int, result: object, start_ns: int) -> None:
-        try:
-            outcome = self.classify_result(result)
-        except BaseException:
-            self._finish(generation, IGNORED, start_ns)
-            raise
-        self._finish(generation, outcome, start_ns)
-
 
 class Permit:
     """`Permit` lets one call go ahead; report its outcome exactly once with
@@ -479,28 +444,32 @@ class Permit:
     ) -> None:
         """`on_error` records a call that raised ``exc``, classified by the
         breaker's exception rules."""
-        core = self._core
-        duration_ns = duration_to_ns(duration)
-        try:
-            outcome = core.classify_exception(exc)
-        except BaseException:
-            core._record(self.generation, IGNORED, duration_ns, now)
-            raise
-        core._record(self.generation, outcome, duration_ns, now)
+        self._classified(self._core.classify_exception, exc, duration, now)
 
     def on_result(
         self, duration: float, result: object, now: int | None = None
     ) -> None:
         """`on_result` records a call that returned ``result``, classified by
         the breaker's result predicate."""
-        core = self._core
+        self._classified(self._core.classify_result, result, duration, now)
+
+    def _classified(
+        self,
+        classify: Callable[[Any], int],
+        value: Any,
+        duration: float,
+        now: int | None,
+    ) -> None:
+        # Records the outcome classify(value); if classify itself raises,
+        # the call is recorded as IGNORED (freeing a probe) and that error
+        # wins.
         duration_ns = duration_to_ns(duration)
         try:
-            outcome = core.classify_result(result)
+            outcome = classify(value)
         except BaseException:
-            core._record(self.generation, IGNORED, duration_ns, now)
+            self._core._record(self.generation, IGNORED, duration_ns, now)
             raise
-        core._record(self.generation, outcome, duration_ns, now)
+        self._core._record(self.generation, outcome, duration_ns, now)
 
     def release(self, now: int | None = None) -> None:
         """`release` gives the permit back unused: nothing is recorded, and

@@ -24,8 +24,8 @@ from functools import partial
 from types import TracebackType
 from typing import Final, TypeVar
 
-from ratefuse.core._compound_py import ALGORITHMS
 from ratefuse.core._keys_py import fingerprint as key_fingerprint
+from ratefuse.core.algorithms import REGISTRY
 from ratefuse.core.counters import LimiterCounters
 from ratefuse.core.keys import Key
 from ratefuse.core.reservation import Refund
@@ -82,10 +82,10 @@ class _ShmCore(Verbs):
     ) -> None:
         spec = table.params.spec
         self._spec = spec
-        self._algorithm = ALGORITHMS[spec.algorithm]
+        self._algorithm = REGISTRY.by_name(spec.algorithm).reference
         self._count_bits = layout.packing_bits(spec)
         self._count_mask = (1 << self._count_bits) - 1
-        self._counts = ("gcra", "fixed_window", "sliding_window").index(spec.algorithm)
+        self._counts = REGISTRY.by_name(spec.algorithm).shm_counts
         super().__init__(clock, max_wait=max_wait, sleep=sleep, async_sleep=async_sleep)
         self._k0, self._k1 = table.k0, table.k1
         # Where a one-subject core's state is: the key b""'s slot.
@@ -235,7 +235,9 @@ class _ShmCore(Verbs):
         self._signed[slot + 1] = 0
         return slot
 
-    def _run(self, fingerprint: int, op: int, now: int, cost: int, arg: int) -> StepResult:
+    def _run(
+        self, fingerprint: int, op: int, now: int, cost: int, arg: int
+    ) -> StepResult:
         """`_run` applies ``op`` to the key's state under the lock."""
         with self._locked():
             verdict = self._run_locked(fingerprint, op, now, cost, arg)

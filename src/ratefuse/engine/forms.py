@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ratefuse.core.errors import RateLimitExceeded
+from ratefuse.core.keys import Key
 
 if TYPE_CHECKING:
     from ratefuse.core.decision import Decision
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 Before = Callable[[tuple[Any, ...], dict[str, Any]], None]
 BeforeAsync = Callable[[tuple[Any, ...], dict[str, Any]], Awaitable[None]]
-Key = str | bytes | int
 KeyOf = Callable[..., Key]
 
 

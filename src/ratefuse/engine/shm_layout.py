@@ -41,8 +41,9 @@ import time
 from dataclasses import dataclass
 from typing import Final
 
+from ratefuse.core.algorithms import REGISTRY
 from ratefuse.core.errors import RatefuseError
-from ratefuse.core.spec import ALGORITHM_IDS, MAX_NOW_NS, LimitSpec
+from ratefuse.core.spec import MAX_NOW_NS, LimitSpec
 
 MAGIC: Final = b"RFUSESHM"
 LAYOUT_VERSION: Final = 1
@@ -145,19 +146,20 @@ def resolve_path(path: object) -> str:
 def packing_bits(spec: LimitSpec) -> int:
     """`packing_bits` is the width of each count in a packed window state
     (0 for gcra); raises ValueError if ``spec`` does not fit one word."""
-    if spec.algorithm == "gcra":
+    counts = REGISTRY.by_name(spec.algorithm).shm_counts
+    if counts == 0:
         if spec.interval_ns * spec.capacity >= 1 << 62:
             raise ValueError(
                 "burst: in shared memory burst * period / limit must be below "
                 f"2**62 ns, got burst={spec.capacity}"
             )
         return 0
-    if spec.algorithm not in ("fixed_window", "sliding_window"):
+    if counts is None:
+        supported = REGISTRY.named(lambda record: record.shm_counts is not None)
         raise ValueError(
-            "algorithm must be gcra (token_bucket), fixed_window or "
-            f"sliding_window for a shared-memory limiter, got {spec.algorithm!r}"
+            f"algorithm must be {' or '.join(supported)} for a shared-memory "
+            f"limiter, got {spec.algorithm!r}"
         )
-    counts = 1 if spec.algorithm == "fixed_window" else 2
     count_bits = spec.capacity.bit_length()
     window_bits = (MAX_NOW_NS // spec.period_ns).bit_length()
     if window_bits + counts * count_bits > 63:
@@ -256,7 +258,7 @@ def _create(path: str, params: Params, size: int, mode: int, secret: bytes) -> N
                 SLOTS_PER_BUCKET,
                 params.max_keys,
                 params.kind,
-                ALGORITHM_IDS[spec.algorithm],
+                REGISTRY.by_name(spec.algorithm).id,
                 spec.capacity,
                 spec.period_ns,
                 spec.interval_ns,
@@ -318,9 +320,9 @@ def _check(
             f"{LAYOUT_VERSION}: remove it or use a new name"
         )
     spec = params.spec
-    names = {value: name for name, value in ALGORITHM_IDS.items()}
     implementations = {value: name for name, value in IMPLEMENTATION_IDS.items()}
-    table_spec = LimitSpec(names.get(fields[10], "?"), *fields[11:14])
+    record = REGISTRY.by_id(fields[10])
+    table_spec = LimitSpec(record.name if record else "?", *fields[11:14])
     pairs = [
         ("max_keys", fields[8], params.max_keys),
         ("kind", KIND_NAMES.get(fields[9], "?"), KIND_NAMES[params.kind]),

@@ -14,6 +14,12 @@ Decisions are those of the local cores (the scripts are line-for-line
 translations, held together by differential tests), in integer
 microseconds on the Redis server's clock. See :class:`RedisLimiter` for the
 failure policy and :mod:`ratefuse.redis._schema` for the key schema.
+
+:class:`RedisBackend` and :class:`AsyncRedisBackend` are
+:class:`ratefuse.protocols.LimiterBackend` objects, and `backend_for` (the
+``redis`` entry point of the ``ratefuse.backends`` group) makes one of a
+raw redis-py client: that is how ``KeyedLimiter(..., backend=redis.Redis())``
+reaches this package without the facade importing it.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from ratefuse.core.backend_defaults import (
     DEFAULT_TIMEOUT,
     POLICIES,
 )
-from ratefuse.redis._async import AsyncRedisBackend, AsyncRedisStore
+from ratefuse.redis._async import AsyncRedisStore
+from ratefuse.redis._backed import AsyncRedisBackend, RedisBackend, backend_for
 from ratefuse.redis._codec import Verdict
 from ratefuse.redis._connection import DEFAULT_BREAKER_CONFIG
 from ratefuse.redis._exchange import DEFAULT_CHUNK, ExchangeCounts
@@ -52,7 +59,7 @@ from ratefuse.redis._policy import (
 from ratefuse.redis._schema import DEFAULT_PREFIX, KEY_VERSION, KeySchema
 from ratefuse.redis._scripts import LEASE_ALGORITHMS
 from ratefuse.redis._specs import SCRIPT_ALGORITHMS
-from ratefuse.redis._sync import RedisBackend, RedisStore
+from ratefuse.redis._sync import RedisStore
 from ratefuse.redis.fleet_breaker import AsyncFleetBreaker, FleetBreaker
 from ratefuse.redis.limiter import AsyncRedisLimiter, RedisLimiter
 from ratefuse.redis.protocol import (
@@ -104,4 +111,5 @@ __all__ = [
     "RedisStore",
     "SharedBackend",
     "Verdict",
+    "backend_for",
 ]

@@ -1,11 +1,14 @@
-"""The Redis-backed limiters that ``KeyedLimiter(..., backend=...)`` and
-``Limiter(..., backend=...)`` return (see :mod:`ratefuse._backends`).
+"""Redis as a :class:`ratefuse.protocols.LimiterBackend`: the backends
+that build limiters (:class:`RedisBackend`, :class:`AsyncRedisBackend`,
+and `backend_for` a raw redis-py client, the ``ratefuse.backends`` entry
+point) and the limiters they build, which ``KeyedLimiter(...,
+backend=...)`` and ``Limiter(..., backend=...)`` return.
 
-They add to :class:`RedisLimiter` and :class:`AsyncRedisLimiter` what the
-in-memory limiters have: the blocking verbs (``acquire``, ``acquire_async``,
-sleeping the retry_after Redis reports, see
-:func:`ratefuse.engine.waiting.retry`), the
-decorator and context-manager forms, and a one-subject form.
+The limiters add to :class:`RedisLimiter` and :class:`AsyncRedisLimiter`
+what the in-memory limiters have: the blocking verbs (``acquire``,
+``acquire_async``, sleeping the retry_after Redis reports, see
+:func:`ratefuse.engine.waiting.retry`), the decorator and context-manager forms, and a
+one-subject form.
 """
 
 from __future__ import annotations
@@ -13,10 +16,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import redis
+import redis.asyncio
+from redis.cluster import RedisCluster
+
 from ratefuse.engine.forms import KeyedForms, SubjectForms
 from ratefuse.engine.subject import Decision
 from ratefuse.engine.waiting import Clock, check_wait, retry, retry_async
-from ratefuse.rates import Rate
+from ratefuse.rates import DEFAULT_ALGORITHM, Rate, RateLike
+from ratefuse.redis import _async, _sync
 from ratefuse.redis._policy import LimiterStats
 from ratefuse.redis._schema import Subject
 from ratefuse.redis.limiter import AsyncRedisLimiter, RedisLimiter
@@ -230,3 +238,161 @@ class AsyncRedisSubjectLimiter(_SubjectBase):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
+
+
+# Options a Redis limiter takes with a default: None leaves it.
+_DEFAULTED: tuple[str, ...] = ("on_backend_error", "local_share", "local_max_keys")
+
+SyncClient = redis.Redis | RedisCluster
+AsyncClient = redis.asyncio.Redis | redis.asyncio.RedisCluster
+
+
+def _reject(field: str, value: object, why: str) -> ValueError:
+    return ValueError(
+        f"{field} does not apply to a limiter on Redis{why}, got {value!r}"
+    )
+
+
+def _redis_options(options: dict[str, Any]) -> dict[str, Any]:
+    # A RedisLimiter's options from a facade's: name is required, max_keys
+    # means nothing (the states are in Redis), and None leaves a default.
+    if options.get("name") is None:
+        raise ValueError(
+            "name must name the shared quota of a limiter on Redis "
+            "(limiters with the same name share it), got None"
+        )
+    if "max_keys" in options:
+        raise _reject(
+            "max_keys", options["max_keys"], " (use local_max_keys for the fallback)"
+        )
+    return {
+        field: value
+        for field, value in options.items()
+        if value is not None or field not in _DEFAULTED
+    }
+
+
+def _keyed_limiter(
+    backend: _sync.RedisBackend | SyncClient,
+    limits: RateLike,
+    algorithm: str,
+    options: dict[str, Any],
+) -> RedisKeyedLimiter:
+    return RedisKeyedLimiter(
+        limits, algorithm, backend=backend, **_redis_options(options)
+    )
+
+
+def _async_keyed_limiter(
+    backend: _async.AsyncRedisBackend | AsyncClient,
+    limits: RateLike,
+    algorithm: str,
+    options: dict[str, Any],
+) -> AsyncRedisKeyedLimiter:
+    sleep = options.pop("sleep", None)
+    if sleep is not None:
+        raise _reject("sleep", sleep, " with asyncio (use async_sleep)")
+    return AsyncRedisKeyedLimiter(
+        limits, algorithm, backend=backend, **_redis_options(options)
+    )
+
+
+class RedisBackend(_sync.RedisBackend):
+    """`RedisBackend` keeps limiter state in Redis, through redis-py (see
+    the transport it extends for ``client``, ``prefix``, ``namespace``,
+    ``timeout``, ``breaker`` and ``chunk``), and is a LimiterBackend:
+    `limiter` and `keyed_limiter` build limiters on it. Thread-safe."""
+
+    def limiter(
+        self, limits: RateLike, algorithm: str = DEFAULT_ALGORITHM, **options: Any
+    ) -> RedisSubjectLimiter:
+        """`limiter` is one subject whose state is in Redis (``Limiter(...,
+        backend=self)``): `keyed_limiter` around one subject."""
+        return RedisSubjectLimiter(self.keyed_limiter(limits, algorithm, **options))
+
+    def keyed_limiter(
+        self, limits: RateLike, algorithm: str = DEFAULT_ALGORITHM, **options: Any
+    ) -> RedisKeyedLimiter:
+        """`keyed_limiter` is a RedisKeyedLimiter on this backend
+        (``KeyedLimiter(..., backend=self)``): ``name`` is required; the
+        other options are RedisKeyedLimiter's, None leaving a default."""
+        return _keyed_limiter(self, limits, algorithm, options)
+
+
+class AsyncRedisBackend(_async.AsyncRedisBackend):
+    """`AsyncRedisBackend` is RedisBackend through redis.asyncio: its
+    limiters' verbs are awaited (``sleep`` is a ValueError: they sleep
+    with ``async_sleep``). Safe to share between tasks of one event loop."""
+
+    def limiter(
+        self, limits: RateLike, algorithm: str = DEFAULT_ALGORITHM, **options: Any
+    ) -> AsyncRedisSubjectLimiter:
+        """`limiter`: see RedisBackend.limiter."""
+        return AsyncRedisSubjectLimiter(
+            self.keyed_limiter(limits, algorithm, **options)
+        )
+
+    def keyed_limiter(
+        self, limits: RateLike, algorithm: str = DEFAULT_ALGORITHM, **options: Any
+    ) -> AsyncRedisKeyedLimiter:
+        """`keyed_limiter`: see RedisBackend.keyed_limiter."""
+        return _async_keyed_limiter(self, limits, algorithm, options)
+
+
+class ClientBackend:
+    """`ClientBackend` is the LimiterBackend of a raw redis-py client
+    (``KeyedLimiter(..., backend=redis.Redis())``): each limiter it builds
+    opens its own RedisBackend on ``client`` and closes it with itself,
+    as ``RedisLimiter(..., backend=client)`` does."""
+
+    def __init__(self, client: SyncClient) -> None:
+        self.client = client
+
+    def limiter(
+        self, limits: RateLike, algorithm: str = DEFAULT_ALGORITHM, **options: Any
+    ) -> RedisSubjectLimiter:
+        """`limiter`: see RedisBackend.limiter."""
+        return RedisSubjectLimiter(self.keyed_limiter(limits, algorithm, **options))
+
+    def keyed_limiter(
+        self, limits: RateLike, algorithm: str = DEFAULT_ALGORITHM, **options: Any
+    ) -> RedisKeyedLimiter:
+        """`keyed_limiter`: see RedisBackend.keyed_limiter."""
+        return _keyed_limiter(self.client, limits, algorithm, options)
+
+
+class AsyncClientBackend:
+    """`AsyncClientBackend` is ClientBackend for a redis.asyncio client."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+
+    def limiter(
+        self, limits: RateLike, algorithm: str = DEFAULT_ALGORITHM, **options: Any
+    ) -> AsyncRedisSubjectLimiter:
+        """`limiter`: see RedisBackend.limiter."""
+        return AsyncRedisSubjectLimiter(
+            self.keyed_limiter(limits, algorithm, **options)
+        )
+
+    def keyed_limiter(
+        self, limits: RateLike, algorithm: str = DEFAULT_ALGORITHM, **options: Any
+    ) -> AsyncRedisKeyedLimiter:
+        """`keyed_limiter`: see RedisBackend.keyed_limiter."""
+        return _async_keyed_limiter(self.client, limits, algorithm, options)
+
+
+def backend_for(client: object) -> ClientBackend | AsyncClientBackend:
+    """`backend_for` is the LimiterBackend of a raw redis-py client: sync
+    (``redis.Redis``, ``redis.RedisCluster``) or asyncio. The target of
+    the ``redis`` entry point in the ``ratefuse.backends`` group, which
+    ``Limiter(..., backend=client)`` looks up. TypeError for another
+    object."""
+    if isinstance(client, (redis.Redis, RedisCluster)):
+        return ClientBackend(client)
+    if isinstance(client, (redis.asyncio.Redis, redis.asyncio.RedisCluster)):
+        return AsyncClientBackend(client)
+    raise TypeError(
+        "backend must be a redis.Redis / redis.RedisCluster client, sync or "
+        f"redis.asyncio, got {type(client).__name__}: {client!r}"
+    )

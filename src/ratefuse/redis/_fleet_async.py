@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import inspect
 import logging
-from collections.abc import Callable, Coroutine, Iterable
-from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
@@ -25,11 +22,12 @@ from ratefuse.breaker import Permit
 from ratefuse.core.backend_defaults import DEFAULT_TIMEOUT
 from ratefuse.core.breaker.config import BreakerConfig
 from ratefuse.core.breaker.fleet_recorder import FleetPermit
-from ratefuse.core.breaker.spec import SUCCESS, State
+from ratefuse.core.breaker.spec import Listener, State
+from ratefuse.core.errors import CircuitOpenError
+from ratefuse.engine.breaker_forms import AsyncBreakerForms
 from ratefuse.redis._connection import check_timeout
 from ratefuse.redis._fleet_base import CLOSED, DISABLED, FleetBase, RedisLost
 from ratefuse.redis._fleet_client import AsyncFleetClient, async_fleet_client_factory
-from ratefuse.redis._fleet_forms import Listener
 from ratefuse.redis._fleet_script import (
     ACQUIRE,
     RECORD,
@@ -46,9 +44,6 @@ from ratefuse.redis._fleet_stats import (
 )
 from ratefuse.redis._schema import DEFAULT_PREFIX
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
 # As fleet_breaker._LOST, and asyncio's timeout.
 _LOST = (RedisError, RedisClusterException, OSError, ValueError, asyncio.TimeoutError)
 
@@ -58,12 +53,13 @@ logger = logging.getLogger("ratefuse.breaker")
 _State = State
 
 
-class AsyncFleetBreaker(FleetBase):
+class AsyncFleetBreaker(FleetBase, AsyncBreakerForms):
     """`AsyncFleetBreaker` is :class:`FleetBreaker` for asyncio.
 
     Same arguments, but ``client`` is a ``redis.asyncio.Redis`` or
     ``redis.asyncio.RedisCluster``, and the verbs that may reach Redis are
-    awaited: ``await breaker.try_acquire()``, ``await breaker.flush()``,
+    awaited: ``await breaker.try_acquire()`` (and ``permit_or_error``),
+    ``await breaker.flush()``,
     ``await breaker.transition_to(state)`` (and ``reset``,
     ``force_open``, ``disable``). Forms: ``@breaker`` on coroutine
     functions, ``async with breaker.guard()``, ``await breaker.call(fn,
@@ -213,6 +209,14 @@ class AsyncFleetBreaker(FleetBase):
             self._rejected()
         return permit
 
+    async def permit_or_error(
+        self, now: int | None = None
+    ) -> FleetPermit | Permit | CircuitOpenError:
+        """`permit_or_error` is `try_acquire` that answers a rejection with
+        its CircuitOpenError (returned, not raised)."""
+        permit = await self.try_acquire(now)
+        return self.open_error(now) if permit is None else permit
+
     async def transition_to(self, state: _State, now: int | None = None) -> None:
         """`transition_to` is `FleetBreaker.transition_to`, awaited."""
         target = State(state)
@@ -259,106 +263,5 @@ class AsyncFleetBreaker(FleetBase):
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-    # --- forms -------------------------------------------------------------
-
-    def __call__(
-        self, function: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
-        """`__call__` makes the breaker a decorator: see `decorate`."""
-        return self.decorate(function)
-
-    def decorate(
-        self,
-        function: Callable[P, Coroutine[Any, Any, T]],
-        *,
-        fallback: Callable[..., Any] | None = None,
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
-        """`decorate` wraps a coroutine function so that every call goes
-        through the breaker: a rejected call returns ``fallback(*args,
-        **kwargs)`` (awaited if awaitable; None: the breaker's) or raises
-        CircuitOpenError. TypeError for a function that is not a coroutine
-        function. Cancellation records nothing and frees a probe."""
-        if not inspect.iscoroutinefunction(function):
-            raise TypeError(
-                f"AsyncFleetBreaker guards coroutine functions, got {function!r}"
-            )
-        chosen = self.fallback if fallback is None else fallback
-
-        @functools.wraps(function)
-        async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-            permit = await self.try_acquire()
-            if permit is None:
-                if chosen is None:
-                    raise self.open_error()
-                result = chosen(*args, **kwargs)
-                if inspect.isawaitable(result):
-                    result = await result
-                return result  # type: ignore[no-any-return]
-            generation = self._generation_of(permit)
-            start_ns = self._start()
-            try:
-                value = await function(*args, **kwargs)
-            except BaseException as exc:
-                self._guard_exception(generation, exc, start_ns)
-                raise
-            self._guard_result(generation, value, start_ns)
-            return value
-
-        return guarded
-
-    async def call(
-        self,
-        function: Callable[P, Coroutine[Any, Any, T]],
-        /,
-        *args: P.args,
-        **kwargs: P.kwargs,
-    ) -> T:
-        """`call` awaits ``function(*args, **kwargs)`` through the breaker."""
-        return await self.decorate(function)(*args, **kwargs)
-
-    def guard(self) -> AsyncGuard:
-        """`guard` is a one-use ``async with`` context manager for a block."""
-        return AsyncGuard(self)
-
-
-class AsyncGuard:
-    """`AsyncGuard` runs one block through an AsyncFleetBreaker: entering
-    asks for a permit (raising CircuitOpenError if rejected), leaving
-    records the block's outcome. One use only."""
-
-    __slots__ = ("_breaker", "_generation", "_start_ns")
-
-    def __init__(self, breaker: AsyncFleetBreaker) -> None:
-        self._breaker = breaker
-        self._generation = 0
-        self._start_ns = -1
-
-    async def __aenter__(self) -> AsyncGuard:
-        if self._start_ns >= 0:
-            raise RuntimeError("a Guard can be entered only once")
-        breaker = self._breaker
-        permit = await breaker.try_acquire()
-        if permit is None:
-            raise breaker.open_error()
-        self._generation = breaker._generation_of(permit)
-        self._start_ns = breaker._start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            self._breaker._finish(self._generation, SUCCESS, self._start_ns)
-        else:
-            self._breaker._guard_exception(self._generation, exc, self._start_ns)

@@ -21,9 +21,13 @@ from ratefuse.breaker import BreakerMetrics, CircuitBreaker, Permit
 from ratefuse.core._args_py import check_now
 from ratefuse.core.breaker.config import BreakerConfig
 from ratefuse.core.breaker.fleet_recorder import FleetPermit, Gate, Recorder
-from ratefuse.core.breaker.spec import BreakerSpec, IllegalTransitionError, State
+from ratefuse.core.breaker.spec import (
+    BreakerSpec,
+    IllegalTransitionError,
+    Listener,
+    State,
+)
 from ratefuse.core.errors import CircuitOpenError
-from ratefuse.redis._fleet_forms import FleetForms, Listener
 from ratefuse.redis._fleet_script import FleetReply, FleetScript
 from ratefuse.redis._fleet_stats import (
     DEFAULT_FLEET_MAX_HALF_OPEN,
@@ -52,7 +56,7 @@ class RedisLost(Exception):
     """`RedisLost` is a script call that failed; the breaker falls back."""
 
 
-class FleetBase(FleetForms):
+class FleetBase:
     """`FleetBase` holds a fleet breaker's settings and view of the fleet;
     see :class:`.fleet_breaker.FleetBreaker` for the arguments. ``wake``
     asks the flusher to flush now."""
@@ -126,6 +130,79 @@ class FleetBase(FleetForms):
         self._local.add_listener(self._relay)
 
     # --- properties --------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """`name` names the breaker in errors, logs and its Redis keys."""
+        return self._local.name
+
+    @property
+    def fallback(self) -> Callable[..., Any] | None:
+        """`fallback` answers rejected calls instead of CircuitOpenError."""
+        return self._local.fallback
+
+    def now_ns(self) -> int:
+        """`now_ns` reads the breaker's local clock (its local breaker's)."""
+        return self._local.now_ns()
+
+    # --- listeners ---------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """`add_listener` calls ``listener(breaker, old, new)`` after every
+        state change this process sees, outside any lock."""
+        with self._events_lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        """`remove_listener` removes ``listener``; ValueError if absent."""
+        with self._events_lock:
+            self._listeners.remove(listener)
+
+    def _relay(self, local: object, old: _State, new: _State) -> None:
+        # The local breaker's changes matter only while it decides.
+        if self._fallen_back:
+            self._queue_event(int(old), int(new))
+            self._deliver()
+
+    def _queue_event(self, old: int, new: int) -> None:
+        self._counters.add("transitions")
+        with self._events_lock:
+            if self._listeners:
+                self._events.append((old, new))
+
+    def _deliver(self) -> None:
+        # Runs the listeners until no change is queued, one thread at a time
+        # so that they see changes in order.
+        with self._events_lock:
+            if self._delivering or not self._events:
+                return
+            self._delivering = True
+        while True:
+            with self._events_lock:
+                if not self._events:
+                    self._delivering = False
+                    return
+                old, new = self._events.popleft()
+                listeners = tuple(self._listeners)
+            for listener in listeners:
+                try:
+                    listener(self, State(old), State(new))
+                except Exception:
+                    logger.exception(
+                        "listener %r of fleet breaker %r failed", listener, self.name
+                    )
+
+    # --- classification (the local breaker's rules) -------------------------
+
+    def classify_exception(self, exc: BaseException) -> int:
+        """`classify_exception` is the outcome of a call that raised ``exc``
+        (SUCCESS, FAILURE or IGNORED), by the config's rules."""
+        return self._local.classify_exception(exc)
+
+    def classify_result(self, result: object) -> int:
+        """`classify_result` is the outcome of a call that returned
+        ``result``, by the config's result predicate."""
+        return self._local.classify_result(result)
 
     @property
     def config(self) -> BreakerConfig:

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any, Final, NamedTuple, TypeVar
 
 from ratefuse.core import implementation as _impl
+from ratefuse.core.algorithms import REGISTRY
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._binding import Binding
 from ratefuse.redis._codec import Packer, RawVerdict
@@ -44,7 +45,9 @@ from ratefuse.redis._policy import LimiterStats
 from ratefuse.redis._schema import Subject
 from ratefuse.redis._scripts import lease_script
 
-DENY_CACHE_ALGORITHMS: Final = ("gcra", "fixed_window")
+DENY_CACHE_ALGORITHMS: Final = REGISTRY.named(
+    lambda algorithm: algorithm.deny_cache_exact
+)
 _core = _impl.load("core._lease")
 # The lease and deny-cache table's default bound (the lease table's own).
 DEFAULT_CACHE_MAX_KEYS: Final[int] = _core.DEFAULT_MAX_KEYS

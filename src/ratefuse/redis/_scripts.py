@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Final
 
+from ratefuse.core.algorithms import REGISTRY
 from ratefuse.redis._specs import SCRIPT_ALGORITHMS
 
 # Algorithms whose leases keep the documented bound (see _lease_config.py).
-LEASE_ALGORITHMS: Final = ("gcra",)
+LEASE_ALGORITHMS: Final = REGISTRY.named(lambda algorithm: algorithm.leasable)
 
 
 @dataclass(frozen=True)
@@ -40,9 +41,10 @@ def _read(name: str) -> bytes:
 @functools.cache
 def script(algorithm: str) -> Script:
     """`script` is the registered script of ``algorithm`` (cached)."""
-    if algorithm not in SCRIPT_ALGORITHMS:
+    record = REGISTRY.by_name(algorithm) if algorithm in SCRIPT_ALGORITHMS else None
+    if record is None or record.script is None:
         raise ValueError(f"no Redis script for algorithm {algorithm!r}")
-    source = _read("prelude.lua") + b"\n" + _read(f"{algorithm}.lua")
+    source = _read("prelude.lua") + b"\n" + _read(record.script)
     sha = hashlib.sha1(source, usedforsecurity=False).hexdigest().encode()
     return Script(algorithm, source, sha)
 
@@ -51,7 +53,8 @@ def script(algorithm: str) -> Script:
 def lease_script(algorithm: str) -> Script:
     """`lease_script` is the "take at most k" lease script of ``algorithm``
     (cached); raises ValueError for an algorithm without one."""
-    if algorithm not in LEASE_ALGORITHMS:
+    record = REGISTRY.by_name(algorithm) if algorithm in LEASE_ALGORITHMS else None
+    if record is None or record.script is None or record.lease_script is None:
         raise ValueError(
             f"quota leases need algorithm {' or '.join(LEASE_ALGORITHMS)}, "
             f"got {algorithm!r}"
@@ -60,9 +63,9 @@ def lease_script(algorithm: str) -> Script:
         (
             _read("prelude.lua"),
             b"local function exact()",
-            _read(f"{algorithm}.lua"),
+            _read(record.script),
             b"end",
-            _read(f"{algorithm}_lease.lua"),
+            _read(record.lease_script),
         )
     )
     sha = hashlib.sha1(source, usedforsecurity=False).hexdigest().encode()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, NamedTuple
 
+from ratefuse.core.algorithms import REGISTRY
 from ratefuse.core.spec import LimitSpec
 
 # Scripts accept times up to 2**52 us (the year 2112; server TIME is about
@@ -19,7 +20,7 @@ MAX_NOW_US: Final = 1 << 52
 # Bound on tau (gcra), on period (windows) and on limit * period (sliding
 # window): with now <= 2**52 every intermediate stays below 2**53.
 MAX_SPAN_US: Final = 1 << 50
-SCRIPT_ALGORITHMS: Final = ("gcra", "fixed_window", "sliding_window", "sliding_log")
+SCRIPT_ALGORITHMS: Final = REGISTRY.named(lambda algorithm: algorithm.script)
 
 
 class RedisSpec(NamedTuple):
@@ -55,7 +56,7 @@ def to_redis_spec(spec: LimitSpec) -> RedisSpec:
         raise ValueError(
             f"period must be at least 1 microsecond for Redis, got {spec.period_ns} ns"
         )
-    if spec.algorithm == "gcra":
+    if REGISTRY.by_name(spec.algorithm).burst:  # a meter: T and tau
         if spec.interval_ns < 1000:
             raise ValueError(
                 "interval (period / limit) must be at least 1 microsecond for "

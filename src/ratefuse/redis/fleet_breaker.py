@@ -29,7 +29,6 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable
-from types import TracebackType
 from typing import Any
 
 import redis
@@ -41,12 +40,13 @@ from ratefuse.breaker import Permit
 from ratefuse.core.backend_defaults import DEFAULT_TIMEOUT
 from ratefuse.core.breaker.config import BreakerConfig
 from ratefuse.core.breaker.fleet_recorder import FleetPermit, Gate
-from ratefuse.core.breaker.spec import State
+from ratefuse.core.breaker.spec import Listener, State
+from ratefuse.core.errors import CircuitOpenError
+from ratefuse.engine.breaker_forms import BreakerForms
 from ratefuse.redis._connection import check_timeout
 from ratefuse.redis._fleet_async import AsyncFleetBreaker
 from ratefuse.redis._fleet_base import CLOSED, DISABLED, FleetBase, RedisLost
 from ratefuse.redis._fleet_client import FleetClient, fleet_client_factory
-from ratefuse.redis._fleet_forms import Listener, SyncFleetForms
 from ratefuse.redis._fleet_script import (
     ACQUIRE,
     RECORD,
@@ -103,7 +103,7 @@ def _flush_loop(
         del breaker
 
 
-class FleetBreaker(FleetBase, SyncFleetForms):
+class FleetBreaker(FleetBase, BreakerForms):
     """`FleetBreaker` guards calls to one dependency for a whole fleet.
 
     ``FleetBreaker(name, config=None, *, client, ...)`` takes the same
@@ -240,6 +240,14 @@ class FleetBreaker(FleetBase, SyncFleetForms):
         assert self._gate is not None
         return self._gate.try_acquire(now)  # type: ignore[no-any-return]
 
+    def permit_or_error(
+        self, now: int | None = None
+    ) -> FleetPermit | Permit | CircuitOpenError:
+        """`permit_or_error` is `try_acquire` that answers a rejection with
+        its CircuitOpenError (returned, not raised)."""
+        permit = self.try_acquire(now)
+        return self.open_error(now) if permit is None else permit
+
     def _try_acquire_slow(self, now: int | None) -> FleetPermit | Permit | None:
         # What the gate cannot answer alone.
         if self._fallen_back:
@@ -316,10 +324,5 @@ class FleetBreaker(FleetBase, SyncFleetForms):
     def __enter__(self) -> FleetBreaker:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from ratefuse.core.implementation import IMPLEMENTATION, Implementation
@@ -46,6 +46,7 @@ from ratefuse.engine.shm_layout import (
     ShmTable,
     ShmTableError,
 )
+from ratefuse.engine.subject import Decision
 from ratefuse.limiter import check_callable
 from ratefuse.rates import (
     DEFAULT_ALGORITHM,
@@ -81,6 +82,9 @@ class ShmBackend:
     the new file's permission bits: processes of other users need 0o660 and
     a shared group. Raises ValueError naming the bad field. Immutable; the table
     itself is created by the first limiter that uses it.
+
+    A :class:`ratefuse.protocols.LimiterBackend`: `limiter` and
+    `keyed_limiter` build the limiters on this table.
     """
 
     __slots__ = ("_max_keys", "_mode", "_path")
@@ -140,6 +144,56 @@ class ShmBackend:
         )
         return layout.open_table(self._path, params, self._mode, secret)
 
+    def limiter(
+        self,
+        limits: RateLike,
+        algorithm: str = DEFAULT_ALGORITHM,
+        *,
+        clock: Callable[[], int] | None = None,
+        max_wait: float | None = None,
+        sleep: Callable[[float], object] | None = None,
+        async_sleep: Callable[[float], Awaitable[object]] | None = None,
+        **options: Any,
+    ) -> ShmLimiter:
+        """`limiter` is a ShmLimiter on this table (``Limiter(...,
+        backend=self)``); an ``options`` value other than None is a
+        ValueError naming it (a Redis limiter's options mean nothing here)."""
+        _reject_options(options)
+        return ShmLimiter(
+            limits,
+            algorithm,
+            backend=self,
+            clock=clock,
+            max_wait=max_wait,
+            sleep=sleep,
+            async_sleep=async_sleep,
+        )
+
+    def keyed_limiter(
+        self,
+        limits: RateLike,
+        algorithm: str = DEFAULT_ALGORITHM,
+        *,
+        clock: Callable[[], int] | None = None,
+        max_wait: float | None = None,
+        sleep: Callable[[float], object] | None = None,
+        async_sleep: Callable[[float], Awaitable[object]] | None = None,
+        **options: Any,
+    ) -> ShmKeyedLimiter:
+        """`keyed_limiter` is a ShmKeyedLimiter on this table
+        (``KeyedLimiter(..., backend=self)``); options as for `limiter`
+        (``max_keys`` too: the backend sizes the table)."""
+        _reject_options(options)
+        return ShmKeyedLimiter(
+            limits,
+            algorithm,
+            backend=self,
+            clock=clock,
+            max_wait=max_wait,
+            sleep=sleep,
+            async_sleep=async_sleep,
+        )
+
     def exists(self) -> bool:
         """`exists` reports whether the table file exists."""
         return os.path.lexists(self._path)
@@ -164,6 +218,16 @@ class ShmBackend:
 
     def __repr__(self) -> str:
         return f"ShmBackend({self._path!r}, max_keys={self._max_keys})"
+
+
+def _reject_options(options: dict[str, Any]) -> None:
+    for field, value in options.items():
+        if value is not None:
+            sized = " (the ShmBackend sizes it)" if field == "max_keys" else ""
+            raise ValueError(
+                f"{field} does not apply to a limiter on shared memory{sized}, "
+                f"got {value!r}"
+            )
 
 
 def _spec_of(
@@ -210,7 +274,9 @@ class ShmKeyedLimiter(KeyedForms, ShmKeyedLimiterCore):
     Verbs as for :class:`ratefuse.KeyedLimiter`: ``try_acquire(key,
     cost=1, now=None)``, ``decide``, ``reserve``, ``acquire``,
     ``acquire_async``, ``reset``, ``stats`` (counts from every process),
-    plus ``close()`` (also on ``with`` exit). States back to "as if new"
+    ``decide_many(keys, costs=None, now=None)`` (a list of Decisions, one
+    per key in order, each decision atomic, the batch not), plus
+    ``close()`` (also on ``with`` exit). States back to "as if new"
     are reused; when a key's bucket holds no reusable slot, the state
     closest to new is evicted and counted in ``stats()["evictions"]``.
     Thread- and process-safe: each decision is one atomic update.
@@ -232,6 +298,24 @@ class ShmKeyedLimiter(KeyedForms, ShmKeyedLimiterCore):
             limits, algorithm, backend, DEFAULT_MAX_KEYS, layout.KIND_KEYED
         )
         _start(super().__init__, table, clock, max_wait, sleep, async_sleep)
+
+    def decide_many(
+        self,
+        keys: Sequence[Key],
+        costs: Sequence[int] | None = None,
+        now: int | None = None,
+    ) -> list[Decision]:
+        """`decide_many` decides ``costs[i]`` (None: 1 each) for ``keys[i]``,
+        in order, as consecutive `decide` calls (at ``now`` if given)."""
+        if costs is None:
+            return [self.decide(key, 1, now) for key in keys]
+        if len(costs) != len(keys):
+            raise ValueError(
+                f"costs must have one cost per key ({len(keys)}), got {len(costs)}"
+            )
+        return [
+            self.decide(key, cost, now) for key, cost in zip(keys, costs, strict=True)
+        ]
 
     def __repr__(self) -> str:
         return (

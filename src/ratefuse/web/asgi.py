@@ -10,24 +10,18 @@ through untouched.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from ratefuse.web.enforce import (
+    DEFAULT_DENIED_BODY,
+    MiddlewareBase,
     Outcome,
     RoutePolicy,
-    check_options,
-    compile_routes,
+    decide_in_order_async,
     judge,
     judge_one,
 )
-from ratefuse.web.headers import (
-    DEFAULT_HEADER_MODE,
-    DEFAULT_HEADERS_ON,
-    HeaderMode,
-    HeadersOn,
-)
-from ratefuse.web.rules import Route
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -35,10 +29,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-DEFAULT_DENIED_BODY = b"Too Many Requests\n"
+__all__ = ["DEFAULT_DENIED_BODY", "RateLimitMiddleware"]
 
 
-class RateLimitMiddleware:
+class RateLimitMiddleware(MiddlewareBase[ASGIApp, Scope]):
     """`RateLimitMiddleware` wraps ``app`` and applies the first of
     ``routes`` whose pattern matches each HTTP request.
 
@@ -72,31 +66,7 @@ class RateLimitMiddleware:
     ``RedisLimiter`` blocks the event loop for its round trip.
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        routes: Sequence[Route],
-        *,
-        exempt_paths: Sequence[str] = (),
-        exempt: Callable[[Scope], bool] | None = None,
-        shadow: bool = False,
-        headers: HeaderMode = DEFAULT_HEADER_MODE,
-        headers_on: HeadersOn = DEFAULT_HEADERS_ON,
-        on_denied: Callable[[Scope, Outcome], None] | None = None,
-        denied_body: bytes = DEFAULT_DENIED_BODY,
-        registry: object | None = None,
-    ) -> None:
-        check_options(exempt, on_denied, denied_body)
-        self.app = app
-        self._router = compile_routes(
-            routes, exempt_paths, "asgi", headers, headers_on, registry
-        )
-        self._find = self._router.find
-        self._exempt = exempt
-        self._shadow = bool(shadow)
-        self._on_denied = on_denied
-        self._denied_body = denied_body
-        self._denied_length = str(len(denied_body)).encode()
+    side = "asgi"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,12 +79,7 @@ class RateLimitMiddleware:
             tracked = limit.tracked
             if tracked is not None and tracked.rates is not limit.rates_seen:
                 policy.refresh()
-            key_of = limit.key_of
-            if key_of is None:
-                decision = limit.decide(limit.cost)
-            else:
-                key = key_of(scope)
-                decision = None if key is None else limit.decide(key, limit.cost)
+            decision = limit.ask(scope, limit.cost)
             if decision is not None and decision.allowed:
                 # Admitted: straight to the app, with the two headers if
                 # asked for on every response.
@@ -124,51 +89,19 @@ class RateLimitMiddleware:
                 return await self.app(scope, receive, _with_headers(send, extra))
             outcome = judge_one(limit, decision)
         else:
-            outcome = await self._judge(policy, scope)
-        if outcome.denied:
-            if self._on_denied is not None:
-                self._on_denied(scope, outcome)
-            if not self._shadow:
-                return await self._deny(policy, outcome, send)
-            # Shadow mode: let it through, without a Retry-After that would
-            # tell a client (or a cache) to back off from a 200.
-            extra = policy.raw_headers(outcome, retry=False)
-        elif policy.headers_on_admitted:
-            extra = policy.raw_headers(outcome)
-        else:
-            extra = []
-        if not extra:  # nothing to add (headers="none", or a 200)
+            policy.refresh()
+            outcome = judge(policy, await decide_in_order_async(policy, scope))
+        added = self._extra_headers(scope, policy, outcome, policy.raw_headers)
+        if added is None:
+            return await self._deny(policy, outcome, send)
+        if not added:  # nothing to add (headers="none", or a 200)
             return await self.app(scope, receive, send)
-        return await self.app(scope, receive, _with_headers(send, extra))
-
-    async def _judge(self, policy: RoutePolicy, scope: Scope) -> Outcome:
-        # `decide_in_order`, awaiting the async limiters: in order, each
-        # takes its cost until one denies; the rest are asked with cost 0.
-        policy.refresh()
-        decisions: list[Any] = []
-        denied = False
-        for limit in policy.limits:
-            cost = 0 if denied else limit.cost
-            key_of = limit.key_of
-            if key_of is None:
-                decision = limit.decide(cost)
-            else:
-                key = key_of(scope)
-                if key is None:
-                    decisions.append(None)
-                    continue
-                decision = limit.decide(key, cost)
-            if limit.is_async:
-                decision = await decision
-            if not decision.allowed:
-                denied = True
-            decisions.append(decision)
-        return judge(policy, decisions)
+        return await self.app(scope, receive, _with_headers(send, added))
 
     async def _deny(self, policy: RoutePolicy, outcome: Outcome, send: Send) -> None:
         headers = [
             (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", self._denied_length),
+            (b"content-length", b"%d" % self._denied_length),
             *policy.raw_headers(outcome),
         ]
         await send({"type": "http.response.start", "status": 429, "headers": headers})

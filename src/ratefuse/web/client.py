@@ -13,17 +13,20 @@ Needs the ``httpx`` extra (``pip install 'ratefuse[httpx]'``)::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
 
 import httpx
 
 from ratefuse.breaker import BreakerConfig, CircuitBreaker, Permit
 from ratefuse.core.errors import RateLimitExceeded
-from ratefuse.web.rules import check_limiter, is_async, is_keyed
+from ratefuse.protocols import is_async, is_keyed
+from ratefuse.web.rules import check_limiter
 
 BreakerFactory = Callable[[str], CircuitBreaker]
 IsFailure = Callable[[httpx.Response], bool]
+Inner = TypeVar("Inner")
 
 
 def server_error(response: httpx.Response) -> bool:
@@ -39,8 +42,10 @@ def upstream_of(request: httpx.Request) -> str:
     return f"{url.scheme}://{url.host}:{port}"
 
 
-class _Guard:
-    # What the sync and async transports share: everything but the I/O.
+class _UpstreamAdmission:
+    # What lets a request go to its upstream and records how it went: the
+    # host's breaker and the quota, shared by the sync and async
+    # transports (everything but the I/O and the waiting).
 
     def __init__(
         self,
@@ -73,8 +78,11 @@ class _Guard:
             raise ValueError(
                 f"breaker must be a BreakerConfig, a factory or None, got {breaker!r}"
             )
-        self.limiter = limiter
+        self.limiter: Any = limiter
         self.max_wait = float(max_wait)
+        # Whether the caller must wait for the quota (with the limiter's
+        # acquire or acquire_async, with `wait_args`) after `admit`.
+        self.waits = limiter is not None and bool(max_wait)
         self.is_failure = is_failure
         self._keyed = limiter is not None and is_keyed(limiter)
         self._new_breaker = breaker
@@ -91,45 +99,86 @@ class _Guard:
             breaker = self.breakers.setdefault(host, self._new_breaker(host))
         return breaker
 
-    def permit(self, host: str) -> Permit | None:
-        """`permit` asks the host's breaker, raising CircuitOpenError."""
-        breaker = self.breaker_for(host)
-        if breaker is None:
-            return None
-        permit = breaker.try_acquire()
-        if permit is None:
-            raise breaker.open_error()
+    def admit(self, request: httpx.Request) -> Permit | None:
+        """`admit` takes the permit of the request's host from its breaker
+        (None without breakers; CircuitOpenError when open, before any
+        quota is spent), then the quota unless the caller `waits` for it
+        (RateLimitExceeded, the permit released)."""
+        breaker = self.breaker_for(upstream_of(request))
+        permit = None
+        if breaker is not None:
+            permit = breaker.try_acquire()
+            if permit is None:
+                raise breaker.open_error()
+        if self.limiter is not None and not self.waits:
+            with released_on_error(permit):
+                decision = self.limiter.decide(*self.key_args(request))
+                if not decision.allowed:
+                    raise RateLimitExceeded(decision)
         return permit
 
-    def limiter_args(self, host: str) -> tuple[Any, ...]:
-        return (host,) if self._keyed else ()
+    def key_args(self, request: httpx.Request) -> tuple[str, ...]:
+        """`key_args` is the key of ``request`` as the limiter's leading
+        argument: its upstream for a keyed limiter, none for one quota."""
+        return (upstream_of(request),) if self._keyed else ()
 
-    def admit_now(self, host: str) -> None:
-        decision = self.limiter.decide(*self.limiter_args(host))  # type: ignore[union-attr]
-        if not decision.allowed:
-            raise RateLimitExceeded(decision)
+    def wait_args(self, request: httpx.Request) -> tuple[Any, ...]:
+        """`wait_args` are the arguments of the limiter's acquire (or
+        acquire_async) for ``request``: its key, cost 1 and ``max_wait``."""
+        return (*self.key_args(request), 1, self.max_wait)
 
-    def record(
+    def sending(self, permit: Permit | None, request: httpx.Request) -> _Sending:
+        """`sending` wraps the inner transport's exchange of ``request``
+        (a with-statement), which then reports how it went."""
+        return _Sending(self, permit, request)
+
+
+class _Sending:
+    # One request's exchange with its upstream under ``permit``: on exit,
+    # the breaker hears how it went. The failures are the responses
+    # ``is_failure`` accepts (recorded as httpx.HTTPStatusError) and the
+    # exceptions of the inner transport; a BaseException (KeyboardInterrupt,
+    # SystemExit, cancellation) gives no verdict on the upstream and only
+    # releases the permit.
+
+    __slots__ = ("admission", "permit", "request", "response", "started")
+
+    def __init__(
         self,
+        admission: _UpstreamAdmission,
         permit: Permit | None,
-        started: float,
         request: httpx.Request,
-        response: httpx.Response,
     ) -> None:
+        self.admission = admission
+        self.permit = permit
+        self.request = request
+        self.response: httpx.Response | None = None
+
+    def __enter__(self) -> _Sending:
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        permit = self.permit
         if permit is None:
             return
-        duration = time.perf_counter() - started
-        try:
-            failed = self.is_failure(response)
-        except BaseException:
-            # A failure test that raises records nothing, but must not keep
-            # the permit (a HALF_OPEN probe slot would stay taken forever).
-            permit.release()
-            raise
+        duration = time.perf_counter() - self.started
+        if exc is not None:
+            if isinstance(exc, Exception):
+                permit.on_error(duration, exc)
+            else:
+                permit.release()
+            return
+        response = self.response
+        assert response is not None, "the with-block sets the response"
+        with released_on_error(permit):
+            # A failure test that raises records nothing, but must not
+            # keep the permit (a HALF_OPEN probe slot would stay taken).
+            failed = self.admission.is_failure(response)
         if failed:
             error = httpx.HTTPStatusError(
                 f"upstream answered {response.status_code}",
-                request=request,
+                request=self.request,
                 response=response,
             )
             permit.on_error(duration, error)
@@ -137,7 +186,43 @@ class _Guard:
             permit.on_success(duration)
 
 
-class GuardedTransport(httpx.BaseTransport):
+@contextmanager
+def released_on_error(permit: Permit | None) -> Iterator[None]:
+    """`released_on_error` gives back ``permit`` (None: nothing) if the
+    with-block raises anything, and re-raises."""
+    try:
+        yield
+    except BaseException:
+        if permit is not None:
+            permit.release()
+        raise
+
+
+class _TransportBase(Generic[Inner]):
+    # The options both transports take and what they keep: the inner
+    # transport (None: a new ``new_transport()``) and the admission.
+
+    new_transport: Callable[[], Inner]
+
+    def __init__(
+        self,
+        transport: Inner | None = None,
+        *,
+        limiter: object | None = None,
+        breaker: BreakerConfig | BreakerFactory | None = None,
+        max_wait: float = 0.0,
+        is_failure: IsFailure = server_error,
+    ) -> None:
+        self._admission = _UpstreamAdmission(limiter, breaker, max_wait, is_failure)
+        self._transport = self.new_transport() if transport is None else transport
+
+    @property
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """`breakers` maps each upstream seen to its breaker."""
+        return self._admission.breakers
+
+
+class GuardedTransport(_TransportBase[httpx.BaseTransport], httpx.BaseTransport):
     """`GuardedTransport` sends through ``transport`` (None: a new
     ``httpx.HTTPTransport()``) once the upstream host's breaker and quota
     let a request go.
@@ -158,110 +243,42 @@ class GuardedTransport(httpx.BaseTransport):
     its breaker. Thread-safe as the limiter and breakers are.
     """
 
-    def __init__(
-        self,
-        transport: httpx.BaseTransport | None = None,
-        *,
-        limiter: object | None = None,
-        breaker: BreakerConfig | BreakerFactory | None = None,
-        max_wait: float = 0.0,
-        is_failure: IsFailure = server_error,
-    ) -> None:
-        self._guard = _Guard(limiter, breaker, max_wait, is_failure)
-        self._transport = httpx.HTTPTransport() if transport is None else transport
-
-    @property
-    def breakers(self) -> dict[str, CircuitBreaker]:
-        """`breakers` maps each upstream seen to its breaker."""
-        return self._guard.breakers
+    new_transport = httpx.HTTPTransport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        guard = self._guard
-        host = upstream_of(request)
-        permit = guard.permit(host)
-        try:
-            if guard.limiter is not None:
-                if guard.max_wait:
-                    guard.limiter.acquire(  # type: ignore[attr-defined]
-                        *guard.limiter_args(host), 1, guard.max_wait
-                    )
-                else:
-                    guard.admit_now(host)
-        except BaseException:
-            if permit is not None:
-                permit.release()
-            raise
-        started = time.perf_counter()
-        try:
-            response = self._transport.handle_request(request)
-        except Exception as exc:
-            if permit is not None:
-                permit.on_error(time.perf_counter() - started, exc)
-            raise
-        except BaseException:
-            # KeyboardInterrupt, SystemExit: no verdict on the upstream.
-            if permit is not None:
-                permit.release()
-            raise
-        guard.record(permit, started, request, response)
+        admission = self._admission
+        permit = admission.admit(request)
+        if admission.waits:
+            with released_on_error(permit):
+                admission.limiter.acquire(*admission.wait_args(request))
+        with admission.sending(permit, request) as sent:
+            sent.response = response = self._transport.handle_request(request)
         return response
 
     def close(self) -> None:
         self._transport.close()
 
 
-class AsyncGuardedTransport(httpx.AsyncBaseTransport):
+class AsyncGuardedTransport(
+    _TransportBase[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport
+):
     """`AsyncGuardedTransport` is :class:`GuardedTransport` for
     ``httpx.AsyncClient``: the inner transport defaults to
     ``httpx.AsyncHTTPTransport()`` and waiting for the quota awaits the
     limiter's ``acquire_async``. Cancellation while sending records
     nothing (the breaker's permit is released)."""
 
-    def __init__(
-        self,
-        transport: httpx.AsyncBaseTransport | None = None,
-        *,
-        limiter: object | None = None,
-        breaker: BreakerConfig | BreakerFactory | None = None,
-        max_wait: float = 0.0,
-        is_failure: IsFailure = server_error,
-    ) -> None:
-        self._guard = _Guard(limiter, breaker, max_wait, is_failure)
-        self._transport = httpx.AsyncHTTPTransport() if transport is None else transport
-
-    @property
-    def breakers(self) -> dict[str, CircuitBreaker]:
-        """`breakers` maps each upstream seen to its breaker."""
-        return self._guard.breakers
+    new_transport = httpx.AsyncHTTPTransport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        guard = self._guard
-        host = upstream_of(request)
-        permit = guard.permit(host)
-        try:
-            if guard.limiter is not None:
-                if guard.max_wait:
-                    await guard.limiter.acquire_async(  # type: ignore[attr-defined]
-                        *guard.limiter_args(host), 1, guard.max_wait
-                    )
-                else:
-                    guard.admit_now(host)
-        except BaseException:
-            if permit is not None:
-                permit.release()
-            raise
-        started = time.perf_counter()
-        try:
+        admission = self._admission
+        permit = admission.admit(request)
+        if admission.waits:
+            with released_on_error(permit):
+                await admission.limiter.acquire_async(*admission.wait_args(request))
+        with admission.sending(permit, request) as sent:
             response = await self._transport.handle_async_request(request)
-        except Exception as exc:
-            if permit is not None:
-                permit.on_error(time.perf_counter() - started, exc)
-            raise
-        except BaseException:
-            if permit is not None:
-                permit.release()
-            raise
-        guard.record(permit, started, request, response)
+            sent.response = response
         return response
 
     async def aclose(self) -> None:

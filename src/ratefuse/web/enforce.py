@@ -15,11 +15,15 @@ cost-0 verdict after it that reports a wait.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass, field
 from math import ceil, inf
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
+from ratefuse.protocols import is_async, is_keyed
 from ratefuse.web.headers import (
+    DEFAULT_HEADER_MODE,
+    DEFAULT_HEADERS_ON,
     HEADER_MODES,
     HEADERS_ON,
     HeaderMode,
@@ -29,10 +33,14 @@ from ratefuse.web.headers import (
     whole_seconds,
 )
 from ratefuse.web.keys import CLIENT_ADDRESS, KeyFunction
-from ratefuse.web.rules import Limit, Route, Router, check_limiter, is_async, is_keyed
+from ratefuse.web.rules import Limit, Route, Router, check_limiter
 
 Side = Literal["asgi", "wsgi"]
+App = TypeVar("App")
+Request = TypeVar("Request")
+Header = TypeVar("Header")
 INF = inf
+DEFAULT_DENIED_BODY = b"Too Many Requests\n"
 
 
 class CompiledLimit:
@@ -116,6 +124,16 @@ class CompiledLimit:
                 b"%s%d;t=%d" % (prefix, decision.remaining, ceil(reset_after)),
             )
         return (b"ratelimit", b"%s%d" % (prefix, decision.remaining))
+
+    def ask(self, request: object, cost: int) -> Any:
+        """`ask` decides ``cost`` for ``request``: the decision, an
+        awaitable of it for an async limiter, or None when the key reader
+        finds no key (the limit does not apply)."""
+        key_of = self.key_of
+        if key_of is None:
+            return self.decide(cost)
+        key = key_of(request)
+        return None if key is None else self.decide(key, cost)
 
 
 def _key_reader(key: object, side: Side) -> Callable[[Any], Any]:
@@ -256,6 +274,7 @@ def compile_routes(
     return Router(routes, targets)
 
 
+@dataclass(slots=True, eq=False)
 class Outcome:
     """`Outcome` is what to answer a request: ``denied``; ``retry_after``,
     the longest wait among the denials seen (the denial, and the cost-0
@@ -265,21 +284,10 @@ class Outcome:
     decision (the longest denial, else the fewest remaining; None without
     decisions)."""
 
-    __slots__ = ("denied", "rate", "reporting", "retry_after")
-
-    def __init__(
-        self, denied: bool, retry_after: int | None, rate: str | None, reporting: Any
-    ) -> None:
-        self.denied = denied
-        self.retry_after = retry_after
-        self.rate = rate
-        self.reporting = reporting
-
-    def __repr__(self) -> str:
-        return (
-            f"Outcome(denied={self.denied}, retry_after={self.retry_after}, "
-            f"rate={self.rate!r})"
-        )
+    denied: bool
+    retry_after: int | None
+    rate: str | None
+    reporting: Any = field(repr=False)
 
 
 NO_DECISION = Outcome(False, None, None, None)
@@ -297,28 +305,45 @@ def judge_one(limit: CompiledLimit, decision: Any) -> Outcome:
     )
 
 
-def decide_in_order(policy: RoutePolicy, request: object) -> list[Any]:
-    """`decide_in_order` decides the (sync) limits of ``policy`` for
-    ``request`` in order, one decision each (None: the limit had no key):
-    each takes its cost until one denies, the rest are asked with cost 0.
-    The ASGI middleware has the awaiting twin of this loop."""
-    decisions: list[Any] = []
+def _in_order(
+    policy: RoutePolicy, request: object, decisions: list[Any]
+) -> Generator[Awaitable[Any], Any, None]:
+    # The one loop of "in order": each limit takes its cost until one
+    # denies, the rest are asked with cost 0. Appends a decision per limit
+    # to ``decisions`` (None: the limit had no key); an async limit's
+    # awaitable is yielded, and its decision sent back.
     denied = False
     for limit in policy.limits:
-        cost = 0 if denied else limit.cost
-        key_of = limit.key_of
-        if key_of is None:
-            decision = limit.decide(cost)
-        else:
-            key = key_of(request)
-            if key is None:
-                decisions.append(None)
-                continue
-            decision = limit.decide(key, cost)
-        if not decision.allowed:
+        decision = limit.ask(request, 0 if denied else limit.cost)
+        if limit.is_async and decision is not None:
+            decision = yield decision
+        if decision is not None and not decision.allowed:
             denied = True
         decisions.append(decision)
+
+
+def decide_in_order(policy: RoutePolicy, request: object) -> list[Any]:
+    """`decide_in_order` decides the limits of ``policy`` for ``request`` in
+    order, one decision each (None: the limit had no key): each takes its
+    cost until one denies, the rest are asked with cost 0. The limiters
+    must be sync (the WSGI middleware refuses async ones)."""
+    decisions: list[Any] = []
+    for _ in _in_order(policy, request, decisions):
+        raise TypeError("an async limiter needs decide_in_order_async")
     return decisions
+
+
+async def decide_in_order_async(policy: RoutePolicy, request: object) -> list[Any]:
+    """`decide_in_order_async` is `decide_in_order` awaiting the async
+    limiters' decisions."""
+    decisions: list[Any] = []
+    steps = _in_order(policy, request, decisions)
+    try:
+        pending = next(steps)
+        while True:
+            pending = steps.send(await pending)
+    except StopIteration:
+        return decisions
 
 
 def judge(policy: RoutePolicy, decisions: Sequence[Any]) -> Outcome:
@@ -349,10 +374,62 @@ def judge(policy: RoutePolicy, decisions: Sequence[Any]) -> Outcome:
     return Outcome(denied, retry_after, ", ".join(items) or None, reporting)
 
 
-def check_options(exempt: object, on_denied: object, denied_body: object) -> None:
-    """`check_options` validates the options both middlewares share."""
-    for field, value in (("exempt", exempt), ("on_denied", on_denied)):
-        if value is not None and not callable(value):
-            raise ValueError(f"{field} must be callable or None, got {value!r}")
-    if not isinstance(denied_body, bytes):
-        raise ValueError(f"denied_body must be bytes, got {denied_body!r}")
+class MiddlewareBase(Generic[App, Request]):
+    """`MiddlewareBase` is what the ASGI and WSGI middlewares share: their
+    options (documented on :class:`ratefuse.web.RateLimitMiddleware`),
+    validated and compiled at construction, and what to do with an
+    outcome. ``side`` (a class attribute) says which requests the key
+    readers read."""
+
+    side: Side
+
+    def __init__(
+        self,
+        app: App,
+        routes: Sequence[Route],
+        *,
+        exempt_paths: Sequence[str] = (),
+        exempt: Callable[[Request], bool] | None = None,
+        shadow: bool = False,
+        headers: HeaderMode = DEFAULT_HEADER_MODE,
+        headers_on: HeadersOn = DEFAULT_HEADERS_ON,
+        on_denied: Callable[[Request, Outcome], None] | None = None,
+        denied_body: bytes = DEFAULT_DENIED_BODY,
+        registry: object | None = None,
+    ) -> None:
+        for option, value in (("exempt", exempt), ("on_denied", on_denied)):
+            if value is not None and not callable(value):
+                raise ValueError(f"{option} must be callable or None, got {value!r}")
+        if not isinstance(denied_body, bytes):
+            raise ValueError(f"denied_body must be bytes, got {denied_body!r}")
+        self.app = app
+        self._router = compile_routes(
+            routes, exempt_paths, self.side, headers, headers_on, registry
+        )
+        self._find = self._router.find
+        self._exempt = exempt
+        self._shadow = bool(shadow)
+        self._on_denied = on_denied
+        self._denied_body = denied_body
+        self._denied_length = len(denied_body)
+
+    def _extra_headers(
+        self,
+        request: Request,
+        policy: RoutePolicy,
+        outcome: Outcome,
+        render: Callable[[Outcome, bool], list[Header]],
+    ) -> list[Header] | None:
+        # The headers to add to the app's response, rendered by ``render``
+        # (text or ASGI bytes); None: answer 429 instead.
+        if outcome.denied:
+            if self._on_denied is not None:
+                self._on_denied(request, outcome)
+            if not self._shadow:
+                return None
+            # Shadow mode: let it through, without a Retry-After that would
+            # tell a client (or a cache) to back off from a 200.
+            return render(outcome, False)
+        if policy.headers_on_admitted:
+            return render(outcome, True)
+        return []

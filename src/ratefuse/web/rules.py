@@ -8,14 +8,12 @@ limit.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import inspect
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
-from ratefuse.core.implementation import load
+from ratefuse.protocols import is_keyed
 from ratefuse.web.keys import KeyFunction
 
 T = TypeVar("T")
@@ -26,42 +24,15 @@ _GLOB_CHARACTERS = frozenset("*?[")
 _POLICY_NAME = re.compile(r"[\x20-\x7e]+")
 
 
-def _subject_types() -> tuple[type, ...]:
-    # The one-subject limiters: decide(cost) rather than decide(key, cost).
-    types: list[type] = [load("engine._subject", "python").LimiterCore]
-    with contextlib.suppress(ImportError):
-        types.append(load("engine._subject", "cython").LimiterCore)
-    try:
-        from ratefuse.shm import ShmLimiter
-
-        types.append(ShmLimiter)
-    except ImportError:  # pragma: no cover - shm is part of the package
-        pass
-    # What Limiter(..., backend=redis) returns, sync and async (redis is an
-    # optional extra).
-    with contextlib.suppress(ImportError):
-        from ratefuse.redis._backed import _SubjectBase
-
-        types.append(_SubjectBase)
-    return tuple(types)
-
-
-_SUBJECT_TYPES = _subject_types()
-
-
-def is_keyed(limiter: object) -> bool:
-    """`is_keyed` reports whether ``limiter`` decides per key (its decide
-    takes the key first): every limiter but the one-subject ones."""
-    return not isinstance(limiter, _SUBJECT_TYPES)
-
-
 class Limit:
     """`Limit` is one quota a request must pass.
 
-    ``limiter`` is a :class:`ratefuse.Limiter` (one quota for every request
-    of the route), a :class:`ratefuse.KeyedLimiter`, a
-    ``ratefuse.redis.RedisLimiter`` or ``AsyncRedisLimiter`` (one quota per
-    key), or the name of one in the middleware's ``registry``. ``key`` (for
+    ``limiter`` is a :class:`ratefuse.protocols.RateLimiter` or
+    AsyncRateLimiter (one quota for every request of the route: a
+    :class:`ratefuse.Limiter`, local or on a backend), a KeyedRateLimiter or
+    AsyncKeyedRateLimiter (one quota per key: a
+    :class:`ratefuse.KeyedLimiter`, ``ratefuse.redis.RedisLimiter``, ...),
+    or the name of one in the middleware's ``registry``. ``key`` (for
     keyed limiters; None: the client address) is a :class:`KeyFunction` or
     a plain callable of the ASGI scope / WSGI environ. ``cost`` (int >= 0)
     is what one request takes (nothing once a limit listed before this one
@@ -107,19 +78,15 @@ class Limit:
 
 
 def check_limiter(limiter: object, key: object) -> None:
-    """`check_limiter` raises unless ``limiter`` can decide, with a ``key``
-    only for keyed limiters."""
+    """`check_limiter` raises unless ``limiter`` can decide (every limiter
+    of :mod:`ratefuse.protocols` can), with a ``key`` only for keyed
+    limiters (`ratefuse.protocols.is_keyed`)."""
     if not callable(getattr(limiter, "decide", None)):
         raise TypeError(f"limiter must have a decide method, got {limiter!r}")
     if key is not None and not is_keyed(limiter):
         raise ValueError(
             f"key is for keyed limiters; {limiter!r} has one quota, got key={key!r}"
         )
-
-
-def is_async(limiter: object) -> bool:
-    """`is_async` reports whether ``limiter.decide`` must be awaited."""
-    return inspect.iscoroutinefunction(getattr(limiter, "decide", None))
 
 
 def _pattern_regex(pattern: str, match: MatchKind) -> str:

@@ -1,13 +1,4 @@
-from libc.stdint cimport int64_t
+from ratefuse.core._step cimport StepFunctions
 
-from ratefuse.core._step cimport CSpec, StepResult
-
-cdef void gcra_step(const CSpec* spec, int64_t* state, int64_t now,
-                    int64_t cost, bint commit, StepResult* out) noexcept nogil
-cdef int64_t gcra_idle_at(const CSpec* spec,
-                          const int64_t* state) noexcept nogil
-cdef void gcra_reserve(const CSpec* spec, int64_t* state, int64_t now,
-                       int64_t cost, int64_t max_wait, bint commit,
-                       StepResult* out) noexcept nogil
-cdef void gcra_refund(const CSpec* spec, int64_t* state, int64_t now,
-                      int64_t cost, int64_t stamp) noexcept nogil
+# The compiled gcra core, a row of the table in core/_compound_c.pyx.
+cdef StepFunctions STEP_FUNCTIONS

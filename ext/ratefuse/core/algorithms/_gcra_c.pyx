@@ -1,7 +1,8 @@
 # GCRA, compiled. The spec is src/ratefuse/core/algorithms/_gcra_py.py: same decisions.
 from libc.stdint cimport int64_t
 
-from ratefuse.core._step cimport NEVER, CSpec, StepResult
+from ratefuse.core._step cimport NEVER, CSpec, StepFunctions, StepResult
+from ratefuse.core._step cimport deny, remaining_below
 
 
 cdef void gcra_step(const CSpec* spec, int64_t* state, int64_t now,
@@ -12,8 +13,7 @@ cdef void gcra_step(const CSpec* spec, int64_t* state, int64_t now,
     cdef int64_t start = tat if tat > now else now
     cdef int64_t new_tat
     if cost > spec.capacity:
-        out.allowed = False
-        out.retry_after_ns = NEVER
+        deny(out, NEVER)
     else:
         new_tat = start + cost * interval
         out.allowed = new_tat - now <= tau
@@ -25,20 +25,12 @@ cdef void gcra_step(const CSpec* spec, int64_t* state, int64_t now,
         else:
             out.retry_after_ns = new_tat - tau - now
     out.reset_after_ns = start - now
-    # The backlog exceeds tau only if time stepped back; nothing is left then.
-    if out.reset_after_ns <= tau:
-        out.remaining = (tau - out.reset_after_ns) // interval
-    else:
-        out.remaining = 0
+    out.remaining = remaining_below(tau, start - now, interval)
 
 
 cdef int64_t gcra_idle_at(const CSpec* spec,
                           const int64_t* state) noexcept nogil:
     return state[0]
-
-
-cdef inline int64_t left(int64_t tau, int64_t backlog, int64_t interval) noexcept nogil:
-    return (tau - backlog) // interval if backlog <= tau else 0
 
 
 cdef void gcra_reserve(const CSpec* spec, int64_t* state, int64_t now,
@@ -51,10 +43,9 @@ cdef void gcra_reserve(const CSpec* spec, int64_t* state, int64_t now,
     cdef int64_t new_tat, delay, end
     out.stamp = 0
     if cost > spec.capacity:
-        out.allowed = False
-        out.retry_after_ns = NEVER
+        deny(out, NEVER)
         out.reset_after_ns = start - now
-        out.remaining = left(tau, start - now, interval)
+        out.remaining = remaining_below(tau, start - now, interval)
         return
     new_tat = start + cost * interval
     delay = new_tat - tau - now if new_tat - tau > now else 0
@@ -64,7 +55,7 @@ cdef void gcra_reserve(const CSpec* spec, int64_t* state, int64_t now,
     end = new_tat if out.allowed else start
     out.retry_after_ns = delay
     out.reset_after_ns = end - now
-    out.remaining = left(tau, end - now, interval)
+    out.remaining = remaining_below(tau, end - now, interval)
     out.stamp = new_tat
 
 
@@ -75,3 +66,8 @@ cdef void gcra_refund(const CSpec* spec, int64_t* state, int64_t now,
         refund = stamp - now
     if refund > 0:
         state[0] -= refund
+
+
+STEP_FUNCTIONS = StepFunctions(
+    b"gcra", gcra_step, gcra_idle_at,
+    gcra_reserve, gcra_refund)

@@ -1,13 +1,4 @@
-from libc.stdint cimport int64_t
+from ratefuse.core._step cimport StepFunctions
 
-from ratefuse.core._step cimport CSpec, StepResult
-
-cdef void sliding_log_step(const CSpec* spec, int64_t* state, int64_t now,
-                           int64_t cost, bint commit, StepResult* out) noexcept nogil
-cdef int64_t sliding_log_idle_at(const CSpec* spec,
-                                 const int64_t* state) noexcept nogil
-cdef void sliding_log_reserve(const CSpec* spec, int64_t* state, int64_t now,
-                              int64_t cost, int64_t max_wait, bint commit,
-                              StepResult* out) noexcept nogil
-cdef void sliding_log_refund(const CSpec* spec, int64_t* state, int64_t now,
-                             int64_t cost, int64_t stamp) noexcept nogil
+# The compiled sliding_log core, a row of the table in core/_compound_c.pyx.
+cdef StepFunctions STEP_FUNCTIONS

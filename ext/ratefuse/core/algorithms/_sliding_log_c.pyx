@@ -3,7 +3,8 @@
 # words: head, count, total, then `limit` (time, cost) pairs.
 from libc.stdint cimport int64_t
 
-from ratefuse.core._step cimport NEVER, CSpec, StepResult
+from ratefuse.core._step cimport NEVER, CSpec, StepFunctions, StepResult
+from ratefuse.core._step cimport admit, deny, reserve_now
 
 cdef enum:
     HEAD = 0
@@ -27,11 +28,9 @@ cdef void sliding_log_step(const CSpec* spec, int64_t* state, int64_t now,
         count -= 1
     newest = ring[2 * ((head + count - 1) % limit)] if count > 0 else now
     if cost > limit:
-        out.allowed = False
-        out.retry_after_ns = NEVER
+        deny(out, NEVER)
     elif total + cost <= limit:
-        out.allowed = True
-        out.retry_after_ns = 0
+        admit(out)
         if cost > 0 and commit:
             newest = newest if newest > now else now
             slot = 2 * ((head + count) % limit)
@@ -40,10 +39,8 @@ cdef void sliding_log_step(const CSpec* spec, int64_t* state, int64_t now,
             count += 1
             total += cost
     else:
-        out.allowed = False
-        out.retry_after_ns = (
-            expiry_freeing(ring, limit, head, total + cost - limit) + period - now
-        )
+        deny(out, expiry_freeing(ring, limit, head, total + cost - limit)
+             + period - now)
     if commit:
         state[HEAD] = head
         state[COUNT] = count
@@ -64,6 +61,13 @@ cdef inline int64_t expiry_freeing(const int64_t* ring, int64_t limit,
         head = (head + 1) % limit
 
 
+cdef void sliding_log_reserve(const CSpec* spec, int64_t* state, int64_t now,
+                              int64_t cost, int64_t max_wait, bint commit,
+                              StepResult* out) noexcept nogil:
+    # Stamp 0: the refund gives nothing back, so it needs none.
+    reserve_now(sliding_log_step, spec, state, now, cost, commit, 0, out)
+
+
 cdef int64_t sliding_log_idle_at(const CSpec* spec,
                                  const int64_t* state) noexcept nogil:
     cdef int64_t count = state[COUNT]
@@ -73,14 +77,11 @@ cdef int64_t sliding_log_idle_at(const CSpec* spec,
     return state[RING + 2 * newest_slot] + spec.period_ns
 
 
-cdef void sliding_log_reserve(const CSpec* spec, int64_t* state, int64_t now,
-                              int64_t cost, int64_t max_wait, bint commit,
-                              StepResult* out) noexcept nogil:
-    # Admits now or not at all: a window cannot schedule ahead.
-    sliding_log_step(spec, state, now, cost, commit, out)
-    out.stamp = 0
-
-
 cdef void sliding_log_refund(const CSpec* spec, int64_t* state, int64_t now,
                              int64_t cost, int64_t stamp) noexcept nogil:
     pass  # the log keeps the entry; see the reference
+
+
+STEP_FUNCTIONS = StepFunctions(
+    b"sliding_log", sliding_log_step, sliding_log_idle_at,
+    sliding_log_reserve, sliding_log_refund)

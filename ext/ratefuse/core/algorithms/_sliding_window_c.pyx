@@ -3,7 +3,8 @@
 # products in 128 bits.
 from libc.stdint cimport int64_t
 
-from ratefuse.core._step cimport NEVER, CSpec, StepResult, int128
+from ratefuse.core._step cimport NEVER, CSpec, StepFunctions, StepResult
+from ratefuse.core._step cimport admit, deny, reserve_now, current_window, int128
 
 
 cdef void sliding_window_step(const CSpec* spec, int64_t* state, int64_t now,
@@ -24,18 +25,13 @@ cdef void sliding_window_step(const CSpec* spec, int64_t* state, int64_t now,
     elapsed = now - start if now > start else 0
     weighted_prev = <int128>prev * (period - elapsed)
     if cost > limit:
-        out.allowed = False
-        out.retry_after_ns = NEVER
+        deny(out, NEVER)
     elif weighted_prev + <int128>(cur + cost) * period <= <int128>limit * period:
-        out.allowed = True
-        out.retry_after_ns = 0
+        admit(out)
         if commit:
             cur += cost
     else:
-        out.allowed = False
-        out.retry_after_ns = (
-            retry_offset(period, limit, cur, prev, cost) + start - now
-        )
+        deny(out, retry_offset(period, limit, cur, prev, cost) + start - now)
     if commit:
         state[0] = window
         state[1] = cur
@@ -68,21 +64,19 @@ cdef inline int64_t retry_offset(int64_t period, int64_t limit, int64_t cur,
     return period + (needed if needed > 0 else 0)
 
 
+cdef void sliding_window_reserve(const CSpec* spec, int64_t* state, int64_t now,
+                                 int64_t cost, int64_t max_wait, bint commit,
+                                 StepResult* out) noexcept nogil:
+    # Stamp: the window it counted in.
+    reserve_now(sliding_window_step, spec, state, now, cost, commit,
+                current_window(spec, state, now), out)
+
+
 cdef int64_t sliding_window_idle_at(const CSpec* spec,
                                     const int64_t* state) noexcept nogil:
     if state[1] > 0:
         return (state[0] + 2) * spec.period_ns
     return (state[0] + 1) * spec.period_ns if state[2] > 0 else 0
-
-
-cdef void sliding_window_reserve(const CSpec* spec, int64_t* state, int64_t now,
-                                 int64_t cost, int64_t max_wait, bint commit,
-                                 StepResult* out) noexcept nogil:
-    # Admits now or not at all: a window cannot schedule ahead.
-    cdef int64_t window = now // spec.period_ns
-    cdef int64_t stamp = window if window > state[0] else state[0]
-    sliding_window_step(spec, state, now, cost, commit, out)
-    out.stamp = stamp
 
 
 cdef void sliding_window_refund(const CSpec* spec, int64_t* state, int64_t now,
@@ -96,3 +90,8 @@ cdef void sliding_window_refund(const CSpec* spec, int64_t* state, int64_t now,
         state[1] -= cost if cost < state[1] else state[1]
     elif state[0] == stamp + 1:
         state[2] -= cost if cost < state[2] else state[2]
+
+
+STEP_FUNCTIONS = StepFunctions(
+    b"sliding_window", sliding_window_step, sliding_window_idle_at,
+    sliding_window_reserve, sliding_window_refund)

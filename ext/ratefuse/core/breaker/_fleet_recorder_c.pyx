@@ -162,26 +162,24 @@ cdef class FleetPermit:
     def on_error(self, double duration, exc, now=None):
         """`on_error` records a call that raised ``exc``, classified by the
         breaker's exception rules."""
-        cdef int slow = self._recorder.slow_flag_c(duration)
-        cdef int outcome
-        try:
-            outcome = self._core.classify_exception(exc)
-        except BaseException:
-            self._push(C_IGNORED_BIT)
-            raise
-        self._push(_outcome_flags(outcome, slow))
+        self._classified(self._core.classify_exception, exc, duration)
 
     def on_result(self, double duration, result, now=None):
         """`on_result` records a call that returned ``result``, classified by
         the breaker's result predicate."""
+        self._classified(self._core.classify_result, result, duration)
+
+    cdef int _classified(self, classify, value, double duration) except -1:
+        # Pushes the outcome classify(value); if classify itself raises, the
+        # call is pushed as IGNORED (freeing a probe) and that error wins.
         cdef int slow = self._recorder.slow_flag_c(duration)
         cdef int outcome
         try:
-            outcome = self._core.classify_result(result)
+            outcome = classify(value)
         except BaseException:
             self._push(C_IGNORED_BIT)
             raise
-        self._push(_outcome_flags(outcome, slow))
+        return self._push(_outcome_flags(outcome, slow))
 
     def release(self, now=None):
         """`release` gives the permit back unused: nothing is recorded, and

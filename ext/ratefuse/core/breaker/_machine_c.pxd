@@ -5,21 +5,29 @@ from libc.stdint cimport int64_t
 from ratefuse.core.breaker._window_c cimport Window
 
 
+# One C enum per kind, as in spec.py (State, Outcome, MachineStep, and the
+# sentinels of one step each).
 cdef enum:
     CLOSED = 0
     OPEN = 1
     HALF_OPEN = 2
     FORCED_OPEN = 3
     DISABLED = 4
+
+cdef enum:
     SUCCESS = 0
     FAILURE = 1
     IGNORED = 2
-    UNKNOWN_NOW = -1
+
+cdef enum:
+    DONE = 0
     NEED_NOW = -2
-    REJECTED = 0
-    OK = 0
     ILLEGAL = -3
-    NEVER = -1
+
+cdef enum:
+    UNKNOWN_NOW = -1    # a now not read yet
+    REJECTED = 0        # acquire: no generation
+    WAIT_FOREVER = -4   # retry_after_ns of FORCED_OPEN
 
 
 cdef struct Spec:

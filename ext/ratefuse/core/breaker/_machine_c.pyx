@@ -181,7 +181,7 @@ cdef int record_probe(Machine* machine, int outcome, bint failed, bint slow,
     if outcome == IGNORED:
         if machine.probes_issued > 0:
             machine.probes_issued -= 1
-        return OK
+        return DONE
     cdef int64_t calls = machine.probe_calls + 1
     cdef int64_t failures = machine.probe_failures + failed
     cdef int64_t slow_calls = machine.probe_slow + slow
@@ -198,23 +198,23 @@ cdef int record_probe(Machine* machine, int outcome, bint failed, bint slow,
         reopen(machine, now)
     elif complete:
         enter(machine, CLOSED, now)
-    return OK
+    return DONE
 
 
 cdef int machine_record(Machine* machine, int64_t generation, int outcome,
                         int64_t duration_ns, int64_t now) noexcept nogil:
     if generation != machine.generation:
-        return OK
+        return DONE
     cdef int state = machine.state
     if state != CLOSED and state != HALF_OPEN:
-        return OK
+        return DONE
     cdef Spec* spec = &machine.spec
     cdef bint failed = outcome == FAILURE
     cdef bint slow = spec.slow_call_ns > 0 and duration_ns > spec.slow_call_ns
     if state == HALF_OPEN:
         return record_probe(machine, outcome, failed, slow, now)
     if outcome == IGNORED:
-        return OK
+        return DONE
     cdef Window* window = &machine.window
     cdef int64_t calls, failures, slow_calls
     if not spec.count_window:
@@ -228,13 +228,13 @@ cdef int machine_record(Machine* machine, int64_t generation, int outcome,
         # The totals looked at are the totals recorded: no need to look again.
         window_record(window, failed, slow, now)
         tally(machine, failed, slow)
-        return OK
+        return DONE
     window_record(window, failed, slow, now)
     tally(machine, failed, slow)
     if exceeds(spec, window.calls, window.failures, window.slow,
                spec.minimum_calls):
         enter(machine, OPEN, now)
-    return OK
+    return DONE
 
 
 cdef int machine_transition(Machine* machine, int target,
@@ -246,7 +246,7 @@ cdef int machine_transition(Machine* machine, int target,
     if now == UNKNOWN_NOW and (target == OPEN or target == HALF_OPEN):
         return NEED_NOW
     enter(machine, target, now)
-    return OK
+    return DONE
 
 
 cdef void machine_reset(Machine* machine) noexcept nogil:
@@ -258,7 +258,7 @@ cdef int64_t machine_retry_after_ns(const Machine* machine,
                                     int64_t now) noexcept nogil:
     cdef int state = machine.state
     if state == FORCED_OPEN:
-        return NEVER
+        return WAIT_FOREVER
     if state != OPEN:
         return 0
     if now == UNKNOWN_NOW:
@@ -269,8 +269,8 @@ cdef int64_t machine_retry_after_ns(const Machine* machine,
 
 cdef int machine_advance(Machine* machine, int64_t now) noexcept nogil:
     if machine.spec.count_window or machine.state != CLOSED:
-        return OK
+        return DONE
     if now == UNKNOWN_NOW:
         return NEED_NOW
     window_advance(&machine.window, now)
-    return OK
+    return DONE

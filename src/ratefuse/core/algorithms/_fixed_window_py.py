@@ -8,6 +8,9 @@ counts against the stored window (time never runs backwards for a state).
 
 from __future__ import annotations
 
+from typing import Final
+
+from ratefuse.core.algorithms._shared_py import admits_now, current_window
 from ratefuse.core.spec import NEVER, LimitSpec
 from ratefuse.core.step_result import StepResult
 
@@ -37,26 +40,13 @@ def fixed_window_step(
     return StepResult(allowed, limit - count, retry, window_end if count > 0 else 0)
 
 
+# A window admits now or not at all; see admits_now.
+fixed_window_reserve: Final = admits_now(fixed_window_step, current_window)
+
+
 def fixed_window_idle_at(spec: LimitSpec, state: list[int], base: int) -> int:
     """`fixed_window_idle_at` is the first time at which the state is as if new."""
     return (state[base] + 1) * spec.period_ns if state[base + 1] > 0 else 0
-
-
-def fixed_window_reserve(
-    spec: LimitSpec,
-    state: list[int],
-    base: int,
-    now: int,
-    cost: int,
-    max_wait: int,
-    commit: bool,
-) -> StepResult:
-    """`fixed_window_reserve` admits now or not at all (a window cannot schedule
-    ahead, so ``max_wait`` is unused); ``stamp`` is the window it counted in."""
-    stamp = (
-        now // spec.period_ns if now // spec.period_ns > state[base] else state[base]
-    )
-    return fixed_window_step(spec, state, base, now, cost, commit)._replace(stamp=stamp)
 
 
 def fixed_window_refund(

@@ -9,6 +9,7 @@ decision. A zero state (tat = 0) is "as if new" for every now >= 0.
 
 from __future__ import annotations
 
+from ratefuse.core.algorithms._shared_py import remaining_below
 from ratefuse.core.spec import NEVER, LimitSpec
 from ratefuse.core.step_result import StepResult
 
@@ -38,9 +39,7 @@ def gcra_step(
         else:
             retry = new_tat - tau - now
     backlog = start - now
-    # backlog exceeds tau only if time stepped back; nothing is left then.
-    remaining = (tau - backlog) // interval if backlog <= tau else 0
-    return StepResult(allowed, remaining, retry, backlog)
+    return StepResult(allowed, remaining_below(tau, backlog, interval), retry, backlog)
 
 
 def gcra_idle_at(spec: LimitSpec, state: list[int], base: int) -> int:
@@ -65,14 +64,18 @@ def gcra_reserve(
     tat = state[base]
     start = tat if tat > now else now
     if cost > spec.capacity:
-        return StepResult(False, _left(tau, start - now, interval), NEVER, start - now)
+        backlog = start - now
+        return StepResult(
+            False, remaining_below(tau, backlog, interval), NEVER, backlog
+        )
     new_tat = start + cost * interval
     delay = new_tat - tau - now if new_tat - tau > now else 0
     allowed = delay <= max_wait
     if allowed and commit:
         state[base] = new_tat
     end = new_tat if allowed else start
-    return StepResult(allowed, _left(tau, end - now, interval), delay, end - now, new_tat)
+    remaining = remaining_below(tau, end - now, interval)
+    return StepResult(allowed, remaining, delay, end - now, new_tat)
 
 
 def gcra_refund(
@@ -83,7 +86,3 @@ def gcra_refund(
     refund = min(cost * spec.interval_ns, stamp - now)
     if refund > 0:
         state[base] -= refund
-
-
-def _left(tau: int, backlog: int, interval: int) -> int:
-    return (tau - backlog) // interval if backlog <= tau else 0

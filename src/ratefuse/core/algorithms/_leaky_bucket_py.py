@@ -10,6 +10,7 @@ earlier than the last drain drains nothing.
 
 from __future__ import annotations
 
+from ratefuse.core.algorithms._shared_py import remaining_below
 from ratefuse.core.spec import NEVER, LimitSpec
 from ratefuse.core.step_result import StepResult
 
@@ -23,10 +24,7 @@ def leaky_bucket_step(
     """
     interval = spec.interval_ns
     tau = interval * spec.capacity
-    level, last = state[base], state[base + 1]
-    if now > last:
-        level = level - (now - last) if level > now - last else 0
-        last = now
+    level, last = _drained(state, base, now)
     if cost > spec.capacity:
         allowed, retry = False, NEVER
     else:
@@ -37,7 +35,7 @@ def leaky_bucket_step(
             level = poured
     if commit:
         state[base], state[base + 1] = level, last
-    return StepResult(allowed, _left(tau, level, interval), retry, level)
+    return StepResult(allowed, remaining_below(tau, level, interval), retry, level)
 
 
 def leaky_bucket_idle_at(spec: LimitSpec, state: list[int], base: int) -> int:
@@ -59,10 +57,7 @@ def leaky_bucket_reserve(
     callers are spaced T apart. ``stamp`` is when the queue empties."""
     interval = spec.interval_ns
     tau = interval * spec.capacity
-    level, last = state[base], state[base + 1]
-    if now > last:
-        level = level - (now - last) if level > now - last else 0
-        last = now
+    level, last = _drained(state, base, now)
     allowed, delay, stamp = False, NEVER, 0
     if cost <= spec.capacity:
         poured = level + cost * interval
@@ -72,7 +67,8 @@ def leaky_bucket_reserve(
             level = poured
     if commit:
         state[base], state[base + 1] = level, last
-    return StepResult(allowed, _left(tau, level, interval), delay, level, stamp)
+    remaining = remaining_below(tau, level, interval)
+    return StepResult(allowed, remaining, delay, level, stamp)
 
 
 def leaky_bucket_refund(
@@ -80,14 +76,16 @@ def leaky_bucket_refund(
 ) -> None:
     """`leaky_bucket_refund` drains back the part of a reservation that has
     not flowed out by ``now`` (it filled [stamp - cost*T, stamp))."""
-    level, last = state[base], state[base + 1]
-    if now > last:
-        level = level - (now - last) if level > now - last else 0
-        last = now
+    level, last = _drained(state, base, now)
     refund = min(cost * spec.interval_ns, stamp - now, level)
     if refund > 0:
         state[base], state[base + 1] = level - refund, last
 
 
-def _left(tau: int, level: int, interval: int) -> int:
-    return (tau - level) // interval if level <= tau else 0
+def _drained(state: list[int], base: int, now: int) -> tuple[int, int]:
+    """`_drained` is the (level, last drain time) at ``now``: a time earlier
+    than the last drain drains nothing."""
+    level, last = state[base], state[base + 1]
+    if now > last:
+        return (level - (now - last) if level > now - last else 0), now
+    return level, last

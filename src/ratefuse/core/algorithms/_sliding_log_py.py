@@ -4,13 +4,16 @@ State: a ring of admitted ``(time, cost)`` entries, with its head index, entry
 count and cost total. An entry counts while ``now < time + period``. Cost c is
 admitted iff ``total + c <= limit``; zero-cost decisions are not logged. The
 ring holds ``limit`` entries (every logged cost is at least 1), which is why
-the limit is capped (:data:`ratefuse.rates.SLIDING_LOG_MAX_LIMIT`). Entries
+the limit is capped (``max_limit`` in its record, sliding_log.py). Entries
 are stamped no earlier than the newest one, so the ring stays sorted even if
 time steps back.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
+from ratefuse.core.algorithms._shared_py import admits_now, no_stamp
 from ratefuse.core.spec import NEVER, LimitSpec
 from ratefuse.core.step_result import StepResult
 
@@ -66,6 +69,10 @@ def _retry_after(
         head = (head + 1) % limit
 
 
+# A window admits now or not at all; see admits_now.
+sliding_log_reserve: Final = admits_now(sliding_log_step, no_stamp)
+
+
 def sliding_log_idle_at(spec: LimitSpec, state: list[int], base: int) -> int:
     """`sliding_log_idle_at` is the first time at which the state is as if new."""
     count = state[base + COUNT]
@@ -73,21 +80,6 @@ def sliding_log_idle_at(spec: LimitSpec, state: list[int], base: int) -> int:
         return 0
     newest_slot = (state[base + HEAD] + count - 1) % spec.capacity
     return state[base + RING + 2 * newest_slot] + spec.period_ns
-
-
-def sliding_log_reserve(
-    spec: LimitSpec,
-    state: list[int],
-    base: int,
-    now: int,
-    cost: int,
-    max_wait: int,
-    commit: bool,
-) -> StepResult:
-    """`sliding_log_reserve` admits now or not at all (a window cannot schedule
-    ahead, so ``max_wait`` is unused); ``stamp`` is the window it counted in."""
-    stamp = 0
-    return sliding_log_step(spec, state, base, now, cost, commit)._replace(stamp=stamp)
 
 
 def sliding_log_refund(

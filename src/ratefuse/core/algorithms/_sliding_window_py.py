@@ -9,6 +9,9 @@ arithmetic is exact. Rejected calls do not count.
 
 from __future__ import annotations
 
+from typing import Final
+
+from ratefuse.core.algorithms._shared_py import admits_now, current_window
 from ratefuse.core.spec import NEVER, LimitSpec
 from ratefuse.core.step_result import StepResult
 
@@ -66,30 +69,15 @@ def _retry_after(period: int, limit: int, cur: int, prev: int, cost: int) -> int
     return period + (needed if needed > 0 else 0)
 
 
+# A window admits now or not at all; see admits_now.
+sliding_window_reserve: Final = admits_now(sliding_window_step, current_window)
+
+
 def sliding_window_idle_at(spec: LimitSpec, state: list[int], base: int) -> int:
     """`sliding_window_idle_at` is the first time at which the state is as if new."""
     if state[base + 1] > 0:
         return (state[base] + 2) * spec.period_ns
     return (state[base] + 1) * spec.period_ns if state[base + 2] > 0 else 0
-
-
-def sliding_window_reserve(
-    spec: LimitSpec,
-    state: list[int],
-    base: int,
-    now: int,
-    cost: int,
-    max_wait: int,
-    commit: bool,
-) -> StepResult:
-    """`sliding_window_reserve` admits now or not at all (a window cannot schedule
-    ahead, so ``max_wait`` is unused); ``stamp`` is the window it counted in."""
-    stamp = (
-        now // spec.period_ns if now // spec.period_ns > state[base] else state[base]
-    )
-    return sliding_window_step(spec, state, base, now, cost, commit)._replace(
-        stamp=stamp
-    )
 
 
 def sliding_window_refund(

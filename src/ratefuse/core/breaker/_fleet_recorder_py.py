@@ -157,22 +157,23 @@ class FleetPermit:
     ) -> None:
         """`on_error` records a call that raised ``exc``, classified by the
         breaker's exception rules."""
-        slow = self._recorder.slow_flag(duration)
-        try:
-            outcome = self._core.classify_exception(exc)
-        except BaseException:
-            self._push(IGNORED_BIT)
-            raise
-        self._push(outcome_flags(outcome, slow))
+        self._classified(self._core.classify_exception, exc, duration)
 
     def on_result(
         self, duration: float, result: object, now: int | None = None
     ) -> None:
         """`on_result` records a call that returned ``result``, classified by
         the breaker's result predicate."""
+        self._classified(self._core.classify_result, result, duration)
+
+    def _classified(
+        self, classify: Callable[[Any], int], value: object, duration: float
+    ) -> None:
+        # Pushes the outcome classify(value); if classify itself raises, the
+        # call is pushed as IGNORED (freeing a probe) and that error wins.
         slow = self._recorder.slow_flag(duration)
         try:
-            outcome = self._core.classify_result(result)
+            outcome = classify(value)
         except BaseException:
             self._push(IGNORED_BIT)
             raise

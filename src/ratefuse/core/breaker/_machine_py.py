@@ -29,15 +29,15 @@ from __future__ import annotations
 
 from ratefuse.core.breaker._window_py import SlidingWindow
 from ratefuse.core.breaker.spec import (
+    DONE,
     FAILURE,
     IGNORED,
     ILLEGAL,
     NEED_NOW,
-    NEVER,
-    OK,
     REJECTED,
     TRANSITION_MASKS,
     UNKNOWN_NOW,
+    WAIT_FOREVER,
     BreakerSpec,
     State,
     exceeds,
@@ -133,19 +133,19 @@ class Machine:
 
     def record(self, generation: int, outcome: int, duration_ns: int, now: int) -> int:
         """`record` records the outcome of a call permitted in ``generation``
-        that took ``duration_ns``; returns OK or NEED_NOW."""
+        that took ``duration_ns``; returns DONE or NEED_NOW."""
         if generation != self.generation:
-            return OK
+            return DONE
         state = self.state
         if state not in (CLOSED, HALF_OPEN):
-            return OK
+            return DONE
         spec = self.spec
         failed = outcome == FAILURE
         slow = spec.slow_call_ns > 0 and duration_ns > spec.slow_call_ns
         if state == HALF_OPEN:
             return self._record_probe(outcome, failed, slow, now)
         if outcome == IGNORED:
-            return OK
+            return DONE
         window = self.window
         if not spec.count_window:
             if now == UNKNOWN_NOW:
@@ -161,13 +161,13 @@ class Machine:
             spec, window.calls, window.failures, window.slow, spec.minimum_calls
         ):
             self._enter(OPEN, now)
-        return OK
+        return DONE
 
     def _record_probe(self, outcome: int, failed: bool, slow: bool, now: int) -> int:
         if outcome == IGNORED:
             if self.probes_issued > 0:
                 self.probes_issued -= 1
-            return OK
+            return DONE
         spec = self.spec
         calls = self.probe_calls + 1
         failures = self.probe_failures + failed
@@ -186,17 +186,17 @@ class Machine:
             self._reopen(now)
         elif complete:
             self._enter(CLOSED, now)
-        return OK
+        return DONE
 
     def transition(self, target: int, now: int) -> int:
-        """`transition` enters ``target`` by hand; returns OK, ILLEGAL (and
+        """`transition` enters ``target`` by hand; returns DONE, ILLEGAL (and
         changes nothing) or NEED_NOW."""
         if not TRANSITION_MASKS[self.state] >> target & 1:
             return ILLEGAL
         if now == UNKNOWN_NOW and target in (OPEN, HALF_OPEN):
             return NEED_NOW
         self._enter(target, now)
-        return OK
+        return DONE
 
     def reset(self) -> None:
         """`reset` closes the breaker as if new (base wait, empty window, no
@@ -206,10 +206,10 @@ class Machine:
 
     def retry_after_ns(self, now: int) -> int:
         """`retry_after_ns` is how long a rejected call should wait: the rest
-        of the OPEN wait, NEVER when FORCED_OPEN, else 0; or NEED_NOW."""
+        of the OPEN wait, WAIT_FOREVER when FORCED_OPEN, else 0; or NEED_NOW."""
         state = self.state
         if state == FORCED_OPEN:
-            return NEVER
+            return WAIT_FOREVER
         if state != OPEN:
             return 0
         if now == UNKNOWN_NOW:
@@ -219,13 +219,13 @@ class Machine:
 
     def advance(self, now: int) -> int:
         """`advance` evicts what a CLOSED time-based window has left behind
-        at ``now``, for reading; returns OK or NEED_NOW."""
+        at ``now``, for reading; returns DONE or NEED_NOW."""
         if self.spec.count_window or self.state != CLOSED:
-            return OK
+            return DONE
         if now == UNKNOWN_NOW:
             return NEED_NOW
         self.window.advance(now)
-        return OK
+        return DONE
 
     def respec(self, spec: BreakerSpec) -> None:
         """`respec` makes ``spec`` the rules from the next step on, keeping

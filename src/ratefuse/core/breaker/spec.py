@@ -9,7 +9,8 @@ be valid.
 from __future__ import annotations
 
 import enum
-from typing import Final, NamedTuple
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
 
 from ratefuse.core.errors import RatefuseError
 
@@ -30,6 +31,9 @@ class State(enum.IntEnum):
     FORCED_OPEN = 3
     DISABLED = 4
 
+
+# Listener is called as listener(breaker, old_state, new_state).
+Listener = Callable[[Any, State, State], object]
 
 # LEGAL_TRANSITIONS maps each state to the states a transition may enter from
 # it, as in Resilience4j. Every state may re-enter itself, which restarts it
@@ -52,29 +56,51 @@ TRANSITION_MASKS: Final[tuple[int, ...]] = tuple(
     sum(1 << target for target in LEGAL_TRANSITIONS[source]) for source in State
 )
 
-# Outcomes of a permitted call. SUCCESS and FAILURE are recorded; IGNORED
-# gives a half-open probe permit back and records nothing.
-SUCCESS: Final = 0
-FAILURE: Final = 1
-IGNORED: Final = 2
 
-# UNKNOWN_NOW stands for a `now` the caller has not read yet. A step that
-# needs the time and gets UNKNOWN_NOW changes nothing and returns NEED_NOW;
-# the caller reads its clock and repeats the step. This keeps the steps pure
-# and lets the common paths (a CLOSED breaker with a count window and no
-# slow-call threshold) run without reading any clock.
+class Outcome(enum.IntEnum):
+    """`Outcome` is how a permitted call ended. SUCCESS and FAILURE are
+    recorded; IGNORED gives a half-open probe permit back and records
+    nothing."""
+
+    SUCCESS = 0
+    FAILURE = 1
+    IGNORED = 2
+
+
+SUCCESS: Final = Outcome.SUCCESS
+FAILURE: Final = Outcome.FAILURE
+IGNORED: Final = Outcome.IGNORED
+
+
+class MachineStep(enum.IntEnum):
+    """`MachineStep` is what a machine step reports besides a value: DONE;
+    NEED_NOW, when the step needs the time and was given UNKNOWN_NOW (it
+    changed nothing: the caller reads its clock and repeats the step, which
+    keeps the steps pure and lets the common paths, a CLOSED breaker with a
+    count window and no slow-call threshold, run without reading any
+    clock); ILLEGAL, a manual transition the table forbids (nothing
+    changed)."""
+
+    DONE = 0
+    NEED_NOW = -2
+    ILLEGAL = -3
+
+
+DONE: Final = MachineStep.DONE
+NEED_NOW: Final = MachineStep.NEED_NOW
+ILLEGAL: Final = MachineStep.ILLEGAL
+
+# UNKNOWN_NOW is a `now` argument the caller has not read yet (times are
+# >= 0).
 UNKNOWN_NOW: Final = -1
-NEED_NOW: Final = -2
 
-# Acquire results other than a generation (generations start at 1).
+# REJECTED is what acquire returns instead of a generation (generations
+# start at 1).
 REJECTED: Final = 0
 
-# Transition results.
-OK: Final = 0
-ILLEGAL: Final = -3
-
-# retry_after_ns of a breaker that no wait will let through (FORCED_OPEN).
-NEVER: Final = -1
+# WAIT_FOREVER is the retry_after_ns of a breaker that no wait will let
+# through (FORCED_OPEN); distinct from every other sentinel.
+WAIT_FOREVER: Final = -4
 
 # Bounds that keep the integer arithmetic inside int64 in the compiled core
 # (times are bounded by _spec.MAX_NOW_NS, as for the limiters):
@@ -171,6 +197,6 @@ def duration_to_ns(duration: float) -> int:
 
 
 def ns_to_seconds(ns: int) -> float:
-    """`ns_to_seconds` converts like C: round to double, then divide; NEVER is
-    ``inf``."""
-    return float("inf") if ns == NEVER else float(ns) / 1e9
+    """`ns_to_seconds` converts like C: round to double, then divide;
+    WAIT_FOREVER is ``inf``."""
+    return float("inf") if ns == WAIT_FOREVER else float(ns) / 1e9

@@ -10,9 +10,10 @@ from typing import NamedTuple
 
 
 class StepResult(NamedTuple):
-    """`StepResult` is one limit's answer; ``retry_after_ns`` is NEVER (-1) when
-    the cost exceeds the capacity, and 0 when allowed (for a reservation: the
-    delay until its slot). ``stamp`` identifies a reservation for a refund."""
+    """`StepResult` is one limit's answer; ``retry_after_ns`` is NEVER (-1)
+    when the cost exceeds the capacity, and 0 when allowed (for a
+    reservation: the delay until its slot). ``stamp`` identifies a
+    reservation for a refund (0 for a plain step)."""
 
     allowed: bool
     remaining: int
