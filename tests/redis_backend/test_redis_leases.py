@@ -99,7 +99,7 @@ def test_the_lease_script_agrees_with_the_reference_core(
 ) -> None:
     rate = Rate(limit, 1.0, burst=burst)
     store = node_backend.bind(build_specs([rate], "gcra"), fresh_name())
-    interval_us = store.binding.redis_specs[0].interval_us
+    interval_us = store.binding.wire_limits[0].interval_us
     spec = LimitSpec("gcra", burst, 1_000_000, interval_us)
     state = [0]
     now = BASE_US

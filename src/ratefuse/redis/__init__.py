@@ -18,13 +18,15 @@ failure policy and :mod:`ratefuse.redis._schema` for the key schema.
 
 from __future__ import annotations
 
+import warnings
+
 from ratefuse.core.backend_defaults import (
     DEFAULT_ON_BACKEND_ERROR,
     DEFAULT_TIMEOUT,
     POLICIES,
 )
 from ratefuse.redis._async import AsyncRedisBackend, AsyncRedisStore
-from ratefuse.redis._codec import Verdict
+from ratefuse.redis._codec import ScriptReply
 from ratefuse.redis._connection import DEFAULT_BREAKER_CONFIG
 from ratefuse.redis._exchange import DEFAULT_CHUNK, ExchangeCounts
 from ratefuse.redis._fleet_stats import (
@@ -51,7 +53,7 @@ from ratefuse.redis._policy import (
 )
 from ratefuse.redis._schema import DEFAULT_PREFIX, KEY_VERSION, KeySchema
 from ratefuse.redis._scripts import LEASE_ALGORITHMS
-from ratefuse.redis._specs import SCRIPT_ALGORITHMS
+from ratefuse.redis._wire_limits import SCRIPT_ALGORITHMS
 from ratefuse.redis._sync import RedisBackend, RedisStore
 from ratefuse.redis.fleet_breaker import AsyncFleetBreaker, FleetBreaker
 from ratefuse.redis.limiter import AsyncRedisLimiter, RedisLimiter
@@ -102,6 +104,25 @@ __all__ = [
     "RedisBackend",
     "RedisLimiter",
     "RedisStore",
+    "ScriptReply",
     "SharedBackend",
-    "Verdict",
 ]
+
+# Names kept for callers of earlier releases, with what replaced them.
+_DEPRECATED: dict[str, tuple[str, object]] = {
+    "Verdict": ("ScriptReply", ScriptReply),
+}
+
+
+def __getattr__(name: str) -> object:
+    # `Verdict` named three types in ratefuse; the Redis one is a script's
+    # reply, hence its new name.
+    if name in _DEPRECATED:
+        new_name, value = _DEPRECATED[name]
+        warnings.warn(
+            f"ratefuse.redis.{name} is deprecated; use ratefuse.redis.{new_name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return value
+    raise AttributeError(f"module 'ratefuse.redis' has no attribute {name!r}")

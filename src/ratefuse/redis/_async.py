@@ -21,7 +21,7 @@ from ratefuse.core.spec import LimitSpec
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._async_io import AsyncTransport, connection_factory
 from ratefuse.redis._binding import Binding
-from ratefuse.redis._codec import Packer, RawVerdict, Verdict, to_verdict
+from ratefuse.redis._codec import Packer, RawReply, ScriptReply, to_script_reply
 from ratefuse.redis._connection import (
     check_chunk,
     check_timeout,
@@ -169,14 +169,14 @@ class AsyncRedisStore:
 
     async def decide_raw(
         self, key: Subject, cost: int = 1, now_us: int | None = None
-    ) -> RawVerdict:
+    ) -> RawReply:
         """`decide_raw` is `decide_us` as a plain tuple (the fast path)."""
         call = self.binding.single(key, cost, now_us, self.backend.cluster)
         return await self.send(self.binding.packer, call)
 
-    async def send(self, packer: Packer, call: Call) -> RawVerdict:
+    async def send(self, packer: Packer, call: Call) -> RawReply:
         """`send`: see RedisStore.send."""
-        outcome: RawVerdict | BackendError = (
+        outcome: RawReply | BackendError = (
             await self.backend._run(packer, [call], 1)
         )[0]
         if isinstance(outcome, BaseException):
@@ -185,10 +185,10 @@ class AsyncRedisStore:
 
     async def decide_us(
         self, key: Subject, cost: int = 1, now_us: int | None = None
-    ) -> Verdict:
+    ) -> ScriptReply:
         """`decide_us` decides ``cost`` for ``key`` and returns the script's
-        integer verdict: one round trip."""
-        return to_verdict(await self.decide_raw(key, cost, now_us))
+        integer reply: one round trip."""
+        return to_script_reply(await self.decide_raw(key, cost, now_us))
 
     async def decide(
         self, key: Subject, cost: int = 1, now_us: int | None = None
@@ -201,7 +201,7 @@ class AsyncRedisStore:
         keys: Sequence[Subject],
         costs: Sequence[int] | None = None,
         now_us: int | None = None,
-    ) -> list[RawVerdict | BackendError]:
+    ) -> list[RawReply | BackendError]:
         """`decide_many_raw` is `decide_many_us` as plain tuples."""
         return await self._many(keys, costs, now_us, None)
 
@@ -210,12 +210,12 @@ class AsyncRedisStore:
         keys: Sequence[Subject],
         costs: Sequence[int] | None = None,
         now_us: int | None = None,
-    ) -> list[Verdict | BackendError]:
+    ) -> list[ScriptReply | BackendError]:
         """`decide_many_us` decides ``costs[i]`` (None: 1) for ``keys[i]``, in
         order per key, one round trip per node; an item is the BackendError
         of a decision that failed alone."""
         return [
-            outcome if isinstance(outcome, BackendError) else to_verdict(outcome)
+            outcome if isinstance(outcome, BackendError) else to_script_reply(outcome)
             for outcome in await self.decide_many_raw(keys, costs, now_us)
         ]
 
@@ -236,7 +236,7 @@ class AsyncRedisStore:
         now_us: int | None,
         convert: Convert | None,
     ) -> list[Any]:
-        # One batch, grouped and planned, each call's verdicts converted by
+        # One batch, grouped and planned, each call's replies converted by
         # ``convert`` as its reply arrives (None: kept as tuples).
         binding = self.binding
         calls = binding.plan(

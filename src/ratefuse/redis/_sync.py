@@ -22,7 +22,7 @@ from ratefuse.core.errors import BackendError
 from ratefuse.core.spec import LimitSpec
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._binding import Binding
-from ratefuse.redis._codec import Packer, RawVerdict, Verdict, to_verdict
+from ratefuse.redis._codec import Packer, RawReply, ScriptReply, to_script_reply
 from ratefuse.redis._connection import (
     check_chunk,
     check_timeout,
@@ -187,25 +187,25 @@ class RedisStore:
 
     def decide_raw(
         self, key: Subject, cost: int = 1, now_us: int | None = None
-    ) -> RawVerdict:
+    ) -> RawReply:
         """`decide_raw` is `decide_us` as a plain tuple (the fast path)."""
         call = self.binding.single(key, cost, now_us, self.backend.cluster)
         return self.send(self.binding.packer, call)
 
-    def send(self, packer: Packer, call: Call) -> RawVerdict:
+    def send(self, packer: Packer, call: Call) -> RawReply:
         """`send` runs one script ``call`` packed by ``packer`` (the
-        limiter's, or the lease script's) and returns its verdict."""
-        outcome: RawVerdict | BackendError = self.backend._run(packer, [call], 1)[0]
+        limiter's, or the lease script's) and returns its reply."""
+        outcome: RawReply | BackendError = self.backend._run(packer, [call], 1)[0]
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
 
     def decide_us(
         self, key: Subject, cost: int = 1, now_us: int | None = None
-    ) -> Verdict:
+    ) -> ScriptReply:
         """`decide_us` decides ``cost`` for ``key`` and returns the script's
-        integer verdict: one round trip."""
-        return to_verdict(self.decide_raw(key, cost, now_us))
+        integer reply: one round trip."""
+        return to_script_reply(self.decide_raw(key, cost, now_us))
 
     def decide(
         self, key: Subject, cost: int = 1, now_us: int | None = None
@@ -218,7 +218,7 @@ class RedisStore:
         keys: Sequence[Subject],
         costs: Sequence[int] | None = None,
         now_us: int | None = None,
-    ) -> list[RawVerdict | BackendError]:
+    ) -> list[RawReply | BackendError]:
         """`decide_many_raw` is `decide_many_us` as plain tuples."""
         return self._many(keys, costs, now_us, None)
 
@@ -227,12 +227,12 @@ class RedisStore:
         keys: Sequence[Subject],
         costs: Sequence[int] | None = None,
         now_us: int | None = None,
-    ) -> list[Verdict | BackendError]:
+    ) -> list[ScriptReply | BackendError]:
         """`decide_many_us` decides ``costs[i]`` (None: 1) for ``keys[i]``, in
         order per key, one round trip per node; an item is the BackendError
         of a decision that failed alone."""
         return [
-            outcome if isinstance(outcome, BackendError) else to_verdict(outcome)
+            outcome if isinstance(outcome, BackendError) else to_script_reply(outcome)
             for outcome in self.decide_many_raw(keys, costs, now_us)
         ]
 
@@ -253,7 +253,7 @@ class RedisStore:
         now_us: int | None,
         convert: Convert | None,
     ) -> list[Any]:
-        # One batch, grouped and planned, each call's verdicts converted by
+        # One batch, grouped and planned, each call's replies converted by
         # ``convert`` as its reply arrives (None: kept as tuples).
         binding = self.binding
         calls = binding.plan(

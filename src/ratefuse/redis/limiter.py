@@ -35,7 +35,7 @@ from ratefuse.rates import (
 )
 from ratefuse.redis._async import AsyncRedisBackend
 from ratefuse.redis._binding import Binding
-from ratefuse.redis._codec import RawVerdict
+from ratefuse.redis._codec import RawReply
 from ratefuse.redis._lease_config import LeaseConfig, to_lease_config
 from ratefuse.redis._leasing import (
     DEFAULT_CACHE_MAX_KEYS,
@@ -141,7 +141,7 @@ class _LimiterBase:
             self._schema.tag(key)
         return check_cost(cost), self._answers.clock()
 
-    def _conclude(self, ask: Ask, outcome: RawVerdict | BaseException) -> Decision:
+    def _conclude(self, ask: Ask, outcome: RawReply | BaseException) -> Decision:
         # The decision of ``ask`` once the fleet answered it, or failed to.
         answers = self._answers
         assert answers is not None
@@ -162,7 +162,7 @@ class _LimiterBase:
         self,
         key: Subject,
         cost: int,
-        outcome: RawVerdict | BaseException,
+        outcome: RawReply | BaseException,
         sent: int | None = None,
     ) -> Decision:
         # ``sent``: the local time before sending, to cache a denial.
@@ -294,7 +294,7 @@ class RedisLimiter(_LimiterBase):
         if self._answers is not None:
             return self._decide_locally(key, cost)
         try:
-            outcome: RawVerdict | BaseException = self._store.decide_raw(key, cost)
+            outcome: RawReply | BaseException = self._store.decide_raw(key, cost)
         except _FAILURES as exc:
             outcome = exc
         return self._settle(key, cost, outcome)
@@ -313,7 +313,7 @@ class RedisLimiter(_LimiterBase):
         ):
             sent = answers.clock()
             try:
-                outcome: RawVerdict | BaseException = self._store.decide_raw(key, cost)
+                outcome: RawReply | BaseException = self._store.decide_raw(key, cost)
             except _FAILURES as exc:
                 outcome = exc
             return self._settle(key, cost, outcome, sent).allowed
@@ -326,14 +326,14 @@ class RedisLimiter(_LimiterBase):
         step = answers.begin(key, *self._before_ask(key, cost))
         if isinstance(step, Decision):
             return step
-        outcome: RawVerdict | BaseException
+        outcome: RawReply | BaseException
         try:
             outcome = self._send(step)
         except _FAILURES as exc:
             outcome = exc
         return self._conclude(step, outcome)
 
-    def _send(self, ask: Ask) -> RawVerdict:
+    def _send(self, ask: Ask) -> RawReply:
         # One round trip for ``ask``; raises BackendError or CircuitOpenError.
         if not ask.units:
             return self._store.decide_raw(ask.key, ask.cost)
@@ -452,7 +452,7 @@ class AsyncRedisLimiter(_LimiterBase):
         if self._answers is not None:
             return await self._decide_locally(key, cost)
         try:
-            outcome: RawVerdict | BaseException = await self._store.decide_raw(
+            outcome: RawReply | BaseException = await self._store.decide_raw(
                 key, cost
             )
         except _FAILURES as exc:
@@ -466,14 +466,14 @@ class AsyncRedisLimiter(_LimiterBase):
         step = answers.begin(key, *self._before_ask(key, cost))
         if isinstance(step, Decision):
             return step
-        outcome: RawVerdict | BaseException
+        outcome: RawReply | BaseException
         try:
             outcome = await self._send(step)
         except _FAILURES as exc:
             outcome = exc
         return self._conclude(step, outcome)
 
-    async def _send(self, ask: Ask) -> RawVerdict:
+    async def _send(self, ask: Ask) -> RawReply:
         # See RedisLimiter._send.
         if not ask.units:
             return await self._store.decide_raw(ask.key, ask.cost)
