@@ -36,26 +36,30 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
 
+from ratefuse.core.lease_answers import (
+    DEFAULT_MAX_KEYS,
+    DENIED,
+    HIT,
+    LOW,
+    MISS,
+    Key,
+    LowHandler,
+    MissHandler,
+    check_max_keys,
+)
 from ratefuse.core.spec import MAX_COST
 
-MISS: Final = -1
-DENIED: Final = 0
-HIT: Final = 1
-LOW: Final = 2
-DEFAULT_MAX_KEYS: Final = 100_000
-
-Key = str | bytes | int
-MissHandler = Callable[[Key, int], bool]
-LowHandler = Callable[[Key], None]
-
-
-def check_max_keys(max_keys: int) -> int:
-    """`check_max_keys` returns ``max_keys`` or raises ValueError."""
-    if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
-        raise ValueError(f"max_keys must be an int >= 1, got {max_keys!r}")
-    return max_keys
+__all__ = [
+    "DEFAULT_MAX_KEYS",
+    "DENIED",
+    "HIT",
+    "LOW",
+    "MAX_COST",
+    "MISS",
+    "LeaseTable",
+    "check_max_keys",
+]
 
 
 class _Entry:

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 
-from ratefuse.core._args_py import check_cost, resolve_now
+from ratefuse.core.args import check_cost, resolve_now
 from ratefuse.core._compound_py import Program
 from ratefuse.core._decision_py import Decision, ns_to_seconds
 from ratefuse.core._keys_py import PROCESS_SECRET, fingerprint, split_secret

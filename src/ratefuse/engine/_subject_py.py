@@ -12,7 +12,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
-from ratefuse.core._args_py import check_cost, resolve_now
+from ratefuse.core.args import check_cost, resolve_now
 from ratefuse.core._compound_py import Program, combine
 from ratefuse.core._decision_py import Decision, ns_to_seconds
 from ratefuse.core.counters import LimiterCounters

@@ -6,7 +6,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 
-from ratefuse.core._args_py import check_cost
+from ratefuse.core.args import check_cost
 from ratefuse.core.spec import LimitSpec
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._codec import Packer, RawReply, to_decision, to_decisions

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any, Final, NamedTuple, TypeVar
 
 from ratefuse.core import implementation as _impl
+from ratefuse.core.lease_answers import DEFAULT_MAX_KEYS, DENIED, HIT, LOW
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._binding import Binding
 from ratefuse.redis._codec import Packer, RawReply
@@ -47,10 +48,7 @@ from ratefuse.redis._scripts import lease_script
 DENY_CACHE_ALGORITHMS: Final = ("gcra", "fixed_window")
 _core = _impl.load("core._lease")
 # The lease and deny-cache table's default bound (the lease table's own).
-DEFAULT_CACHE_MAX_KEYS: Final[int] = _core.DEFAULT_MAX_KEYS
-HIT: Final[int] = _core.HIT
-LOW: Final[int] = _core.LOW
-DENIED: Final[int] = _core.DENIED
+DEFAULT_CACHE_MAX_KEYS: Final = DEFAULT_MAX_KEYS
 
 Clock = Callable[[], int]
 

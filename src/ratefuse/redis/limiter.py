@@ -20,7 +20,7 @@ import redis
 import redis.asyncio
 from redis.cluster import RedisCluster
 
-from ratefuse.core._args_py import check_cost
+from ratefuse.core.args import check_cost
 from ratefuse.core.backend_defaults import DEFAULT_ON_BACKEND_ERROR, PolicyName
 from ratefuse.core.errors import BackendError, CircuitOpenError
 from ratefuse.core.spec import MAX_COST
