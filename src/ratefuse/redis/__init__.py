@@ -53,8 +53,8 @@ from ratefuse.redis._policy import (
 )
 from ratefuse.redis._schema import DEFAULT_PREFIX, KEY_VERSION, KeySchema
 from ratefuse.redis._scripts import LEASE_ALGORITHMS
-from ratefuse.redis._wire_limits import SCRIPT_ALGORITHMS
 from ratefuse.redis._sync import RedisBackend, RedisStore
+from ratefuse.redis._wire_limits import SCRIPT_ALGORITHMS
 from ratefuse.redis.fleet_breaker import AsyncFleetBreaker, FleetBreaker
 from ratefuse.redis.limiter import AsyncRedisLimiter, RedisLimiter
 from ratefuse.redis.protocol import (

@@ -36,7 +36,7 @@ class Binding:
     name. Immutable and thread-safe.
     """
 
-    __slots__ = ("_clamp", "capacities", "packer", "wire_limits", "schema", "specs")
+    __slots__ = ("_clamp", "capacities", "packer", "schema", "specs", "wire_limits")
 
     def __init__(
         self, specs: Sequence[LimitSpec], name: str, prefix: str, namespace: str

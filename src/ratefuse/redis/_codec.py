@@ -157,6 +157,11 @@ def to_script_reply(raw: RawReply) -> ScriptReply:
     return ScriptReply(raw[0] == 1, raw[1], raw[2], raw[3], raw[4])
 
 
+def to_script_replies(raws: list[RawReply]) -> list[ScriptReply]:
+    """`to_script_replies` is `to_script_reply` of each reply (a call's)."""
+    return [ScriptReply(raw[0] == 1, raw[1], raw[2], raw[3], raw[4]) for raw in raws]
+
+
 def to_decision(raw: RawReply, capacities: Sequence[int]) -> Decision:
     """`to_decision` turns a reply into the public Decision (float
     seconds; ``inf`` for NEVER; ``limit`` the binding capacity). Every
