@@ -56,7 +56,7 @@ def lease_at(store, key: str, units: int, now_us: int) -> tuple[int, ...]:
     call = single_call(
         answers.packer, store.binding.schema.key(key), units, now_us, backend.cluster
     )
-    outcome = backend._run(answers.packer, [call], 1)[0]
+    outcome = backend._run(answers.packer, [call], 1, None)[0]
     assert not isinstance(outcome, BaseException), outcome
     return tuple(outcome)
 

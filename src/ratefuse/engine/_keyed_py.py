@@ -13,11 +13,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any
 
-from ratefuse.core.args import check_cost, resolve_now
 from ratefuse.core._compound_py import Program
 from ratefuse.core._decision_py import Decision, ns_to_seconds
 from ratefuse.core._keys_py import PROCESS_SECRET, fingerprint, split_secret
 from ratefuse.core._keytable_py import KeyTable
+from ratefuse.core.args import check_cost, resolve_now
 from ratefuse.core.counters import LimiterCounters
 from ratefuse.core.respec import keeps_state
 from ratefuse.core.spec import LimitSpec

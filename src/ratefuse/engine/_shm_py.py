@@ -24,10 +24,10 @@ from functools import partial
 from types import TracebackType
 from typing import Final, TypeVar
 
-from ratefuse.core.args import check_cost, resolve_now
 from ratefuse.core._compound_py import ALGORITHMS
 from ratefuse.core._decision_py import Decision, ns_to_seconds
 from ratefuse.core._keys_py import fingerprint as key_fingerprint
+from ratefuse.core.args import check_cost, resolve_now
 from ratefuse.core.counters import LimiterCounters
 from ratefuse.core.verdict import Verdict
 from ratefuse.engine import shm_layout as layout

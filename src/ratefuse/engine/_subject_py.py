@@ -12,9 +12,9 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
-from ratefuse.core.args import check_cost, resolve_now
 from ratefuse.core._compound_py import Program, combine
 from ratefuse.core._decision_py import Decision, ns_to_seconds
+from ratefuse.core.args import check_cost, resolve_now
 from ratefuse.core.counters import LimiterCounters
 from ratefuse.core.respec import keeps_state
 from ratefuse.core.spec import LimitSpec

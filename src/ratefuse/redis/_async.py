@@ -25,17 +25,8 @@ from ratefuse.redis._backend_core import (
     Costs,
     Keys,
     StoreCore,
-    abandon,
-    only,
-    settle,
 )
-from ratefuse.redis._codec import (
-    Packer,
-    RawReply,
-    ScriptReply,
-    to_script_replies,
-    to_script_reply,
-)
+from ratefuse.redis._codec import Packer, RawReply, ScriptReply
 from ratefuse.redis._exchange import Call, Convert, Exchange, redirected
 from ratefuse.redis._schema import Subject
 from ratefuse.redis._slots import Address, SlotMap
@@ -75,30 +66,21 @@ class AsyncRedisBackend(BackendCore[AsyncClient, AsyncTransport], AsyncClosing):
         async with self._refresh_lock:
             if slots.stale:
                 steps = self._refresh_steps(slots)
-                try:
-                    address = next(steps)
-                    while True:
-                        try:
-                            reply: object = await self._transport.command(
-                                address, "CLUSTER", "SLOTS"
-                            )
-                        except Exception as exc:
-                            reply = exc
-                        address = steps.send(reply)
-                except StopIteration:
-                    pass
+                address = next(steps)
+                while address is not None:
+                    try:
+                        reply: object = await self._transport.command(
+                            address, "CLUSTER", "SLOTS"
+                        )
+                    except Exception as exc:
+                        reply = exc
+                    address = steps.send(reply)
         return slots
 
     async def _run(
-        self,
-        packer: Packer,
-        calls: list[Call],
-        size: int,
-        convert: Convert | None = None,
+        self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
     ) -> list[Any]:
         # See RedisBackend._run: the same steps with awaited I/O.
-        if not calls:
-            return []
         permit = self._admit()
         try:
             slots = await self._routing()
@@ -108,10 +90,9 @@ class AsyncRedisBackend(BackendCore[AsyncClient, AsyncTransport], AsyncClosing):
                 await self._transport.round_trip(plan, rounds.receive)
                 plan = rounds.next_round()
         except BaseException as exc:
-            abandon(permit, exc)
+            self._abandon(permit, exc)
             raise
-        settle(permit, rounds.failure)
-        return rounds.outcomes
+        return self._settle(permit, rounds)
 
     async def _delete(self, key: bytes) -> None:
         # See RedisBackend._delete.
@@ -124,10 +105,8 @@ class AsyncRedisBackend(BackendCore[AsyncClient, AsyncTransport], AsyncClosing):
                 )
         except StopIteration:
             return
-        except BackendError:
-            raise
         except Exception as exc:
-            raise BackendError(f"Redis could not reset the key: {exc}") from exc
+            self._reset_failed(exc)
 
 
 class AsyncRedisStore(StoreCore[AsyncRedisBackend]):
@@ -141,13 +120,13 @@ class AsyncRedisStore(StoreCore[AsyncRedisBackend]):
 
     async def send(self, packer: Packer, call: Call) -> RawReply:
         """`send`: see RedisStore.send."""
-        return only(await self.backend._run(packer, [call], 1))  # type: ignore[no-any-return]
+        return self._only(await self.backend._run(packer, [call], 1, None))  # type: ignore[no-any-return]
 
     async def decide_us(
         self, key: Subject, cost: int = 1, now_us: int | None = None
     ) -> ScriptReply:
         """`decide_us`: see RedisStore.decide_us."""
-        return to_script_reply(await self.decide_raw(key, cost, now_us))
+        return ScriptReply.of(await self.decide_raw(key, cost, now_us))
 
     async def decide(
         self, key: Subject, cost: int = 1, now_us: int | None = None
@@ -165,7 +144,7 @@ class AsyncRedisStore(StoreCore[AsyncRedisBackend]):
         self, keys: Keys, costs: Costs = None, now_us: int | None = None
     ) -> list[ScriptReply | BackendError]:
         """`decide_many_us`: see RedisStore.decide_many_us."""
-        return await self._many(keys, costs, now_us, to_script_replies)
+        return await self._many(keys, costs, now_us, ScriptReply.of_each)
 
     async def decide_many(
         self, keys: Keys, costs: Costs = None, now_us: int | None = None
@@ -177,6 +156,8 @@ class AsyncRedisStore(StoreCore[AsyncRedisBackend]):
         self, keys: Keys, costs: Costs, now_us: int | None, convert: Convert | None
     ) -> list[Any]:
         calls = self._plan(keys, costs, now_us)
+        if not calls:
+            return []
         return await self.backend._run(self.binding.packer, calls, len(keys), convert)
 
     async def reset(self, key: Subject) -> None:

@@ -12,14 +12,20 @@ manager forms of ``close`` and ``aclose``.
 from __future__ import annotations
 
 from collections.abc import Generator, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 from ratefuse.breaker import CircuitBreaker, Permit
 from ratefuse.core.backend_defaults import DEFAULT_TIMEOUT
 from ratefuse.core.errors import BackendError
 from ratefuse.redis._binding import Binding
 from ratefuse.redis._connection import check_chunk, check_timeout, default_breaker
-from ratefuse.redis._exchange import DEFAULT_CHUNK, Call, Counters, ExchangeCounts
+from ratefuse.redis._exchange import (
+    DEFAULT_CHUNK,
+    Call,
+    Counters,
+    Exchange,
+    ExchangeCounts,
+)
 from ratefuse.redis._schema import DEFAULT_PREFIX, Subject
 from ratefuse.redis._slots import Address, SlotMap
 
@@ -88,10 +94,11 @@ class BackendCore(Generic[ClientT, TransportT]):
             raise self.breaker.open_error()
         return permit
 
-    def _refresh_steps(self, slots: SlotMap) -> Generator[Address, object, None]:
+    def _refresh_steps(self, slots: SlotMap) -> Generator[Address | None, object, None]:
         # The slot map's refresh: yields each node to ask CLUSTER SLOTS, in
         # turn, and receives its reply (or the exception that ended it)
-        # until one serves; raises BackendError when none did.
+        # until one serves, then yields None; raises BackendError when none
+        # did.
         failures: list[Exception] = []
         for address in slots.addresses() + self._seeds:
             reply = yield address
@@ -103,27 +110,38 @@ class BackendCore(Generic[ClientT, TransportT]):
                 failures.append(exc)
                 continue
             self._counters.add("slot_map_refreshes")
+            yield None
             return
         raise BackendError(f"no cluster node answered CLUSTER SLOTS: {failures[-1]}")
 
+    @staticmethod
+    def _settle(permit: Permit, rounds: Exchange) -> list[Any]:
+        # Reports a finished request to the breaker (a failure if its
+        # exchange saw a transport error) and returns its outcomes.
+        failure = rounds.failure
+        if failure is None:
+            permit.on_success(0.0)
+        else:
+            permit.on_error(0.0, failure)
+        return rounds.outcomes
 
-def settle(permit: Permit, failure: BaseException | None) -> None:
-    """`settle` reports a finished request to the breaker: a failure is the
-    first transport error its exchange saw (None: it had none)."""
-    if failure is None:
-        permit.on_success(0.0)
-    else:
-        permit.on_error(0.0, failure)
+    @staticmethod
+    def _abandon(permit: Permit, error: BaseException) -> None:
+        # Reports a request that ``error`` interrupted: an error counts
+        # against Redis, an interruption (KeyboardInterrupt, cancellation)
+        # only gives the permit back.
+        if isinstance(error, Exception):
+            permit.on_error(0.0, error)
+        else:
+            permit.release()
 
-
-def abandon(permit: Permit, error: BaseException) -> None:
-    """`abandon` reports a request that ``error`` interrupted: an error
-    counts against Redis, an interruption (KeyboardInterrupt,
-    cancellation) only gives the permit back."""
-    if isinstance(error, Exception):
-        permit.on_error(0.0, error)
-    else:
-        permit.release()
+    @staticmethod
+    def _reset_failed(error: Exception) -> NoReturn:
+        # Raises what deleting a key that met ``error`` raises: a
+        # BackendError as is, anything else as the BackendError it caused.
+        if isinstance(error, BackendError):
+            raise error
+        raise BackendError(f"Redis could not reset the key: {error}") from error
 
 
 class StoreCore(Generic[BackendT]):
@@ -141,14 +159,13 @@ class StoreCore(Generic[BackendT]):
         backend = self.backend
         return self.binding.plan(keys, costs, now_us, backend.cluster, backend.chunk)
 
-
-def only(outcomes: list[Any]) -> Any:
-    """`only` is the outcome of a one-call request: its reply, or its
-    error raised."""
-    outcome = outcomes[0]
-    if isinstance(outcome, BaseException):
-        raise outcome
-    return outcome
+    @staticmethod
+    def _only(outcomes: list[Any]) -> Any:
+        # The outcome of a one-call request: its reply, or its error raised.
+        outcome = outcomes[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
 
 
 class Closing:

@@ -23,6 +23,11 @@ from ratefuse.redis._wire_limits import WireLimit
 ASKING: Final = b"*1\r\n$6\r\nASKING\r\n"
 
 
+# A reply as decoded: the five integers of a ScriptReply, a plain tuple
+# (building ScriptReplies costs more than the whole decode).
+RawReply = tuple[int, int, int, int, int]
+
+
 class ScriptReply(NamedTuple):
     """`ScriptReply` is a script's answer for one subject, in integer
     microseconds: ``retry_after_us`` is -1 (NEVER) when the cost exceeds a
@@ -33,6 +38,16 @@ class ScriptReply(NamedTuple):
     retry_after_us: int
     reset_after_us: int
     binding: int
+
+    @classmethod
+    def of(cls, raw: RawReply) -> ScriptReply:
+        """`of` is ``raw`` as a ScriptReply."""
+        return cls(raw[0] == 1, raw[1], raw[2], raw[3], raw[4])
+
+    @classmethod
+    def of_each(cls, raws: list[RawReply]) -> list[ScriptReply]:
+        """`of_each` is `of` of each reply (a call's)."""
+        return [cls(raw[0] == 1, raw[1], raw[2], raw[3], raw[4]) for raw in raws]
 
 
 def _bulk(value: bytes) -> bytes:
@@ -124,11 +139,6 @@ class Packer:
         )
 
 
-# A reply as decoded: the five integers of a ScriptReply, a plain tuple
-# (building ScriptReplies costs more than the whole decode).
-RawReply = tuple[int, int, int, int, int]
-
-
 def decode_single(reply: object) -> RawReply:
     """`decode_single` reads the five integers of a single-key reply."""
     if not isinstance(reply, list) or len(reply) != 5:
@@ -150,16 +160,6 @@ def decode_batch(reply: object, count: int) -> list[RawReply]:
         raise ValueError(f"script replied {len(flat)} integers for {count} keys")
     items = iter(flat)
     return list(zip(items, items, items, items, items, strict=True))
-
-
-def to_script_reply(raw: RawReply) -> ScriptReply:
-    """`to_script_reply` is ``raw`` as a ScriptReply."""
-    return ScriptReply(raw[0] == 1, raw[1], raw[2], raw[3], raw[4])
-
-
-def to_script_replies(raws: list[RawReply]) -> list[ScriptReply]:
-    """`to_script_replies` is `to_script_reply` of each reply (a call's)."""
-    return [ScriptReply(raw[0] == 1, raw[1], raw[2], raw[3], raw[4]) for raw in raws]
 
 
 def to_decision(raw: RawReply, capacities: Sequence[int]) -> Decision:

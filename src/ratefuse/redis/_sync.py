@@ -19,23 +19,8 @@ from redis.cluster import RedisCluster
 from ratefuse.core.errors import BackendError
 from ratefuse.core.spec import LimitSpec
 from ratefuse.engine.subject import Decision
-from ratefuse.redis._backend_core import (
-    BackendCore,
-    Closing,
-    Costs,
-    Keys,
-    StoreCore,
-    abandon,
-    only,
-    settle,
-)
-from ratefuse.redis._codec import (
-    Packer,
-    RawReply,
-    ScriptReply,
-    to_script_replies,
-    to_script_reply,
-)
+from ratefuse.redis._backend_core import BackendCore, Closing, Costs, Keys, StoreCore
+from ratefuse.redis._codec import Packer, RawReply, ScriptReply
 from ratefuse.redis._exchange import Call, Convert, Exchange, redirected
 from ratefuse.redis._schema import Subject
 from ratefuse.redis._slots import Address, SlotMap
@@ -84,29 +69,21 @@ class RedisBackend(BackendCore[redis.Redis | RedisCluster, SyncTransport], Closi
         with self._refresh_lock:
             if slots.stale:
                 steps = self._refresh_steps(slots)
-                try:
-                    address = next(steps)
-                    while True:
-                        reply: object
-                        try:
-                            reply = self._transport.command(address, "CLUSTER", "SLOTS")
-                        except Exception as exc:
-                            reply = exc
-                        address = steps.send(reply)
-                except StopIteration:
-                    pass
+                address = next(steps)
+                while address is not None:
+                    try:
+                        reply: object = self._transport.command(
+                            address, "CLUSTER", "SLOTS"
+                        )
+                    except Exception as exc:
+                        reply = exc
+                    address = steps.send(reply)
         return slots
 
     def _run(
-        self,
-        packer: Packer,
-        calls: list[Call],
-        size: int,
-        convert: Convert | None = None,
+        self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
     ) -> list[Any]:
         # One request through the breaker: every round of the exchange.
-        if not calls:
-            return []
         permit = self._admit()
         try:
             rounds = Exchange(
@@ -117,10 +94,9 @@ class RedisBackend(BackendCore[redis.Redis | RedisCluster, SyncTransport], Closi
                 self._transport.round_trip(plan, rounds.receive)
                 plan = rounds.next_round()
         except BaseException as exc:
-            abandon(permit, exc)
+            self._abandon(permit, exc)
             raise
-        settle(permit, rounds.failure)
-        return rounds.outcomes
+        return self._settle(permit, rounds)
 
     def _delete(self, key: bytes) -> None:
         try:
@@ -131,10 +107,8 @@ class RedisBackend(BackendCore[redis.Redis | RedisCluster, SyncTransport], Closi
                 address, asking = steps.send(reply)
         except StopIteration:
             return
-        except BackendError:
-            raise
         except Exception as exc:
-            raise BackendError(f"Redis could not reset the key: {exc}") from exc
+            self._reset_failed(exc)
 
 
 class RedisStore(StoreCore[RedisBackend]):
@@ -156,14 +130,14 @@ class RedisStore(StoreCore[RedisBackend]):
     def send(self, packer: Packer, call: Call) -> RawReply:
         """`send` runs one script ``call`` packed by ``packer`` (the
         limiter's, or the lease script's) and returns its reply."""
-        return only(self.backend._run(packer, [call], 1))  # type: ignore[no-any-return]
+        return self._only(self.backend._run(packer, [call], 1, None))  # type: ignore[no-any-return]
 
     def decide_us(
         self, key: Subject, cost: int = 1, now_us: int | None = None
     ) -> ScriptReply:
         """`decide_us` decides ``cost`` for ``key`` and returns the script's
         integer reply: one round trip."""
-        return to_script_reply(self.decide_raw(key, cost, now_us))
+        return ScriptReply.of(self.decide_raw(key, cost, now_us))
 
     def decide(
         self, key: Subject, cost: int = 1, now_us: int | None = None
@@ -183,7 +157,7 @@ class RedisStore(StoreCore[RedisBackend]):
         """`decide_many_us` decides ``costs[i]`` (None: 1) for ``keys[i]``, in
         order per key, one round trip per node; an item is the BackendError
         of a decision that failed alone."""
-        return self._many(keys, costs, now_us, to_script_replies)
+        return self._many(keys, costs, now_us, ScriptReply.of_each)
 
     def decide_many(
         self, keys: Keys, costs: Costs = None, now_us: int | None = None
@@ -198,6 +172,8 @@ class RedisStore(StoreCore[RedisBackend]):
         # One batch, grouped and planned, each call's replies converted by
         # ``convert`` as its reply arrives (None: kept as tuples).
         calls = self._plan(keys, costs, now_us)
+        if not calls:
+            return []
         return self.backend._run(self.binding.packer, calls, len(keys), convert)
 
     def reset(self, key: Subject) -> None:
