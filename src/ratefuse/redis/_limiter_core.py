@@ -13,12 +13,11 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from ratefuse.core.args import check_cost
 from ratefuse.core.backend_defaults import DEFAULT_ON_BACKEND_ERROR, PolicyName
 from ratefuse.core.errors import BackendError, CircuitOpenError
-from ratefuse.core.spec import LimitSpec
 from ratefuse.engine.subject import Decision
 from ratefuse.rates import (
     DEFAULT_ALGORITHM,
@@ -28,6 +27,7 @@ from ratefuse.rates import (
     to_rates,
 )
 from ratefuse.redis._backend_core import StoreCore
+from ratefuse.redis._binding import Binding
 from ratefuse.redis._codec import Packer, RawReply
 from ratefuse.redis._exchange import Call
 from ratefuse.redis._lease_config import LeaseConfig, to_lease_config
@@ -48,7 +48,7 @@ from ratefuse.redis._policy import (
     Fallback,
     LimiterStats,
 )
-from ratefuse.redis._schema import Subject
+from ratefuse.redis._schema import KeySchema, Subject
 
 # What a round trip raises when Redis cannot decide: the policy answers.
 FAILURES = (BackendError, CircuitOpenError)
@@ -61,10 +61,13 @@ StoreT = TypeVar("StoreT", bound=StoreCore[Any])
 
 class LimiterCore(Generic[BackendT, ClientT, StoreT]):
     """`LimiterCore` is a Redis-backed limiter without its round trips (see
-    :class:`.limiter.RedisLimiter` for the arguments). A subclass binds
-    the backend (`_bind`), gives the local answers their handlers
+    :class:`.limiter.RedisLimiter` for the arguments). A subclass names
+    its backend class (`_backend_class`), gives the local answers their handlers
     (`_handlers`) and may release what a failed construction leaves behind
     (`_abandon`) and finish a complete one (`_started`)."""
+
+    # The backend a limiter binds to (and opens on a plain client).
+    _backend_class: ClassVar[type[Any]]
 
     def __init__(
         self,
@@ -85,9 +88,16 @@ class LimiterCore(Generic[BackendT, ClientT, StoreT]):
         self.algorithm = canonical_algorithm(algorithm)
         self.policy = FailurePolicy(on_backend_error, local_share, local_max_keys)
         specs = build_specs(self.rates, self.algorithm)
-        self.backend, self._store, self._owns_backend = self._bind(backend, specs, name)
-        self._binding = self._store.binding
-        self._schema = self._binding.schema
+        # ``backend`` itself, or one opened on the client ``backend`` and
+        # then owned by the limiter.
+        opened: Any = backend
+        self._owns_backend = not isinstance(backend, self._backend_class)
+        if self._owns_backend:
+            opened = self._backend_class(backend)
+        self.backend: BackendT = opened
+        self._store: StoreT = opened.bind(specs, name)
+        self._binding: Binding = self._store.binding
+        self._schema: KeySchema = self._binding.schema
         self._fallback = Fallback(self.policy, self.rates, self.algorithm)
         self._answers: LocalAnswers | None = None
         self._commands = 0
@@ -101,13 +111,6 @@ class LimiterCore(Generic[BackendT, ClientT, StoreT]):
             self._abandon()
             raise
         self._started()
-
-    def _bind(
-        self, backend: BackendT | ClientT, specs: Sequence[LimitSpec], name: str
-    ) -> tuple[BackendT, StoreT, bool]:
-        # The backend (opened on a client, then owned: the bool), and the
-        # store of this limiter's specs.
-        raise NotImplementedError
 
     def _handlers(self, name: str) -> tuple[MissHandler | None, LowHandler]:
         # What the lease table calls on a miss (None: the caller asks the
@@ -266,19 +269,3 @@ class LimiterCore(Generic[BackendT, ClientT, StoreT]):
         self._fallback.reset(self._schema.tag(key))
         if self._answers is not None:
             self._answers.table.reset(key)
-
-
-def bind_backend(
-    backend: Any,
-    backend_class: type[Any],
-    specs: Sequence[LimitSpec],
-    name: str,
-) -> tuple[Any, Any, bool]:
-    """`bind_backend` is `LimiterCore._bind` for ``backend_class``: the
-    backend (``backend`` itself, or one opened on the client ``backend``
-    and then owned by the limiter), the store of ``specs`` and whether the
-    limiter owns the backend."""
-    owned = not isinstance(backend, backend_class)
-    if owned:
-        backend = backend_class(backend)
-    return backend, backend.bind(specs, name), owned

@@ -17,7 +17,7 @@ import redis
 import redis.asyncio
 from redis.cluster import RedisCluster
 
-from ratefuse.core.spec import MAX_COST, LimitSpec
+from ratefuse.core.spec import MAX_COST
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._async import AsyncRedisBackend, AsyncRedisStore
 from ratefuse.redis._backend_core import AsyncClosing, Closing
@@ -34,7 +34,6 @@ from ratefuse.redis._limiter_core import (
     FAILURES,
     PLAIN_KEYS,
     LimiterCore,
-    bind_backend,
 )
 from ratefuse.redis._schema import Subject
 from ratefuse.redis._sync import RedisBackend, RedisStore
@@ -85,13 +84,7 @@ class RedisLimiter(LimiterCore[RedisBackend, SyncClient, RedisStore], Closing):
 
     _refiller: Refiller
 
-    def _bind(
-        self,
-        backend: RedisBackend | SyncClient,
-        specs: Sequence[LimitSpec],
-        name: str,
-    ) -> tuple[RedisBackend, RedisStore, bool]:
-        return bind_backend(backend, RedisBackend, specs, name)
+    _backend_class = RedisBackend
 
     def _handlers(self, name: str) -> tuple[MissHandler | None, LowHandler]:
         self._refiller = Refiller(
@@ -211,13 +204,7 @@ class AsyncRedisLimiter(
     Safe to share between tasks of one event loop.
     """
 
-    def _bind(
-        self,
-        backend: AsyncRedisBackend | AsyncClient,
-        specs: Sequence[LimitSpec],
-        name: str,
-    ) -> tuple[AsyncRedisBackend, AsyncRedisStore, bool]:
-        return bind_backend(backend, AsyncRedisBackend, specs, name)
+    _backend_class = AsyncRedisBackend
 
     def _handlers(self, name: str) -> tuple[MissHandler | None, LowHandler]:
         self._refills: set[asyncio.Task[None]] = set()
