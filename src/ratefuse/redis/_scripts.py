@@ -26,13 +26,14 @@ from ratefuse.redis._wire_limits import SCRIPT_ALGORITHMS
 LEASE_ALGORITHMS: Final = ("gcra",)
 # The prelude of every limiter script, in order: the server's clock,
 # integer arithmetic, the calling convention's arguments, compound limits,
-# the two layouts of a subject's key, one subject's decision, a batch's,
-# and the entry point.
+# a subject's state words, the two layouts of its key, one subject's
+# decision, a batch's, and the entry point.
 PRELUDE: Final = (
     "clock.lua",
     "integers.lua",
     "arguments.lua",
     "compound.lua",
+    "state_words.lua",
     "string_layout.lua",
     "hash_layout.lua",
     "decide.lua",

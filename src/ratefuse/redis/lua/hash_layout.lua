@@ -33,17 +33,7 @@ end
 -- save_hash writes the state words that changed, as save_string.
 local function save_hash(key, specs, width, states, fields, before, existed, at, reset)
   local changed = {}
-  local j = 0
-  for i = 1, #states do
-    local state = states[i]
-    for s = 1, width do
-      j = j + 1
-      if state[s] ~= before[j] then
-        changed[#changed + 1] = fields[j]
-        changed[#changed + 1] = state[s]
-      end
-    end
-  end
+  changed_words(states, width, before, fields, changed)
   if #changed > 0 and (existed or reset > 0) then
     redis.call('HSET', key, unpack(changed))
     redis.call('PEXPIREAT', key, decimal(4, at))

@@ -138,18 +138,7 @@ end
 -- in the local keyed limiters, such a state carries no information.
 -- Returns the value now stored (raw when nothing was written).
 local function save_string(key, specs, width, states, entries, before, raw, at, reset)
-  local changed = false
-  local j = 0
-  for i = 1, #states do
-    local state = states[i]
-    for s = 1, width do
-      j = j + 1
-      if state[s] ~= before[j] then
-        changed = true
-      end
-    end
-  end
-  if changed and (raw or reset > 0) then
+  if changed_words(states, width, before, false, false) and (raw or reset > 0) then
     local value = encode_string(specs, states, entries)
     redis.call('SET', key, value, 'PXAT', decimal(4, at))
     return value
