@@ -18,8 +18,9 @@ from ratefuse.redis._codec import ASKING, pack_command
 from ratefuse.redis._connection import (
     connection_settings,
 )
-from ratefuse.redis._exchange import Call, Plan, Receive, deliver_to
-from ratefuse.redis._resp import INCOMPLETE, ProtocolError, RespReader
+from ratefuse.redis._exchange import Plan, Receive
+from ratefuse.redis._pipeline import Pipeline
+from ratefuse.redis._resp import INCOMPLETE, CallReplies, ProtocolError
 from ratefuse.redis._slots import Address
 
 if sys.version_info >= (3, 11):
@@ -90,65 +91,46 @@ class AsyncTransport:
 
     async def round_trip(self, plan: Plan, receive: Receive) -> None:
         """`round_trip`: see SyncTransport.round_trip."""
-        sent: list[
-            tuple[
-                Address | None,
-                AsyncConnection | None,
-                asyncio.StreamReader | None,
-                list[Call],
-                list[int],
-                BaseException | None,
-            ]
-        ] = []
+        sent: list[Pipeline] = []
         try:
             for address, calls in plan:
-                counts: list[int] = []
-                connection = None
+                pipeline = Pipeline(address, calls)
+                sent.append(pipeline)
                 try:
-                    connection, reader, writer = await self._take(address)
+                    taken = await self._take(address)
+                    pipeline.connection, pipeline.channel, writer = taken
                     # Call by call, as SyncTransport.round_trip: the
                     # transport sends at once while its buffer is empty.
                     for call in calls:
-                        wire, count = call.wire()
-                        writer.write(wire[0] if count == 1 else b"".join(wire))
-                        counts.append(count)
+                        writer.write(pipeline.wire(call))
                 except Exception as exc:
-                    if connection is not None:
-                        await connection.disconnect(nowait=True)
-                    sent.append((address, None, None, calls, [], exc))
-                    continue
-                sent.append((address, connection, reader, calls, counts, None))
-            for index, (
-                address,
-                connection,
-                channel,
-                calls,
-                counts,
-                error,
-            ) in enumerate(sent):
-                if connection is None or channel is None:
-                    for call in calls:
-                        receive(call, error)
-                    continue
+                    dropped = pipeline.fail(exc)
+                    if dropped is not None:
+                        await dropped.disconnect(nowait=True)
+            for pipeline in sent:
                 # See SyncTransport.round_trip.
-                sent[index] = (address, None, None, calls, counts, None)
+                connection = pipeline.detach()
+                if connection is None:
+                    pipeline.fail_calls(receive)
+                    continue
                 try:
                     complete = await _read(
-                        channel,
-                        counts,
+                        pipeline.channel,
+                        pipeline.counts,
                         self._timeout,
-                        deliver_to(calls, receive),
+                        pipeline.deliver(receive),
                     )
                 except BaseException:
                     await connection.disconnect(nowait=True)
                     raise
                 if complete:
-                    await self._give(address, connection)
+                    await self._give(pipeline.address, connection)
                 else:
                     await connection.disconnect(nowait=True)
         except BaseException:
             # Cancelled mid-exchange: these connections' state is unknown.
-            for _, connection, _, _, _, _ in sent:
+            for pipeline in sent:
+                connection = pipeline.detach()
                 if connection is not None:
                     await connection.disconnect(nowait=True)
             raise
@@ -195,40 +177,26 @@ async def _read(
     deliver: Callable[[int, object], None],
 ) -> bool:
     # See _sync_io._read; the whole node's replies within `timeout`.
-    parser = RespReader()
+    replies = CallReplies(counts)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    for index, count in enumerate(counts):
+    while replies.due:
         try:
             async with async_timeout(max(0.0, deadline - loop.time())):
-                reply = await _read_call(reader, parser, count)
+                reply = replies.get()
+                while reply is INCOMPLETE:
+                    replies.feed(await reader.read(RECV_SIZE))
+                    reply = replies.get()
         except (
             OSError,
             asyncio.TimeoutError,
             RedisConnectionError,
             ProtocolError,
         ) as exc:
-            for at in range(index, len(counts)):
-                deliver(at, exc)
+            replies.fail(exc, deliver)
             return False
-        deliver(index, reply)
-    return not parser.pending
-
-
-async def _read_call(
-    reader: asyncio.StreamReader, parser: RespReader, count: int
-) -> object:
-    # See _sync_io._read_call.
-    reply: object = None
-    for _ in range(count):
-        reply = parser.get()
-        while reply is INCOMPLETE:
-            data = await reader.read(RECV_SIZE)
-            if not data:
-                raise RedisConnectionError("Redis closed the connection")
-            parser.feed(data)
-            reply = parser.get()
-    return reply
+        deliver(replies.index - 1, reply)
+    return replies.in_step
 
 
 def connection_factory(

@@ -287,12 +287,6 @@ Convert = Callable[[list[RawReply]], Sequence[object]]
 Receive = Callable[[Call, object], None]
 
 
-def deliver_to(calls: list[Call], receive: Receive) -> Callable[[int, object], None]:
-    """`deliver_to` hands the reply of the ``index``-th of ``calls`` on to
-    ``receive``."""
-    return lambda index, reply: receive(calls[index], reply)
-
-
 # Exceptions (besides error replies) that mean a call timed out.
 TIMEOUT_ERRORS = (RedisTimeoutError, TimeoutError, asyncio.TimeoutError)
 

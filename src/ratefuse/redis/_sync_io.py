@@ -21,8 +21,9 @@ from ratefuse.redis._codec import ASKING, pack_command
 from ratefuse.redis._connection import (
     connection_settings,
 )
-from ratefuse.redis._exchange import Call, Plan, Receive, deliver_to
-from ratefuse.redis._resp import INCOMPLETE, ProtocolError, RespReader
+from ratefuse.redis._exchange import Plan, Receive
+from ratefuse.redis._pipeline import Pipeline
+from ratefuse.redis._resp import INCOMPLETE, CallReplies, ProtocolError
 from ratefuse.redis._slots import Address
 
 # redis-py's sync connections are untyped: calls on them are Any.
@@ -93,61 +94,44 @@ class SyncTransport:
         """`round_trip` sends every node's pipeline, then reads them in
         turn, handing each call to ``receive`` with its reply, its error
         reply, or the transport error, as soon as that is read."""
-        sent: list[
-            tuple[
-                Address | None,
-                SyncConnection | None,
-                socket.socket | None,
-                list[Call],
-                list[int],
-                BaseException | None,
-            ]
-        ] = []
+        sent: list[Pipeline] = []
         try:
             for address, calls in plan:
-                counts: list[int] = []
-                connection = None
+                pipeline = Pipeline(address, calls)
+                sent.append(pipeline)
                 try:
-                    connection, sock = self._take(address)
+                    pipeline.connection, sock = self._take(address)
+                    pipeline.channel = sock
                     # Call by call: the server starts on a call while the
                     # next one is packed (and its keys hashed).
                     for call in calls:
-                        wire, count = call.wire()
-                        sock.sendall(wire[0] if count == 1 else b"".join(wire))
-                        counts.append(count)
+                        sock.sendall(pipeline.wire(call))
                 except Exception as exc:
-                    if connection is not None:
-                        connection.disconnect()
-                    sent.append((address, None, None, calls, [], exc))
-                    continue
-                sent.append((address, connection, sock, calls, counts, None))
-            for index, (
-                address,
-                connection,
-                channel,
-                calls,
-                counts,
-                error,
-            ) in enumerate(sent):
-                if connection is None or channel is None:
-                    for call in calls:
-                        receive(call, error)
-                    continue
+                    dropped = pipeline.fail(exc)
+                    if dropped is not None:
+                        dropped.disconnect()
+            for pipeline in sent:
                 # The node's connection is forgotten before its replies are
                 # handed on: if ``receive`` raises, it is already closed.
-                sent[index] = (address, None, None, calls, counts, None)
+                connection = pipeline.detach()
+                if connection is None:
+                    pipeline.fail_calls(receive)
+                    continue
                 try:
-                    complete = _read(channel, counts, deliver_to(calls, receive))
+                    complete = _read(
+                        pipeline.channel, pipeline.counts, pipeline.deliver(receive)
+                    )
                 except BaseException:
                     connection.disconnect()
                     raise
                 if complete:
-                    self._give(address, connection)
+                    self._give(pipeline.address, connection)
                 else:
                     connection.disconnect()
         except BaseException:
             # Interrupted mid-exchange: these connections' state is unknown.
-            for _, connection, _, _, _, _ in sent:
+            for pipeline in sent:
+                connection = pipeline.detach()
                 if connection is not None:
                     connection.disconnect()
             raise
@@ -188,37 +172,24 @@ class SyncTransport:
 def _read(
     sock: socket.socket, counts: list[int], deliver: Callable[[int, object], None]
 ) -> bool:
-    # Reads each call's replies (``count`` of them, the last its own) and
-    # delivers the call's index and own reply as soon as it is complete; a
-    # failure part-way delivers the error to every call left and returns
-    # False (the connection is then unusable). Only the reading is guarded:
-    # what `deliver` raises is not a transport error and propagates.
-    reader = RespReader()
-    for index, count in enumerate(counts):
+    # Reads each call's replies (see CallReplies) and delivers the call's
+    # index and own reply as soon as it is complete; a failure part-way
+    # delivers the error to every call left and returns False (the
+    # connection is then unusable), and so does reading more than was
+    # asked. Only the reading is guarded: what `deliver` raises is not a
+    # transport error and propagates.
+    replies = CallReplies(counts)
+    while replies.due:
         try:
-            reply = _read_call(sock, reader, count)
+            reply = replies.get()
+            while reply is INCOMPLETE:
+                replies.feed(sock.recv(RECV_SIZE))
+                reply = replies.get()
         except (OSError, RedisConnectionError, ProtocolError) as exc:
-            for at in range(index, len(counts)):
-                deliver(at, exc)
+            replies.fail(exc, deliver)
             return False
-        deliver(index, reply)
-    # More than was asked: the connection is out of step, drop it.
-    return not reader.pending
-
-
-def _read_call(sock: socket.socket, reader: RespReader, count: int) -> object:
-    # The last of the next ``count`` replies (those of SCRIPT LOAD and
-    # ASKING come before the call's own).
-    reply: object = None
-    for _ in range(count):
-        reply = reader.get()
-        while reply is INCOMPLETE:
-            data = sock.recv(RECV_SIZE)
-            if not data:
-                raise RedisConnectionError("Redis closed the connection")
-            reader.feed(data)
-            reply = reader.get()
-    return reply
+        deliver(replies.index - 1, reply)
+    return replies.in_step
 
 
 def connection_factory(
