@@ -17,6 +17,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from ratefuse.redis._codec import ASKING, pack_command
 from ratefuse.redis._connection import (
     connection_settings,
+    node_factory,
+    start_nodes,
+    wrong_client,
 )
 from ratefuse.redis._exchange import Plan, Receive
 from ratefuse.redis._pipeline import Pipeline
@@ -108,25 +111,9 @@ class AsyncTransport:
                     if dropped is not None:
                         await dropped.disconnect(nowait=True)
             for pipeline in sent:
-                # See SyncTransport.round_trip.
-                connection = pipeline.detach()
-                if connection is None:
-                    pipeline.fail_calls(receive)
-                    continue
-                try:
-                    complete = await _read(
-                        pipeline.channel,
-                        pipeline.counts,
-                        self._timeout,
-                        pipeline.deliver(receive),
-                    )
-                except BaseException:
-                    await connection.disconnect(nowait=True)
-                    raise
-                if complete:
-                    await self._give(pipeline.address, connection)
-                else:
-                    await connection.disconnect(nowait=True)
+                connection = pipeline.reading(receive)
+                if connection is not None:
+                    await self._receive(pipeline, connection, receive)
         except BaseException:
             # Cancelled mid-exchange: these connections' state is unknown.
             for pipeline in sent:
@@ -134,6 +121,25 @@ class AsyncTransport:
                 if connection is not None:
                     await connection.disconnect(nowait=True)
             raise
+
+    async def _receive(
+        self, pipeline: Pipeline, connection: AsyncConnection, receive: Receive
+    ) -> None:
+        # See SyncTransport._receive; the node's replies within the timeout.
+        try:
+            complete = await _read(
+                pipeline.channel,
+                pipeline.counts,
+                self._timeout,
+                pipeline.deliver(receive),
+            )
+        except BaseException:
+            await connection.disconnect(nowait=True)
+            raise
+        if complete:
+            await self._give(pipeline.address, connection)
+        else:
+            await connection.disconnect(nowait=True)
 
     async def command(
         self, address: Address | None, *args: Any, asking: bool = False
@@ -202,31 +208,18 @@ async def _read(
 def connection_factory(
     client: redis.asyncio.Redis | RedisCluster, timeout: float
 ) -> tuple[Callable[[Address | None], AsyncConnection], list[Address]]:
-    # See _sync._factory.
-    retry = Retry(NoBackoff(), 0)
-    connection_class: Any
+    """`connection_factory`: see _sync_io.connection_factory."""
     if isinstance(client, RedisCluster):
-        nodes = client.get_nodes() or client.startup_nodes
-        if not nodes:
-            raise ValueError("the RedisCluster client has no node to start from")
-        base = nodes[0].connection_kwargs
-        connection_class = nodes[0].connection_class
+        nodes = start_nodes(client)
+        base, connection_class = nodes[0].connection_kwargs, nodes[0].connection_class
         seeds = [(node.host, int(node.port)) for node in nodes]
     elif isinstance(client, redis.asyncio.Redis):
-        base = client.connection_pool.connection_kwargs
-        connection_class = client.connection_pool.connection_class
+        pool = client.connection_pool
+        base, connection_class = pool.connection_kwargs, pool.connection_class
         seeds = []
     else:
-        raise TypeError(
-            "client must be redis.asyncio.Redis or redis.asyncio.RedisCluster, "
-            f"got {type(client).__name__}"
-        )
-    settings = connection_settings(base, timeout, retry)
-
-    def make(address: Address | None) -> AsyncConnection:
-        if address is None:
-            return connection_class(**settings)
-        host, port = address
-        return connection_class(**{**settings, "host": host, "port": port})
-
-    return make, seeds
+        raise wrong_client("redis.asyncio.Redis or redis.asyncio.RedisCluster", client)
+    retry = Retry(NoBackoff(), 0)
+    return node_factory(
+        connection_class, connection_settings(base, timeout, retry)
+    ), seeds

@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
-from ratefuse.redis._connection import connection_settings
+from ratefuse.redis._connection import connection_settings, start_nodes, start_pool
 
 FleetClient = redis.Redis | RedisCluster
 
@@ -35,13 +35,9 @@ def fleet_client_factory(
     Opening a cluster client reads its slot map, so it can raise."""
     retry = Retry(NoBackoff(), 0)
     if isinstance(client, RedisCluster):
-        cluster: Any = client  # RedisCluster's methods are untyped
-        node = cluster.get_default_node()
-        if node is None or node.redis_connection is None:
-            raise ValueError("the RedisCluster client has no node to start from")
-        pool = node.redis_connection.connection_pool
-        node_class: Any = ClusterNode  # untyped too
-        seeds = [node_class(seed.host, int(seed.port)) for seed in cluster.get_nodes()]
+        pool, nodes = start_pool(client)
+        node_class: Any = ClusterNode  # untyped
+        seeds = [node_class(node.host, int(node.port)) for node in nodes]
         settings = connection_settings(pool.connection_kwargs, timeout, retry)
         for name in ("host", "port", "retry", "connection_class", "db"):
             settings.pop(name, None)
@@ -74,10 +70,7 @@ def async_fleet_client_factory(
     first command)."""
     retry = AsyncRetry(NoBackoff(), 0)
     if isinstance(client, AsyncRedisCluster):
-        cluster: Any = client  # untyped
-        nodes = cluster.get_nodes() or cluster.startup_nodes
-        if not nodes:
-            raise ValueError("the RedisCluster client has no node to start from")
+        nodes = start_nodes(client)
         node_class: Any = AsyncClusterNode
         seeds = [node_class(node.host, int(node.port)) for node in nodes]
         settings = connection_settings(nodes[0].connection_kwargs, timeout, retry)

@@ -54,11 +54,15 @@ class Pipeline:
         connection, self.connection = self.connection, None
         return connection
 
-    def fail_calls(self, receive: Receive) -> None:
-        """`fail_calls` hands every call the error that stopped the
-        writing."""
-        for call in self.calls:
-            receive(call, self.error)
+    def reading(self, receive: Receive) -> Any:
+        """`reading` detaches the connection to read the replies from; when
+        writing failed there is none (None), and every call is handed the
+        error that stopped it."""
+        connection = self.detach()
+        if connection is None:
+            for call in self.calls:
+                receive(call, self.error)
+        return connection
 
     def deliver(self, receive: Receive) -> Any:
         """`deliver` hands the reply of the ``index``-th call on to

@@ -20,6 +20,9 @@ from redis.retry import Retry
 from ratefuse.redis._codec import ASKING, pack_command
 from ratefuse.redis._connection import (
     connection_settings,
+    node_factory,
+    start_pool,
+    wrong_client,
 )
 from ratefuse.redis._exchange import Plan, Receive
 from ratefuse.redis._pipeline import Pipeline
@@ -113,21 +116,9 @@ class SyncTransport:
             for pipeline in sent:
                 # The node's connection is forgotten before its replies are
                 # handed on: if ``receive`` raises, it is already closed.
-                connection = pipeline.detach()
-                if connection is None:
-                    pipeline.fail_calls(receive)
-                    continue
-                try:
-                    complete = _read(
-                        pipeline.channel, pipeline.counts, pipeline.deliver(receive)
-                    )
-                except BaseException:
-                    connection.disconnect()
-                    raise
-                if complete:
-                    self._give(pipeline.address, connection)
-                else:
-                    connection.disconnect()
+                connection = pipeline.reading(receive)
+                if connection is not None:
+                    self._receive(pipeline, connection, receive)
         except BaseException:
             # Interrupted mid-exchange: these connections' state is unknown.
             for pipeline in sent:
@@ -135,6 +126,23 @@ class SyncTransport:
                 if connection is not None:
                     connection.disconnect()
             raise
+
+    def _receive(
+        self, pipeline: Pipeline, connection: SyncConnection, receive: Receive
+    ) -> None:
+        # Reads the replies of ``pipeline``'s calls on ``connection``, then
+        # keeps the connection if it is still in step, else drops it.
+        try:
+            complete = _read(
+                pipeline.channel, pipeline.counts, pipeline.deliver(receive)
+            )
+        except BaseException:
+            connection.disconnect()
+            raise
+        if complete:
+            self._give(pipeline.address, connection)
+        else:
+            connection.disconnect()
 
     def command(self, address: Address | None, *args: Any, asking: bool = False) -> Any:
         """`command` sends one command (after ASKING if ``asking``) and
@@ -195,32 +203,18 @@ def _read(
 def connection_factory(
     client: redis.Redis | RedisCluster, timeout: float
 ) -> tuple[Callable[[Address | None], SyncConnection], list[Address]]:
-    # A connection factory with the client's settings and the backend's
-    # timeout, and the cluster's seed addresses (empty for one node).
-    retry = Retry(NoBackoff(), 0)
-    pool: Any
+    """`connection_factory` makes connections with ``client``'s settings and
+    the backend's ``timeout``; also returns the cluster's seed addresses
+    (empty for one node)."""
     if isinstance(client, RedisCluster):
-        cluster: Any = client  # RedisCluster's methods are untyped
-        node = cluster.get_default_node()
-        if node is None or node.redis_connection is None:
-            raise ValueError("the RedisCluster client has no node to start from")
-        pool = node.redis_connection.connection_pool
-        seeds = [(node.host, int(node.port)) for node in cluster.get_nodes()]
+        pool, nodes = start_pool(client)
+        seeds = [(node.host, int(node.port)) for node in nodes]
     elif isinstance(client, redis.Redis):
         pool = client.connection_pool
         seeds = []
     else:
-        raise TypeError(
-            "client must be redis.Redis or redis.RedisCluster, "
-            f"got {type(client).__name__}"
-        )
-    settings = connection_settings(pool.connection_kwargs, timeout, retry)
-    connection_class = pool.connection_class
-
-    def make(address: Address | None) -> SyncConnection:
-        if address is None:
-            return connection_class(**settings)
-        host, port = address
-        return connection_class(**{**settings, "host": host, "port": port})
-
-    return make, seeds
+        raise wrong_client("redis.Redis or redis.RedisCluster", client)
+    settings = connection_settings(
+        pool.connection_kwargs, timeout, Retry(NoBackoff(), 0)
+    )
+    return node_factory(pool.connection_class, settings), seeds
