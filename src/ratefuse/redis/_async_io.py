@@ -94,17 +94,15 @@ class AsyncTransport:
 
     async def round_trip(self, plan: Plan, receive: Receive) -> None:
         """`round_trip`: see SyncTransport.round_trip."""
-        sent: list[Pipeline] = []
+        sent = [Pipeline(address, calls) for address, calls in plan]
         try:
-            for address, calls in plan:
-                pipeline = Pipeline(address, calls)
-                sent.append(pipeline)
+            for pipeline in sent:
                 try:
-                    taken = await self._take(address)
+                    taken = await self._take(pipeline.address)
                     pipeline.connection, pipeline.channel, writer = taken
                     # Call by call, as SyncTransport.round_trip: the
                     # transport sends at once while its buffer is empty.
-                    for call in calls:
+                    for call in pipeline.calls:
                         writer.write(pipeline.wire(call))
                 except Exception as exc:
                     dropped = pipeline.fail(exc)

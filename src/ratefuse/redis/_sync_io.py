@@ -97,17 +97,15 @@ class SyncTransport:
         """`round_trip` sends every node's pipeline, then reads them in
         turn, handing each call to ``receive`` with its reply, its error
         reply, or the transport error, as soon as that is read."""
-        sent: list[Pipeline] = []
+        sent = [Pipeline(address, calls) for address, calls in plan]
         try:
-            for address, calls in plan:
-                pipeline = Pipeline(address, calls)
-                sent.append(pipeline)
+            for pipeline in sent:
                 try:
-                    pipeline.connection, sock = self._take(address)
+                    pipeline.connection, sock = self._take(pipeline.address)
                     pipeline.channel = sock
                     # Call by call: the server starts on a call while the
                     # next one is packed (and its keys hashed).
-                    for call in calls:
+                    for call in pipeline.calls:
                         sock.sendall(pipeline.wire(call))
                 except Exception as exc:
                     dropped = pipeline.fail(exc)
