@@ -63,7 +63,8 @@ cdef inline int64_t resolve_now(object clock, object now) except -1:
 
 cdef inline int64_t duration_to_ns(double duration) except -1:
     # A call's duration in seconds as integer ns, as duration_to_ns() in
-    # ratefuse/core/breaker/spec.py: truncated, saturated, ValueError if negative or NaN.
+    # ratefuse/core/breaker/spec.py: truncated, saturated, ValueError if
+    # negative or NaN.
     if not duration >= 0.0:
         raise ValueError(f"duration must be >= 0 seconds, got {duration!r}")
     cdef double scaled = duration * 1e9
