@@ -53,7 +53,7 @@ def _streams(
 
 class AsyncTransport:
     """`AsyncTransport` holds idle connections per node and runs rounds:
-    the asyncio twin of :class:`._sync.SyncTransport`, reading and writing
+    the asyncio twin of :class:`._sync_io.SyncTransport`, reading and writing
     the connection's streams itself, each node's round bounded by
     ``timeout`` seconds. One event loop."""
 
