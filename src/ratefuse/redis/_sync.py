@@ -63,6 +63,8 @@ class RedisBackend(BackendCore[redis.Redis | RedisCluster, SyncTransport], Closi
         self._transport.close()
 
     def _routing(self) -> SlotMap | None:
+        # The slot map (None: one node), refreshed first when a transport
+        # error left it stale; one thread refreshes while the others wait.
         slots = self._slots
         if slots is None or not slots.stale:
             return slots
@@ -84,6 +86,7 @@ class RedisBackend(BackendCore[redis.Redis | RedisCluster, SyncTransport], Closi
         self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
     ) -> list[Any]:
         # One request through the breaker: every round of the exchange.
+        # ``calls`` is not empty (an empty batch takes no permit).
         permit = self._admit()
         try:
             rounds = Exchange(
@@ -99,6 +102,7 @@ class RedisBackend(BackendCore[redis.Redis | RedisCluster, SyncTransport], Closi
         return self._settle(permit, rounds)
 
     def _delete(self, key: bytes) -> None:
+        # DEL ``key``, following MOVED and ASK.
         try:
             steps = redirected(key, self._routing())
             address, asking = next(steps)
