@@ -56,7 +56,7 @@ def lease_at(store, key: str, units: int, now_us: int) -> tuple[int, ...]:
     call = single_call(
         answers.packer, store.binding.schema.key(key), units, now_us, backend.cluster
     )
-    outcome = backend._run(answers.packer, [call], 1)[0]
+    outcome = backend._run(answers.packer, [call], 1, None)[0]
     assert not isinstance(outcome, BaseException), outcome
     return tuple(outcome)
 
@@ -99,7 +99,7 @@ def test_the_lease_script_agrees_with_the_reference_core(
 ) -> None:
     rate = Rate(limit, 1.0, burst=burst)
     store = node_backend.bind(build_specs([rate], "gcra"), fresh_name())
-    interval_us = store.binding.redis_specs[0].interval_us
+    interval_us = store.binding.wire_limits[0].interval_us
     spec = LimitSpec("gcra", burst, 1_000_000, interval_us)
     state = [0]
     now = BASE_US

@@ -1,5 +1,5 @@
 # Validation of per-call arguments, inlined into the compiled engines; the
-# reference raises the same errors (src/ratefuse/core/_args_py.py).
+# Python checks raise the same errors (src/ratefuse/core/args.py).
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_Check
 from cpython.number cimport PyNumber_Index
 from libc.stdint cimport int64_t
@@ -11,8 +11,8 @@ cdef extern from *:
     #define RATEFUSE_MAX_NOW_NS (((long long)1) << 62)
     #define RATEFUSE_MAX_DURATION_NS (((long long)1) << 61)
     """
-    # The bounds of ratefuse/_spec.py (MAX_NOW_NS) and _breaker_spec.py
-    # (MAX_DURATION_NS).
+    # The bounds of ratefuse/core/spec.py (MAX_NOW_NS) and
+    # ratefuse/core/breaker/spec.py (MAX_DURATION_NS).
     const long long MAX_NOW_NS "RATEFUSE_MAX_NOW_NS"
     const long long MAX_DURATION_NS "RATEFUSE_MAX_DURATION_NS"
 
@@ -63,7 +63,8 @@ cdef inline int64_t resolve_now(object clock, object now) except -1:
 
 cdef inline int64_t duration_to_ns(double duration) except -1:
     # A call's duration in seconds as integer ns, as duration_to_ns() in
-    # _breaker_spec.py: truncated, saturated, ValueError if negative or NaN.
+    # ratefuse/core/breaker/spec.py: truncated, saturated, ValueError if
+    # negative or NaN.
     if not duration >= 0.0:
         raise ValueError(f"duration must be >= 0 seconds, got {duration!r}")
     cdef double scaled = duration * 1e9

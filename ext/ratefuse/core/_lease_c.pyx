@@ -13,15 +13,15 @@ from libc.stdint cimport int64_t
 
 from ratefuse.core._clock cimport monotonic_ns
 
-from ratefuse.core._lease_py import (
+from ratefuse.core.lease_answers import (
     DEFAULT_MAX_KEYS,
     DENIED,
     HIT,
     LOW,
-    MAX_COST,
     MISS,
     check_max_keys,
 )
+from ratefuse.core.spec import MAX_COST
 
 __all__ = [
     "DEFAULT_MAX_KEYS",
@@ -34,6 +34,7 @@ __all__ = [
     "check_max_keys",
 ]
 
+# LeaseAnswer's values (ratefuse/core/lease_answers.py), as C constants.
 cdef enum:
     C_MISS = -1
     C_DENIED = 0

@@ -36,55 +36,49 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
+from dataclasses import dataclass
 
+from ratefuse.core.lease_answers import (
+    DEFAULT_MAX_KEYS,
+    DENIED,
+    HIT,
+    LOW,
+    MISS,
+    Key,
+    LowHandler,
+    MissHandler,
+    check_max_keys,
+)
 from ratefuse.core.spec import MAX_COST
 
-MISS: Final = -1
-DENIED: Final = 0
-HIT: Final = 1
-LOW: Final = 2
-DEFAULT_MAX_KEYS: Final = 100_000
-
-Key = str | bytes | int
-MissHandler = Callable[[Key, int], bool]
-LowHandler = Callable[[Key], None]
-
-
-def check_max_keys(max_keys: int) -> int:
-    """`check_max_keys` returns ``max_keys`` or raises ValueError."""
-    if isinstance(max_keys, bool) or not isinstance(max_keys, int) or max_keys < 1:
-        raise ValueError(f"max_keys must be an int >= 1, got {max_keys!r}")
-    return max_keys
+__all__ = [
+    "DEFAULT_MAX_KEYS",
+    "DENIED",
+    "HIT",
+    "LOW",
+    "MAX_COST",
+    "MISS",
+    "LeaseTable",
+    "check_max_keys",
+]
 
 
+@dataclass(slots=True)
 class _Entry:
-    __slots__ = (
-        "consumed",
-        "cur_expiry",
-        "cur_units",
-        "deny_cost",
-        "deny_until",
-        "granted_at",
-        "low_water",
-        "next_expiry",
-        "next_units",
-        "pending",
-        "refill_after",
-    )
-
-    def __init__(self) -> None:
-        self.cur_units = 0
-        self.cur_expiry = 0
-        self.next_units = 0
-        self.next_expiry = 0
-        self.deny_cost = 0
-        self.deny_until = 0
-        self.low_water = 0
-        self.pending = False
-        self.refill_after = 0
-        self.consumed = 0
-        self.granted_at = 0
+    # One key's leases (current and next: units and local expiry), its deny
+    # gate, low-water mark, refill state and what it has spent; all zero
+    # for a new key.
+    cur_units: int = 0
+    cur_expiry: int = 0
+    next_units: int = 0
+    next_expiry: int = 0
+    deny_cost: int = 0
+    deny_until: int = 0
+    low_water: int = 0
+    pending: bool = False
+    refill_after: int = 0
+    consumed: int = 0
+    granted_at: int = 0
 
 
 class LeaseTable:

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
 
-from ratefuse.core._args_py import check_now
+from ratefuse.core.args import check_now
 from ratefuse.core.breaker._machine_py import Machine
 from ratefuse.core.breaker.config import BreakerConfig
 from ratefuse.core.breaker.spec import (

@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
-from ratefuse.core._args_py import check_cost, resolve_now
 from ratefuse.core._compound_py import CompoundLimit
 from ratefuse.core._decision_py import ns_to_seconds
 from ratefuse.core._keys_py import fingerprint
 from ratefuse.core._keytable_py import KeyTable
+from ratefuse.core.args import check_cost, resolve_now
 from ratefuse.core.keys import (
     DEFAULT_MAX_KEYS,
     PROCESS_SECRET,

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-from ratefuse.core._args_py import check_cost, resolve_now
 from ratefuse.core._decision_py import Decision, make_decision, ns_to_seconds
+from ratefuse.core.args import check_cost, resolve_now
 from ratefuse.core.counters import LimiterCounters
 from ratefuse.core.keys import Key
 from ratefuse.core.reservation import Refund, Reservation

@@ -24,6 +24,8 @@ reaches this package without the facade importing it.
 
 from __future__ import annotations
 
+import warnings
+
 from ratefuse.core.backend_defaults import (
     DEFAULT_ON_BACKEND_ERROR,
     DEFAULT_TIMEOUT,
@@ -31,7 +33,7 @@ from ratefuse.core.backend_defaults import (
 )
 from ratefuse.redis._async import AsyncRedisStore
 from ratefuse.redis._backed import AsyncRedisBackend, RedisBackend, backend_for
-from ratefuse.redis._codec import Verdict
+from ratefuse.redis._codec import ScriptReply
 from ratefuse.redis._connection import DEFAULT_BREAKER_CONFIG
 from ratefuse.redis._exchange import DEFAULT_CHUNK, ExchangeCounts
 from ratefuse.redis._fleet_stats import (
@@ -58,8 +60,8 @@ from ratefuse.redis._policy import (
 )
 from ratefuse.redis._schema import DEFAULT_PREFIX, KEY_VERSION, KeySchema
 from ratefuse.redis._scripts import LEASE_ALGORITHMS
-from ratefuse.redis._specs import SCRIPT_ALGORITHMS
 from ratefuse.redis._sync import RedisStore
+from ratefuse.redis._wire_limits import SCRIPT_ALGORITHMS
 from ratefuse.redis.fleet_breaker import AsyncFleetBreaker, FleetBreaker
 from ratefuse.redis.limiter import AsyncRedisLimiter, RedisLimiter
 from ratefuse.redis.protocol import (
@@ -109,7 +111,26 @@ __all__ = [
     "RedisBackend",
     "RedisLimiter",
     "RedisStore",
+    "ScriptReply",
     "SharedBackend",
-    "Verdict",
     "backend_for",
 ]
+
+# Names kept for callers of earlier releases, with what replaced them.
+_DEPRECATED: dict[str, tuple[str, object]] = {
+    "Verdict": ("ScriptReply", ScriptReply),
+}
+
+
+def __getattr__(name: str) -> object:
+    # `Verdict` named three types in ratefuse; the Redis one is a script's
+    # reply, hence its new name.
+    if name in _DEPRECATED:
+        new_name, value = _DEPRECATED[name]
+        warnings.warn(
+            f"ratefuse.redis.{name} is deprecated; use ratefuse.redis.{new_name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return value
+    raise AttributeError(f"module 'ratefuse.redis' has no attribute {name!r}")

@@ -17,9 +17,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from ratefuse.redis._codec import ASKING, pack_command
 from ratefuse.redis._connection import (
     connection_settings,
+    node_factory,
+    start_nodes,
+    wrong_client,
 )
-from ratefuse.redis._exchange import Call, Plan, Receive, deliver_to
-from ratefuse.redis._resp import INCOMPLETE, ProtocolError, RespReader
+from ratefuse.redis._exchange import Plan, Receive
+from ratefuse.redis._pipeline import Pipeline
+from ratefuse.redis._resp import INCOMPLETE, CallReplies, ProtocolError
 from ratefuse.redis._slots import Address
 
 if sys.version_info >= (3, 11):
@@ -49,7 +53,7 @@ def _streams(
 
 class AsyncTransport:
     """`AsyncTransport` holds idle connections per node and runs rounds:
-    the asyncio twin of :class:`._sync.SyncTransport`, reading and writing
+    the asyncio twin of :class:`._sync_io.SyncTransport`, reading and writing
     the connection's streams itself, each node's round bounded by
     ``timeout`` seconds. One event loop."""
 
@@ -90,68 +94,50 @@ class AsyncTransport:
 
     async def round_trip(self, plan: Plan, receive: Receive) -> None:
         """`round_trip`: see SyncTransport.round_trip."""
-        sent: list[
-            tuple[
-                Address | None,
-                AsyncConnection | None,
-                asyncio.StreamReader | None,
-                list[Call],
-                list[int],
-                BaseException | None,
-            ]
-        ] = []
+        sent = [Pipeline(address, calls) for address, calls in plan]
         try:
-            for address, calls in plan:
-                counts: list[int] = []
-                connection = None
+            for pipeline in sent:
                 try:
-                    connection, reader, writer = await self._take(address)
+                    taken = await self._take(pipeline.address)
+                    pipeline.connection, pipeline.channel, writer = taken
                     # Call by call, as SyncTransport.round_trip: the
                     # transport sends at once while its buffer is empty.
-                    for call in calls:
-                        wire, count = call.wire()
-                        writer.write(wire[0] if count == 1 else b"".join(wire))
-                        counts.append(count)
+                    for call in pipeline.calls:
+                        writer.write(pipeline.wire(call))
                 except Exception as exc:
-                    if connection is not None:
-                        await connection.disconnect(nowait=True)
-                    sent.append((address, None, None, calls, [], exc))
-                    continue
-                sent.append((address, connection, reader, calls, counts, None))
-            for index, (
-                address,
-                connection,
-                channel,
-                calls,
-                counts,
-                error,
-            ) in enumerate(sent):
-                if connection is None or channel is None:
-                    for call in calls:
-                        receive(call, error)
-                    continue
-                # See SyncTransport.round_trip.
-                sent[index] = (address, None, None, calls, counts, None)
-                try:
-                    complete = await _read(
-                        channel,
-                        counts,
-                        self._timeout,
-                        deliver_to(calls, receive),
-                    )
-                except BaseException:
-                    await connection.disconnect(nowait=True)
-                    raise
-                if complete:
-                    await self._give(address, connection)
-                else:
-                    await connection.disconnect(nowait=True)
+                    dropped = pipeline.fail(exc)
+                    if dropped is not None:
+                        await dropped.disconnect(nowait=True)
+            for pipeline in sent:
+                connection = pipeline.reading(receive)
+                if connection is not None:
+                    await self._receive(pipeline, connection, receive)
         except BaseException:
             # Cancelled mid-exchange: these connections' state is unknown.
-            for _, connection, _, _, _, _ in sent:
+            for pipeline in sent:
+                connection = pipeline.detach()
                 if connection is not None:
                     await connection.disconnect(nowait=True)
             raise
+
+    async def _receive(
+        self, pipeline: Pipeline, connection: AsyncConnection, receive: Receive
+    ) -> None:
+        # See SyncTransport._receive; the node's replies within the timeout.
+        try:
+            complete = await _read(
+                pipeline.channel,
+                pipeline.counts,
+                self._timeout,
+                pipeline.deliver(receive),
+            )
+        except BaseException:
+            await connection.disconnect(nowait=True)
+            raise
+        if complete:
+            await self._give(pipeline.address, connection)
+        else:
+            await connection.disconnect(nowait=True)
 
     async def command(
         self, address: Address | None, *args: Any, asking: bool = False
@@ -195,70 +181,43 @@ async def _read(
     deliver: Callable[[int, object], None],
 ) -> bool:
     # See _sync_io._read; the whole node's replies within `timeout`.
-    parser = RespReader()
+    replies = CallReplies(counts)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    for index, count in enumerate(counts):
+    while replies.due:
         try:
             async with async_timeout(max(0.0, deadline - loop.time())):
-                reply = await _read_call(reader, parser, count)
+                reply = replies.get()
+                while reply is INCOMPLETE:
+                    replies.feed(await reader.read(RECV_SIZE))
+                    reply = replies.get()
         except (
             OSError,
             asyncio.TimeoutError,
             RedisConnectionError,
             ProtocolError,
         ) as exc:
-            for at in range(index, len(counts)):
-                deliver(at, exc)
+            replies.fail(exc, deliver)
             return False
-        deliver(index, reply)
-    return not parser.pending
-
-
-async def _read_call(
-    reader: asyncio.StreamReader, parser: RespReader, count: int
-) -> object:
-    # See _sync_io._read_call.
-    reply: object = None
-    for _ in range(count):
-        reply = parser.get()
-        while reply is INCOMPLETE:
-            data = await reader.read(RECV_SIZE)
-            if not data:
-                raise RedisConnectionError("Redis closed the connection")
-            parser.feed(data)
-            reply = parser.get()
-    return reply
+        deliver(replies.index - 1, reply)
+    return replies.in_step
 
 
 def connection_factory(
     client: redis.asyncio.Redis | RedisCluster, timeout: float
 ) -> tuple[Callable[[Address | None], AsyncConnection], list[Address]]:
-    # See _sync._factory.
-    retry = Retry(NoBackoff(), 0)
-    connection_class: Any
+    """`connection_factory`: see _sync_io.connection_factory."""
     if isinstance(client, RedisCluster):
-        nodes = client.get_nodes() or client.startup_nodes
-        if not nodes:
-            raise ValueError("the RedisCluster client has no node to start from")
-        base = nodes[0].connection_kwargs
-        connection_class = nodes[0].connection_class
+        nodes = start_nodes(client)
+        base, connection_class = nodes[0].connection_kwargs, nodes[0].connection_class
         seeds = [(node.host, int(node.port)) for node in nodes]
     elif isinstance(client, redis.asyncio.Redis):
-        base = client.connection_pool.connection_kwargs
-        connection_class = client.connection_pool.connection_class
+        pool = client.connection_pool
+        base, connection_class = pool.connection_kwargs, pool.connection_class
         seeds = []
     else:
-        raise TypeError(
-            "client must be redis.asyncio.Redis or redis.asyncio.RedisCluster, "
-            f"got {type(client).__name__}"
-        )
-    settings = connection_settings(base, timeout, retry)
-
-    def make(address: Address | None) -> AsyncConnection:
-        if address is None:
-            return connection_class(**settings)
-        host, port = address
-        return connection_class(**{**settings, "host": host, "port": port})
-
-    return make, seeds
+        raise wrong_client("redis.asyncio.Redis or redis.asyncio.RedisCluster", client)
+    retry = Retry(NoBackoff(), 0)
+    return node_factory(
+        connection_class, connection_settings(base, timeout, retry)
+    ), seeds

@@ -273,7 +273,7 @@ def _redis_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _keyed_limiter(
-    backend: _sync.RedisBackend | SyncClient,
+    backend: _sync.RedisBackendIO | SyncClient,
     limits: RateLike,
     algorithm: str,
     options: dict[str, Any],
@@ -284,7 +284,7 @@ def _keyed_limiter(
 
 
 def _async_keyed_limiter(
-    backend: _async.AsyncRedisBackend | AsyncClient,
+    backend: _async.AsyncRedisBackendIO | AsyncClient,
     limits: RateLike,
     algorithm: str,
     options: dict[str, Any],
@@ -297,7 +297,7 @@ def _async_keyed_limiter(
     )
 
 
-class RedisBackend(_sync.RedisBackend):
+class RedisBackend(_sync.RedisBackendIO):
     """`RedisBackend` keeps limiter state in Redis, through redis-py (see
     the transport it extends for ``client``, ``prefix``, ``namespace``,
     ``timeout``, ``breaker`` and ``chunk``), and is a LimiterBackend:
@@ -319,7 +319,7 @@ class RedisBackend(_sync.RedisBackend):
         return _keyed_limiter(self, limits, algorithm, options)
 
 
-class AsyncRedisBackend(_async.AsyncRedisBackend):
+class AsyncRedisBackend(_async.AsyncRedisBackendIO):
     """`AsyncRedisBackend` is RedisBackend through redis.asyncio: its
     limiters' verbs are awaited (``sleep`` is a ValueError: they sleep
     with ``async_sleep``). Safe to share between tasks of one event loop."""

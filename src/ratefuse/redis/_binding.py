@@ -6,14 +6,14 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 
-from ratefuse.core._args_py import check_cost
+from ratefuse.core.args import check_cost
 from ratefuse.core.spec import LimitSpec
 from ratefuse.engine.subject import Decision
-from ratefuse.redis._codec import Packer, RawVerdict, to_decision, to_decisions
+from ratefuse.redis._codec import Packer, RawReply, to_decision, to_decisions
 from ratefuse.redis._exchange import Call, plan_calls, plan_deferred, single_call
 from ratefuse.redis._schema import KeySchema, Subject, check_subjects
 from ratefuse.redis._scripts import script
-from ratefuse.redis._specs import MAX_NOW_US, to_redis_specs
+from ratefuse.redis._wire_limits import MAX_NOW_US, to_wire_limits
 
 
 def check_now_us(now_us: int | None) -> int | None:
@@ -32,20 +32,20 @@ class Binding:
     """`Binding` holds what one limiter needs to talk to the scripts.
 
     Raises ValueError at construction for limits the scripts cannot decide
-    exactly (see :func:`._specs.to_redis_spec`) and for a bad prefix or
+    exactly (see :func:`._wire_limits.to_wire_limit`) and for a bad prefix or
     name. Immutable and thread-safe.
     """
 
-    __slots__ = ("_clamp", "capacities", "packer", "redis_specs", "schema", "specs")
+    __slots__ = ("_clamp", "capacities", "packer", "schema", "specs", "wire_limits")
 
     def __init__(
         self, specs: Sequence[LimitSpec], name: str, prefix: str, namespace: str
     ) -> None:
         self.specs = tuple(specs)
-        self.redis_specs = to_redis_specs(self.specs)
+        self.wire_limits = to_wire_limits(self.specs)
         algorithm = self.specs[0].algorithm
         self.schema = KeySchema(prefix, namespace, name, algorithm)
-        self.packer = Packer(script(algorithm), self.redis_specs)
+        self.packer = Packer(script(algorithm), self.wire_limits)
         self.capacities = self.packer.capacities
         # Any cost above every capacity decides alike (never admitted), so
         # huge costs are clamped to stay exact in Lua's doubles.
@@ -93,10 +93,10 @@ class Binding:
         keys = self.schema.keys(subjects)
         return plan_calls(self.packer, keys, units, now_us, slotted, chunk)
 
-    def decision(self, verdict: RawVerdict) -> Decision:
-        """`decision` is ``verdict`` as a public Decision."""
-        return to_decision(verdict, self.capacities)
+    def decision(self, reply: RawReply) -> Decision:
+        """`decision` is ``reply`` as a public Decision."""
+        return to_decision(reply, self.capacities)
 
-    def decisions(self, verdicts: list[RawVerdict]) -> list[Decision]:
-        """`decisions` are ``verdicts`` (one call's) as public Decisions."""
-        return to_decisions(verdicts, self.capacities)
+    def decisions(self, replies: list[RawReply]) -> list[Decision]:
+        """`decisions` are ``replies`` (one call's) as public Decisions."""
+        return to_decisions(replies, self.capacities)

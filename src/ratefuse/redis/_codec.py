@@ -18,13 +18,18 @@ import msgpack  # type: ignore[import-untyped, unused-ignore]
 from ratefuse.core.spec import NEVER
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._scripts import Script
-from ratefuse.redis._specs import RedisSpec
+from ratefuse.redis._wire_limits import WireLimit
 
 ASKING: Final = b"*1\r\n$6\r\nASKING\r\n"
 
 
-class Verdict(NamedTuple):
-    """`Verdict` is a script's answer for one subject, in integer
+# A reply as decoded: the five integers of a ScriptReply, a plain tuple
+# (building ScriptReplies costs more than the whole decode).
+RawReply = tuple[int, int, int, int, int]
+
+
+class ScriptReply(NamedTuple):
+    """`ScriptReply` is a script's answer for one subject, in integer
     microseconds: ``retry_after_us`` is -1 (NEVER) when the cost exceeds a
     capacity; ``binding`` indexes the limit that applied."""
 
@@ -33,6 +38,16 @@ class Verdict(NamedTuple):
     retry_after_us: int
     reset_after_us: int
     binding: int
+
+    @classmethod
+    def of(cls, raw: RawReply) -> ScriptReply:
+        """`of` is ``raw`` as a ScriptReply."""
+        return cls(raw[0] == 1, raw[1], raw[2], raw[3], raw[4])
+
+    @classmethod
+    def of_each(cls, raws: list[RawReply]) -> list[ScriptReply]:
+        """`of_each` is `of` of each reply (a call's)."""
+        return [cls(raw[0] == 1, raw[1], raw[2], raw[3], raw[4]) for raw in raws]
 
 
 def _bulk(value: bytes) -> bytes:
@@ -65,7 +80,7 @@ class Packer:
 
     __slots__ = ("_batch_argc", "_single_head", "_tail", "capacities", "script")
 
-    def __init__(self, script: Script, specs: Sequence[RedisSpec]) -> None:
+    def __init__(self, script: Script, specs: Sequence[WireLimit]) -> None:
         self.script = script
         self.capacities = tuple(spec.capacity for spec in specs)
         tail = [_bulk(b"%d" % len(specs))]
@@ -124,20 +139,15 @@ class Packer:
         )
 
 
-# A verdict as decoded: the five integers of a Verdict, a plain tuple
-# (building Verdicts costs more than the whole decode).
-RawVerdict = tuple[int, int, int, int, int]
-
-
-def decode_single(reply: object) -> RawVerdict:
+def decode_single(reply: object) -> RawReply:
     """`decode_single` reads the five integers of a single-key reply."""
     if not isinstance(reply, list) or len(reply) != 5:
         raise ValueError(f"unexpected script reply {reply!r}")
     return tuple(reply)
 
 
-def decode_batch(reply: object, count: int) -> list[RawVerdict]:
-    """`decode_batch` reads ``count`` verdicts from a msgpack reply."""
+def decode_batch(reply: object, count: int) -> list[RawReply]:
+    """`decode_batch` reads ``count`` replies from a msgpack reply."""
     if not isinstance(reply, bytes):
         raise ValueError(f"unexpected script reply {reply!r}")
     try:
@@ -152,13 +162,8 @@ def decode_batch(reply: object, count: int) -> list[RawVerdict]:
     return list(zip(items, items, items, items, items, strict=True))
 
 
-def to_verdict(raw: RawVerdict) -> Verdict:
-    """`to_verdict` is ``raw`` as a Verdict."""
-    return Verdict(raw[0] == 1, raw[1], raw[2], raw[3], raw[4])
-
-
-def to_decision(raw: RawVerdict, capacities: Sequence[int]) -> Decision:
-    """`to_decision` turns a verdict into the public Decision (float
+def to_decision(raw: RawReply, capacities: Sequence[int]) -> Decision:
+    """`to_decision` turns a reply into the public Decision (float
     seconds; ``inf`` for NEVER; ``limit`` the binding capacity). Every
     single decision comes here: no list around it (`to_decisions` is the
     batch's loop)."""
@@ -172,9 +177,9 @@ def to_decision(raw: RawVerdict, capacities: Sequence[int]) -> Decision:
     )
 
 
-def to_decisions(raws: list[RawVerdict], capacities: Sequence[int]) -> list[Decision]:
-    """`to_decisions` is `to_decision` of each verdict (a batch's, in one
-    loop: a call per verdict is a measurable share of a batch's CPU)."""
+def to_decisions(raws: list[RawReply], capacities: Sequence[int]) -> list[Decision]:
+    """`to_decisions` is `to_decision` of each reply (a batch's, in one
+    loop: a call per reply is a measurable share of a batch's CPU)."""
     never, inf = NEVER, math.inf
     return [
         Decision(

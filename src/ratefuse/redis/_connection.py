@@ -4,9 +4,11 @@ breaker, and the connection settings derived from a user's client."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Final
 
 from ratefuse.breaker import BreakerConfig, CircuitBreaker
+from ratefuse.redis._slots import Address
 
 # Trips after 5 of the last 20 round trips, at least half of them failed;
 # then fails fast for 1 s, doubling after each failed probe up to 30 s.
@@ -79,3 +81,44 @@ def connection_settings(
         protocol=2,
     )
     return settings
+
+
+def start_pool(cluster: Any) -> tuple[Any, list[Any]]:
+    """`start_pool` is the connection pool of a redis-py ``RedisCluster``'s
+    default node, whose settings a backend's own connections copy, and the
+    cluster's nodes; raises ValueError when the client has no node."""
+    node = cluster.get_default_node()
+    if node is None or node.redis_connection is None:
+        raise ValueError("the RedisCluster client has no node to start from")
+    return node.redis_connection.connection_pool, cluster.get_nodes()
+
+
+def start_nodes(cluster: Any) -> list[Any]:
+    """`start_nodes` is the nodes a ``redis.asyncio`` ``RedisCluster`` knows
+    (its startup nodes before its first command); raises ValueError when
+    it knows none."""
+    nodes: list[Any] = cluster.get_nodes() or cluster.startup_nodes
+    if not nodes:
+        raise ValueError("the RedisCluster client has no node to start from")
+    return nodes
+
+
+def node_factory(
+    connection_class: Any, settings: dict[str, Any]
+) -> Callable[[Address | None], Any]:
+    """`node_factory` makes unconnected connections of ``connection_class``
+    with ``settings``, to ``address`` (None: the settings' own host)."""
+
+    def make(address: Address | None) -> Any:
+        if address is None:
+            return connection_class(**settings)
+        host, port = address
+        return connection_class(**{**settings, "host": host, "port": port})
+
+    return make
+
+
+def wrong_client(expected: str, client: object) -> TypeError:
+    """`wrong_client` is the TypeError for a ``client`` that is not one of
+    ``expected``."""
+    return TypeError(f"client must be {expected}, got {type(client).__name__}")

@@ -4,7 +4,7 @@ backends.
 `plan_calls` groups a request's decisions into EVALSHA calls (one slot per
 call on a cluster). An `Exchange` then plans, round by round, what to send
 to which node and receives what each call got back, call by call as the
-replies arrive; it decodes verdicts and decides what to resend:
+replies arrive; it decodes replies and decides what to resend:
 
 - NOSCRIPT: the script did not run; ``SCRIPT LOAD`` goes ahead of the call
   on that node (once per node per round) and the call is resent;
@@ -39,7 +39,7 @@ from ratefuse.core.errors import BackendError
 from ratefuse.redis._codec import (
     ASKING,
     Packer,
-    RawVerdict,
+    RawReply,
     decode_batch,
     decode_single,
     script_load,
@@ -281,16 +281,10 @@ def plan_deferred(
 
 
 Plan = list[tuple[Address | None, list[Call]]]
-# What an exchange makes of one call's verdicts (see Exchange).
-Convert = Callable[[list[RawVerdict]], Sequence[object]]
+# What an exchange makes of one call's replies (see Exchange).
+Convert = Callable[[list[RawReply]], Sequence[object]]
 # How a transport hands a call its reply (Exchange.receive).
 Receive = Callable[[Call, object], None]
-
-
-def deliver_to(calls: list[Call], receive: Receive) -> Callable[[int, object], None]:
-    """`deliver_to` hands the reply of the ``index``-th of ``calls`` on to
-    ``receive``."""
-    return lambda index, reply: receive(calls[index], reply)
 
 
 # Exceptions (besides error replies) that mean a call timed out.
@@ -328,10 +322,10 @@ class Exchange:
     outcome; the transport then hands each call of that plan to `receive`
     with the call's reply (or the exception that ended it) as soon as the
     reply is read, so that decoding overlaps the server's work on the next
-    call. ``convert`` (None: keep them) turns a call's decoded verdicts
+    call. ``convert`` (None: keep them) turns a call's decoded replies
     into what `outcomes` holds, e.g. Decisions.
 
-    `outcomes` then holds each decision's outcome (a verdict, or
+    `outcomes` then holds each decision's outcome (a reply, or
     BackendError with the cause chained) and `failure` the first transport
     error seen (for the breaker), or None. Not shared between threads.
     """
@@ -444,7 +438,7 @@ def _settle(
     counters: Counters,
     convert: Convert | None,
 ) -> list[Call] | None:
-    # Records the call's verdicts, or fails them, or returns what to resend.
+    # Records the call's replies, or fails them, or returns what to resend.
     # A call resent after ASK keeps going to the importing node (behind
     # ASKING) until that node answers it, for NOSCRIPT and TRYAGAIN too.
     call.load = False
@@ -478,12 +472,12 @@ def _settle(
         _fail(call, outcomes, error)
         return None
     try:
-        verdicts = (
+        replies = (
             [decode_single(reply)]
             if call.single
             else decode_batch(reply, len(call.positions))
         )
-        converted = verdicts if convert is None else convert(verdicts)
+        converted = replies if convert is None else convert(replies)
     except (ValueError, TypeError, IndexError) as exc:
         # A reply the client cannot read (a foreign script, a corrupted
         # reply) fails this call's decisions only: they get the fallback

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from ratefuse.breaker import BreakerMetrics, CircuitBreaker, Permit
-from ratefuse.core._args_py import check_now
+from ratefuse.core.args import check_now
 from ratefuse.core.breaker.config import BreakerConfig
 from ratefuse.core.breaker.fleet_recorder import FleetPermit, Gate, Recorder
 from ratefuse.core.breaker.spec import (

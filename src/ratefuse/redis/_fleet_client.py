@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.retry import Retry
 
-from ratefuse.redis._connection import connection_settings
+from ratefuse.redis._connection import connection_settings, start_nodes, start_pool
 
 FleetClient = redis.Redis | RedisCluster
 
@@ -34,33 +34,13 @@ def fleet_client_factory(
     ``client`` with ``timeout`` seconds per operation and no retries.
     Opening a cluster client reads its slot map, so it can raise."""
     retry = Retry(NoBackoff(), 0)
-    if isinstance(client, RedisCluster):
-        cluster: Any = client  # RedisCluster's methods are untyped
-        node = cluster.get_default_node()
-        if node is None or node.redis_connection is None:
-            raise ValueError("the RedisCluster client has no node to start from")
-        pool = node.redis_connection.connection_pool
-        node_class: Any = ClusterNode  # untyped too
-        seeds = [node_class(seed.host, int(seed.port)) for seed in cluster.get_nodes()]
-        settings = connection_settings(pool.connection_kwargs, timeout, retry)
-        for name in ("host", "port", "retry", "connection_class", "db"):
-            settings.pop(name, None)
-
-        def make_cluster() -> FleetClient:
-            return RedisCluster(startup_nodes=seeds, retry=retry, **settings)
-
-        return make_cluster
-    pool = client.connection_pool
+    if not isinstance(client, RedisCluster):
+        return _single(redis.Redis, redis.ConnectionPool, client, timeout, retry)
+    pool, nodes = start_pool(client)
     settings = connection_settings(pool.connection_kwargs, timeout, retry)
-    connection_class = pool.connection_class
-
-    def make_single() -> FleetClient:
-        # from_pool: closing the client closes the pool's connections.
-        return redis.Redis.from_pool(
-            redis.ConnectionPool(connection_class=connection_class, **settings)
-        )
-
-    return make_single
+    for name in ("host", "port", "retry", "connection_class", "db"):
+        settings.pop(name, None)
+    return _cluster(RedisCluster, ClusterNode, nodes, retry, settings)
 
 
 AsyncFleetClient = redis.asyncio.Redis | AsyncRedisCluster
@@ -73,33 +53,46 @@ def async_fleet_client_factory(
     ``redis.asyncio`` clients (a cluster client reads its slot map on its
     first command)."""
     retry = AsyncRetry(NoBackoff(), 0)
-    if isinstance(client, AsyncRedisCluster):
-        cluster: Any = client  # untyped
-        nodes = cluster.get_nodes() or cluster.startup_nodes
-        if not nodes:
-            raise ValueError("the RedisCluster client has no node to start from")
-        node_class: Any = AsyncClusterNode
-        seeds = [node_class(node.host, int(node.port)) for node in nodes]
-        settings = connection_settings(nodes[0].connection_kwargs, timeout, retry)
-        # The asyncio cluster client takes named settings only.
-        accepted = inspect.signature(AsyncRedisCluster.__init__).parameters
-        settings = {
-            name: value
-            for name, value in settings.items()
-            if name in accepted and name not in ("host", "port", "retry")
-        }
+    if not isinstance(client, AsyncRedisCluster):
+        return _single(
+            redis.asyncio.Redis, redis.asyncio.ConnectionPool, client, timeout, retry
+        )
+    nodes = start_nodes(client)
+    settings = connection_settings(nodes[0].connection_kwargs, timeout, retry)
+    # The asyncio cluster client takes named settings only.
+    accepted = inspect.signature(AsyncRedisCluster.__init__).parameters
+    settings = {
+        name: value
+        for name, value in settings.items()
+        if name in accepted and name not in ("host", "port", "retry")
+    }
+    return _cluster(AsyncRedisCluster, AsyncClusterNode, nodes, retry, settings)
 
-        def make_cluster() -> AsyncFleetClient:
-            return AsyncRedisCluster(startup_nodes=seeds, retry=retry, **settings)
 
-        return make_cluster
+def _single(
+    client_class: Any, pool_class: Any, client: Any, timeout: float, retry: object
+) -> Callable[[], Any]:
+    # Opens a one-node client with ``client``'s settings; from_pool: closing
+    # the client closes the pool's connections.
     pool = client.connection_pool
     settings = connection_settings(pool.connection_kwargs, timeout, retry)
     connection_class = pool.connection_class
 
-    def make_single() -> AsyncFleetClient:
-        return redis.asyncio.Redis.from_pool(
-            redis.asyncio.ConnectionPool(connection_class=connection_class, **settings)
+    def make_single() -> Any:
+        return client_class.from_pool(
+            pool_class(connection_class=connection_class, **settings)
         )
 
     return make_single
+
+
+def _cluster(
+    cluster_class: Any,
+    node_class: Any,
+    nodes: list[Any],
+    retry: object,
+    settings: dict[str, Any],
+) -> Callable[[], Any]:
+    # Opens a cluster client that starts from ``nodes``.
+    seeds = [node_class(node.host, int(node.port)) for node in nodes]
+    return lambda: cluster_class(startup_nodes=seeds, retry=retry, **settings)

@@ -10,17 +10,19 @@ script's reply as a named tuple.
 from __future__ import annotations
 
 import functools
-from importlib import resources
 from typing import Final, NamedTuple
 
 from ratefuse.core.breaker.config import BreakerConfig
 from ratefuse.redis._schema import KeySchema
+from ratefuse.redis._scripts import read_lua
+from ratefuse.redis._wire_limits import ceil_us
 
 # Ops of the script.
 RECORD: Final = b"f"
 ACQUIRE: Final = b"a"
 TRANSITION: Final = b"t"
-# The bits of one call's byte in a recorded batch: _fleet_recorder_py.
+# The bits of one call's byte in a recorded batch: see
+# ratefuse/core/breaker/_fleet_recorder_py.py.
 # The subject of a breaker's keys: a breaker is one subject of its name.
 _SUBJECT: Final = b"breaker"
 
@@ -46,15 +48,14 @@ class FleetReply(NamedTuple):
     probes_issued: int
 
 
+# The fleet breaker's script: the server's clock, then the breaker.
+FLEET_SCRIPT: Final = ("clock.lua", "fleet_breaker.lua")
+
+
 @functools.cache
 def fleet_script_source() -> bytes:
     """`fleet_script_source` is the Lua source of the fleet breaker."""
-    lua = resources.files("ratefuse.redis").joinpath("lua")
-    return lua.joinpath("fleet_breaker.lua").read_bytes()
-
-
-def _ceil_us(ns: int) -> int:
-    return -(-ns // 1000)
+    return read_lua(*FLEET_SCRIPT)
 
 
 class FleetScript:
@@ -85,15 +86,15 @@ class FleetScript:
             for value in (
                 1 if spec.count_window else 0,
                 spec.window_size,
-                _ceil_us(spec.bucket_ns),
+                ceil_us(spec.bucket_ns),
                 spec.minimum_calls,
                 spec.failure_rate_ppm,
                 spec.slow_call_rate_ppm if spec.slow_call_ns else 0,
-                _ceil_us(spec.wait_ns),
-                _ceil_us(spec.max_wait_ns),
+                ceil_us(spec.wait_ns),
+                ceil_us(spec.max_wait_ns),
                 repr(spec.backoff_multiplier),
                 spec.half_open_calls,
-                _ceil_us(spec.max_half_open_ns),
+                ceil_us(spec.max_half_open_ns),
                 idle_ttl_ms,
             )
         )

@@ -36,9 +36,10 @@ from typing import Any, Final, NamedTuple, TypeVar
 
 from ratefuse.core import implementation as _impl
 from ratefuse.core.algorithms import REGISTRY
+from ratefuse.core.lease_answers import DEFAULT_MAX_KEYS, DENIED, HIT, LOW
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._binding import Binding
-from ratefuse.redis._codec import Packer, RawVerdict
+from ratefuse.redis._codec import Packer, RawReply
 from ratefuse.redis._exchange import Call, single_call
 from ratefuse.redis._lease_config import LeaseConfig
 from ratefuse.redis._policy import LimiterStats
@@ -50,10 +51,7 @@ DENY_CACHE_ALGORITHMS: Final = REGISTRY.named(
 )
 _core = _impl.load("core._lease")
 # The lease and deny-cache table's default bound (the lease table's own).
-DEFAULT_CACHE_MAX_KEYS: Final[int] = _core.DEFAULT_MAX_KEYS
-HIT: Final[int] = _core.HIT
-LOW: Final[int] = _core.LOW
-DENIED: Final[int] = _core.DENIED
+DEFAULT_CACHE_MAX_KEYS: Final = DEFAULT_MAX_KEYS
 
 Clock = Callable[[], int]
 
@@ -144,7 +142,7 @@ class LocalAnswers:
         self._packer = (
             None
             if lease is None
-            else Packer(lease_script(binding.specs[0].algorithm), binding.redis_specs)
+            else Packer(lease_script(binding.specs[0].algorithm), binding.wire_limits)
         )
         self._lock = threading.Lock()
         self._grants = 0
@@ -179,7 +177,7 @@ class LocalAnswers:
         now = self.clock()
         return Ask(key, 0, self.lease_size(key, 0, now), now)
 
-    def finish(self, ask: Ask, reply: RawVerdict) -> Decision:
+    def finish(self, ask: Ask, reply: RawReply) -> Decision:
         """`finish` absorbs the lease the fleet granted for ``ask`` and
         decides its cost from the refilled table."""
         self.absorb(ask.key, ask.units, reply, ask.sent)
@@ -215,11 +213,11 @@ class LocalAnswers:
 
     # --- the deny cache -------------------------------------------------------
 
-    def remember(self, key: Subject, cost: int, verdict: RawVerdict, sent: int) -> None:
-        """`remember` caches the fleet's denial of ``cost`` (a verdict of the
+    def remember(self, key: Subject, cost: int, reply: RawReply, sent: int) -> None:
+        """`remember` caches the fleet's denial of ``cost`` (a reply of the
         exact script) until ``sent`` + its retry_after."""
-        if verdict[0] != 1 and verdict[2] > 0:
-            self.table.deny(key, cost, sent + verdict[2] * 1000, self.clock())
+        if reply[0] != 1 and reply[2] > 0:
+            self.table.deny(key, cost, sent + reply[2] * 1000, self.clock())
 
     # --- leases ---------------------------------------------------------------
 
@@ -244,7 +242,7 @@ class LocalAnswers:
         assert self._packer is not None
         return self._packer
 
-    def absorb(self, key: Subject, units: int, reply: RawVerdict, sent: int) -> None:
+    def absorb(self, key: Subject, units: int, reply: RawReply, sent: int) -> None:
         """`absorb` adds the lease the script granted (asked: ``units``, sent
         at local time ``sent``) and, when it came back short, closes the
         key's gate beyond the balance until a full lease could be taken."""

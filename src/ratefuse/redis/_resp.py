@@ -12,14 +12,16 @@ text (NOSCRIPT, MOVED, ASK, TRYAGAIN are recognised by it).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 # `RespReader.get` returns this when the buffer holds no complete reply.
 INCOMPLETE: Final = object()
 # A decision's reply, five integers, read in one match.
-_VERDICT: Final = re.compile(rb"\*5\r\n" + rb":(-?\d+)\r\n" * 5)
+_FIVE_INTEGERS: Final = re.compile(rb"\*5\r\n" + rb":(-?\d+)\r\n" * 5)
 
 
 class ProtocolError(ValueError):
@@ -55,10 +57,10 @@ class RespReader:
 
     def get(self) -> object:
         """`get` is the next complete reply, or INCOMPLETE."""
-        verdict = _VERDICT.match(self._buffer, self._position)
-        if verdict is not None:
-            self._position = verdict.end()
-            return [int(number) for number in verdict.groups()]
+        integers = _FIVE_INTEGERS.match(self._buffer, self._position)
+        if integers is not None:
+            self._position = integers.end()
+            return [int(number) for number in integers.groups()]
         try:
             reply, position = self._parse(self._position)
         except IndexError:
@@ -100,3 +102,59 @@ class RespReader:
         raise ProtocolError(
             f"not a RESP2 reply: {buffer[position - len(line) - 3 :][:40]!r}"
         )
+
+
+class CallReplies:
+    """`CallReplies` reads the replies of one node's pipelined calls from
+    the bytes given to `feed`: call i is due ``counts[i]`` replies (those of
+    SCRIPT LOAD and ASKING, then its own), and `get` returns each call's
+    own reply in turn. Pure; the transports do the reading."""
+
+    __slots__ = ("_counts", "_left", "_reader", "index")
+
+    def __init__(self, counts: list[int]) -> None:
+        self._counts = counts
+        self._reader = RespReader()
+        # The call whose reply comes next, and the replies it is still due.
+        self.index = 0
+        self._left = counts[0] if counts else 0
+
+    @property
+    def due(self) -> bool:
+        """`due` is true while a call's reply is still to come."""
+        return self.index < len(self._counts)
+
+    @property
+    def in_step(self) -> bool:
+        """`in_step` is false when more was received than was asked (the
+        connection is then out of step)."""
+        return not self._reader.pending
+
+    def feed(self, data: bytes) -> None:
+        """`feed` adds received bytes; empty bytes mean the server closed
+        the connection (ConnectionError)."""
+        if not data:
+            raise RedisConnectionError("Redis closed the connection")
+        self._reader.feed(data)
+
+    def get(self) -> object:
+        """`get` is the next call's own reply (`index` then counts it), or
+        INCOMPLETE until more is fed; raises ProtocolError."""
+        reader = self._reader
+        while True:
+            reply = reader.get()
+            if reply is INCOMPLETE:
+                return INCOMPLETE
+            self._left -= 1
+            if not self._left:
+                self.index += 1
+                if self.index < len(self._counts):
+                    self._left = self._counts[self.index]
+                return reply
+
+    def fail(
+        self, error: BaseException, deliver: Callable[[int, object], None]
+    ) -> None:
+        """`fail` delivers ``error`` as the outcome of every call still due."""
+        for index in range(self.index, len(self._counts)):
+            deliver(index, error)

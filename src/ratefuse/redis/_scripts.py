@@ -1,9 +1,11 @@
 """The script registry: one Lua script per algorithm, package data.
 
-A script's source is ``lua/prelude.lua`` followed by ``lua/<algorithm>.lua``;
-its SHA1 is computed here, so calls go out as EVALSHA from the first one and
-a server that answers NOSCRIPT gets ``SCRIPT LOAD`` and the call again (see
-:mod:`._exchange`). Nothing is registered by import side effects.
+A script's source is the prelude, the files of `PRELUDE` in that order (each
+defines what the later ones use), followed by ``lua/<algorithm>.lua``, which
+ends with ``return run(<its step>)``. Its SHA1 is computed here, so calls go
+out as EVALSHA from the first one and a server that answers NOSCRIPT gets
+``SCRIPT LOAD`` and the call again (see :mod:`._exchange`). Nothing is
+registered by import side effects.
 
 Quota leases have their own script (see :func:`lease_script`): the prelude,
 the algorithm's exact script wrapped as the function ``exact()``, then
@@ -19,10 +21,26 @@ from importlib import resources
 from typing import Final
 
 from ratefuse.core.algorithms import REGISTRY
-from ratefuse.redis._specs import SCRIPT_ALGORITHMS
+from ratefuse.redis._wire_limits import SCRIPT_ALGORITHMS
 
 # Algorithms whose leases keep the documented bound (see _lease_config.py).
 LEASE_ALGORITHMS: Final = REGISTRY.named(lambda algorithm: algorithm.leasable)
+# The prelude of every limiter script, in order: the server's clock,
+# integer arithmetic, the calling convention's arguments, compound limits,
+# a subject's state words, the two layouts of its key, one subject's
+# decision, a batch's, and the entry point.
+PRELUDE: Final = (
+    "clock.lua",
+    "integers.lua",
+    "arguments.lua",
+    "compound.lua",
+    "state_words.lua",
+    "string_layout.lua",
+    "hash_layout.lua",
+    "decide.lua",
+    "batch.lua",
+    "run.lua",
+)
 
 
 @dataclass(frozen=True)
@@ -34,8 +52,16 @@ class Script:
     sha: bytes
 
 
-def _read(name: str) -> bytes:
-    return resources.files("ratefuse.redis").joinpath("lua").joinpath(name).read_bytes()
+def read_lua(*names: str) -> bytes:
+    """`read_lua` is the Lua files ``names`` (package data), joined by
+    newlines in that order."""
+    lua = resources.files("ratefuse.redis").joinpath("lua")
+    return b"\n".join(lua.joinpath(name).read_bytes() for name in names)
+
+
+@functools.cache
+def _prelude() -> bytes:
+    return read_lua(*PRELUDE)
 
 
 @functools.cache
@@ -44,7 +70,7 @@ def script(algorithm: str) -> Script:
     record = REGISTRY.by_name(algorithm) if algorithm in SCRIPT_ALGORITHMS else None
     if record is None or record.script is None:
         raise ValueError(f"no Redis script for algorithm {algorithm!r}")
-    source = _read("prelude.lua") + b"\n" + _read(record.script)
+    source = _prelude() + b"\n" + read_lua(record.script)
     sha = hashlib.sha1(source, usedforsecurity=False).hexdigest().encode()
     return Script(algorithm, source, sha)
 
@@ -61,11 +87,11 @@ def lease_script(algorithm: str) -> Script:
         )
     source = b"\n".join(
         (
-            _read("prelude.lua"),
+            _prelude(),
             b"local function exact()",
-            _read(record.script),
+            read_lua(record.script),
             b"end",
-            _read(record.lease_script),
+            read_lua(record.lease_script),
         )
     )
     sha = hashlib.sha1(source, usedforsecurity=False).hexdigest().encode()

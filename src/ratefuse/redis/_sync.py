@@ -1,10 +1,11 @@
-"""`RedisBackend` and `RedisStore`: the redis-py (sync) backend.
+"""`RedisBackendIO` and `RedisStore`: the redis-py (sync) backend's I/O
+(:class:`ratefuse.redis.RedisBackend` adds the limiter builders).
 
-The backend drives the shared sans-I/O exchange (:mod:`._exchange`:
-planning, decoding, redirections, reloads) through the breaker, with its
-transport (:mod:`._sync_io`) doing the I/O; keys and packing are
-:mod:`._binding`. The asyncio twin (:mod:`._async`) is this file with
-awaits.
+Only the I/O: the backend drives the shared sans-I/O exchange
+(:mod:`._exchange`: planning, decoding, redirections, reloads) through its
+transport (:mod:`._sync_io`); settings, the breaker's bookkeeping and the
+slot map's refresh plan are :mod:`._backend_core`, keys and packing
+:mod:`._binding`. The asyncio twin (:mod:`._async`) awaits the same steps.
 """
 
 from __future__ import annotations
@@ -16,34 +17,19 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from ratefuse.breaker import CircuitBreaker
-from ratefuse.core.backend_defaults import DEFAULT_TIMEOUT
 from ratefuse.core.errors import BackendError
 from ratefuse.core.spec import LimitSpec
 from ratefuse.engine.subject import Decision
-from ratefuse.redis._binding import Binding
-from ratefuse.redis._codec import Packer, RawVerdict, Verdict, to_verdict
-from ratefuse.redis._connection import (
-    check_chunk,
-    check_timeout,
-    default_breaker,
-)
-from ratefuse.redis._exchange import (
-    DEFAULT_CHUNK,
-    Call,
-    Convert,
-    Counters,
-    Exchange,
-    ExchangeCounts,
-    redirected,
-)
-from ratefuse.redis._schema import DEFAULT_PREFIX, Subject
-from ratefuse.redis._slots import SlotMap
+from ratefuse.redis._backend_core import BackendCore, Closing, Costs, Keys, StoreCore
+from ratefuse.redis._codec import Packer, RawReply, ScriptReply
+from ratefuse.redis._exchange import Call, Convert, Exchange, redirected
+from ratefuse.redis._schema import Subject
+from ratefuse.redis._slots import Address, SlotMap
 from ratefuse.redis._sync_io import SyncTransport, connection_factory
 
 
-class RedisBackend:
-    """`RedisBackend` keeps limiter state in Redis, through redis-py.
+class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Closing):
+    """`RedisBackendIO` keeps limiter state in Redis, through redis-py.
 
     ``client`` is a ``redis.Redis`` (one server) or ``redis.RedisCluster``;
     the backend opens its own connections with the client's settings
@@ -59,82 +45,50 @@ class RedisBackend:
     backend's connections (not the client).
     """
 
-    def __init__(
-        self,
-        client: redis.Redis | RedisCluster,
-        *,
-        prefix: str = DEFAULT_PREFIX,
-        namespace: str = "",
-        timeout: float = DEFAULT_TIMEOUT,
-        breaker: CircuitBreaker | None = None,
-        chunk: int = DEFAULT_CHUNK,
-    ) -> None:
-        self.timeout = check_timeout(timeout)
-        self.chunk = check_chunk(chunk)
-        self.prefix = prefix
-        self.namespace = namespace
-        self.breaker = default_breaker("redis") if breaker is None else breaker
-        factory, self._seeds = connection_factory(client, self.timeout)
-        self.cluster = bool(self._seeds)
-        self._slots = SlotMap() if self.cluster else None
-        self._transport = SyncTransport(factory)
-        self._counters = Counters()
-        self._refresh_lock = threading.Lock()
+    def _connect(
+        self, client: redis.Redis | RedisCluster, timeout: float
+    ) -> tuple[SyncTransport, list[Address]]:
+        factory, seeds = connection_factory(client, timeout)
+        return SyncTransport(factory), seeds
+
+    def _new_lock(self) -> threading.Lock:
+        return threading.Lock()
 
     def bind(self, specs: Sequence[LimitSpec], name: str) -> RedisStore:
         """`bind` is the store of the limiter ``name`` with ``specs``;
         raises ValueError for limits the scripts cannot decide exactly."""
-        return RedisStore(self, Binding(specs, name, self.prefix, self.namespace))
-
-    def stats(self) -> ExchangeCounts:
-        """`stats` snapshots the backend's counters."""
-        return self._counters.snapshot()
+        return RedisStore(self, self._binding(specs, name))
 
     def close(self) -> None:
         """`close` closes the backend's connections."""
         self._transport.close()
 
-    def __enter__(self) -> RedisBackend:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    # --- I/O ---------------------------------------------------------------
-
     def _routing(self) -> SlotMap | None:
+        # The slot map (None: one node), refreshed first when a transport
+        # error left it stale; one thread refreshes while the others wait.
         slots = self._slots
         if slots is None or not slots.stale:
             return slots
         with self._refresh_lock:
-            if not slots.stale:
-                return slots
-            failures = []
-            for address in slots.addresses() + self._seeds:
-                try:
-                    reply = self._transport.command(address, "CLUSTER", "SLOTS")
-                    slots.update(reply, address)
-                except Exception as exc:
-                    failures.append(exc)
-                    continue
-                self._counters.add("slot_map_refreshes")
-                return slots
-        raise BackendError(f"no cluster node answered CLUSTER SLOTS: {failures[-1]}")
+            if slots.stale:
+                steps = self._refresh_steps(slots)
+                address = next(steps)
+                while address is not None:
+                    try:
+                        reply: object = self._transport.command(
+                            address, "CLUSTER", "SLOTS"
+                        )
+                    except Exception as exc:
+                        reply = exc
+                    address = steps.send(reply)
+        return slots
 
     def _run(
-        self,
-        packer: Packer,
-        calls: list[Call],
-        size: int,
-        convert: Convert | None = None,
+        self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
     ) -> list[Any]:
         # One request through the breaker: every round of the exchange.
-        if not calls:
-            return []
-        permit = self.breaker.try_acquire()
-        if permit is None:
-            self._counters.add("breaker_rejections")
-            raise self.breaker.open_error()
+        # ``calls`` is not empty (an empty batch takes no permit).
+        permit = self._admit()
         try:
             rounds = Exchange(
                 packer, calls, size, self._routing(), self._counters, convert
@@ -143,20 +97,13 @@ class RedisBackend:
             while plan is not None:
                 self._transport.round_trip(plan, rounds.receive)
                 plan = rounds.next_round()
-        except Exception as exc:
-            permit.on_error(0.0, exc)
+        except BaseException as exc:
+            self._abandon(permit, exc)
             raise
-        except BaseException:
-            permit.release()
-            raise
-        failure = rounds.failure
-        if failure is None:
-            permit.on_success(0.0)
-        else:
-            permit.on_error(0.0, failure)
-        return rounds.outcomes
+        return self._settle(permit, rounds)
 
     def _delete(self, key: bytes) -> None:
+        # DEL ``key``, following MOVED and ASK.
         try:
             steps = redirected(key, self._routing())
             address, asking = next(steps)
@@ -165,13 +112,11 @@ class RedisBackend:
                 address, asking = steps.send(reply)
         except StopIteration:
             return
-        except BackendError:
-            raise
         except Exception as exc:
-            raise BackendError(f"Redis could not reset the key: {exc}") from exc
+            self._reset_failed(exc)
 
 
-class RedisStore:
+class RedisStore(StoreCore[RedisBackendIO]):
     """`RedisStore` decides the keys of one limiter in Redis.
 
     Every verb raises BackendError when Redis cannot decide and
@@ -181,31 +126,23 @@ class RedisStore:
     server's clock) replaces the server's TIME: for tests only. Thread-safe.
     """
 
-    def __init__(self, backend: RedisBackend, binding: Binding) -> None:
-        self.backend = backend
-        self.binding = binding
-
     def decide_raw(
         self, key: Subject, cost: int = 1, now_us: int | None = None
-    ) -> RawVerdict:
+    ) -> RawReply:
         """`decide_raw` is `decide_us` as a plain tuple (the fast path)."""
-        call = self.binding.single(key, cost, now_us, self.backend.cluster)
-        return self.send(self.binding.packer, call)
+        return self.send(self.binding.packer, self._single(key, cost, now_us))
 
-    def send(self, packer: Packer, call: Call) -> RawVerdict:
+    def send(self, packer: Packer, call: Call) -> RawReply:
         """`send` runs one script ``call`` packed by ``packer`` (the
-        limiter's, or the lease script's) and returns its verdict."""
-        outcome: RawVerdict | BackendError = self.backend._run(packer, [call], 1)[0]
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
+        limiter's, or the lease script's) and returns its reply."""
+        return self._only(self.backend._run(packer, [call], 1, None))  # type: ignore[no-any-return]
 
     def decide_us(
         self, key: Subject, cost: int = 1, now_us: int | None = None
-    ) -> Verdict:
+    ) -> ScriptReply:
         """`decide_us` decides ``cost`` for ``key`` and returns the script's
-        integer verdict: one round trip."""
-        return to_verdict(self.decide_raw(key, cost, now_us))
+        integer reply: one round trip."""
+        return ScriptReply.of(self.decide_raw(key, cost, now_us))
 
     def decide(
         self, key: Subject, cost: int = 1, now_us: int | None = None
@@ -214,52 +151,35 @@ class RedisStore:
         return self.binding.decision(self.decide_raw(key, cost, now_us))
 
     def decide_many_raw(
-        self,
-        keys: Sequence[Subject],
-        costs: Sequence[int] | None = None,
-        now_us: int | None = None,
-    ) -> list[RawVerdict | BackendError]:
+        self, keys: Keys, costs: Costs = None, now_us: int | None = None
+    ) -> list[RawReply | BackendError]:
         """`decide_many_raw` is `decide_many_us` as plain tuples."""
         return self._many(keys, costs, now_us, None)
 
     def decide_many_us(
-        self,
-        keys: Sequence[Subject],
-        costs: Sequence[int] | None = None,
-        now_us: int | None = None,
-    ) -> list[Verdict | BackendError]:
+        self, keys: Keys, costs: Costs = None, now_us: int | None = None
+    ) -> list[ScriptReply | BackendError]:
         """`decide_many_us` decides ``costs[i]`` (None: 1) for ``keys[i]``, in
         order per key, one round trip per node; an item is the BackendError
         of a decision that failed alone."""
-        return [
-            outcome if isinstance(outcome, BackendError) else to_verdict(outcome)
-            for outcome in self.decide_many_raw(keys, costs, now_us)
-        ]
+        return self._many(keys, costs, now_us, ScriptReply.of_each)
 
     def decide_many(
-        self,
-        keys: Sequence[Subject],
-        costs: Sequence[int] | None = None,
-        now_us: int | None = None,
+        self, keys: Keys, costs: Costs = None, now_us: int | None = None
     ) -> list[Decision | BackendError]:
         """`decide_many` is `decide_many_us` with Decisions, built call by
         call as the replies arrive (while the server runs the next call)."""
         return self._many(keys, costs, now_us, self.binding.decisions)
 
     def _many(
-        self,
-        keys: Sequence[Subject],
-        costs: Sequence[int] | None,
-        now_us: int | None,
-        convert: Convert | None,
+        self, keys: Keys, costs: Costs, now_us: int | None, convert: Convert | None
     ) -> list[Any]:
-        # One batch, grouped and planned, each call's verdicts converted by
+        # One batch, grouped and planned, each call's replies converted by
         # ``convert`` as its reply arrives (None: kept as tuples).
-        binding = self.binding
-        calls = binding.plan(
-            keys, costs, now_us, self.backend.cluster, self.backend.chunk
-        )
-        return self.backend._run(binding.packer, calls, len(keys), convert)
+        calls = self._plan(keys, costs, now_us)
+        if not calls:
+            return []
+        return self.backend._run(self.binding.packer, calls, len(keys), convert)
 
     def reset(self, key: Subject) -> None:
         """`reset` deletes every limit's state of ``key``."""

@@ -20,9 +20,13 @@ from redis.retry import Retry
 from ratefuse.redis._codec import ASKING, pack_command
 from ratefuse.redis._connection import (
     connection_settings,
+    node_factory,
+    start_pool,
+    wrong_client,
 )
-from ratefuse.redis._exchange import Call, Plan, Receive, deliver_to
-from ratefuse.redis._resp import INCOMPLETE, ProtocolError, RespReader
+from ratefuse.redis._exchange import Plan, Receive
+from ratefuse.redis._pipeline import Pipeline
+from ratefuse.redis._resp import INCOMPLETE, CallReplies, ProtocolError
 from ratefuse.redis._slots import Address
 
 # redis-py's sync connections are untyped: calls on them are Any.
@@ -93,64 +97,50 @@ class SyncTransport:
         """`round_trip` sends every node's pipeline, then reads them in
         turn, handing each call to ``receive`` with its reply, its error
         reply, or the transport error, as soon as that is read."""
-        sent: list[
-            tuple[
-                Address | None,
-                SyncConnection | None,
-                socket.socket | None,
-                list[Call],
-                list[int],
-                BaseException | None,
-            ]
-        ] = []
+        sent = [Pipeline(address, calls) for address, calls in plan]
         try:
-            for address, calls in plan:
-                counts: list[int] = []
-                connection = None
+            for pipeline in sent:
                 try:
-                    connection, sock = self._take(address)
+                    pipeline.connection, sock = self._take(pipeline.address)
+                    pipeline.channel = sock
                     # Call by call: the server starts on a call while the
                     # next one is packed (and its keys hashed).
-                    for call in calls:
-                        wire, count = call.wire()
-                        sock.sendall(wire[0] if count == 1 else b"".join(wire))
-                        counts.append(count)
+                    for call in pipeline.calls:
+                        sock.sendall(pipeline.wire(call))
                 except Exception as exc:
-                    if connection is not None:
-                        connection.disconnect()
-                    sent.append((address, None, None, calls, [], exc))
-                    continue
-                sent.append((address, connection, sock, calls, counts, None))
-            for index, (
-                address,
-                connection,
-                channel,
-                calls,
-                counts,
-                error,
-            ) in enumerate(sent):
-                if connection is None or channel is None:
-                    for call in calls:
-                        receive(call, error)
-                    continue
+                    dropped = pipeline.fail(exc)
+                    if dropped is not None:
+                        dropped.disconnect()
+            for pipeline in sent:
                 # The node's connection is forgotten before its replies are
                 # handed on: if ``receive`` raises, it is already closed.
-                sent[index] = (address, None, None, calls, counts, None)
-                try:
-                    complete = _read(channel, counts, deliver_to(calls, receive))
-                except BaseException:
-                    connection.disconnect()
-                    raise
-                if complete:
-                    self._give(address, connection)
-                else:
-                    connection.disconnect()
+                connection = pipeline.reading(receive)
+                if connection is not None:
+                    self._receive(pipeline, connection, receive)
         except BaseException:
             # Interrupted mid-exchange: these connections' state is unknown.
-            for _, connection, _, _, _, _ in sent:
+            for pipeline in sent:
+                connection = pipeline.detach()
                 if connection is not None:
                     connection.disconnect()
             raise
+
+    def _receive(
+        self, pipeline: Pipeline, connection: SyncConnection, receive: Receive
+    ) -> None:
+        # Reads the replies of ``pipeline``'s calls on ``connection``, then
+        # keeps the connection if it is still in step, else drops it.
+        try:
+            complete = _read(
+                pipeline.channel, pipeline.counts, pipeline.deliver(receive)
+            )
+        except BaseException:
+            connection.disconnect()
+            raise
+        if complete:
+            self._give(pipeline.address, connection)
+        else:
+            connection.disconnect()
 
     def command(self, address: Address | None, *args: Any, asking: bool = False) -> Any:
         """`command` sends one command (after ASKING if ``asking``) and
@@ -188,68 +178,41 @@ class SyncTransport:
 def _read(
     sock: socket.socket, counts: list[int], deliver: Callable[[int, object], None]
 ) -> bool:
-    # Reads each call's replies (``count`` of them, the last its own) and
-    # delivers the call's index and own reply as soon as it is complete; a
-    # failure part-way delivers the error to every call left and returns
-    # False (the connection is then unusable). Only the reading is guarded:
-    # what `deliver` raises is not a transport error and propagates.
-    reader = RespReader()
-    for index, count in enumerate(counts):
+    # Reads each call's replies (see CallReplies) and delivers the call's
+    # index and own reply as soon as it is complete; a failure part-way
+    # delivers the error to every call left and returns False (the
+    # connection is then unusable), and so does reading more than was
+    # asked. Only the reading is guarded: what `deliver` raises is not a
+    # transport error and propagates.
+    replies = CallReplies(counts)
+    while replies.due:
         try:
-            reply = _read_call(sock, reader, count)
+            reply = replies.get()
+            while reply is INCOMPLETE:
+                replies.feed(sock.recv(RECV_SIZE))
+                reply = replies.get()
         except (OSError, RedisConnectionError, ProtocolError) as exc:
-            for at in range(index, len(counts)):
-                deliver(at, exc)
+            replies.fail(exc, deliver)
             return False
-        deliver(index, reply)
-    # More than was asked: the connection is out of step, drop it.
-    return not reader.pending
-
-
-def _read_call(sock: socket.socket, reader: RespReader, count: int) -> object:
-    # The last of the next ``count`` replies (those of SCRIPT LOAD and
-    # ASKING come before the call's own).
-    reply: object = None
-    for _ in range(count):
-        reply = reader.get()
-        while reply is INCOMPLETE:
-            data = sock.recv(RECV_SIZE)
-            if not data:
-                raise RedisConnectionError("Redis closed the connection")
-            reader.feed(data)
-            reply = reader.get()
-    return reply
+        deliver(replies.index - 1, reply)
+    return replies.in_step
 
 
 def connection_factory(
     client: redis.Redis | RedisCluster, timeout: float
 ) -> tuple[Callable[[Address | None], SyncConnection], list[Address]]:
-    # A connection factory with the client's settings and the backend's
-    # timeout, and the cluster's seed addresses (empty for one node).
-    retry = Retry(NoBackoff(), 0)
-    pool: Any
+    """`connection_factory` makes connections with ``client``'s settings and
+    the backend's ``timeout``; also returns the cluster's seed addresses
+    (empty for one node)."""
     if isinstance(client, RedisCluster):
-        cluster: Any = client  # RedisCluster's methods are untyped
-        node = cluster.get_default_node()
-        if node is None or node.redis_connection is None:
-            raise ValueError("the RedisCluster client has no node to start from")
-        pool = node.redis_connection.connection_pool
-        seeds = [(node.host, int(node.port)) for node in cluster.get_nodes()]
+        pool, nodes = start_pool(client)
+        seeds = [(node.host, int(node.port)) for node in nodes]
     elif isinstance(client, redis.Redis):
         pool = client.connection_pool
         seeds = []
     else:
-        raise TypeError(
-            "client must be redis.Redis or redis.RedisCluster, "
-            f"got {type(client).__name__}"
-        )
-    settings = connection_settings(pool.connection_kwargs, timeout, retry)
-    connection_class = pool.connection_class
-
-    def make(address: Address | None) -> SyncConnection:
-        if address is None:
-            return connection_class(**settings)
-        host, port = address
-        return connection_class(**{**settings, "host": host, "port": port})
-
-    return make, seeds
+        raise wrong_client("redis.Redis or redis.RedisCluster", client)
+    settings = connection_settings(
+        pool.connection_kwargs, timeout, Retry(NoBackoff(), 0)
+    )
+    return node_factory(pool.connection_class, settings), seeds

@@ -1,5 +1,5 @@
--- Fixed window counter, as ratefuse/_fixed_window_py.py: per limit the
--- window index (<id>:w) and the units admitted in it (<id>:c).
+-- Fixed window counter, as ratefuse/core/algorithms/_fixed_window_py.py:
+-- per limit the window index (<id>:w) and the units admitted in it (<id>:c).
 local function fixed_window_step(spec, state, now, cost, commit)
   local period, limit = spec.period, spec.capacity
   local window, count = state[1], state[2]

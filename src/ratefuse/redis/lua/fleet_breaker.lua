@@ -1,8 +1,9 @@
 -- ratefuse fleet circuit breaker: one breaker's window and state, shared by
 -- every process that uses the same name. The rules are those of the local
--- state machine (ratefuse/_breaker_machine_py.py), in integer microseconds
--- on the server's clock; the client (ratefuse/redis/_fleet_script.py)
--- builds the arguments and reads the reply.
+-- state machine (ratefuse/core/breaker/_machine_py.py), in integer
+-- microseconds on the server's clock (server_now, clock.lua); the client
+-- (ratefuse/redis/_fleet_script.py) builds the arguments and reads the
+-- reply.
 --
 --   KEYS[1]  hash: state, generation, open-since, wait, probe round, totals
 --   KEYS[2]  the window: a string of one flags byte per call (count-based)
@@ -24,11 +25,7 @@ local CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = 0, 1, 2, 3, 4
 local SCALE = 1000000
 
 local key, window_key = KEYS[1], KEYS[2]
-local now = tonumber(ARGV[1])
-if now < 0 then
-  local time = redis.call('TIME')
-  now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-end
+local now = server_now(ARGV[1])
 local op = ARGV[2]
 local batch_gen = tonumber(ARGV[3])
 local batch = ARGV[4]

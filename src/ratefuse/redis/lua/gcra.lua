@@ -1,5 +1,6 @@
--- GCRA, as ratefuse/_gcra_py.py: one field per limit, the theoretical
--- arrival time tat. Admit cost c iff max(tat, now) + c*T - now <= tau.
+-- GCRA, as ratefuse/core/algorithms/_gcra_py.py: one field per limit, the
+-- theoretical arrival time tat. Admit cost c iff
+-- max(tat, now) + c*T - now <= tau.
 local function gcra_step(spec, state, now, cost, commit)
   local interval = spec.interval
   local tau = interval * spec.capacity

@@ -1,6 +1,7 @@
--- Sliding log, as ratefuse/_sliding_log_py.py: per limit a ring of
--- `limit` entries (<id>:<slot> = "stamp:cost") with its head (<id>:h),
--- entry count (<id>:n) and cost total (<id>:t), all in the subject's hash.
+-- Sliding log, as ratefuse/core/algorithms/_sliding_log_py.py: per limit
+-- a ring of `limit` entries (<id>:<slot> = "stamp:cost") with its head
+-- (<id>:h), entry count (<id>:n) and cost total (<id>:t), all in the
+-- subject's hash.
 -- The limit is capped (rates.SLIDING_LOG_MAX_LIMIT) because the ring is.
 
 -- entry reads ring slot `slot` once per script call (pass 1 and pass 2 of

@@ -1,6 +1,7 @@
--- Sliding window counter, as ratefuse/_sliding_window_py.py: per limit the
--- window index (<id>:w) and the units admitted in it (<id>:c) and in the
--- window before (<id>:p). Compared multiplied through by the period.
+-- Sliding window counter, as
+-- ratefuse/core/algorithms/_sliding_window_py.py: per limit the window
+-- index (<id>:w) and the units admitted in it (<id>:c) and in the window
+-- before (<id>:p). Compared multiplied through by the period.
 
 -- retry_offset is the offset from the window start at which cost fits;
 -- precondition: cost <= limit and it does not fit now.

@@ -1,5 +1,7 @@
-"""Validation of per-call arguments, shared by the reference engines; the
-compiled engines raise the same errors (``ext/ratefuse/core/_args.pxd``)."""
+"""Validation of per-call arguments (cost, now), shared by the reference
+engines and the backends; the compiled engines inline the same checks and
+raise the same errors (``ext/ratefuse/core/_args.pxd``). Not a twin: no
+decision is made here, so there is one Python implementation."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""`RedisSpec`: a limit lowered to the integer microseconds of the scripts.
+"""`WireLimit`: a limit in the wire form of the scripts, integer microseconds.
 
-Redis runs Lua 5.1, whose numbers are doubles: integers are exact only below
-2**53. `to_redis_specs` converts the cores' nanosecond specs and rejects, at
+The cores take a limit as a :class:`ratefuse.core.spec.LimitSpec` in
+nanoseconds; the scripts take it as four arguments in microseconds. Redis
+runs Lua 5.1, whose numbers are doubles: integers are exact only below
+2**53. `to_wire_limits` converts one limiter's specs and rejects, at
 construction, any configuration whose arithmetic in the scripts could reach
 that bound, with a ValueError naming the field and the value.
 """
@@ -23,8 +25,8 @@ MAX_SPAN_US: Final = 1 << 50
 SCRIPT_ALGORITHMS: Final = REGISTRY.named(lambda algorithm: algorithm.script)
 
 
-class RedisSpec(NamedTuple):
-    """`RedisSpec` is one limit as a script sees it, in microseconds.
+class WireLimit(NamedTuple):
+    """`WireLimit` is one limit as a script sees it, in microseconds.
 
     ``field`` names the limit's fields in the subject's hash: it is the
     limit's numbers, so limiters that share a name share exactly the
@@ -37,12 +39,13 @@ class RedisSpec(NamedTuple):
     interval_us: int
 
 
-def _ceil_us(ns: int) -> int:
+def ceil_us(ns: int) -> int:
+    """`ceil_us` is ``ns`` in whole microseconds, rounded up."""
     return -(-ns // 1000)
 
 
-def to_redis_spec(spec: LimitSpec) -> RedisSpec:
-    """`to_redis_spec` lowers ``spec`` to microseconds, rounding periods and
+def to_wire_limit(spec: LimitSpec) -> WireLimit:
+    """`to_wire_limit` lowers ``spec`` to microseconds, rounding periods and
     intervals up (never admitting more than the rate). Raises ValueError
     for an algorithm without a script, an emission interval below 1 us, or
     integers that could exceed 2**53 in the script."""
@@ -51,7 +54,7 @@ def to_redis_spec(spec: LimitSpec) -> RedisSpec:
             f"algorithm must be one of {', '.join(SCRIPT_ALGORITHMS)} for the "
             f"Redis backend, got {spec.algorithm!r}"
         )
-    period_us = _ceil_us(spec.period_ns)
+    period_us = ceil_us(spec.period_ns)
     if spec.period_ns < 1000:
         raise ValueError(
             f"period must be at least 1 microsecond for Redis, got {spec.period_ns} ns"
@@ -62,14 +65,14 @@ def to_redis_spec(spec: LimitSpec) -> RedisSpec:
                 "interval (period / limit) must be at least 1 microsecond for "
                 f"Redis, got {spec.interval_ns} ns"
             )
-        interval_us = _ceil_us(spec.interval_ns)
+        interval_us = ceil_us(spec.interval_ns)
         if interval_us * spec.capacity > MAX_SPAN_US:
             raise ValueError(
                 "burst * period / limit must be at most 2**50 microseconds for "
                 f"Redis (Lua numbers are doubles), got burst={spec.capacity} "
                 f"with interval {interval_us} us"
             )
-        return RedisSpec(
+        return WireLimit(
             f"{spec.capacity}/{period_us}/{interval_us}",
             spec.capacity,
             period_us,
@@ -85,14 +88,14 @@ def to_redis_spec(spec: LimitSpec) -> RedisSpec:
             f"(Lua numbers are doubles), got limit={spec.capacity} with "
             f"period {period_us} us"
         )
-    return RedisSpec(f"{spec.capacity}/{period_us}", spec.capacity, period_us, 0)
+    return WireLimit(f"{spec.capacity}/{period_us}", spec.capacity, period_us, 0)
 
 
-def to_redis_specs(specs: Sequence[LimitSpec]) -> tuple[RedisSpec, ...]:
-    """`to_redis_specs` lowers every spec of one limiter (all one algorithm)."""
+def to_wire_limits(specs: Sequence[LimitSpec]) -> tuple[WireLimit, ...]:
+    """`to_wire_limits` lowers every spec of one limiter (all one algorithm)."""
     if not specs:
         raise ValueError("a limiter needs at least one limit, got none")
     algorithms = {spec.algorithm for spec in specs}
     if len(algorithms) != 1:
         raise ValueError(f"limits must share one algorithm, got {sorted(algorithms)}")
-    return tuple(to_redis_spec(spec) for spec in specs)
+    return tuple(to_wire_limit(spec) for spec in specs)

@@ -1,0 +1,196 @@
+"""What the sync and asyncio Redis backends share, without I/O.
+
+`BackendCore` holds a backend's settings, counters and slot map, takes the
+breaker's permit for a request and settles it, and plans the slot map's
+refresh; `StoreCore` binds one limiter to a backend. :mod:`._sync` and
+:mod:`._async` add only the steps that wait on the network: driving the
+exchange (:mod:`._exchange`) through their transports, the refresh, and
+deleting a key. `Closing` and `AsyncClosing` give their owners the context
+manager forms of ``close`` and ``aclose``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from typing import Any, Generic, NoReturn, TypeVar
+
+from ratefuse.breaker import CircuitBreaker, Permit
+from ratefuse.core.backend_defaults import DEFAULT_TIMEOUT
+from ratefuse.core.errors import BackendError
+from ratefuse.redis._binding import Binding
+from ratefuse.redis._connection import check_chunk, check_timeout, default_breaker
+from ratefuse.redis._exchange import (
+    DEFAULT_CHUNK,
+    Call,
+    Counters,
+    Exchange,
+    ExchangeCounts,
+)
+from ratefuse.redis._schema import DEFAULT_PREFIX, Subject
+from ratefuse.redis._slots import Address, SlotMap
+
+ClientT = TypeVar("ClientT")
+TransportT = TypeVar("TransportT")
+BackendT = TypeVar("BackendT", bound="BackendCore[Any, Any]")
+ClosingT = TypeVar("ClosingT", bound="Closing")
+AsyncClosingT = TypeVar("AsyncClosingT", bound="AsyncClosing")
+
+# The keys and costs of a batch (costs None: 1 each).
+Keys = Sequence[Subject]
+Costs = Sequence[int] | None
+
+
+class BackendCore(Generic[ClientT, TransportT]):
+    """`BackendCore` is a Redis backend without its I/O (see
+    :class:`._sync.RedisBackendIO` for the arguments). A subclass opens the
+    connections (`_connect`) and gives the lock that serialises slot map
+    refreshes (`_new_lock`)."""
+
+    def __init__(
+        self,
+        client: ClientT,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        namespace: str = "",
+        timeout: float = DEFAULT_TIMEOUT,
+        breaker: CircuitBreaker | None = None,
+        chunk: int = DEFAULT_CHUNK,
+    ) -> None:
+        self.timeout = check_timeout(timeout)
+        self.chunk = check_chunk(chunk)
+        self.prefix = prefix
+        self.namespace = namespace
+        self.breaker = default_breaker("redis") if breaker is None else breaker
+        self._transport, self._seeds = self._connect(client, self.timeout)
+        self.cluster = bool(self._seeds)
+        self._slots = SlotMap() if self.cluster else None
+        self._counters = Counters()
+        self._refresh_lock = self._new_lock()
+
+    def _connect(
+        self, client: ClientT, timeout: float
+    ) -> tuple[TransportT, list[Address]]:
+        # The transport over ``client``'s settings and the cluster's seed
+        # addresses (empty for one node).
+        raise NotImplementedError
+
+    def _new_lock(self) -> Any:
+        raise NotImplementedError
+
+    def _binding(self, specs: Sequence[Any], name: str) -> Binding:
+        # What `bind` binds: raises ValueError for limits the scripts
+        # cannot decide exactly.
+        return Binding(specs, name, self.prefix, self.namespace)
+
+    def stats(self) -> ExchangeCounts:
+        """`stats` snapshots the backend's counters."""
+        return self._counters.snapshot()
+
+    def _admit(self) -> Permit:
+        # The breaker's permit for one request; CircuitOpenError when open.
+        permit = self.breaker.try_acquire()
+        if permit is None:
+            self._counters.add("breaker_rejections")
+            raise self.breaker.open_error()
+        return permit
+
+    def _refresh_steps(self, slots: SlotMap) -> Generator[Address | None, object, None]:
+        # The slot map's refresh: yields each node to ask CLUSTER SLOTS, in
+        # turn, and receives its reply (or the exception that ended it)
+        # until one serves, then yields None; raises BackendError when none
+        # did.
+        failures: list[Exception] = []
+        for address in slots.addresses() + self._seeds:
+            reply = yield address
+            try:
+                if isinstance(reply, Exception):
+                    raise reply
+                slots.update(reply, address)
+            except Exception as exc:
+                failures.append(exc)
+                continue
+            self._counters.add("slot_map_refreshes")
+            yield None
+            return
+        raise BackendError(f"no cluster node answered CLUSTER SLOTS: {failures[-1]}")
+
+    @staticmethod
+    def _settle(permit: Permit, rounds: Exchange) -> list[Any]:
+        # Reports a finished request to the breaker (a failure if its
+        # exchange saw a transport error) and returns its outcomes.
+        failure = rounds.failure
+        if failure is None:
+            permit.on_success(0.0)
+        else:
+            permit.on_error(0.0, failure)
+        return rounds.outcomes
+
+    @staticmethod
+    def _abandon(permit: Permit, error: BaseException) -> None:
+        # Reports a request that ``error`` interrupted: an error counts
+        # against Redis, an interruption (KeyboardInterrupt, cancellation)
+        # only gives the permit back.
+        if isinstance(error, Exception):
+            permit.on_error(0.0, error)
+        else:
+            permit.release()
+
+    @staticmethod
+    def _reset_failed(error: Exception) -> NoReturn:
+        # Raises what deleting a key that met ``error`` raises: a
+        # BackendError as is, anything else as the BackendError it caused.
+        if isinstance(error, BackendError):
+            raise error
+        raise BackendError(f"Redis could not reset the key: {error}") from error
+
+
+class StoreCore(Generic[BackendT]):
+    """`StoreCore` is one limiter's store without its I/O: the backend and
+    the binding (see :class:`._sync.RedisStore`)."""
+
+    def __init__(self, backend: BackendT, binding: Binding) -> None:
+        self.backend = backend
+        self.binding = binding
+
+    def _single(self, key: Subject, cost: int, now_us: int | None) -> Call:
+        return self.binding.single(key, cost, now_us, self.backend.cluster)
+
+    def _plan(self, keys: Keys, costs: Costs, now_us: int | None) -> list[Call]:
+        backend = self.backend
+        return self.binding.plan(keys, costs, now_us, backend.cluster, backend.chunk)
+
+    @staticmethod
+    def _only(outcomes: list[Any]) -> Any:
+        # The outcome of a one-call request: its reply, or its error raised.
+        outcome = outcomes[0]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+
+class Closing:
+    """`Closing` makes ``with owner:`` call ``owner.close()`` on the way
+    out."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: ClosingT) -> ClosingT:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncClosing:
+    """`AsyncClosing` makes ``async with owner:`` await ``owner.aclose()``
+    on the way out."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self: AsyncClosingT) -> AsyncClosingT:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

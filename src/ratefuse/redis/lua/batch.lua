@@ -1,0 +1,95 @@
+-- decide_batch decides KEYS[k] with costs[k] in turn; out gets the
+-- verdicts, 5 integers each. raws[k] is KEYS[k]'s value in the "string"
+-- layout (false: none, or the "hash" layout); values (false in mode "u")
+-- is each key's current value, for a key that comes back later in the
+-- batch. The common batch, a single limit in the "string" layout, is
+-- decided here with decide_key's calls inlined, which are a measurable
+-- share of a batch's time; anything else, and a value this does not
+-- recognise (other limits too, or a foreign shape), goes to decide_key.
+local function decide_batch(algorithm, specs, now, costs, raws, values, out)
+  local width = algorithm.width
+  local step = algorithm.step
+  local spec = specs[1]
+  local prefix = spec.prefix
+  local inline = not algorithm.hash and #specs == 1
+  local pattern = width == 2 and '^(%-?%d+) (%-?%d+)$'
+    or '^(%-?%d+) (%-?%d+) (%-?%d+)$'
+  local find, sub, match = string.find, string.sub, string.match
+  local after = #prefix + 1
+  local state = {}
+  -- The expiry argument of the last reset seen: a function of reset
+  -- alone within a call (one now), and the keys of a batch mostly share it.
+  local last_reset, last_at = false, false
+  local last_word, last_value = false, false
+  local n = 0
+  for k = 1, #KEYS do
+    local key = KEYS[k]
+    local raw = raws[k] or false
+    if values then
+      local current = values[key]
+      if current ~= nil then
+        raw = current
+      end
+    end
+    local cost = costs[k]
+    local known = false
+    if inline then
+      if not raw then
+        for s = 1, width do
+          state[s] = 0
+        end
+        known = true
+      elseif find(raw, prefix, 1, true) == 1 then
+        -- As load_string: the words right after the prefix, and no more.
+        local first, second, third
+        if width == 1 then
+          first = tonumber(sub(raw, after))
+        else
+          first, second, third = match(raw, pattern, after)
+        end
+        if first then
+          state[1], state[2], state[3] = tonumber(first), tonumber(second), tonumber(third)
+          known = true
+        end
+      end
+    end
+    local allowed, remaining, retry, reset, binding, stored
+    if known then
+      -- As save_string: write only a changed state, and a new subject's
+      -- only when it carries information (reset > 0).
+      local first, second, third = state[1], state[2], state[3]
+      allowed, remaining, retry, reset = step(spec, state, now, cost, true, key)
+      binding, stored = 0, raw
+      if (state[1] ~= first or state[2] ~= second or state[3] ~= third)
+        and (raw or reset > 0) then
+        if width == 1 then
+          -- The keys of a batch often share their new state (fresh keys,
+          -- one now), hence the value: built once.
+          if state[1] ~= last_word then
+            last_word, last_value = state[1], prefix .. decimal(1, state[1])
+          end
+          stored = last_value
+        elseif width == 2 then
+          stored = prefix .. decimal(1, state[1]) .. ' ' .. decimal(2, state[2])
+        else
+          stored = prefix .. decimal(1, state[1]) .. ' ' .. decimal(2, state[2])
+            .. ' ' .. decimal(3, state[3])
+        end
+        if reset ~= last_reset then
+          last_reset, last_at = reset, decimal(4, expiry(now, reset))
+        end
+        redis.call('SET', key, stored, 'PXAT', last_at)
+      end
+      allowed = allowed and 1 or 0
+    else
+      allowed, remaining, retry, reset, binding, stored =
+        decide_key(algorithm, key, specs, now, cost, raw)
+    end
+    if values then
+      values[key] = stored
+    end
+    out[n + 1], out[n + 2], out[n + 3] = allowed, remaining, retry
+    out[n + 4], out[n + 5] = reset, binding
+    n = n + 5
+  end
+end

@@ -1,0 +1,41 @@
+-- The "hash" layout of a subject's key (sliding_log): a hash with
+-- <id><suffix> fields for each limit's state words, beside the entries of
+-- the log (HSET, then PEXPIREAT).
+
+-- load_hash reads the "hash" layout; its second result is the field names.
+local function load_hash(key, specs, width, suffixes)
+  local fields = {}
+  for i = 1, #specs do
+    for s = 1, width do
+      fields[#fields + 1] = specs[i].id .. suffixes[s]
+    end
+  end
+  local raw = redis.call('HMGET', key, unpack(fields))
+  local states, before = {}, {}
+  local existed = false
+  local j = 0
+  for i = 1, #specs do
+    local state = {}
+    for s = 1, width do
+      j = j + 1
+      if raw[j] then
+        existed = true
+      end
+      local value = tonumber(raw[j]) or 0
+      state[s] = value
+      before[j] = value
+    end
+    states[i] = state
+  end
+  return states, fields, before, existed
+end
+
+-- save_hash writes the state words that changed, as save_string.
+local function save_hash(key, specs, width, states, fields, before, existed, at, reset)
+  local changed = {}
+  changed_words(states, width, before, fields, changed)
+  if #changed > 0 and (existed or reset > 0) then
+    redis.call('HSET', key, unpack(changed))
+    redis.call('PEXPIREAT', key, decimal(4, at))
+  end
+end
