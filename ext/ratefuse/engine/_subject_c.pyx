@@ -123,9 +123,12 @@ cdef class LimiterCore(Verbs):
 
     cdef int64_t _step(self, uint64_t where, int64_t cost, int64_t now,
                        StepResult* out) except -1:
-        cdef Py_ssize_t binding = compound_decide(
-            &self._program, self._state, now, cost, out
-        )
+        cdef Py_ssize_t binding = 0
+        if self._program.count == 1:  # the common case, without a call
+            self._program.specs.step(self._program.specs, self._state, now, cost,
+                                     True, out)
+        else:
+            binding = compound_decide(&self._program, self._state, now, cost, out)
         self._outcome_counts[out.allowed != 0] += 1
         return self._program.specs[binding].capacity
 

@@ -43,9 +43,12 @@ cdef inline object decision_at(Verbs core, uint64_t where, object cost, object n
     # decide, over a location.
     cdef StepResult verdict
     cdef int64_t units = to_cost(cost)
-    cdef int64_t capacity = core._step(
-        where, units, resolve_now(core._clock, now), &verdict
-    )
+    cdef int64_t at
+    if now is None and core._clock is None:  # the common case, read in C
+        at = monotonic_ns()
+    else:
+        at = resolve_now(core._clock, now)
+    cdef int64_t capacity = core._step(where, units, at, &verdict)
     return make_decision(&verdict, capacity)
 
 
