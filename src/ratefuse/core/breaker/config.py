@@ -1,7 +1,7 @@
 """`BreakerConfig`: what a circuit breaker decides by, validated.
 
 Public durations are float seconds; rates are percentages. `to_spec` lowers
-a config to the integers of :class:`._breaker_spec.BreakerSpec`.
+a config to the integers of :class:`.spec.BreakerSpec`.
 """
 
 from __future__ import annotations

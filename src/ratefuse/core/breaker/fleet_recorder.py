@@ -1,5 +1,5 @@
 """Selects the fleet breaker's recorder: compiled unless disabled (see
-:mod:`._impl`)."""
+:mod:`ratefuse.core.implementation`)."""
 
 from __future__ import annotations
 
