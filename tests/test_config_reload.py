@@ -6,6 +6,7 @@ back keep their state."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -293,3 +294,37 @@ def test_a_file_changed_while_read_is_refused(
     monkeypatch.setattr(_toml.os, "fstat", fstat_then_write)
     with pytest.raises(ConfigError, match="changed while being read"):
         _toml.read_toml(path)
+
+
+@pytest.mark.parametrize(
+    ("url", "cluster", "message"),
+    [
+        ("redis://127.0.0.1:notaport/0", False, "backends.b: cannot open: Port"),
+        ("redis://127.0.0.1:99999", False, "backends.b: cannot open: Port"),
+        ("redis://[::1/0", False, "backends.b: cannot open: Invalid IPv6"),
+        ("redis://127.0.0.1:1", True, "backends.b: cannot open: "),
+    ],
+)
+def test_a_backend_that_cannot_open_is_a_config_error(
+    url: str, cluster: bool, message: str
+) -> None:
+    pytest.importorskip("redis")
+    registry = Registry({"limiters": {"a": {"rate": "1/s"}}})
+    config = {
+        "backends": {"b": {"url": url, "cluster": cluster}},
+        "limiters": {"a": {"rate": "1/s"}, "r": {"rate": "1/s", "backend": "b"}},
+    }
+    with pytest.raises(ConfigError, match=message) as raised:
+        registry.update(config)
+    assert len(raised.value.errors) == 1
+    assert registry.backends() == {}
+    with pytest.raises(ConfigError, match=message):
+        Registry(config)
+
+
+def test_a_backend_without_redis_py_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "redis", None)  # import fails as if absent
+    with pytest.raises(ConfigError, match=r"backends\.b: needs redis-py: pip"):
+        Registry({"backends": {"b": {"url": "redis://127.0.0.1:6379"}}})

@@ -235,19 +235,30 @@ class Registry:
         # every backend it opens is appended to `opened`. A limiter the
         # schema let through but its backend refuses (an algorithm without
         # a Redis script, an interval below 1 us) is a ConfigError naming it.
+        errors: list[str] = []
         backends: dict[str, Backend] = {}
         for name, settings in new.backends.items():
             if old.backends.get(name) == settings:
                 backends[name] = self._backends[name]
-            else:
-                # No I/O for a single server; a cluster client reads the
-                # slot map at once.
+                continue
+            # No I/O for a single server; a cluster client reads the slot
+            # map at once. Whatever fails (no redis-py, a URL it cannot
+            # parse, an unreachable cluster) rejects the config whole.
+            try:
                 backends[name] = Backend(name, settings)
+            except ImportError:
+                errors.append(
+                    f"backends.{name}: needs redis-py: pip install 'ratefuse[redis]'"
+                )
+            except Exception as exc:
+                errors.append(f"backends.{name}: cannot open: {exc}")
+            else:
                 opened.append(backends[name])
         limiters: dict[str, Any] = {}
         changes: list[tuple[Any, LimiterEntry]] = []
-        errors: list[str] = []
         for name, entry in new.limiters.items():
+            if entry.backend is not None and entry.backend not in backends:
+                continue  # its backend's error is reported
             before, running = old.limiters.get(name), self._limiters.get(name)
             if (
                 before is None
