@@ -158,6 +158,9 @@ def test_speed_mistakes_fail_at_once(
         ),
         (["accuracy", "--repeats", "2"], "--repeats does not apply"),
         (["accuracy", "--json", "/nonexistent-dir/a.json"], "cannot write"),
+        (["accuracy", "--target", "no_such_module:f"], "no_such_module:f: cannot load"),
+        (["accuracy", "--target", "json:no_such"], "json:no_such: cannot load"),
+        (["accuracy", "--target", "json:__doc__"], "__doc__ is not callable"),
         (["asgi", "--plot", "x.png"], "--plot does not apply to ratefuse bench asgi"),
         (["asgi", "--peers"], "--peers does not apply to ratefuse bench asgi"),
         (["asgi", "--redis", "redis://x"], "--redis does not apply"),
@@ -197,6 +200,11 @@ def test_asgi_only_selects_variants_beside_plain() -> None:
             "redis",
             ["--redis", "redis://x"],
             "--redis needs redis: pip install 'ratefuse[redis]'",
+        ),
+        (
+            "httptools",
+            ["asgi", "--http", "httptools"],
+            "--http httptools needs httptools: pip install 'ratefuse[bench]'",
         ),
     ],
 )

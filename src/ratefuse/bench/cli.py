@@ -140,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
         from ratefuse.bench import asgi
 
         require("ratefuse bench asgi", ("starlette", "uvicorn"), "bench")
+        if args.http == "httptools":
+            require("--http httptools", ("httptools",), "bench")
         return asgi.run(
             args.quick,
             args.repeats,
@@ -242,14 +244,20 @@ def load_target(spec: str) -> accuracy_module.Target:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise SystemExit(f"--target must be MODULE:FACTORY, got {spec!r}")
-    factory = getattr(importlib.import_module(module_name), attribute)
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise SystemExit(f"--target {spec}: cannot load: {exc}") from None
+    if not callable(factory):
+        raise SystemExit(f"--target {spec}: {attribute} is not callable")
     return accuracy_module.Target(spec, factory, "meter", ours=True)
 
 
 def run_accuracy(args: argparse.Namespace) -> int:
     """`run_accuracy` judges every target; non-zero if ours breaks a bound."""
+    extra = [load_target(spec) for spec in args.target]
     targets = accuracy_module.local_targets() + accuracy_module.shm_targets()
-    targets += [load_target(spec) for spec in args.target]
+    targets += extra
     skipped: list[str] = []
     if args.peers:
         found, skipped = accuracy_module.peer_targets()
