@@ -10,6 +10,8 @@ import pytest
 
 from ratefuse.__main__ import main
 
+ROUND_TRIP_FLOOR_NS = 2_000
+
 
 def test_speed_on_a_single_redis(
     redis_node, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -24,13 +26,14 @@ def test_speed_on_a_single_redis(
     rows = json.loads(report.read_text())["speed"]
     groups = {row["group"] for row in rows}
     assert groups == {"redis sequential", "redis decide_many x1000"}
-    # Every sequential decision is a round trip: none can beat half the
-    # floor of one (a dropped limiter answered from its deny cache at
-    # 124-259 ns, Redis never asked).
-    floor = next(row for row in rows if row["scenario"].startswith("raw EVALSHA"))
+    # Every sequential decision is a round trip, which from Python takes
+    # tens of microseconds on loopback: none can take 2 us (a dropped
+    # limiter answered from its deny cache at 124-259 ns, Redis never
+    # asked). An absolute floor: the raw EVALSHA's own figure is as noisy
+    # as the rows compared with it on a loaded machine.
     for row in rows:
         if row["group"] == "redis sequential":
-            assert row["median_ns"] > floor["median_ns"] / 2, row
+            assert row["median_ns"] > ROUND_TRIP_FLOOR_NS, row
 
 
 def test_speed_on_a_cluster(redis_cluster, capsys: pytest.CaptureFixture[str]) -> None:
