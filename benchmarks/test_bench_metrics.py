@@ -81,8 +81,13 @@ def test_scrape(benchmark) -> None:
 def test_update(benchmark) -> None:
     benchmark.group = f"update of {LIMITERS} limiters (hot reload)"
     registry = _registry()
+    # Whole configs, as a reload reads them: one that lacked the breakers
+    # would be refused for dropping them.
     configs = [
-        {"limiters": {f"api{index}": {"rate": rate} for index in range(LIMITERS)}}
+        {
+            "limiters": {f"api{index}": {"rate": rate} for index in range(LIMITERS)},
+            "breakers": {f"dep{index}": {} for index in range(LIMITERS // 10)},
+        }
         for rate in ("100/s", "200/s")
     ]
     flips = iter(range(10**9))

@@ -164,7 +164,9 @@ def test_update_changes_limits_in_place_keeping_state() -> None:
 def test_update_of_kind_replaces_the_object() -> None:
     registry = Registry(CONFIG, clock=frozen_clock)
     api = registry.limiter("api")
-    registry.update({"limiters": {"api": {"rate": "3/s", "keyed": True}}})
+    registry.update(
+        {"limiters": {"api": {"rate": "3/s", "keyed": True}}}, allow_removals=True
+    )
     assert type(registry.limiter("api")) is KeyedLimiter
     assert api.try_acquire()  # the old object still works for its holders
     with pytest.raises(KeyError):

@@ -109,7 +109,10 @@ def test_collector_follows_registry_updates_and_added_objects(
     extra.try_acquire()
     collector.add_limiter("extra", extra)
     collector.add_breaker("manual", CircuitBreaker("manual", BreakerConfig()))
-    registry.update({"limiters": {"api": {"rate": "5/s"}, "new": {"rate": "1/s"}}})
+    registry.update(
+        {"limiters": {"api": {"rate": "5/s"}, "new": {"rate": "1/s"}}},
+        allow_removals=True,
+    )
     samples = scrape(prometheus)
     limiters = {
         dict(labels)["limiter"]

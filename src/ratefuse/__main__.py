@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from ratefuse import IMPLEMENTATION, Limiter, __version__
 from ratefuse.bench.cli import add_parser as add_bench_parser
 from ratefuse.bench.cli import run as run_bench
+from ratefuse.bench.progress import Progress
+from ratefuse.bench.report import table
 from ratefuse.bench.scenarios import Measurement, limiter_scenarios, measure
 
 MS = 1_000_000
@@ -41,17 +43,17 @@ def format_table(results: Sequence[Measurement]) -> list[str]:
         ),
         None,
     )
-    lines = [
-        f"{'scenario':38} {'ns/call':>9} {'min-max':>15} {'calls/s':>12} {'vs gcra':>8}"
+    rows = [
+        [
+            result.scenario.label,
+            f"{result.median_ns:.1f}",
+            f"{result.min_ns:.1f}-{result.max_ns:.1f}",
+            f"{result.per_second:,.0f}",
+            f"{result.median_ns / baseline:.2f}x" if baseline else "",
+        ]
+        for result in results
     ]
-    for result in results:
-        ratio = f"{result.median_ns / baseline:7.2f}x" if baseline else ""
-        lines.append(
-            f"{result.scenario.label:38} {result.median_ns:9.1f} "
-            f"{result.min_ns:7.1f}-{result.max_ns:<7.1f} "
-            f"{result.per_second:12,.0f} {ratio:>8}"
-        )
-    return lines
+    return table(["scenario", ">ns/call", ">min-max", ">calls/s", ">vs gcra"], rows)
 
 
 def run_demo(quick: bool) -> int:
@@ -66,11 +68,8 @@ def run_demo(quick: bool) -> int:
         f"\nTiming {len(scenarios)} scenarios, {calls:,} calls x 5 interleaved repeats:"
     )
 
-    def progress(done: int, total: int) -> None:
-        print(f"\r  repeat {done}/{total}", end="", file=sys.stderr, flush=True)
-
+    progress = Progress("demo").repeats
     results = measure(scenarios, repeats=5, calls=calls, progress=progress)
-    print(file=sys.stderr)
     print("\n".join(format_table(results)))
     return 0
 

@@ -71,10 +71,13 @@ def test_update_keeps_or_replaces_redis_limiters(registry: Registry) -> None:
             "local": {"rate": "1/s"},
         },
     }
-    registry.update(same)
+    registry.update(same, allow_removals=True)  # drops the breaker
     assert registry.limiter(name) is limiter  # unchanged: the same object
     assert registry.backends()["main"] is backend
-    registry.update({**same, "limiters": {name: {"rate": "6/s", "backend": "main"}}})
+    registry.update(
+        {**same, "limiters": {name: {"rate": "6/s", "backend": "main"}}},
+        allow_removals=True,  # drops "local"
+    )
     replaced = registry.limiter(name)
     assert replaced is not limiter
     assert isinstance(replaced, RedisLimiter)

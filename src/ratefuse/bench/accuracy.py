@@ -6,7 +6,10 @@ the units admitted with the algorithm's bound over the measured interval
 (``burst + elapsed / T`` for the meters, ``limit`` per started window for the
 windows), gives the utilisation (admitted / bound: a limiter that admits
 nothing is wrong too), and the worst count seen in any sliding window of one
-period. Only the admission count is judged; a limiter above its bound fails.
+period. The verdict judges the admission count both ways: above the bound
+is OVER_THE_BOUND; below half of what a correct limiter admits when asked
+without pause (`least`) is ADMITS_TOO_LITTLE (a limiter that admits
+nothing, or a target whose limiter was dropped, is wrong too).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from enum import IntEnum
 from typing import Any
 
 # The quota every target is asked to hold: 1,000 per second, burst 1,000
@@ -22,7 +26,25 @@ from typing import Any
 LIMIT = 1_000
 PERIOD_S = 1.0
 
+# A target admitting less than this share of `least` admits too little. The
+# slack is for gaps in demand (scheduling, round trips), not for a limiter
+# that works: those admit about all of `least`.
+MIN_SHARE = 0.5
+
 TryAcquire = Callable[[], bool]
+
+
+class Verdict(IntEnum):
+    """`Verdict` is how a target's admissions compare with its bounds."""
+
+    HOLDS = 0
+    OVER_THE_BOUND = 1
+    ADMITS_TOO_LITTLE = 2
+
+    @property
+    def text(self) -> str:
+        """`text` is the verdict as the table prints it."""
+        return "holds" if self is Verdict.HOLDS else self.name.replace("_", " ")
 
 
 @dataclass(frozen=True)
@@ -57,15 +79,29 @@ class AccuracyResult:
     limit: int
     period_s: float
     ours: bool
+    least: int
 
     @property
     def exceeded(self) -> bool:
         """`exceeded` is whether more units were admitted than the bound."""
         return self.admitted > self.bound
 
+    @property
+    def verdict(self) -> Verdict:
+        """`verdict` judges the admissions against ``bound`` and ``least``."""
+        if self.exceeded:
+            return Verdict.OVER_THE_BOUND
+        if self.admitted < MIN_SHARE * self.least:
+            return Verdict.ADMITS_TOO_LITTLE
+        return Verdict.HOLDS
+
     def as_dict(self) -> dict[str, Any]:
-        """`as_dict` is the JSON form, with ``exceeded``."""
-        return {**asdict(self), "exceeded": self.exceeded}
+        """`as_dict` is the JSON form, with ``exceeded`` and ``verdict``."""
+        return {
+            **asdict(self),
+            "exceeded": self.exceeded,
+            "verdict": self.verdict.name.lower(),
+        }
 
 
 KINDS = {
@@ -91,6 +127,18 @@ def bound(kind: str, start_ns: int, end_ns: int, local_clock: bool = True) -> in
         return LIMIT * -(-elapsed // period_ns)
     # Every aligned window that overlaps the interval, counted whole.
     return LIMIT * (end_ns // period_ns - start_ns // period_ns + 1)
+
+
+def least(kind: str, start_ns: int, end_ns: int) -> int:
+    """`least` is the fewest units a correct limiter of ``kind`` on a fresh
+    quota admits in [start, end] when asked without pause: its whole first
+    burst, then a meter one unit per emission interval and the window
+    counters ``limit`` per whole period."""
+    elapsed = end_ns - start_ns
+    period_ns = round(PERIOD_S * 1e9)
+    if kind == "meter":
+        return LIMIT + elapsed // -(-period_ns // LIMIT)
+    return LIMIT * max(1, elapsed // period_ns)
 
 
 def worst_window(stamps: Sequence[int]) -> int:
@@ -148,6 +196,7 @@ def run_threads(target: Target, workers: int, duration_s: float) -> AccuracyResu
         limit=LIMIT,
         period_s=PERIOD_S,
         ours=target.ours,
+        least=least(target.kind, start, end),
     )
 
 

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ratefuse.bench.asgi_server import VARIANTS
+from ratefuse.bench.progress import Progress
 
 DEFAULT_CONNECTIONS = 32
 _WRK_COUNT = re.compile(rb"(\d+) requests in ([0-9.]+)(m?s)")
@@ -139,18 +140,21 @@ def measure(
     tool: str,
     warm_up: bool = True,
     http: str = "auto",
+    variants: tuple[str, ...] = VARIANTS,
 ) -> list[AsgiFigures]:
-    """`measure` runs every variant's server and interleaves ``repeats``
-    runs of each, the order rotating from repeat to repeat (after one
-    warm-up run each, not counted, if ``warm_up``)."""
-    servers = {variant: _start(variant, http) for variant in VARIANTS}
-    figures = {variant: AsgiFigures(variant) for variant in VARIANTS}
+    """`measure` runs each of ``variants``' servers (VARIANTS, "plain"
+    first) and interleaves ``repeats`` runs of each, the order rotating
+    from repeat to repeat (after one warm-up run each, not counted, if
+    ``warm_up``)."""
+    servers = {variant: _start(variant, http) for variant in variants}
+    figures = {variant: AsgiFigures(variant) for variant in variants}
+    progress = Progress("asgi")
     try:
-        for variant in VARIANTS if warm_up else ():
+        for variant in variants if warm_up else ():
             load(servers[variant][1], min(seconds, 1.0), connections, tool)
         for repeat in range(repeats):
-            shift = repeat % len(VARIANTS)
-            for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+            shift = repeat % len(variants)
+            for variant in variants[shift:] + variants[:shift]:
                 process, port = servers[variant]
                 cpu_before = cpu_seconds(process.pid)
                 count, elapsed = load(port, seconds, connections, tool)
@@ -160,12 +164,11 @@ def measure(
                     figures[variant].cpu_us.append(
                         1e6 * (cpu_after - cpu_before) / count
                     )
-            print(f"\r  asgi: repeat {repeat + 1}/{repeats}", end="", file=sys.stderr)
-        print(file=sys.stderr)
+            progress.repeats(repeat + 1, repeats)
     finally:
         for process, _ in servers.values():
             _stop(process)
-    return [figures[variant] for variant in VARIANTS]
+    return [figures[variant] for variant in variants]
 
 
 def _cost(plain: list[float], middleware: list[float]) -> str:
@@ -213,6 +216,21 @@ def report(
     return lines
 
 
+def select_variants(only: list[str]) -> tuple[str, ...]:
+    """`select_variants` is the variants whose name contains a text of
+    ``only`` (all when empty), "plain" always first: every cost is measured
+    against it. Exits with a message when ``only`` matches no variant."""
+    if not only:
+        return VARIANTS
+    chosen = [v for v in VARIANTS[1:] if any(text in v for text in only)]
+    if not chosen and not any(text in VARIANTS[0] for text in only):
+        raise SystemExit(
+            f"no asgi variant matches --only {' '.join(only)} "
+            f"(variants: {', '.join(VARIANTS)})"
+        )
+    return (VARIANTS[0], *chosen)
+
+
 def run(
     quick: bool,
     repeats: int | None,
@@ -220,16 +238,18 @@ def run(
     connections: int,
     json_path: Path | None,
     http: str = "auto",
+    variants: tuple[str, ...] = VARIANTS,
 ) -> int:
-    """`run` executes ``ratefuse bench asgi`` and returns the exit status."""
+    """`run` executes ``ratefuse bench asgi`` on ``variants`` (see
+    `select_variants`) and returns the exit status."""
     tool = "wrk" if shutil.which("wrk") else "python load generator"
     repeats = repeats or (2 if quick else 7)
     seconds = seconds or (0.5 if quick else 5.0)
-    figures = measure(repeats, seconds, connections, tool, not quick, http)
+    figures = measure(repeats, seconds, connections, tool, not quick, http, variants)
     lines = report(figures, tool, connections, http)
     from ratefuse.bench import asgi_inprocess
 
-    in_process = asgi_inprocess.measure(repeats, 2000 if quick else 20000)
+    in_process = asgi_inprocess.measure(repeats, 2000 if quick else 20000, variants)
     lines += asgi_inprocess.report(in_process)
     print("\n".join(lines))
     if json_path is not None:

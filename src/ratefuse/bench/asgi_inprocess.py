@@ -49,18 +49,20 @@ async def _cpu_us_per_request(app: Any, requests: int) -> float:
     return 1e6 * (time.process_time() - started) / requests
 
 
-def measure(repeats: int, requests: int) -> dict[str, list[float]]:
-    """`measure` returns each variant's CPU us per request over
+def measure(
+    repeats: int, requests: int, variants: tuple[str, ...] = VARIANTS
+) -> dict[str, list[float]]:
+    """`measure` returns each of ``variants``' CPU us per request over
     ``repeats`` interleaved runs of ``requests`` requests."""
-    apps = {variant: make_app(variant) for variant in VARIANTS}
-    runs: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+    apps = {variant: make_app(variant) for variant in variants}
+    runs: dict[str, list[float]] = {variant: [] for variant in variants}
 
     async def interleave() -> None:
-        for variant in VARIANTS:  # warm-up
+        for variant in variants:  # warm-up
             await _cpu_us_per_request(apps[variant], requests // 4 or 1)
         for repeat in range(repeats):
-            shift = repeat % len(VARIANTS)
-            for variant in VARIANTS[shift:] + VARIANTS[:shift]:
+            shift = repeat % len(variants)
+            for variant in variants[shift:] + variants[:shift]:
                 runs[variant].append(await _cpu_us_per_request(apps[variant], requests))
 
     asyncio.run(interleave())

@@ -20,9 +20,30 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ratefuse.bench import accuracy as accuracy_module
+from ratefuse.bench.accuracy import Verdict
 from ratefuse.bench.asgi import DEFAULT_CONNECTIONS
-from ratefuse.bench.report import accuracy_table, speed_table, write_json, write_plot
+from ratefuse.bench.preflight import reachable, require, writable
+from ratefuse.bench.progress import Progress
+from ratefuse.bench.report import (
+    NOTHING_TO_PLOT,
+    accuracy_table,
+    plotted,
+    speed_table,
+    write_json,
+    write_plot,
+)
 from ratefuse.bench.scenarios import Measurement, Scenario, measure
+from ratefuse.bench.scenarios_keyed import KEYED_GROUP
+
+# The options each mode reads; giving another is an error, not ignored.
+_COMMON = ("quick", "only", "json")
+_CONTENDERS = ("peers", "redis", "redis_cluster")
+MODE_OPTIONS = {
+    "speed": (*_COMMON, *_CONTENDERS, "repeats", "plot"),
+    "accuracy": (*_COMMON, *_CONTENDERS, "workers", "duration", "target"),
+    "asgi": (*_COMMON, "repeats", "duration", "connections", "http"),
+}
+DEFAULT_WORKERS = 8
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -63,7 +84,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     bench.add_argument("--plot", type=Path, metavar="FILE.png", help="draw decisions/s")
     bench.add_argument(
-        "--workers", type=int, default=8, help="accuracy: threads hammering the quota"
+        "--workers",
+        type=int,
+        help=f"accuracy: threads hammering the quota (default {DEFAULT_WORKERS})",
     )
     bench.add_argument(
         "--duration",
@@ -74,14 +97,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument(
         "--connections",
         type=int,
-        default=DEFAULT_CONNECTIONS,
-        help="asgi: concurrent connections of the load generator",
+        help="asgi: concurrent connections of the load generator "
+        f"(default {DEFAULT_CONNECTIONS})",
     )
     bench.add_argument(
         "--http",
         choices=("auto", "h11", "httptools"),
-        default="auto",
-        help="asgi: uvicorn's HTTP implementation (auto: httptools if installed)",
+        help="asgi: uvicorn's HTTP implementation (default auto: httptools "
+        "if installed)",
     )
     bench.add_argument(
         "--target",
@@ -94,40 +117,63 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run(args: argparse.Namespace) -> int:
-    """`run` executes ``ratefuse bench`` and returns the exit status."""
-    if args.repeats is not None and args.repeats < 1:
-        raise SystemExit(f"--repeats must be >= 1, got {args.repeats}")
-    if args.workers < 1:
-        raise SystemExit(f"--workers must be >= 1, got {args.workers}")
-    if args.duration is not None and not args.duration > 0:
-        raise SystemExit(f"--duration must be > 0 seconds, got {args.duration}")
+    """`run` executes ``ratefuse bench`` and returns the exit status.
+
+    Everything that can be checked before the run is (options the mode does
+    not read, missing extras, unwritable --json/--plot paths, unreachable
+    --redis URLs): a mistake costs a message at once, not a whole run."""
+    check_options(args)
+    if args.json is not None:
+        writable("--json", args.json)
+    if args.plot is not None:
+        require("--plot", ("matplotlib",), "bench")
+        writable("--plot", args.plot)
+    for option, url, cluster in (
+        ("--redis", args.redis, False),
+        ("--redis-cluster", args.redis_cluster, True),
+    ):
+        if url:
+            reachable(option, url, cluster=cluster)
     if args.mode == "accuracy":
         return run_accuracy(args)
     if args.mode == "asgi":
         from ratefuse.bench import asgi
 
-        if args.connections < 1:
-            raise SystemExit(f"--connections must be >= 1, got {args.connections}")
+        require("ratefuse bench asgi", ("starlette", "uvicorn"), "bench")
+        if args.http == "httptools":
+            require("--http httptools", ("httptools",), "bench")
         return asgi.run(
             args.quick,
             args.repeats,
             args.duration,
-            args.connections,
+            args.connections or DEFAULT_CONNECTIONS,
             args.json,
-            args.http,
+            args.http or "auto",
+            asgi.select_variants(args.only),
         )
     return run_speed(args)
 
 
-def _progress(label: str) -> object:
-    def show(done: int, total: int) -> None:
-        print(
-            f"\r  {label}: repeat {done}/{total}", end="", file=sys.stderr, flush=True
-        )
-        if done == total:
-            print(file=sys.stderr)
-
-    return show
+def check_options(args: argparse.Namespace) -> None:
+    """`check_options` exits with a message on a bad value or on an option
+    the mode does not read (it would otherwise be ignored silently)."""
+    if args.repeats is not None and args.repeats < 1:
+        raise SystemExit(f"--repeats must be >= 1, got {args.repeats}")
+    if args.workers is not None and args.workers < 1:
+        raise SystemExit(f"--workers must be >= 1, got {args.workers}")
+    if args.duration is not None and not args.duration > 0:
+        raise SystemExit(f"--duration must be > 0 seconds, got {args.duration}")
+    if args.connections is not None and args.connections < 1:
+        raise SystemExit(f"--connections must be >= 1, got {args.connections}")
+    used = MODE_OPTIONS[args.mode]
+    for option in sorted({name for names in MODE_OPTIONS.values() for name in names}):
+        if option not in used and getattr(args, option) not in (None, False, []):
+            flag = "--" + option.replace("_", "-")
+            modes = [mode for mode, names in MODE_OPTIONS.items() if option in names]
+            raise SystemExit(
+                f"{flag} does not apply to ratefuse bench {args.mode} "
+                f"(only to {', '.join(modes)})"
+            )
 
 
 def run_speed(args: argparse.Namespace) -> int:
@@ -158,6 +204,11 @@ def run_speed(args: argparse.Namespace) -> int:
         scenarios = [s for s in scenarios if any(text in s.label for text in args.only)]
     if not scenarios:
         raise SystemExit(f"no scenario matches --only {' '.join(args.only)}")
+    if args.plot is not None and not plotted(scenarios):
+        raise SystemExit(f"--plot {args.plot}: {NOTHING_TO_PLOT}")
+    if any(s.group == KEYED_GROUP and s.implementation != "-" for s in scenarios):
+        # The live tables are loaded with decide_many, which needs numpy.
+        require("the keyed scenarios", ("numpy",), "bench")
     scenarios.sort(key=lambda s: (s.group, s.name))
     repeats = args.repeats or (3 if args.quick else 7)
     groups = sorted({scenario.group for scenario in scenarios})
@@ -175,7 +226,7 @@ def run_speed(args: argparse.Namespace) -> int:
             [scenario for scenario in scenarios if scenario.group == group],
             repeats=repeats,
             sample_seconds=0.005 if args.quick else 0.02,
-            progress=_progress(group),  # type: ignore[arg-type]
+            progress=Progress(group).repeats,
         )
         gc.collect()
     print("\n".join(speed_table(results)))
@@ -193,14 +244,20 @@ def load_target(spec: str) -> accuracy_module.Target:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise SystemExit(f"--target must be MODULE:FACTORY, got {spec!r}")
-    factory = getattr(importlib.import_module(module_name), attribute)
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise SystemExit(f"--target {spec}: cannot load: {exc}") from None
+    if not callable(factory):
+        raise SystemExit(f"--target {spec}: {attribute} is not callable")
     return accuracy_module.Target(spec, factory, "meter", ours=True)
 
 
 def run_accuracy(args: argparse.Namespace) -> int:
     """`run_accuracy` judges every target; non-zero if ours breaks a bound."""
+    extra = [load_target(spec) for spec in args.target]
     targets = accuracy_module.local_targets() + accuracy_module.shm_targets()
-    targets += [load_target(spec) for spec in args.target]
+    targets += extra
     skipped: list[str] = []
     if args.peers:
         found, skipped = accuracy_module.peer_targets()
@@ -218,24 +275,26 @@ def run_accuracy(args: argparse.Namespace) -> int:
     if skipped:
         print(f"not installed, skipped: {', '.join(skipped)}", file=sys.stderr)
     duration = args.duration or (1.0 if args.quick else 3.0)
+    workers = args.workers or DEFAULT_WORKERS
     results = []
+    progress = Progress("accuracy")
     for index, target in enumerate(targets, 1):
-        print(
-            f"\r  accuracy: {index}/{len(targets)} {target.name:40}",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-        results.append(accuracy_module.run_threads(target, args.workers, duration))
-    print(file=sys.stderr)
+        progress.step(f"{index}/{len(targets)} {target.name}")
+        results.append(accuracy_module.run_threads(target, workers, duration))
+    progress.done(f"{len(targets)} targets")
     print("\n".join(accuracy_table(results)))
     if args.json:
         write_json(args.json, [], results, skipped)
-    broken = [result.target for result in results if result.ours and result.exceeded]
-    if broken:
-        print(f"ratefuse exceeded its bound: {', '.join(broken)}", file=sys.stderr)
-        return 1
-    return 0
+    status = 0
+    for verdict, what in (
+        (Verdict.OVER_THE_BOUND, "exceeded its bound"),
+        (Verdict.ADMITS_TOO_LITTLE, "admitted too little"),
+    ):
+        broken = [r.target for r in results if r.ours and r.verdict is verdict]
+        if broken:
+            print(f"ratefuse {what}: {', '.join(broken)}", file=sys.stderr)
+            status = 1
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - thin

@@ -1,9 +1,14 @@
 """The peer libraries, driven through the same loops as ratefuse.
 
 Each peer scenario carries the group and name of the ratefuse scenario it
-competes with (``try_acquire``/``gcra``, ``keyed 100k``/``gcra``, ...), so the
-report can print a speed-up per pair. A peer that is not installed is named
-and skipped, never an error: ``pip install 'ratefuse[peers]'`` installs them.
+competes with (``try_acquire``/``gcra``, ...), so the report can print a
+speed-up per pair. Peers' keyed tables are timed in a group of their own
+(100k keys each held beside ratefuse's would slow it through the allocator
+and the caches) and compared with ratefuse's ``keyed try_acquire`` of as
+many live keys; ratefuse times its keyed table with gcra, so a peer's keyed
+row (whatever its algorithm, named in its label) is compared with that.
+A peer that is not installed is named and skipped, never an error: ``pip
+install 'ratefuse[peers]'`` installs them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from itertools import repeat
 from typing import Any
 
 from ratefuse.bench.scenarios import Loop, Scenario, calls, noop, rejections
+from ratefuse.bench.scenarios_keyed import KEYED_GROUP, live_keys_name
 
 # The rates ratefuse's own scenarios use (ratefuse.bench.scenarios): one every
 # limiter keeps admitting during a run, and for the logs, whose memory grows
@@ -179,7 +185,10 @@ def limiter_peer_scenarios(
 
         scenarios.append(Scenario("try_acquire", name, tag, single))
         if peer.module != "pyrate_limiter":  # one bucket per key: no keyed mode
-            scenarios.append(Scenario(f"keyed {keyed_keys // 1000}k", name, tag, keyed))
+            versus = (KEYED_GROUP, live_keys_name(keyed_keys))
+            scenarios.append(
+                Scenario(f"{KEYED_GROUP}, peers", versus[1], tag, keyed, 1, versus)
+            )
     return scenarios, sorted(set(missing))
 
 

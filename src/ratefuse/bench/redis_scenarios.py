@@ -4,12 +4,17 @@ any one-round-trip decision), and the peers' Redis backends with --peers.
 
 Each run uses its own limiter name (so its own keys) and removes nothing:
 the keys expire on their own within seconds of the run.
+
+Every loop and accuracy target holds its limiter, not only a bound method
+of it: a RedisLimiter's ``try_acquire`` may be its deny cache's, which
+refers to the limiter weakly, so a dropped limiter would answer "deny"
+locally and Redis would never be asked. Each scenario's first decision is
+checked to be an admission made in Redis.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from functools import partial
 from itertools import repeat
 from typing import Any
@@ -40,10 +45,31 @@ def _run_name(what: str) -> str:
     return f"bench-{what}-{os.getpid()}"
 
 
-def _batches(function: Callable[[list[str]], object], keys: list[str], n: int) -> None:
-    # n decisions in batches of BATCH (rounded up to whole batches).
-    for _ in repeat(None, max(1, -(-n // BATCH))):
-        function(keys)
+def _sequential_calls(limiter: Any, key: str, n: int) -> None:
+    # n decisions on `limiter` (held here, see the module doc).
+    calls(partial(limiter.try_acquire, key), n)
+
+
+def _batch_calls(limiter: Any, keys: list[str], n: int) -> None:
+    # n batches of len(keys) decisions on `limiter`.
+    decide_many = limiter.decide_many
+    for _ in repeat(None, n):
+        decide_many(keys)
+
+
+def _checked(limiter: Any, what: str) -> Any:
+    # `limiter`, once its first decision was admitted by Redis.
+    before = limiter.stats()
+    if not limiter.try_acquire("bench-check"):
+        raise SystemExit(f"{what}: the first decision was a denial")
+    after = limiter.stats()
+    if _round_trips(after) <= _round_trips(before):
+        raise SystemExit(f"{what}: the first decision did not reach Redis")
+    return limiter
+
+
+def _round_trips(stats: Any) -> int:
+    return int(stats.backend_decisions)
 
 
 def redis_scenarios(
@@ -70,12 +96,14 @@ def redis_scenarios(
         limiter = RedisLimiter(
             FAST, algorithm, backend=client, name=_run_name(algorithm)
         )
-        return partial(calls, partial(limiter.try_acquire, "subject"))
+        return partial(
+            _sequential_calls, _checked(limiter, f"{where} {algorithm}"), "subject"
+        )
 
     def batched() -> Loop:
         limiter = RedisLimiter(FAST, backend=client, name=_run_name("batch"))
         keys = [f"user:{index}" for index in range(BATCH)]
-        return partial(_batches, limiter.decide_many, keys)
+        return partial(_batch_calls, _checked(limiter, f"{where} batch"), keys)
 
     scenarios = [
         Scenario(f"{where} sequential", "raw EVALSHA return 1", "-", raw_evalsha),
@@ -86,7 +114,7 @@ def redis_scenarios(
             "cython",
             partial(sequential, "sliding_window"),
         ),
-        Scenario(f"{where} decide_many x{BATCH}", "gcra", "cython", batched),
+        Scenario(f"{where} decide_many x{BATCH}", "gcra", "cython", batched, BATCH),
     ]
     missing: list[str] = []
     if peers:
@@ -144,6 +172,10 @@ def _peer_scenarios(url: str, where: str) -> tuple[list[Scenario], list[str]]:
     return scenarios, missing
 
 
+def _try_acquire(limiter: Any, key: str) -> bool:
+    return bool(limiter.try_acquire(key))
+
+
 def redis_accuracy_targets(url: str, *, cluster: bool) -> list[Target]:
     """`redis_accuracy_targets` is one fleet quota per algorithm on ``url``,
     shared by the accuracy run's threads."""
@@ -162,7 +194,8 @@ def redis_accuracy_targets(url: str, *, cluster: bool) -> list[Target]:
                 name=_run_name(f"accuracy-{algorithm}"),
                 on_backend_error="raise",
             )
-            return partial(limiter.try_acquire, "subject")
+            # The limiter itself is held (see the module doc).
+            return partial(_try_acquire, limiter, "subject")
 
         where = "cluster" if cluster else "redis"
         targets.append(

@@ -39,8 +39,28 @@ def _ours(results: Sequence[Measurement]) -> dict[tuple[str, str], float]:
 def _speedup(peer_ns: float, ours_ns: float) -> str:
     """`_speedup` says how ratefuse compares with a peer on one scenario."""
     if peer_ns >= ours_ns:
-        return f"{peer_ns / ours_ns:9.1f}x faster"
-    return f"{ours_ns / peer_ns:9.1f}x slower"
+        return f"{peer_ns / ours_ns:.1f}x faster"
+    return f"{ours_ns / peer_ns:.1f}x slower"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """`table` aligns ``rows`` under ``headers``, each column as wide as its
+    widest cell (a long peer or scenario name never shifts the columns);
+    a header starting with ">" is right-aligned (the ">" is not shown)."""
+    names = [header.lstrip(">") for header in headers]
+    right = [header.startswith(">") for header in headers]
+    widths = [
+        max([len(name), *(len(row[column]) for row in rows)])
+        for column, name in enumerate(names)
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        return " ".join(
+            cell.rjust(width) if align else cell.ljust(width)
+            for cell, width, align in zip(cells, widths, right, strict=True)
+        ).rstrip()
+
+    return [line(names), *(line(row) for row in rows)]
 
 
 def speed_table(results: Sequence[Measurement]) -> list[str]:
@@ -49,39 +69,66 @@ def speed_table(results: Sequence[Measurement]) -> list[str]:
     times slower it is than ratefuse on the same scenario."""
     baseline = _baseline(results)
     ours = _ours(results)
-    lines = [
-        f"{'group':22} {'scenario':26} {'implementation':26} {'ns/call':>9} "
-        f"{'min-max':>17} {'calls/s':>13} {'vs gcra':>8} {'ratefuse is':>12}"
-    ]
+    rows = []
     for result in results:
         scenario = result.scenario
-        ratio = f"{result.median_ns / baseline:7.2f}x" if baseline else ""
         peer = scenario.implementation not in ("cython", "python", "-")
-        mine = ours.get((scenario.group, scenario.name))
-        speedup = _speedup(result.median_ns, mine) if peer and mine else ""
-        lines.append(
-            f"{scenario.group:22} {scenario.name:26} {scenario.implementation:26} "
-            f"{result.median_ns:9.1f} {result.min_ns:8.1f}-{result.max_ns:<8.1f} "
-            f"{result.per_second:13,.0f} {ratio:>8} {speedup}"
+        mine = ours.get(scenario.compared_as)
+        rows.append(
+            [
+                scenario.group,
+                scenario.name,
+                scenario.implementation,
+                f"{result.median_ns:.1f}",
+                f"{result.min_ns:.1f}-{result.max_ns:.1f}",
+                f"{result.per_second:,.0f}",
+                f"{result.median_ns / baseline:.2f}x" if baseline else "",
+                _speedup(result.median_ns, mine) if peer and mine else "",
+            ]
         )
-    return lines
+    headers = [
+        "group",
+        "scenario",
+        "implementation",
+        ">ns/call",
+        ">min-max",
+        ">calls/s",
+        ">vs gcra",
+        ">ratefuse is",
+    ]
+    return table(headers, rows)
 
 
 def accuracy_table(results: Sequence[AccuracyResult]) -> list[str]:
-    """`accuracy_table` renders admitted vs bound, utilisation and the worst
-    rolling period for each target."""
-    lines = [
-        f"{'target':34} {'workers':>7} {'attempts':>11} {'admitted':>9} {'bound':>7} "
-        f"{'utilisation':>11} {'worst period':>12}  verdict"
+    """`accuracy_table` renders admitted vs bound (and the least a correct
+    limiter admits), utilisation, the worst rolling period and the verdict
+    for each target."""
+    rows = [
+        [
+            result.target,
+            f"{result.workers:d}",
+            f"{result.attempts:,d}",
+            f"{result.admitted:d}",
+            f"{result.least:d}",
+            f"{result.bound:d}",
+            f"{result.utilisation:.1%}",
+            f"{result.worst_window:d}",
+            result.verdict.text,
+        ]
+        for result in results
     ]
-    for result in results:
-        verdict = "OVER THE BOUND" if result.exceeded else "holds"
-        lines.append(
-            f"{result.target:34} {result.workers:7d} {result.attempts:11,d} "
-            f"{result.admitted:9d} {result.bound:7d} {result.utilisation:11.1%} "
-            f"{result.worst_window:12d}  {verdict}"
-        )
-    return lines
+    headers = [
+        "target",
+        ">workers",
+        ">attempts",
+        ">admitted",
+        ">least",
+        ">bound",
+        ">utilisation",
+        ">worst period",
+        "verdict",
+    ]
+    return table(headers, rows)
 
 
 def environment() -> dict[str, Any]:
@@ -125,9 +172,24 @@ def write_json(
             }
             for m in speed
         ],
+        "speed_unit": "ns per decision (a batch scenario's time over its size)",
         "accuracy": [result.as_dict() for result in accuracy],
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+NOTHING_TO_PLOT = (
+    "nothing to draw: the selected scenarios are all floors (implementation "
+    '"-"); select a limiter or breaker scenario too'
+)
+
+
+def plotted(speed: Sequence[Any]) -> list[Any]:
+    """`plotted` is what the plot draws of ``speed`` (Measurements or
+    Scenarios): everything but the floors."""
+    return [
+        item for item in speed if getattr(item, "scenario", item).implementation != "-"
+    ]
 
 
 def write_plot(path: Path, speed: Sequence[Measurement]) -> None:
@@ -142,7 +204,9 @@ def write_plot(path: Path, speed: Sequence[Measurement]) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    shown = [m for m in speed if m.scenario.implementation != "-"]
+    shown = plotted(speed)
+    if not shown:
+        raise SystemExit(f"--plot {path}: {NOTHING_TO_PLOT}")
     labels = [
         f"{m.scenario.group}: {m.scenario.name} [{m.scenario.implementation}]"
         for m in shown

@@ -4,6 +4,8 @@
 A scenario builds a ``loop(n)`` callable that performs its operation ``n``
 times with as little loop overhead as Python allows (``itertools.repeat``).
 Time per call is therefore an upper bound that includes about 3 ns of loop.
+A batch scenario (``per_call`` decisions in each operation, a
+``decide_many`` of 1,000 keys) is reported per decision.
 """
 
 from __future__ import annotations
@@ -41,12 +43,23 @@ _LOG_RATE = Rate(100_000, 1.0)
 
 @dataclass(frozen=True)
 class Scenario:
-    """`Scenario` names one measured operation; ``build`` makes its loop."""
+    """`Scenario` names one measured operation; ``build`` makes its loop.
+    ``per_call`` is how many decisions one operation makes (1; a batch's
+    size): times are reported per decision. ``versus`` is the (group, name)
+    of the ratefuse scenario a peer's is compared with, when it is timed in
+    a group of its own (None: its own group and name)."""
 
     group: str
     name: str
     implementation: str
     build: Callable[[], Loop]
+    per_call: int = 1
+    versus: tuple[str, str] | None = None
+
+    @property
+    def compared_as(self) -> tuple[str, str]:
+        """`compared_as` is the (group, name) the report compares it under."""
+        return (self.group, self.name) if self.versus is None else self.versus
 
     @property
     def label(self) -> str:
@@ -143,15 +156,16 @@ class Measurement:
         return 1e9 / self.median_ns
 
 
-def calibrate(loop: Loop, sample_seconds: float) -> int:
-    """`calibrate` is how many calls of ``loop`` take about ``sample_seconds``."""
-    calls = 100
+def calibrate(loop: Loop, sample_seconds: float, first: int = 100) -> int:
+    """`calibrate` is how many calls of ``loop`` take about
+    ``sample_seconds``, trying ``first`` calls first (at least 1)."""
+    calls = first = max(1, first)
     while True:
         start = time.perf_counter_ns()
         loop(calls)
         elapsed = (time.perf_counter_ns() - start) / 1e9
         if elapsed >= sample_seconds / 4 or calls >= 1 << 26:
-            return max(100, round(calls * sample_seconds / max(elapsed, 1e-9)))
+            return max(first, round(calls * sample_seconds / max(elapsed, 1e-9)))
         calls *= 4
 
 
@@ -169,10 +183,17 @@ def measure(
     calibrates the number of calls (about ``sample_seconds`` per sample,
     unless ``calls`` fixes it), so drift of the machine over the run affects
     all scenarios alike. Reports the median and the spread (min, max) in ns
-    per call; the loop's own cost (about 3 ns) is included.
+    per decision (a call's time over its ``per_call``); the loop's own cost
+    (about 3 ns) is included. ``calls`` counts decisions and is rounded up
+    to whole calls of a batch scenario.
     """
     loops = [scenario.build() for scenario in scenarios]
-    counts = [calls or calibrate(loop, sample_seconds) for loop in loops]
+    counts = [
+        -(-calls // scenario.per_call)
+        if calls
+        else calibrate(loop, sample_seconds, 100 // scenario.per_call)
+        for scenario, loop in zip(scenarios, loops, strict=True)
+    ]
     samples: list[list[float]] = [[] for _ in scenarios]
     # As timeit does: no garbage collection inside a sample. Scenarios that
     # hold millions of objects (a peer's 100k keys) would otherwise charge
@@ -185,7 +206,8 @@ def measure(
                 start = time.perf_counter_ns()
                 loop(counts[index])
                 elapsed = time.perf_counter_ns() - start
-                samples[index].append(elapsed / counts[index])
+                decisions = counts[index] * scenarios[index].per_call
+                samples[index].append(elapsed / decisions)
                 gc.collect(0)
             if progress is not None:
                 progress(round_index + 1, repeats)

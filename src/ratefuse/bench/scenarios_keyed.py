@@ -28,12 +28,14 @@ from ratefuse.rates import Rate, build_specs
 
 __all__ = [
     "CALLS_PER_ROUND",
+    "KEYED_GROUP",
     "KEYED_RATE",
     "acquire_loop",
     "decide_many_round",
     "int64_ids",
     "keyed_core",
     "keyed_scenarios",
+    "live_keys_name",
     "live_table",
     "memory_per_key",
     "resident_bytes",
@@ -137,8 +139,15 @@ def resident_bytes() -> int | None:
         return None
 
 
-def _count_label(count: int) -> str:
-    return f"{count // 1_000_000}M" if count >= 1_000_000 else f"{count // 1_000}k"
+KEYED_GROUP = "keyed try_acquire"
+
+
+def live_keys_name(count: int) -> str:
+    """`live_keys_name` names the keyed scenario of ``count`` live keys
+    ("100k live str keys"); peers' keyed rows use it too, so the report
+    compares them with ratefuse's."""
+    label = f"{count // 1_000_000}M" if count >= 1_000_000 else f"{count // 1_000}k"
+    return f"{label} live str keys"
 
 
 def _try_acquire_build(implementation: _impl.Implementation, count: int) -> Loop:
@@ -169,6 +178,6 @@ def keyed_scenarios(
             if implementation == "python" and count > REFERENCE_MAX_KEY_COUNT:
                 continue
             build = partial(_try_acquire_build, implementation, count)
-            name = f"{_count_label(count)} live str keys"
-            scenarios.append(Scenario("keyed try_acquire", name, implementation, build))
+            name = live_keys_name(count)
+            scenarios.append(Scenario(KEYED_GROUP, name, implementation, build))
     return scenarios

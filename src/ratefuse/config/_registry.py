@@ -4,23 +4,26 @@ their changes at run time."""
 from __future__ import annotations
 
 import os
-import sys
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ratefuse.breaker import CircuitBreaker
 from ratefuse.config._backends import Backend
-from ratefuse.config._schema import Config, ConfigError, LimiterEntry, parse_config
+from ratefuse.config._bounds import MAX_ENTRIES
+from ratefuse.config._schema import (
+    ENTRY_SECTIONS,
+    Config,
+    ConfigError,
+    LimiterEntry,
+    parse_config,
+)
+from ratefuse.config._toml import read_toml
 from ratefuse.core.breaker.config import BreakerConfig
 from ratefuse.health import DEFAULT_HEALTH_TIMEOUT, Health, check_health
 from ratefuse.keyed import KeyedLimiter
 from ratefuse.limiter import Limiter
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -66,6 +69,14 @@ class Registry:
         self._retired: list[Backend] = []
         self._limiters: dict[str, Any] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
+        # Entries dropped on purpose, kept (the latest MAX_ENTRIES of each
+        # kind) so that one coming back keeps its state.
+        self._dropped_limiters: OrderedDict[str, tuple[LimiterEntry, Any]] = (
+            OrderedDict()
+        )
+        self._dropped_breakers: OrderedDict[
+            str, tuple[BreakerConfig, CircuitBreaker]
+        ] = OrderedDict()
         self._apply(self._config, Config({}, {}, {}))
 
     @classmethod
@@ -78,7 +89,7 @@ class Registry:
     ) -> Registry:
         """`from_toml` builds a registry from the TOML file at ``path``;
         `reload` re-reads it."""
-        registry = cls(_read_toml(path), clock=clock, breaker_defaults=breaker_defaults)
+        registry = cls(read_toml(path), clock=clock, breaker_defaults=breaker_defaults)
         registry._path = os.fspath(path)
         return registry
 
@@ -114,9 +125,19 @@ class Registry:
         """`backends` is a snapshot of the Redis backends by name."""
         return dict(self._backends)
 
-    def update(self, config: Mapping[str, Any]) -> None:
+    def update(
+        self, config: Mapping[str, Any], *, allow_removals: bool = False
+    ) -> None:
         """`update` makes ``config`` the configuration in force, or raises
         :class:`ConfigError` and changes nothing.
+
+        A config that lacks a backend, limiter or breaker in force is
+        refused (an empty or half-written file must not drop them) unless
+        it names each one in its ``removed`` table (``{"removed":
+        {"limiters": ["old"]}}``; in TOML ``[removed]`` then ``limiters =
+        ["old"]``) or ``allow_removals`` is true. A dropped limiter or
+        breaker that comes back later, of the same kind, is the same
+        object with its state (its quota, an OPEN breaker's wait).
 
         A limiter or breaker in both configs is changed in place, in one
         atomic step, keeping its state where its algorithms and number of
@@ -127,20 +148,24 @@ class Registry:
         state; so is a Redis limiter whose limits change (the scripts keep
         each limit's state under a field of its own rate, so the new limits
         start afresh in Redis: at most one extra burst per key).
-        Names no longer configured are dropped (objects already handed out
-        keep working). Backends whose settings change are reopened; the old
-        ones are closed by `close`.
+        Objects already handed out keep working after their name is
+        dropped. Backends whose settings change are reopened; the old ones
+        are closed by `close`.
         """
         checked = parse_config(config, self._breaker_defaults)
         with self._lock:
+            if not allow_removals:
+                _check_removals(checked, self._config)
             self._apply(checked, self._config)
 
-    def reload(self) -> None:
+    def reload(self, *, allow_removals: bool = False) -> None:
         """`reload` re-reads the TOML file of `from_toml` and applies it as
-        `update` does; on any error the configuration in force stays."""
+        `update` does; on any error (a file that drops entries without
+        naming them in ``[removed]`` included) the configuration in force
+        stays."""
         if self._path is None:
             raise RuntimeError("reload needs a registry made by Registry.from_toml")
-        self.update(_read_toml(self._path))
+        self.update(read_toml(self._path), allow_removals=allow_removals)
 
     def health(self, timeout: float = DEFAULT_HEALTH_TIMEOUT) -> Health:
         """`health` pings every backend (at most ``timeout`` seconds each)
@@ -175,13 +200,26 @@ class Registry:
         for running, entry in changes:
             running.update(entry.rates, entry.algorithm)
         for name, rules in new.breakers.items():
-            if name in old.breakers and old.breakers[name] != rules:
+            previous = self._previous_breaker(name, old)
+            if previous is not None and previous[0] != rules:
                 breakers[name].reconfigure(rules)
         self._retired.extend(
             backend
             for name, backend in self._backends.items()
             if backends.get(name) is not backend
         )
+        for name in limiters.keys() & self._dropped_limiters.keys():
+            del self._dropped_limiters[name]
+        for name in breakers.keys() & self._dropped_breakers.keys():
+            del self._dropped_breakers[name]
+        for name in old.limiters.keys() - limiters.keys():
+            _keep(
+                self._dropped_limiters, name, (old.limiters[name], self._limiters[name])
+            )
+        for name in old.breakers.keys() - breakers.keys():
+            _keep(
+                self._dropped_breakers, name, (old.breakers[name], self._breakers[name])
+            )
         self._backends, self._limiters, self._breakers = backends, limiters, breakers
         self._config = new
 
@@ -197,21 +235,39 @@ class Registry:
         # every backend it opens is appended to `opened`. A limiter the
         # schema let through but its backend refuses (an algorithm without
         # a Redis script, an interval below 1 us) is a ConfigError naming it.
+        errors: list[str] = []
         backends: dict[str, Backend] = {}
         for name, settings in new.backends.items():
             if old.backends.get(name) == settings:
                 backends[name] = self._backends[name]
-            else:
-                # No I/O for a single server; a cluster client reads the
-                # slot map at once.
+                continue
+            # No I/O for a single server; a cluster client reads the slot
+            # map at once. Whatever fails (no redis-py, a URL it cannot
+            # parse, an unreachable cluster) rejects the config whole.
+            try:
                 backends[name] = Backend(name, settings)
+            except ImportError:
+                errors.append(
+                    f"backends.{name}: needs redis-py: pip install 'ratefuse[redis]'"
+                )
+            except Exception as exc:
+                errors.append(f"backends.{name}: cannot open: {exc}")
+            else:
                 opened.append(backends[name])
         limiters: dict[str, Any] = {}
         changes: list[tuple[Any, LimiterEntry]] = []
-        errors: list[str] = []
         for name, entry in new.limiters.items():
-            before = old.limiters.get(name)
-            running = self._limiters.get(name)
+            if entry.backend is not None and entry.backend not in backends:
+                continue  # its backend's error is reported
+            before, running = old.limiters.get(name), self._limiters.get(name)
+            if (
+                before is None
+                and entry.backend is None
+                and name in self._dropped_limiters
+            ):
+                # An in-memory limiter coming back (a Redis one keeps its
+                # state in Redis under its name anyway).
+                before, running = self._dropped_limiters[name]
             fresh_backend = entry.backend is not None and (
                 backends[entry.backend] is not self._backends.get(entry.backend)
             )
@@ -222,17 +278,27 @@ class Registry:
                 continue
             try:
                 limiters[name] = self._build(name, entry, backends)
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError, ArithmeticError) as exc:
                 errors.append(f"limiters.{name}: {exc}")
         if errors:
             raise ConfigError(errors)
-        breakers = {
-            name: self._breakers[name]
-            if name in old.breakers
-            else CircuitBreaker(name, rules, clock=self._clock)
-            for name, rules in new.breakers.items()
-        }
+        breakers = {}
+        for name, rules in new.breakers.items():
+            previous = self._previous_breaker(name, old)
+            breakers[name] = (
+                CircuitBreaker(name, rules, clock=self._clock)
+                if previous is None
+                else previous[1]
+            )
         return limiters, changes, backends, breakers
+
+    def _previous_breaker(
+        self, name: str, old: Config
+    ) -> tuple[BreakerConfig, CircuitBreaker] | None:
+        # The breaker `name` in force, or dropped earlier, with its rules.
+        if name in old.breakers:
+            return old.breakers[name], self._breakers[name]
+        return self._dropped_breakers.get(name)
 
     def _build(
         self, name: str, entry: LimiterEntry, backends: dict[str, Backend]
@@ -252,12 +318,24 @@ class Registry:
         )
 
 
-def _read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as file:
-            loaded: dict[str, Any] = tomllib.load(file)
-            return loaded
-    except OSError as exc:
-        raise ConfigError([f"{os.fspath(path)}: cannot read: {exc}"]) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{os.fspath(path)}: not valid TOML: {exc}"]) from exc
+def _check_removals(new: Config, old: Config) -> None:
+    # ConfigError naming every entry in force that `new` lacks and does not
+    # name in its [removed] table.
+    errors = [
+        f"{section}.{name}: missing from the new config; name it in "
+        f"removed.{section} (or pass allow_removals=True) to drop it"
+        for section in ENTRY_SECTIONS
+        for name in sorted(
+            old.names(section) - new.names(section) - new.removed[section]
+        )
+    ]
+    if errors:
+        raise ConfigError(errors)
+
+
+def _keep(dropped: OrderedDict[str, Any], name: str, item: Any) -> None:
+    # Remembers a dropped entry, forgetting the oldest beyond MAX_ENTRIES.
+    dropped[name] = item
+    dropped.move_to_end(name)
+    while len(dropped) > MAX_ENTRIES:
+        dropped.popitem(last=False)

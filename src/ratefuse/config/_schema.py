@@ -9,13 +9,19 @@ is one the registry can apply without failing half-way.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
 from typing import Any, Final, TypeVar
 
+from ratefuse.config._bounds import (
+    MAX_ENTRIES,
+    MAX_RATES,
+    breaker_slots,
+    check_slots,
+    limiter_slots,
+)
 from ratefuse.core.backend_defaults import (
     DEFAULT_ON_BACKEND_ERROR,
     DEFAULT_TIMEOUT,
@@ -35,7 +41,9 @@ from ratefuse.rates import (
 
 Result = TypeVar("Result")
 
-SECTIONS: Final = ("backends", "limiters", "breakers")
+ENTRY_SECTIONS: Final = ("backends", "limiters", "breakers")
+# `removed` names entries a new config drops on purpose (see Registry.update).
+SECTIONS: Final = (*ENTRY_SECTIONS, "removed")
 LIMITER_FIELDS: Final = (
     "rate",
     "algorithm",
@@ -47,6 +55,8 @@ LIMITER_FIELDS: Final = (
 )
 BACKEND_FIELDS: Final = ("url", "cluster", "timeout")
 BACKEND_SCHEMES: Final = ("redis://", "rediss://", "unix://")
+# A backend's timeout above a day is a mistake, not a deadline.
+MAX_BACKEND_TIMEOUT: Final = 86_400.0
 # BreakerConfig fields a config file can hold: numbers and strings, not the
 # exception classes and predicates (give those in Registry's
 # breaker_defaults).
@@ -108,13 +118,28 @@ class LimiterEntry:
         return ("limiter", self.max_wait)
 
 
+NOTHING_REMOVED: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
+    {section: frozenset() for section in ENTRY_SECTIONS}
+)
+
+
 @dataclass(frozen=True)
 class Config:
-    """`Config` is a checked configuration: read-only mappings by name."""
+    """`Config` is a checked configuration: read-only mappings by name, and
+    ``removed``, the names per section (backends, limiters, breakers) that
+    it drops on purpose (its ``[removed]`` table)."""
 
     backends: Mapping[str, BackendEntry]
     limiters: Mapping[str, LimiterEntry]
     breakers: Mapping[str, BreakerConfig]
+    removed: Mapping[str, frozenset[str]] = dataclasses.field(
+        default_factory=lambda: NOTHING_REMOVED
+    )
+
+    def names(self, section: str) -> frozenset[str]:
+        """`names` is the set of entry names of ``section``."""
+        entries: Mapping[str, object] = getattr(self, section)
+        return frozenset(entries)
 
 
 def parse_config(
@@ -147,13 +172,54 @@ def parse_config(
         for name, table in _tables(raw, "breakers", errors)
         if (rules := _breaker(f"breakers.{name}", table, base, errors)) is not None
     }
+    removed = _removed(raw, errors)
     if errors:
         raise ConfigError(errors)
-    return Config(
+    config = Config(
         MappingProxyType(backends),
         MappingProxyType(limiters),
         MappingProxyType(breakers),
+        MappingProxyType(removed),
     )
+    for section in ENTRY_SECTIONS:
+        for name in sorted(removed[section] & config.names(section)):
+            errors.append(f"removed.{section}: {name!r} is both configured and removed")
+    slots = {
+        f"breakers.{name}": breaker_slots(rules) for name, rules in breakers.items()
+    }
+    slots.update(
+        (f"limiters.{name}", limiter_slots(entry.specs))
+        for name, entry in limiters.items()
+    )
+    check_slots(slots, errors)
+    if errors:
+        raise ConfigError(errors)
+    return config
+
+
+def _removed(raw: Mapping[str, Any], errors: list[str]) -> dict[str, frozenset[str]]:
+    # The [removed] table: per section, a list of the names dropped on purpose.
+    table = raw.get("removed", {})
+    removed = {section: frozenset[str]() for section in ENTRY_SECTIONS}
+    if not isinstance(table, Mapping):
+        errors.append(f"removed: must be a table, got {type(table).__name__}")
+        return removed
+    _unknown("removed", table, ENTRY_SECTIONS, errors)
+    for section in ENTRY_SECTIONS:
+        names = table.get(section, [])
+        if not isinstance(names, list) or not all(
+            isinstance(name, str) and name for name in names
+        ):
+            errors.append(
+                f"removed.{section}: must be a list of names, got {names!r}"[:200]
+            )
+        elif len(names) > MAX_ENTRIES:
+            errors.append(
+                f"removed.{section}: {len(names)} names, at most {MAX_ENTRIES}"
+            )
+        else:
+            removed[section] = frozenset(names)
+    return removed
 
 
 def _tables(
@@ -163,6 +229,9 @@ def _tables(
     tables = raw.get(section, {})
     if not isinstance(tables, Mapping):
         errors.append(f"{section}: must be a table, got {type(tables).__name__}")
+        return []
+    if len(tables) > MAX_ENTRIES:
+        errors.append(f"{section}: {len(tables)} entries, at most {MAX_ENTRIES}")
         return []
     found = []
     for name, table in tables.items():
@@ -206,8 +275,11 @@ def _backend(
     if not isinstance(cluster, bool):
         errors.append(f"{path}.cluster: must be true or false, got {cluster!r}")
     timeout = table.get("timeout", DEFAULT_TIMEOUT)
-    if not _is_number(timeout) or not 0 < timeout < math.inf:
-        errors.append(f"{path}.timeout: must be seconds > 0, got {timeout!r}")
+    if not _is_number(timeout) or not 0 < timeout <= MAX_BACKEND_TIMEOUT:
+        errors.append(
+            f"{path}.timeout: must be seconds in (0, {MAX_BACKEND_TIMEOUT:g}], "
+            f"got {timeout!r}"
+        )
     if len(errors) > before or not isinstance(url, str):
         return None
     return BackendEntry(url, cluster, float(timeout))
@@ -285,8 +357,13 @@ def _limits(
         errors.append(
             f"{path}.rate: must be a string or a list of strings, got {rate!r}"
         )
+    elif isinstance(rate, list) and len(rate) > MAX_RATES:
+        errors.append(f"{path}.rate: {len(rate)} rates, at most {MAX_RATES}")
     else:
         rates = _check(f"{path}.rate", to_rates, rate, errors) or ()
+        if len(rates) > MAX_RATES:
+            errors.append(f"{path}.rate: {len(rates)} rates, at most {MAX_RATES}")
+            rates = ()
     name = table.get("algorithm", DEFAULT_ALGORITHM)
     if not isinstance(name, str):
         errors.append(f"{path}.algorithm: must be a string, got {name!r}")
@@ -324,9 +401,10 @@ def _replace_one(base: BreakerConfig, field: str, value: Any) -> BreakerConfig:
 def _check(
     path: str, build: Callable[[Any], Result], value: Any, errors: list[str]
 ) -> Result | None:
-    # build(value), or None with the error recorded under `path`.
+    # build(value), or None with the error recorded under `path`; an int too
+    # large for a float (OverflowError) is a bad value like any other.
     try:
         return build(value)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, ArithmeticError) as exc:
         errors.append(f"{path}: {exc}")
         return None
