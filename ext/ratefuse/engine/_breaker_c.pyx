@@ -173,8 +173,22 @@ cdef class BreakerCore:
             now[0] = self._read_clock()
             result = machine_acquire(&self.machine, now[0])
         if self.machine.changed_from >= 0:
-            self._take_change()
+            self._take_change_or_release(result, now[0])
         return result
+
+    @cython.final
+    cdef int _take_change_or_release(self, int64_t result,
+                                     int64_t now) except -1:
+        # Delivers the change an acquire made; if a listener raises
+        # KeyboardInterrupt or the like, the caller never sees the permit, so
+        # it is given back (else a probe leaks and HALF_OPEN rejects for ever).
+        try:
+            self._take_change()
+        except BaseException:
+            if result != REJECTED:
+                self.record_c(result, IGNORED, 0, now)
+            raise
+        return 0
 
     @cython.final
     cdef int record_c(self, int64_t generation, int outcome,
@@ -182,17 +196,28 @@ cdef class BreakerCore:
         self._check_ready()
         if machine_record(&self.machine, generation, outcome, duration_ns,
                           now) == NEED_NOW:
-            now = self._read_clock()
+            now = self._clock_or_release(generation)
             machine_record(&self.machine, generation, outcome, duration_ns, now)
         if self.machine.changed_from >= 0:
             self._take_change()
         return 0
 
     @cython.final
-    cdef inline int64_t start_c(self) except -2:
+    cdef int64_t _clock_or_release(self, int64_t generation) except -2:
+        # Reads the clock for a permit's call; if the clock raises, the
+        # permit is given back (a half-open probe must not leak) and the
+        # error propagates.
+        try:
+            return self._read_clock()
+        except BaseException:
+            machine_record(&self.machine, generation, IGNORED, 0, UNKNOWN_NOW)
+            raise
+
+    @cython.final
+    cdef inline int64_t start_c(self, int64_t generation) except -2:
         # The start time of a guarded call, read only if durations matter;
         # UNTIMED (-1, never a clock reading) otherwise.
-        return self._read_clock() if self._timed else -1
+        return self._clock_or_release(generation) if self._timed else -1
 
     @cython.final
     cdef int finish_c(self, int64_t generation, int outcome,
@@ -201,7 +226,7 @@ cdef class BreakerCore:
         # A call started before slow-call tracking was switched on has no
         # duration: it is recorded as not slow.
         if self._timed and start_ns >= 0:
-            now = self._read_clock()
+            now = self._clock_or_release(generation)
             duration = now - start_ns
             return self.record_c(generation, outcome,
                                  duration if duration > 0 else 0, now)
@@ -595,7 +620,7 @@ cdef PyObject* guarded_vectorcall(GuardedFunction self, PyObject* const* args,
             return <PyObject*>result
         PyErr_SetObject(CircuitOpenError, core.open_error_c(now))
         return NULL
-    cdef int64_t start_ns = core.start_c()
+    cdef int64_t start_ns = core.start_c(generation)
     try:
         result = PyObject_Vectorcall(self._function, args, nargsf, kwnames)
     except BaseException as exc:

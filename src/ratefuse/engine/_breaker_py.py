@@ -156,7 +156,15 @@ class BreakerCore:
                 result = self._machine.acquire(at)
                 changed = self._take_change()
         if changed:
-            self._deliver()
+            try:
+                self._deliver()
+            except BaseException:
+                # A listener raised KeyboardInterrupt or the like: the caller
+                # never sees the permit, so give it back (else a probe leaks
+                # and HALF_OPEN rejects for ever).
+                if result != REJECTED:
+                    self._record(result, IGNORED, 0, at)
+                raise
         return result, at
 
     def _record(
@@ -167,7 +175,13 @@ class BreakerCore:
             result = self._machine.record(generation, outcome, duration_ns, at)
             changed = self._take_change()
         if result == NEED_NOW:
-            at = self.now_ns()
+            try:
+                at = self.now_ns()
+            except BaseException:
+                # The outcome is lost with the clock; free the permit at least.
+                with self._lock:
+                    self._machine.record(generation, IGNORED, 0, UNKNOWN_NOW)
+                raise
             with self._lock:
                 self._machine.record(generation, outcome, duration_ns, at)
                 changed = self._take_change()

@@ -93,19 +93,35 @@ def elapsed_seconds(elapsed_ns: int) -> float:
     return seconds
 
 
-def start(breaker: Breaker) -> int:
-    """`start` is the start time of a call, read only if durations matter;
-    UNTIMED otherwise."""
-    return breaker.now_ns() if breaker.timed else UNTIMED
+def start(breaker: Breaker, permit: BreakerPermit) -> int:
+    """`start` is the start time of the call ``permit`` lets go ahead, read
+    only if durations matter; UNTIMED otherwise. If the clock raises, the
+    permit is released (a half-open probe must not leak) and the error
+    propagates."""
+    if not breaker.timed:
+        return UNTIMED
+    try:
+        return breaker.now_ns()
+    except BaseException:
+        permit.release()
+        raise
 
 
-def finish(breaker: Breaker, start_ns: int) -> tuple[float, int | None]:
-    """`finish` is (duration in seconds, end time or None) of a call that
-    started at ``start_ns`` (from `start`). A call started before slow-call
-    tracking was switched on has no duration: it is recorded as not slow."""
+def finish(
+    breaker: Breaker, permit: BreakerPermit, start_ns: int
+) -> tuple[float, int | None]:
+    """`finish` is (duration in seconds, end time or None) of the call of
+    ``permit`` that started at ``start_ns`` (from `start`). A call started
+    before slow-call tracking was switched on has no duration: it is
+    recorded as not slow. If the clock raises, the permit is released and
+    the error propagates."""
     if start_ns == UNTIMED or not breaker.timed:
         return 0.0, None
-    now = breaker.now_ns()
+    try:
+        now = breaker.now_ns()
+    except BaseException:
+        permit.release()
+        raise
     return elapsed_seconds(max(now - start_ns, 0)), now
 
 
@@ -113,7 +129,7 @@ def record_exception(
     breaker: Breaker, permit: BreakerPermit, start_ns: int, exc: BaseException
 ) -> None:
     """`record_exception` reports a call that raised ``exc`` on ``permit``."""
-    duration, now = finish(breaker, start_ns)
+    duration, now = finish(breaker, permit, start_ns)
     permit.on_error(duration, exc, now)
 
 
@@ -121,7 +137,7 @@ def record_result(
     breaker: Breaker, permit: BreakerPermit, start_ns: int, result: object
 ) -> None:
     """`record_result` reports a call that returned ``result`` on ``permit``."""
-    duration, now = finish(breaker, start_ns)
+    duration, now = finish(breaker, permit, start_ns)
     permit.on_result(duration, result, now)
 
 
@@ -158,7 +174,7 @@ class GuardedFunction(Generic[P, R]):
             if self._fallback is not None:
                 return self._fallback(*args, **kwargs)
             raise permit
-        start_ns = start(breaker)
+        start_ns = start(breaker, permit)
         try:
             result = self._function(*args, **kwargs)
         except BaseException as exc:
@@ -229,7 +245,7 @@ def guard_async(
             if inspect.isawaitable(result):
                 result = await result
             return cast(T, result)
-        start_ns = start(breaker)
+        start_ns = start(breaker, permit)
         try:
             result = await function(*args, **kwargs)
         except BaseException as exc:
@@ -262,7 +278,7 @@ class GuardedBlock:
         if isinstance(permit, CircuitOpenError):
             raise permit
         self._permit = permit
-        self._start_ns = start(self._breaker)
+        self._start_ns = start(self._breaker, permit)
         return self
 
     def _check_unused(self) -> None:
@@ -281,7 +297,7 @@ class GuardedBlock:
         permit = self._permit
         assert permit is not None
         if exc is None:
-            duration, now = finish(self._breaker, self._start_ns)
+            duration, now = finish(self._breaker, permit, self._start_ns)
             permit.on_success(duration, now)
         else:
             record_exception(self._breaker, permit, self._start_ns, exc)
