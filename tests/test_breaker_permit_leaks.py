@@ -83,24 +83,31 @@ def test_a_listener_interrupting_the_decorator_frees_the_probe(impl: Any) -> Non
     assert_probe_free(breaker)
 
 
+def run_form(breaker: CircuitBreaker, form: str) -> None:
+    """`run_form` makes one call through ``breaker`` in ``form``."""
+    if form == "decorator":
+        breaker(lambda: None)()
+    elif form == "block":
+        with breaker.guard():
+            pass
+    else:
+
+        async def work() -> None:
+            return None
+
+        asyncio.run(breaker(work)())
+
+
 @pytest.mark.parametrize("form", ["decorator", "block", "async"])
 @pytest.mark.parametrize("read", ["start", "end"])
-def test_a_clock_raising_around_a_probe_frees_it(impl: Any, form: str, read: str) -> None:
+def test_a_clock_raising_around_a_probe_frees_it(
+    impl: Any, form: str, read: str
+) -> None:
     breaker, clock = tripped(impl, slow_call_duration=5.0)
     # Read 1 opened the wait; the acquire reads once, then start, then end.
     clock.failing = {clock.reads + (2 if read == "start" else 3)}
     with pytest.raises(Interrupt):
-        if form == "decorator":
-            breaker(lambda: None)()
-        elif form == "block":
-            with breaker.guard():
-                pass
-        else:
-
-            async def work() -> None:
-                return None
-
-            asyncio.run(breaker(work)())
+        run_form(breaker, form)
     assert breaker.state == State.HALF_OPEN
     assert_probe_free(breaker)
 

@@ -26,10 +26,11 @@ import inspect
 import math
 import threading
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
 from ratefuse.core.errors import RatefuseError
+from ratefuse.engine.held_iteration import Done, relay, relay_async
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -284,7 +285,13 @@ class Bulkhead:
 
     def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
         """`__call__` makes the bulkhead a decorator for sync and async
-        functions: each call holds a slot while it runs."""
+        functions: each call holds a slot while it runs. A generator or
+        async generator holds its slot from its first ``next()`` until it
+        is exhausted, raises or is closed."""
+        if inspect.isasyncgenfunction(function):
+            return cast(Callable[P, R], self._decorate_async_generator(function))
+        if inspect.isgeneratorfunction(function):
+            return cast(Callable[P, R], self._decorate_generator(function))
         if inspect.iscoroutinefunction(function):
             return cast(Callable[P, R], self._decorate_async(function))
 
@@ -308,6 +315,47 @@ class Bulkhead:
                 return await function(*args, **kwargs)
             finally:
                 self.release()
+
+        return bounded
+
+    def _release_at_end(self, exc: BaseException | None) -> None:
+        self.release()
+
+    def _decorate_generator(
+        self, function: Callable[P, Iterator[T]]
+    ) -> Callable[P, Iterator[T]]:
+        def hold(
+            args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> tuple[Iterable[T], Done]:
+            self.acquire()
+            try:
+                return function(*args, **kwargs), self._release_at_end
+            except BaseException:
+                self.release()
+                raise
+
+        @functools.wraps(function)
+        def bounded(*args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+            return relay(lambda: hold(args, kwargs))
+
+        return bounded
+
+    def _decorate_async_generator(
+        self, function: Callable[P, AsyncIterator[T]]
+    ) -> Callable[P, AsyncIterator[T]]:
+        async def hold(
+            args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> tuple[AsyncIterator[T], Done]:
+            await self.acquire_async()
+            try:
+                return function(*args, **kwargs), self._release_at_end
+            except BaseException:
+                self.release()
+                raise
+
+        @functools.wraps(function)
+        def bounded(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[T]:
+            return relay_async(lambda: hold(args, kwargs))
 
         return bounded
 
