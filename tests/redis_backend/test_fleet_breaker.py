@@ -311,6 +311,43 @@ def test_manual_transitions_are_fleet_wide(fleet) -> None:
         breakers[1].transition_to(State.HALF_OPEN)
 
 
+def test_waits_and_tallies_follow_resilience4j_fleet_wide(fleet) -> None:
+    # Issue 21 item 20, in the script: a manual re-open grows the wait, an
+    # OPEN entered from DISABLED takes the base wait, and each state shows
+    # its own tally (OPEN from CLOSED the window, DISABLED nothing).
+    breakers = fleet(2)
+    trip(breakers)
+    assert breakers[1].retry_after() == pytest.approx(10.0)
+    breakers[0].transition_to(State.OPEN)
+    breakers[1].flush()
+    assert breakers[1].retry_after() == pytest.approx(20.0)
+    assert breakers[1].metrics().calls == 6
+    breakers[1].disable()
+    breakers[0].flush()
+    assert breakers[0].metrics().calls == 0
+    breakers[0].transition_to(State.OPEN)
+    breakers[1].flush()
+    assert breakers[1].retry_after() == pytest.approx(10.0)
+
+
+def test_a_fleet_probe_round_is_judged_on_its_minimum_calls(
+    fleet, clock: FleetClock
+) -> None:
+    config = BreakerConfig(
+        window_size=10, minimum_calls=2, wait_duration=1.0, half_open_calls=4
+    )
+    breakers = fleet(1, config)
+    fail(breakers[0], 2)
+    breakers[0].flush()
+    assert breakers[0].state == State.OPEN
+    clock.advance(1.0)
+    probes = [breakers[0].try_acquire() for _ in range(4)]
+    for permit in probes[:2]:
+        permit.on_success(0.0)  # type: ignore[union-attr]
+    breakers[0].flush()
+    assert breakers[0].state == State.CLOSED
+
+
 def test_forms_and_listeners(fleet) -> None:
     seen: list[tuple[State, State]] = []
     breakers = fleet(3)
