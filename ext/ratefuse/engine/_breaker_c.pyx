@@ -208,9 +208,11 @@ cdef class BreakerCore:
     cdef int64_t _clock_or_release(self, int64_t generation) except -2:
         # Reads the clock for a permit's call; if the clock raises, the
         # permit is given back (a half-open probe must not leak) and the
-        # error propagates.
+        # error propagates. Only an injected clock can raise.
+        if self._clock is None:
+            return monotonic_ns()
         try:
-            return self._read_clock()
+            return check_now(self._clock())
         except BaseException:
             machine_record(&self.machine, generation, IGNORED, 0, UNKNOWN_NOW)
             raise
