@@ -348,6 +348,43 @@ def test_a_fleet_probe_round_is_judged_on_its_minimum_calls(
     assert breakers[0].state == State.CLOSED
 
 
+class Interrupt(BaseException):
+    """`Interrupt` stands for KeyboardInterrupt raised in a listener."""
+
+
+def test_a_listener_interrupting_a_probe_frees_it_and_delivery_resumes(
+    fleet, clock: FleetClock
+) -> None:
+    # Issue 21 item 3 in the fleet: the probe the caller never saw stayed
+    # out fleet-wide, and no listener ran again.
+    config = BreakerConfig(
+        window_size=2, minimum_calls=1, wait_duration=1.0, half_open_calls=1
+    )
+    (breaker,) = fleet(1, config)
+    seen: list[tuple[State, State]] = []
+
+    def interrupting(_: object, old: State, new: State) -> None:
+        if new == State.HALF_OPEN:
+            raise Interrupt
+
+    breaker.add_listener(interrupting)
+    breaker.add_listener(lambda _, old, new: seen.append((old, new)))
+    fail(breaker)
+    breaker.flush()
+    clock.advance(1.0)
+    with pytest.raises(Interrupt):
+        breaker.try_acquire()
+    breaker.remove_listener(interrupting)
+    breaker.flush()  # sends the released probe
+    clock.advance(1.0)  # past the pause after a refused request
+    probe = breaker.try_acquire()
+    assert probe is not None
+    probe.on_success(0.0)
+    breaker.flush()
+    assert breaker.state == State.CLOSED
+    assert seen[-1] == (State.HALF_OPEN, State.CLOSED)
+
+
 def test_forms_and_listeners(fleet) -> None:
     seen: list[tuple[State, State]] = []
     breakers = fleet(3)

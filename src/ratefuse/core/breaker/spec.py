@@ -102,6 +102,7 @@ REJECTED: Final = 0
 # through (FORCED_OPEN); distinct from every other sentinel.
 WAIT_FOREVER: Final = -4
 
+
 class Shown(enum.IntEnum):
     """`Shown` is the tally a breaker's metrics show, per state as in
     Resilience4j, where every state owns its metrics: the sliding WINDOW
