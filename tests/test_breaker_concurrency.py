@@ -18,7 +18,10 @@ from ratefuse.core.errors import CircuitOpenError
 
 HALF_OPEN_CALLS = 3
 CONFIG = BreakerConfig(
-    window_size=4, minimum_calls=1, wait_duration=1.0, half_open_calls=HALF_OPEN_CALLS
+    window_size=4,
+    minimum_calls=HALF_OPEN_CALLS,
+    wait_duration=1.0,
+    half_open_calls=HALF_OPEN_CALLS,
 )
 CALLERS = 24
 
@@ -106,13 +109,17 @@ def race_into_half_open(impl: Any, form: str) -> None:
         wait_until(lambda: probes.settled(CALLERS))
         assert probes.inside == HALF_OPEN_CALLS
         assert probes.most == HALF_OPEN_CALLS
-        assert breaker.metrics().probes_issued == HALF_OPEN_CALLS
+        metrics = breaker.metrics()
+        assert metrics.probes_issued == HALF_OPEN_CALLS
+        assert metrics.rejected_calls == CALLERS - HALF_OPEN_CALLS
     finally:
         probes.release.set()
         for thread in threads:
             thread.join()
     assert breaker.state == State.CLOSED
-    assert breaker.metrics().rejected_calls == CALLERS - HALF_OPEN_CALLS
+    # Each state counts its own rejections; the counters keep them all.
+    assert breaker.metrics().rejected_calls == 0
+    assert breaker.counters().rejected == CALLERS - HALF_OPEN_CALLS
 
 
 @pytest.mark.parametrize("form", ["decorator", "two_step"])

@@ -23,16 +23,31 @@ def test_defaults_lower_to_a_count_window_without_timing() -> None:
         count_window=True,
         window_size=DEFAULT_WINDOW_SIZE,
         bucket_ns=0,
-        minimum_calls=20,
+        minimum_calls=100,
         failure_rate_ppm=500_000,
         slow_call_rate_ppm=1_000_000,
         slow_call_ns=0,
-        wait_ns=30_000_000_000,
+        wait_ns=60_000_000_000,
         max_wait_ns=MAX_DURATION_NS,
         backoff_multiplier=1.0,
-        half_open_calls=5,
+        half_open_calls=10,
         max_half_open_ns=0,
     )
+
+
+def test_the_defaults_are_resilience4js() -> None:
+    # CircuitBreakerConfigTest.shouldSetDefaultSettings: minimum calls 100,
+    # a 60 s wait, 10 half-open calls; a time window of 100 s in 1 s buckets.
+    config = BreakerConfig()
+    assert (config.minimum_calls, config.wait_duration, config.half_open_calls) == (
+        100,
+        60.0,
+        10,
+    )
+    assert (config.window_size, config.failure_rate_threshold) == (100, 50.0)
+    timed = BreakerConfig(window_type="time").to_spec()
+    assert timed.window_size * timed.bucket_ns == 100_000_000_000
+    assert timed.bucket_ns == 1_000_000_000
 
 
 def test_a_time_window_lowers_to_buckets() -> None:
@@ -81,7 +96,7 @@ BAD: list[tuple[str, Any, str]] = [
     ("wait_duration", math.nan, "got nan"),
     ("backoff_multiplier", 0.5, "must be finite and >= 1, got 0.5"),
     ("backoff_multiplier", math.inf, "got inf"),
-    ("max_wait_duration", 10.0, "must be >= wait_duration (30.0), got 10.0"),
+    ("max_wait_duration", 10.0, "must be >= wait_duration (60.0), got 10.0"),
     ("half_open_calls", 0, "must be in [1, 16777216], got 0"),
     ("max_half_open_duration", -1.0, "must be > 0"),
     ("record_exceptions", [ValueError], "must be a tuple of exception types"),

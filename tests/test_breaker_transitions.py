@@ -162,9 +162,11 @@ TABLE: list[tuple[str, BreakerConfig, list[Step]]] = [
     (
         "HALF_OPEN admits half_open_calls probes; their success closes",
         BreakerConfig(
-            window_size=2, minimum_calls=1, wait_duration=1, half_open_calls=3
+            window_size=3, minimum_calls=3, wait_duration=1, half_open_calls=3
         ),
         [
+            ("fail", 0, CLOSED),
+            ("fail", 0, CLOSED),
             ("fail", 0, OPEN),
             ("at", 1, OPEN),
             ("probe", None, HALF_OPEN),
@@ -175,6 +177,8 @@ TABLE: list[tuple[str, BreakerConfig, list[Step]]] = [
             ("report", True, HALF_OPEN),
             ("report", True, HALF_OPEN),
             ("report", True, CLOSED),
+            ("fail", 0, CLOSED),
+            ("fail", 0, CLOSED),
             ("fail", 0, OPEN),
         ],
     ),
@@ -210,9 +214,12 @@ TABLE: list[tuple[str, BreakerConfig, list[Step]]] = [
     (
         "a probe round is judged on all of its outcomes",
         BreakerConfig(
-            window_size=2, minimum_calls=1, wait_duration=1, half_open_calls=4
+            window_size=4, minimum_calls=4, wait_duration=1, half_open_calls=4
         ),
         [
+            ("fail", 0, CLOSED),
+            ("fail", 0, CLOSED),
+            ("fail", 0, CLOSED),
             ("fail", 0, OPEN),
             ("at", 1, OPEN),
             ("fail", 0, HALF_OPEN),
@@ -224,9 +231,12 @@ TABLE: list[tuple[str, BreakerConfig, list[Step]]] = [
     (
         "a probe round at the failure threshold re-opens",
         BreakerConfig(
-            window_size=2, minimum_calls=1, wait_duration=1, half_open_calls=4
+            window_size=4, minimum_calls=4, wait_duration=1, half_open_calls=4
         ),
         [
+            ("fail", 0, CLOSED),
+            ("fail", 0, CLOSED),
+            ("fail", 0, CLOSED),
             ("fail", 0, OPEN),
             ("at", 1, OPEN),
             ("fail", 0, HALF_OPEN),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import signal
 import threading
 import time
 from typing import Any
@@ -268,3 +270,54 @@ def test_a_bad_timeout_raises_value_error() -> None:
     bulkhead = Bulkhead(1)
     with pytest.raises(ValueError, match="timeout must be >= 0"):
         bulkhead.acquire(timeout=-0.5)
+
+
+class Interrupt(BaseException):
+    """`Interrupt` is what the test's signal handler raises."""
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise Interrupt
+
+
+def test_a_waiter_interrupted_by_a_signal_leaves_the_queue() -> None:
+    # Issue 21 item 4: the interrupted waiter stayed queued, the next
+    # release handed it the slot, and the bulkhead was full for ever.
+    bulkhead = Bulkhead(max_concurrent=1, max_wait=math.inf)
+    assert bulkhead.try_acquire()
+    previous = signal.signal(signal.SIGUSR1, _raise_interrupt)
+
+    def interrupt_once_queued() -> None:
+        while bulkhead.waiting == 0:
+            time.sleep(0.001)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    sender = threading.Thread(target=interrupt_once_queued)
+    try:
+        sender.start()
+        with pytest.raises(Interrupt):
+            bulkhead.acquire()
+    finally:
+        sender.join()
+        signal.signal(signal.SIGUSR1, previous)
+    assert bulkhead.waiting == 0
+    bulkhead.release()
+    assert bulkhead.in_use == 0
+    assert bulkhead.try_acquire()
+    bulkhead.release()
+
+
+def test_a_slot_granted_to_a_waiter_of_a_closed_loop_passes_on() -> None:
+    bulkhead = Bulkhead(max_concurrent=1, max_wait=math.inf)
+    assert bulkhead.try_acquire()
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(bulkhead.acquire_async())
+    loop.run_until_complete(asyncio.sleep(0))
+    assert bulkhead.waiting == 1
+    loop.close()
+    bulkhead.release()
+    assert bulkhead.in_use == 0
+    assert bulkhead.try_acquire()
+    bulkhead.release()
+    task.get_coro().close()  # what the task's finalizer does
+    assert bulkhead.in_use == 0

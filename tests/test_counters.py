@@ -95,14 +95,14 @@ def test_breaker_counts_calls_outcomes_and_transitions(impl) -> None:
     probe = breaker.try_acquire()  # HALF_OPEN
     assert breaker.try_acquire() is None  # the round is full
     probe.on_success(0.0)  # closes
-    breaker.reset()  # CLOSED again, counted; counters are not reset
+    breaker.reset()  # CLOSED to CLOSED: no transition; counters stay
     assert breaker.counters() == BreakerCounters(
         permitted=3,
         successes=2,
         failures=1,
         slow=1,
         rejected=2,
-        transitions=(2, 1, 1, 0, 0),
+        transitions=(1, 1, 1, 0, 0),
     )
 
 

@@ -103,14 +103,17 @@ __all__ = [
 class BreakerMetrics:
     """`BreakerMetrics` is a snapshot of a breaker.
 
-    ``calls``, ``failed_calls`` and ``slow_calls`` are the tally that decides
-    now: the sliding window, or in HALF_OPEN the current probe round (in
-    OPEN, FORCED_OPEN and DISABLED, the window as it was when CLOSED was
-    left). ``failure_rate`` and ``slow_call_rate`` are percentages of
-    ``calls``, 0.0 when there are none. ``rejected_calls`` counts rejections
-    since construction or `reset`; ``probes_issued`` counts the permits of
-    the current probe round (0 outside HALF_OPEN). ``generation`` counts
-    state changes.
+    Each state shows its own tally, as in Resilience4j: ``calls``,
+    ``failed_calls`` and ``slow_calls`` are the sliding window in CLOSED,
+    the probe round in HALF_OPEN, nothing in FORCED_OPEN and DISABLED; OPEN
+    shows what opened it (the window, the failed or expired probe round, or
+    nothing after FORCED_OPEN or DISABLED). ``failure_rate`` and
+    ``slow_call_rate`` are percentages of ``calls``, 0.0 when there are
+    none (Resilience4j reports -1 below ``minimum_calls``: compare ``calls``
+    with it). ``rejected_calls`` counts the rejections since the state
+    began (OPEN continues its predecessor's count; `counters()` keeps the
+    total). ``probes_issued`` counts the permits of the current probe round
+    (0 outside HALF_OPEN). ``generation`` counts state changes.
     """
 
     state: State

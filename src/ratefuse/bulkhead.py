@@ -26,10 +26,11 @@ import inspect
 import math
 import threading
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
 from ratefuse.core.errors import RatefuseError
+from ratefuse.engine.held_iteration import Done, relay, relay_async
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,7 +58,8 @@ class _Waiter:
     # `future` on `loop`. `granted` is set under the bulkhead's lock by the
     # releaser that hands it a slot, so a waiter that times out at the same
     # moment can tell that the slot is already its own.
-    __slots__ = ("future", "granted", "lock", "loop")
+    # `abandoned` is set when its slot was passed on because its loop closed.
+    __slots__ = ("abandoned", "future", "granted", "lock", "loop")
 
     def __init__(
         self,
@@ -66,15 +68,22 @@ class _Waiter:
         future: asyncio.Future[None] | None,
     ) -> None:
         self.granted = False
+        self.abandoned = False
         self.lock = lock
         self.loop = loop
         self.future = future
 
-    def wake(self) -> None:
+    def wake(self) -> bool:
+        # False if the waiter can no longer take the slot: its event loop
+        # was closed with the task still waiting.
         if self.lock is not None:
             self.lock.release()
         elif self.loop is not None and self.future is not None:
-            self.loop.call_soon_threadsafe(_resolve, self.future)
+            try:
+                self.loop.call_soon_threadsafe(_resolve, self.future)
+            except RuntimeError:
+                return False
+        return True
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -179,6 +188,8 @@ class Bulkhead:
         with self._lock:
             if waiter.granted:
                 return True
+            if waiter.abandoned:
+                return False
             self._waiters.remove(waiter)
             if count:
                 self._rejected += 1
@@ -203,7 +214,16 @@ class Bulkhead:
             return
         assert waiter.lock is not None
         blocking = -1 if wait >= threading.TIMEOUT_MAX else wait
-        if waiter.lock.acquire(timeout=blocking):
+        try:
+            acquired = waiter.lock.acquire(timeout=blocking)
+        except BaseException:
+            # Interrupted (an exception from a signal handler): leave the
+            # queue, or a later release would hand its slot to this ghost;
+            # a slot granted meanwhile goes to the next waiter.
+            if self._give_up(waiter, count=False):
+                self.release()
+            raise
+        if acquired:
             return
         if not self._give_up(waiter, count=True):
             raise self._error(wait)
@@ -242,7 +262,12 @@ class Bulkhead:
             else:
                 self._in_use -= 1
                 return
-        waiter.wake()
+        if not waiter.wake():
+            # A dead waiter's slot passes on instead of being lost.
+            with self._lock:
+                waiter.granted = False
+                waiter.abandoned = True
+            self.release()
 
     def __enter__(self) -> Bulkhead:
         self.acquire()
@@ -260,7 +285,13 @@ class Bulkhead:
 
     def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
         """`__call__` makes the bulkhead a decorator for sync and async
-        functions: each call holds a slot while it runs."""
+        functions: each call holds a slot while it runs. A generator or
+        async generator holds its slot from its first ``next()`` until it
+        is exhausted, raises or is closed."""
+        if inspect.isasyncgenfunction(function):
+            return cast(Callable[P, R], self._decorate_async_generator(function))
+        if inspect.isgeneratorfunction(function):
+            return cast(Callable[P, R], self._decorate_generator(function))
         if inspect.iscoroutinefunction(function):
             return cast(Callable[P, R], self._decorate_async(function))
 
@@ -284,6 +315,47 @@ class Bulkhead:
                 return await function(*args, **kwargs)
             finally:
                 self.release()
+
+        return bounded
+
+    def _release_at_end(self, exc: BaseException | None) -> None:
+        self.release()
+
+    def _decorate_generator(
+        self, function: Callable[P, Iterator[T]]
+    ) -> Callable[P, Iterator[T]]:
+        def hold(
+            args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> tuple[Iterable[T], Done]:
+            self.acquire()
+            try:
+                return function(*args, **kwargs), self._release_at_end
+            except BaseException:
+                self.release()
+                raise
+
+        @functools.wraps(function)
+        def bounded(*args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+            return relay(lambda: hold(args, kwargs))
+
+        return bounded
+
+    def _decorate_async_generator(
+        self, function: Callable[P, AsyncIterator[T]]
+    ) -> Callable[P, AsyncIterator[T]]:
+        async def hold(
+            args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> tuple[AsyncIterator[T], Done]:
+            await self.acquire_async()
+            try:
+                return function(*args, **kwargs), self._release_at_end
+            except BaseException:
+                self.release()
+                raise
+
+        @functools.wraps(function)
+        def bounded(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[T]:
+            return relay_async(lambda: hold(args, kwargs))
 
         return bounded
 

@@ -311,6 +311,80 @@ def test_manual_transitions_are_fleet_wide(fleet) -> None:
         breakers[1].transition_to(State.HALF_OPEN)
 
 
+def test_waits_and_tallies_follow_resilience4j_fleet_wide(fleet) -> None:
+    # Issue 21 item 20, in the script: a manual re-open grows the wait, an
+    # OPEN entered from DISABLED takes the base wait, and each state shows
+    # its own tally (OPEN from CLOSED the window, DISABLED nothing).
+    breakers = fleet(2)
+    trip(breakers)
+    assert breakers[1].retry_after() == pytest.approx(10.0)
+    breakers[0].transition_to(State.OPEN)
+    breakers[1].flush()
+    assert breakers[1].retry_after() == pytest.approx(20.0)
+    assert breakers[1].metrics().calls == 6
+    breakers[1].disable()
+    breakers[0].flush()
+    assert breakers[0].metrics().calls == 0
+    breakers[0].transition_to(State.OPEN)
+    breakers[1].flush()
+    assert breakers[1].retry_after() == pytest.approx(10.0)
+
+
+def test_a_fleet_probe_round_is_judged_on_its_minimum_calls(
+    fleet, clock: FleetClock
+) -> None:
+    config = BreakerConfig(
+        window_size=10, minimum_calls=2, wait_duration=1.0, half_open_calls=4
+    )
+    breakers = fleet(1, config)
+    fail(breakers[0], 2)
+    breakers[0].flush()
+    assert breakers[0].state == State.OPEN
+    clock.advance(1.0)
+    probes = [breakers[0].try_acquire() for _ in range(4)]
+    for permit in probes[:2]:
+        permit.on_success(0.0)  # type: ignore[union-attr]
+    breakers[0].flush()
+    assert breakers[0].state == State.CLOSED
+
+
+class Interrupt(BaseException):
+    """`Interrupt` stands for KeyboardInterrupt raised in a listener."""
+
+
+def test_a_listener_interrupting_a_probe_frees_it_and_delivery_resumes(
+    fleet, clock: FleetClock
+) -> None:
+    # Issue 21 item 3 in the fleet: the probe the caller never saw stayed
+    # out fleet-wide, and no listener ran again.
+    config = BreakerConfig(
+        window_size=2, minimum_calls=1, wait_duration=1.0, half_open_calls=1
+    )
+    (breaker,) = fleet(1, config)
+    seen: list[tuple[State, State]] = []
+
+    def interrupting(_: object, old: State, new: State) -> None:
+        if new == State.HALF_OPEN:
+            raise Interrupt
+
+    breaker.add_listener(interrupting)
+    breaker.add_listener(lambda _, old, new: seen.append((old, new)))
+    fail(breaker)
+    breaker.flush()
+    clock.advance(1.0)
+    with pytest.raises(Interrupt):
+        breaker.try_acquire()
+    breaker.remove_listener(interrupting)
+    breaker.flush()  # sends the released probe
+    clock.advance(1.0)  # past the pause after a refused request
+    probe = breaker.try_acquire()
+    assert probe is not None
+    probe.on_success(0.0)
+    breaker.flush()
+    assert breaker.state == State.CLOSED
+    assert seen[-1] == (State.HALF_OPEN, State.CLOSED)
+
+
 def test_forms_and_listeners(fleet) -> None:
     seen: list[tuple[State, State]] = []
     breakers = fleet(3)

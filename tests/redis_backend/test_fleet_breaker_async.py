@@ -264,3 +264,32 @@ def test_concurrent_first_calls_wait_for_the_fleet_state(
             await client.aclose()
 
     assert asyncio.run(main()) == [None] * 5
+
+
+def test_an_async_generator_holds_a_fleet_permit_through_iteration(
+    request: pytest.FixtureRequest,
+) -> None:
+    # Issue 21 item 6 on an asyncio fleet breaker: failures during the
+    # iteration count, nothing is recorded at creation.
+    async def body(breakers: list[AsyncFleetBreaker], clock: FleetClock) -> None:
+        breaker = breakers[0]
+
+        @breaker
+        async def pages() -> Any:
+            yield 1
+            raise RuntimeError("down")
+
+        unstarted = pages()
+        await breaker.flush()
+        assert breaker.metrics().calls == 0  # nothing recorded at creation
+        for iterator in [unstarted, pages(), pages(), pages()]:
+            with pytest.raises(RuntimeError):
+                async for _ in iterator:
+                    pass
+        await breaker.flush()
+        assert breaker.state == State.OPEN
+        with pytest.raises(CircuitOpenError):
+            async for _ in pages():
+                pass
+
+    run_with_fleet(request, "node", 1, body)

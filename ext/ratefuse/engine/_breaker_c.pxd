@@ -45,7 +45,14 @@ cdef class BreakerCore:
                       int64_t duration_ns, int64_t now) except -1
 
     @cython.final
-    cdef int64_t start_c(self) except -2
+    cdef int _take_change_or_release(self, int64_t result,
+                                     int64_t now) except -1
+
+    @cython.final
+    cdef int64_t _clock_or_release(self, int64_t generation) except -2
+
+    @cython.final
+    cdef int64_t start_c(self, int64_t generation) except -2
 
     @cython.final
     cdef int finish_c(self, int64_t generation, int outcome,

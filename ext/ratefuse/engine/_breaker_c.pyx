@@ -20,6 +20,8 @@ from ratefuse.core.breaker._machine_c cimport (
     WAIT_FOREVER,
     OPEN,
     REJECTED,
+    SHOWN_PROBES,
+    SHOWN_WINDOW,
     SUCCESS,
     UNKNOWN_NOW,
     Machine,
@@ -173,8 +175,22 @@ cdef class BreakerCore:
             now[0] = self._read_clock()
             result = machine_acquire(&self.machine, now[0])
         if self.machine.changed_from >= 0:
-            self._take_change()
+            self._take_change_or_release(result, now[0])
         return result
+
+    @cython.final
+    cdef int _take_change_or_release(self, int64_t result,
+                                     int64_t now) except -1:
+        # Delivers the change an acquire made; if a listener raises
+        # KeyboardInterrupt or the like, the caller never sees the permit, so
+        # it is given back (else a probe leaks and HALF_OPEN rejects for ever).
+        try:
+            self._take_change()
+        except BaseException:
+            if result != REJECTED:
+                self.record_c(result, IGNORED, 0, now)
+            raise
+        return 0
 
     @cython.final
     cdef int record_c(self, int64_t generation, int outcome,
@@ -182,17 +198,30 @@ cdef class BreakerCore:
         self._check_ready()
         if machine_record(&self.machine, generation, outcome, duration_ns,
                           now) == NEED_NOW:
-            now = self._read_clock()
+            now = self._clock_or_release(generation)
             machine_record(&self.machine, generation, outcome, duration_ns, now)
         if self.machine.changed_from >= 0:
             self._take_change()
         return 0
 
     @cython.final
-    cdef inline int64_t start_c(self) except -2:
+    cdef int64_t _clock_or_release(self, int64_t generation) except -2:
+        # Reads the clock for a permit's call; if the clock raises, the
+        # permit is given back (a half-open probe must not leak) and the
+        # error propagates. Only an injected clock can raise.
+        if self._clock is None:
+            return monotonic_ns()
+        try:
+            return check_now(self._clock())
+        except BaseException:
+            machine_record(&self.machine, generation, IGNORED, 0, UNKNOWN_NOW)
+            raise
+
+    @cython.final
+    cdef inline int64_t start_c(self, int64_t generation) except -2:
         # The start time of a guarded call, read only if durations matter;
         # UNTIMED (-1, never a clock reading) otherwise.
-        return self._read_clock() if self._timed else -1
+        return self._clock_or_release(generation) if self._timed else -1
 
     @cython.final
     cdef int finish_c(self, int64_t generation, int outcome,
@@ -201,7 +230,7 @@ cdef class BreakerCore:
         # A call started before slow-call tracking was switched on has no
         # duration: it is recorded as not slow.
         if self._timed and start_ns >= 0:
-            now = self._read_clock()
+            now = self._clock_or_release(generation)
             duration = now - start_ns
             return self.record_c(generation, outcome,
                                  duration if duration > 0 else 0, now)
@@ -212,13 +241,21 @@ cdef class BreakerCore:
         # deliver, unless a caller up the stack or in another thread is
         # delivering already. Reading and clearing changed_from happen before
         # anything can run Python code, so no other step can intervene.
+        # A re-entry (X -> X) restarts the state but, as in Resilience4j,
+        # is no transition: no listener hears of it.
         cdef int old = self.machine.changed_from
+        cdef int via = self.machine.changed_via
         cdef int new = self.machine.state
-        self.machine.changed_from = -1
+        self.machine.changed_from = self.machine.changed_via = -1
         if not self._listeners:
             return 0
-        self._events.append((old, new))
-        if self._delivering:
+        if via >= 0:
+            if old != via:
+                self._events.append((old, via))
+            old = via
+        if old != new:
+            self._events.append((old, new))
+        if self._delivering or not self._events:
             return 0
         self._delivering = True
         self._deliver()
@@ -313,7 +350,11 @@ cdef class BreakerCore:
 
         Raises IllegalTransitionError for a move the table forbids (CLOSED
         to HALF_OPEN). Entering CLOSED empties the window and resets the
-        wait; entering OPEN starts the current wait at ``now``.
+        wait; entering OPEN or FORCED_OPEN (also from OPEN: it restarts)
+        takes the base wait if the breaker has not opened since CLOSED or
+        DISABLED, else grows it by the backoff, and OPEN starts it at
+        ``now``. A re-entry (OPEN to OPEN, say) is no transition for the
+        listeners.
         """
         cdef int target = State(state)
         cdef int64_t at = given_now(now)
@@ -372,35 +413,44 @@ cdef class BreakerCore:
 
     def reset(self):
         """`reset` closes the breaker as if new: empty window, base wait,
-        rejected count 0, a new generation."""
+        rejected count 0, a new generation. Resetting a CLOSED breaker
+        calls no listener (Resilience4j's RESET event has no counterpart)."""
         self._check_ready()
         machine_reset(&self.machine)
         self._take_change()
 
     def counts(self, now=None):
         """`counts` is (state, generation, calls, failures, slow, rejected,
-        probes): the tally deciding now (the window, or in HALF_OPEN the
-        probe round), rejections since construction or reset, and permits
-        issued in the current probe round."""
+        probes): the state's tally (see Shown: the window, the last probe
+        round, or nothing), the rejections since the state began (OPEN
+        continues its predecessor's count), and permits issued in the
+        current probe round. Like `state`, it shows the last step's state
+        (a probe round past its deadline re-opens at the next step)."""
         cdef int64_t at = given_now(now)
         self._check_ready()
         if machine_advance(&self.machine, at) == NEED_NOW:
             machine_advance(&self.machine, self._read_clock())
         cdef Machine* machine = &self.machine
-        if machine.state == HALF_OPEN:
+        cdef int64_t probes = (machine.probes_issued
+                               if machine.state == HALF_OPEN else 0)
+        if machine.shown == SHOWN_PROBES:
             return (machine.state, machine.generation, machine.probe_calls,
                     machine.probe_failures, machine.probe_slow,
-                    machine.rejected, machine.probes_issued)
-        return (machine.state, machine.generation, machine.window.calls,
-                machine.window.failures, machine.window.slow,
-                machine.rejected, 0)
+                    machine.rejected, probes)
+        if machine.shown == SHOWN_WINDOW:
+            return (machine.state, machine.generation, machine.window.calls,
+                    machine.window.failures, machine.window.slow,
+                    machine.rejected, probes)
+        return (machine.state, machine.generation, 0, 0, 0,
+                machine.rejected, probes)
 
     # --- listeners and classification -----------------------------------
 
     def add_listener(self, listener):
         """`add_listener` calls ``listener(breaker, old, new)`` after every
-        state change, outside the breaker's critical section (it may call
-        the breaker). Exceptions it raises are logged, not propagated."""
+        state change (old != new; a re-entry is none), outside the
+        breaker's critical section (it may call the breaker). Exceptions it
+        raises are logged, not propagated."""
         self._listeners.append(listener)
 
     def remove_listener(self, listener):
@@ -595,7 +645,7 @@ cdef PyObject* guarded_vectorcall(GuardedFunction self, PyObject* const* args,
             return <PyObject*>result
         PyErr_SetObject(CircuitOpenError, core.open_error_c(now))
         return NULL
-    cdef int64_t start_ns = core.start_c()
+    cdef int64_t start_ns = core.start_c(generation)
     try:
         result = PyObject_Vectorcall(self._function, args, nargsf, kwnames)
     except BaseException as exc:

@@ -34,6 +34,7 @@ from ratefuse.core.breaker.spec import (
     BreakerSpec,
     IllegalTransitionError,
     Listener,
+    Shown,
     State,
     duration_to_ns,
     ns_to_seconds,
@@ -156,7 +157,15 @@ class BreakerCore:
                 result = self._machine.acquire(at)
                 changed = self._take_change()
         if changed:
-            self._deliver()
+            try:
+                self._deliver()
+            except BaseException:
+                # A listener raised KeyboardInterrupt or the like: the caller
+                # never sees the permit, so give it back (else a probe leaks
+                # and HALF_OPEN rejects for ever).
+                if result != REJECTED:
+                    self._record(result, IGNORED, 0, at)
+                raise
         return result, at
 
     def _record(
@@ -167,7 +176,13 @@ class BreakerCore:
             result = self._machine.record(generation, outcome, duration_ns, at)
             changed = self._take_change()
         if result == NEED_NOW:
-            at = self.now_ns()
+            try:
+                at = self.now_ns()
+            except BaseException:
+                # The outcome is lost with the clock; free the permit at least.
+                with self._lock:
+                    self._machine.record(generation, IGNORED, 0, UNKNOWN_NOW)
+                raise
             with self._lock:
                 self._machine.record(generation, outcome, duration_ns, at)
                 changed = self._take_change()
@@ -177,12 +192,17 @@ class BreakerCore:
     def _take_change(self) -> bool:
         # Under the lock: queue the step's state change for the listeners;
         # true if this caller must deliver (nobody else is delivering).
+        # A re-entry (X -> X) restarts the state but, as in Resilience4j,
+        # is no transition: no listener hears of it.
         machine = self._machine
         if machine.changed_from < 0:
             return False
         if self._listeners:
-            self._events.append((machine.changed_from, machine.state))
-        machine.changed_from = -1
+            old, via, new = machine.changed_from, machine.changed_via, machine.state
+            for pair in ((old, via), (via, new)) if via >= 0 else ((old, new),):
+                if pair[0] != pair[1]:
+                    self._events.append(pair)
+        machine.changed_from = machine.changed_via = -1
         if self._delivering or not self._events:
             return False
         self._delivering = True
@@ -278,7 +298,11 @@ class BreakerCore:
 
         Raises IllegalTransitionError for a move the table forbids (CLOSED
         to HALF_OPEN). Entering CLOSED empties the window and resets the
-        wait; entering OPEN starts the current wait at ``now``.
+        wait; entering OPEN or FORCED_OPEN (also from OPEN: it restarts)
+        takes the base wait if the breaker has not opened since CLOSED or
+        DISABLED, else grows it by the backoff, and OPEN starts it at
+        ``now``. A re-entry (OPEN to OPEN, say) is no transition for the
+        listeners.
         """
         target = int(State(state))
         at = UNKNOWN_NOW if now is None else check_now(now)
@@ -342,7 +366,8 @@ class BreakerCore:
 
     def reset(self) -> None:
         """`reset` closes the breaker as if new: empty window, base wait,
-        rejected count 0, a new generation."""
+        rejected count 0, a new generation. Resetting a CLOSED breaker
+        calls no listener (Resilience4j's RESET event has no counterpart)."""
         with self._lock:
             self._machine.reset()
             changed = self._take_change()
@@ -353,9 +378,11 @@ class BreakerCore:
         self, now: int | None = None
     ) -> tuple[int, int, int, int, int, int, int]:
         """`counts` is (state, generation, calls, failures, slow, rejected,
-        probes): the tally deciding now (the window, or in HALF_OPEN the
-        probe round), rejections since construction or reset, and permits
-        issued in the current probe round."""
+        probes): the state's tally (see Shown: the window, the last probe
+        round, or nothing), the rejections since the state began (OPEN
+        continues its predecessor's count), and permits issued in the
+        current probe round. Like `state`, it shows the last step's state
+        (a probe round past its deadline re-opens at the next step)."""
         at = UNKNOWN_NOW if now is None else check_now(now)
         machine = self._machine
         with self._lock:
@@ -364,15 +391,18 @@ class BreakerCore:
             at = self.now_ns()
         with self._lock:
             machine.advance(at)
-            if machine.state == State.HALF_OPEN:
+            shown = machine.shown
+            if shown == Shown.PROBES:
                 calls, failures, slow = (
                     machine.probe_calls,
                     machine.probe_failures,
                     machine.probe_slow,
                 )
-            else:
+            elif shown == Shown.WINDOW:
                 window = machine.window
                 calls, failures, slow = window.calls, window.failures, window.slow
+            else:
+                calls = failures = slow = 0
             return (
                 machine.state,
                 machine.generation,
@@ -387,8 +417,9 @@ class BreakerCore:
 
     def add_listener(self, listener: Listener) -> None:
         """`add_listener` calls ``listener(breaker, old, new)`` after every
-        state change, outside the breaker's critical section (it may call
-        the breaker). Exceptions it raises are logged, not propagated."""
+        state change (old != new; a re-entry is none), outside the
+        breaker's critical section (it may call the breaker). Exceptions it
+        raises are logged, not propagated."""
         with self._lock:
             self._listeners.append(listener)
 

@@ -21,10 +21,18 @@ import functools
 import inspect
 import math
 import types
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+)
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, overload
 
 from ratefuse.core.errors import CircuitOpenError
+from ratefuse.engine.held_iteration import Done, relay, relay_async
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -93,19 +101,35 @@ def elapsed_seconds(elapsed_ns: int) -> float:
     return seconds
 
 
-def start(breaker: Breaker) -> int:
-    """`start` is the start time of a call, read only if durations matter;
-    UNTIMED otherwise."""
-    return breaker.now_ns() if breaker.timed else UNTIMED
+def start(breaker: Breaker, permit: BreakerPermit) -> int:
+    """`start` is the start time of the call ``permit`` lets go ahead, read
+    only if durations matter; UNTIMED otherwise. If the clock raises, the
+    permit is released (a half-open probe must not leak) and the error
+    propagates."""
+    if not breaker.timed:
+        return UNTIMED
+    try:
+        return breaker.now_ns()
+    except BaseException:
+        permit.release()
+        raise
 
 
-def finish(breaker: Breaker, start_ns: int) -> tuple[float, int | None]:
-    """`finish` is (duration in seconds, end time or None) of a call that
-    started at ``start_ns`` (from `start`). A call started before slow-call
-    tracking was switched on has no duration: it is recorded as not slow."""
+def finish(
+    breaker: Breaker, permit: BreakerPermit, start_ns: int
+) -> tuple[float, int | None]:
+    """`finish` is (duration in seconds, end time or None) of the call of
+    ``permit`` that started at ``start_ns`` (from `start`). A call started
+    before slow-call tracking was switched on has no duration: it is
+    recorded as not slow. If the clock raises, the permit is released and
+    the error propagates."""
     if start_ns == UNTIMED or not breaker.timed:
         return 0.0, None
-    now = breaker.now_ns()
+    try:
+        now = breaker.now_ns()
+    except BaseException:
+        permit.release()
+        raise
     return elapsed_seconds(max(now - start_ns, 0)), now
 
 
@@ -113,7 +137,7 @@ def record_exception(
     breaker: Breaker, permit: BreakerPermit, start_ns: int, exc: BaseException
 ) -> None:
     """`record_exception` reports a call that raised ``exc`` on ``permit``."""
-    duration, now = finish(breaker, start_ns)
+    duration, now = finish(breaker, permit, start_ns)
     permit.on_error(duration, exc, now)
 
 
@@ -121,7 +145,7 @@ def record_result(
     breaker: Breaker, permit: BreakerPermit, start_ns: int, result: object
 ) -> None:
     """`record_result` reports a call that returned ``result`` on ``permit``."""
-    duration, now = finish(breaker, start_ns)
+    duration, now = finish(breaker, permit, start_ns)
     permit.on_result(duration, result, now)
 
 
@@ -158,7 +182,7 @@ class GuardedFunction(Generic[P, R]):
             if self._fallback is not None:
                 return self._fallback(*args, **kwargs)
             raise permit
-        start_ns = start(breaker)
+        start_ns = start(breaker, permit)
         try:
             result = self._function(*args, **kwargs)
         except BaseException as exc:
@@ -229,7 +253,7 @@ def guard_async(
             if inspect.isawaitable(result):
                 result = await result
             return cast(T, result)
-        start_ns = start(breaker)
+        start_ns = start(breaker, permit)
         try:
             result = await function(*args, **kwargs)
         except BaseException as exc:
@@ -240,6 +264,103 @@ def guard_async(
 
     guarded.breaker = breaker  # type: ignore[attr-defined]
     return guarded
+
+
+def _done(breaker: Breaker, permit: BreakerPermit, start_ns: int) -> Done:
+    # Reports the end of an iteration on ``permit``: exhaustion or an early
+    # close is a success, an exception is classified.
+    def done(exc: BaseException | None) -> None:
+        if exc is None:
+            duration, now = finish(breaker, permit, start_ns)
+            permit.on_success(duration, now)
+        else:
+            record_exception(breaker, permit, start_ns, exc)
+
+    return done
+
+
+def _ignore_end(exc: BaseException | None) -> None:
+    # A fallback's iteration reports to nobody.
+    pass
+
+
+def guard_generator(
+    breaker: Breaker,
+    function: Callable[P, Iterator[T]],
+    fallback: Callable[P, Iterable[T]] | None = None,
+) -> Callable[P, Iterator[T]]:
+    """`guard_generator` wraps a sync generator function so that each
+    generator holds a permit of ``breaker`` (sync only) from its first
+    ``next()`` until it ends: exhausted or closed early is a success, an
+    exception is classified by the breaker's rules. A rejected call raises
+    CircuitOpenError at the first ``next()``, or iterates
+    ``fallback(*args, **kwargs)`` if given."""
+
+    @functools.wraps(function)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
+        def hold() -> tuple[Iterable[T], Done]:
+            permit = cast(BreakerPermit | CircuitOpenError, breaker.permit_or_error())
+            if isinstance(permit, CircuitOpenError):
+                if fallback is None:
+                    raise permit
+                return fallback(*args, **kwargs), _ignore_end
+            start_ns = start(breaker, permit)
+            try:
+                inner = function(*args, **kwargs)
+            except BaseException as exc:
+                record_exception(breaker, permit, start_ns, exc)
+                raise
+            return inner, _done(breaker, permit, start_ns)
+
+        return relay(hold)
+
+    guarded.breaker = breaker  # type: ignore[attr-defined]
+    return guarded
+
+
+def guard_async_generator(
+    breaker: Breaker,
+    function: Callable[P, AsyncIterator[T]],
+    fallback: Callable[P, AsyncIterator[T]] | None = None,
+) -> Callable[P, AsyncIterator[T]]:
+    """`guard_async_generator` is `guard_generator` for async generator
+    functions and any breaker (sync or asyncio); ``fallback`` returns an
+    async iterator."""
+
+    @functools.wraps(function)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[T]:
+        async def hold() -> tuple[AsyncIterator[T], Done]:
+            permit = await _permit_or_error(breaker)
+            if isinstance(permit, CircuitOpenError):
+                if fallback is None:
+                    raise permit
+                return fallback(*args, **kwargs), _ignore_end
+            start_ns = start(breaker, permit)
+            try:
+                inner = function(*args, **kwargs)
+            except BaseException as exc:
+                record_exception(breaker, permit, start_ns, exc)
+                raise
+            return inner, _done(breaker, permit, start_ns)
+
+        return relay_async(hold)
+
+    guarded.breaker = breaker  # type: ignore[attr-defined]
+    return guarded
+
+
+def guard_any(
+    breaker: Breaker, function: Callable[..., Any], fallback: Callable[..., Any] | None
+) -> Callable[..., Any] | None:
+    """`guard_any` is the form for a generator, async generator or
+    coroutine function, or None for a plain sync function."""
+    if inspect.isasyncgenfunction(function):
+        return guard_async_generator(breaker, function, fallback)
+    if inspect.isgeneratorfunction(function):
+        return guard_generator(breaker, function, fallback)
+    if inspect.iscoroutinefunction(function):
+        return guard_async(breaker, function, fallback)
+    return None
 
 
 class GuardedBlock:
@@ -262,7 +383,7 @@ class GuardedBlock:
         if isinstance(permit, CircuitOpenError):
             raise permit
         self._permit = permit
-        self._start_ns = start(self._breaker)
+        self._start_ns = start(self._breaker, permit)
         return self
 
     def _check_unused(self) -> None:
@@ -281,7 +402,7 @@ class GuardedBlock:
         permit = self._permit
         assert permit is not None
         if exc is None:
-            duration, now = finish(self._breaker, self._start_ns)
+            duration, now = finish(self._breaker, permit, self._start_ns)
             permit.on_success(duration, now)
         else:
             record_exception(self._breaker, permit, self._start_ns, exc)
@@ -341,19 +462,21 @@ class BreakerForms:
         Without ``function`` it returns the decorator."""
         if function is None:
             return functools.partial(self.decorate, fallback=fallback)
-        if inspect.iscoroutinefunction(function):
-            breaker = cast(Breaker, self)
-            chosen = breaker.fallback if fallback is None else fallback
-            return cast(Callable[P, R], guard_async(breaker, function, chosen))
+        breaker = cast(Breaker, self)
+        chosen = breaker.fallback if fallback is None else fallback
+        form = guard_any(breaker, function, chosen)
+        if form is not None:
+            return cast(Callable[P, R], form)
         return self.guarded(function, fallback)
 
     def call(self, function: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """`call` calls ``function(*args, **kwargs)`` through the breaker; for
-        a coroutine function it returns the awaitable."""
-        if inspect.iscoroutinefunction(function):
-            breaker = cast(Breaker, self)
-            guarded = guard_async(breaker, function, breaker.fallback)
-            return cast(R, guarded(*args, **kwargs))
+        a coroutine function it returns the awaitable, for a generator
+        function the generator (holding a permit while it is iterated)."""
+        breaker = cast(Breaker, self)
+        form = guard_any(breaker, function, breaker.fallback)
+        if form is not None:
+            return cast(R, form(*args, **kwargs))
         return self.guarded(function, wraps=False)(*args, **kwargs)
 
     def guard(self) -> GuardedBlock:
@@ -384,12 +507,17 @@ class AsyncBreakerForms:
         """`decorate` wraps a coroutine function as `guard_async` does;
         ``fallback`` None means the breaker's. TypeError for a function
         that is not a coroutine function."""
+        breaker = cast(Breaker, self)
+        chosen = breaker.fallback if fallback is None else fallback
+        if inspect.isasyncgenfunction(function):
+            return cast(
+                Callable[P, Coroutine[Any, Any, T]],
+                guard_async_generator(breaker, function, chosen),
+            )
         if not inspect.iscoroutinefunction(function):
             raise TypeError(
                 f"{type(self).__name__} guards coroutine functions, got {function!r}"
             )
-        breaker = cast(Breaker, self)
-        chosen = breaker.fallback if fallback is None else fallback
         return guard_async(breaker, function, chosen)
 
     async def call(

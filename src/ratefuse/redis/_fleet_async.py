@@ -204,7 +204,7 @@ class AsyncFleetBreaker(FleetBase, AsyncBreakerForms):
                         permit = self._local.try_acquire(at)
                     else:
                         permit = self._probe_answer(reply, at)
-            self._deliver()
+            self._deliver_or_release(permit)
         if permit is None:
             self._rejected()
         return permit

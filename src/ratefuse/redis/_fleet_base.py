@@ -184,13 +184,33 @@ class FleetBase:
                     return
                 old, new = self._events.popleft()
                 listeners = tuple(self._listeners)
-            for listener in listeners:
-                try:
-                    listener(self, State(old), State(new))
-                except Exception:
-                    logger.exception(
-                        "listener %r of fleet breaker %r failed", listener, self.name
-                    )
+            try:
+                for listener in listeners:
+                    try:
+                        listener(self, State(old), State(new))
+                    except Exception:
+                        logger.exception(
+                            "listener %r of fleet breaker %r failed",
+                            listener,
+                            self.name,
+                        )
+            except BaseException:
+                # KeyboardInterrupt and the like propagate; the next change
+                # resumes delivery (else no listener would run again).
+                with self._events_lock:
+                    self._delivering = False
+                raise
+
+    def _deliver_or_release(self, permit: FleetPermit | Permit | None) -> None:
+        # Delivers the changes an acquire made; if a listener raises a
+        # BaseException the caller never sees ``permit``, so it is given
+        # back (a fleet-wide probe would otherwise stay out).
+        try:
+            self._deliver()
+        except BaseException:
+            if permit is not None:
+                permit.release()
+            raise
 
     # --- classification (the local breaker's rules) -------------------------
 

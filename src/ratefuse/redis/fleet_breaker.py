@@ -259,7 +259,7 @@ class FleetBreaker(FleetBase, BreakerForms):
         if not self._blocked(at):
             with self._io_lock:
                 permit = self._acquire_locked(at)
-            self._deliver()
+            self._deliver_or_release(permit)
         if permit is None:
             self._rejected()
         return permit

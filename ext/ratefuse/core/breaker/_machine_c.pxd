@@ -25,6 +25,11 @@ cdef enum:
     ILLEGAL = -3
 
 cdef enum:
+    SHOWN_WINDOW = 0    # Shown in spec.py: the tally metrics show
+    SHOWN_PROBES = 1
+    SHOWN_NOTHING = 2
+
+cdef enum:
     UNKNOWN_NOW = -1    # a now not read yet
     REJECTED = 0        # acquire: no generation
     WAIT_FOREVER = -4   # retry_after_ns of FORCED_OPEN
@@ -50,6 +55,8 @@ cdef struct Machine:
     Window window
     int state
     int changed_from        # the state a step left, -1: none
+    int changed_via         # the state a step passed through, -1: none
+    int shown               # a SHOWN_* value
     int64_t generation
     int64_t opened_at_ns
     int64_t wait_ns

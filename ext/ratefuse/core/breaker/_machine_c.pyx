@@ -89,9 +89,11 @@ cdef int machine_init(Machine* machine, object spec) except -1:
                 0 if machine.spec.count_window else machine.spec.bucket_ns)
     machine.state = CLOSED
     machine.changed_from = -1
+    machine.changed_via = -1
+    machine.shown = SHOWN_WINDOW
     machine.generation = 1
     machine.opened_at_ns = 0
-    machine.wait_ns = machine.spec.wait_ns
+    machine.wait_ns = 0     # not opened since CLOSED or DISABLED
     machine.half_open_at_ns = 0
     machine.probes_issued = 0
     machine.probe_calls = machine.probe_failures = machine.probe_slow = 0
@@ -125,27 +127,53 @@ cdef inline int64_t grow_wait(const Spec* spec, int64_t wait_ns) noexcept nogil:
     return <int64_t>grown
 
 
+cdef inline int64_t next_wait(const Spec* spec, int64_t wait_ns) noexcept nogil:
+    # See next_wait() in spec.py.
+    return spec.wait_ns if wait_ns == 0 else grow_wait(spec, wait_ns)
+
+
 cdef void enter(Machine* machine, int target, int64_t now) noexcept nogil:
-    # Precondition: `now` is known if target is OPEN or HALF_OPEN.
-    machine.changed_from = machine.state
+    # Precondition: `now` is known if target is OPEN or HALF_OPEN. A second
+    # change in one step keeps the first one's origin.
+    cdef int source = machine.state
+    if machine.changed_from < 0:
+        machine.changed_from = source
+    else:
+        machine.changed_via = source
     machine.state = target
     machine.generation += 1
-    machine.entered[target] += 1
+    if target != source:
+        machine.entered[target] += 1
+    if target != OPEN:
+        machine.rejected = 0
+    if target == CLOSED or target == DISABLED:
+        machine.wait_ns = 0
+    elif target == OPEN or target == FORCED_OPEN:
+        machine.wait_ns = next_wait(&machine.spec, machine.wait_ns)
     if target == CLOSED:
         window_clear(&machine.window)
-        machine.wait_ns = machine.spec.wait_ns
+        machine.shown = SHOWN_WINDOW
     elif target == OPEN:
         machine.opened_at_ns = now
+        if source == HALF_OPEN:
+            machine.shown = SHOWN_PROBES
+        elif source == CLOSED:
+            machine.shown = SHOWN_WINDOW
+        elif source != OPEN:
+            machine.shown = SHOWN_NOTHING
     elif target == HALF_OPEN:
         machine.half_open_at_ns = now
         machine.probes_issued = 0
         machine.probe_calls = machine.probe_failures = machine.probe_slow = 0
+        machine.shown = SHOWN_PROBES
+    else:
+        machine.shown = SHOWN_NOTHING
 
 
-cdef inline void reopen(Machine* machine, int64_t now) noexcept nogil:
-    # A failed probe round: open again, for longer.
-    machine.wait_ns = grow_wait(&machine.spec, machine.wait_ns)
-    enter(machine, OPEN, now)
+cdef inline void expire_round(Machine* machine) noexcept nogil:
+    # A probe round past its deadline: OPEN from the deadline on.
+    enter(machine, OPEN,
+          machine.half_open_at_ns + machine.spec.max_half_open_ns)
 
 
 cdef int64_t machine_acquire(Machine* machine, int64_t now) noexcept nogil:
@@ -162,15 +190,23 @@ cdef int64_t machine_acquire(Machine* machine, int64_t now) noexcept nogil:
             machine.permitted += 1
             return machine.generation
     elif state == HALF_OPEN:
-        if machine.probes_issued < machine.spec.half_open_calls:
-            machine.probes_issued += 1
-            machine.permitted += 1
-            return machine.generation
         if machine.spec.max_half_open_ns:
             if now == UNKNOWN_NOW:
                 return NEED_NOW
             if now - machine.half_open_at_ns >= machine.spec.max_half_open_ns:
-                reopen(machine, now)
+                expire_round(machine)
+                if now - machine.opened_at_ns >= machine.wait_ns:
+                    enter(machine, HALF_OPEN, now)
+                    machine.probes_issued = 1
+                    machine.permitted += 1
+                    return machine.generation
+                machine.rejected += 1
+                machine.rejected_total += 1
+                return REJECTED
+        if machine.probes_issued < machine.spec.half_open_calls:
+            machine.probes_issued += 1
+            machine.permitted += 1
+            return machine.generation
     machine.rejected += 1
     machine.rejected_total += 1
     return REJECTED
@@ -179,13 +215,23 @@ cdef int64_t machine_acquire(Machine* machine, int64_t now) noexcept nogil:
 cdef int record_probe(Machine* machine, int outcome, bint failed, bint slow,
                       int64_t now) noexcept nogil:
     if outcome == IGNORED:
+        # Giving a permit back needs no time.
         if machine.probes_issued > 0:
             machine.probes_issued -= 1
         return DONE
+    if machine.spec.max_half_open_ns:
+        if now == UNKNOWN_NOW:
+            return NEED_NOW
+        if now - machine.half_open_at_ns >= machine.spec.max_half_open_ns:
+            expire_round(machine)
+            return DONE
     cdef int64_t calls = machine.probe_calls + 1
     cdef int64_t failures = machine.probe_failures + failed
     cdef int64_t slow_calls = machine.probe_slow + slow
-    cdef bint complete = calls >= machine.spec.half_open_calls
+    cdef int64_t deciding = machine.spec.half_open_calls
+    if machine.spec.minimum_calls < deciding:
+        deciding = machine.spec.minimum_calls
+    cdef bint complete = calls >= deciding
     cdef bint again = complete and exceeds(&machine.spec, calls, failures,
                                            slow_calls, calls)
     if again and now == UNKNOWN_NOW:
@@ -195,7 +241,7 @@ cdef int record_probe(Machine* machine, int outcome, bint failed, bint slow,
     machine.probe_slow = slow_calls
     tally(machine, failed, slow)
     if again:
-        reopen(machine, now)
+        enter(machine, OPEN, now)
     elif complete:
         enter(machine, CLOSED, now)
     return DONE
@@ -251,7 +297,6 @@ cdef int machine_transition(Machine* machine, int target,
 
 cdef void machine_reset(Machine* machine) noexcept nogil:
     enter(machine, CLOSED, UNKNOWN_NOW)
-    machine.rejected = 0
 
 
 cdef int64_t machine_retry_after_ns(const Machine* machine,

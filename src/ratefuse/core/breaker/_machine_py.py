@@ -4,8 +4,10 @@
 UNKNOWN_NOW, never reads a clock, runs no callbacks and is not thread-safe
 (the core serialises it). A step that needs the time and is given
 UNKNOWN_NOW changes nothing and returns NEED_NOW. A step changes state at
-most once and leaves the state it left in ``changed_from`` (-1: no change)
-for the core to report to listeners.
+most twice (an expired probe round re-opens, and a wait already over lets the
+call in as the first probe of a new round): it leaves the state it left in
+``changed_from`` (-1: no change) and the one it passed through in
+``changed_via`` (-1: none) for the core to report to listeners.
 
 The rules (Resilience4j's):
 
@@ -15,12 +17,18 @@ The rules (Resilience4j's):
 - OPEN rejects until ``wait_ns`` has passed since it opened; the first call
   after that enters HALF_OPEN and is its first probe.
 - HALF_OPEN permits ``half_open_calls`` probes per round (a probe whose
-  outcome is IGNORED gives its permit back). When all of them are recorded
-  the round's rates decide: over a threshold re-opens with the wait grown by
-  ``backoff_multiplier`` (capped at ``max_wait_ns``), otherwise the breaker
-  closes with an empty window and the base wait. A round that outlives
-  ``max_half_open_ns`` (if set) with no permit left fails at the next call.
+  outcome is IGNORED gives its permit back). When min(``minimum_calls``,
+  ``half_open_calls``) of them are recorded the round's rates decide: over a
+  threshold re-opens, otherwise the breaker closes with an empty window. A
+  round still undecided ``max_half_open_ns`` (if set) after it began
+  re-opens at that deadline, applied by the next step that needs the time.
 - FORCED_OPEN rejects and DISABLED permits every call; neither records.
+- The wait: entering OPEN or FORCED_OPEN (for any cause, also by hand or
+  again from OPEN) takes the base wait if the breaker has not opened since
+  CLOSED or DISABLED, else grows it by ``backoff_multiplier`` (capped at
+  ``max_wait_ns``); HALF_OPEN keeps it; CLOSED and DISABLED reset it.
+- Each state starts its own ``rejected`` count and shows its own tally
+  (``shown``, see Shown), except that OPEN continues its predecessor's.
 - Every state change starts a new generation; an outcome whose permit came
   from another generation is ignored.
 """
@@ -39,9 +47,10 @@ from ratefuse.core.breaker.spec import (
     UNKNOWN_NOW,
     WAIT_FOREVER,
     BreakerSpec,
+    Shown,
     State,
     exceeds,
-    grow_wait,
+    next_wait,
 )
 
 CLOSED = int(State.CLOSED)
@@ -56,6 +65,7 @@ class Machine:
 
     __slots__ = (
         "changed_from",
+        "changed_via",
         "entered",
         "failures",
         "generation",
@@ -68,6 +78,7 @@ class Machine:
         "probes_issued",
         "rejected",
         "rejected_total",
+        "shown",
         "slow_calls",
         "spec",
         "state",
@@ -84,8 +95,11 @@ class Machine:
         self.state = CLOSED
         self.generation = 1
         self.changed_from = -1
+        self.changed_via = -1
+        self.shown = int(Shown.WINDOW)
         self.opened_at_ns = 0
-        self.wait_ns = spec.wait_ns
+        # 0: not opened since CLOSED or DISABLED (see next_wait).
+        self.wait_ns = 0
         self.half_open_at_ns = 0
         self.probes_issued = 0
         self.probe_calls = 0
@@ -118,15 +132,23 @@ class Machine:
                 return self.generation
         elif state == HALF_OPEN:
             spec = self.spec
-            if self.probes_issued < spec.half_open_calls:
-                self.probes_issued += 1
-                self.permitted += 1
-                return self.generation
             if spec.max_half_open_ns:
                 if now == UNKNOWN_NOW:
                     return NEED_NOW
                 if now - self.half_open_at_ns >= spec.max_half_open_ns:
-                    self._reopen(now)
+                    self._expire_round()
+                    if now - self.opened_at_ns >= self.wait_ns:
+                        self._enter(HALF_OPEN, now)
+                        self.probes_issued = 1
+                        self.permitted += 1
+                        return self.generation
+                    self.rejected += 1
+                    self.rejected_total += 1
+                    return REJECTED
+            if self.probes_issued < spec.half_open_calls:
+                self.probes_issued += 1
+                self.permitted += 1
+                return self.generation
         self.rejected += 1
         self.rejected_total += 1
         return REJECTED
@@ -165,14 +187,24 @@ class Machine:
 
     def _record_probe(self, outcome: int, failed: bool, slow: bool, now: int) -> int:
         if outcome == IGNORED:
+            # Giving a permit back needs no time, so it works while the
+            # clock fails.
             if self.probes_issued > 0:
                 self.probes_issued -= 1
             return DONE
         spec = self.spec
+        if spec.max_half_open_ns:
+            if now == UNKNOWN_NOW:
+                return NEED_NOW
+            if now - self.half_open_at_ns >= spec.max_half_open_ns:
+                # Too late: the round is over, and this outcome with it.
+                self._expire_round()
+                return DONE
         calls = self.probe_calls + 1
         failures = self.probe_failures + failed
         slow_calls = self.probe_slow + slow
-        complete = calls >= spec.half_open_calls
+        # Resilience4j judges a round on min(minimum, permitted) outcomes.
+        complete = calls >= min(spec.minimum_calls, spec.half_open_calls)
         reopen = complete and exceeds(spec, calls, failures, slow_calls, calls)
         if reopen and now == UNKNOWN_NOW:
             return NEED_NOW
@@ -183,7 +215,7 @@ class Machine:
         )
         self._tally(failed, slow)
         if reopen:
-            self._reopen(now)
+            self._enter(OPEN, now)
         elif complete:
             self._enter(CLOSED, now)
         return DONE
@@ -202,7 +234,6 @@ class Machine:
         """`reset` closes the breaker as if new (base wait, empty window, no
         rejections) in a new generation."""
         self._enter(CLOSED, UNKNOWN_NOW)
-        self.rejected = 0
 
     def retry_after_ns(self, now: int) -> int:
         """`retry_after_ns` is how long a rejected call should wait: the rest
@@ -219,7 +250,8 @@ class Machine:
 
     def advance(self, now: int) -> int:
         """`advance` evicts what a CLOSED time-based window has left behind
-        at ``now``, for reading; returns DONE or NEED_NOW."""
+        at ``now``, for reading; returns DONE or NEED_NOW. Like `state`, it
+        leaves a probe round past its deadline to the next step."""
         if self.spec.count_window or self.state != CLOSED:
             return DONE
         if now == UNKNOWN_NOW:
@@ -257,23 +289,43 @@ class Machine:
         if slow:
             self.slow_calls += 1
 
-    def _reopen(self, now: int) -> None:
-        # A failed probe round: open again, for longer.
-        self.wait_ns = grow_wait(self.spec, self.wait_ns)
-        self._enter(OPEN, now)
+    def _expire_round(self) -> None:
+        # A probe round past its deadline: OPEN from the deadline on, as if
+        # Resilience4j's timer had fired then.
+        self._enter(OPEN, self.half_open_at_ns + self.spec.max_half_open_ns)
 
     def _enter(self, target: int, now: int) -> None:
         # Precondition: ``now`` is known if target is OPEN or HALF_OPEN.
-        self.changed_from = self.state
+        # A second change in one step keeps the first one's origin and
+        # records the state passed through.
+        source = self.state
+        if self.changed_from < 0:
+            self.changed_from = source
+        else:
+            self.changed_via = source
         self.state = target
         self.generation += 1
-        self.entered[target] += 1
+        if target != source:
+            self.entered[target] += 1
+        if target != OPEN:
+            self.rejected = 0
+        if target in (CLOSED, DISABLED):
+            self.wait_ns = 0
+        elif target in (OPEN, FORCED_OPEN):
+            self.wait_ns = next_wait(self.spec, self.wait_ns)
         if target == CLOSED:
             self.window.clear()
-            self.wait_ns = self.spec.wait_ns
+            self.shown = Shown.WINDOW
         elif target == OPEN:
             self.opened_at_ns = now
+            if source == HALF_OPEN:
+                self.shown = Shown.PROBES
+            elif source != OPEN:
+                self.shown = Shown.WINDOW if source == CLOSED else Shown.NOTHING
         elif target == HALF_OPEN:
             self.half_open_at_ns = now
             self.probes_issued = 0
             self.probe_calls = self.probe_failures = self.probe_slow = 0
+            self.shown = Shown.PROBES
+        else:
+            self.shown = Shown.NOTHING

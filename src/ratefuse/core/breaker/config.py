@@ -24,13 +24,13 @@ DEFAULT_SLOW_CALL_RATE_THRESHOLD: Final = 100.0
 DEFAULT_SLOW_CALL_DURATION: Final[float | None] = None
 DEFAULT_WINDOW_TYPE: Final[Literal["count", "time"]] = "count"
 DEFAULT_WINDOW_SIZE: Final = 100
-DEFAULT_WINDOW_DURATION: Final = 60.0
-DEFAULT_WINDOW_BUCKETS: Final = 60
-DEFAULT_MINIMUM_CALLS: Final = 20
-DEFAULT_WAIT_DURATION: Final = 30.0
+DEFAULT_WINDOW_DURATION: Final = 100.0
+DEFAULT_WINDOW_BUCKETS: Final = 100
+DEFAULT_MINIMUM_CALLS: Final = 100
+DEFAULT_WAIT_DURATION: Final = 60.0
 DEFAULT_BACKOFF_MULTIPLIER: Final = 1.0
 DEFAULT_MAX_WAIT_DURATION: Final[float | None] = None
-DEFAULT_HALF_OPEN_CALLS: Final = 5
+DEFAULT_HALF_OPEN_CALLS: Final = 10
 DEFAULT_MAX_HALF_OPEN_DURATION: Final[float | None] = None
 DEFAULT_RECORD_EXCEPTIONS: Final[tuple[type[BaseException], ...]] = (Exception,)
 DEFAULT_IGNORE_EXCEPTIONS: Final[tuple[type[BaseException], ...]] = ()
@@ -63,14 +63,17 @@ class BreakerConfig:
         breaker, >= 1; a count window uses at most ``window_size`` (a full
         window is always enough), as Resilience4j does.
     wait_duration: seconds OPEN rejects before letting a probe through, > 0.
-    backoff_multiplier: >= 1; after each failed probe round the wait is
-        multiplied by it. 1 keeps the wait constant.
+    backoff_multiplier: >= 1; each time the breaker opens again before it
+        has closed (a failed or expired probe round, a manual OPEN or
+        FORCED_OPEN) the wait is multiplied by it. 1 keeps it constant.
     max_wait_duration: seconds; the wait never grows beyond it. None: no
         bound but the 73-year limit of every duration.
-    half_open_calls: probes per HALF_OPEN round, >= 1; when all of them are
-        recorded, their rates close or re-open the breaker.
-    max_half_open_duration: seconds a probe round may wait for its outcomes
-        before the next call re-opens the breaker. None: forever.
+    half_open_calls: probes per HALF_OPEN round, >= 1; when
+        min(``minimum_calls``, ``half_open_calls``) of them are recorded,
+        their rates close or re-open the breaker.
+    max_half_open_duration: seconds a probe round may wait for its
+        outcomes; past it the breaker re-opens as of that deadline (with
+        the wait grown), seen by the next call. None: forever.
     record_exceptions: exceptions that count as failures (subject to
         ``exception_predicate``); other exceptions count as successes.
     ignore_exceptions: exceptions that count as nothing (checked first).

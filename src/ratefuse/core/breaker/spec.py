@@ -102,6 +102,19 @@ REJECTED: Final = 0
 # through (FORCED_OPEN); distinct from every other sentinel.
 WAIT_FOREVER: Final = -4
 
+
+class Shown(enum.IntEnum):
+    """`Shown` is the tally a breaker's metrics show, per state as in
+    Resilience4j, where every state owns its metrics: the sliding WINDOW
+    (CLOSED, and OPEN entered from CLOSED), the PROBES of the last round
+    (HALF_OPEN, and OPEN after a failed or expired round), or NOTHING
+    (FORCED_OPEN, DISABLED, and OPEN entered from them)."""
+
+    WINDOW = 0
+    PROBES = 1
+    NOTHING = 2
+
+
 # Bounds that keep the integer arithmetic inside int64 in the compiled core
 # (times are bounded by _spec.MAX_NOW_NS, as for the limiters):
 # a time plus a duration, or their difference, never overflows.
@@ -177,6 +190,16 @@ def grow_wait(spec: BreakerSpec, wait_ns: int) -> int:
     if grown >= float(spec.max_wait_ns):
         return spec.max_wait_ns
     return int(grown)
+
+
+def next_wait(spec: BreakerSpec, wait_ns: int) -> int:
+    """`next_wait` is the wait of an OPEN (or FORCED_OPEN) entered after a
+    wait of ``wait_ns``: the base wait when the breaker has not opened since
+    it was CLOSED or DISABLED (``wait_ns`` 0), else the wait grown once.
+    This is Resilience4j's attempt counting: every entry into OPEN or
+    FORCED_OPEN is one more attempt, HALF_OPEN keeps the count, CLOSED and
+    DISABLED reset it."""
+    return spec.wait_ns if wait_ns == 0 else grow_wait(spec, wait_ns)
 
 
 def duration_to_ns(duration: float) -> int:

@@ -18,8 +18,8 @@
 --   ARGV[5..16] the lowered config (see _fleet_script.py) and the idle TTL
 -- The reply is 8 integers: granted generation (0: rejected; -1: illegal
 -- transition), state, generation, retry_after_us (-1: never), calls,
--- failures, slow calls (the window, or in HALF_OPEN the probe round) and
--- probes issued in the current round.
+-- failures, slow calls (the state's tally, as Machine.shown: the window, the
+-- last probe round, or nothing) and probes issued in the current round.
 
 local CLOSED, OPEN, HALF_OPEN, FORCED_OPEN, DISABLED = 0, 1, 2, 3, 4
 local SCALE = 1000000
@@ -44,13 +44,16 @@ local idle_ttl_ms = tonumber(ARGV[16])
 local target = tonumber(ARGV[17])
 local shape = ARGV[5] .. ':' .. ARGV[6] .. ':' .. ARGV[7]
 
+local SHOWN_WINDOW, SHOWN_PROBES, SHOWN_NOTHING = 0, 1, 2
+
 local h = redis.call('HMGET', key, 'st', 'gen', 'opened', 'wait', 'hoat',
   'issued', 'pc', 'pf', 'ps', 'calls', 'fails', 'slow', 'head', 'filled',
-  'epoch', 'shape')
+  'epoch', 'shape', 'shown')
 local st = tonumber(h[1]) or CLOSED
 local gen = tonumber(h[2]) or 1
 local opened = tonumber(h[3]) or 0
-local wait = tonumber(h[4]) or base_wait
+-- 0: not opened since CLOSED or DISABLED (next_wait in spec.py).
+local wait = tonumber(h[4]) or 0
 local half_open_at = tonumber(h[5]) or 0
 local issued = tonumber(h[6]) or 0
 local probe_calls = tonumber(h[7]) or 0
@@ -62,6 +65,7 @@ local slow = tonumber(h[12]) or 0
 local head = tonumber(h[13]) or 0
 local filled = tonumber(h[14]) or 0
 local epoch = tonumber(h[15]) or -1
+local shown = tonumber(h[17]) or SHOWN_WINDOW
 
 local function clear_window()
   redis.call('DEL', window_key)
@@ -84,27 +88,58 @@ local function exceeds(n, failed, slowed, minimum)
   return slow_ppm > 0 and slowed * SCALE >= slow_ppm * n
 end
 
+-- The wait of the next OPEN or FORCED_OPEN (next_wait in spec.py).
+local function next_wait()
+  if wait == 0 then
+    return base_wait
+  end
+  local grown = math.floor(wait * multiplier)
+  if grown >= max_wait then
+    return max_wait
+  end
+  return grown
+end
+
+-- Enters `state` (see Machine._enter): the wait, the tally shown.
 local function enter(state)
+  local source = st
   st = state
   gen = gen + 1
+  if state == CLOSED or state == DISABLED then
+    wait = 0
+  elseif state == OPEN or state == FORCED_OPEN then
+    wait = next_wait()
+  end
   if state == CLOSED then
     clear_window()
-    wait = base_wait
+    shown = SHOWN_WINDOW
   elseif state == OPEN then
     opened = now
+    if source == HALF_OPEN then
+      shown = SHOWN_PROBES
+    elseif source == CLOSED then
+      shown = SHOWN_WINDOW
+    elseif source ~= OPEN then
+      shown = SHOWN_NOTHING
+    end
   elseif state == HALF_OPEN then
     half_open_at = now
     issued, probe_calls, probe_fails, probe_slow = 0, 0, 0, 0
+    shown = SHOWN_PROBES
+  else
+    shown = SHOWN_NOTHING
   end
 end
 
-local function reopen()
-  local grown = math.floor(wait * multiplier)
-  if grown >= max_wait then
-    grown = max_wait
-  end
-  wait = grown
+-- True if the probe round has outlived max_half_open (if set).
+local function round_expired()
+  return max_half_open > 0 and now - half_open_at >= max_half_open
+end
+
+-- A probe round past its deadline: OPEN from the deadline on.
+local function expire_round()
   enter(OPEN)
+  opened = half_open_at + max_half_open
 end
 
 -- Count-based window: the bytes of the ring slots a batch of n calls will
@@ -215,20 +250,26 @@ local function record_closed()
   end
 end
 
+-- A round is judged on min(minimum_calls, half_open_calls) outcomes; one
+-- that arrives past the round's deadline ends it instead.
 local function record_probes()
+  local deciding = math.min(minimum_calls, half_open_calls)
   for i = 1, #batch do
     local flags = string.byte(batch, i)
     if flags >= 4 then
       if issued > 0 then
         issued = issued - 1
       end
+    elseif round_expired() then
+      expire_round()
+      return
     else
       probe_calls = probe_calls + 1
       probe_fails = probe_fails + flags % 2
       probe_slow = probe_slow + math.floor(flags / 2) % 2
-      if probe_calls >= half_open_calls then
+      if probe_calls >= deciding then
         if exceeds(probe_calls, probe_fails, probe_slow, probe_calls) then
-          reopen()
+          enter(OPEN)
         else
           enter(CLOSED)
         end
@@ -257,11 +298,16 @@ elseif op == 'a' then
       granted = gen
     end
   elseif st == HALF_OPEN then
-    if issued < half_open_calls then
+    if round_expired() then
+      expire_round()
+      if now - opened >= wait then
+        enter(HALF_OPEN)
+        issued = 1
+        granted = gen
+      end
+    elseif issued < half_open_calls then
       issued = issued + 1
       granted = gen
-    elseif max_half_open > 0 and now - half_open_at >= max_half_open then
-      reopen()
     end
   end
 elseif op == 't' then
@@ -288,7 +334,8 @@ redis.call('HSET', key, 'st', int(st), 'gen', int(gen), 'opened', int(opened),
   'wait', int(wait), 'hoat', int(half_open_at), 'issued', int(issued),
   'pc', int(probe_calls), 'pf', int(probe_fails), 'ps', int(probe_slow),
   'calls', int(calls), 'fails', int(fails), 'slow', int(slow),
-  'head', int(head), 'filled', int(filled), 'epoch', int(epoch), 'shape', shape)
+  'head', int(head), 'filled', int(filled), 'epoch', int(epoch), 'shape', shape,
+  'shown', int(shown))
 -- Every key lives for the idle TTL past the longest wait it may need;
 -- idle_ttl_ms >= 1000, so no TTL is ever 0.
 local ttl = int(idle_ttl_ms + math.ceil(wait / 1000))
@@ -301,7 +348,13 @@ if st == OPEN then
 elseif st == FORCED_OPEN then
   retry = -1
 end
+local probes_out = 0
 if st == HALF_OPEN then
-  return {granted, st, gen, retry, probe_calls, probe_fails, probe_slow, issued}
+  probes_out = issued
 end
-return {granted, st, gen, retry, calls, fails, slow, 0}
+if shown == SHOWN_PROBES then
+  return {granted, st, gen, retry, probe_calls, probe_fails, probe_slow, probes_out}
+elseif shown == SHOWN_NOTHING then
+  return {granted, st, gen, retry, 0, 0, 0, probes_out}
+end
+return {granted, st, gen, retry, calls, fails, slow, probes_out}
