@@ -60,7 +60,9 @@ class BackendCore(Generic[ClientT, TransportT]):
         self.chunk = check_chunk(chunk)
         self.prefix = prefix
         self.namespace = namespace
-        self.breaker = default_breaker("redis") if breaker is None else breaker
+        self.breaker = (
+            default_breaker("redis", self.timeout) if breaker is None else breaker
+        )
         self._transport, self._seeds = self._connect(client, self.timeout)
         self.cluster = bool(self._seeds)
         self._slots = SlotMap() if self.cluster else None

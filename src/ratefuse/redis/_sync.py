@@ -38,7 +38,9 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
     every key and ``namespace`` is hashed into every key (see
     :mod:`._schema`). ``breaker`` guards every round trip: when open,
     requests fail at once with CircuitOpenError instead of costing their
-    timeout (None: a breaker with DEFAULT_BREAKER_CONFIG). ``chunk`` bounds
+    timeout (None: a breaker with ``default_breaker_config(timeout)``: it
+    opens when half the calls of the last 5 timeouts, at least 0.5 s,
+    failed). ``chunk`` bounds
     the keys of one batched script call.
 
     `bind` gives the store of one limiter. Thread-safe. `close` closes the
