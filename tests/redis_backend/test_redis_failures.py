@@ -132,7 +132,9 @@ def test_a_paused_redis_costs_one_timeout_and_no_resend(
     disposable_redis, node_client, clock
 ) -> None:
     timeout = 0.2
-    limiter = make_limiter(node_client, clock, "10/h", timeout=timeout)
+    limiter = make_limiter(
+        node_client, clock, "10/h", timeout=timeout, on_backend_error="local"
+    )
     try:
         assert limiter.decide("k").remaining == 9
         disposable_redis.pause()
@@ -205,7 +207,9 @@ def test_a_paused_cluster_node_fails_only_its_decisions(
     redis_cluster, cluster_client, fresh_name
 ) -> None:
     backend = RedisBackend(cluster_client, timeout=0.2)
-    limiter = RedisLimiter("5/h", backend=backend, name=fresh_name())
+    limiter = RedisLimiter(
+        "5/h", backend=backend, name=fresh_name(), on_backend_error="local"
+    )
     keys = [f"user-{index}" for index in range(60)]
     try:
         assert all(d.remaining == 4 for d in limiter.decide_many(keys))

@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 
-from ratefuse.core.errors import BackendError
+from ratefuse.core.errors import BackendError, CircuitOpenError
 from ratefuse.core.spec import LimitSpec
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._async_io import AsyncTransport, connection_factory
@@ -68,31 +68,46 @@ class AsyncRedisBackendIO(BackendCore[AsyncClient, AsyncTransport], AsyncClosing
                 steps = self._refresh_steps(slots)
                 address = next(steps)
                 while address is not None:
-                    try:
-                        reply: object = await self._transport.command(
-                            address, "CLUSTER", "SLOTS"
-                        )
-                    except Exception as exc:
-                        reply = exc
-                    address = steps.send(reply)
+                    address = steps.send(await self._cluster_slots(address))
         return slots
+
+    async def _cluster_slots(self, address: Address) -> object:
+        # CLUSTER SLOTS from the node at ``address``, through its breaker:
+        # the reply, or the exception that ended it (the breaker's error,
+        # without I/O, when open).
+        permit = self._ask_node(address)
+        if isinstance(permit, CircuitOpenError):
+            return permit
+        try:
+            reply: object = await self._transport.command(address, "CLUSTER", "SLOTS")
+        except Exception as exc:
+            permit.on_error(0.0, exc)
+            return exc
+        except BaseException:
+            permit.release()
+            raise
+        permit.on_success(0.0)
+        return reply
 
     async def _run(
         self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
     ) -> list[Any]:
         # See RedisBackendIO._run: the same steps with awaited I/O.
-        permit = self._admit()
+        permits = self._permits()
         try:
             slots = await self._routing()
             rounds = Exchange(packer, calls, size, slots, self._counters, convert)
             plan = rounds.next_round()
             while plan is not None:
-                await self._transport.round_trip(plan, rounds.receive)
+                plan = permits.admit(plan, rounds)
+                if plan:
+                    await self._transport.round_trip(plan, rounds.receive)
                 plan = rounds.next_round()
         except BaseException as exc:
-            self._abandon(permit, exc)
+            permits.abandon(exc)
             raise
-        return self._settle(permit, rounds)
+        permits.settle(rounds)
+        return rounds.outcomes
 
     async def _delete(self, key: bytes) -> None:
         # See RedisBackendIO._delete.

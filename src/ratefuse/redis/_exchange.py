@@ -126,6 +126,7 @@ class Call:
         "ask",
         "costs",
         "load",
+        "node",
         "now_us",
         "positions",
         "single",
@@ -155,6 +156,8 @@ class Call:
         self._packed: bytes | None = None
         self.load = False
         self.ask: Address | None = None
+        # The node the call was last sent to (None: the single Redis).
+        self.node: Address | None = None
 
     @property
     def keys(self) -> list[bytes]:
@@ -326,8 +329,9 @@ class Exchange:
     into what `outcomes` holds, e.g. Decisions.
 
     `outcomes` then holds each decision's outcome (a reply, or
-    BackendError with the cause chained) and `failure` the first transport
-    error seen (for the breaker), or None. Not shared between threads.
+    BackendError with the cause chained, or the CircuitOpenError of a node
+    whose breaker was open) and `failures` the first failure seen on each
+    node (for that node's breaker). Not shared between threads.
     """
 
     __slots__ = (
@@ -337,7 +341,7 @@ class Exchange:
         "_pending",
         "_rounds",
         "_slots",
-        "failure",
+        "failures",
         "outcomes",
     )
 
@@ -357,7 +361,7 @@ class Exchange:
         self._convert = convert
         self._rounds = 0
         self.outcomes: list[Any] = [None] * size
-        self.failure: BaseException | None = None
+        self.failures: dict[Address | None, BaseException] = {}
 
     def next_round(self) -> Plan | None:
         """`next_round` is the plan of the next round, or None when done
@@ -394,8 +398,13 @@ class Exchange:
         )
         if retry is not None:
             self._pending.extend(retry)
-        elif self.failure is None and is_transport_error(reply):
-            self.failure = reply  # type: ignore[assignment]
+        elif is_transport_error(reply) and call.node not in self.failures:
+            self.failures[call.node] = reply  # type: ignore[assignment]
+
+    def reject(self, call: Call, error: BaseException) -> None:
+        """`reject` fails ``call`` (of the current plan) with ``error``
+        without sending it: its node's breaker is open."""
+        _fail(call, self.outcomes, error)
 
 
 def _route(
@@ -414,6 +423,7 @@ def _route(
             if address is None:
                 _fail(call, outcomes, BackendError(f"no node serves slot {call.slot}"))
                 continue
+        call.node = address
         groups.setdefault(address, []).append(call)
     for group in groups.values():
         # One SCRIPT LOAD ahead of the node's pipeline serves all its calls.

@@ -17,7 +17,7 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from ratefuse.core.errors import BackendError
+from ratefuse.core.errors import BackendError, CircuitOpenError
 from ratefuse.core.spec import LimitSpec
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._backend_core import BackendCore, Closing, Costs, Keys, StoreCore
@@ -76,33 +76,49 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
                 steps = self._refresh_steps(slots)
                 address = next(steps)
                 while address is not None:
-                    try:
-                        reply: object = self._transport.command(
-                            address, "CLUSTER", "SLOTS"
-                        )
-                    except Exception as exc:
-                        reply = exc
-                    address = steps.send(reply)
+                    address = steps.send(self._cluster_slots(address))
         return slots
+
+    def _cluster_slots(self, address: Address) -> object:
+        # CLUSTER SLOTS from the node at ``address``, through its breaker:
+        # the reply, or the exception that ended it (the breaker's error,
+        # without I/O, when open).
+        permit = self._ask_node(address)
+        if isinstance(permit, CircuitOpenError):
+            return permit
+        try:
+            reply: object = self._transport.command(address, "CLUSTER", "SLOTS")
+        except Exception as exc:
+            permit.on_error(0.0, exc)
+            return exc
+        except BaseException:
+            permit.release()
+            raise
+        permit.on_success(0.0)
+        return reply
 
     def _run(
         self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
     ) -> list[Any]:
         # One request through the breaker: every round of the exchange.
         # ``calls`` is not empty (an empty batch takes no permit).
-        permit = self._admit()
+        permits = self._permits()
         try:
             rounds = Exchange(
                 packer, calls, size, self._routing(), self._counters, convert
             )
             plan = rounds.next_round()
             while plan is not None:
-                self._transport.round_trip(plan, rounds.receive)
+                # Nodes whose breaker is open get no I/O: their calls fail.
+                plan = permits.admit(plan, rounds)
+                if plan:
+                    self._transport.round_trip(plan, rounds.receive)
                 plan = rounds.next_round()
         except BaseException as exc:
-            self._abandon(permit, exc)
+            permits.abandon(exc)
             raise
-        return self._settle(permit, rounds)
+        permits.settle(rounds)
+        return rounds.outcomes
 
     def _delete(self, key: bytes) -> None:
         # DEL ``key``, following MOVED and ASK.
