@@ -27,7 +27,8 @@ from ratefuse.redis._backend_core import (
     StoreCore,
 )
 from ratefuse.redis._codec import Packer, RawReply, ScriptReply
-from ratefuse.redis._exchange import Call, Convert, Exchange, redirected
+from ratefuse.redis._eviction import EVICTION_CHECK
+from ratefuse.redis._exchange import Call, Convert, Exchange, Plan, redirected
 from ratefuse.redis._schema import Subject
 from ratefuse.redis._slots import Address, SlotMap
 
@@ -71,6 +72,26 @@ class AsyncRedisBackendIO(BackendCore[AsyncClient, AsyncTransport], AsyncClosing
                     address = steps.send(await self._cluster_slots(address))
         return slots
 
+    async def _first_contact(self, plan: Plan, rounds: Exchange) -> Plan:
+        # ``plan`` after asking each node new to the backend for its
+        # eviction policy (see _eviction); a node that does not answer
+        # fails its calls with that error and is asked again next time.
+        kept: Plan = []
+        for address, calls in plan:
+            if self._eviction.due(address):
+                try:
+                    reply: object = await self._transport.command(
+                        address, *EVICTION_CHECK
+                    )
+                except Exception as exc:
+                    reply = exc
+                if not self._eviction.record(address, reply):
+                    for call in calls:
+                        rounds.receive(call, reply)
+                    continue
+            kept.append((address, calls))
+        return kept
+
     async def _cluster_slots(self, address: Address) -> object:
         # CLUSTER SLOTS from the node at ``address``, through its breaker:
         # the reply, or the exception that ended it (the breaker's error,
@@ -99,8 +120,9 @@ class AsyncRedisBackendIO(BackendCore[AsyncClient, AsyncTransport], AsyncClosing
             rounds = Exchange(packer, calls, size, slots, self._counters, convert)
             plan = rounds.next_round()
             while plan is not None:
-                plan = permits.admit(plan, rounds)
+                plan = await self._first_contact(permits.admit(plan, rounds), rounds)
                 if plan:
+                    rounds.count_round(plan)
                     await self._transport.round_trip(plan, rounds.receive)
                 plan = rounds.next_round()
         except BaseException as exc:

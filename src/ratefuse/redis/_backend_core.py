@@ -19,6 +19,7 @@ from ratefuse.core.backend_defaults import DEFAULT_TIMEOUT
 from ratefuse.core.errors import BackendError, CircuitOpenError
 from ratefuse.redis._binding import Binding
 from ratefuse.redis._connection import check_chunk, check_timeout, default_breaker
+from ratefuse.redis._eviction import EvictionCheck
 from ratefuse.redis._exchange import (
     DEFAULT_CHUNK,
     Call,
@@ -68,6 +69,7 @@ class BackendCore(Generic[ClientT, TransportT]):
         self.cluster = bool(self._seeds)
         self._slots = SlotMap() if self.cluster else None
         self._counters = Counters()
+        self._eviction = EvictionCheck(self._counters)
         self._refresh_lock = self._new_lock()
 
     def _connect(

@@ -44,6 +44,7 @@ from ratefuse.redis._codec import (
     decode_single,
     script_load,
 )
+from ratefuse.redis._repair import counts_against_node, is_wrongtype, repair_command
 from ratefuse.redis._schema import Subject
 from ratefuse.redis._slots import Address, SlotMap, key_slot
 
@@ -73,6 +74,16 @@ class ExchangeCounts:
     timeouts: int = 0
     slot_map_refreshes: int = 0
     breaker_rejections: int = 0
+    # Error replies to calls (OOM, BUSY, WRONGTYPE, ...), redirections and
+    # NOSCRIPT aside.
+    error_replies: int = 0
+    # Repairs sent for calls that met a key of the wrong type (someone
+    # overwrote it): the repair deletes it, so that the limit starts afresh.
+    wrongtype_repairs: int = 0
+    # Nodes whose maxmemory-policy can evict limiter keys (see _eviction).
+    evicting_nodes: int = 0
+    # Nodes that refused CONFIG GET: their eviction policy is unknown.
+    unchecked_nodes: int = 0
 
 
 class Counters:
@@ -129,6 +140,8 @@ class Call:
         "node",
         "now_us",
         "positions",
+        "repair",
+        "repaired",
         "single",
         "slot",
     )
@@ -156,6 +169,10 @@ class Call:
         self._packed: bytes | None = None
         self.load = False
         self.ask: Address | None = None
+        # Whether a repair of wrong-typed keys goes ahead of it, and whether
+        # one ever did (a call is repaired once).
+        self.repair = False
+        self.repaired = False
         # The node the call was last sent to (None: the single Redis).
         self.node: Address | None = None
 
@@ -186,12 +203,30 @@ class Call:
         """`wire` is what to send for this call and how many replies follow
         (the call's own reply is the last)."""
         pieces = []
+        if self.repair:
+            pieces.append(repair_command(self.keys, self._packer.script))
         if self.load:
             pieces.append(script_load(self._packer.script))
         if self.ask is not None:
             pieces.append(ASKING)
         pieces.append(self.packed)
         return pieces, len(pieces)
+
+
+class RepairCall(Call):
+    """`RepairCall` only deletes the wrong-typed keys of a call that cannot
+    be resent (a batch: the keys before the bad one were decided); it
+    answers no decision."""
+
+    __slots__ = ()
+
+    def __init__(self, call: Call) -> None:
+        super().__init__(call._packer, call.slot, [], call.keys, [], None)
+        self.node = call.node
+
+    def wire(self) -> tuple[list[bytes], int]:
+        """`wire` is the repair alone."""
+        return [repair_command(self.keys, self._packer.script)], 1
 
 
 def _call(
@@ -381,8 +416,12 @@ class Exchange:
         if not plan:
             return None
         self._rounds += 1
-        self._counters.add_round(len(pending))
         return plan
+
+    def count_round(self, plan: Plan) -> None:
+        """`count_round` counts a round trip of ``plan`` (what the breakers
+        and the first contacts let through) as sent."""
+        self._counters.add_round(sum(len(calls) for _, calls in plan))
 
     def receive(self, call: Call, reply: object) -> None:
         """`receive` settles ``call`` (of the current plan) with ``reply``:
@@ -398,7 +437,9 @@ class Exchange:
         )
         if retry is not None:
             self._pending.extend(retry)
-        elif is_transport_error(reply) and call.node not in self.failures:
+        elif call.node not in self.failures and counts_against_node(reply):
+            # A timeout, or an error reply that is about the server (OOM,
+            # BUSY, LOADING, ...): the node's breaker counts it.
             self.failures[call.node] = reply  # type: ignore[assignment]
 
     def reject(self, call: Call, error: BaseException) -> None:
@@ -452,6 +493,9 @@ def _settle(
     # A call resent after ASK keeps going to the importing node (behind
     # ASKING) until that node answers it, for NOSCRIPT and TRYAGAIN too.
     call.load = False
+    call.repair = False
+    if isinstance(call, RepairCall):
+        return None  # its reply (keys deleted, or an error) decides nothing
     if isinstance(reply, ResponseError):
         redirect = redirect_of(reply)
         if redirect is not None and slots is not None:
@@ -469,7 +513,20 @@ def _settle(
         if _is(reply, TryAgainError, "TRYAGAIN"):
             counters.add("tryagain")
             return [call] if call.single else _split(packer, call)
+        counters.add("error_replies")
         _fail(call, outcomes, BackendError(f"Redis replied with an error: {reply}"))
+        if is_wrongtype(reply) and call.ask is None:
+            # Someone overwrote a limiter key with another type. A single
+            # call failed at its first read, so it is repaired and resent;
+            # a batch may have decided keys before the bad one, so its
+            # decisions stay failed and only the repair is sent.
+            if not call.single:
+                counters.add("wrongtype_repairs")
+                return [RepairCall(call)]
+            if not call.repaired:
+                counters.add("wrongtype_repairs")
+                call.repair = call.repaired = True
+                return [call]
         return None
     if isinstance(reply, BaseException):
         counters.add("transport_errors")

@@ -22,7 +22,8 @@ from ratefuse.core.spec import LimitSpec
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._backend_core import BackendCore, Closing, Costs, Keys, StoreCore
 from ratefuse.redis._codec import Packer, RawReply, ScriptReply
-from ratefuse.redis._exchange import Call, Convert, Exchange, redirected
+from ratefuse.redis._eviction import EVICTION_CHECK
+from ratefuse.redis._exchange import Call, Convert, Exchange, Plan, redirected
 from ratefuse.redis._schema import Subject
 from ratefuse.redis._slots import Address, SlotMap
 from ratefuse.redis._sync_io import SyncTransport, connection_factory
@@ -79,6 +80,24 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
                     address = steps.send(self._cluster_slots(address))
         return slots
 
+    def _first_contact(self, plan: Plan, rounds: Exchange) -> Plan:
+        # ``plan`` after asking each node new to the backend for its
+        # eviction policy (see _eviction); a node that does not answer
+        # fails its calls with that error and is asked again next time.
+        kept: Plan = []
+        for address, calls in plan:
+            if self._eviction.due(address):
+                try:
+                    reply: object = self._transport.command(address, *EVICTION_CHECK)
+                except Exception as exc:
+                    reply = exc
+                if not self._eviction.record(address, reply):
+                    for call in calls:
+                        rounds.receive(call, reply)
+                    continue
+            kept.append((address, calls))
+        return kept
+
     def _cluster_slots(self, address: Address) -> object:
         # CLUSTER SLOTS from the node at ``address``, through its breaker:
         # the reply, or the exception that ended it (the breaker's error,
@@ -110,8 +129,9 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
             plan = rounds.next_round()
             while plan is not None:
                 # Nodes whose breaker is open get no I/O: their calls fail.
-                plan = permits.admit(plan, rounds)
+                plan = self._first_contact(permits.admit(plan, rounds), rounds)
                 if plan:
+                    rounds.count_round(plan)
                     self._transport.round_trip(plan, rounds.receive)
                 plan = rounds.next_round()
         except BaseException as exc:
