@@ -242,3 +242,34 @@ def test_evicting_policy_reads_config_replies() -> None:
     ) == ("allkeys-lru", "1024")
     assert evicting_policy([b"maxmemory"]) is None
     assert evicting_policy(b"junk") is None
+
+
+def test_async_a_cancelled_first_contact_is_asked_again(disposable_redis) -> None:
+    sync = redis.Redis(port=disposable_redis.port)
+
+    async def run() -> None:
+        client = redis.asyncio.Redis(port=disposable_redis.port)
+        backend = AsyncRedisBackend(client, timeout=1.0)
+        limiter = AsyncRedisLimiter("5/h", backend=backend, name="cancelled")
+        try:
+            disposable_redis.pause()
+            try:
+                task = asyncio.ensure_future(limiter.decide("k"))
+                await asyncio.sleep(0.05)  # inside CONFIG GET: the node is paused
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            finally:
+                disposable_redis.resume()
+            sync.config_set("maxmemory-policy", "allkeys-random")
+            assert (await limiter.decide("k")).remaining == 4
+            assert backend.stats().evicting_nodes == 1
+            assert backend.breaker.state is State.CLOSED
+        finally:
+            await backend.aclose()
+            await client.aclose()
+
+    try:
+        asyncio.run(run())
+    finally:
+        sync.close()

@@ -182,3 +182,23 @@ def test_a_local_share_alone_chooses_the_local_policy() -> None:
     assert failure_policy("allow", 0.5).on_backend_error == "allow"
     with pytest.raises(ValueError, match="local_share"):
         failure_policy(local_share=0)
+
+
+def test_metrics_report_each_nodes_breaker(cluster_client, fresh_name) -> None:
+    pytest.importorskip("prometheus_client")
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from ratefuse.metrics import RatefuseCollector
+
+    backend = RedisBackend(cluster_client)
+    try:
+        RedisLimiter("5/h", backend=backend, name=fresh_name()).decide_many(KEYS)
+        collector = RatefuseCollector(None)
+        collector.add_backend("main", backend)
+        registry = CollectorRegistry()
+        registry.register(collector)
+        text = generate_latest(registry).decode()
+        for node in backend.node_breakers():
+            assert f'breaker="backend:main@{node}",state="CLOSED"' in text
+    finally:
+        backend.close()

@@ -85,6 +85,9 @@ class AsyncRedisBackendIO(BackendCore[AsyncClient, AsyncTransport], AsyncClosing
                     )
                 except Exception as exc:
                     reply = exc
+                except BaseException as exc:
+                    self._eviction.record(address, exc)  # asked again next time
+                    raise
                 if not self._eviction.record(address, reply):
                     for call in calls:
                         rounds.receive(call, reply)

@@ -91,6 +91,9 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
                     reply: object = self._transport.command(address, *EVICTION_CHECK)
                 except Exception as exc:
                     reply = exc
+                except BaseException as exc:
+                    self._eviction.record(address, exc)  # asked again next time
+                    raise
                 if not self._eviction.record(address, reply):
                     for call in calls:
                         rounds.receive(call, reply)
