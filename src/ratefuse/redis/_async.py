@@ -116,7 +116,32 @@ class AsyncRedisBackendIO(BackendCore[AsyncClient, AsyncTransport], AsyncClosing
     async def _run(
         self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
     ) -> list[Any]:
-        # See RedisBackendIO._run: the same steps with awaited I/O.
+        # One request through the breakers: every round of the exchange.
+        # ``calls`` is not empty (an empty batch takes no permit).
+        if self._slots is not None:
+            return await self._run_cluster(packer, calls, size, convert)
+        # One node, one breaker: its permit before anything else.
+        permit = self._admit()
+        try:
+            rounds = Exchange(packer, calls, size, None, self._counters, convert)
+            plan = rounds.next_round()
+            while plan is not None:
+                if None not in self._eviction.asked:
+                    plan = await self._first_contact(plan, rounds)
+                if plan:
+                    rounds.count_round(plan)
+                    await self._transport.round_trip(plan, rounds.receive)
+                plan = rounds.next_round()
+        except BaseException as exc:
+            self._abandon(permit, exc)
+            raise
+        return self._settle(permit, rounds)
+
+    async def _run_cluster(
+        self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
+    ) -> list[Any]:
+        # `_run` on a cluster: each node's permit when a round first sends
+        # to it; a node whose breaker is open fails its calls without I/O.
         permits = self._permits()
         try:
             slots = await self._routing()

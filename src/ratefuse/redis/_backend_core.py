@@ -24,6 +24,7 @@ from ratefuse.redis._exchange import (
     DEFAULT_CHUNK,
     Call,
     Counters,
+    Exchange,
     ExchangeCounts,
 )
 from ratefuse.redis._node_breakers import NodeBreakers, NodePermits
@@ -96,6 +97,36 @@ class BackendCore(Generic[ClientT, TransportT]):
         node sent to so far; empty for a single Redis, whose breaker is
         `breaker`."""
         return self._breakers.nodes()
+
+    def _admit(self) -> Permit:
+        # The single node's permit for one request; CircuitOpenError when
+        # its breaker is open.
+        permit = self.breaker.try_acquire()
+        if permit is None:
+            self._counters.add("breaker_rejections")
+            raise self.breaker.open_error()
+        return permit
+
+    @staticmethod
+    def _settle(permit: Permit, rounds: Exchange) -> list[Any]:
+        # Reports a finished single-node request to its breaker (a failure
+        # if its exchange saw one) and returns its outcomes.
+        failure = rounds.failures.get(None)
+        if failure is None:
+            permit.on_success(0.0)
+        else:
+            permit.on_error(0.0, failure)
+        return rounds.outcomes
+
+    @staticmethod
+    def _abandon(permit: Permit, error: BaseException) -> None:
+        # Reports a single-node request that ``error`` interrupted: an
+        # error counts against Redis, an interruption (KeyboardInterrupt,
+        # cancellation) only gives the permit back.
+        if isinstance(error, Exception):
+            permit.on_error(0.0, error)
+        else:
+            permit.release()
 
     def _permits(self) -> NodePermits:
         # The permits of one request, taken node by node as it sends.

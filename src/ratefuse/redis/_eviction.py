@@ -51,17 +51,18 @@ class EvictionCheck:
 
     def __init__(self, counters: Counters) -> None:
         self._counters = counters
-        self._asked: set[Address | None] = set()
+        # The nodes asked (or being asked); read without the lock.
+        self.asked: set[Address | None] = set()
         self._lock = threading.Lock()
 
     def due(self, address: Address | None) -> bool:
         """`due` is true once per node: the caller then asks it."""
-        if address in self._asked:
+        if address in self.asked:
             return False
         with self._lock:
-            if address in self._asked:
+            if address in self.asked:
                 return False
-            self._asked.add(address)
+            self.asked.add(address)
         return True
 
     def record(self, address: Address | None, reply: object) -> bool:
@@ -75,7 +76,7 @@ class EvictionCheck:
             return True
         if isinstance(reply, BaseException):
             with self._lock:
-                self._asked.discard(address)
+                self.asked.discard(address)
             return False
         evicting = evicting_policy(reply)
         if evicting is not None:

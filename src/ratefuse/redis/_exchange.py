@@ -421,7 +421,10 @@ class Exchange:
     def count_round(self, plan: Plan) -> None:
         """`count_round` counts a round trip of ``plan`` (what the breakers
         and the first contacts let through) as sent."""
-        self._counters.add_round(sum(len(calls) for _, calls in plan))
+        calls = 0
+        for _, sent in plan:
+            calls += len(sent)
+        self._counters.add_round(calls)
 
     def receive(self, call: Call, reply: object) -> None:
         """`receive` settles ``call`` (of the current plan) with ``reply``:
@@ -437,10 +440,14 @@ class Exchange:
         )
         if retry is not None:
             self._pending.extend(retry)
-        elif call.node not in self.failures and counts_against_node(reply):
+        elif (
+            isinstance(reply, BaseException)
+            and call.node not in self.failures
+            and counts_against_node(reply)
+        ):
             # A timeout, or an error reply that is about the server (OOM,
             # BUSY, LOADING, ...): the node's breaker counts it.
-            self.failures[call.node] = reply  # type: ignore[assignment]
+            self.failures[call.node] = reply
 
     def reject(self, call: Call, error: BaseException) -> None:
         """`reject` fails ``call`` (of the current plan) with ``error``

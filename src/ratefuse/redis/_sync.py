@@ -122,16 +122,38 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
     def _run(
         self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
     ) -> list[Any]:
-        # One request through the breaker: every round of the exchange.
+        # One request through the breakers: every round of the exchange.
         # ``calls`` is not empty (an empty batch takes no permit).
-        permits = self._permits()
+        if self._slots is not None:
+            return self._run_cluster(packer, calls, size, convert)
+        # One node, one breaker: its permit before anything else.
+        permit = self._admit()
         try:
-            rounds = Exchange(
-                packer, calls, size, self._routing(), self._counters, convert
-            )
+            rounds = Exchange(packer, calls, size, None, self._counters, convert)
             plan = rounds.next_round()
             while plan is not None:
-                # Nodes whose breaker is open get no I/O: their calls fail.
+                if None not in self._eviction.asked:
+                    plan = self._first_contact(plan, rounds)
+                if plan:
+                    rounds.count_round(plan)
+                    self._transport.round_trip(plan, rounds.receive)
+                plan = rounds.next_round()
+        except BaseException as exc:
+            self._abandon(permit, exc)
+            raise
+        return self._settle(permit, rounds)
+
+    def _run_cluster(
+        self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
+    ) -> list[Any]:
+        # `_run` on a cluster: each node's permit when a round first sends
+        # to it; a node whose breaker is open fails its calls without I/O.
+        permits = self._permits()
+        try:
+            slots = self._routing()
+            rounds = Exchange(packer, calls, size, slots, self._counters, convert)
+            plan = rounds.next_round()
+            while plan is not None:
                 plan = self._first_contact(permits.admit(plan, rounds), rounds)
                 if plan:
                     rounds.count_round(plan)
