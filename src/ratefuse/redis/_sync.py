@@ -41,8 +41,14 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
     requests fail at once with CircuitOpenError instead of costing their
     timeout (None: a breaker with ``default_breaker_config(timeout)``: it
     opens when half the calls of the last 5 timeouts, at least 0.5 s,
-    failed). ``chunk`` bounds
-    the keys of one batched script call.
+    failed). On a cluster each node has its own breaker with ``breaker``'s
+    rules and clock (`node_breakers`), so a failing node fails only the
+    keys of its slots; ``breaker`` itself then guards no round trip. Error
+    replies about the server (OOM, BUSY, ...) count as failures, errors
+    about one key's data do not; a key of the wrong type is repaired. Each
+    node is asked its eviction policy before its first decision: one that
+    can evict limiter keys is logged and counted (see :mod:`._eviction`).
+    ``chunk`` bounds the keys of one batched script call.
 
     `bind` gives the store of one limiter. Thread-safe. `close` closes the
     backend's connections (not the client).
@@ -183,7 +189,8 @@ class RedisStore(StoreCore[RedisBackendIO]):
     """`RedisStore` decides the keys of one limiter in Redis.
 
     Every verb raises BackendError when Redis cannot decide and
-    CircuitOpenError when the backend's breaker is open; TypeError for a
+    CircuitOpenError when the breaker of the key's node is open (a batch
+    holds these per decision instead); TypeError for a
     key that is not str, bytes or int; ValueError or TypeError (as the
     local engine) for a bad cost. ``now_us`` (integer microseconds on the
     server's clock) replaces the server's TIME: for tests only. Thread-safe.
