@@ -25,7 +25,8 @@ scrapes. Families (``ratefuse`` is the default namespace):
   fields that version has;
 - ``ratefuse_redis_backend_<field>_total{backend}``: every integer field of
   a Redis backend's ``stats()`` (round trips, transport errors, timeouts,
-  ...), and its breaker as above under ``breaker="backend:<name>"``.
+  ...), and its breaker as above under ``breaker="backend:<name>"`` (on a
+  cluster, each node's too, under ``breaker="backend:<name>@<host:port>"``).
 """
 
 from __future__ import annotations
@@ -182,6 +183,10 @@ class _Families:
         for name, backend in sorted(backends.items()):
             self._stats("redis_backend", "backend", name, backend.stats())
             self._breaker(f"backend:{name}", backend.breaker)
+            # A cluster's nodes each have their own breaker.
+            nodes = getattr(backend, "node_breakers", None)
+            for node, breaker in sorted(nodes().items() if callable(nodes) else ()):
+                self._breaker(f"backend:{name}@{node}", breaker)
         fixed = [family for family in self.fixed.values() if family.samples]
         return [*fixed, *self.fields.values()]
 

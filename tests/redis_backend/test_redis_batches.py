@@ -227,4 +227,4 @@ def test_an_unreadable_batch_reply_fails_its_call_only() -> None:
     ] * 4
     for outcome in exchange.outcomes[2:]:
         assert "unreadable script reply" in str(outcome)
-    assert exchange.failure is None
+    assert exchange.failures == {}

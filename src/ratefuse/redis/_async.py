@@ -15,7 +15,7 @@ from typing import Any
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 
-from ratefuse.core.errors import BackendError
+from ratefuse.core.errors import BackendError, CircuitOpenError
 from ratefuse.core.spec import LimitSpec
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._async_io import AsyncTransport, connection_factory
@@ -27,7 +27,8 @@ from ratefuse.redis._backend_core import (
     StoreCore,
 )
 from ratefuse.redis._codec import Packer, RawReply, ScriptReply
-from ratefuse.redis._exchange import Call, Convert, Exchange, redirected
+from ratefuse.redis._eviction import EVICTION_CHECK
+from ratefuse.redis._exchange import Call, Convert, Exchange, Plan, redirected
 from ratefuse.redis._schema import Subject
 from ratefuse.redis._slots import Address, SlotMap
 
@@ -68,31 +69,95 @@ class AsyncRedisBackendIO(BackendCore[AsyncClient, AsyncTransport], AsyncClosing
                 steps = self._refresh_steps(slots)
                 address = next(steps)
                 while address is not None:
-                    try:
-                        reply: object = await self._transport.command(
-                            address, "CLUSTER", "SLOTS"
-                        )
-                    except Exception as exc:
-                        reply = exc
-                    address = steps.send(reply)
+                    address = steps.send(await self._cluster_slots(address))
         return slots
+
+    async def _first_contact(self, plan: Plan, rounds: Exchange) -> Plan:
+        # ``plan`` after asking each node new to the backend for its
+        # eviction policy (see _eviction); a node that does not answer
+        # fails its calls with that error and is asked again next time.
+        kept: Plan = []
+        for address, calls in plan:
+            if self._eviction.due(address):
+                try:
+                    reply: object = await self._transport.command(
+                        address, *EVICTION_CHECK
+                    )
+                except Exception as exc:
+                    reply = exc
+                except BaseException as exc:
+                    self._eviction.record(address, exc)  # asked again next time
+                    raise
+                if not self._eviction.record(address, reply):
+                    for call in calls:
+                        rounds.receive(call, reply)
+                    continue
+            kept.append((address, calls))
+        return kept
+
+    async def _cluster_slots(self, address: Address) -> object:
+        # CLUSTER SLOTS from the node at ``address``, through its breaker:
+        # the reply, or the exception that ended it (the breaker's error,
+        # without I/O, when open).
+        permit = self._ask_node(address)
+        if isinstance(permit, CircuitOpenError):
+            return permit
+        try:
+            reply: object = await self._transport.command(address, "CLUSTER", "SLOTS")
+        except Exception as exc:
+            permit.on_error(0.0, exc)
+            return exc
+        except BaseException:
+            permit.release()
+            raise
+        permit.on_success(0.0)
+        return reply
 
     async def _run(
         self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
     ) -> list[Any]:
-        # See RedisBackendIO._run: the same steps with awaited I/O.
+        # One request through the breakers: every round of the exchange.
+        # ``calls`` is not empty (an empty batch takes no permit).
+        if self._slots is not None:
+            return await self._run_cluster(packer, calls, size, convert)
+        # One node, one breaker: its permit before anything else.
         permit = self._admit()
         try:
-            slots = await self._routing()
-            rounds = Exchange(packer, calls, size, slots, self._counters, convert)
+            rounds = Exchange(packer, calls, size, None, self._counters, convert)
             plan = rounds.next_round()
             while plan is not None:
-                await self._transport.round_trip(plan, rounds.receive)
+                if None not in self._eviction.asked:
+                    plan = await self._first_contact(plan, rounds)
+                if plan:
+                    rounds.count_round(plan)
+                    await self._transport.round_trip(plan, rounds.receive)
                 plan = rounds.next_round()
         except BaseException as exc:
             self._abandon(permit, exc)
             raise
         return self._settle(permit, rounds)
+
+    async def _run_cluster(
+        self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
+    ) -> list[Any]:
+        # `_run` on a cluster: each node's permit when a round first sends
+        # to it; a node whose breaker is open fails its calls without I/O.
+        permits = self._permits()
+        try:
+            slots = await self._routing()
+            rounds = Exchange(packer, calls, size, slots, self._counters, convert)
+            plan = rounds.next_round()
+            while plan is not None:
+                plan = await self._first_contact(permits.admit(plan, rounds), rounds)
+                if plan:
+                    rounds.count_round(plan)
+                    await self._transport.round_trip(plan, rounds.receive)
+                plan = rounds.next_round()
+        except BaseException as exc:
+            permits.abandon(exc)
+            raise
+        permits.settle(rounds)
+        return rounds.outcomes
 
     async def _delete(self, key: bytes) -> None:
         # See RedisBackendIO._delete.

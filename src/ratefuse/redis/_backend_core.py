@@ -1,7 +1,7 @@
 """What the sync and asyncio Redis backends share, without I/O.
 
-`BackendCore` holds a backend's settings, counters and slot map, takes the
-breaker's permit for a request and settles it, and plans the slot map's
+`BackendCore` holds a backend's settings, counters, slot map and the
+breaker of each node (:mod:`._node_breakers`), and plans the slot map's
 refresh; `StoreCore` binds one limiter to a backend. :mod:`._sync` and
 :mod:`._async` add only the steps that wait on the network: driving the
 exchange (:mod:`._exchange`) through their transports, the refresh, and
@@ -16,9 +16,10 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 from ratefuse.breaker import CircuitBreaker, Permit
 from ratefuse.core.backend_defaults import DEFAULT_TIMEOUT
-from ratefuse.core.errors import BackendError
+from ratefuse.core.errors import BackendError, CircuitOpenError
 from ratefuse.redis._binding import Binding
 from ratefuse.redis._connection import check_chunk, check_timeout, default_breaker
+from ratefuse.redis._eviction import EvictionCheck
 from ratefuse.redis._exchange import (
     DEFAULT_CHUNK,
     Call,
@@ -26,6 +27,7 @@ from ratefuse.redis._exchange import (
     Exchange,
     ExchangeCounts,
 )
+from ratefuse.redis._node_breakers import NodeBreakers, NodePermits
 from ratefuse.redis._schema import DEFAULT_PREFIX, Subject
 from ratefuse.redis._slots import Address, SlotMap
 
@@ -60,11 +62,15 @@ class BackendCore(Generic[ClientT, TransportT]):
         self.chunk = check_chunk(chunk)
         self.prefix = prefix
         self.namespace = namespace
-        self.breaker = default_breaker("redis") if breaker is None else breaker
+        self.breaker = (
+            default_breaker("redis", self.timeout) if breaker is None else breaker
+        )
+        self._breakers = NodeBreakers(self.breaker)
         self._transport, self._seeds = self._connect(client, self.timeout)
         self.cluster = bool(self._seeds)
         self._slots = SlotMap() if self.cluster else None
         self._counters = Counters()
+        self._eviction = EvictionCheck(self._counters)
         self._refresh_lock = self._new_lock()
 
     def _connect(
@@ -86,12 +92,53 @@ class BackendCore(Generic[ClientT, TransportT]):
         """`stats` snapshots the backend's counters."""
         return self._counters.snapshot()
 
+    def node_breakers(self) -> dict[str, CircuitBreaker]:
+        """`node_breakers` maps ``host:port`` to the breaker of each cluster
+        node sent to so far; empty for a single Redis, whose breaker is
+        `breaker`."""
+        return self._breakers.nodes()
+
     def _admit(self) -> Permit:
-        # The breaker's permit for one request; CircuitOpenError when open.
+        # The single node's permit for one request; CircuitOpenError when
+        # its breaker is open.
         permit = self.breaker.try_acquire()
         if permit is None:
             self._counters.add("breaker_rejections")
             raise self.breaker.open_error()
+        return permit
+
+    @staticmethod
+    def _settle(permit: Permit, rounds: Exchange) -> list[Any]:
+        # Reports a finished single-node request to its breaker (a failure
+        # if its exchange saw one) and returns its outcomes.
+        failure = rounds.failures.get(None)
+        if failure is None:
+            permit.on_success(0.0)
+        else:
+            permit.on_error(0.0, failure)
+        return rounds.outcomes
+
+    @staticmethod
+    def _abandon(permit: Permit, error: BaseException) -> None:
+        # Reports a single-node request that ``error`` interrupted: an
+        # error counts against Redis, an interruption (KeyboardInterrupt,
+        # cancellation) only gives the permit back.
+        if isinstance(error, Exception):
+            permit.on_error(0.0, error)
+        else:
+            permit.release()
+
+    def _permits(self) -> NodePermits:
+        # The permits of one request, taken node by node as it sends.
+        return NodePermits(self._breakers, self._counters)
+
+    def _ask_node(self, address: Address) -> Permit | CircuitOpenError:
+        # The permit to send a command of our own (CLUSTER SLOTS) to the
+        # node at ``address``, or its breaker's error when open.
+        breaker = self._breakers.get(address)
+        permit = breaker.try_acquire()
+        if permit is None:
+            return breaker.open_error()
         return permit
 
     def _refresh_steps(self, slots: SlotMap) -> Generator[Address | None, object, None]:
@@ -100,7 +147,7 @@ class BackendCore(Generic[ClientT, TransportT]):
         # until one serves, then yields None; raises BackendError when none
         # did.
         failures: list[Exception] = []
-        for address in slots.addresses() + self._seeds:
+        for address in dict.fromkeys(slots.addresses() + self._seeds):
             reply = yield address
             try:
                 if isinstance(reply, Exception):
@@ -112,28 +159,10 @@ class BackendCore(Generic[ClientT, TransportT]):
             self._counters.add("slot_map_refreshes")
             yield None
             return
+        if all(isinstance(failure, CircuitOpenError) for failure in failures):
+            # Every node's breaker is open: fail fast, as a breaker does.
+            raise failures[-1]
         raise BackendError(f"no cluster node answered CLUSTER SLOTS: {failures[-1]}")
-
-    @staticmethod
-    def _settle(permit: Permit, rounds: Exchange) -> list[Any]:
-        # Reports a finished request to the breaker (a failure if its
-        # exchange saw a transport error) and returns its outcomes.
-        failure = rounds.failure
-        if failure is None:
-            permit.on_success(0.0)
-        else:
-            permit.on_error(0.0, failure)
-        return rounds.outcomes
-
-    @staticmethod
-    def _abandon(permit: Permit, error: BaseException) -> None:
-        # Reports a request that ``error`` interrupted: an error counts
-        # against Redis, an interruption (KeyboardInterrupt, cancellation)
-        # only gives the permit back.
-        if isinstance(error, Exception):
-            permit.on_error(0.0, error)
-        else:
-            permit.release()
 
     @staticmethod
     def _reset_failed(error: Exception) -> NoReturn:

@@ -8,19 +8,40 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ratefuse.breaker import BreakerConfig, CircuitBreaker
+from ratefuse.core.backend_defaults import DEFAULT_TIMEOUT
 from ratefuse.redis._slots import Address
 
-# Trips after 5 of the last 20 round trips, at least half of them failed;
-# then fails fast for 1 s, doubling after each failed probe up to 30 s.
-DEFAULT_BREAKER_CONFIG: Final = BreakerConfig(
-    failure_rate_threshold=50.0,
-    window_size=20,
-    minimum_calls=5,
-    wait_duration=1.0,
-    backoff_multiplier=2.0,
-    max_wait_duration=30.0,
-    half_open_calls=1,
-)
+# The backend breaker's time window: the calls of the last
+# BREAKER_WINDOW_TIMEOUTS timeouts (at least BREAKER_MIN_WINDOW seconds), in
+# buckets of one timeout. A rate over a short time window, not over the last
+# N calls: after heavy traffic a window of 20 calls was 20 successes, so a
+# caller paid 10 timeouts in a row (1 s at the default 0.1 s) before the
+# breaker opened; here the successes age out with their buckets, so
+# fast-fail starts about one window (5 timeouts) after Redis stops
+# answering, however busy it was before.
+BREAKER_WINDOW_TIMEOUTS: Final = 5
+BREAKER_MIN_WINDOW: Final = 0.5
+# Three calls are enough to judge a window: a lone caller sees five.
+BREAKER_MINIMUM_CALLS: Final = 3
+
+
+def default_breaker_config(timeout: float = DEFAULT_TIMEOUT) -> BreakerConfig:
+    """`default_breaker_config` is the rules of a backend's breaker for
+    ``timeout`` seconds per round trip: it opens when at least half of the
+    calls of the last max(5 timeouts, 0.5 s) failed (at least 3 calls);
+    then fails fast for 1 s, doubling after each failed probe up to 30 s."""
+    window = max(BREAKER_MIN_WINDOW, BREAKER_WINDOW_TIMEOUTS * check_timeout(timeout))
+    return BreakerConfig(
+        failure_rate_threshold=50.0,
+        window_type="time",
+        window_duration=window,
+        window_buckets=BREAKER_WINDOW_TIMEOUTS,
+        minimum_calls=BREAKER_MINIMUM_CALLS,
+        wait_duration=1.0,
+        backoff_multiplier=2.0,
+        max_wait_duration=30.0,
+        half_open_calls=1,
+    )
 
 
 # Client settings that do not carry over to the backend's connections:
@@ -45,6 +66,10 @@ def check_timeout(timeout: float) -> float:
     return float(timeout)
 
 
+# The rules of a breaker a backend makes for itself, at DEFAULT_TIMEOUT.
+DEFAULT_BREAKER_CONFIG: Final = default_breaker_config(DEFAULT_TIMEOUT)
+
+
 def check_chunk(chunk: int) -> int:
     """`check_chunk` returns ``chunk`` (keys per batched call) or raises."""
     if (
@@ -56,9 +81,10 @@ def check_chunk(chunk: int) -> int:
     return chunk
 
 
-def default_breaker(name: str) -> CircuitBreaker:
-    """`default_breaker` is a breaker with DEFAULT_BREAKER_CONFIG."""
-    return CircuitBreaker(name, DEFAULT_BREAKER_CONFIG)
+def default_breaker(name: str, timeout: float = DEFAULT_TIMEOUT) -> CircuitBreaker:
+    """`default_breaker` is a breaker with the default rules for
+    ``timeout`` (see `default_breaker_config`)."""
+    return CircuitBreaker(name, default_breaker_config(timeout))
 
 
 def connection_settings(

@@ -44,6 +44,7 @@ from ratefuse.redis._codec import (
     decode_single,
     script_load,
 )
+from ratefuse.redis._repair import counts_against_node, is_wrongtype, repair_command
 from ratefuse.redis._schema import Subject
 from ratefuse.redis._slots import Address, SlotMap, key_slot
 
@@ -73,6 +74,16 @@ class ExchangeCounts:
     timeouts: int = 0
     slot_map_refreshes: int = 0
     breaker_rejections: int = 0
+    # Error replies to calls (OOM, BUSY, WRONGTYPE, ...), redirections and
+    # NOSCRIPT aside.
+    error_replies: int = 0
+    # Repairs sent for calls that met a key of the wrong type (someone
+    # overwrote it): the repair deletes it, so that the limit starts afresh.
+    wrongtype_repairs: int = 0
+    # Nodes whose maxmemory-policy can evict limiter keys (see _eviction).
+    evicting_nodes: int = 0
+    # Nodes that refused CONFIG GET: their eviction policy is unknown.
+    unchecked_nodes: int = 0
 
 
 class Counters:
@@ -126,8 +137,11 @@ class Call:
         "ask",
         "costs",
         "load",
+        "node",
         "now_us",
         "positions",
+        "repair",
+        "repaired",
         "single",
         "slot",
     )
@@ -155,6 +169,12 @@ class Call:
         self._packed: bytes | None = None
         self.load = False
         self.ask: Address | None = None
+        # Whether a repair of wrong-typed keys goes ahead of it, and whether
+        # one ever did (a call is repaired once).
+        self.repair = False
+        self.repaired = False
+        # The node the call was last sent to (None: the single Redis).
+        self.node: Address | None = None
 
     @property
     def keys(self) -> list[bytes]:
@@ -183,12 +203,30 @@ class Call:
         """`wire` is what to send for this call and how many replies follow
         (the call's own reply is the last)."""
         pieces = []
+        if self.repair:
+            pieces.append(repair_command(self.keys, self._packer.script))
         if self.load:
             pieces.append(script_load(self._packer.script))
         if self.ask is not None:
             pieces.append(ASKING)
         pieces.append(self.packed)
         return pieces, len(pieces)
+
+
+class RepairCall(Call):
+    """`RepairCall` only deletes the wrong-typed keys of a call that cannot
+    be resent (a batch: the keys before the bad one were decided); it
+    answers no decision."""
+
+    __slots__ = ()
+
+    def __init__(self, call: Call) -> None:
+        super().__init__(call._packer, call.slot, [], call.keys, [], None)
+        self.node = call.node
+
+    def wire(self) -> tuple[list[bytes], int]:
+        """`wire` is the repair alone."""
+        return [repair_command(self.keys, self._packer.script)], 1
 
 
 def _call(
@@ -326,8 +364,9 @@ class Exchange:
     into what `outcomes` holds, e.g. Decisions.
 
     `outcomes` then holds each decision's outcome (a reply, or
-    BackendError with the cause chained) and `failure` the first transport
-    error seen (for the breaker), or None. Not shared between threads.
+    BackendError with the cause chained, or the CircuitOpenError of a node
+    whose breaker was open) and `failures` the first failure seen on each
+    node (for that node's breaker). Not shared between threads.
     """
 
     __slots__ = (
@@ -337,7 +376,7 @@ class Exchange:
         "_pending",
         "_rounds",
         "_slots",
-        "failure",
+        "failures",
         "outcomes",
     )
 
@@ -357,7 +396,7 @@ class Exchange:
         self._convert = convert
         self._rounds = 0
         self.outcomes: list[Any] = [None] * size
-        self.failure: BaseException | None = None
+        self.failures: dict[Address | None, BaseException] = {}
 
     def next_round(self) -> Plan | None:
         """`next_round` is the plan of the next round, or None when done
@@ -377,8 +416,15 @@ class Exchange:
         if not plan:
             return None
         self._rounds += 1
-        self._counters.add_round(len(pending))
         return plan
+
+    def count_round(self, plan: Plan) -> None:
+        """`count_round` counts a round trip of ``plan`` (what the breakers
+        and the first contacts let through) as sent."""
+        calls = 0
+        for _, sent in plan:
+            calls += len(sent)
+        self._counters.add_round(calls)
 
     def receive(self, call: Call, reply: object) -> None:
         """`receive` settles ``call`` (of the current plan) with ``reply``:
@@ -394,8 +440,19 @@ class Exchange:
         )
         if retry is not None:
             self._pending.extend(retry)
-        elif self.failure is None and is_transport_error(reply):
-            self.failure = reply  # type: ignore[assignment]
+        elif (
+            isinstance(reply, BaseException)
+            and call.node not in self.failures
+            and counts_against_node(reply)
+        ):
+            # A timeout, or an error reply that is about the server (OOM,
+            # BUSY, LOADING, ...): the node's breaker counts it.
+            self.failures[call.node] = reply
+
+    def reject(self, call: Call, error: BaseException) -> None:
+        """`reject` fails ``call`` (of the current plan) with ``error``
+        without sending it: its node's breaker is open."""
+        _fail(call, self.outcomes, error)
 
 
 def _route(
@@ -414,6 +471,7 @@ def _route(
             if address is None:
                 _fail(call, outcomes, BackendError(f"no node serves slot {call.slot}"))
                 continue
+        call.node = address
         groups.setdefault(address, []).append(call)
     for group in groups.values():
         # One SCRIPT LOAD ahead of the node's pipeline serves all its calls.
@@ -442,6 +500,9 @@ def _settle(
     # A call resent after ASK keeps going to the importing node (behind
     # ASKING) until that node answers it, for NOSCRIPT and TRYAGAIN too.
     call.load = False
+    call.repair = False
+    if isinstance(call, RepairCall):
+        return None  # its reply (keys deleted, or an error) decides nothing
     if isinstance(reply, ResponseError):
         redirect = redirect_of(reply)
         if redirect is not None and slots is not None:
@@ -459,7 +520,20 @@ def _settle(
         if _is(reply, TryAgainError, "TRYAGAIN"):
             counters.add("tryagain")
             return [call] if call.single else _split(packer, call)
+        counters.add("error_replies")
         _fail(call, outcomes, BackendError(f"Redis replied with an error: {reply}"))
+        if is_wrongtype(reply) and call.ask is None:
+            # Someone overwrote a limiter key with another type. A single
+            # call failed at its first read, so it is repaired and resent;
+            # a batch may have decided keys before the bad one, so its
+            # decisions stay failed and only the repair is sent.
+            if not call.single:
+                counters.add("wrongtype_repairs")
+                return [RepairCall(call)]
+            if not call.repaired:
+                counters.add("wrongtype_repairs")
+                call.repair = call.repaired = True
+                return [call]
         return None
     if isinstance(reply, BaseException):
         counters.add("transport_errors")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from ratefuse.core.args import check_cost
-from ratefuse.core.backend_defaults import DEFAULT_ON_BACKEND_ERROR, PolicyName
+from ratefuse.core.backend_defaults import PolicyName
 from ratefuse.core.errors import BackendError, CircuitOpenError
 from ratefuse.engine.subject import Decision
 from ratefuse.rates import (
@@ -43,10 +43,9 @@ from ratefuse.redis._leasing import (
 )
 from ratefuse.redis._policy import (
     DEFAULT_LOCAL_MAX_KEYS,
-    DEFAULT_LOCAL_SHARE,
-    FailurePolicy,
     Fallback,
     LimiterStats,
+    failure_policy,
 )
 from ratefuse.redis._schema import KeySchema, Subject
 
@@ -76,8 +75,8 @@ class LimiterCore(Generic[BackendT, ClientT, StoreT]):
         *,
         backend: BackendT | ClientT,
         name: str,
-        on_backend_error: PolicyName = DEFAULT_ON_BACKEND_ERROR,
-        local_share: float = DEFAULT_LOCAL_SHARE,
+        on_backend_error: PolicyName | None = None,
+        local_share: float | None = None,
         local_max_keys: int = DEFAULT_LOCAL_MAX_KEYS,
         deny_cache: bool | None = None,
         lease: LeaseConfig | bool | None = None,
@@ -86,7 +85,7 @@ class LimiterCore(Generic[BackendT, ClientT, StoreT]):
     ) -> None:
         self.rates = to_rates(limits)
         self.algorithm = canonical_algorithm(algorithm)
-        self.policy = FailurePolicy(on_backend_error, local_share, local_max_keys)
+        self.policy = failure_policy(on_backend_error, local_share, local_max_keys)
         specs = build_specs(self.rates, self.algorithm)
         # ``backend`` itself, or one opened on the client ``backend`` and
         # then owned by the limiter.

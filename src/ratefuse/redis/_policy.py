@@ -2,12 +2,14 @@
 
 ``on_backend_error`` is one of:
 
-- ``"local"`` (the default): a local limiter per key at ``local_share`` of
-  the quota (set it to about 1 / the number of processes sharing the
-  quota) answers, on the local clock;
+- ``"deny"`` (the default): refuse (remaining 0, retry_after the breaker's
+  remaining wait when it is open, else ``deny_retry_after``). The only
+  policy that never admits more than the fleet's quota;
+- ``"local"``: a local limiter per key at ``local_share`` of the quota
+  answers, on the local clock. Every process admits its share, so the fleet
+  admits up to processes x local_share of the quota: set ``local_share`` to
+  about 1 / the number of processes sharing the quota;
 - ``"allow"``: admit (remaining 0, retry_after and reset_after 0.0);
-- ``"deny"``: refuse (remaining 0, retry_after the breaker's remaining
-  wait when it is open, else ``deny_retry_after``);
 - ``"raise"``: raise BackendError, with the cause chained.
 
 Every decision answered by the policy is counted in :class:`LimiterStats`.
@@ -40,9 +42,10 @@ DEFAULT_DENY_RETRY_AFTER: Final = 1.0
 class FailurePolicy:
     """`FailurePolicy` says how decisions Redis cannot make are answered.
 
-    on_backend_error: "local" (default), "allow", "deny" or "raise".
-    local_share: share of each limit the local fallback admits, in (0, 1];
-        1.0 (default) lets every process admit the whole quota alone.
+    on_backend_error: "deny" (default), "local", "allow" or "raise".
+    local_share: share of each limit the "local" fallback admits in each
+        process, in (0, 1]; 1.0 (default) lets every process admit the
+        whole quota alone, so set it to about 1 / the number of processes.
     local_max_keys: keys the local fallback remembers, >= 1; the least
         recently used is evicted beyond it.
     deny_retry_after: seconds a "deny" answer tells callers to wait when
@@ -73,6 +76,22 @@ class FailurePolicy:
             raise ValueError(f"deny_retry_after must be a number, got {wait!r}")
         if not 0 < wait < math.inf:
             raise ValueError(f"deny_retry_after must be finite and > 0, got {wait!r}")
+
+
+def failure_policy(
+    on_backend_error: PolicyName | None = None,
+    local_share: float | None = None,
+    local_max_keys: int = DEFAULT_LOCAL_MAX_KEYS,
+) -> FailurePolicy:
+    """`failure_policy` is the FailurePolicy of a limiter's arguments, where
+    None means not given: a ``local_share`` given without a policy chooses
+    "local" at that share (a share is the choice of how far the fleet may
+    exceed its quota); neither given is DEFAULT_ON_BACKEND_ERROR."""
+    if on_backend_error is None:
+        on_backend_error = DEFAULT_ON_BACKEND_ERROR if local_share is None else "local"
+    if local_share is None:
+        local_share = DEFAULT_LOCAL_SHARE
+    return FailurePolicy(on_backend_error, local_share, local_max_keys)
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,13 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from ratefuse.core.errors import BackendError
+from ratefuse.core.errors import BackendError, CircuitOpenError
 from ratefuse.core.spec import LimitSpec
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._backend_core import BackendCore, Closing, Costs, Keys, StoreCore
 from ratefuse.redis._codec import Packer, RawReply, ScriptReply
-from ratefuse.redis._exchange import Call, Convert, Exchange, redirected
+from ratefuse.redis._eviction import EVICTION_CHECK
+from ratefuse.redis._exchange import Call, Convert, Exchange, Plan, redirected
 from ratefuse.redis._schema import Subject
 from ratefuse.redis._slots import Address, SlotMap
 from ratefuse.redis._sync_io import SyncTransport, connection_factory
@@ -38,8 +39,16 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
     every key and ``namespace`` is hashed into every key (see
     :mod:`._schema`). ``breaker`` guards every round trip: when open,
     requests fail at once with CircuitOpenError instead of costing their
-    timeout (None: a breaker with DEFAULT_BREAKER_CONFIG). ``chunk`` bounds
-    the keys of one batched script call.
+    timeout (None: a breaker with ``default_breaker_config(timeout)``: it
+    opens when half the calls of the last 5 timeouts, at least 0.5 s,
+    failed). On a cluster each node has its own breaker with ``breaker``'s
+    rules and clock (`node_breakers`), so a failing node fails only the
+    keys of its slots; ``breaker`` itself then guards no round trip. Error
+    replies about the server (OOM, BUSY, ...) count as failures, errors
+    about one key's data do not; a key of the wrong type is repaired. Each
+    node is asked its eviction policy before its first decision: one that
+    can evict limiter keys is logged and counted (see :mod:`._eviction`).
+    ``chunk`` bounds the keys of one batched script call.
 
     `bind` gives the store of one limiter. Thread-safe. `close` closes the
     backend's connections (not the client).
@@ -74,33 +83,93 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
                 steps = self._refresh_steps(slots)
                 address = next(steps)
                 while address is not None:
-                    try:
-                        reply: object = self._transport.command(
-                            address, "CLUSTER", "SLOTS"
-                        )
-                    except Exception as exc:
-                        reply = exc
-                    address = steps.send(reply)
+                    address = steps.send(self._cluster_slots(address))
         return slots
+
+    def _first_contact(self, plan: Plan, rounds: Exchange) -> Plan:
+        # ``plan`` after asking each node new to the backend for its
+        # eviction policy (see _eviction); a node that does not answer
+        # fails its calls with that error and is asked again next time.
+        kept: Plan = []
+        for address, calls in plan:
+            if self._eviction.due(address):
+                try:
+                    reply: object = self._transport.command(address, *EVICTION_CHECK)
+                except Exception as exc:
+                    reply = exc
+                except BaseException as exc:
+                    self._eviction.record(address, exc)  # asked again next time
+                    raise
+                if not self._eviction.record(address, reply):
+                    for call in calls:
+                        rounds.receive(call, reply)
+                    continue
+            kept.append((address, calls))
+        return kept
+
+    def _cluster_slots(self, address: Address) -> object:
+        # CLUSTER SLOTS from the node at ``address``, through its breaker:
+        # the reply, or the exception that ended it (the breaker's error,
+        # without I/O, when open).
+        permit = self._ask_node(address)
+        if isinstance(permit, CircuitOpenError):
+            return permit
+        try:
+            reply: object = self._transport.command(address, "CLUSTER", "SLOTS")
+        except Exception as exc:
+            permit.on_error(0.0, exc)
+            return exc
+        except BaseException:
+            permit.release()
+            raise
+        permit.on_success(0.0)
+        return reply
 
     def _run(
         self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
     ) -> list[Any]:
-        # One request through the breaker: every round of the exchange.
+        # One request through the breakers: every round of the exchange.
         # ``calls`` is not empty (an empty batch takes no permit).
+        if self._slots is not None:
+            return self._run_cluster(packer, calls, size, convert)
+        # One node, one breaker: its permit before anything else.
         permit = self._admit()
         try:
-            rounds = Exchange(
-                packer, calls, size, self._routing(), self._counters, convert
-            )
+            rounds = Exchange(packer, calls, size, None, self._counters, convert)
             plan = rounds.next_round()
             while plan is not None:
-                self._transport.round_trip(plan, rounds.receive)
+                if None not in self._eviction.asked:
+                    plan = self._first_contact(plan, rounds)
+                if plan:
+                    rounds.count_round(plan)
+                    self._transport.round_trip(plan, rounds.receive)
                 plan = rounds.next_round()
         except BaseException as exc:
             self._abandon(permit, exc)
             raise
         return self._settle(permit, rounds)
+
+    def _run_cluster(
+        self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
+    ) -> list[Any]:
+        # `_run` on a cluster: each node's permit when a round first sends
+        # to it; a node whose breaker is open fails its calls without I/O.
+        permits = self._permits()
+        try:
+            slots = self._routing()
+            rounds = Exchange(packer, calls, size, slots, self._counters, convert)
+            plan = rounds.next_round()
+            while plan is not None:
+                plan = self._first_contact(permits.admit(plan, rounds), rounds)
+                if plan:
+                    rounds.count_round(plan)
+                    self._transport.round_trip(plan, rounds.receive)
+                plan = rounds.next_round()
+        except BaseException as exc:
+            permits.abandon(exc)
+            raise
+        permits.settle(rounds)
+        return rounds.outcomes
 
     def _delete(self, key: bytes) -> None:
         # DEL ``key``, following MOVED and ASK.
@@ -120,7 +189,8 @@ class RedisStore(StoreCore[RedisBackendIO]):
     """`RedisStore` decides the keys of one limiter in Redis.
 
     Every verb raises BackendError when Redis cannot decide and
-    CircuitOpenError when the backend's breaker is open; TypeError for a
+    CircuitOpenError when the breaker of the key's node is open (a batch
+    holds these per decision instead); TypeError for a
     key that is not str, bytes or int; ValueError or TypeError (as the
     local engine) for a bad cost. ``now_us`` (integer microseconds on the
     server's clock) replaces the server's TIME: for tests only. Thread-safe.

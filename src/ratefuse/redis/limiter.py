@@ -57,10 +57,11 @@ class RedisLimiter(LimiterCore[RedisBackendIO, SyncClient, RedisStore], Closing)
     the same name, prefix and namespace shares it.
 
     When Redis cannot decide (down, slow past the backend's timeout,
-    erroring, or its breaker open), ``on_backend_error`` answers: "local"
-    (default: a local limiter per key at ``local_share`` of each limit,
-    remembering at most ``local_max_keys`` keys), "allow", "deny", or
-    "raise" (BackendError). See :mod:`._policy`.
+    erroring, or its breaker open), ``on_backend_error`` answers: "deny"
+    (default: never more than the quota), "local" (a local limiter per key
+    at ``local_share`` of each limit in each process, remembering at most
+    ``local_max_keys`` keys; giving ``local_share`` alone chooses it),
+    "allow", or "raise" (BackendError). See :mod:`._policy`.
 
     ``deny_cache``: after the fleet denies cost c with retry_after r, deny
     costs >= c of that key locally for r (local monotonic clock, from just
