@@ -142,6 +142,24 @@ def test_cluster_backend(redis_cluster: RedisClusterServers) -> None:
         health = registry.health(timeout=1.0)
         assert health.ok
         assert health.backends["main"].ok
+        assert health.backends["main"].breaker == "CLOSED"
+
+
+def test_cluster_backend_health_shows_the_least_healthy_node(
+    redis_cluster: RedisClusterServers,
+) -> None:
+    # Each cluster node has its own breaker; the backend's own carries only
+    # their rules, so health must read the nodes' (it showed CLOSED with a
+    # node's breaker open).
+    url = f"redis://127.0.0.1:{redis_cluster.ports[0]}"
+    with Registry(_config(url, rate="2/s", cluster=True)) as registry:
+        _, limiter = _only_limiter(registry)
+        for key in ("a", "b", "c"):
+            limiter.try_acquire(key)
+        nodes = registry.backends()["main"].redis.node_breakers()
+        assert nodes
+        next(iter(nodes.values())).force_open()
+        assert registry.health(timeout=1.0).backends["main"].breaker == "FORCED_OPEN"
 
 
 def _toml(tmp_path: Path, port: int) -> Path:

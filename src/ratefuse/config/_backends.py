@@ -7,12 +7,22 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ratefuse.breaker import CircuitBreaker
+from ratefuse.breaker import CircuitBreaker, State
 from ratefuse.config._schema import BackendEntry, LimiterEntry
 from ratefuse.health import BackendHealth
 
 if TYPE_CHECKING:
     from ratefuse.redis import RedisBackend, RedisLimiter
+
+
+# How far from healthy each breaker state is, for a backend of several.
+_SEVERITY = {
+    State.CLOSED: 0,
+    State.DISABLED: 0,
+    State.HALF_OPEN: 1,
+    State.OPEN: 2,
+    State.FORCED_OPEN: 2,
+}
 
 
 class Backend:
@@ -62,7 +72,12 @@ class Backend:
         return BackendHealth(True, time.perf_counter() - started, None, self._state())
 
     def _state(self) -> str:
-        return self.breaker.state.name
+        # On a cluster each node has a breaker of its own (the backend's
+        # only carries their rules): the least healthy one is the state.
+        breakers = list(self.redis.node_breakers().values()) or [self.breaker]
+        return max(
+            (breaker.state for breaker in breakers), key=_SEVERITY.__getitem__
+        ).name
 
     def close(self) -> None:
         """`close` closes the backend's connections and client."""
