@@ -30,11 +30,15 @@ local function load_hash(key, specs, width, suffixes)
   return states, fields, before, existed
 end
 
--- save_hash writes the state words that changed, as save_string.
+-- save_hash writes the state words that changed, as save_string. The
+-- hash may hold other limiters' limits (HMGET reads only this limiter's
+-- fields, so ``existed`` does not tell), so its expiry is never cut
+-- (kept_expiry): this limiter's own entries only ever need a later one.
 local function save_hash(key, specs, width, states, fields, before, existed, at, reset)
   local changed = {}
   changed_words(states, width, before, fields, changed)
   if #changed > 0 and (existed or reset > 0) then
+    at = kept_expiry(key, at)
     redis.call('HSET', key, unpack(changed))
     redis.call('PEXPIREAT', key, decimal(4, at))
   end

@@ -80,8 +80,18 @@ local function load_string(raw, specs, width)
   end
   local states, before = {}, {}
   local ids, words = false, {}
+  local foreign = false
   if raw then
     ids, words = parse_entries(raw, width)
+    local own = {}
+    for i = 1, #specs do
+      own[specs[i].id] = true
+    end
+    for _, id in ipairs(ids) do
+      if not own[id] then
+        foreign = true
+      end
+    end
   end
   for i = 1, #specs do
     local entry = words[specs[i].id]
@@ -93,7 +103,7 @@ local function load_string(raw, specs, width)
     end
     states[i] = state
   end
-  return states, ids and {ids = ids, words = words} or false, before
+  return states, ids and {ids = ids, words = words, foreign = foreign} or false, before
 end
 
 -- encode_string writes the "string" layout: this limiter's limits, then
@@ -136,10 +146,15 @@ end
 -- state alone (tat, window end, newest entry + period). A new subject whose
 -- state is still as if new (a query, a denial) is not written at all: as
 -- in the local keyed limiters, such a state carries no information.
--- Returns the value now stored (raw when nothing was written).
+-- A value that holds other limiters' limits keeps the later of its
+-- expiry and this limiter's (kept_expiry). Returns the value now stored
+-- (raw when nothing was written).
 local function save_string(key, specs, width, states, entries, before, raw, at, reset)
   if changed_words(states, width, before, false, false) and (raw or reset > 0) then
     local value = encode_string(specs, states, entries)
+    if entries and entries.foreign then
+      at = kept_expiry(key, at)
+    end
     redis.call('SET', key, value, 'PXAT', decimal(4, at))
     return value
   end
