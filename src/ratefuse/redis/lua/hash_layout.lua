@@ -21,9 +21,13 @@ local function load_hash(key, specs, width, suffixes)
       if raw[j] then
         existed = true
       end
-      local value = tonumber(raw[j]) or 0
-      state[s] = value
+      local value = word(raw[j])
+      -- A damaged word is written again whatever replaces it.
       before[j] = value
+      if not value then
+        state.invalid, value = true, 0
+      end
+      state[s] = value
     end
     states[i] = state
   end

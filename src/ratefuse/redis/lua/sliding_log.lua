@@ -5,18 +5,27 @@
 -- The limit is capped (rates.SLIDING_LOG_MAX_LIMIT) because the ring is.
 
 -- entry reads ring slot `slot` once per script call (pass 1 and pass 2 of
--- a compound limit read the same entries).
+-- a compound limit read the same entries). An entry that is not one the
+-- script writes ("<stamp>:<units>", both words, units at most the limit)
+-- is refused with an error naming it: the live entries' units must add up
+-- to the stored total, which a repair of one entry cannot restore; the key
+-- expires with its last entry (at most a period), or `reset` deletes it.
 local function entry(key, spec, cache, slot)
   local cached = cache[slot]
   if cached then
     return cached[1], cached[2]
   end
-  local value = redis.call('HGET', key, spec.id .. ':' .. slot)
+  local field = spec.id .. ':' .. slot
+  local value = redis.call('HGET', key, field)
   local stamp, units = 0, 0
   if value then
-    local sep = string.find(value, ':', 1, true)
-    stamp = tonumber(string.sub(value, 1, sep - 1))
-    units = tonumber(string.sub(value, sep + 1))
+    local first, second = string.match(value, '^(%d+):(%d+)$')
+    stamp, units = first and word(first), second and word(second)
+    if not (stamp and units and units <= spec.capacity) then
+      return error('ratefuse: sliding_log entry ' .. field .. ' of ' .. key
+        .. ' is ' .. string.format('%q', string.sub(value, 1, 40))
+        .. ', not <stamp>:<units>')
+    end
   end
   cache[slot] = {stamp, units}
   return stamp, units
@@ -87,4 +96,23 @@ local function sliding_log_step(spec, state, now, cost, commit, key)
   return allowed, limit - total, retry, reset
 end
 
-return run({suffixes = {':h', ':n', ':t'}, step = sliding_log_step, hash = true})
+-- A stored ring position is inside the ring, and the log holds at most
+-- the limit. Drained: one entry of the whole limit, now.
+local function sliding_log_valid(spec, state)
+  local limit = spec.capacity
+  return state[1] < limit and state[2] <= limit and state[3] <= limit
+end
+
+local function sliding_log_drain(spec, state, now, key)
+  state[1], state[2], state[3] = 0, 1, spec.capacity
+  redis.call('HSET', key, spec.id .. ':0', string.format('%d:%d', now, spec.capacity))
+  state.entries = {[0] = {now, spec.capacity}}
+end
+
+return run({
+  suffixes = {':h', ':n', ':t'},
+  step = sliding_log_step,
+  hash = true,
+  valid = sliding_log_valid,
+  drain = sliding_log_drain,
+})
