@@ -42,7 +42,8 @@ def test_a_cached_denial_reports_the_fleets_reset_after(
     fleet = limiter.decide("k")  # a miss: Redis denies, the cache learns
     cached = limiter.decide("k")
     assert limiter.stats().deny_cache_hits == 1
-    assert not fleet.allowed and not cached.allowed
+    assert not fleet.allowed
+    assert not cached.allowed
     assert cached.retry_after == fleet.retry_after
     assert cached.reset_after == fleet.reset_after
     if algorithm == "gcra":  # retry_after: one unit's 10 s; reset: all 100 s

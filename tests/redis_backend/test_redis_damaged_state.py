@@ -52,7 +52,8 @@ def _write(client, key: bytes, algorithm: str, field: str, words: list[str]) -> 
     client.delete(key)
     if algorithm in SUFFIXES:
         mapping = {
-            field + suffix: word for suffix, word in zip(SUFFIXES[algorithm], words)
+            field + suffix: word
+            for suffix, word in zip(SUFFIXES[algorithm], words, strict=True)
         }
         client.hset(key, mapping=mapping)
     else:

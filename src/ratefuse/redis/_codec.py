@@ -144,7 +144,7 @@ def decode_single(reply: object) -> RawReply:
     ValueError for a reply no script gives (see `check_reply`)."""
     if not isinstance(reply, list) or len(reply) != 5:
         raise ValueError(f"unexpected script reply {reply!r}")
-    raw: RawReply = tuple(reply)  # type: ignore[assignment]
+    raw: RawReply = tuple(reply)
     if raw[0] < 0 or raw[1] < 0 or raw[2] < NEVER or raw[3] < 0 or raw[4] < 0:
         check_reply(raw)
     return raw

@@ -113,7 +113,7 @@ class RedisLimiter(LimiterCore[RedisBackendIO, SyncClient, RedisStore], Closing)
         it and reports whether it did."""
         table_try = self._table_try
         if table_try is not None:
-            return table_try(key, cost)  # type: ignore[no-any-return]
+            return table_try(key, cost)
         return self.decide(key, cost).allowed
 
     def decide(self, key: Subject, cost: int = 1) -> Decision:
