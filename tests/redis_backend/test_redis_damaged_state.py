@@ -15,6 +15,7 @@ import pytest
 from ratefuse import RateLimitExceeded
 from ratefuse.core.errors import BackendError
 from ratefuse.rates import build_specs, to_rates
+from ratefuse.redis import RedisLimiter
 from ratefuse.redis._backed import RedisKeyedLimiter
 from ratefuse.redis._codec import decode_batch, decode_single
 
@@ -92,20 +93,40 @@ def test_damaged_state_is_drained_never_new(
         assert client.pttl(key) > 0, words
 
 
-def test_a_garbled_log_entry_is_refused_by_name(
-    node_backend, client, fresh_name
+@pytest.mark.parametrize(
+    ("damage", "error"),
+    [
+        ({":0": "garbage"}, r"entry .*:0 is .*garbage.*, not <stamp>:<units>"),
+        ({":0": f"{NOW_US}:0"}, r"entry .*:0 is .*, not <stamp>:<units>"),
+        ({":0": f"{NOW_US}:6"}, r"entry .*:0 is .*, not <stamp>:<units>"),
+        ({":n": "2"}, r"live entry .*:1 is missing"),
+        # A total its entries never free: retry_stamp once looped forever.
+        ({":0": "1:1", ":t": "5"}, r"its total does not match its live entries"),
+        ({":t": "5"}, r"its total exceeds its live entries"),
+    ],
+)
+def test_a_log_whose_entries_disagree_is_refused_by_name(
+    node_backend, client, fresh_name, damage, error
 ) -> None:
     store = node_backend.bind(build_specs(to_rates("5/s"), "sliding_log"), fresh_name())
     wire = store.binding.wire_limits[0]
     key = store.binding.schema.key("k")
     assert store.decide("k", 1, NOW_US).allowed
-    client.hset(key, f"{wire.field}:0", "garbage")
-    with pytest.raises(
-        BackendError, match=r"sliding_log entry .*:0 .* not <stamp>:<units>"
-    ):
-        store.decide("k", 1, NOW_US)
+    client.hset(key, mapping={wire.field + at: value for at, value in damage.items()})
+    with pytest.raises(BackendError, match="sliding_log key .*: " + error):
+        store.decide("k", 5, NOW_US)
     store.reset("k")
     assert store.decide("k", 1, NOW_US).allowed
+
+
+def test_a_lease_reply_never_grants_more_than_was_asked(client, fresh_name) -> None:
+    # The table takes what the fleet granted: a reply granting more than
+    # the lease asked (a foreign script) is cut to the ask.
+    limiter = RedisLimiter("100/s", backend=client, name=fresh_name(), lease=True)
+    answers = limiter._answers
+    answers.absorb("k", 4, (9, 0, 0, 0, 0), answers.clock())
+    assert answers.table.balance("k", answers.clock()) == 4
+    limiter.close()
 
 
 def test_acquire_on_a_damaged_key_waits_a_bounded_time(client, fresh_name) -> None:

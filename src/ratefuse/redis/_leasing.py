@@ -287,6 +287,9 @@ class LocalAnswers:
         key's gate beyond the balance until a full lease could be taken."""
         assert self.lease is not None
         granted, _remaining, want_after_us, reset_us, _binding = reply
+        # Never more than was asked: the lease script takes at most that,
+        # and the table must not hold what the fleet did not count.
+        granted = min(granted, units)
         now = self.clock()
         table = self.table
         table.grant(

@@ -4,12 +4,20 @@
 -- subject's hash.
 -- The limit is capped (rates.SLIDING_LOG_MAX_LIMIT) because the ring is.
 
--- entry reads ring slot `slot` once per script call (pass 1 and pass 2 of
--- a compound limit read the same entries). An entry that is not one the
--- script writes ("<stamp>:<units>", both words, units at most the limit)
--- is refused with an error naming it: the live entries' units must add up
--- to the stored total, which a repair of one entry cannot restore; the key
--- expires with its last entry (at most a period), or `reset` deletes it.
+-- A log whose entries disagree with its words is refused with an error
+-- naming the key: a live entry missing or not one the script writes
+-- ("<stamp>:<units>", both words, units from 1 to the limit), or live
+-- units that do not add up to the stored total. A repair of one entry
+-- cannot restore the total, and a total its entries never free would
+-- make retry_stamp loop forever (a busy script blocks the server). The
+-- key expires with its last entry (at most a period), or `reset` deletes
+-- it; until then the failure policy answers for that subject.
+local function damaged(key, what)
+  return error('ratefuse: sliding_log key ' .. key .. ': ' .. what)
+end
+
+-- entry reads live ring slot `slot` once per script call (pass 1 and pass
+-- 2 of a compound limit read the same entries).
 local function entry(key, spec, cache, slot)
   local cached = cache[slot]
   if cached then
@@ -17,25 +25,24 @@ local function entry(key, spec, cache, slot)
   end
   local field = spec.id .. ':' .. slot
   local value = redis.call('HGET', key, field)
-  local stamp, units = 0, 0
-  if value then
-    local first, second = string.match(value, '^(%d+):(%d+)$')
-    stamp, units = first and word(first), second and word(second)
-    if not (stamp and units and units <= spec.capacity) then
-      return error('ratefuse: sliding_log entry ' .. field .. ' of ' .. key
-        .. ' is ' .. string.format('%q', string.sub(value, 1, 40))
-        .. ', not <stamp>:<units>')
-    end
+  if not value then
+    return damaged(key, 'live entry ' .. field .. ' is missing')
+  end
+  local first, second = string.match(value, '^(%d+):(%d+)$')
+  local stamp, units = first and word(first), second and word(second)
+  if not (stamp and units and units >= 1 and units <= spec.capacity) then
+    return damaged(key, 'entry ' .. field .. ' is '
+      .. string.format('%q', string.sub(value, 1, 40)) .. ', not <stamp>:<units>')
   end
   cache[slot] = {stamp, units}
   return stamp, units
 end
 
--- retry_stamp is the stamp of the entry whose expiry frees `excess` units;
--- precondition: the live entries hold at least that much.
-local function retry_stamp(key, spec, cache, head, excess)
+-- retry_stamp is the stamp of the entry whose expiry frees `excess` units,
+-- among the `count` live entries from `head`.
+local function retry_stamp(key, spec, cache, head, count, excess)
   local freed = 0
-  while true do
+  for _ = 1, count do
     local stamp, units = entry(key, spec, cache, head)
     freed = freed + units
     if freed >= excess then
@@ -43,6 +50,7 @@ local function retry_stamp(key, spec, cache, head, excess)
     end
     head = (head + 1) % spec.capacity
   end
+  return damaged(key, 'its total exceeds its live entries')
 end
 
 local function sliding_log_step(spec, state, now, cost, commit, key)
@@ -61,6 +69,9 @@ local function sliding_log_step(spec, state, now, cost, commit, key)
     total = total - units
     head = (head + 1) % limit
     count = count - 1
+  end
+  if total < 0 or (count == 0 and total ~= 0) then
+    return damaged(key, 'its total does not match its live entries')
   end
   local newest = now
   if count > 0 then
@@ -84,7 +95,7 @@ local function sliding_log_step(spec, state, now, cost, commit, key)
     end
   else
     allowed = false
-    retry = retry_stamp(key, spec, cache, head, total + cost - limit) + period - now
+    retry = retry_stamp(key, spec, cache, head, count, total + cost - limit) + period - now
   end
   if commit then
     state[1], state[2], state[3] = head, count, total
