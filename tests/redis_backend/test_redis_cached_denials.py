@@ -87,3 +87,28 @@ def test_every_429_of_one_state_carries_the_same_t(
     assert {response.headers["ratelimit"] for response in denials} == {
         '"default";r=0;t=100'
     }
+
+
+def test_a_leased_admission_reports_the_fleets_reset_after(
+    lease_table, client, fresh_name
+) -> None:
+    # A lease of k units leaves the fleet's bucket k units further from
+    # whole; the units spent locally report that, not 0 ("whole now").
+    name = fresh_name()
+    leased = RedisLimiter("10/100s", backend=client, name=name, lease=True)
+    exact = RedisLimiter("10/100s", backend=client, name=name, deny_cache=False)
+    try:
+        first = leased.decide("k")
+        local = leased.decide("k")
+        assert leased.stats().lease_hits >= 1
+        fleet = exact.decide("k", 0)
+        assert first.allowed
+        assert local.allowed
+        assert fleet.reset_after >= 10
+        # At least the one unit each took (10 s), at most the fleet's now
+        # (a refill in the background may have leased more since).
+        for decision in (first, local):
+            assert 9 < decision.reset_after <= fleet.reset_after + 0.01
+    finally:
+        leased.close()
+        exact.close()

@@ -19,6 +19,8 @@ the time left until ``sent`` + the reset_after the fleet reported (the
 quota whole again, a lower bound: the script ran after ``sent``, and other
 admissions only push it later), not its retry_after, so that a response
 header built from it (``RateLimit: t=``) says the same whichever answered.
+A leased admission reports the reset_after of the last lease's reply the
+same way (it used to report 0: "whole now").
 
 Leases: see :mod:`._lease_config`. When a lease comes back short (the
 bucket held fewer than k units) the key's gate closes for costs beyond the
@@ -202,7 +204,9 @@ class LocalAnswers:
         if result in (HIT, LOW):
             if result == LOW and self._on_low is not None:
                 self._on_low(key)
-            return Decision(True, self.table.balance(key, now), 0.0, 0.0, self._limit)
+            # reset_after: the fleet's, as of the last lease (see denied).
+            balance = self.table.balance(key, now)
+            return Decision(True, balance, 0.0, self.reset_after(key, now), self._limit)
         if result == DENIED:
             return self.denied(key, now)
         return None
@@ -299,9 +303,9 @@ class LocalAnswers:
             self.lease.low_water_units(units),
             now,
         )
+        self._remember_reset(key, sent + reset_us * 1000)
         if granted < units:
             until = sent + want_after_us * 1000
-            self._remember_reset(key, sent + reset_us * 1000)
             table.deny(key, 1, until, now)
             table.refill_failed(key, until)
         with self._lock:
