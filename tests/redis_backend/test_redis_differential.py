@@ -100,9 +100,16 @@ def run_trace(
     store: RedisStore, specs: list[LimitSpec], trace: list[tuple[int, int]], start: int
 ) -> None:
     reference = Reference(specs)
-    now = start
+    now = latest = start
+    # The scripts honour a server clock that goes back by up to a limit's
+    # span (tau, or a period); a state further ahead is taken as damage.
+    span = min(
+        spec.interval_ns * spec.capacity if spec.algorithm == "gcra" else spec.period_ns
+        for spec in specs
+    )
     for index, (step, cost) in enumerate(trace):
-        now = max(start, now + step)
+        now = max(start, now + step, latest - span)
+        latest = max(latest, now)
         got = store.decide_us("subject", cost, now_us=now)
         actual = (*got[:4], specs[got.binding].capacity)
         assert actual == reference.decide(cost, now), f"step {index}: {now=} {cost=}"

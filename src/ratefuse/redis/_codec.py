@@ -140,10 +140,30 @@ class Packer:
 
 
 def decode_single(reply: object) -> RawReply:
-    """`decode_single` reads the five integers of a single-key reply."""
+    """`decode_single` reads the five integers of a single-key reply;
+    ValueError for a reply no script gives (see `check_reply`)."""
     if not isinstance(reply, list) or len(reply) != 5:
         raise ValueError(f"unexpected script reply {reply!r}")
-    return tuple(reply)
+    raw: RawReply = tuple(reply)
+    if raw[0] < 0 or raw[1] < 0 or raw[2] < NEVER or raw[3] < 0 or raw[4] < 0:
+        check_reply(raw)
+    return raw
+
+
+def check_reply(raw: Sequence[int]) -> None:
+    """`check_reply` raises ValueError, naming the field, for a reply no
+    script gives: a negative count, remaining, reset_after or binding, or a
+    retry_after below -1 (NEVER). A negative wait would turn acquire into a
+    busy loop on Redis; the call fails instead (the failure policy answers),
+    which the scripts' own repair of damaged state makes the exception."""
+    for field, value, lowest in zip(
+        ("allowed", "remaining", "retry_after_us", "reset_after_us", "binding"),
+        raw,
+        (0, 0, NEVER, 0, 0),
+        strict=True,
+    ):
+        if value < lowest:
+            raise ValueError(f"script replied {field}={value}, below {lowest}")
 
 
 def decode_batch(reply: object, count: int) -> list[RawReply]:
@@ -158,6 +178,18 @@ def decode_batch(reply: object, count: int) -> list[RawReply]:
         raise ValueError(f"script replied {flat!r:.60} for {count} keys")
     if len(flat) != 5 * count:
         raise ValueError(f"script replied {len(flat)} integers for {count} keys")
+    # Only retry_after may be negative (NEVER): one pass over the whole
+    # reply, and the fields one by one only if something is.
+    if (
+        count
+        and min(flat) < 0
+        and (
+            min(flat[2::5]) < NEVER
+            or min(flat[0::5] + flat[1::5] + flat[3::5] + flat[4::5]) < 0
+        )
+    ):
+        for at in range(0, len(flat), 5):
+            check_reply(flat[at : at + 5])
     items = iter(flat)
     return list(zip(items, items, items, items, items, strict=True))
 

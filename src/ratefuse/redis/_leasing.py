@@ -14,6 +14,13 @@ script ran after ``sent``, so the cache never denies what the fleet would
 admit. sliding_window and sliding_log are refused: their retry_after is not
 such a bound. Redis time and the local clock are assumed to run at the same
 rate; a ``reset`` by another process is not seen until the entry expires.
+A cached denial means what the fleet's denial meant: its reset_after is
+the time left until ``sent`` + the reset_after the fleet reported (the
+quota whole again, a lower bound: the script ran after ``sent``, and other
+admissions only push it later), not its retry_after, so that a response
+header built from it (``RateLimit: t=``) says the same whichever answered.
+A leased admission reports the reset_after of the last lease's reply the
+same way (it used to report 0: "whole now").
 
 Leases: see :mod:`._lease_config`. When a lease comes back short (the
 bucket held fewer than k units) the key's gate closes for costs beyond the
@@ -145,6 +152,10 @@ class LocalAnswers:
             else Packer(lease_script(binding.specs[0].algorithm), binding.wire_limits)
         )
         self._lock = threading.Lock()
+        # Per key, the local time at which the fleet's last denial said the
+        # quota is whole again (see `denied`), at most max_keys of them.
+        self._resets: dict[Subject, int] = {}
+        self._max_resets = max_keys
         self._grants = 0
         self._units_granted = 0
         self._refill_failures = 0
@@ -160,9 +171,9 @@ class LocalAnswers:
                 # A cost above a capacity is never admitted: its retry_after
                 # is inf (acquire raises at once), not what is left of a
                 # gate that a smaller cost closed.
-                return self.never(cost) or self.denied(key, now)
+                return self.never(cost, key, now) or self.denied(key, now)
             return Ask(key, cost, 0, now)
-        local = self.never(cost) or self.local(key, cost, now)
+        local = self.never(cost, key, now) or self.local(key, cost, now)
         if local is not None:
             return local
         if cost == 0:
@@ -193,23 +204,54 @@ class LocalAnswers:
         if result in (HIT, LOW):
             if result == LOW and self._on_low is not None:
                 self._on_low(key)
-            return Decision(True, self.table.balance(key, now), 0.0, 0.0, self._limit)
+            # reset_after: the fleet's, as of the last lease (see denied).
+            balance = self.table.balance(key, now)
+            return Decision(True, balance, 0.0, self.reset_after(key, now), self._limit)
         if result == DENIED:
             return self.denied(key, now)
         return None
 
     def denied(self, key: Subject, now: int) -> Decision:
         """`denied` is the Decision of a local denial: retry_after is what is
-        left of the gate (remaining and reset_after are reported as 0 and
-        retry_after, lower bounds)."""
+        left of the gate, reset_after what is left until the quota is whole
+        by the fleet's last answer (at least retry_after), remaining 0:
+        lower bounds, with the meaning of the fleet's own fields."""
         wait = self.table.retry_after(key, now) / 1e9
-        return Decision(False, 0, wait, wait, self._limit)
+        return Decision(
+            False, 0, wait, max(wait, self.reset_after(key, now)), self._limit
+        )
 
-    def never(self, cost: int) -> Decision | None:
-        """`never` is the denial of a cost above a capacity (None if not)."""
+    def never(
+        self, cost: int, key: Subject | None = None, now: int = 0
+    ) -> Decision | None:
+        """`never` is the denial of a cost above a capacity (None if not);
+        its reset_after is as in `denied` (0 without ``key``)."""
         if cost <= self._capacity:
             return None
-        return Decision(False, 0, float("inf"), 0.0, self._capacity)
+        reset = 0.0 if key is None else self.reset_after(key, now)
+        return Decision(False, 0, float("inf"), reset, self._capacity)
+
+    def reset_after(self, key: Subject, now: int) -> float:
+        """`reset_after` is the seconds left at ``now`` until the quota of
+        ``key`` is whole by the fleet's last denial (0: none remembered)."""
+        at = self._resets.get(key)
+        return 0.0 if at is None or at <= now else (at - now) / 1e9
+
+    def forget(self, key: Subject) -> None:
+        """`forget` drops what is remembered of ``key`` (its `reset`)."""
+        self.table.reset(key)
+        with self._lock:
+            self._resets.pop(key, None)
+
+    def _remember_reset(self, key: Subject, at: int) -> None:
+        # The oldest entry goes beyond max_keys (as the table's); a key
+        # without one reports its reset_after as its retry_after.
+        with self._lock:
+            resets = self._resets
+            resets.pop(key, None)
+            resets[key] = at
+            if len(resets) > self._max_resets:
+                del resets[next(iter(resets))]
 
     # --- the deny cache -------------------------------------------------------
 
@@ -217,6 +259,7 @@ class LocalAnswers:
         """`remember` caches the fleet's denial of ``cost`` (a reply of the
         exact script) until ``sent`` + its retry_after."""
         if reply[0] != 1 and reply[2] > 0:
+            self._remember_reset(key, sent + reply[3] * 1000)
             self.table.deny(key, cost, sent + reply[2] * 1000, self.clock())
 
     # --- leases ---------------------------------------------------------------
@@ -247,7 +290,10 @@ class LocalAnswers:
         at local time ``sent``) and, when it came back short, closes the
         key's gate beyond the balance until a full lease could be taken."""
         assert self.lease is not None
-        granted, _remaining, want_after_us, _reset, _binding = reply
+        granted, _remaining, want_after_us, reset_us, _binding = reply
+        # Never more than was asked: the lease script takes at most that,
+        # and the table must not hold what the fleet did not count.
+        granted = min(granted, units)
         now = self.clock()
         table = self.table
         table.grant(
@@ -257,6 +303,7 @@ class LocalAnswers:
             self.lease.low_water_units(units),
             now,
         )
+        self._remember_reset(key, sent + reset_us * 1000)
         if granted < units:
             until = sent + want_after_us * 1000
             table.deny(key, 1, until, now)

@@ -267,4 +267,4 @@ class LimiterCore(Generic[BackendT, ClientT, StoreT]):
         # `reset` but for Redis: the local fallback's and table's state.
         self._fallback.reset(self._schema.tag(key))
         if self._answers is not None:
-            self._answers.table.reset(key)
+            self._answers.forget(key)

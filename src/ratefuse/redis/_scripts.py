@@ -27,14 +27,15 @@ from ratefuse.redis._wire_limits import SCRIPT_ALGORITHMS
 LEASE_ALGORITHMS: Final = REGISTRY.named(lambda algorithm: algorithm.leasable)
 # The prelude of every limiter script, in order: the server's clock,
 # integer arithmetic, the calling convention's arguments, compound limits,
-# a subject's state words, the two layouts of its key, one subject's
-# decision, a batch's, and the entry point.
+# a subject's state words, the expiry of a key other limits share, the two
+# layouts of its key, one subject's decision, a batch's, and the entry point.
 PRELUDE: Final = (
     "clock.lua",
     "integers.lua",
     "arguments.lua",
     "compound.lua",
     "state_words.lua",
+    "shared_expiry.lua",
     "string_layout.lua",
     "hash_layout.lua",
     "decide.lua",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import redis
 import redis.asyncio
@@ -84,6 +84,7 @@ class RedisLimiter(LimiterCore[RedisBackendIO, SyncClient, RedisStore], Closing)
     """
 
     _refiller: Refiller
+    _table_try: Callable[[Subject, int], bool] | None
 
     _backend_class = RedisBackendIO
 
@@ -99,14 +100,21 @@ class RedisLimiter(LimiterCore[RedisBackendIO, SyncClient, RedisStore], Closing)
         self.close()
 
     def _started(self) -> None:
-        if self._answers is not None:
-            # The hot path: one compiled call answers hits and cached
-            # denials; only misses come back to Python (self._miss).
-            self.try_acquire = self._answers.table.try_acquire  # type: ignore[method-assign]
+        # The table's compiled call answers hits and cached denials; only
+        # misses come back to Python (self._miss). It is called from
+        # try_acquire rather than installed as it: the table reaches the
+        # limiter through a weak reference (see weakly), so the table's
+        # bound method alone, kept after the limiter was dropped, could
+        # only deny. A bound method of the limiter keeps the limiter alive.
+        answers = self._answers
+        self._table_try = None if answers is None else answers.table.try_acquire
 
     def try_acquire(self, key: Subject, cost: int = 1) -> bool:
         """`try_acquire` consumes ``cost`` for ``key`` if every limit admits
         it and reports whether it did."""
+        table_try = self._table_try
+        if table_try is not None:
+            return table_try(key, cost)
         return self.decide(key, cost).allowed
 
     def decide(self, key: Subject, cost: int = 1) -> Decision:

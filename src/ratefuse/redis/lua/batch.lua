@@ -12,9 +12,11 @@ local function decide_batch(algorithm, specs, now, costs, raws, values, out)
   local spec = specs[1]
   local prefix = spec.prefix
   local inline = not algorithm.hash and #specs == 1
-  local pattern = width == 2 and '^(%-?%d+) (%-?%d+)$'
-    or '^(%-?%d+) (%-?%d+) (%-?%d+)$'
-  local find, sub, match = string.find, string.sub, string.match
+  local pattern = width == 1 and '^(%d+)$'
+    or width == 2 and '^(%d+) (%d+)$'
+    or '^(%d+) (%d+) (%d+)$'
+  local valid = algorithm.valid
+  local find, match = string.find, string.match
   local after = #prefix + 1
   local state = {}
   -- The expiry argument of the last reset seen: a function of reset
@@ -41,15 +43,11 @@ local function decide_batch(algorithm, specs, now, costs, raws, values, out)
         known = true
       elseif find(raw, prefix, 1, true) == 1 then
         -- As load_string: the words right after the prefix, and no more.
-        local first, second, third
-        if width == 1 then
-          first = tonumber(sub(raw, after))
-        else
-          first, second, third = match(raw, pattern, after)
-        end
+        local first, second, third = match(raw, pattern, after)
         if first then
           state[1], state[2], state[3] = tonumber(first), tonumber(second), tonumber(third)
-          known = true
+          -- A state no decision leaves goes to decide_key, which repairs it.
+          known = valid(spec, state, now)
         end
       end
     end

@@ -11,6 +11,8 @@ local function decide_key(algorithm, key, specs, now, cost, raw)
   else
     states, layout, before = load_string(raw, specs, width)
   end
+  -- A damaged state is repaired and written back, decision or not.
+  local repaired = repair_states(algorithm, specs, states, now, key)
   local step = algorithm.step
   local allowed, remaining, retry, reset, binding
   local commit = true
@@ -31,7 +33,7 @@ local function decide_key(algorithm, key, specs, now, cost, raw)
     end
     allowed, remaining, retry, reset, binding = combine(verdicts)
   end
-  if commit then
+  if commit or repaired then
     local at = expiry(now, reset)
     if algorithm.hash then
       save_hash(key, specs, width, states, layout, before, existed, at, reset)

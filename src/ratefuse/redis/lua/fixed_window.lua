@@ -25,4 +25,20 @@ local function fixed_window_step(spec, state, now, cost, commit)
   return allowed, limit - count, retry, count > 0 and window_end or 0
 end
 
-return run({suffixes = {':w', ':c'}, step = fixed_window_step})
+-- A stored window holds at most the limit and is not after now's, or the
+-- next one when the server clock went back (by up to a period: honoured;
+-- further ahead is damage). Drained: the current window, full.
+local function fixed_window_valid(spec, state, now)
+  return state[1] <= latest_window(spec, now) and state[2] <= spec.capacity
+end
+
+local function fixed_window_drain(spec, state, now)
+  state[1], state[2] = idiv(now, spec.period), spec.capacity
+end
+
+return run({
+  suffixes = {':w', ':c'},
+  step = fixed_window_step,
+  valid = fixed_window_valid,
+  drain = fixed_window_drain,
+})

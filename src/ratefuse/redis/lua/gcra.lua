@@ -30,4 +30,22 @@ local function gcra_step(spec, state, now, cost, commit)
   return allowed, remaining, retry, backlog
 end
 
-return run({suffixes = {''}, step = gcra_step})
+-- No admission leaves tat beyond now + tau; a server clock that went back
+-- by up to tau (a failover) is honoured, further ahead is damage, which
+-- would deny for longer than the limit ever does. Drained: the bucket
+-- just emptied.
+local function gcra_valid(spec, state, now)
+  -- The bound is one per call (one now): a batch computes it once.
+  local latest = spec.latest
+  if not latest then
+    latest = now + 2 * spec.interval * spec.capacity
+    spec.latest = latest
+  end
+  return state[1] <= latest
+end
+
+local function gcra_drain(spec, state, now)
+  state[1] = now + spec.interval * spec.capacity
+end
+
+return run({suffixes = {''}, step = gcra_step, valid = gcra_valid, drain = gcra_drain})

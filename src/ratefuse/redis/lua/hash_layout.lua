@@ -21,20 +21,28 @@ local function load_hash(key, specs, width, suffixes)
       if raw[j] then
         existed = true
       end
-      local value = tonumber(raw[j]) or 0
-      state[s] = value
+      local value = word(raw[j])
+      -- A damaged word is written again whatever replaces it.
       before[j] = value
+      if not value then
+        state.invalid, value = true, 0
+      end
+      state[s] = value
     end
     states[i] = state
   end
   return states, fields, before, existed
 end
 
--- save_hash writes the state words that changed, as save_string.
+-- save_hash writes the state words that changed, as save_string. The
+-- hash may hold other limiters' limits (HMGET reads only this limiter's
+-- fields, so ``existed`` does not tell), so its expiry is never cut
+-- (kept_expiry): this limiter's own entries only ever need a later one.
 local function save_hash(key, specs, width, states, fields, before, existed, at, reset)
   local changed = {}
   changed_words(states, width, before, fields, changed)
   if #changed > 0 and (existed or reset > 0) then
+    at = kept_expiry(key, at)
     redis.call('HSET', key, unpack(changed))
     redis.call('PEXPIREAT', key, decimal(4, at))
   end

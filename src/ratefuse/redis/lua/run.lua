@@ -1,5 +1,8 @@
 -- run is every limiter script's entry point (each algorithm file ends with
--- `return run(<its algorithm>)`); algorithm is {suffixes, step, hash}.
+-- `return run(<its algorithm>)`); algorithm is {suffixes, step, hash, valid,
+-- drain}: valid(spec, state, now) says whether a stored state is one the
+-- script could have written, drain(spec, state, now, key) replaces one that
+-- is not (see repair_states).
 local function run(algorithm)
   local width = #algorithm.suffixes
   algorithm.width = width

@@ -56,4 +56,22 @@ local function sliding_window_step(spec, state, now, cost, commit)
   return allowed, remaining > 0 and remaining or 0, retry, reset
 end
 
-return run({suffixes = {':w', ':c', ':p'}, step = sliding_window_step})
+-- A stored window and the one before hold at most the limit each, and it
+-- is not after now's, or the next one (a server clock that went back, as
+-- in fixed_window). Drained: the current window full, none before.
+local function sliding_window_valid(spec, state, now)
+  local limit = spec.capacity
+  return state[1] <= latest_window(spec, now) and state[2] <= limit
+    and state[3] <= limit
+end
+
+local function sliding_window_drain(spec, state, now)
+  state[1], state[2], state[3] = idiv(now, spec.period), spec.capacity, 0
+end
+
+return run({
+  suffixes = {':w', ':c', ':p'},
+  step = sliding_window_step,
+  valid = sliding_window_valid,
+  drain = sliding_window_drain,
+})

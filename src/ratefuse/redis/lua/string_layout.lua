@@ -8,12 +8,17 @@
 -- name share exactly the limits they have in common.
 
 -- parse_entries reads every entry of a "string" value: the ids in order
--- and their words (strings), so that foreign limits are written back.
+-- and their words (strings), so that foreign limits are written back, and
+-- whether the value has the layout's shape at all (false: garbage, whose
+-- entries cannot be told apart).
 local function parse_entries(raw, width)
   local ids, words = {}, {}
   local tokens = {}
   for token in string.gmatch(raw, '%S+') do
     tokens[#tokens + 1] = token
+  end
+  if #tokens % (width + 1) ~= 0 then
+    return ids, words, false
   end
   for j = 1, #tokens - width, width + 1 do
     local id = tokens[j]
@@ -26,7 +31,7 @@ local function parse_entries(raw, width)
     end
     words[id] = entry
   end
-  return ids, words
+  return ids, words, true
 end
 
 -- The state of a single-limit subject while it is decided: one set of
@@ -51,6 +56,7 @@ local function load_string(raw, specs, width)
       for s = 1, width do
         state[s], before[s] = 0, 0
       end
+      state.invalid = false
       return scratch_states, false, before
     end
     -- The common case: the value is exactly this limit's entry.
@@ -61,16 +67,17 @@ local function load_string(raw, specs, width)
       -- other limits too takes the general path below).
       local first, second, third
       if width == 1 then
-        first = tonumber(string.sub(raw, #prefix + 1))
+        first = string.match(raw, '^(%d+)$', #prefix + 1)
       else
-        local pattern = '^(%-?%d+) (%-?%d+)$'
+        local pattern = '^(%d+) (%d+)$'
         if width == 3 then
-          pattern = '^(%-?%d+) (%-?%d+) (%-?%d+)$'
+          pattern = '^(%d+) (%d+) (%d+)$'
         end
         first, second, third = string.match(raw, pattern, #prefix + 1)
       end
       if first then
         state[1], state[2], state[3] = tonumber(first), tonumber(second), tonumber(third)
+        state.invalid = false
         for s = 1, width do
           before[s] = state[s]
         end
@@ -80,20 +87,36 @@ local function load_string(raw, specs, width)
   end
   local states, before = {}, {}
   local ids, words = false, {}
+  local foreign, shaped = false, true
   if raw then
-    ids, words = parse_entries(raw, width)
+    ids, words, shaped = parse_entries(raw, width)
+    -- Garbage may hold anyone's state: its expiry is kept.
+    foreign = not shaped
+    local own = {}
+    for i = 1, #specs do
+      own[specs[i].id] = true
+    end
+    for _, id in ipairs(ids) do
+      if not own[id] then
+        foreign = true
+      end
+    end
   end
   for i = 1, #specs do
     local entry = words[specs[i].id]
-    local state = {}
+    local state = {invalid = not shaped}
     for s = 1, width do
-      local value = entry and tonumber(entry[s]) or 0
-      state[s] = value
+      local value = word(entry and entry[s])
+      -- A damaged word is written again whatever replaces it.
       before[#before + 1] = value
+      if not value then
+        state.invalid, value = true, 0
+      end
+      state[s] = value
     end
     states[i] = state
   end
-  return states, ids and {ids = ids, words = words} or false, before
+  return states, ids and {ids = ids, words = words, foreign = foreign} or false, before
 end
 
 -- encode_string writes the "string" layout: this limiter's limits, then
@@ -136,10 +159,15 @@ end
 -- state alone (tat, window end, newest entry + period). A new subject whose
 -- state is still as if new (a query, a denial) is not written at all: as
 -- in the local keyed limiters, such a state carries no information.
--- Returns the value now stored (raw when nothing was written).
+-- A value that holds other limiters' limits keeps the later of its
+-- expiry and this limiter's (kept_expiry). Returns the value now stored
+-- (raw when nothing was written).
 local function save_string(key, specs, width, states, entries, before, raw, at, reset)
   if changed_words(states, width, before, false, false) and (raw or reset > 0) then
     local value = encode_string(specs, states, entries)
+    if entries and entries.foreign then
+      at = kept_expiry(key, at)
+    end
     redis.call('SET', key, value, 'PXAT', decimal(4, at))
     return value
   end
