@@ -35,7 +35,7 @@ for i = 1, #KEYS do
   end
 end
 return deleted"""
-# A script's layout, as its last line declares it to `run`.
+# A script's layout, as its closing `return run({...})` declares it.
 _HASH_LAYOUT: Final = re.compile(rb"hash\s*=\s*true")
 # Error replies of a script that failed on what it read (Redis 7 names
 # the script; 6.2 wraps the failing command's error in the second form).
@@ -50,8 +50,8 @@ SERVER_ERRORS: Final = re.compile(
 def key_type(script: Script) -> bytes:
     """`key_type` is the Redis type of the keys ``script`` keeps: "hash"
     for the hash layout, else "string"."""
-    last = script.source.rstrip().rsplit(b"\n", 1)[-1]
-    return b"hash" if _HASH_LAYOUT.search(last) else b"string"
+    declaration = script.source.rpartition(b"return run(")[2]
+    return b"hash" if _HASH_LAYOUT.search(declaration) else b"string"
 
 
 def repair_command(keys: Sequence[bytes], script: Script) -> bytes:
