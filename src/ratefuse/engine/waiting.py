@@ -235,6 +235,23 @@ async def wait_async(
             raise
 
 
+async def acquire_when_awaited(
+    reserve: Callable[[], Reservation],
+    again: AgainAsync,
+    clock_ns: Clock,
+    timeout: float | None,
+    sleep: AsyncSleep | None,
+) -> None:
+    """`acquire_when_awaited` is an asyncio acquire that takes its first
+    reservation (``reserve``) when awaited, not when called: a coroutine
+    never awaited, a task cancelled before it runs, or ``wait_for(..., 0)``
+    takes nothing, so it has nothing to leak. Then as `wait_async`."""
+    first = reserve()
+    if first.ok and first.delay == 0:
+        return  # admitted now: nothing to plan
+    await wait_async(first, again, clock_ns, timeout, sleep)
+
+
 def decided(decision: Decision) -> Reservation:
     """`decided` is a backend's decision seen as a reservation: allowed, it
     holds the units with no wait; denied, it consumed nothing, so there is
