@@ -135,3 +135,56 @@ def test_a_stalled_clock_cannot_keep_a_local_acquire_waiting(
     with pytest.raises(RateLimitExceeded):
         asyncio.run(core.acquire_async(*args, 1, 3.0))
     assert 0 < sum(clock.sleeps) <= 6.0
+
+
+# ---- every way out of a wait gives the reservation back ----
+
+
+class RaisingClock(Clock):
+    """`RaisingClock` raises KeyboardInterrupt on its ``fail_at``-th read
+    (as a signal handler's exception would, while the acquire holds a
+    reservation)."""
+
+    def __init__(self, fail_at: int) -> None:
+        super().__init__()
+        self.reads = 0
+        self.fail_at = fail_at
+
+    def __call__(self) -> int:
+        self.reads += 1
+        if self.reads == self.fail_at:
+            raise KeyboardInterrupt
+        return self.now_ns
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+@pytest.mark.parametrize("keyed", [False, True], ids=["single", "keyed"])
+def test_a_clock_raising_mid_wait_gives_the_reservation_back(
+    impl, keyed: bool, asynchronous: bool
+) -> None:
+    specs = build_specs([Rate(10, 1.0, 1)], "gcra")  # T = 100 ms, burst 1
+    clock = RaisingClock(fail_at=0)
+    options = {"sleep": clock.sleep, "async_sleep": clock.async_sleep}
+    if keyed:
+        core = impl.module("engine._keyed").KeyedLimiterCore(
+            specs, 64, clock, **options
+        )
+        args: tuple[object, ...] = ("k",)
+    else:
+        core = impl.module("engine._subject").LimiterCore(specs, clock, **options)
+        args = ()
+    core.acquire(*args)  # the next slot is 100 ms away
+    # The read after the one that reserved: the planner's start.
+    clock.reads, clock.fail_at = 0, 2
+
+    def run() -> None:
+        if asynchronous:
+            asyncio.run(core.acquire_async(*args))
+        else:
+            core.acquire(*args)
+
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    assert clock.sleeps == []
+    probe = core.reserve(*args, 1, None, clock.now_ns)
+    assert probe.delay == pytest.approx(0.1)  # its slot is free again, not 0.2

@@ -184,24 +184,32 @@ def wait(
     started: int | None = None,
 ) -> None:
     """`wait` carries out `plan` with blocking sleeps (``time.sleep`` if
-    None), reserving anew with ``again``."""
+    None), reserving anew with ``again``. On any exception it gives back
+    the reservation it holds."""
     sleeper = time.sleep if sleep is None else sleep
-    steps = plan(first, clock_ns, timeout, min_sleep, started)
-    answer: Reservation | None = None
-    while True:
-        try:
-            step = steps.send(answer)
-        except StopIteration:
-            return
-        if isinstance(step, Retry):
-            answer = again(step.within)
-            continue
-        answer = None
-        try:
-            sleeper(step)
-        except BaseException as exc:
-            steps.throw(exc)  # lets plan cancel a held reservation
-            raise
+    held = first
+    try:
+        steps = plan(first, clock_ns, timeout, min_sleep, started)
+        answer: Reservation | None = None
+        while True:
+            try:
+                step = steps.send(answer)
+            except StopIteration:
+                return
+            if isinstance(step, Retry):
+                answer = held = again(step.within)
+                continue
+            answer = None
+            try:
+                sleeper(step)
+            except BaseException as exc:
+                steps.throw(exc)  # lets plan cancel a held reservation
+                raise
+    except BaseException:
+        # Whatever the way out (the clock raising, a signal's exception),
+        # the reservation in hand goes back; a denial holds nothing.
+        held.cancel()
+        raise
 
 
 async def wait_async(
@@ -216,23 +224,29 @@ async def wait_async(
     """`wait_async` is `wait` for asyncio: sleeps with ``asyncio.sleep`` (or
     ``sleep``) and awaits ``again`` when it returns an awaitable."""
     sleeper = asyncio.sleep if sleep is None else sleep
-    steps = plan(first, clock_ns, timeout, min_sleep, started)
-    answer: Reservation | None = None
-    while True:
-        try:
-            step = steps.send(answer)
-        except StopIteration:
-            return
-        if isinstance(step, Retry):
-            attempt = again(step.within)
-            answer = await attempt if inspect.isawaitable(attempt) else attempt
-            continue
-        answer = None
-        try:
-            await sleeper(step)
-        except BaseException as exc:
-            steps.throw(exc)  # lets plan cancel a held reservation
-            raise
+    held = first
+    try:
+        steps = plan(first, clock_ns, timeout, min_sleep, started)
+        answer: Reservation | None = None
+        while True:
+            try:
+                step = steps.send(answer)
+            except StopIteration:
+                return
+            if isinstance(step, Retry):
+                attempt = again(step.within)
+                answer = await attempt if inspect.isawaitable(attempt) else attempt
+                held = answer
+                continue
+            answer = None
+            try:
+                await sleeper(step)
+            except BaseException as exc:
+                steps.throw(exc)  # lets plan cancel a held reservation
+                raise
+    except BaseException:
+        held.cancel()  # as in `wait`
+        raise
 
 
 async def acquire_when_awaited(
