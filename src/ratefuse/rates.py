@@ -21,7 +21,14 @@ from ratefuse.core.algorithms import REGISTRY
 from ratefuse.core.algorithms.sliding_log import (
     SLIDING_LOG_MAX_LIMIT as SLIDING_LOG_MAX_LIMIT,
 )
-from ratefuse.core.spec import MAX_CAPACITY, MAX_PERIOD_NS, LimitSpec
+from ratefuse.core.spec import (
+    MAX_CAPACITY,
+    MAX_PERIOD_NS,
+    LimitSpec,
+)
+
+# The longest burst * period / limit (2**60 ns), also public here.
+from ratefuse.core.spec import MAX_TOLERANCE_NS as MAX_TOLERANCE_NS
 
 # Every algorithm name a limiter accepts, aliases included.
 ALGORITHMS: Final = REGISTRY.names
@@ -29,9 +36,6 @@ DEFAULT_ALGORITHM: Final = "gcra"
 # The algorithms in which ``burst`` means something; the window algorithms
 # admit at most ``limit`` per window by definition.
 BURST_ALGORITHMS: Final = REGISTRY.named(lambda algorithm: algorithm.burst)
-# The cores' int64 arithmetic must hold now + 2 * tau + the longest wait:
-# with now <= 2**62, tau <= 2**60 and waits <= 2**60 it stays below 2**63.
-MAX_TOLERANCE_NS: Final = 1 << 60
 
 
 @dataclass(frozen=True)

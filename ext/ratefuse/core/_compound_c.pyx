@@ -13,6 +13,7 @@ from ratefuse.core.algorithms cimport (
 )
 
 from ratefuse.core.algorithms import REGISTRY
+from ratefuse.core.spec_check import check_specs
 
 # The compiled cores by Algorithm.id: one row per record of REGISTRY
 # (src/ratefuse/core/algorithms/__init__.py), checked at import.
@@ -41,9 +42,9 @@ cdef int bind(CSpec* spec, object limit, int64_t state_offset) except -1:
 
 
 cdef int compound_init(CompoundLimit* limit, tuple specs) except -1:
-    # Precondition: limit is zeroed; on error the caller frees it.
-    if not specs:
-        raise ValueError("a limiter needs at least one limit, got none")
+    # Precondition: limit is zeroed; on error the caller frees it. Raises
+    # ValueError for a bad spec (see check_specs) before touching `limit`.
+    check_specs(specs)
     cdef Py_ssize_t count = len(specs), index, words = 0
     limit.specs = <CSpec*>PyMem_Malloc(count * sizeof(CSpec))
     limit.results = <StepResult*>PyMem_Malloc(count * sizeof(StepResult))

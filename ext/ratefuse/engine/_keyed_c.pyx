@@ -14,8 +14,8 @@
 # back before a waiter woke). On a free-threaded build this module keeps the
 # GIL on.
 from libc.stdint cimport int64_t, uint64_t
-from libc.stdlib cimport calloc, free
-from libc.string cimport memset
+from libc.stdlib cimport calloc, free, malloc
+from libc.string cimport memcpy, memset
 
 from ratefuse.core._args cimport resolve_now, to_cost
 from ratefuse.core._decision_c cimport make_reservation
@@ -55,6 +55,11 @@ from ratefuse.core.respec import keeps_state
 from ratefuse.engine.batch import import_numpy
 
 __all__ = ["Decision", "KeyedLimiterCore"]
+
+cdef enum:
+    # Stamps of a reservation of up to this many limits are copied on the
+    # stack; more go to malloc'd memory.
+    STAMPS_ON_STACK = 8
 
 cdef extern from "<sched.h>":
     int sched_yield() noexcept nogil
@@ -199,54 +204,77 @@ cdef class KeyedLimiterCore(Verbs):
 
     cdef object _reserve(self, uint64_t where, int64_t units, int64_t bound,
                          int64_t now, bint none_if_now):
+        # No Python object is made while the table is ours: an allocation may
+        # run the garbage collector, hence a finalizer (or, through it, a
+        # signal handler) that decides on this limiter, and it would wait
+        # for the turn this thread holds, for ever. The stamps are copied to
+        # C memory in the turn and become a tuple after it.
         cdef StepResult verdict
-        cdef Py_ssize_t binding
-        cdef int64_t capacity = 0, epoch = self._epoch
-        stamps = None
+        cdef Py_ssize_t binding, count = 0, index
+        cdef int64_t capacity = 0, epoch
+        cdef int64_t few[STAMPS_ON_STACK]
+        cdef int64_t* stamps = few
+        cdef bint wanted
         self._enter()
-        try:
-            binding = table_reserve(&self._table, &self._program, self._scratch,
-                                    where, now, units, bound, &verdict,
-                                    self._stamps)
-            self._outcome_counts[verdict.allowed != 0] += 1
-            # What the reservation needs from the program, read while no
-            # reconfigure can swap it.
-            epoch = self._epoch
-            if binding >= 0:
-                capacity = self._program.specs[binding].capacity
-            if not (none_if_now and verdict.allowed and verdict.retry_after_ns == 0):
-                # Read the shared stamps while the table is still ours.
-                stamps = tuple([self._stamps[index]
-                                for index in range(self._program.count)])
-        finally:
-            self._exit()
+        binding = table_reserve(&self._table, &self._program, self._scratch,
+                                where, now, units, bound, &verdict, self._stamps)
+        self._outcome_counts[verdict.allowed != 0] += 1
+        # What the reservation needs from the program, read while no
+        # reconfigure can swap it.
+        epoch = self._epoch
+        if binding >= 0:
+            capacity = self._program.specs[binding].capacity
+        wanted = not (none_if_now and verdict.allowed
+                      and verdict.retry_after_ns == 0)
+        if wanted and binding >= 0:
+            count = self._program.count
+            if count > STAMPS_ON_STACK:
+                stamps = <int64_t*>malloc(count * sizeof(int64_t))
+            if stamps != NULL:
+                memcpy(stamps, self._stamps, count * sizeof(int64_t))
+        self._exit()
         if binding < 0:
             raise MemoryError("the key table could not grow")
-        if stamps is None:
+        if not wanted:
             return None
+        if stamps == NULL:
+            raise MemoryError()
+        try:
+            stamp_tuple = tuple([stamps[index] for index in range(count)])
+        finally:
+            if stamps != few:
+                free(stamps)
         return make_reservation(
             &verdict, capacity,
-            partial(self._refund, where, units, stamps, epoch),
+            partial(self._refund, where, units, stamp_tuple, epoch),
         )
 
     def _refund(self, uint64_t fingerprint, int64_t cost, tuple stamps,
                 int64_t epoch, now):
         cdef int64_t at = resolve_now(self._clock, now)
-        cdef Py_ssize_t index, slot
-        # self._stamps is shared: fill it only once the table is ours (a
-        # reservation served before us would overwrite it meanwhile).
-        self._enter()
+        cdef Py_ssize_t index, slot, count = len(stamps)
+        cdef int64_t few[STAMPS_ON_STACK]
+        cdef int64_t* words = few
+        # The stamps go to C memory before the turn (see _reserve: nothing
+        # made or converted while the table is ours).
+        if count > STAMPS_ON_STACK:
+            words = <int64_t*>malloc(count * sizeof(int64_t))
+            if words == NULL:
+                raise MemoryError()
         try:
-            if epoch != self._epoch:
-                return  # the table was started anew since: nothing to refund
-            for index in range(self._program.count):
-                self._stamps[index] = stamps[index]
-            slot = table_find(&self._table, fingerprint)
-            if slot >= 0:  # an evicted or dropped key has nothing to refund
-                compound_refund(&self._program, slot_state(&self._table, slot), at,
-                                cost, self._stamps)
-        finally:
+            for index in range(count):
+                words[index] = stamps[index]
+            self._enter()
+            # An epoch unchanged means the same layout, hence `count` stamps.
+            if epoch == self._epoch:
+                slot = table_find(&self._table, fingerprint)
+                if slot >= 0:  # an evicted or dropped key has nothing to refund
+                    compound_refund(&self._program, slot_state(&self._table, slot),
+                                    at, cost, words)
             self._exit()
+        finally:
+            if words != few:
+                free(words)
 
     def stats(self):
         """`stats` reports ``live_keys``, ``max_keys``, ``capacity`` (slots),

@@ -2,9 +2,15 @@
 # same names, signatures, errors and decisions. A decision runs with the GIL
 # held and calls no Python code (the default clock is read in C), so it is
 # atomic. The verbs are Verbs' (_verbs_c.pyx); this module holds the state.
-from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.mem cimport (
+    PyMem_Free,
+    PyMem_Malloc,
+    PyMem_RawFree,
+    PyMem_RawMalloc,
+    PyMem_Realloc,
+)
 from libc.stdint cimport int64_t, uint64_t
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from ratefuse.core._args cimport resolve_now, to_cost
 from ratefuse.core._clock cimport monotonic_ns
@@ -26,6 +32,11 @@ from ratefuse.core._decision_c import Decision
 from ratefuse.core.respec import keeps_state
 
 __all__ = ["Decision", "LimiterCore"]
+
+cdef enum:
+    # Stamps of a reservation of up to this many limits are copied on the
+    # stack; more go to the heap.
+    STAMPS_ON_STACK = 8
 
 
 cdef class LimiterCore(Verbs):
@@ -141,16 +152,27 @@ cdef class LimiterCore(Verbs):
         self._outcome_counts[verdict.allowed != 0] += 1
         if none_if_now and verdict.allowed and verdict.retry_after_ns == 0:
             return None
-        # Read everything the program owns before allocating: an allocation
-        # may run the garbage collector, hence Python code, hence another
-        # thread's reconfigure. The stamps buffer never shrinks, so reading
-        # it afterwards stays in bounds.
+        # Copy everything the reservation needs to C memory before making any
+        # Python object: an allocation may run the garbage collector, hence a
+        # finalizer or another thread that decides on this limiter (and
+        # overwrites the shared stamps) or reconfigures it.
         cdef int64_t capacity = self._program.specs[binding].capacity
-        cdef Py_ssize_t count = self._program.count
+        cdef Py_ssize_t count = self._program.count, index
         cdef int64_t epoch = self._epoch
-        stamps = tuple([self._stamps[index] for index in range(count)])
+        cdef int64_t few[STAMPS_ON_STACK]
+        cdef int64_t* stamps = few
+        if count > STAMPS_ON_STACK:
+            stamps = <int64_t*>PyMem_RawMalloc(count * sizeof(int64_t))
+            if stamps == NULL:
+                raise MemoryError()
+        memcpy(stamps, self._stamps, count * sizeof(int64_t))
+        try:
+            stamp_tuple = tuple([stamps[index] for index in range(count)])
+        finally:
+            if stamps != few:
+                PyMem_RawFree(stamps)
         return make_reservation(
-            &verdict, capacity, partial(self._refund, units, stamps, epoch),
+            &verdict, capacity, partial(self._refund, units, stamp_tuple, epoch),
         )
 
     cdef int _forget(self, uint64_t where) except -1:

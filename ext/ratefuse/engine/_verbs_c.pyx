@@ -17,7 +17,12 @@ from ratefuse.core._step cimport StepResult
 from functools import partial
 
 from ratefuse.core.counters import LimiterCounters
-from ratefuse.engine.waiting import acquire_timeout, wait, wait_async, wait_bound_ns
+from ratefuse.engine.waiting import (
+    acquire_timeout,
+    acquire_when_awaited,
+    wait,
+    wait_bound_ns,
+)
 
 
 cdef class Verbs:
@@ -92,15 +97,21 @@ cdef class Verbs:
 
     cdef object _acquire_async(self, uint64_t where, object key, bint keyed,
                                object cost, object timeout):
+        # The arguments are checked now; the units are taken when awaited.
         cdef int64_t units = to_cost(cost)
         cdef int64_t bound = (
             self._max_wait_ns if timeout is None else self._bound(timeout)
         )
-        first = self._reserve(where, units, bound, resolve_now(self._clock, None),
-                              False)
-        return wait_async(first, self._again(key, keyed, cost), self._clock_ns,
-                          acquire_timeout(timeout, self._max_wait),
-                          self._async_sleep)
+        return acquire_when_awaited(
+            partial(self._reserve_now, where, units, bound),
+            self._again(key, keyed, cost), self._clock_ns,
+            acquire_timeout(timeout, self._max_wait), self._async_sleep,
+        )
+
+    def _reserve_now(self, uint64_t where, int64_t units, int64_t bound):
+        # The first reservation of an acquire_async, when it is awaited.
+        return self._reserve(where, units, bound, resolve_now(self._clock, None),
+                             False)
 
     cdef object _again(self, object key, bint keyed, object cost):
         # What reserves anew after a denial: the public reserve, with the key

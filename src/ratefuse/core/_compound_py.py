@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from ratefuse.core.algorithms import REGISTRY
 from ratefuse.core.spec import NEVER, LimitSpec
+from ratefuse.core.spec_check import check_specs
 from ratefuse.core.step_result import StepResult
 
 
@@ -23,9 +24,7 @@ class CompoundLimit:
     :data:`ratefuse.core.algorithms.REGISTRY`."""
 
     def __init__(self, specs: Sequence[LimitSpec]) -> None:
-        if not specs:
-            raise ValueError("a limiter needs at least one limit, got none")
-        self.specs = tuple(specs)
+        self.specs = check_specs(specs)
         records = [REGISTRY.by_name(spec.algorithm) for spec in self.specs]
         self._algorithms = [record.reference for record in records]
         self._steps = [algorithm.step for algorithm in self._algorithms]

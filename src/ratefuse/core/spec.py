@@ -2,7 +2,8 @@
 
 Both engines (compiled and reference) take a tuple of LimitSpec; the public
 config objects (:mod:`ratefuse.rates`) build them and validate every field,
-so a LimitSpec reaching a core is known to be valid.
+and the cores check the specs they are given (`ratefuse.core.spec_check`),
+so a LimitSpec that a core decides with is known to be valid.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ MAX_NOW_NS: Final = 1 << 62
 MAX_COST: Final = (1 << 63) - 1
 MAX_CAPACITY: Final = 1 << 40
 MAX_PERIOD_NS: Final = 1 << 58
+# The longest tolerance (interval_ns * capacity) of the meters: the cores'
+# int64 arithmetic must hold now + 2 * tau + the longest wait, and with
+# now <= 2**62, tau <= 2**60 and waits <= 2**60 it stays below 2**63.
+MAX_TOLERANCE_NS: Final = 1 << 60
 
 
 class LimitSpec(NamedTuple):

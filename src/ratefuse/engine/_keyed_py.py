@@ -8,7 +8,6 @@ signatures, errors and decisions, evictions included.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -31,6 +30,7 @@ from ratefuse.core.spec import LimitSpec
 from ratefuse.core.step_result import StepResult
 from ratefuse.engine._verbs_py import KeyedVerbs
 from ratefuse.engine.batch import import_numpy
+from ratefuse.engine.turn import NESTED, Turn
 from ratefuse.engine.waiting import AsyncSleep, Sleep
 
 __all__ = ["KeyedLimiterCore"]
@@ -43,7 +43,11 @@ class KeyedLimiterCore(KeyedVerbs):
     full); ``secret`` (16 bytes) keys the fingerprints, None meaning the
     per-process secret. ``clock``, ``max_wait``, ``sleep`` and
     ``async_sleep``: see :class:`~._verbs_py.Verbs`. Thread-safe: each
-    decision is atomic.
+    decision is atomic. A decision made by a finalizer or signal handler
+    that interrupted a decision of this limiter on its own thread is denied
+    with retry_after inf, consuming nothing (see :mod:`ratefuse.engine.turn`);
+    a refund, reset or reconfigure made there happens when the interrupted
+    one ends.
     """
 
     def __init__(
@@ -64,7 +68,7 @@ class KeyedLimiterCore(KeyedVerbs):
             self._program.words, check_max_keys(max_keys), self._program.idle_at
         )
         super().__init__(clock, max_wait=max_wait, sleep=sleep, async_sleep=async_sleep)
-        self._lock = threading.Lock()
+        self._turn = Turn()
         # The reset epoch: bumped when reconfigure starts the table anew, so
         # that a reservation taken before then refunds nothing.
         self._epoch = 0
@@ -78,14 +82,20 @@ class KeyedLimiterCore(KeyedVerbs):
         return fingerprint(self._k0, self._k1, key)
 
     def _step(self, where: int, cost: int, now: int) -> tuple[StepResult, int]:
-        with self._lock:
+        if not self._turn.enter():
+            return NESTED, self._specs[0].capacity
+        try:
             verdict, spec = self._step_locked(where, cost, now)
+        finally:
+            self._turn.exit()
         return verdict, spec.capacity
 
     def _reserve(
         self, where: int, cost: int, bound: int, now: int
     ) -> tuple[StepResult, int, Refund]:
-        with self._lock:
+        if not self._turn.enter():
+            return NESTED, self._specs[0].capacity, _nothing_to_refund
+        try:
             program, table = self._program, self._table
             slot = table.find(where)
             if slot >= 0:
@@ -99,6 +109,8 @@ class KeyedLimiterCore(KeyedVerbs):
                     table.insert(where, scratch, now)
             self._count(verdict.allowed)
             epoch = self._epoch
+        finally:
+            self._turn.exit()
         refund = partial(self._refund, where, cost, stamps, epoch)
         return verdict, spec.capacity, refund
 
@@ -111,7 +123,8 @@ class KeyedLimiterCore(KeyedVerbs):
         now: int | None,
     ) -> None:
         at = self._now(now)
-        with self._lock:
+
+        def refund() -> None:
             if epoch != self._epoch:
                 return  # the table was started anew since: nothing to refund
             slot = self._table.find(where)
@@ -120,11 +133,15 @@ class KeyedLimiterCore(KeyedVerbs):
                     self._table.states, slot * self._program.words, at, cost, stamps
                 )
 
+        self._turn.run_or_defer(refund)
+
     def _forget(self, where: int) -> None:
-        with self._lock:
+        def forget() -> None:
             slot = self._table.find(where)
             if slot >= 0:
                 self._table.remove(slot)
+
+        self._turn.run_or_defer(forget)
 
     def stats(self) -> dict[str, int]:
         """`stats` reports ``live_keys``, ``max_keys``, ``capacity`` (slots),
@@ -132,8 +149,11 @@ class KeyedLimiterCore(KeyedVerbs):
         over-admission), ``expired`` (idle states dropped, harmlessly) and
         ``memory_bytes`` (the table's state, as the compiled engine counts
         it: 8 bytes per slot word)."""
-        with self._lock:
-            table = self._table  # a reconfigure may swap it: read it locked
+        # Read in the turn (a reconfigure may swap the table); a call that
+        # interrupted its own thread's turn reads it as it is.
+        entered = self._turn.enter()
+        try:
+            table = self._table
             return {
                 "live_keys": table.live,
                 "max_keys": table.max_keys,
@@ -142,6 +162,9 @@ class KeyedLimiterCore(KeyedVerbs):
                 "expired": table.expired,
                 "memory_bytes": table.capacity * (1 + table.words) * 8,
             }
+        finally:
+            if entered:
+                self._turn.exit()
 
     def decide_many(
         self,
@@ -166,14 +189,20 @@ class KeyedLimiterCore(KeyedVerbs):
         fingerprints = [self._locate(key) for key in key_list]
         at = resolve_now(self._clock, now)
         # One turn for the whole batch, as the compiled engine takes: a
-        # reconfigure lands before or after it, never inside.
-        with self._lock:
+        # reconfigure lands before or after it, never inside. A batch that
+        # interrupted its own thread's turn is denied as a whole.
+        if not self._turn.enter():
+            waits[:] = ns_to_seconds(NESTED.retry_after_ns)
+            return (allowed, waits) if retry_after else allowed
+        try:
             for index, (fingerprint_, cost) in enumerate(
                 zip(fingerprints, cost_list, strict=True)
             ):
                 verdict = self._step_locked(fingerprint_, cost, at)[0]
                 allowed[index] = verdict.allowed
                 waits[index] = ns_to_seconds(verdict.retry_after_ns)
+        finally:
+            self._turn.exit()
         return (allowed, waits) if retry_after else allowed
 
     def _step_locked(
@@ -204,7 +233,8 @@ class KeyedLimiterCore(KeyedVerbs):
         ValueError for bad specs, and then nothing changes.
         """
         program = CompoundLimit(specs)
-        with self._lock:
+
+        def swap() -> None:
             if keeps_state(self._program.specs, program.specs):
                 self._table.idle_at = program.idle_at
             else:
@@ -215,6 +245,12 @@ class KeyedLimiterCore(KeyedVerbs):
                 self._epoch += 1
             self._program = program
             self._specs = program.specs
+
+        self._turn.run_or_defer(swap)
+
+
+def _nothing_to_refund(now: int | None) -> None:
+    """`_nothing_to_refund` is the refund of a reservation that took nothing."""
 
 
 def _costs(numpy: Any, costs: Any, count: int) -> list[int]:

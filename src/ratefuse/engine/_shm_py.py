@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -32,6 +31,7 @@ from ratefuse.core.reservation import Refund
 from ratefuse.core.step_result import StepResult
 from ratefuse.engine import shm_layout as layout
 from ratefuse.engine._verbs_py import KeyedVerbs, SubjectVerbs, Verbs
+from ratefuse.engine.turn import NESTED, Turn
 from ratefuse.engine.waiting import AsyncSleep, Sleep
 
 __all__ = ["ShmKeyedLimiterCore", "ShmLimiterCore"]
@@ -51,13 +51,16 @@ NO_VERDICT: Final = StepResult(False, 0, 0, 0)
 
 # Serialises the twin's operations within a process: POSIX record locks
 # exclude processes only, and closing any descriptor of a file drops this
-# process's locks on it, so closes are serialised with operations too.
-_process_lock = threading.Lock()
+# process's locks on it, so closes are serialised with operations too. A
+# decision that interrupted its own thread's turn (a finalizer, a signal
+# handler) is denied; a refund, reset or close made there waits for the
+# end of the turn (see ratefuse.engine.turn).
+_process_turn = Turn()
 
 
 def _reinit_lock() -> None:  # pragma: no cover - runs in forked children
-    global _process_lock
-    _process_lock = threading.Lock()  # it may have been held across fork
+    global _process_turn
+    _process_turn = Turn()  # it may have been held across fork
 
 
 os.register_at_fork(after_in_child=_reinit_lock)
@@ -98,12 +101,15 @@ class _ShmCore(Verbs):
 
     def close(self) -> None:
         """`close` unmaps the table (idempotent); later calls raise ValueError."""
-        with _process_lock:
+
+        def close() -> None:
             if not self._closed:
                 self._closed = True
                 self._unsigned.release()
                 self._signed.release()
                 self.table.close()
+
+        _process_turn.run_or_defer(close)
 
     def __enter__(self: CoreT) -> CoreT:
         return self
@@ -116,16 +122,19 @@ class _ShmCore(Verbs):
     ) -> None:
         self.close()
 
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError(f"{type(self).__name__} is closed")
+
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        with _process_lock:
-            if self._closed:
-                raise ValueError(f"{type(self).__name__} is closed")
-            fcntl.lockf(self.table.fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.lockf(self.table.fd, fcntl.LOCK_UN)
+        # Precondition: the process turn is held.
+        self._check_open()
+        fcntl.lockf(self.table.fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(self.table.fd, fcntl.LOCK_UN)
 
     # ---- state packing (see shm_layout.packing_bits) ----
 
@@ -238,12 +247,26 @@ class _ShmCore(Verbs):
     def _run(
         self, fingerprint: int, op: int, now: int, cost: int, arg: int
     ) -> StepResult:
-        """`_run` applies ``op`` to the key's state under the lock."""
-        with self._locked():
-            verdict = self._run_locked(fingerprint, op, now, cost, arg)
-            if op != OP_REFUND:
+        """`_run` applies ``op`` to the key's state under the lock (a refund
+        interrupting this thread's turn: at the end of that turn)."""
+        self._check_open()
+        if op == OP_REFUND:
+
+            def refund() -> None:
+                with self._locked():
+                    self._run_locked(fingerprint, op, now, cost, arg)
+
+            _process_turn.run_or_defer(refund)
+            return NO_VERDICT
+        if not _process_turn.enter():
+            return NESTED
+        try:
+            with self._locked():
+                verdict = self._run_locked(fingerprint, op, now, cost, arg)
                 self._count(verdict.allowed)
-            return verdict
+                return verdict
+        finally:
+            _process_turn.exit()
 
     def _run_locked(
         self, fingerprint: int, op: int, now: int, cost: int, arg: int
@@ -282,11 +305,16 @@ class _ShmCore(Verbs):
         self._run(where, OP_REFUND, self._now(now), cost, stamp)
 
     def _forget(self, where: int) -> None:
-        with self._locked():
-            slot = self._find(where)
-            if slot >= 0:
-                self._signed[slot + 1] = FREE
-                self._unsigned[slot] = 0
+        self._check_open()
+
+        def forget() -> None:
+            with self._locked():
+                slot = self._find(where)
+                if slot >= 0:
+                    self._signed[slot + 1] = FREE
+                    self._unsigned[slot] = 0
+
+        _process_turn.run_or_defer(forget)
 
     def stats(self) -> dict[str, int]:
         """`stats` reports ``live_keys``, ``max_keys``, ``capacity``,

@@ -9,7 +9,6 @@ module holds the state and its lock.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -20,6 +19,7 @@ from ratefuse.core.respec import keeps_state
 from ratefuse.core.spec import LimitSpec
 from ratefuse.core.step_result import StepResult
 from ratefuse.engine._verbs_py import SubjectVerbs
+from ratefuse.engine.turn import NESTED, Turn
 from ratefuse.engine.waiting import AsyncSleep, Sleep
 
 __all__ = ["Decision", "LimiterCore"]
@@ -31,7 +31,11 @@ class LimiterCore(SubjectVerbs):
 
     ``clock``, ``max_wait``, ``sleep`` and ``async_sleep``: see
     :class:`~._verbs_py.Verbs`. Every method taking ``now`` uses it instead
-    of the clock when given. Thread-safe: each decision is atomic.
+    of the clock when given. Thread-safe: each decision is atomic. A
+    decision made by a finalizer or signal handler that interrupted a
+    decision of this limiter on its own thread is denied with retry_after
+    inf, consuming nothing (see :mod:`ratefuse.engine.turn`); a refund,
+    reset or reconfigure made there happens when the interrupted one ends.
     """
 
     def __init__(
@@ -47,7 +51,7 @@ class LimiterCore(SubjectVerbs):
         self._program = CompoundLimit(specs)
         self._specs = self._program.specs
         self._state = [0] * self._program.words
-        self._lock = threading.Lock()
+        self._turn = Turn()
         # The reset epoch: bumped when reconfigure starts the state anew, so
         # that a reservation taken before then refunds nothing.
         self._epoch = 0
@@ -59,33 +63,46 @@ class LimiterCore(SubjectVerbs):
     def _decide(self, cost: int, now: int) -> tuple[StepResult, LimitSpec]:
         """`_decide` decides ``cost`` (checked) at ``now`` and counts it;
         returns the verdict and the limit that applied."""
-        with self._lock:
+        if not self._turn.enter():
+            return NESTED, self._specs[0]
+        try:
             decided = self._program.decide(self._state, 0, now, cost)
             self._count(decided[0].allowed)
+        finally:
+            self._turn.exit()
         return decided
 
     def _reserve(
         self, where: int, cost: int, bound: int, now: int
     ) -> tuple[StepResult, int, Refund]:
-        with self._lock:
+        if not self._turn.enter():
+            return NESTED, self._specs[0].capacity, _nothing_to_refund
+        try:
             verdict, spec, stamps = self._program.reserve(
                 self._state, 0, now, cost, bound
             )
             self._count(verdict.allowed)
             epoch = self._epoch
+        finally:
+            self._turn.exit()
         return verdict, spec.capacity, partial(self._refund, cost, stamps, epoch)
 
     def _refund(
         self, cost: int, stamps: tuple[int, ...], epoch: int, now: int | None
     ) -> None:
         at = self._now(now)
-        with self._lock:
+
+        def refund() -> None:
             if epoch == self._epoch:
                 self._program.refund(self._state, 0, at, cost, stamps)
 
+        self._turn.run_or_defer(refund)
+
     def _forget(self, where: int) -> None:
-        with self._lock:
+        def forget() -> None:
             self._state = [0] * len(self._state)
+
+        self._turn.run_or_defer(forget)
 
     def reconfigure(self, specs: Sequence[LimitSpec]) -> None:
         """`reconfigure` replaces the limits in one atomic step: every decision
@@ -99,9 +116,16 @@ class LimiterCore(SubjectVerbs):
         nothing changes.
         """
         program = CompoundLimit(specs)
-        with self._lock:
+
+        def swap() -> None:
             if not keeps_state(self._program.specs, program.specs):
                 self._state = [0] * program.words
                 self._epoch += 1
             self._program = program
             self._specs = program.specs
+
+        self._turn.run_or_defer(swap)
+
+
+def _nothing_to_refund(now: int | None) -> None:
+    """`_nothing_to_refund` is the refund of a reservation that took nothing."""

@@ -25,8 +25,8 @@ from ratefuse.engine.waiting import (
     AsyncSleep,
     Sleep,
     acquire_timeout,
+    acquire_when_awaited,
     wait,
-    wait_async,
     wait_bound_ns,
 )
 
@@ -132,9 +132,17 @@ class Verbs:
     def _acquire_async(
         self, where: int, again: Again, cost: int, timeout: float | None
     ) -> Awaitable[None]:
-        first = self._first(where, cost, timeout)
+        # The arguments are checked now; the units are taken when awaited.
+        units = check_cost(cost)
+        bound = wait_bound_ns(timeout, self._max_wait)
         limit = acquire_timeout(timeout, self._max_wait)
-        return wait_async(first, again, self._clock_ns, limit, self._async_sleep)
+
+        def first() -> Reservation:
+            return self._reserved(where, units, bound, self._clock_ns())
+
+        return acquire_when_awaited(
+            first, again, self._clock_ns, limit, self._async_sleep
+        )
 
 
 class SubjectVerbs(Verbs):

@@ -34,6 +34,18 @@ UNBOUNDED_NS = 1 << 60
 # clocks disagree) must not turn acquire into a busy loop on Redis.
 MIN_RETRY_S = 1e-4
 
+# The longest that floor grows to while a backend keeps denying with a wait
+# below it (see `plan`), in seconds.
+MAX_RETRY_S = 0.01
+
+# The shortest sleep after any denial, in seconds: a core's denial always
+# reports a wait, but a wait of 0 must not make a busy loop either.
+MIN_DENIED_SLEEP_S = 1e-6
+
+# How far a held reservation's delay may pass the time left: the cores
+# round the bound up to the nanosecond, and seconds are floats.
+DELAY_ROUNDING_S = 1e-6
+
 Clock = Callable[[], int]
 Sleep = Callable[[float], object]
 AsyncSleep = Callable[[float], Awaitable[object]]
@@ -102,30 +114,64 @@ def plan(
     held reservation if a sleep is interrupted (the driver throws the
     exception in). Raises RateLimitExceeded at once, without sleeping, when
     the wait would pass ``timeout`` (measured from ``started``, default
-    now) or can never end. ``min_sleep`` floors the sleep after a denial."""
+    now) or can never end; ValueError for a negative or NaN ``timeout``.
+
+    Every wait is bounded and non-negative whatever the reservations say:
+    a delay that is negative or NaN (a corrupt backend reply) counts as 0;
+    a held reservation whose delay does not fit the time left is given
+    back and the acquire fails; and the time spent is the longer of the
+    clock's and the sum of the sleeps, so a clock that stalls cannot keep a
+    bounded acquire looping. ``min_sleep`` floors the sleep after a denial;
+    while denials report less than that floor (a backend answering 0 or a
+    negative wait) it doubles, up to `MAX_RETRY_S`, so that no retry loop
+    spins on a backend.
+    """
+    limit = check_wait(timeout, None)
     began = clock_ns() if started is None else started
+    slept = 0.0
+    floor = max(min_sleep, MIN_DENIED_SLEEP_S)
+    # The time left when the current reservation was taken: the furthest
+    # ahead it may be (the cores round it up to the nanosecond).
+    budget = limit
     reservation = first
     while True:
+        delay = _valid_delay(reservation.delay)
         if reservation.ok:
-            if reservation.delay > 0:
+            if math.isinf(delay) or (
+                budget is not None and delay > budget + DELAY_ROUNDING_S
+            ):
+                reservation.cancel()  # it cannot be used in time: give it back
+                raise RateLimitExceeded(reservation.decision)
+            if delay > 0:
                 try:
-                    yield reservation.delay
+                    yield delay
                 except BaseException:
                     reservation.cancel()  # interrupted: give the slot back
                     raise
             return
-        elapsed = (clock_ns() - began) / 1e9
-        if math.isinf(reservation.delay) or (
-            timeout is not None and elapsed + reservation.delay > timeout
-        ):
+        pause = max(delay, floor)
+        elapsed = max((clock_ns() - began) / 1e9, slept)
+        if math.isinf(delay) or (limit is not None and elapsed + pause > limit):
             raise RateLimitExceeded(reservation.decision)
-        yield max(reservation.delay, min_sleep)
-        within = (
-            None if timeout is None else max(0.0, timeout - (clock_ns() - began) / 1e9)
-        )
-        sent = yield Retry(within)
+        yield pause
+        slept = elapsed + pause
+        if delay < floor and min_sleep > 0:
+            floor = min(floor * 2, max(MAX_RETRY_S, min_sleep))
+        else:
+            floor = max(min_sleep, MIN_DENIED_SLEEP_S)
+        elapsed = max((clock_ns() - began) / 1e9, slept)
+        budget = None if limit is None else max(0.0, limit - elapsed)
+        sent = yield Retry(budget)
         assert sent is not None, "plan: a Retry step is answered with a reservation"
         reservation = sent
+
+
+def _valid_delay(delay: float) -> float:
+    """`_valid_delay` is ``delay`` with what no wait can be (negative, NaN,
+    not a number) taken as 0; ``inf`` (never) stays."""
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)):
+        return 0.0
+    return float(delay) if delay > 0 else 0.0  # NaN > 0 is false
 
 
 def wait(
@@ -138,24 +184,32 @@ def wait(
     started: int | None = None,
 ) -> None:
     """`wait` carries out `plan` with blocking sleeps (``time.sleep`` if
-    None), reserving anew with ``again``."""
+    None), reserving anew with ``again``. On any exception it gives back
+    the reservation it holds."""
     sleeper = time.sleep if sleep is None else sleep
-    steps = plan(first, clock_ns, timeout, min_sleep, started)
-    answer: Reservation | None = None
-    while True:
-        try:
-            step = steps.send(answer)
-        except StopIteration:
-            return
-        if isinstance(step, Retry):
-            answer = again(step.within)
-            continue
-        answer = None
-        try:
-            sleeper(step)
-        except BaseException as exc:
-            steps.throw(exc)  # lets plan cancel a held reservation
-            raise
+    held = first
+    try:
+        steps = plan(first, clock_ns, timeout, min_sleep, started)
+        answer: Reservation | None = None
+        while True:
+            try:
+                step = steps.send(answer)
+            except StopIteration:
+                return
+            if isinstance(step, Retry):
+                answer = held = again(step.within)
+                continue
+            answer = None
+            try:
+                sleeper(step)
+            except BaseException as exc:
+                steps.throw(exc)  # lets plan cancel a held reservation
+                raise
+    except BaseException:
+        # Whatever the way out (the clock raising, a signal's exception),
+        # the reservation in hand goes back; a denial holds nothing.
+        held.cancel()
+        raise
 
 
 async def wait_async(
@@ -170,23 +224,46 @@ async def wait_async(
     """`wait_async` is `wait` for asyncio: sleeps with ``asyncio.sleep`` (or
     ``sleep``) and awaits ``again`` when it returns an awaitable."""
     sleeper = asyncio.sleep if sleep is None else sleep
-    steps = plan(first, clock_ns, timeout, min_sleep, started)
-    answer: Reservation | None = None
-    while True:
-        try:
-            step = steps.send(answer)
-        except StopIteration:
-            return
-        if isinstance(step, Retry):
-            attempt = again(step.within)
-            answer = await attempt if inspect.isawaitable(attempt) else attempt
-            continue
-        answer = None
-        try:
-            await sleeper(step)
-        except BaseException as exc:
-            steps.throw(exc)  # lets plan cancel a held reservation
-            raise
+    held = first
+    try:
+        steps = plan(first, clock_ns, timeout, min_sleep, started)
+        answer: Reservation | None = None
+        while True:
+            try:
+                step = steps.send(answer)
+            except StopIteration:
+                return
+            if isinstance(step, Retry):
+                attempt = again(step.within)
+                answer = await attempt if inspect.isawaitable(attempt) else attempt
+                held = answer
+                continue
+            answer = None
+            try:
+                await sleeper(step)
+            except BaseException as exc:
+                steps.throw(exc)  # lets plan cancel a held reservation
+                raise
+    except BaseException:
+        held.cancel()  # as in `wait`
+        raise
+
+
+async def acquire_when_awaited(
+    reserve: Callable[[], Reservation],
+    again: AgainAsync,
+    clock_ns: Clock,
+    timeout: float | None,
+    sleep: AsyncSleep | None,
+) -> None:
+    """`acquire_when_awaited` is an asyncio acquire that takes its first
+    reservation (``reserve``) when awaited, not when called: a coroutine
+    never awaited, a task cancelled before it runs, or ``wait_for(..., 0)``
+    takes nothing, so it has nothing to leak. Then as `wait_async`."""
+    first = reserve()
+    if first.ok and first.delay == 0:
+        return  # admitted now: nothing to plan
+    await wait_async(first, again, clock_ns, timeout, sleep)
 
 
 def decided(decision: Decision) -> Reservation:
