@@ -31,13 +31,21 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from ratefuse.core.args import shown
 from ratefuse.core.implementation import IMPLEMENTATION, Implementation
 from ratefuse.core.keys import Key
 from ratefuse.core.spec import LimitSpec
 from ratefuse.engine import shm_layout as layout
+from ratefuse.engine.batch import (
+    batch_costs,
+    batch_keys,
+    check_key_types,
+    one_cost,
+)
 from ratefuse.engine.forms import KeyedForms, SubjectForms
 from ratefuse.engine.shm import ShmKeyedLimiterCore, ShmLimiterCore
 from ratefuse.engine.shm_layout import (
@@ -47,7 +55,7 @@ from ratefuse.engine.shm_layout import (
     ShmTableError,
 )
 from ratefuse.engine.subject import Decision
-from ratefuse.limiter import check_callable
+from ratefuse.limiter import burst_hint, check_callable
 from ratefuse.rates import (
     DEFAULT_ALGORITHM,
     Rate,
@@ -158,7 +166,7 @@ class ShmBackend:
         """`limiter` is a ShmLimiter on this table (``Limiter(...,
         backend=self)``); an ``options`` value other than None is a
         ValueError naming it (a Redis limiter's options mean nothing here)."""
-        _reject_options(options)
+        _reject_options(limits, options)
         return ShmLimiter(
             limits,
             algorithm,
@@ -183,7 +191,7 @@ class ShmBackend:
         """`keyed_limiter` is a ShmKeyedLimiter on this table
         (``KeyedLimiter(..., backend=self)``); options as for `limiter`
         (``max_keys`` too: the backend sizes the table)."""
-        _reject_options(options)
+        _reject_options(limits, options)
         return ShmKeyedLimiter(
             limits,
             algorithm,
@@ -220,8 +228,13 @@ class ShmBackend:
         return f"ShmBackend({self._path!r}, max_keys={self._max_keys})"
 
 
-def _reject_options(options: dict[str, Any]) -> None:
+def _reject_options(limits: RateLike, options: dict[str, Any]) -> None:
     for field, value in options.items():
+        if field == "burst" and value is not None:
+            raise ValueError(
+                f"burst={shown(value)}: burst is part of a rate, pass "
+                f"{burst_hint(limits, value)} as the limits"
+            )
         if value is not None:
             sized = " (the ShmBackend sizes it)" if field == "max_keys" else ""
             raise ValueError(
@@ -305,16 +318,22 @@ class ShmKeyedLimiter(KeyedForms, ShmKeyedLimiterCore):
         costs: Sequence[int] | None = None,
         now: int | None = None,
     ) -> list[Decision]:
-        """`decide_many` decides ``costs[i]`` (None: 1 each) for ``keys[i]``,
-        in order, as consecutive `decide` calls (at ``now`` if given)."""
-        if costs is None:
-            return [self.decide(key, 1, now) for key in keys]
-        if len(costs) != len(keys):
-            raise ValueError(
-                f"costs must have one cost per key ({len(keys)}), got {len(costs)}"
-            )
+        """`decide_many` decides ``costs[i]`` (None: 1 each; an int: that
+        cost each) for ``keys[i]``, in order, as consecutive `decide` calls
+        (at ``now`` if given). Arguments are checked as the in-memory
+        `decide_many` checks them."""
+        numpy = sys.modules.get("numpy")  # arrays are accepted if in use
+        key_list = batch_keys(numpy, keys)
+        check_key_types(key_list)
+        cost = one_cost(numpy, costs)
+        cost_list = (
+            [cost] * len(key_list)
+            if cost is not None
+            else batch_costs(numpy, costs, len(key_list))
+        )
         return [
-            self.decide(key, cost, now) for key, cost in zip(keys, costs, strict=True)
+            self.decide(key, cost, now)
+            for key, cost in zip(key_list, cost_list, strict=True)
         ]
 
     def __repr__(self) -> str:
