@@ -25,6 +25,12 @@ the window ones with a limit that fits the packed word (checked at
 construction). The pure-Python twin (RATEFUSE_NO_EXTENSIONS=1) takes a file
 lock per decision instead; a table records which implementation created it
 and refuses the other.
+
+Trust: a table's states and its SipHash secret are shared with everyone who
+can open its file, so a table is used only if no untrusted user can have
+written it (see :class:`ShmBackend`). A table truncated while mapped kills
+the processes using it with SIGBUS: do not resize or rewrite a table in
+use; `ShmBackend.unlink` it instead.
 """
 
 from __future__ import annotations
@@ -90,6 +96,21 @@ class ShmBackend:
     the new file's permission bits: processes of other users need 0o660 and
     a shared group. Raises ValueError naming the bad field. Immutable; the table
     itself is created by the first limiter that uses it.
+
+    Trust model: an existing table is opened only if the file is owned by
+    this process's effective user or by root (or, when ``mode`` grants
+    group access, by a member of one of this process's groups) and its
+    permissions grant nothing beyond ``mode``; otherwise the limiter raises
+    ShmTableError and maps nothing. This stops another local user from
+    pre-creating the name (``/dev/shm`` is writable by all) with a mode of
+    0o666 and then reading the key secret and rewriting states. Another
+    user can still take a name first, which makes every limiter on it
+    fail: on a shared host, put tables in a directory only the service's
+    user can write. Whoever may write the file (its owner; its group with
+    0o660) can also truncate it, and a process whose table is truncated
+    while mapped is killed by SIGBUS: the kernel cannot forbid that for a
+    named file, so only trusted users may write a table, and a table in
+    use is never resized (`unlink` it instead).
 
     A :class:`ratefuse.protocols.LimiterBackend`: `limiter` and
     `keyed_limiter` build the limiters on this table.
