@@ -226,3 +226,33 @@ def test_integer_like_durations_are_accepted_by_both_breaker_twins(impl) -> None
 
 def test_the_implementations_under_test_are_both_present() -> None:
     assert _impl.IMPLEMENTATION in ("cython", "python")
+
+
+def test_huge_int_waits_are_no_bound_rather_than_an_overflow(impl) -> None:
+    core = impl.module("engine._subject").LimiterCore(
+        build_specs(to_rates("1/s"), "gcra"), max_wait=HUGE
+    )
+    assert core.reserve(1, HUGE, 0).ok
+    reservation = core.reserve(1, 10**400, 0)  # waits its turn: 1 s
+    assert reservation.ok
+    assert reservation.delay == 1.0
+    core.acquire(0, timeout=HUGE)
+    with pytest.raises(ValueError, match="timeout must be >= 0 seconds, got a neg"):
+        core.acquire(0, timeout=-HUGE)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: ShmBackend("t", mode=HUGE),
+        lambda: ShmBackend(HUGE),
+        lambda: ShmBackend("t", max_keys=HUGE),
+        lambda: KeyedLimiter("1/s", max_keys=HUGE),
+        lambda: Limiter("1/s", clock=HUGE),
+        lambda: Limiter("1/s", algorithm=HUGE),  # type: ignore[arg-type]
+        lambda: Limiter(numpy.array(5)),
+    ],
+)
+def test_every_configuration_message_survives_a_huge_value(build) -> None:
+    with pytest.raises(ValueError, match=r"an int of 16610 bits|got array"):
+        build()

@@ -32,7 +32,7 @@ AsyncSleep = Callable[[float], Awaitable[object]]
 def check_callable(field: str, value: object) -> None:
     """`check_callable` raises ValueError unless ``value`` is None or callable."""
     if value is not None and not callable(value):
-        raise ValueError(f"{field} must be callable or None, got {value!r}")
+        raise ValueError(f"{field} must be callable or None, got {shown(value)}")
 
 
 def reject_backend_options(

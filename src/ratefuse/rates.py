@@ -180,8 +180,15 @@ def to_rates(limits: RateLike) -> tuple[Rate, ...]:
         )
     else:
         items = limits
+    try:
+        listed = list(items)
+    except TypeError:  # iterable by type only (a 0-d numpy array)
+        raise ValueError(
+            f"limits must be a rate string, a Rate, or a sequence of them, got "
+            f"{shown(limits)}"
+        ) from None
     rates: list[Rate] = []
-    for item in items:
+    for item in listed:
         if isinstance(item, Rate):
             rates.append(item)
         elif isinstance(item, str):

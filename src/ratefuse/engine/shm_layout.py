@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ratefuse.core.algorithms import REGISTRY
+from ratefuse.core.args import shown
 from ratefuse.core.errors import RatefuseError
 from ratefuse.core.spec import MAX_NOW_NS, LimitSpec
 
@@ -99,9 +100,9 @@ class Params:
 def check_max_keys(max_keys: object) -> int:
     """`check_max_keys` returns ``max_keys`` if it is an int in [1, 2**28]."""
     if isinstance(max_keys, bool) or not isinstance(max_keys, int):
-        raise ValueError(f"max_keys must be an int, got {max_keys!r}")
+        raise ValueError(f"max_keys must be an int, got {shown(max_keys)}")
     if not 1 <= max_keys <= MAX_MAX_KEYS:
-        raise ValueError(f"max_keys must be in [1, 2**28], got {max_keys!r}")
+        raise ValueError(f"max_keys must be in [1, 2**28], got {shown(max_keys)}")
     return max_keys
 
 
@@ -125,21 +126,21 @@ def resolve_path(path: object) -> str:
     if isinstance(path, os.PathLike):
         path = os.fspath(path)
     if not isinstance(path, str):
-        raise ValueError(f"path must be a str or os.PathLike, got {path!r}")
+        raise ValueError(f"path must be a str or os.PathLike, got {shown(path)}")
     if not path or "\x00" in path or path in (".", ".."):
-        raise ValueError(f"path must name a file, got {path!r}")
+        raise ValueError(f"path must name a file, got {shown(path)}")
     if "/" not in path:
         if not os.path.isdir(SHM_DIRECTORY):
             raise ValueError(
-                f"path {path!r} is a bare name, which maps to {SHM_DIRECTORY}, "
+                f"path {shown(path)} is a bare name, which maps to {SHM_DIRECTORY}, "
                 "and that directory does not exist here: pass a file path"
             )
         return os.path.join(SHM_DIRECTORY, path)
     resolved = os.path.abspath(path)
     if path.endswith("/") or os.path.isdir(resolved):
-        raise ValueError(f"path must name a file, not a directory: {path!r}")
+        raise ValueError(f"path must name a file, not a directory: {shown(path)}")
     if not os.path.isdir(os.path.dirname(resolved)):
-        raise ValueError(f"path {path!r}: directory does not exist")
+        raise ValueError(f"path {shown(path)}: directory does not exist")
     return resolved
 
 

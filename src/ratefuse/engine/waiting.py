@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, NamedTuple
 
+from ratefuse.core.args import shown
 from ratefuse.core.errors import RateLimitExceeded
 from ratefuse.core.reservation import Reservation
 
@@ -54,21 +55,32 @@ def wait_bound_ns(
             continue
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
             raise ValueError(
-                f"{field} must be a number of seconds or None, got {seconds!r}"
+                f"{field} must be a number of seconds or None, got {shown(seconds)}"
             )
-        if math.isnan(seconds) or seconds < 0:
-            raise ValueError(f"{field} must be >= 0 seconds, got {seconds!r}")
+        if not seconds >= 0:  # negative or NaN
+            raise ValueError(f"{field} must be >= 0 seconds, got {shown(seconds)}")
+        seconds = as_seconds(seconds)
         if seconds * 1e9 < bound:
             bound = math.ceil(seconds * 1e9)
     return bound
+
+
+def as_seconds(seconds: float) -> float:
+    """`as_seconds` is a checked bound as a float: an int beyond a float's
+    range (which float() refuses) is ``inf``, no bound at all."""
+    try:
+        return float(seconds)
+    except OverflowError:
+        return math.inf
 
 
 def acquire_timeout(timeout: float | None, max_wait: float | None) -> float | None:
     """`acquire_timeout` is the longest an acquire may wait: the tighter of
     its ``timeout`` and the limiter's ``max_wait`` (None: no bound)."""
     if timeout is None:
-        return max_wait
-    return timeout if max_wait is None else min(timeout, max_wait)
+        return None if max_wait is None else as_seconds(max_wait)
+    timeout = as_seconds(timeout)
+    return timeout if max_wait is None else min(timeout, as_seconds(max_wait))
 
 
 def check_wait(timeout: float | None, max_wait: float | None) -> float | None:

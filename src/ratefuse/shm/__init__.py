@@ -133,7 +133,7 @@ class ShmBackend:
             or not 0 <= mode <= 0o777
         ):
             raise ValueError(
-                f"mode must be permission bits in [0, 0o777], got {mode!r}"
+                f"mode must be permission bits in [0, 0o777], got {shown(mode)}"
             )
         self._mode = mode
 
@@ -260,7 +260,7 @@ def _reject_options(limits: RateLike, options: dict[str, Any]) -> None:
             sized = " (the ShmBackend sizes it)" if field == "max_keys" else ""
             raise ValueError(
                 f"{field} does not apply to a limiter on shared memory{sized}, "
-                f"got {value!r}"
+                f"got {shown(value)}"
             )
 
 
@@ -272,7 +272,7 @@ def _spec_of(
     if len(rates) != 1:
         raise ValueError(
             "limits: a shared-memory limiter takes exactly one rate (its state "
-            f"is one word updated atomically), got {len(rates)}: {limits!r}"
+            f"is one word updated atomically), got {len(rates)}: {shown(limits)}"
         )
     spec = build_specs(rates, name)[0]
     layout.packing_bits(spec)
@@ -284,7 +284,9 @@ def _backend_of(backend: object, max_keys: int) -> ShmBackend:
         return backend
     if isinstance(backend, (str, os.PathLike)):
         return ShmBackend(backend, max_keys)
-    raise ValueError(f"backend must be a ShmBackend, a name or a path, got {backend!r}")
+    raise ValueError(
+        f"backend must be a ShmBackend, a name or a path, got {shown(backend)}"
+    )
 
 
 def _check_callables(**values: object) -> None:
