@@ -228,17 +228,21 @@ def test_the_implementations_under_test_are_both_present() -> None:
     assert _impl.IMPLEMENTATION in ("cython", "python")
 
 
-def test_huge_int_waits_are_no_bound_rather_than_an_overflow(impl) -> None:
-    core = impl.module("engine._subject").LimiterCore(
-        build_specs(to_rates("1/s"), "gcra"), max_wait=HUGE
-    )
-    assert core.reserve(1, HUGE, 0).ok
-    reservation = core.reserve(1, 10**400, 0)  # waits its turn: 1 s
-    assert reservation.ok
-    assert reservation.delay == 1.0
-    core.acquire(0, timeout=HUGE)
+def test_huge_int_waits_are_a_value_error_naming_them(impl) -> None:
+    # float() of them is an OverflowError wherever the bound is used.
+    specs = build_specs(to_rates("1/s"), "gcra")
+    subject = impl.module("engine._subject").LimiterCore
+    with pytest.raises(ValueError, match=r"max_wait must be at most .* an int of"):
+        subject(specs, max_wait=HUGE)
+    core = subject(specs, max_wait=10**300)  # a float can hold it: no bound
+    assert core.reserve(1, 10**300, 0).ok
+    with pytest.raises(ValueError, match=r"max_wait must be at most .* an int of"):
+        core.reserve(1, HUGE, 0)
+    with pytest.raises(ValueError, match=r"timeout must be at most .* an int of"):
+        core.acquire(0, timeout=HUGE)
     with pytest.raises(ValueError, match="timeout must be >= 0 seconds, got a neg"):
         core.acquire(0, timeout=-HUGE)
+    core.acquire(0, timeout=10**300)
 
 
 @pytest.mark.parametrize(

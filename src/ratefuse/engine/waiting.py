@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import sys
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from ratefuse.core.args import shown
 from ratefuse.core.errors import RateLimitExceeded
@@ -43,6 +44,10 @@ Again = Callable[[float | None], Reservation]
 AgainAsync = Callable[[float | None], Reservation | Awaitable[Reservation]]
 
 
+# The largest float: an int bound above it has no float value.
+FLOAT_MAX: Final = sys.float_info.max
+
+
 def wait_bound_ns(
     timeout: float | None, max_wait: float | None, name: str = "timeout"
 ) -> int:
@@ -59,28 +64,23 @@ def wait_bound_ns(
             )
         if not seconds >= 0:  # negative or NaN
             raise ValueError(f"{field} must be >= 0 seconds, got {shown(seconds)}")
-        seconds = as_seconds(seconds)
+        if isinstance(seconds, int) and seconds > FLOAT_MAX:
+            # Refused here, named, rather than as float()'s OverflowError
+            # wherever the bound is used.
+            raise ValueError(
+                f"{field} must be at most {FLOAT_MAX:g} seconds, got {shown(seconds)}"
+            )
         if seconds * 1e9 < bound:
             bound = math.ceil(seconds * 1e9)
     return bound
-
-
-def as_seconds(seconds: float) -> float:
-    """`as_seconds` is a checked bound as a float: an int beyond a float's
-    range (which float() refuses) is ``inf``, no bound at all."""
-    try:
-        return float(seconds)
-    except OverflowError:
-        return math.inf
 
 
 def acquire_timeout(timeout: float | None, max_wait: float | None) -> float | None:
     """`acquire_timeout` is the longest an acquire may wait: the tighter of
     its ``timeout`` and the limiter's ``max_wait`` (None: no bound)."""
     if timeout is None:
-        return None if max_wait is None else as_seconds(max_wait)
-    timeout = as_seconds(timeout)
-    return timeout if max_wait is None else min(timeout, as_seconds(max_wait))
+        return max_wait
+    return timeout if max_wait is None else min(timeout, max_wait)
 
 
 def check_wait(timeout: float | None, max_wait: float | None) -> float | None:
