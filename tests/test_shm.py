@@ -276,6 +276,7 @@ def test_short_or_unready_files_are_refused_after_a_bounded_wait(
 ) -> None:
     with open(backend.path, "wb") as file:
         file.write(b"RFUSE")
+    os.chmod(backend.path, 0o600)  # the mode check comes first
     with pytest.raises(ShmTableError, match="not a ratefuse shared-memory table"):
         core(impl.name, backend, Rate(5, 1.0))
     os.unlink(backend.path)

@@ -171,7 +171,7 @@ class KeyedLimiter(InMemoryKeyedLimiter):
         **backend_options: Any,
     ) -> Any:
         if backend is None:
-            reject_backend_options("KeyedLimiter", backend_options)
+            reject_backend_options("KeyedLimiter", backend_options, limits)
             return super().__new__(cls)
         if max_keys != DEFAULT_MAX_KEYS:
             backend_options["max_keys"] = max_keys

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, overload
 
+from ratefuse.core.args import shown
 from ratefuse.core.spec import LimitSpec
 from ratefuse.engine.forms import SubjectForms
 from ratefuse.engine.subject import LimiterCore
@@ -31,18 +32,40 @@ AsyncSleep = Callable[[float], Awaitable[object]]
 def check_callable(field: str, value: object) -> None:
     """`check_callable` raises ValueError unless ``value`` is None or callable."""
     if value is not None and not callable(value):
-        raise ValueError(f"{field} must be callable or None, got {value!r}")
+        raise ValueError(f"{field} must be callable or None, got {shown(value)}")
 
 
-def reject_backend_options(kind: str, options: dict[str, Any]) -> None:
+def reject_backend_options(
+    kind: str, options: dict[str, Any], limits: object = None
+) -> None:
     """`reject_backend_options` raises TypeError naming the first of
     ``options``: options of a backend's limiter, given to a ``kind``
-    without a backend."""
+    without a backend. ``burst`` is a field of a rate, and the message
+    spells the Rate to pass instead (from ``limits`` when it is one rate)."""
     for field, value in options.items():
+        if field == "burst":
+            raise TypeError(
+                f"{kind}() got burst={shown(value)}: burst is part of a rate, "
+                f"pass {kind}({burst_hint(limits, value)})"
+            )
         raise TypeError(
-            f"{kind}() got {field}={value!r}: an option of a backend's limiter "
-            "(pass backend=...); an in-memory limiter does not take it"
+            f"{kind}() got {field}={shown(value)}: an option of a backend's "
+            "limiter (pass backend=...); an in-memory limiter does not take it"
         )
+
+
+def burst_hint(limits: object, burst: object) -> str:
+    """`burst_hint` is the Rate with ``burst`` that ``limits`` meant, as
+    source text: ``Rate(10, 1.0, burst=20)`` for "10/s", a template when
+    ``limits`` is not one readable rate."""
+    try:
+        rates = to_rates(limits)  # type: ignore[arg-type]
+    except ValueError:
+        rates = ()
+    if len(rates) == 1:
+        rate = rates[0]
+        return f"Rate({rate.limit}, {rate.period!r}, burst={shown(burst)})"
+    return f"Rate(limit, period, burst={shown(burst)})"
 
 
 def configure(
@@ -209,7 +232,7 @@ class Limiter(InMemoryLimiter):
         **backend_options: Any,
     ) -> Any:
         if backend is None:
-            reject_backend_options("Limiter", backend_options)
+            reject_backend_options("Limiter", backend_options, limits)
             return super().__new__(cls)
         return limiter_backend(backend).limiter(
             limits,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
@@ -21,11 +21,8 @@ from ratefuse.core.algorithms import REGISTRY
 from ratefuse.core.algorithms.sliding_log import (
     SLIDING_LOG_MAX_LIMIT as SLIDING_LOG_MAX_LIMIT,
 )
-from ratefuse.core.spec import (
-    MAX_CAPACITY,
-    MAX_PERIOD_NS,
-    LimitSpec,
-)
+from ratefuse.core.args import shown
+from ratefuse.core.spec import MAX_CAPACITY, MAX_PERIOD_NS, LimitSpec
 
 # The longest burst * period / limit (2**60 ns), also public here.
 from ratefuse.core.spec import MAX_TOLERANCE_NS as MAX_TOLERANCE_NS
@@ -58,17 +55,17 @@ class Rate:
             period = period.total_seconds()
             object.__setattr__(self, "period", period)
         if isinstance(period, bool) or not isinstance(period, (int, float)):
-            raise ValueError(f"period must be a number of seconds, got {period!r}")
-        if isinstance(period, int) and period > MAX_PERIOD_NS:
+            raise ValueError(f"period must be a number of seconds, got {shown(period)}")
+        if not period > 0 or (isinstance(period, float) and math.isinf(period)):
             raise ValueError(
-                f"period must be finite and at most 2**58 ns, got {period!r}"
+                f"period must be finite and > 0 seconds, got {shown(period)}"
             )
-        if not math.isfinite(period) or period <= 0:
-            raise ValueError(f"period must be finite and > 0 seconds, got {period!r}")
-        if not 1 <= self.period_ns <= MAX_PERIOD_NS:
+        # Compared before scaling: period * 1e9 overflows a float (or an
+        # int's conversion to one) long before it reaches a value we refuse.
+        if period > MAX_PERIOD_NS / 1e9 or not 1 <= self.period_ns <= MAX_PERIOD_NS:
             raise ValueError(
                 f"period must be between 1 ns and {MAX_PERIOD_NS / 1e9:.0f} s, "
-                f"got {period!r}"
+                f"got {shown(period)}"
             )
         if self.period_ns < self.limit:
             raise ValueError(
@@ -101,9 +98,9 @@ class Rate:
 
 def _check_count(field: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{field} must be an int, got {value!r}")
+        raise ValueError(f"{field} must be an int, got {shown(value)}")
     if not 1 <= value <= MAX_CAPACITY:
-        raise ValueError(f"{field} must be in [1, 2**40], got {value!r}")
+        raise ValueError(f"{field} must be in [1, 2**40], got {shown(value)}")
 
 
 _UNIT_SECONDS: Final = {
@@ -121,6 +118,9 @@ _UNIT_SECONDS: Final = {
     "d": 86400.0,
     "day": 86400.0,
 }
+# More digits than any limit up to 2**40 has; longer ones are refused
+# before int() reads them.
+_MAX_LIMIT_DIGITS: Final = 20
 _RATE_PATTERN: Final = re.compile(
     r"""^\s*(?P<limit>\d+)\s*(?:/|\s+per\s+)\s*
     (?P<count>\d+(?:\.\d+)?)?\s*(?P<unit>[a-z]+)\s*$""",
@@ -136,10 +136,10 @@ def parse(text: str) -> list[Rate]:
     ValueError naming the part it could not read.
     """
     if not isinstance(text, str):
-        raise ValueError(f"rate text must be a str, got {text!r}")
+        raise ValueError(f"rate text must be a str, got {shown(text)}")
     parts = [part for part in re.split(r"[;,]", text) if part.strip()]
     if not parts:
-        raise ValueError(f"rate text names no rate: {text!r}")
+        raise ValueError(f"rate text names no rate: {shown(text)}")
     return [_parse_one(part) for part in parts]
 
 
@@ -150,31 +150,53 @@ def _parse_one(part: str) -> Rate:
         unit = unit[:-1]  # plurals: seconds, minutes, hours, days
     if match is None or unit not in _UNIT_SECONDS:
         raise ValueError(
-            f"cannot parse rate {part.strip()!r}: expected e.g. '10/s', "
+            f"cannot parse rate {shown(part.strip())}: expected e.g. '10/s', "
             "'100 per minute' or '1000/2h'"
         )
+    digits = match["limit"]
+    if len(digits.lstrip("0")) > _MAX_LIMIT_DIGITS:
+        # int() of thousands of digits is slow, and refused past 4,300.
+        raise ValueError(f"limit must be in [1, 2**40], got {shown(part.strip())}")
     count = float(match["count"]) if match["count"] else 1.0
-    return Rate(int(match["limit"]), count * _UNIT_SECONDS[unit])
+    return Rate(int(digits), count * _UNIT_SECONDS[unit])
 
 
 RateLike = str | Rate | Sequence[str | Rate]
 
 
 def to_rates(limits: RateLike) -> tuple[Rate, ...]:
-    """`to_rates` accepts a rate string, a Rate, or a sequence of either."""
-    items: Sequence[str | Rate] = (
-        [limits] if isinstance(limits, (str, Rate)) else limits
-    )
+    """`to_rates` accepts a rate string, a Rate, or a sequence of either;
+    raises ValueError naming ``limits`` for anything else."""
+    if isinstance(limits, (str, Rate)):
+        items: Iterable[object] = [limits]
+    elif isinstance(limits, (bytes, bytearray, memoryview)) or not isinstance(
+        limits, Iterable
+    ):
+        # bytes are iterable, as ints: refused here, not item by item.
+        hint = " (decode it to a str)" if isinstance(limits, bytes) else ""
+        raise ValueError(
+            "limits must be a rate string such as '10/s; 1000/h', a Rate, or a "
+            f"sequence of them, got {shown(limits)}{hint}"
+        )
+    else:
+        items = limits
+    try:
+        listed = list(items)
+    except TypeError:  # iterable by type only (a 0-d numpy array)
+        raise ValueError(
+            f"limits must be a rate string, a Rate, or a sequence of them, got "
+            f"{shown(limits)}"
+        ) from None
     rates: list[Rate] = []
-    for item in items:
+    for item in listed:
         if isinstance(item, Rate):
             rates.append(item)
         elif isinstance(item, str):
             rates.extend(parse(item))
         else:
-            raise ValueError(f"limits must be rate strings or Rate, got {item!r}")
+            raise ValueError(f"limits must be rate strings or Rate, got {shown(item)}")
     if not rates:
-        raise ValueError(f"limits names no rate: {limits!r}")
+        raise ValueError(f"limits names no rate: {shown(limits)}")
     return tuple(rates)
 
 

@@ -17,9 +17,16 @@ cdef extern from *:
     const long long MAX_DURATION_NS "RATEFUSE_MAX_DURATION_NS"
 
 
+cdef inline int64_t refuse_cost(object cost) except -1:
+    # The failure path of to_cost: ratefuse/core/args.py raises.
+    from ratefuse.core.args import check_cost
+    return check_cost(cost)
+
+
 cdef inline int64_t to_cost(object cost) except -1:
     # An int in [0, 2**63), else ValueError naming it (DESIGN section 7);
-    # floats are refused, not truncated.
+    # floats are refused, not truncated. Every refusal is the Python
+    # check's, so that both twins say the same.
     cdef int overflow = 0
     cdef long long value
     if cost is 1:  # the default: CPython shares one object for the int 1
@@ -28,27 +35,24 @@ cdef inline int64_t to_cost(object cost) except -1:
         try:
             cost = PyNumber_Index(cost)
         except TypeError:
-            raise ValueError(f"cost must be an int, got {cost!r}") from None
+            return refuse_cost(cost)
     value = PyLong_AsLongLongAndOverflow(cost, &overflow)
-    if overflow < 0:
-        raise ValueError(f"cost must be >= 0, got {cost}")
-    if overflow > 0:
-        raise ValueError(f"cost must be in [0, 2**63), got {cost}")
-    if value < 0:
-        raise ValueError(f"cost must be >= 0, got {cost}")
+    if overflow or value < 0:
+        return refuse_cost(cost)
     return value
 
 
 cdef inline int64_t check_now(object now) except -1:
     # An int in [0, 2**62] nanoseconds, else ValueError naming it (the
-    # limiters' and the breakers' one check).
-    try:
-        now = PyNumber_Index(now)
-    except TypeError:
-        raise ValueError(f"now must be an int (nanoseconds), got {now!r}") from None
-    if not 0 <= now <= MAX_NOW_NS:
-        raise ValueError(f"now must be in [0, 2**62] nanoseconds, got {now}")
-    return now
+    # limiters' and the breakers' one check); refusals as to_cost's.
+    cdef int overflow = 0
+    cdef long long value
+    if PyLong_Check(now):
+        value = PyLong_AsLongLongAndOverflow(now, &overflow)
+        if not overflow and 0 <= value <= MAX_NOW_NS:
+            return value
+    from ratefuse.core.args import check_now as checked_now
+    return checked_now(now)
 
 
 cdef inline int64_t resolve_now(object clock, object now) except -1:

@@ -67,7 +67,11 @@ cdef inline uint64_t key_fingerprint(uint64_t k0, uint64_t k1, object key) excep
         value = PyLong_AsLongLongAndOverflow(key, &overflow)
         if not overflow:
             return int_fingerprint(k0, k1, value)
-        encoded = str(int(key)).encode("ascii")
+        # Beyond int64: two's complement, little-endian, as few bytes as
+        # hold the sign (linear in the size; decimal text is quadratic
+        # and Python refuses it above 4,300 digits).
+        key = int(key)
+        encoded = key.to_bytes(key.bit_length() // 8 + 1, "little", signed=True)
         return hash_bytes(k0, k1, TAG_BIG_INT, PyBytes_AS_STRING(encoded),
                           PyBytes_GET_SIZE(encoded))
     raise TypeError(f"key must be str, bytes or int, got {type(key).__name__}")

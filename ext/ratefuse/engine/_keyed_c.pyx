@@ -52,7 +52,7 @@ from ratefuse.core.keys import (
     split_secret,
 )
 from ratefuse.core.respec import keeps_state
-from ratefuse.engine.batch import import_numpy
+from ratefuse.engine.batch import batch_costs, batch_keys, import_numpy, one_cost
 
 __all__ = ["Decision", "KeyedLimiterCore"]
 
@@ -309,7 +309,7 @@ cdef class KeyedLimiterCore(Verbs):
             ids = numpy.ascontiguousarray(keys)
             count = ids.shape[0]
         else:
-            key_list = keys.tolist() if isinstance(keys, numpy.ndarray) else list(keys)
+            key_list = batch_keys(numpy, keys)
             count = len(key_list)
             fingerprints = numpy.empty(count, dtype=numpy.uint64)
             for index in range(count):
@@ -446,30 +446,17 @@ cdef object _numpy_module():
 
 
 def _costs(numpy, costs, Py_ssize_t count):
-    # One cost for every key (an array of one), or one per key, validated.
-    if costs is None:
-        return _ONE_COST
-    if isinstance(costs, numpy.ndarray) and costs.ndim == 0:
-        costs = costs.item()  # a 0-d array is one cost, as in the reference
-    if isinstance(costs, (int, numpy.integer)):
-        return numpy.full(1, to_cost(costs), dtype=numpy.int64)
-    if isinstance(costs, numpy.ndarray) and costs.dtype.kind in "iu":
-        if costs.shape != (count,):
-            raise ValueError(
-                f"costs must have one cost per key: got shape {costs.shape} "
-                f"for {count} keys"
-            )
+    # One cost for every key (an array of one), or one per key, validated
+    # as the reference does (ratefuse/engine/batch.py); an integer array
+    # is checked whole, without a Python int per key.
+    cost = one_cost(numpy, costs)
+    if cost is not None:
+        return _ONE_COST if cost == 1 else numpy.full(1, cost, dtype=numpy.int64)
+    if (isinstance(costs, numpy.ndarray) and costs.dtype.kind in "iu"
+            and costs.shape == (count,)):
         if costs.dtype.kind == "i" and count and costs.min() < 0:
             raise ValueError(f"cost must be >= 0, got {costs.min()}")
         if costs.dtype.kind == "u" and count and costs.max() > (1 << 63) - 1:
             raise ValueError(f"cost must be in [0, 2**63), got {costs.max()}")
         return numpy.ascontiguousarray(costs, dtype=numpy.int64)
-    listed = costs.tolist() if isinstance(costs, numpy.ndarray) else list(costs)
-    if len(listed) != count:
-        raise ValueError(
-            f"costs must have one cost per key: got {len(listed)} for {count} keys"
-        )
-    units = numpy.empty(count, dtype=numpy.int64)
-    for index in range(count):
-        units[index] = to_cost(listed[index])
-    return units
+    return numpy.array(batch_costs(numpy, costs, count), dtype=numpy.int64)

@@ -41,8 +41,16 @@ def key_bytes(key: Key) -> tuple[int, bytes]:
     if isinstance(key, int):
         if INT64_MIN <= key <= INT64_MAX:
             return TAG_INT, key.to_bytes(8, "little", signed=True)
-        return TAG_BIG_INT, str(int(key)).encode("ascii")
+        return TAG_BIG_INT, big_int_bytes(int(key))
     raise TypeError(f"key must be str, bytes or int, got {type(key).__name__}")
+
+
+def big_int_bytes(value: int) -> bytes:
+    """`big_int_bytes` is an int outside int64 as it is hashed: two's
+    complement, little-endian, in as few bytes as hold its sign. Linear in
+    its size, unlike decimal text, which Python also refuses above 4,300
+    digits."""
+    return value.to_bytes(value.bit_length() // 8 + 1, "little", signed=True)
 
 
 def fingerprint(k0: int, k1: int, key: Key) -> int:

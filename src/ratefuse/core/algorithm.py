@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ratefuse.core.args import shown
 from ratefuse.core.spec import LimitSpec
 from ratefuse.core.step_result import StepResult
 
@@ -147,7 +148,8 @@ class Registry:
         record = self._by_name.get(name) if isinstance(name, str) else None
         if record is None:
             raise ValueError(
-                f"algorithm must be one of {', '.join(self._by_name)}; got {name!r}"
+                f"algorithm must be one of {', '.join(self._by_name)}; "
+                f"got {shown(name)}"
             )
         return record
 

@@ -1,15 +1,37 @@
 """Validation of per-call arguments (cost, now), shared by the reference
-engines and the backends; the compiled engines inline the same checks and
-raise the same errors (``ext/ratefuse/core/_args.pxd``). Not a twin: no
-decision is made here, so there is one Python implementation."""
+engines and the backends; the compiled engines inline the fast path of the
+same checks and call these on every failure, so that both twins raise the
+same errors with the same messages (``ext/ratefuse/core/_args.pxd``). Not a
+twin: no decision is made here, so there is one Python implementation."""
 
 from __future__ import annotations
 
 import operator
 import time
 from collections.abc import Callable
+from typing import Final
 
 from ratefuse.core.spec import MAX_COST, MAX_NOW_NS
+
+# Error messages show at most this many characters of a value: a caller's
+# megabyte string or million-digit int must not become the message (an int
+# above 4,300 digits cannot even be printed).
+SHOWN_CHARACTERS: Final = 80
+# Ints this wide or wider are described by their size, never printed.
+SHOWN_INT_BITS: Final = 256
+
+
+def shown(value: object) -> str:
+    """`shown` is ``repr(value)`` for an error message, bounded: an int of
+    256 bits or more is described by its size, anything else is cut to 80
+    characters."""
+    if isinstance(value, int) and value.bit_length() >= SHOWN_INT_BITS:
+        sign = "a negative" if value < 0 else "an"
+        return f"{sign} int of {value.bit_length()} bits"
+    text = repr(value)
+    if len(text) > SHOWN_CHARACTERS:
+        return f"{text[: SHOWN_CHARACTERS - 3]}... ({len(text)} characters)"
+    return text
 
 
 def check_cost(cost: int) -> int:
@@ -18,11 +40,11 @@ def check_cost(cost: int) -> int:
     try:
         cost = operator.index(cost)
     except TypeError:
-        raise ValueError(f"cost must be an int, got {cost!r}") from None
+        raise ValueError(f"cost must be an int, got {shown(cost)}") from None
     if cost < 0:
-        raise ValueError(f"cost must be >= 0, got {cost}")
+        raise ValueError(f"cost must be >= 0, got {shown(cost)}")
     if cost > MAX_COST:
-        raise ValueError(f"cost must be in [0, 2**63), got {cost}")
+        raise ValueError(f"cost must be in [0, 2**63), got {shown(cost)}")
     return cost
 
 
@@ -31,9 +53,11 @@ def check_now(now: int) -> int:
     try:
         now = operator.index(now)
     except TypeError:
-        raise ValueError(f"now must be an int (nanoseconds), got {now!r}") from None
+        raise ValueError(
+            f"now must be an int (nanoseconds), got {shown(now)}"
+        ) from None
     if not 0 <= now <= MAX_NOW_NS:
-        raise ValueError(f"now must be in [0, 2**62] nanoseconds, got {now}")
+        raise ValueError(f"now must be in [0, 2**62] nanoseconds, got {shown(now)}")
     return now
 
 

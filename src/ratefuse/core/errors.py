@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,6 +23,11 @@ class RateLimitExceeded(RatefuseError):
     def __init__(self, decision: Decision, message: str | None = None) -> None:
         self.decision = decision
         self.retry_after = decision.retry_after
+        if message is None and math.isinf(decision.retry_after):
+            message = (
+                "rate limit exceeded: the cost can never be admitted, it is "
+                f"above the capacity {decision.limit}"
+            )
         super().__init__(
             message
             or f"rate limit exceeded: retry after {decision.retry_after:.6g}s "

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import Final
 
+from ratefuse.core.args import shown
+
 Key = str | bytes | int
 
 # The default and the largest ``max_keys`` of an in-memory keyed limiter.
@@ -21,9 +23,9 @@ MAX_MAX_KEYS: Final = 1 << 32
 def check_max_keys(max_keys: int) -> int:
     """`check_max_keys` returns ``max_keys`` if it is an int in [1, 2**32]."""
     if isinstance(max_keys, bool) or not isinstance(max_keys, int):
-        raise ValueError(f"max_keys must be an int, got {max_keys!r}")
+        raise ValueError(f"max_keys must be an int, got {shown(max_keys)}")
     if not 1 <= max_keys <= MAX_MAX_KEYS:
-        raise ValueError(f"max_keys must be in [1, 2**32], got {max_keys!r}")
+        raise ValueError(f"max_keys must be in [1, 2**32], got {shown(max_keys)}")
     return max_keys
 
 

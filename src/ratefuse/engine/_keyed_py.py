@@ -16,7 +16,7 @@ from ratefuse.core._compound_py import CompoundLimit
 from ratefuse.core._decision_py import ns_to_seconds
 from ratefuse.core._keys_py import fingerprint
 from ratefuse.core._keytable_py import KeyTable
-from ratefuse.core.args import check_cost, resolve_now
+from ratefuse.core.args import resolve_now
 from ratefuse.core.keys import (
     DEFAULT_MAX_KEYS,
     PROCESS_SECRET,
@@ -29,7 +29,7 @@ from ratefuse.core.respec import keeps_state
 from ratefuse.core.spec import LimitSpec
 from ratefuse.core.step_result import StepResult
 from ratefuse.engine._verbs_py import KeyedVerbs
-from ratefuse.engine.batch import import_numpy
+from ratefuse.engine.batch import batch_costs, batch_keys, import_numpy, one_cost
 from ratefuse.engine.turn import NESTED, Turn
 from ratefuse.engine.waiting import AsyncSleep, Sleep
 
@@ -182,11 +182,17 @@ class KeyedLimiterCore(KeyedVerbs):
         per key. Needs numpy (the ``numpy`` extra).
         """
         numpy = import_numpy()
-        key_list = keys.tolist() if isinstance(keys, numpy.ndarray) else list(keys)
-        cost_list = _costs(numpy, costs, len(key_list))
+        # Checked in the compiled engine's order: keys, costs, now.
+        key_list = batch_keys(numpy, keys)
+        fingerprints = [self._locate(key) for key in key_list]
+        cost = one_cost(numpy, costs)
+        cost_list = (
+            [cost] * len(key_list)
+            if cost is not None
+            else batch_costs(numpy, costs, len(key_list))
+        )
         allowed = numpy.zeros(len(key_list), dtype=numpy.bool_)
         waits = numpy.zeros(len(key_list), dtype=numpy.float64)
-        fingerprints = [self._locate(key) for key in key_list]
         at = resolve_now(self._clock, now)
         # One turn for the whole batch, as the compiled engine takes: a
         # reconfigure lands before or after it, never inside. A batch that
@@ -251,24 +257,3 @@ class KeyedLimiterCore(KeyedVerbs):
 
 def _nothing_to_refund(now: int | None) -> None:
     """`_nothing_to_refund` is the refund of a reservation that took nothing."""
-
-
-def _costs(numpy: Any, costs: Any, count: int) -> list[int]:
-    """`_costs` expands ``costs`` to one validated cost per key."""
-    if costs is None:
-        return [1] * count
-    if isinstance(costs, numpy.ndarray) and costs.ndim == 0:
-        costs = costs.item()  # a 0-d array is one cost
-    if isinstance(costs, int) or (
-        isinstance(costs, numpy.integer) and numpy.ndim(costs) == 0
-    ):
-        return [check_cost(costs)] * count
-    listed = costs.tolist() if isinstance(costs, numpy.ndarray) else list(costs)
-    if len(listed) != count:
-        shape = (
-            f"shape {costs.shape}" if isinstance(costs, numpy.ndarray) else len(listed)
-        )
-        raise ValueError(
-            f"costs must have one cost per key: got {shape} for {count} keys"
-        )
-    return [check_cost(cost) for cost in listed]

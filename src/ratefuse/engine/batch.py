@@ -1,8 +1,13 @@
-"""What the batch path (``decide_many``) of both keyed engines shares."""
+"""What the batch path (``decide_many``) of both keyed engines shares: numpy,
+and the checks of its arguments, so that both twins refuse the same batches
+with the same errors."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
+
+from ratefuse.core.args import check_cost, shown
 
 
 def import_numpy() -> Any:
@@ -15,3 +20,68 @@ def import_numpy() -> Any:
             "decide_many needs numpy: pip install 'ratefuse[numpy]'"
         ) from exc
     return numpy
+
+
+def _arrays(numpy: Any) -> Any:
+    # numpy's array type, or none without numpy (the shared-memory batch
+    # does not need it).
+    return () if numpy is None else (numpy.ndarray,)
+
+
+def batch_keys(numpy: Any, keys: Any) -> list[Any]:
+    """`batch_keys` is ``keys`` as a list, or TypeError naming ``keys`` when
+    it is not a sequence of keys (a str or bytes is one key, not a batch).
+    ``numpy`` may be None."""
+    arrays = _arrays(numpy)
+    if isinstance(keys, arrays) and keys.ndim >= 1:
+        listed: list[Any] = keys.tolist()
+        return listed
+    if isinstance(keys, (str, bytes, bytearray, memoryview, *arrays)) or (
+        not isinstance(keys, Iterable)
+    ):
+        raise TypeError(
+            f"keys must be a sequence of keys or a numpy int64 array, got {shown(keys)}"
+        )
+    return list(keys)
+
+
+def check_key_types(keys: list[Any]) -> None:
+    """`check_key_types` raises TypeError, as a fingerprint would, unless
+    every key is a str, bytes or int: for a batch decided key by key, so
+    that a bad key decides nothing."""
+    for key in keys:
+        if not isinstance(key, (str, bytes, int)):
+            raise TypeError(f"key must be str, bytes or int, got {type(key).__name__}")
+
+
+def one_cost(numpy: Any, costs: Any) -> int | None:
+    """`one_cost` is the one validated cost of every key when ``costs`` is
+    one (None: 1; an int, a numpy integer or a 0-d array), else None.
+    ``numpy`` may be None."""
+    if costs is None:
+        return 1
+    if isinstance(costs, _arrays(numpy)) and costs.ndim == 0:
+        costs = costs.item()
+    if isinstance(costs, int) or (
+        numpy is not None and isinstance(costs, numpy.integer)
+    ):
+        return check_cost(costs)
+    return None
+
+
+def batch_costs(numpy: Any, costs: Any, count: int) -> list[int]:
+    """`batch_costs` is one validated cost per key from a sequence of
+    ``count`` costs; ValueError naming ``costs`` for anything else (a float,
+    a str, a sequence of another length). ``numpy`` may be None."""
+    if isinstance(costs, (str, bytes, bytearray, memoryview)) or not isinstance(
+        costs, Iterable
+    ):
+        raise ValueError(
+            "costs must be None, an int, or one int per key, got " + shown(costs)
+        )
+    listed = costs.tolist() if isinstance(costs, _arrays(numpy)) else list(costs)
+    if len(listed) != count:
+        raise ValueError(
+            f"costs must have one cost per key: got {len(listed)} for {count} keys"
+        )
+    return [check_cost(cost) for cost in listed]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -26,7 +26,24 @@ KeyOf = Callable[..., Key]
 
 def guarded(function: F, before: Before, before_async: BeforeAsync) -> F:
     """`guarded` wraps ``function`` so that ``before`` (``before_async`` for
-    a coroutine function) runs with its arguments before every call."""
+    a coroutine function) runs with its arguments before every call.
+
+    A generator function (sync or async) is limited per iteration, not per
+    call: ``before`` runs once, when iteration starts (the first ``next``
+    or ``send``), so a generator created and never iterated takes nothing,
+    and an async generator waits with ``before_async``, never blocking the
+    event loop. The items are the generator's, unlimited.
+    """
+    if inspect.isasyncgenfunction(function):
+        return cast(F, _guarded_async_generator(function, before_async))
+    if inspect.isgeneratorfunction(function):
+
+        @functools.wraps(function)
+        def generator_wrapper(*args: Any, **kwargs: Any) -> Any:
+            before(args, kwargs)
+            return (yield from function(*args, **kwargs))
+
+        return cast(F, generator_wrapper)
     if inspect.iscoroutinefunction(function):
 
         @functools.wraps(function)
@@ -42,6 +59,42 @@ def guarded(function: F, before: Before, before_async: BeforeAsync) -> F:
         return function(*args, **kwargs)
 
     return cast(F, wrapper)
+
+
+def _guarded_async_generator(
+    function: Callable[..., AsyncGenerator[Any, Any]], before_async: BeforeAsync
+) -> Callable[..., AsyncGenerator[Any, Any]]:
+    """`_guarded_async_generator` is `guarded` for an async generator
+    function: the wrapper is an async generator that awaits
+    ``before_async`` when iteration starts, then delegates every
+    ``asend``, ``athrow`` and ``aclose`` to the generator (async
+    generators have no ``yield from``)."""
+
+    @functools.wraps(function)
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        await before_async(args, kwargs)
+        inner = function(*args, **kwargs)
+        try:
+            sent: Any = None
+            thrown: BaseException | None = None
+            while True:
+                try:
+                    if thrown is None:
+                        item = await inner.asend(sent)
+                    else:
+                        item, thrown = await inner.athrow(thrown), None
+                except StopAsyncIteration:
+                    return
+                try:
+                    sent = yield item
+                except GeneratorExit:
+                    raise  # the finally below closes the generator
+                except BaseException as error:  # thrown in: hand it on
+                    sent, thrown = None, error
+        finally:
+            await inner.aclose()
+
+    return wrapper
 
 
 class Acquiring:
@@ -102,7 +155,9 @@ class SubjectForms:
     ) -> Callable[[F], F]:
         """`limit` decorates a function (sync or async) so every call first
         takes ``cost`` units: waiting up to ``timeout`` seconds if ``wait``,
-        else raising RateLimitExceeded at once when denied."""
+        else raising RateLimitExceeded at once when denied. A generator
+        function (sync or async) takes them once per iteration, when it
+        starts (see `guarded`)."""
 
         def before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
             if wait:
@@ -163,7 +218,9 @@ class KeyedForms:
         """`limit` decorates a function (sync or async) so every call first
         takes ``cost`` units of the key ``key(*args, **kwargs)`` (or of the
         constant ``key``): waiting up to ``timeout`` seconds if ``wait``,
-        else raising RateLimitExceeded at once when denied."""
+        else raising RateLimitExceeded at once when denied. A generator
+        function (sync or async) takes them once per iteration, when it
+        starts (see `guarded`)."""
         key_of: KeyOf = key if callable(key) else (lambda *args, **kwargs: key)
 
         def before(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from ratefuse.core.algorithms import REGISTRY
+from ratefuse.core.args import shown
 from ratefuse.core.errors import RatefuseError
 from ratefuse.core.spec import MAX_NOW_NS, LimitSpec
 
@@ -99,9 +100,9 @@ class Params:
 def check_max_keys(max_keys: object) -> int:
     """`check_max_keys` returns ``max_keys`` if it is an int in [1, 2**28]."""
     if isinstance(max_keys, bool) or not isinstance(max_keys, int):
-        raise ValueError(f"max_keys must be an int, got {max_keys!r}")
+        raise ValueError(f"max_keys must be an int, got {shown(max_keys)}")
     if not 1 <= max_keys <= MAX_MAX_KEYS:
-        raise ValueError(f"max_keys must be in [1, 2**28], got {max_keys!r}")
+        raise ValueError(f"max_keys must be in [1, 2**28], got {shown(max_keys)}")
     return max_keys
 
 
@@ -125,21 +126,21 @@ def resolve_path(path: object) -> str:
     if isinstance(path, os.PathLike):
         path = os.fspath(path)
     if not isinstance(path, str):
-        raise ValueError(f"path must be a str or os.PathLike, got {path!r}")
+        raise ValueError(f"path must be a str or os.PathLike, got {shown(path)}")
     if not path or "\x00" in path or path in (".", ".."):
-        raise ValueError(f"path must name a file, got {path!r}")
+        raise ValueError(f"path must name a file, got {shown(path)}")
     if "/" not in path:
         if not os.path.isdir(SHM_DIRECTORY):
             raise ValueError(
-                f"path {path!r} is a bare name, which maps to {SHM_DIRECTORY}, "
+                f"path {shown(path)} is a bare name, which maps to {SHM_DIRECTORY}, "
                 "and that directory does not exist here: pass a file path"
             )
         return os.path.join(SHM_DIRECTORY, path)
     resolved = os.path.abspath(path)
     if path.endswith("/") or os.path.isdir(resolved):
-        raise ValueError(f"path must name a file, not a directory: {path!r}")
+        raise ValueError(f"path must name a file, not a directory: {shown(path)}")
     if not os.path.isdir(os.path.dirname(resolved)):
-        raise ValueError(f"path {path!r}: directory does not exist")
+        raise ValueError(f"path {shown(path)}: directory does not exist")
     return resolved
 
 
@@ -212,7 +213,8 @@ def open_table(
     Creation is race-free: the file is built and marked ready under a
     temporary name, then hard-linked into place (``link`` fails if another
     process got there first, whose table is then opened instead). Raises
-    ShmTableError if the table was created with other parameters. ``secret``
+    ShmTableError if the table was created with other parameters, or if
+    an untrusted user can have written it (`check_trusted`). ``secret``
     (16 bytes; tests only) fixes the key hashing secret of a new table.
     """
     size = table_bytes(params.buckets)
@@ -227,7 +229,7 @@ def open_table(
                 f"cannot open shared-memory table {path}: {exc}"
             ) from exc
         try:
-            return _attach(path, fd, params, size)
+            return _attach(path, fd, params, size, mode)
         except BaseException:
             os.close(fd)
             raise
@@ -273,10 +275,11 @@ def _create(path: str, params: Params, size: int, mode: int, secret: bytes) -> N
         os.unlink(temporary)
 
 
-def _attach(path: str, fd: int, params: Params, size: int) -> ShmTable:
+def _attach(path: str, fd: int, params: Params, size: int, mode: int) -> ShmTable:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         raise ShmTableError(f"{path} is not a regular file")
+    check_trusted(path, info, mode)
     if info.st_size < HEADER_BYTES:
         raise ShmTableError(
             f"{path} is not a ratefuse shared-memory table ({info.st_size} bytes)"
@@ -294,6 +297,38 @@ def _attach(path: str, fd: int, params: Params, size: int) -> ShmTable:
         mapping.close()
         raise
     return ShmTable(path, fd, mapping, params)
+
+
+def check_trusted(path: str, info: os.stat_result, mode: int) -> None:
+    """`check_trusted` raises ShmTableError unless the table file described
+    by ``info`` (fstat of the open descriptor, so no one can swap the file
+    between the check and the mapping) is one that only trusted users can
+    have written: owned by this process's effective user or by root, or,
+    when ``mode`` shares the table with a group, by a member of one of this
+    process's groups; and granting no permission beyond ``mode``.
+
+    Without it, any local user could pre-create the name (``/dev/shm`` is
+    writable by all) with a valid header and mode 0o666: the victim would
+    use it, and the other user could read the SipHash secret and rewrite
+    every state. Refused tables are never mapped."""
+    user = os.geteuid()
+    groups = {os.getegid(), *os.getgroups()}
+    shared = bool(mode & 0o070) and info.st_gid in groups
+    if info.st_uid not in (user, 0) and not shared:
+        raise ShmTableError(
+            f"{path} is owned by uid {info.st_uid}, not by this user "
+            f"(uid {user}): refusing a table another user could have written; "
+            "remove it, or pass a mode with group access (e.g. mode=0o660) "
+            "to share tables within a group"
+        )
+    extra = stat.S_IMODE(info.st_mode) & 0o777 & ~mode
+    if extra:
+        raise ShmTableError(
+            f"{path} has mode {stat.S_IMODE(info.st_mode):#o}, which grants "
+            f"{extra:#o} beyond the requested mode {mode:#o}: refusing a "
+            "table other users could read or write; fix its mode, or pass "
+            "the mode it was created with"
+        )
 
 
 def _wait_ready(path: str, mapping: mmap.mmap) -> None:

@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import math
+import sys
 import time
 from collections.abc import Awaitable, Callable, Generator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Final, NamedTuple
 
+from ratefuse.core.args import shown
 from ratefuse.core.errors import RateLimitExceeded
 from ratefuse.core.reservation import Reservation
 
@@ -54,6 +56,10 @@ Again = Callable[[float | None], Reservation]
 AgainAsync = Callable[[float | None], Reservation | Awaitable[Reservation]]
 
 
+# The largest float: an int bound above it has no float value.
+FLOAT_MAX: Final = sys.float_info.max
+
+
 def wait_bound_ns(
     timeout: float | None, max_wait: float | None, name: str = "timeout"
 ) -> int:
@@ -66,10 +72,16 @@ def wait_bound_ns(
             continue
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
             raise ValueError(
-                f"{field} must be a number of seconds or None, got {seconds!r}"
+                f"{field} must be a number of seconds or None, got {shown(seconds)}"
             )
-        if math.isnan(seconds) or seconds < 0:
-            raise ValueError(f"{field} must be >= 0 seconds, got {seconds!r}")
+        if not seconds >= 0:  # negative or NaN
+            raise ValueError(f"{field} must be >= 0 seconds, got {shown(seconds)}")
+        if isinstance(seconds, int) and seconds > FLOAT_MAX:
+            # Refused here, named, rather than as float()'s OverflowError
+            # wherever the bound is used.
+            raise ValueError(
+                f"{field} must be at most {FLOAT_MAX:g} seconds, got {shown(seconds)}"
+            )
         if seconds * 1e9 < bound:
             bound = math.ceil(seconds * 1e9)
     return bound

@@ -25,19 +25,33 @@ the window ones with a limit that fits the packed word (checked at
 construction). The pure-Python twin (RATEFUSE_NO_EXTENSIONS=1) takes a file
 lock per decision instead; a table records which implementation created it
 and refuses the other.
+
+Trust: a table's states and its SipHash secret are shared with everyone who
+can open its file, so a table is used only if no untrusted user can have
+written it (see :class:`ShmBackend`). A table truncated while mapped kills
+the processes using it with SIGBUS: do not resize or rewrite a table in
+use; `ShmBackend.unlink` it instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from ratefuse.core.args import shown
 from ratefuse.core.implementation import IMPLEMENTATION, Implementation
 from ratefuse.core.keys import Key
 from ratefuse.core.spec import LimitSpec
 from ratefuse.engine import shm_layout as layout
+from ratefuse.engine.batch import (
+    batch_costs,
+    batch_keys,
+    check_key_types,
+    one_cost,
+)
 from ratefuse.engine.forms import KeyedForms, SubjectForms
 from ratefuse.engine.shm import ShmKeyedLimiterCore, ShmLimiterCore
 from ratefuse.engine.shm_layout import (
@@ -47,7 +61,7 @@ from ratefuse.engine.shm_layout import (
     ShmTableError,
 )
 from ratefuse.engine.subject import Decision
-from ratefuse.limiter import check_callable
+from ratefuse.limiter import burst_hint, check_callable
 from ratefuse.rates import (
     DEFAULT_ALGORITHM,
     Rate,
@@ -83,6 +97,21 @@ class ShmBackend:
     a shared group. Raises ValueError naming the bad field. Immutable; the table
     itself is created by the first limiter that uses it.
 
+    Trust model: an existing table is opened only if the file is owned by
+    this process's effective user or by root (or, when ``mode`` grants
+    group access, by a member of one of this process's groups) and its
+    permissions grant nothing beyond ``mode``; otherwise the limiter raises
+    ShmTableError and maps nothing. This stops another local user from
+    pre-creating the name (``/dev/shm`` is writable by all) with a mode of
+    0o666 and then reading the key secret and rewriting states. Another
+    user can still take a name first, which makes every limiter on it
+    fail: on a shared host, put tables in a directory only the service's
+    user can write. Whoever may write the file (its owner; its group with
+    0o660) can also truncate it, and a process whose table is truncated
+    while mapped is killed by SIGBUS: the kernel cannot forbid that for a
+    named file, so only trusted users may write a table, and a table in
+    use is never resized (`unlink` it instead).
+
     A :class:`ratefuse.protocols.LimiterBackend`: `limiter` and
     `keyed_limiter` build the limiters on this table.
     """
@@ -104,7 +133,7 @@ class ShmBackend:
             or not 0 <= mode <= 0o777
         ):
             raise ValueError(
-                f"mode must be permission bits in [0, 0o777], got {mode!r}"
+                f"mode must be permission bits in [0, 0o777], got {shown(mode)}"
             )
         self._mode = mode
 
@@ -158,7 +187,7 @@ class ShmBackend:
         """`limiter` is a ShmLimiter on this table (``Limiter(...,
         backend=self)``); an ``options`` value other than None is a
         ValueError naming it (a Redis limiter's options mean nothing here)."""
-        _reject_options(options)
+        _reject_options(limits, options)
         return ShmLimiter(
             limits,
             algorithm,
@@ -183,7 +212,7 @@ class ShmBackend:
         """`keyed_limiter` is a ShmKeyedLimiter on this table
         (``KeyedLimiter(..., backend=self)``); options as for `limiter`
         (``max_keys`` too: the backend sizes the table)."""
-        _reject_options(options)
+        _reject_options(limits, options)
         return ShmKeyedLimiter(
             limits,
             algorithm,
@@ -220,13 +249,18 @@ class ShmBackend:
         return f"ShmBackend({self._path!r}, max_keys={self._max_keys})"
 
 
-def _reject_options(options: dict[str, Any]) -> None:
+def _reject_options(limits: RateLike, options: dict[str, Any]) -> None:
     for field, value in options.items():
+        if field == "burst" and value is not None:
+            raise ValueError(
+                f"burst={shown(value)}: burst is part of a rate, pass "
+                f"{burst_hint(limits, value)} as the limits"
+            )
         if value is not None:
             sized = " (the ShmBackend sizes it)" if field == "max_keys" else ""
             raise ValueError(
                 f"{field} does not apply to a limiter on shared memory{sized}, "
-                f"got {value!r}"
+                f"got {shown(value)}"
             )
 
 
@@ -238,7 +272,7 @@ def _spec_of(
     if len(rates) != 1:
         raise ValueError(
             "limits: a shared-memory limiter takes exactly one rate (its state "
-            f"is one word updated atomically), got {len(rates)}: {limits!r}"
+            f"is one word updated atomically), got {len(rates)}: {shown(limits)}"
         )
     spec = build_specs(rates, name)[0]
     layout.packing_bits(spec)
@@ -250,7 +284,9 @@ def _backend_of(backend: object, max_keys: int) -> ShmBackend:
         return backend
     if isinstance(backend, (str, os.PathLike)):
         return ShmBackend(backend, max_keys)
-    raise ValueError(f"backend must be a ShmBackend, a name or a path, got {backend!r}")
+    raise ValueError(
+        f"backend must be a ShmBackend, a name or a path, got {shown(backend)}"
+    )
 
 
 def _check_callables(**values: object) -> None:
@@ -305,16 +341,22 @@ class ShmKeyedLimiter(KeyedForms, ShmKeyedLimiterCore):
         costs: Sequence[int] | None = None,
         now: int | None = None,
     ) -> list[Decision]:
-        """`decide_many` decides ``costs[i]`` (None: 1 each) for ``keys[i]``,
-        in order, as consecutive `decide` calls (at ``now`` if given)."""
-        if costs is None:
-            return [self.decide(key, 1, now) for key in keys]
-        if len(costs) != len(keys):
-            raise ValueError(
-                f"costs must have one cost per key ({len(keys)}), got {len(costs)}"
-            )
+        """`decide_many` decides ``costs[i]`` (None: 1 each; an int: that
+        cost each) for ``keys[i]``, in order, as consecutive `decide` calls
+        (at ``now`` if given). Arguments are checked as the in-memory
+        `decide_many` checks them."""
+        numpy = sys.modules.get("numpy")  # arrays are accepted if in use
+        key_list = batch_keys(numpy, keys)
+        check_key_types(key_list)
+        cost = one_cost(numpy, costs)
+        cost_list = (
+            [cost] * len(key_list)
+            if cost is not None
+            else batch_costs(numpy, costs, len(key_list))
+        )
         return [
-            self.decide(key, cost, now) for key, cost in zip(keys, costs, strict=True)
+            self.decide(key, cost, now)
+            for key, cost in zip(key_list, cost_list, strict=True)
         ]
 
     def __repr__(self) -> str:

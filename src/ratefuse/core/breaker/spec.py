@@ -9,6 +9,7 @@ be valid.
 from __future__ import annotations
 
 import enum
+import operator
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple
 
@@ -208,9 +209,17 @@ def duration_to_ns(duration: float) -> int:
     Truncates like a C cast; durations beyond ``MAX_DURATION_NS`` saturate.
     Raises ValueError for a negative or NaN duration.
     """
-    if not isinstance(duration, (int, float)):
-        raise TypeError(f"duration must be seconds as a float, got {duration!r}")
-    duration = float(duration)
+    # What the compiled twin's C double argument accepts: a float, or any
+    # object with __float__ or __index__ (numpy scalars), never a str.
+    if not isinstance(duration, float):
+        kind = type(duration)
+        if not hasattr(kind, "__float__") and not hasattr(kind, "__index__"):
+            raise TypeError(f"duration must be seconds as a float, got {duration!r}")
+        duration = (
+            float(duration)
+            if hasattr(kind, "__float__")
+            else float(operator.index(duration))
+        )
     if not duration >= 0.0:
         raise ValueError(f"duration must be >= 0 seconds, got {duration!r}")
     scaled = duration * 1e9
