@@ -11,6 +11,7 @@ steps.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar
@@ -18,6 +19,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from ratefuse.core.args import check_cost
 from ratefuse.core.backend_defaults import PolicyName
 from ratefuse.core.errors import BackendError, CircuitOpenError
+from ratefuse.engine.batch import batch_costs, batch_keys, one_cost
 from ratefuse.engine.subject import Decision
 from ratefuse.rates import (
     DEFAULT_ALGORITHM,
@@ -239,6 +241,21 @@ class LimiterCore(Generic[BackendT, ClientT, StoreT]):
             self._answers.remember(key, cost, outcome, sent)
         self._fallback.answered()
         return self._binding.decision(outcome)
+
+    @staticmethod
+    def _batch(
+        keys: Sequence[Subject], costs: Sequence[int] | int | None
+    ) -> tuple[list[Subject], list[int] | None]:
+        # A batch's keys and costs checked as the in-memory limiters check
+        # them (the same errors, naming `keys` or `costs`), before any I/O.
+        numpy = sys.modules.get("numpy")  # an array implies numpy is loaded
+        listed = batch_keys(numpy, keys)
+        if costs is None:
+            return listed, None
+        one = one_cost(numpy, costs)
+        if one is not None:
+            return listed, [one] * len(listed)
+        return listed, batch_costs(numpy, costs, len(listed))
 
     def _settle_many(
         self,

@@ -177,10 +177,12 @@ class RedisLimiter(LimiterCore[RedisBackendIO, SyncClient, RedisStore], Closing)
         self._refilled(ask, outcome)
 
     def decide_many(
-        self, keys: Sequence[Subject], costs: Sequence[int] | None = None
+        self, keys: Sequence[Subject], costs: Sequence[int] | int | None = None
     ) -> list[Decision]:
         """`decide_many` decides ``costs[i]`` (None: 1 each) for ``keys[i]``,
-        in order for repeated keys, grouped by slot and pipelined per node."""
+        in order for repeated keys, grouped by slot and pipelined per node.
+        ``costs`` may also be one int for every key."""
+        keys, costs = self._batch(keys, costs)
         try:
             # Decisions, built call by call as the replies arrive.
             outcomes: Sequence[Decision | BaseException] = self._store.decide_many(
@@ -280,9 +282,10 @@ class AsyncRedisLimiter(
         self._refilled(ask, outcome)
 
     async def decide_many(
-        self, keys: Sequence[Subject], costs: Sequence[int] | None = None
+        self, keys: Sequence[Subject], costs: Sequence[int] | int | None = None
     ) -> list[Decision]:
         """`decide_many`: see RedisLimiter.decide_many."""
+        keys, costs = self._batch(keys, costs)
         try:
             outcomes: Sequence[
                 Decision | BaseException
