@@ -54,6 +54,10 @@ def compiled_extensions() -> list[Extension]:
             ".".join(source.relative_to(EXT_DIR).with_suffix("").parts),
             [str(source)],
             include_dirs=[str(EXT_DIR / "ratefuse" / "include")],
+            # Every module declares that it needs the GIL (Py_MOD_GIL_USED),
+            # so a free-threaded CPython turns the GIL on when it loads one:
+            # the cores rely on it (wheels/README.md, "Free-threaded CPython").
+            define_macros=[("CYTHON_FREETHREADING_COMPATIBLE", "0")],
             extra_compile_args=["-O3"],
         )
         for source in SOURCES
