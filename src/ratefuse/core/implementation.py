@@ -7,6 +7,9 @@ example ``"engine._subject"``). The choice is made once per process, for
 all cores together, so a process never mixes the two:
 
 - ``RATEFUSE_NO_EXTENSIONS=1`` forces the reference cores;
+- the pure-Python wheel (built with ``RATEFUSE_PURE_WHEEL=1``, marked by
+  the file ``PURE_PYTHON`` beside this module) has no compiled cores and
+  selects the reference ones without a warning;
 - a missing or broken extension falls back to them with a warning;
 - ``RATEFUSE_REQUIRE_EXTENSIONS=1`` turns that fallback into ImportError.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
+from pathlib import Path
 from types import ModuleType
 from typing import Final, Literal
 
@@ -39,6 +43,8 @@ def _flag(name: str) -> bool:
 
 NO_EXTENSIONS: Final = _flag("RATEFUSE_NO_EXTENSIONS")
 REQUIRE_EXTENSIONS: Final = _flag("RATEFUSE_REQUIRE_EXTENSIONS")
+# An install of the pure-Python wheel, which has no compiled core to load.
+PURE_WHEEL: Final = Path(__file__).with_name("PURE_PYTHON").is_file()
 
 
 def _choose() -> Implementation:
@@ -46,6 +52,13 @@ def _choose() -> Implementation:
         if REQUIRE_EXTENSIONS:
             raise ImportError(
                 "RATEFUSE_REQUIRE_EXTENSIONS and RATEFUSE_NO_EXTENSIONS are both set"
+            )
+        return "python"
+    if PURE_WHEEL:
+        if REQUIRE_EXTENSIONS:
+            raise ImportError(
+                "ratefuse is installed from its pure-Python wheel (no compiled "
+                "cores) and RATEFUSE_REQUIRE_EXTENSIONS is set"
             )
         return "python"
     try:
