@@ -62,6 +62,11 @@ class Target:
     # decides on the server's wall clock): the window bound then counts
     # every window an interval of that length can overlap.
     local_clock: bool = True
+    # The clock the limiter decides on, in ns, when it is not this
+    # process's (Redis: the server's TIME). The run's interval is read on it
+    # for the bounds: a server clock that steps or slews while the run goes
+    # on would otherwise show as a unit over a bound read locally.
+    deciding_clock: Callable[[], int] | None = None
 
 
 @dataclass(frozen=True)
@@ -176,14 +181,19 @@ def run_threads(target: Target, workers: int, duration_s: float) -> AccuracyResu
     threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
     for thread in threads:
         thread.start()
+    deciding = (
+        time.monotonic_ns if target.deciding_clock is None else target.deciding_clock
+    )
+    decided_from = deciding()  # before any decision: the threads wait below
     start = time.monotonic_ns()
     deadline[0] = start + round(duration_s * 1e9)
     barrier.wait()
     for thread in threads:
         thread.join()
     end = time.monotonic_ns()
+    decided_to = deciding()  # after every decision
     merged = sorted(stamp for mine in stamps for stamp in mine)
-    limit = bound(target.kind, start, end, target.local_clock)
+    limit = bound(target.kind, decided_from, decided_to, target.local_clock)
     return AccuracyResult(
         target=target.name,
         workers=workers,

@@ -172,6 +172,14 @@ def _peer_scenarios(url: str, where: str) -> tuple[list[Scenario], list[str]]:
     return scenarios, missing
 
 
+def _server_ns(client: Any) -> int:
+    # The server's TIME in ns: the clock a Redis limiter decides on (on a
+    # cluster, one node's, as redis-py routes TIME; it may answer per node).
+    reply = client.time()
+    seconds, micros = next(iter(reply.values())) if isinstance(reply, dict) else reply
+    return (int(seconds) * 1_000_000 + int(micros)) * 1_000
+
+
 def _try_acquire(limiter: Any, key: str) -> bool:
     return bool(limiter.try_acquire(key))
 
@@ -205,6 +213,7 @@ def redis_accuracy_targets(url: str, *, cluster: bool) -> list[Target]:
                 KINDS[algorithm],
                 ours=True,
                 local_clock=False,  # windows aligned on the server's clock
+                deciding_clock=partial(_server_ns, _client(url, cluster)),
             )
         )
     return targets
