@@ -286,8 +286,10 @@ class RedisSentinelServers:
         """`wait_promoted` waits until the sentinel names ``port`` primary
         and that server says it is one."""
         self._wait(
-            lambda: self.master_port() == port
-            and "role:master" in command(port, "INFO", "replication"),
+            lambda: (
+                self.master_port() == port
+                and "role:master" in command(port, "INFO", "replication")
+            ),
             timeout,
         )
 

@@ -25,6 +25,7 @@ from ratefuse.redis._codec import Packer, RawReply, ScriptReply
 from ratefuse.redis._eviction import EVICTION_CHECK
 from ratefuse.redis._exchange import Call, Convert, Exchange, Plan, redirected
 from ratefuse.redis._schema import Subject
+from ratefuse.redis._sentinel import SentinelWatch, sentinel_pool
 from ratefuse.redis._slots import Address, SlotMap
 from ratefuse.redis._sync_io import SyncTransport, connection_factory
 
@@ -57,8 +58,9 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
     def _connect(
         self, client: redis.Redis | RedisCluster, timeout: float
     ) -> tuple[SyncTransport, list[Address]]:
-        factory, seeds = connection_factory(client, timeout)
-        return SyncTransport(factory), seeds
+        factory, seeds, pool = connection_factory(client, timeout)
+        watch = SentinelWatch(pool) if sentinel_pool(pool) else None
+        return SyncTransport(factory, watch), seeds
 
     def _new_lock(self) -> threading.Lock:
         return threading.Lock()
