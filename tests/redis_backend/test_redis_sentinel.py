@@ -12,15 +12,23 @@ the switch.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
 redis = pytest.importorskip("redis")
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel  # noqa: E402
 from redis.sentinel import Sentinel  # noqa: E402
 
-from ratefuse.redis import RedisBackend, RedisLimiter  # noqa: E402
+from ratefuse.redis import (  # noqa: E402
+    AsyncRedisBackend,
+    AsyncRedisLimiter,
+    LimiterStats,
+    RedisBackend,
+    RedisLimiter,
+)
 from ratefuse.redis._sentinel import SENTINEL_RECHECK, SentinelWatch  # noqa: E402
 from redis_servers import SENTINEL_MASTER, RedisSentinelServers  # noqa: E402
 
@@ -60,6 +68,51 @@ def used(port: int) -> int:
         client.close()
 
 
+Acquire = Callable[[], Awaitable[bool]]
+Stats = Callable[[], LimiterStats]
+
+
+async def fail_over_under_traffic(
+    servers: RedisSentinelServers, acquire: Acquire, stats_of: Stats
+) -> None:
+    # Decides before, during and after a failover through ``acquire`` (one
+    # unit of key "k") and checks what the new primary counts.
+    old, new = servers.master_port(), servers.replica_port()
+    admitted = 0
+    for _ in range(BEFORE):
+        admitted += await acquire()
+    assert admitted == BEFORE
+    servers.failover()
+    # The switch: until the sentinel names the new primary, and then until
+    # the backend has surely asked it (twice its recheck).
+    deadline = time.monotonic() + SWITCH_TIMEOUT
+    while servers.master_port() != new:
+        assert time.monotonic() < deadline, "the sentinel did not fail over"
+        admitted += await acquire()
+    settled = time.monotonic() + 2 * SENTINEL_RECHECK
+    while time.monotonic() < settled:
+        admitted += await acquire()
+    switch = admitted - BEFORE
+    before = stats_of()
+    for _ in range(AFTER):
+        admitted += await acquire()
+    stats = stats_of()
+    # After the switch, Redis decides every call again.
+    assert stats.backend_decisions - before.backend_decisions == AFTER
+    # Redis never denies below the limit: an admission is a Redis decision;
+    # the rest the policy answered.
+    assert admitted == stats.backend_decisions
+    assert stats.decisions == stats.backend_decisions + stats.fallbacks
+    on_new = used(new)
+    # None doubled: the new primary counts no more than Redis admitted.
+    assert on_new <= admitted
+    # Lost: at most what the old primary admitted during the switch;
+    # everything before it was copied, everything after went to the new.
+    assert admitted - on_new <= switch
+    assert on_new >= BEFORE + AFTER
+    assert servers.master_port() == new != old
+
+
 def test_decisions_follow_a_sentinel_failover(
     sentinel_servers: RedisSentinelServers,
 ) -> None:
@@ -75,41 +128,50 @@ def test_decisions_follow_a_sentinel_failover(
         name="sentinel",
         **SETTINGS,  # type: ignore[arg-type]
     )
-    old, new = sentinel_servers.master_port(), sentinel_servers.replica_port()
+
+    async def acquire() -> bool:
+        return limiter.try_acquire("k")
+
     try:
-        admitted = sum(limiter.try_acquire("k") for _ in range(BEFORE))
-        assert admitted == BEFORE
-        sentinel_servers.failover()
-        # The switch: until the sentinel names the new primary, and then
-        # until the backend has surely asked it (twice its recheck).
-        deadline = time.monotonic() + SWITCH_TIMEOUT
-        while sentinel_servers.master_port() != new:
-            assert time.monotonic() < deadline, "the sentinel did not fail over"
-            admitted += limiter.try_acquire("k")
-        settled = time.monotonic() + 2 * SENTINEL_RECHECK
-        while time.monotonic() < settled:
-            admitted += limiter.try_acquire("k")
-        switch = admitted - BEFORE
-        before = limiter.stats()
-        admitted += sum(limiter.try_acquire("k") for _ in range(AFTER))
-        stats = limiter.stats()
-        # After the switch, Redis decides every call again.
-        assert stats.backend_decisions - before.backend_decisions == AFTER
-        # Redis never denies below the limit: an admission is a Redis decision.
-        assert admitted == stats.backend_decisions
-        assert stats.decisions == stats.backend_decisions + stats.fallbacks
-        on_new = used(new)
-        # None doubled: the new primary counts no more than Redis admitted.
-        assert on_new <= admitted
-        # Lost: at most what the old primary admitted during the switch;
-        # everything before it was copied, everything after went to the new.
-        assert admitted - on_new <= switch
-        assert on_new >= BEFORE + AFTER
-        assert sentinel_servers.master_port() == new != old
+        asyncio.run(fail_over_under_traffic(sentinel_servers, acquire, limiter.stats))
     finally:
         limiter.close()
         backend.close()
         client.close()
+        for watcher in sentinel.sentinels:
+            watcher.close()
+
+
+def test_async_decisions_follow_a_sentinel_failover(
+    sentinel_servers: RedisSentinelServers,
+) -> None:
+    assert sentinel_servers.sentinel is not None
+    port = sentinel_servers.sentinel.port
+
+    async def run() -> None:
+        sentinel = AsyncSentinel([("127.0.0.1", port)], socket_timeout=1.0)
+        client = sentinel.master_for(SENTINEL_MASTER)
+        backend = AsyncRedisBackend(client, timeout=0.5)
+        limiter = AsyncRedisLimiter(
+            f"{LIMIT}/h",
+            backend=backend,
+            name="sentinel",
+            **SETTINGS,  # type: ignore[arg-type]
+        )
+
+        async def acquire() -> bool:
+            return await limiter.try_acquire("k")
+
+        try:
+            await fail_over_under_traffic(sentinel_servers, acquire, limiter.stats)
+        finally:
+            await limiter.aclose()
+            await backend.aclose()
+            await client.aclose()
+            for watcher in sentinel.sentinels:
+                await watcher.aclose()
+
+    asyncio.run(run())
 
 
 class _Pool:

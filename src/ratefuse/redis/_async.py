@@ -30,6 +30,7 @@ from ratefuse.redis._codec import Packer, RawReply, ScriptReply
 from ratefuse.redis._eviction import EVICTION_CHECK
 from ratefuse.redis._exchange import Call, Convert, Exchange, Plan, redirected
 from ratefuse.redis._schema import Subject
+from ratefuse.redis._sentinel import SentinelWatch, sentinel_pool
 from ratefuse.redis._slots import Address, SlotMap
 
 AsyncClient = redis.asyncio.Redis | RedisCluster
@@ -45,8 +46,9 @@ class AsyncRedisBackendIO(BackendCore[AsyncClient, AsyncTransport], AsyncClosing
     def _connect(
         self, client: AsyncClient, timeout: float
     ) -> tuple[AsyncTransport, list[Address]]:
-        factory, seeds = connection_factory(client, timeout)
-        return AsyncTransport(factory, timeout), seeds
+        factory, seeds, pool = connection_factory(client, timeout)
+        watch = SentinelWatch(pool) if sentinel_pool(pool) else None
+        return AsyncTransport(factory, timeout, watch), seeds
 
     def _new_lock(self) -> asyncio.Lock:
         return asyncio.Lock()

@@ -96,3 +96,9 @@ class SentinelWatch:
             # A failure is asked again after the recheck.
             with contextlib.suppress(Exception):
                 self.record(self.pool.get_master_address())
+
+    async def aask(self) -> None:
+        """`aask` is `ask` for redis.asyncio pools."""
+        if self.due() and self.claim():
+            with contextlib.suppress(Exception):
+                self.record(await self.pool.get_master_address())
