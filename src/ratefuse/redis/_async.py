@@ -71,7 +71,9 @@ class AsyncRedisBackendIO(BackendCore[AsyncClient, AsyncTransport], AsyncClosing
                 steps = self._refresh_steps(slots)
                 address = next(steps)
                 while address is not None:
-                    address = steps.send(await self._cluster_slots(address))
+                    address = steps.send(
+                        await self._cluster_slots(address, slots.command)
+                    )
         return slots
 
     async def _first_contact(self, plan: Plan, rounds: Exchange) -> Plan:
@@ -97,15 +99,18 @@ class AsyncRedisBackendIO(BackendCore[AsyncClient, AsyncTransport], AsyncClosing
             kept.append((address, calls))
         return kept
 
-    async def _cluster_slots(self, address: Address) -> object:
-        # CLUSTER SLOTS from the node at ``address``, through its breaker:
+    async def _cluster_slots(
+        self, address: Address, command: tuple[str, str]
+    ) -> object:
+        # ``command`` (CLUSTER SHARDS or SLOTS) from the node at ``address``,
+        # through its breaker:
         # the reply, or the exception that ended it (the breaker's error,
         # without I/O, when open).
         permit = self._ask_node(address)
         if isinstance(permit, CircuitOpenError):
             return permit
         try:
-            reply: object = await self._transport.command(address, "CLUSTER", "SLOTS")
+            reply: object = await self._transport.command(address, *command)
         except Exception as exc:
             permit.on_error(0.0, exc)
             return exc

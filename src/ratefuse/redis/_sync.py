@@ -85,7 +85,7 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
                 steps = self._refresh_steps(slots)
                 address = next(steps)
                 while address is not None:
-                    address = steps.send(self._cluster_slots(address))
+                    address = steps.send(self._cluster_slots(address, slots.command))
         return slots
 
     def _first_contact(self, plan: Plan, rounds: Exchange) -> Plan:
@@ -109,15 +109,16 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
             kept.append((address, calls))
         return kept
 
-    def _cluster_slots(self, address: Address) -> object:
-        # CLUSTER SLOTS from the node at ``address``, through its breaker:
+    def _cluster_slots(self, address: Address, command: tuple[str, str]) -> object:
+        # ``command`` (CLUSTER SHARDS or SLOTS) from the node at ``address``,
+        # through its breaker:
         # the reply, or the exception that ended it (the breaker's error,
         # without I/O, when open).
         permit = self._ask_node(address)
         if isinstance(permit, CircuitOpenError):
             return permit
         try:
-            reply: object = self._transport.command(address, "CLUSTER", "SLOTS")
+            reply: object = self._transport.command(address, *command)
         except Exception as exc:
             permit.on_error(0.0, exc)
             return exc
