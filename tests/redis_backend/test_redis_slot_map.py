@@ -12,6 +12,7 @@ import pytest
 
 redis = pytest.importorskip("redis")
 from redis.asyncio import RedisCluster as AsyncRedisCluster  # noqa: E402
+from redis.asyncio import SSLConnection as AsyncSSLConnection  # noqa: E402
 from redis.exceptions import ResponseError  # noqa: E402
 
 from ratefuse.redis import (  # noqa: E402
@@ -20,6 +21,7 @@ from ratefuse.redis import (  # noqa: E402
     RedisBackend,
     RedisLimiter,
 )
+from ratefuse.redis._connection import uses_tls  # noqa: E402
 from ratefuse.redis._slots import (  # noqa: E402
     SHARDS,
     SLOTS,
@@ -313,3 +315,37 @@ def test_the_async_map_is_read_with_cluster_shards(
             await client.aclose()
 
     asyncio.run(run())
+
+
+def test_a_tls_backend_takes_the_tls_port_of_shards() -> None:
+    both = [
+        [
+            b"slots",
+            [0, 16383],
+            b"nodes",
+            [
+                [
+                    b"port",
+                    6379,
+                    b"tls-port",
+                    6380,
+                    b"ip",
+                    b"10.0.0.1",
+                    b"role",
+                    b"master",
+                ]
+            ],
+        ]
+    ]
+    plain, tls = SlotMap(), SlotMap(tls=True)
+    plain.update(both, QUERIED)
+    tls.update(both, QUERIED)
+    assert plain.node(0) == ("10.0.0.1", 6379)
+    assert tls.node(0) == ("10.0.0.1", 6380)
+
+
+def test_tls_is_told_by_the_connection_class() -> None:
+    assert uses_tls(redis.SSLConnection)
+    assert uses_tls(AsyncSSLConnection)
+    assert not uses_tls(redis.Connection)
+    assert not uses_tls(redis.UnixDomainSocketConnection)

@@ -46,9 +46,9 @@ class AsyncRedisBackendIO(BackendCore[AsyncClient, AsyncTransport], AsyncClosing
     def _connect(
         self, client: AsyncClient, timeout: float
     ) -> tuple[AsyncTransport, list[Address]]:
-        factory, seeds, pool = connection_factory(client, timeout)
+        factory, seeds, pool, tls = connection_factory(client, timeout)
         watch = SentinelWatch(pool) if sentinel_pool(pool) else None
-        return AsyncTransport(factory, timeout, watch), seeds
+        return AsyncTransport(factory, timeout, watch, tls), seeds
 
     def _new_lock(self) -> asyncio.Lock:
         return asyncio.Lock()

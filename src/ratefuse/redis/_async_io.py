@@ -19,6 +19,7 @@ from ratefuse.redis._connection import (
     connection_settings,
     node_factory,
     start_nodes,
+    uses_tls,
     wrong_client,
 )
 from ratefuse.redis._exchange import Plan, Receive
@@ -56,15 +57,17 @@ class AsyncTransport:
     """`AsyncTransport` holds idle connections per node and runs rounds:
     the asyncio twin of :class:`._sync_io.SyncTransport`, reading and writing
     the connection's streams itself, each node's round bounded by
-    ``timeout`` seconds; ``watch`` as there. One event loop."""
+    ``timeout`` seconds; ``watch`` and ``tls`` as there. One event loop."""
 
     def __init__(
         self,
         factory: Callable[[Address | None], AsyncConnection],
         timeout: float,
         watch: SentinelWatch | None = None,
+        tls: bool = False,
     ) -> None:
         self._factory = factory
+        self.tls = tls
         self._watch = watch
         self._timeout = timeout
         self._idle: dict[Address | None, list[AsyncConnection]] = {}
@@ -216,7 +219,7 @@ async def _read(
 
 def connection_factory(
     client: redis.asyncio.Redis | RedisCluster, timeout: float
-) -> tuple[Callable[[Address | None], AsyncConnection], list[Address], Any]:
+) -> tuple[Callable[[Address | None], AsyncConnection], list[Address], Any, bool]:
     """`connection_factory`: see _sync_io.connection_factory."""
     if isinstance(client, RedisCluster):
         nodes = start_nodes(client)
@@ -231,4 +234,5 @@ def connection_factory(
         raise wrong_client("redis.asyncio.Redis or redis.asyncio.RedisCluster", client)
     retry = Retry(NoBackoff(), 0)
     settings = connection_settings(base, timeout, retry)
-    return node_factory(connection_class, settings), seeds, pool
+    tls = uses_tls(connection_class)
+    return node_factory(connection_class, settings), seeds, pool, tls

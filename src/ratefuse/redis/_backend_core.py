@@ -68,7 +68,8 @@ class BackendCore(Generic[ClientT, TransportT]):
         self._breakers = NodeBreakers(self.breaker)
         self._transport, self._seeds = self._connect(client, self.timeout)
         self.cluster = bool(self._seeds)
-        self._slots = SlotMap() if self.cluster else None
+        tls = bool(getattr(self._transport, "tls", False))
+        self._slots = SlotMap(tls) if self.cluster else None
         self._counters = Counters()
         self._eviction = EvictionCheck(self._counters)
         self._refresh_lock = self._new_lock()

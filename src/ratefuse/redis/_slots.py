@@ -73,13 +73,18 @@ class SlotMap:
 
     ``command`` is what the map is read with: `SHARDS`, until a node
     cannot answer it (`fall_back`), then `SLOTS_COMMAND`.
+
+    ``tls``: the backend connects with TLS, so a SHARDS reply's
+    ``tls-port`` is the one to use (SLOTS names the port of the connection
+    that asked).
     """
 
-    __slots__ = ("_nodes", "command", "stale")
+    __slots__ = ("_nodes", "command", "stale", "tls")
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = False) -> None:
         self._nodes: list[Address | None] = [None] * SLOTS
         self.stale = True
+        self.tls = tls
         self.command: tuple[str, str] = SHARDS
 
     def fall_back(self) -> None:
@@ -109,7 +114,8 @@ class SlotMap:
     def update_shards(self, reply: object, queried: Address) -> None:
         """`update_shards` loads a ``CLUSTER SHARDS`` reply (RESP2): each
         shard's slot ranges go to its node whose role is master, at its
-        preferred endpoint (else its ip) and its port (else its tls-port).
+        preferred endpoint (else its ip) and its port (its tls-port when
+        `tls`; either when it has only one).
         A shard without slots or without a master serves nothing."""
         if not isinstance(reply, list) or not reply:
             raise ValueError(f"unexpected CLUSTER SHARDS reply {reply!r}")
@@ -127,14 +133,14 @@ class SlotMap:
                     nodes[slot] = address
         self._load(nodes)
 
-    @staticmethod
-    def _primary(members: list[object], queried: Address) -> Address | None:
+    def _primary(self, members: list[object], queried: Address) -> Address | None:
         # The address of the shard's master, None if it has none.
+        names = ("tls-port", "port") if self.tls else ("port", "tls-port")
         for member in members:
             node = _fields(member)
             if _text(node.get("role")) != "master":
                 continue
-            port = node.get("port", node.get("tls-port"))
+            port = node.get(names[0], node.get(names[1]))
             if port is None:
                 raise ValueError(f"CLUSTER SHARDS node without a port: {member!r}")
             host = node.get("endpoint", node.get("ip"))

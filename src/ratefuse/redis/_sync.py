@@ -58,9 +58,9 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
     def _connect(
         self, client: redis.Redis | RedisCluster, timeout: float
     ) -> tuple[SyncTransport, list[Address]]:
-        factory, seeds, pool = connection_factory(client, timeout)
+        factory, seeds, pool, tls = connection_factory(client, timeout)
         watch = SentinelWatch(pool) if sentinel_pool(pool) else None
-        return SyncTransport(factory, watch), seeds
+        return SyncTransport(factory, watch, tls), seeds
 
     def _new_lock(self) -> threading.Lock:
         return threading.Lock()

@@ -22,6 +22,7 @@ from ratefuse.redis._connection import (
     connection_settings,
     node_factory,
     start_pool,
+    uses_tls,
     wrong_client,
 )
 from ratefuse.redis._exchange import Plan, Receive
@@ -50,15 +51,18 @@ class SyncTransport:
     itself (:mod:`._resp`). Thread-safe: a connection is used by one
     thread at a time. With a ``watch`` (a Sentinel-managed client), a
     connection to another address than the current primary's is dropped
-    instead of used (see :mod:`._sentinel`).
+    instead of used (see :mod:`._sentinel`). ``tls``: the connections
+    use TLS (the cluster's nodes are reached on their TLS ports).
     """
 
     def __init__(
         self,
         factory: Callable[[Address | None], SyncConnection],
         watch: SentinelWatch | None = None,
+        tls: bool = False,
     ) -> None:
         self._factory = factory
+        self.tls = tls
         self._watch = watch
         self._idle: dict[Address | None, list[SyncConnection]] = {}
         self._lock = threading.Lock()
@@ -214,10 +218,10 @@ def _read(
 
 def connection_factory(
     client: redis.Redis | RedisCluster, timeout: float
-) -> tuple[Callable[[Address | None], SyncConnection], list[Address], Any]:
+) -> tuple[Callable[[Address | None], SyncConnection], list[Address], Any, bool]:
     """`connection_factory` makes connections with ``client``'s settings and
     the backend's ``timeout``; also returns the cluster's seed addresses
-    (empty for one node) and the client's pool."""
+    (empty for one node), the client's pool and whether it uses TLS."""
     if isinstance(client, RedisCluster):
         pool, nodes = start_pool(client)
         seeds = [(node.host, int(node.port)) for node in nodes]
@@ -229,4 +233,5 @@ def connection_factory(
     settings = connection_settings(
         pool.connection_kwargs, timeout, Retry(NoBackoff(), 0)
     )
-    return node_factory(pool.connection_class, settings), seeds, pool
+    tls = uses_tls(pool.connection_class)
+    return node_factory(pool.connection_class, settings), seeds, pool, tls
