@@ -214,3 +214,12 @@ def test_sentinel_watch_asks_once_per_recheck_and_keeps_its_address() -> None:
     assert watch.address == ("b", 2)
     assert watch.stale(_Connection("a", 1))
     assert not watch.stale(_Connection("b", 2))
+
+
+def test_a_replica_client_is_refused() -> None:
+    sentinel = Sentinel([("127.0.0.1", 1)], socket_timeout=0.1)
+    with pytest.raises(ValueError, match="master_for"):
+        RedisBackend(sentinel.slave_for(SENTINEL_MASTER))
+    replicas = AsyncSentinel([("127.0.0.1", 1)]).slave_for(SENTINEL_MASTER)
+    with pytest.raises(ValueError, match="master_for"):
+        AsyncRedisBackend(replicas)

@@ -30,7 +30,11 @@ from ratefuse.redis._codec import Packer, RawReply, ScriptReply
 from ratefuse.redis._eviction import EVICTION_CHECK
 from ratefuse.redis._exchange import Call, Convert, Exchange, Plan, redirected
 from ratefuse.redis._schema import Subject
-from ratefuse.redis._sentinel import SentinelWatch, sentinel_pool
+from ratefuse.redis._sentinel import (
+    SentinelWatch,
+    check_primary_pool,
+    sentinel_pool,
+)
 from ratefuse.redis._slots import Address, SlotMap
 
 AsyncClient = redis.asyncio.Redis | RedisCluster
@@ -47,6 +51,7 @@ class AsyncRedisBackendIO(BackendCore[AsyncClient, AsyncTransport], AsyncClosing
         self, client: AsyncClient, timeout: float
     ) -> tuple[AsyncTransport, list[Address]]:
         factory, seeds, pool, tls = connection_factory(client, timeout)
+        check_primary_pool(pool)
         watch = SentinelWatch(pool) if sentinel_pool(pool) else None
         return AsyncTransport(factory, timeout, watch, tls), seeds
 

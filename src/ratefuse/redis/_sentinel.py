@@ -34,6 +34,16 @@ def sentinel_pool(pool: Any) -> bool:
     )
 
 
+def check_primary_pool(pool: Any) -> None:
+    """`check_primary_pool` raises ValueError for a Sentinel pool of
+    replicas (``Sentinel.slave_for``): every decision writes."""
+    if hasattr(pool, "get_master_address") and not getattr(pool, "is_master", True):
+        raise ValueError(
+            "client must reach the primary: a backend writes on every decision, "
+            "so give it Sentinel.master_for(name), not slave_for(name)"
+        )
+
+
 def connection_address(connection: Any) -> Address:
     """`connection_address` is the (host, port) a connection connected to."""
     return (str(connection.host), int(connection.port))

@@ -25,7 +25,11 @@ from ratefuse.redis._codec import Packer, RawReply, ScriptReply
 from ratefuse.redis._eviction import EVICTION_CHECK
 from ratefuse.redis._exchange import Call, Convert, Exchange, Plan, redirected
 from ratefuse.redis._schema import Subject
-from ratefuse.redis._sentinel import SentinelWatch, sentinel_pool
+from ratefuse.redis._sentinel import (
+    SentinelWatch,
+    check_primary_pool,
+    sentinel_pool,
+)
 from ratefuse.redis._slots import Address, SlotMap
 from ratefuse.redis._sync_io import SyncTransport, connection_factory
 
@@ -59,6 +63,7 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
         self, client: redis.Redis | RedisCluster, timeout: float
     ) -> tuple[SyncTransport, list[Address]]:
         factory, seeds, pool, tls = connection_factory(client, timeout)
+        check_primary_pool(pool)
         watch = SentinelWatch(pool) if sentinel_pool(pool) else None
         return SyncTransport(factory, watch, tls), seeds
 
