@@ -2,8 +2,9 @@
 
 `RedisServer` runs one ``redis-server`` on a free 127.0.0.1 port in its own
 temporary directory (no persistence); `RedisClusterServers` runs three
-cluster-enabled ones and joins them with ``redis-cli --cluster create``.
-Everything is stopped by PID. `require_redis_server` skips when no
+cluster-enabled ones and joins them with ``redis-cli --cluster create``;
+`RedisSentinelServers` runs a primary, a replica and a ``redis-sentinel``
+watching them. Everything is stopped by PID. `require_redis_server` skips when no
 redis-server binary exists, or fails when RATEFUSE_REQUIRE_REDIS=1 (CI).
 """
 
@@ -85,9 +86,10 @@ def command(port: int, *args: str) -> str:
 class RedisServer:
     """`RedisServer` is one redis-server process on 127.0.0.1:``port``."""
 
-    def __init__(self, cluster: bool = False) -> None:
+    def __init__(self, cluster: bool = False, extra: tuple[str, ...] = ()) -> None:
         self.binary = require_redis_server()
         self.cluster = cluster
+        self.extra = extra
         self.port = free_port(cluster)
         self.directory = Path(tempfile.mkdtemp(prefix="ratefuse-redis-"))
         self.process: subprocess.Popen[bytes] | None = None
@@ -110,6 +112,7 @@ class RedisServer:
                 "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", "5000",
             ]  # fmt: skip
+        args += self.extra
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -207,6 +210,129 @@ class RedisClusterServers:
         for node in self.nodes:
             node.stop()
         self.nodes = []
+
+
+SENTINEL_MASTER = "ratefuse"
+
+
+class RedisSentinelServers:
+    """`RedisSentinelServers` is a primary, its replica and one
+    ``redis-sentinel`` (``redis-server --sentinel``) watching them under
+    the name `SENTINEL_MASTER`, on free loopback ports. The sentinel
+    fails over on `failover` (SENTINEL FAILOVER needs no quorum)."""
+
+    def __init__(self) -> None:
+        self.primary: RedisServer | None = None
+        self.replica: RedisServer | None = None
+        self.sentinel: RedisServer | None = None
+
+    def start(self) -> RedisSentinelServers:
+        """`start` starts the three and waits until the sentinel knows the
+        replica (it can fail over only to a replica it knows)."""
+        try:
+            # No 5 s wait before a replica's first sync (diskless default).
+            quick = ("--repl-diskless-sync-delay", "0")
+            self.primary = RedisServer(extra=quick).start()
+            self.replica = RedisServer(
+                extra=(*quick, "--replicaof", "127.0.0.1", str(self.primary.port))
+            ).start()
+            self._wait(lambda: "master_link_status:up" in self._info_replica())
+            self.sentinel = _SentinelServer(self.primary.port).start()
+            # A replica is a failover candidate once the sentinel has read
+            # its INFO and seen its link to the primary up.
+            self._wait(lambda: "master-link-status\nok" in self._replicas())
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _info_replica(self) -> str:
+        assert self.replica is not None
+        return command(self.replica.port, "INFO", "replication")
+
+    def _replicas(self) -> str:
+        assert self.sentinel is not None
+        return command(self.sentinel.port, "SENTINEL", "REPLICAS", SENTINEL_MASTER)
+
+    @staticmethod
+    def _wait(ready: Any, timeout: float = CLUSTER_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the sentinel setup did not become ready")
+            time.sleep(0.02)
+
+    def replica_port(self) -> int:
+        """`replica_port` is the port of the server started as replica."""
+        assert self.replica is not None
+        return self.replica.port
+
+    def master_port(self) -> int:
+        """`master_port` is the primary's port as the sentinel names it."""
+        assert self.sentinel is not None
+        reply = command(
+            self.sentinel.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER
+        )
+        return int(reply.split()[1])
+
+    def failover(self) -> None:
+        """`failover` asks the sentinel to fail over now."""
+        assert self.sentinel is not None
+        reply = command(self.sentinel.port, "SENTINEL", "FAILOVER", SENTINEL_MASTER)
+        if not reply.startswith("OK"):
+            raise RuntimeError(f"SENTINEL FAILOVER answered {reply!r}")
+
+    def wait_promoted(self, port: int, timeout: float = CLUSTER_TIMEOUT) -> None:
+        """`wait_promoted` waits until the sentinel names ``port`` primary
+        and that server says it is one."""
+        self._wait(
+            lambda: (
+                self.master_port() == port
+                and "role:master" in command(port, "INFO", "replication")
+            ),
+            timeout,
+        )
+
+    def stop(self) -> None:
+        """`stop` stops the sentinel, then the servers (by PID)."""
+        for server in (self.sentinel, self.replica, self.primary):
+            if server is not None:
+                server.stop()
+        self.sentinel = self.replica = self.primary = None
+
+
+class _SentinelServer(RedisServer):
+    # A redis-server in sentinel mode, monitoring the primary on
+    # ``primary_port`` with quorum 1; its config file (which the sentinel
+    # rewrites) is in its own directory.
+
+    def __init__(self, primary_port: int) -> None:
+        super().__init__()
+        config = self.directory / "sentinel.conf"
+        config.write_text(
+            f"port {self.port}\n"
+            "bind 127.0.0.1\n"
+            f"dir {self.directory}\n"
+            "logfile sentinel.log\n"
+            f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {primary_port} 1\n"
+            f"sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n"
+            f"sentinel failover-timeout {SENTINEL_MASTER} 5000\n"
+        )
+        self.config = config
+
+    def start(self) -> RedisServer:
+        self.process = subprocess.Popen(
+            [self.binary, str(self.config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        while not ping(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-sentinel on port {self.port} did not start")
+            time.sleep(0.01)
+        return self
 
 
 def hammer(

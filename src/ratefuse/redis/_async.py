@@ -30,6 +30,11 @@ from ratefuse.redis._codec import Packer, RawReply, ScriptReply
 from ratefuse.redis._eviction import EVICTION_CHECK
 from ratefuse.redis._exchange import Call, Convert, Exchange, Plan, redirected
 from ratefuse.redis._schema import Subject
+from ratefuse.redis._sentinel import (
+    SentinelWatch,
+    check_primary_pool,
+    sentinel_pool,
+)
 from ratefuse.redis._slots import Address, SlotMap
 
 AsyncClient = redis.asyncio.Redis | RedisCluster
@@ -45,8 +50,10 @@ class AsyncRedisBackendIO(BackendCore[AsyncClient, AsyncTransport], AsyncClosing
     def _connect(
         self, client: AsyncClient, timeout: float
     ) -> tuple[AsyncTransport, list[Address]]:
-        factory, seeds = connection_factory(client, timeout)
-        return AsyncTransport(factory, timeout), seeds
+        factory, seeds, pool, tls = connection_factory(client, timeout)
+        check_primary_pool(pool)
+        watch = SentinelWatch(pool) if sentinel_pool(pool) else None
+        return AsyncTransport(factory, timeout, watch, tls), seeds
 
     def _new_lock(self) -> asyncio.Lock:
         return asyncio.Lock()
@@ -69,7 +76,9 @@ class AsyncRedisBackendIO(BackendCore[AsyncClient, AsyncTransport], AsyncClosing
                 steps = self._refresh_steps(slots)
                 address = next(steps)
                 while address is not None:
-                    address = steps.send(await self._cluster_slots(address))
+                    address = steps.send(
+                        await self._cluster_slots(address, slots.command)
+                    )
         return slots
 
     async def _first_contact(self, plan: Plan, rounds: Exchange) -> Plan:
@@ -95,15 +104,18 @@ class AsyncRedisBackendIO(BackendCore[AsyncClient, AsyncTransport], AsyncClosing
             kept.append((address, calls))
         return kept
 
-    async def _cluster_slots(self, address: Address) -> object:
-        # CLUSTER SLOTS from the node at ``address``, through its breaker:
+    async def _cluster_slots(
+        self, address: Address, command: tuple[str, str]
+    ) -> object:
+        # ``command`` (CLUSTER SHARDS or SLOTS) from the node at ``address``,
+        # through its breaker:
         # the reply, or the exception that ended it (the breaker's error,
         # without I/O, when open).
         permit = self._ask_node(address)
         if isinstance(permit, CircuitOpenError):
             return permit
         try:
-            reply: object = await self._transport.command(address, "CLUSTER", "SLOTS")
+            reply: object = await self._transport.command(address, *command)
         except Exception as exc:
             permit.on_error(0.0, exc)
             return exc

@@ -19,11 +19,13 @@ from ratefuse.redis._connection import (
     connection_settings,
     node_factory,
     start_nodes,
+    uses_tls,
     wrong_client,
 )
 from ratefuse.redis._exchange import Plan, Receive
 from ratefuse.redis._pipeline import Pipeline
 from ratefuse.redis._resp import INCOMPLETE, CallReplies, ProtocolError
+from ratefuse.redis._sentinel import SentinelWatch
 from ratefuse.redis._slots import Address
 
 if sys.version_info >= (3, 11):
@@ -55,12 +57,18 @@ class AsyncTransport:
     """`AsyncTransport` holds idle connections per node and runs rounds:
     the asyncio twin of :class:`._sync_io.SyncTransport`, reading and writing
     the connection's streams itself, each node's round bounded by
-    ``timeout`` seconds. One event loop."""
+    ``timeout`` seconds; ``watch`` and ``tls`` as there. One event loop."""
 
     def __init__(
-        self, factory: Callable[[Address | None], AsyncConnection], timeout: float
+        self,
+        factory: Callable[[Address | None], AsyncConnection],
+        timeout: float,
+        watch: SentinelWatch | None = None,
+        tls: bool = False,
     ) -> None:
         self._factory = factory
+        self.tls = tls
+        self._watch = watch
         self._timeout = timeout
         self._idle: dict[Address | None, list[AsyncConnection]] = {}
         self._closed = False
@@ -68,10 +76,16 @@ class AsyncTransport:
     async def _take(
         self, address: Address | None
     ) -> tuple[AsyncConnection, asyncio.StreamReader, asyncio.StreamWriter]:
+        watch = self._watch
+        if watch is not None:
+            await watch.aask()
         idle = self._idle.get(address)
         connection = idle.pop() if idle else self._factory(address)
         try:
             streams = _streams(connection)
+            if streams is not None and watch is not None and watch.stale(connection):
+                await connection.disconnect()  # the sentinels name another primary
+                streams = None
             # See SyncTransport._take: reconnect before sending.
             if streams is not None and (streams[0].at_eof() or streams[1].is_closing()):
                 await connection.disconnect()
@@ -205,12 +219,13 @@ async def _read(
 
 def connection_factory(
     client: redis.asyncio.Redis | RedisCluster, timeout: float
-) -> tuple[Callable[[Address | None], AsyncConnection], list[Address]]:
+) -> tuple[Callable[[Address | None], AsyncConnection], list[Address], Any, bool]:
     """`connection_factory`: see _sync_io.connection_factory."""
     if isinstance(client, RedisCluster):
         nodes = start_nodes(client)
         base, connection_class = nodes[0].connection_kwargs, nodes[0].connection_class
         seeds = [(node.host, int(node.port)) for node in nodes]
+        pool = None
     elif isinstance(client, redis.asyncio.Redis):
         pool = client.connection_pool
         base, connection_class = pool.connection_kwargs, pool.connection_class
@@ -218,6 +233,6 @@ def connection_factory(
     else:
         raise wrong_client("redis.asyncio.Redis or redis.asyncio.RedisCluster", client)
     retry = Retry(NoBackoff(), 0)
-    return node_factory(
-        connection_class, connection_settings(base, timeout, retry)
-    ), seeds
+    settings = connection_settings(base, timeout, retry)
+    tls = uses_tls(connection_class)
+    return node_factory(connection_class, settings), seeds, pool, tls

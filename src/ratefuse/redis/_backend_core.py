@@ -29,7 +29,7 @@ from ratefuse.redis._exchange import (
 )
 from ratefuse.redis._node_breakers import NodeBreakers, NodePermits
 from ratefuse.redis._schema import DEFAULT_PREFIX, Subject
-from ratefuse.redis._slots import Address, SlotMap
+from ratefuse.redis._slots import SHARDS, Address, SlotMap, shards_unavailable
 
 ClientT = TypeVar("ClientT")
 TransportT = TypeVar("TransportT")
@@ -68,7 +68,8 @@ class BackendCore(Generic[ClientT, TransportT]):
         self._breakers = NodeBreakers(self.breaker)
         self._transport, self._seeds = self._connect(client, self.timeout)
         self.cluster = bool(self._seeds)
-        self._slots = SlotMap() if self.cluster else None
+        tls = bool(getattr(self._transport, "tls", False))
+        self._slots = SlotMap(tls) if self.cluster else None
         self._counters = Counters()
         self._eviction = EvictionCheck(self._counters)
         self._refresh_lock = self._new_lock()
@@ -133,7 +134,7 @@ class BackendCore(Generic[ClientT, TransportT]):
         return NodePermits(self._breakers, self._counters)
 
     def _ask_node(self, address: Address) -> Permit | CircuitOpenError:
-        # The permit to send a command of our own (CLUSTER SLOTS) to the
+        # The permit to send a command of our own (CLUSTER SHARDS) to the
         # node at ``address``, or its breaker's error when open.
         breaker = self._breakers.get(address)
         permit = breaker.try_acquire()
@@ -142,13 +143,17 @@ class BackendCore(Generic[ClientT, TransportT]):
         return permit
 
     def _refresh_steps(self, slots: SlotMap) -> Generator[Address | None, object, None]:
-        # The slot map's refresh: yields each node to ask CLUSTER SLOTS, in
-        # turn, and receives its reply (or the exception that ended it)
-        # until one serves, then yields None; raises BackendError when none
-        # did.
+        # The slot map's refresh: yields each node to ask ``slots.command``
+        # (CLUSTER SHARDS, or SLOTS), in turn, and receives its reply (or
+        # the exception that ended it) until one serves, then yields None;
+        # raises BackendError when none did. A node that cannot answer
+        # SHARDS is asked again with SLOTS, and so is every later refresh.
         failures: list[Exception] = []
         for address in dict.fromkeys(slots.addresses() + self._seeds):
             reply = yield address
+            if slots.command == SHARDS and shards_unavailable(reply):
+                slots.fall_back()
+                reply = yield address
             try:
                 if isinstance(reply, Exception):
                     raise reply
@@ -162,7 +167,8 @@ class BackendCore(Generic[ClientT, TransportT]):
         if all(isinstance(failure, CircuitOpenError) for failure in failures):
             # Every node's breaker is open: fail fast, as a breaker does.
             raise failures[-1]
-        raise BackendError(f"no cluster node answered CLUSTER SLOTS: {failures[-1]}")
+        command = " ".join(slots.command)
+        raise BackendError(f"no cluster node answered {command}: {failures[-1]}")
 
     @staticmethod
     def _reset_failed(error: Exception) -> NoReturn:

@@ -144,6 +144,12 @@ def node_factory(
     return make
 
 
+def uses_tls(connection_class: Any) -> bool:
+    """`uses_tls` is true for a redis-py (sync or asyncio) TLS connection
+    class: the cluster's nodes are then reached on their TLS ports."""
+    return any(base.__name__ == "SSLConnection" for base in connection_class.__mro__)
+
+
 def wrong_client(expected: str, client: object) -> TypeError:
     """`wrong_client` is the TypeError for a ``client`` that is not one of
     ``expected``."""

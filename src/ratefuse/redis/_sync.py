@@ -25,6 +25,11 @@ from ratefuse.redis._codec import Packer, RawReply, ScriptReply
 from ratefuse.redis._eviction import EVICTION_CHECK
 from ratefuse.redis._exchange import Call, Convert, Exchange, Plan, redirected
 from ratefuse.redis._schema import Subject
+from ratefuse.redis._sentinel import (
+    SentinelWatch,
+    check_primary_pool,
+    sentinel_pool,
+)
 from ratefuse.redis._slots import Address, SlotMap
 from ratefuse.redis._sync_io import SyncTransport, connection_factory
 
@@ -57,8 +62,10 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
     def _connect(
         self, client: redis.Redis | RedisCluster, timeout: float
     ) -> tuple[SyncTransport, list[Address]]:
-        factory, seeds = connection_factory(client, timeout)
-        return SyncTransport(factory), seeds
+        factory, seeds, pool, tls = connection_factory(client, timeout)
+        check_primary_pool(pool)
+        watch = SentinelWatch(pool) if sentinel_pool(pool) else None
+        return SyncTransport(factory, watch, tls), seeds
 
     def _new_lock(self) -> threading.Lock:
         return threading.Lock()
@@ -83,7 +90,7 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
                 steps = self._refresh_steps(slots)
                 address = next(steps)
                 while address is not None:
-                    address = steps.send(self._cluster_slots(address))
+                    address = steps.send(self._cluster_slots(address, slots.command))
         return slots
 
     def _first_contact(self, plan: Plan, rounds: Exchange) -> Plan:
@@ -107,15 +114,16 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
             kept.append((address, calls))
         return kept
 
-    def _cluster_slots(self, address: Address) -> object:
-        # CLUSTER SLOTS from the node at ``address``, through its breaker:
+    def _cluster_slots(self, address: Address, command: tuple[str, str]) -> object:
+        # ``command`` (CLUSTER SHARDS or SLOTS) from the node at ``address``,
+        # through its breaker:
         # the reply, or the exception that ended it (the breaker's error,
         # without I/O, when open).
         permit = self._ask_node(address)
         if isinstance(permit, CircuitOpenError):
             return permit
         try:
-            reply: object = self._transport.command(address, "CLUSTER", "SLOTS")
+            reply: object = self._transport.command(address, *command)
         except Exception as exc:
             permit.on_error(0.0, exc)
             return exc

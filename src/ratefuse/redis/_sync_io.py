@@ -22,11 +22,13 @@ from ratefuse.redis._connection import (
     connection_settings,
     node_factory,
     start_pool,
+    uses_tls,
     wrong_client,
 )
 from ratefuse.redis._exchange import Plan, Receive
 from ratefuse.redis._pipeline import Pipeline
 from ratefuse.redis._resp import INCOMPLETE, CallReplies, ProtocolError
+from ratefuse.redis._sentinel import SentinelWatch
 from ratefuse.redis._slots import Address
 
 # redis-py's sync connections are untyped: calls on them are Any.
@@ -47,17 +49,30 @@ class SyncTransport:
     node). redis-py connects, authenticates and negotiates TLS; the
     transport then writes packed commands and reads replies on the socket
     itself (:mod:`._resp`). Thread-safe: a connection is used by one
-    thread at a time.
+    thread at a time. With a ``watch`` (a Sentinel-managed client), a
+    connection to another address than the current primary's is dropped
+    instead of used (see :mod:`._sentinel`). ``tls``: the connections
+    use TLS (the cluster's nodes are reached on their TLS ports).
     """
 
-    def __init__(self, factory: Callable[[Address | None], SyncConnection]) -> None:
+    def __init__(
+        self,
+        factory: Callable[[Address | None], SyncConnection],
+        watch: SentinelWatch | None = None,
+        tls: bool = False,
+    ) -> None:
         self._factory = factory
+        self.tls = tls
+        self._watch = watch
         self._idle: dict[Address | None, list[SyncConnection]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
     def _take(self, address: Address | None) -> tuple[SyncConnection, socket.socket]:
         # A connected connection and its socket; raises if it cannot connect.
+        watch = self._watch
+        if watch is not None:
+            watch.ask()
         idle = self._idle.get(address)
         connection = None
         if idle:
@@ -67,6 +82,9 @@ class SyncTransport:
             connection = self._factory(address)
         try:
             sock = _socket(connection)
+            if sock is not None and watch is not None and watch.stale(connection):
+                connection.disconnect()  # the sentinels name another primary
+                sock = None
             # Data or EOF waiting on an idle connection means the server
             # closed it (a restart): reconnect before sending, not after, so
             # that no call's outcome is left unknown.
@@ -200,10 +218,10 @@ def _read(
 
 def connection_factory(
     client: redis.Redis | RedisCluster, timeout: float
-) -> tuple[Callable[[Address | None], SyncConnection], list[Address]]:
+) -> tuple[Callable[[Address | None], SyncConnection], list[Address], Any, bool]:
     """`connection_factory` makes connections with ``client``'s settings and
     the backend's ``timeout``; also returns the cluster's seed addresses
-    (empty for one node)."""
+    (empty for one node), the client's pool and whether it uses TLS."""
     if isinstance(client, RedisCluster):
         pool, nodes = start_pool(client)
         seeds = [(node.host, int(node.port)) for node in nodes]
@@ -215,4 +233,5 @@ def connection_factory(
     settings = connection_settings(
         pool.connection_kwargs, timeout, Retry(NoBackoff(), 0)
     )
-    return node_factory(pool.connection_class, settings), seeds
+    tls = uses_tls(pool.connection_class)
+    return node_factory(pool.connection_class, settings), seeds, pool, tls
