@@ -174,6 +174,8 @@ class RedisLimiter(LimiterCore[RedisBackendIO, SyncClient, RedisStore], Closing)
         answers = self._answers
         assert answers is not None
         ask = answers.refill(key)
+        if ask is None:
+            return
         try:
             outcome: RawReply | Exception = self._send(ask)
         except Exception as exc:
@@ -299,6 +301,8 @@ class AsyncRedisLimiter(
         answers = self._answers
         assert answers is not None
         ask = answers.refill(key)
+        if ask is None:
+            return
         outcome: RawReply | Exception
         try:
             outcome = await self._send(ask)
