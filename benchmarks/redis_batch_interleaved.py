@@ -86,13 +86,15 @@ def ratefuse_variants(backend: RedisBackend, suffix: str) -> list[Variant]:
 
     def fresh_batch() -> object:
         index = next(counter)
-        return fresh.decide_many([f"user-{index}-{key}" for key in range(BATCH)])
+        return fresh.decide_many_decisions(
+            [f"user-{index}-{key}" for key in range(BATCH)]
+        )
 
     def known_batch() -> object:
-        return known.decide_many(pool[next(counter) % KNOWN_BATCHES])
+        return known.decide_many_decisions(pool[next(counter) % KNOWN_BATCHES])
 
     for keys in pool:
-        known.decide_many(keys)
+        known.decide_many_decisions(keys)
     return [
         Variant(f"fresh{suffix}", fresh_batch, lambda: fresh.stats().fallbacks),
         Variant(f"known{suffix}", known_batch, lambda: known.stats().fallbacks),

@@ -96,7 +96,9 @@ def test_decide_many(benchmark, client, algorithm: str) -> None:
         def batch() -> None:
             # Fresh keys every round: no key is in the schema's cache.
             index = next(rounds)
-            limiter.decide_many([f"user-{index}-{key}" for key in range(BATCH)])
+            limiter.decide_many_decisions(
+                [f"user-{index}-{key}" for key in range(BATCH)]
+            )
 
         run(benchmark, batch, BATCH, 200)
         assert limiter.stats().fallbacks == 0
@@ -117,14 +119,16 @@ def test_decide_many_known_keys(benchmark, client, algorithm: str) -> None:
     with RedisBackend(client, timeout=TIMEOUT) as backend:
         limiter = RedisLimiter(lasting, algorithm, backend=backend, name="known")
         for keys in pool:
-            limiter.decide_many(keys)
+            limiter.decide_many_decisions(keys)
 
         def batch() -> None:
-            limiter.decide_many(pool[next(rounds) % len(pool)])
+            limiter.decide_many_decisions(pool[next(rounds) % len(pool)])
 
         run(benchmark, batch, BATCH, 200)
         assert limiter.stats().fallbacks == 0
-        assert all(decision.allowed for decision in limiter.decide_many(pool[0]))
+        assert all(
+            decision.allowed for decision in limiter.decide_many_decisions(pool[0])
+        )
         assert client.exists(limiter._schema.key(pool[1][0]))
 
 

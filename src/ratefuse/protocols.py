@@ -89,7 +89,8 @@ class KeyedRateLimiter(Protocol):
     whose verbs answer at once (``KeyedLimiter``, ``ShmKeyedLimiter``,
     ``RedisLimiter``). Verbs as `RateLimiter`'s, plus ``decide_many(keys,
     costs=None)``: every key in order, in the limiter's batch form (numpy
-    arrays in memory, a list of Decisions in shared memory and Redis)."""
+    arrays in memory and in Redis, a list of Decisions in shared memory;
+    Redis's Decisions are ``decide_many_decisions``)."""
 
     def try_acquire(self, key: Key, cost: int = 1) -> bool: ...
 
@@ -113,7 +114,7 @@ class AsyncKeyedRateLimiter(Protocol):
 
     async def decide_many(
         self, keys: Sequence[Key], costs: Sequence[int] | None = None
-    ) -> list[Decision]: ...
+    ) -> Any: ...
 
     async def reset(self, key: Key) -> None: ...
 

@@ -87,7 +87,7 @@ def test_async_limiter_verbs(redis_node, fresh_name) -> None:
             assert [await limiter.try_acquire("k") for _ in range(4)] == [True] * 3 + [
                 False
             ]
-            decisions = await limiter.decide_many(["k", "j", "j"], [0, 2, 2])
+            decisions = await limiter.decide_many_decisions(["k", "j", "j"], [0, 2, 2])
             assert [d.allowed for d in decisions] == [True, True, False]
             await limiter.reset("k")
             assert (await limiter.decide("k", 0)).remaining == 3

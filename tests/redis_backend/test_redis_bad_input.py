@@ -43,7 +43,9 @@ def test_one_cost_for_every_key(client, fresh_name) -> None:
     backend = RedisBackend(client, timeout=2.0)
     limiter = RedisLimiter("5/h", backend=backend, name=fresh_name())
     try:
-        assert [d.remaining for d in limiter.decide_many(["a", "b"], costs=2)] == [
+        assert [
+            d.remaining for d in limiter.decide_many_decisions(["a", "b"], costs=2)
+        ] == [
             3,
             3,
         ]

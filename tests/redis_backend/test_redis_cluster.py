@@ -54,7 +54,7 @@ def test_ask_tryagain_and_moved_during_a_slot_migration(
         assert backend.stats().ask >= 1
         # One call for both keys (one slot), one key on each node: TRYAGAIN,
         # then one call per key (one of them asked for again).
-        decisions = limiter.decide_many([subject, neighbour])
+        decisions = limiter.decide_many_decisions([subject, neighbour])
         assert [d.remaining for d in decisions] == [7, 8]
         assert backend.stats().tryagain >= 1
 
@@ -66,7 +66,9 @@ def test_ask_tryagain_and_moved_during_a_slot_migration(
         assert limiter.decide(subject).remaining == 6
         assert backend.stats().moved == moved_before + 1
         assert backend._slots.node(slot) == ("127.0.0.1", target)
-        assert [d.remaining for d in limiter.decide_many([neighbour, subject])] == [
+        assert [
+            d.remaining for d in limiter.decide_many_decisions([neighbour, subject])
+        ] == [
             7,
             5,
         ]
@@ -82,11 +84,11 @@ def test_script_flush_on_every_node(redis_cluster, cluster_client, fresh_name) -
     limiter = RedisLimiter("10/h", "sliding_window", backend=backend, name=fresh_name())
     try:
         keys = [f"k{index}" for index in range(50)]
-        assert all(d.remaining == 9 for d in limiter.decide_many(keys))
+        assert all(d.remaining == 9 for d in limiter.decide_many_decisions(keys))
         for port in redis_cluster.ports:
             command(port, "SCRIPT", "FLUSH")
         reloads = backend.stats().noscript_reloads
-        assert all(d.remaining == 8 for d in limiter.decide_many(keys))
+        assert all(d.remaining == 8 for d in limiter.decide_many_decisions(keys))
         # One SCRIPT LOAD per node, not one per call.
         assert backend.stats().noscript_reloads - reloads == 3
         for port in redis_cluster.ports:
@@ -102,10 +104,10 @@ def test_a_batch_is_one_round_trip_per_node(cluster_client, fresh_name) -> None:
     limiter = RedisLimiter("3/s", "fixed_window", backend=backend, name=fresh_name())
     try:
         # Loads the slot map, and the script on every node.
-        limiter.decide_many([f"warm-{index}" for index in range(100)])
+        limiter.decide_many_decisions([f"warm-{index}" for index in range(100)])
         before = backend.stats()
         keys = [f"user-{index % 400}" for index in range(1000)]
-        decisions = limiter.decide_many(keys)
+        decisions = limiter.decide_many_decisions(keys)
         after = backend.stats()
         assert after.round_trips - before.round_trips == 1
         assert sum(d.allowed for d in decisions) == 400 * 2 + 200  # 3 each, in order

@@ -142,14 +142,14 @@ def test_a_wrong_typed_key_in_a_batch_is_repaired_and_never_trips(
     try:
         for attempt in range(6):
             overwrite(node_client, limiter._schema.key("b"), "string")
-            decisions = limiter.decide_many(keys)
+            decisions = limiter.decide_many_decisions(keys)
             assert [d.limit for d in decisions] == [100] * 3
             assert node_client.type(limiter._schema.key("b")) in (b"none", b"hash")
             assert backend.breaker.state is State.CLOSED, attempt
         assert backend.stats().wrongtype_repairs == 6
         assert limiter.stats().local_fallbacks == 18
         before = limiter.stats().backend_decisions
-        assert all(d.allowed for d in limiter.decide_many(keys))
+        assert all(d.allowed for d in limiter.decide_many_decisions(keys))
         assert limiter.stats().backend_decisions == before + 3
     finally:
         node_client.delete(*(limiter._schema.key(key) for key in keys))

@@ -105,14 +105,14 @@ def test_policies_answer_for_a_dead_redis(
                 with pytest.raises(BackendError):
                     limiter.decide("k")
                 with pytest.raises(BackendError):
-                    limiter.decide_many(["a", "b"])
+                    limiter.decide_many_decisions(["a", "b"])
                 continue
             decision = limiter.decide("k")
             assert decision.allowed == (policy == "allow")
             assert decision.limit == 5
             if policy == "deny":
                 assert decision.retry_after > 0
-            assert [d.allowed for d in limiter.decide_many(["a", "b"])] == [
+            assert [d.allowed for d in limiter.decide_many_decisions(["a", "b"])] == [
                 policy == "allow"
             ] * 2
         stats = limiter.stats()
@@ -166,7 +166,8 @@ def test_script_flush_mid_traffic_is_invisible(client, fresh_name) -> None:
                 assert limiter.try_acquire(f"{worker}-{index % 7}")
                 if index % 10 == 0:
                     assert all(
-                        d.allowed for d in limiter.decide_many([worker, index, "x"])
+                        d.allowed
+                        for d in limiter.decide_many_decisions([worker, index, "x"])
                     )
         except BaseException as exc:
             errors.append(exc)
@@ -194,9 +195,11 @@ def test_decide_many_falls_back_per_decision(
 ) -> None:
     limiter = make_limiter(node_client, clock, local_share=1.0)
     try:
-        assert [d.remaining for d in limiter.decide_many(["a", "b", "a"])] == [4, 4, 3]
+        assert [
+            d.remaining for d in limiter.decide_many_decisions(["a", "b", "a"])
+        ] == [4, 4, 3]
         disposable_redis.kill()
-        decisions = limiter.decide_many(["a", "b", "a"], [5, 1, 1])
+        decisions = limiter.decide_many_decisions(["a", "b", "a"], [5, 1, 1])
         assert [d.allowed for d in decisions] == [True, True, False]
         assert limiter.stats().local_fallbacks == 3
     finally:
@@ -212,7 +215,7 @@ def test_a_paused_cluster_node_fails_only_its_decisions(
     )
     keys = [f"user-{index}" for index in range(60)]
     try:
-        assert all(d.remaining == 4 for d in limiter.decide_many(keys))
+        assert all(d.remaining == 4 for d in limiter.decide_many_decisions(keys))
         paused = redis_cluster.nodes[0]
         on_paused = [
             key
@@ -226,7 +229,7 @@ def test_a_paused_cluster_node_fails_only_its_decisions(
         assert 0 < len(on_paused) < len(keys)
         paused.pause()
         try:
-            decisions = limiter.decide_many(keys)
+            decisions = limiter.decide_many_decisions(keys)
         finally:
             paused.resume()
         for key, decision in zip(keys, decisions, strict=True):
@@ -236,6 +239,6 @@ def test_a_paused_cluster_node_fails_only_its_decisions(
                 assert decision.remaining == 3  # Redis
         assert limiter.stats().local_fallbacks == len(on_paused)
         # After the node resumes, Redis decides everything again.
-        assert all(d.remaining <= 3 for d in limiter.decide_many(keys))
+        assert all(d.remaining <= 3 for d in limiter.decide_many_decisions(keys))
     finally:
         backend.close()

@@ -124,7 +124,7 @@ def test_other_key_types_are_refused(client, fresh_name, key: object) -> None:
         with pytest.raises(TypeError, match="key"):
             limiter.decide(key)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="key"):
-            limiter.decide_many(["a", key])  # type: ignore[list-item]
+            limiter.decide_many_decisions(["a", key])  # type: ignore[list-item]
         assert limiter.stats().fallbacks == 0
 
 
@@ -141,7 +141,7 @@ def test_bad_costs_raise_as_in_the_local_engine(
         with pytest.raises(type(expected.value)):
             limiter.decide("k", cost)  # type: ignore[arg-type]
         with pytest.raises(type(expected.value)):
-            limiter.decide_many(["k"], [cost])  # type: ignore[list-item]
+            limiter.decide_many_decisions(["k"], [cost])  # type: ignore[list-item]
         assert limiter.stats().decisions == 0
 
 
@@ -154,7 +154,7 @@ def test_costs_above_the_capacity_are_never_admitted(
         assert not decision.allowed
         assert decision.retry_after == math.inf
         assert decision.remaining == 5
-        assert limiter.decide_many(["k"], [cost])[0] == decision
+        assert limiter.decide_many_decisions(["k"], [cost])[0] == decision
 
 
 def test_hostile_keys_are_isolated_on_a_single_redis(client, fresh_name) -> None:
@@ -163,7 +163,7 @@ def test_hostile_keys_are_isolated_on_a_single_redis(client, fresh_name) -> None
     with RedisLimiter("3/h", backend=client, name=fresh_name()) as limiter:
         for subject in HOSTILE:
             assert limiter.decide(subject).allowed
-        decisions = limiter.decide_many(HOSTILE, [0] * len(HOSTILE))
+        decisions = limiter.decide_many_decisions(HOSTILE, [0] * len(HOSTILE))
         for subject, decision in zip(HOSTILE, decisions, strict=True):
             # One unit each: no key reached another (True is the int 1).
             assert decision.remaining == (1 if subject in (1, True) else 2), subject
@@ -179,7 +179,7 @@ def test_hostile_keys_are_isolated_on_a_cluster(
     for subject in HOSTILE:
         # True is the int 1, whose 2 units were just taken: 1 is left.
         assert limiter.decide(subject, 2).allowed == (subject is not True)
-    decisions = limiter.decide_many(HOSTILE, [0] * len(HOSTILE))
+    decisions = limiter.decide_many_decisions(HOSTILE, [0] * len(HOSTILE))
     for subject, decision in zip(HOSTILE, decisions, strict=True):
         assert decision.remaining == 1, subject
     schema = limiter._schema
@@ -237,7 +237,9 @@ def test_every_key_has_a_ttl_that_is_never_zero(client, fresh_name) -> None:
                     decision = limiter.decide(subject)
                     decided = time.monotonic()
                     assert_ttl(client, limiter, subject, decision.reset_after, decided)
-                latest = dict(zip(subjects, limiter.decide_many(subjects), strict=True))
+                latest = dict(
+                    zip(subjects, limiter.decide_many_decisions(subjects), strict=True)
+                )
                 decided = time.monotonic()
                 for subject, decision in latest.items():
                     assert_ttl(client, limiter, subject, decision.reset_after, decided)

@@ -63,11 +63,11 @@ def test_a_paused_node_opens_only_its_own_breaker(
         "5/h", backend=backend, name=fresh_name(), on_backend_error="allow"
     )
     try:
-        assert all(d.remaining == 4 for d in limiter.decide_many(KEYS))
+        assert all(d.remaining == 4 for d in limiter.decide_many_decisions(KEYS))
         dead, alive = split_keys(backend, limiter, paused_port)
         redis_cluster.nodes[0].pause()
         for _ in range(DEFAULT_BREAKER_CONFIG.minimum_calls):
-            limiter.decide_many(KEYS)
+            limiter.decide_many_decisions(KEYS)
         breakers = backend.node_breakers()
         assert len(breakers) == 3
         states = {name: breaker.state for name, breaker in breakers.items()}
@@ -105,12 +105,14 @@ def test_async_a_paused_node_opens_only_its_own_breaker(
             "5/h", backend=backend, name=fresh_name(), on_backend_error="deny"
         )
         try:
-            assert all(d.remaining == 4 for d in await limiter.decide_many(KEYS))
+            assert all(
+                d.remaining == 4 for d in await limiter.decide_many_decisions(KEYS)
+            )
             dead, alive = split_keys(backend, limiter, paused_port)
             redis_cluster.nodes[0].pause()
             try:
                 for _ in range(DEFAULT_BREAKER_CONFIG.minimum_calls):
-                    await limiter.decide_many(KEYS)
+                    await limiter.decide_many_decisions(KEYS)
                 states = {
                     name: breaker.state
                     for name, breaker in backend.node_breakers().items()
@@ -192,7 +194,9 @@ def test_metrics_report_each_nodes_breaker(cluster_client, fresh_name) -> None:
 
     backend = RedisBackend(cluster_client)
     try:
-        RedisLimiter("5/h", backend=backend, name=fresh_name()).decide_many(KEYS)
+        RedisLimiter("5/h", backend=backend, name=fresh_name()).decide_many_decisions(
+            KEYS
+        )
         collector = RatefuseCollector(None)
         collector.add_backend("main", backend)
         registry = CollectorRegistry()

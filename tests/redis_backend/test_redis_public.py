@@ -49,7 +49,7 @@ def test_keyed_limiter_on_redis_shares_the_named_quota(client, fresh_name) -> No
     assert second.decide("other").remaining == 2
     with RedisLimiter("3/h", backend=client, name=fresh_name()) as third:
         assert third.decide("user").remaining == 2
-    decisions = first.decide_many(["user", "other", "new"], [0, 1, 3])
+    decisions = first.decide_many_decisions(["user", "other", "new"], [0, 1, 3])
     assert [d.remaining for d in decisions] == [0, 1, 0]
     assert [d.allowed for d in decisions] == [True, True, True]
     first.reset("user")
@@ -70,7 +70,7 @@ def test_keyed_limiter_on_a_cluster_decides_compound_limits(
         denied = limiter.decide("a")
         assert not denied.allowed
         assert denied.limit == 2
-        assert [d.allowed for d in limiter.decide_many(["b", "c", "b"])] == [
+        assert [d.allowed for d in limiter.decide_many_decisions(["b", "c", "b"])] == [
             True,
             True,
             False,
@@ -213,7 +213,7 @@ def test_async_keyed_limiter_on_redis(redis_node, fresh_name) -> None:
         )
         assert await limiter.try_acquire("k")
         assert (await limiter.decide("k")).remaining == 0
-        decisions = await limiter.decide_many(["k", "j"])
+        decisions = await limiter.decide_many_decisions(["k", "j"])
         assert [d.allowed for d in decisions] == [False, True]
         await limiter.acquire_async("k")
         assert len(sleeps) == 1
@@ -326,7 +326,9 @@ def test_the_readme_example(redis_node, fresh_name) -> None:
     per_user = KeyedLimiter("10/s; 1000/h", backend=client, name=fresh_name())
     if per_user.try_acquire("alice"):  # shared by every process named "api"
         pass
-    decisions = per_user.decide_many(["alice", "bob", "alice"], costs=[1, 2, 1])
+    decisions = per_user.decide_many_decisions(
+        ["alice", "bob", "alice"], costs=[1, 2, 1]
+    )
     assert [d.remaining for d in decisions] == [8, 8, 7]
 
     partner = Limiter(

@@ -44,7 +44,7 @@ def test_a_faster_limit_never_cuts_the_ttl_a_slower_one_needs(
         if verb == "decide":
             assert fast.decide("k").allowed
         else:
-            assert all(d.allowed for d in fast.decide_many(["k", "x", "k"]))
+            assert all(d.allowed for d in fast.decide_many_decisions(["k", "x", "k"]))
         assert redis_client.pttl(key) >= needed - 100
         # Both limits still see their own state in the one key.
         assert not slow.decide("k").allowed

@@ -183,9 +183,20 @@ class LocalAnswers:
             return Ask(key, 0, 0, now)
         return Ask(key, cost, self.lease_size(key, cost, now), self.clock())
 
-    def refill(self, key: Subject) -> Ask:
-        """`refill` is the lease that refills ``key`` in the background."""
+    def refill(self, key: Subject) -> Ask | None:
+        """`refill` is the lease that refills ``key`` in the background, or
+        None when nothing was spent since the key's last grant: the request
+        is stale (a lease the caller took on a miss landed after the
+        balance ran low and before the refill ran, as it does when the
+        spending thread holds the GIL) or came from questions alone. Such a
+        refill would ask for ``min_units`` (no demand measured), a Redis
+        call for a unit or two; the key's refill is no longer pending, and
+        its next low balance asks again with its demand measured."""
         now = self.clock()
+        spent, _elapsed = self.table.demand(key, now)
+        if spent <= 0:
+            self.table.refill_failed(key, now)
+            return None
         return Ask(key, 0, self.lease_size(key, 0, now), now)
 
     def finish(self, ask: Ask, reply: RawReply) -> Decision:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from ratefuse.core.args import check_cost
 from ratefuse.core.backend_defaults import PolicyName
 from ratefuse.core.errors import BackendError, CircuitOpenError
-from ratefuse.engine.batch import batch_costs, batch_keys, one_cost
+from ratefuse.engine.batch import batch_costs, batch_keys, import_numpy, one_cost
 from ratefuse.engine.subject import Decision
 from ratefuse.rates import (
     DEFAULT_ALGORITHM,
@@ -256,6 +256,37 @@ class LimiterCore(Generic[BackendT, ClientT, StoreT]):
         if one is not None:
             return listed, [one] * len(listed)
         return listed, batch_costs(numpy, costs, len(listed))
+
+    @staticmethod
+    def _array_batch(
+        keys: Any, costs: Any, now: int | None
+    ) -> tuple[Any, list[Subject], list[int] | None]:
+        # The array form's arguments, checked before any I/O: numpy (as the
+        # in-memory decide_many needs it), the batch, and ``now``, which a
+        # limiter on Redis cannot honour (the server's clock decides).
+        numpy = import_numpy()
+        listed, checked = LimiterCore._batch(keys, costs)
+        if now is not None:
+            raise ValueError(
+                "now does not apply to a limiter on Redis (times come from "
+                f"the Redis server's clock): pass None, got {now!r}"
+            )
+        return numpy, listed, checked
+
+    @staticmethod
+    def _as_arrays(numpy: Any, decisions: Sequence[Decision], retry_after: bool) -> Any:
+        # The in-memory decide_many's return: a bool array, and with
+        # ``retry_after`` a float64 array of seconds beside it.
+        count = len(decisions)
+        allowed = numpy.fromiter(
+            (decision.allowed for decision in decisions), numpy.bool_, count
+        )
+        if not retry_after:
+            return allowed
+        waits = numpy.fromiter(
+            (decision.retry_after for decision in decisions), numpy.float64, count
+        )
+        return allowed, waits
 
     def _settle_many(
         self,

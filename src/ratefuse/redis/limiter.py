@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis
 import redis.asyncio
@@ -74,12 +75,15 @@ class RedisLimiter(LimiterCore[RedisBackendIO, SyncClient, RedisStore], Closing)
     :mod:`._lease_config`). Both keep at most ``cache_max_keys`` keys and
     read ``clock`` (integer ns; None: the monotonic clock). A cached or
     leased decision reports remaining and reset_after as lower bounds;
-    `decide_many` always asks Redis.
+    the batch verbs always ask Redis.
 
     Verbs: ``try_acquire(key, cost=1) -> bool``, ``decide(key, cost=1) ->
-    Decision``, ``decide_many(keys, costs=None) -> list[Decision]`` (one
-    round trip per node), ``reset(key)``. Keys are str, bytes or int. Cost
-    0 asks without consuming. Times come from the Redis server's clock.
+    Decision``, ``decide_many(keys, costs=None, now=None,
+    retry_after=False)`` (numpy arrays, as the in-memory KeyedLimiter's;
+    ``now`` must be None) and ``decide_many_decisions(keys, costs=None) ->
+    list[Decision]`` (one round trip per node each), ``reset(key)``. Keys
+    are str, bytes or int (and numpy int64 id arrays in a batch). Cost 0
+    asks without consuming. Times come from the Redis server's clock.
     Thread-safe; `close` stops the background refills of leases.
     """
 
@@ -170,6 +174,8 @@ class RedisLimiter(LimiterCore[RedisBackendIO, SyncClient, RedisStore], Closing)
         answers = self._answers
         assert answers is not None
         ask = answers.refill(key)
+        if ask is None:
+            return
         try:
             outcome: RawReply | Exception = self._send(ask)
         except Exception as exc:
@@ -177,12 +183,36 @@ class RedisLimiter(LimiterCore[RedisBackendIO, SyncClient, RedisStore], Closing)
         self._refilled(ask, outcome)
 
     def decide_many(
+        self,
+        keys: Any,
+        costs: Any = None,
+        now: int | None = None,
+        retry_after: bool = False,
+    ) -> Any:
+        """`decide_many` is the in-memory KeyedLimiter.decide_many on Redis:
+        a numpy bool array (and, if ``retry_after``, a float64 array of
+        seconds), one verdict per key, in order. ``keys``: a numpy int64
+        array of ids or a sequence of keys; ``costs``: None (1 each), an int
+        or one per key. ``now`` must be None (ValueError otherwise: the
+        server's clock decides). Needs numpy. One round trip per node, as
+        `decide_many_decisions`, whose Decisions it reads."""
+        numpy, listed, checked = self._array_batch(keys, costs, now)
+        return self._as_arrays(numpy, self._decide_batch(listed, checked), retry_after)
+
+    def decide_many_decisions(
         self, keys: Sequence[Subject], costs: Sequence[int] | int | None = None
     ) -> list[Decision]:
-        """`decide_many` decides ``costs[i]`` (None: 1 each) for ``keys[i]``,
-        in order for repeated keys, grouped by slot and pipelined per node.
-        ``costs`` may also be one int for every key."""
+        """`decide_many_decisions` decides ``costs[i]`` (None: 1 each) for
+        ``keys[i]``, in order for repeated keys, grouped by slot and
+        pipelined per node, and returns every Decision. ``costs`` may also
+        be one int for every key; keys as `decide_many` takes them."""
         keys, costs = self._batch(keys, costs)
+        return self._decide_batch(keys, costs)
+
+    def _decide_batch(
+        self, keys: list[Subject], costs: list[int] | None
+    ) -> list[Decision]:
+        # A checked batch's Decisions: Redis's, or the policy's for a failure.
         try:
             # Decisions, built call by call as the replies arrive.
             outcomes: Sequence[Decision | BaseException] = self._store.decide_many(
@@ -271,6 +301,8 @@ class AsyncRedisLimiter(
         answers = self._answers
         assert answers is not None
         ask = answers.refill(key)
+        if ask is None:
+            return
         outcome: RawReply | Exception
         try:
             outcome = await self._send(ask)
@@ -282,10 +314,28 @@ class AsyncRedisLimiter(
         self._refilled(ask, outcome)
 
     async def decide_many(
+        self,
+        keys: Any,
+        costs: Any = None,
+        now: int | None = None,
+        retry_after: bool = False,
+    ) -> Any:
+        """`decide_many`: see RedisLimiter.decide_many."""
+        numpy, listed, checked = self._array_batch(keys, costs, now)
+        decisions = await self._decide_batch(listed, checked)
+        return self._as_arrays(numpy, decisions, retry_after)
+
+    async def decide_many_decisions(
         self, keys: Sequence[Subject], costs: Sequence[int] | int | None = None
     ) -> list[Decision]:
-        """`decide_many`: see RedisLimiter.decide_many."""
+        """`decide_many_decisions`: see RedisLimiter.decide_many_decisions."""
         keys, costs = self._batch(keys, costs)
+        return await self._decide_batch(keys, costs)
+
+    async def _decide_batch(
+        self, keys: list[Subject], costs: list[int] | None
+    ) -> list[Decision]:
+        # See RedisLimiter._decide_batch.
         try:
             outcomes: Sequence[
                 Decision | BaseException
