@@ -105,7 +105,8 @@ class KeyedLimiter(InMemoryKeyedLimiter):
     limiter (the whole fleet; ``name`` names the shared quota and is
     required; ``on_backend_error``, ``local_share``, ``local_max_keys`` and
     further options are RedisLimiter's), with the same verbs minus
-    ``now=`` and ``reserve``, plus ``decide_many(keys, costs=None)``,
+    ``now=`` and ``reserve``, plus ``decide_many`` (the in-memory form,
+    without ``now=``), ``decide_many_decisions(keys, costs=None)`` and
     ``close()``; an AsyncRedisBackend or a ``redis.asyncio`` client gives
     the asyncio twin (awaited verbs). An option that backend cannot honour
     (``max_keys`` off its default, leaky_bucket on Redis) is a ValueError
