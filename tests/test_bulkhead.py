@@ -113,14 +113,22 @@ def test_waiters_are_served_first_come_first_served() -> None:
 def test_threads_never_exceed_max_concurrent() -> None:
     bulkhead = Bulkhead(3, max_wait=math.inf)
     lock = threading.Lock()
-    inside = most = 0
+    inside = most = entries = 0
+    # The first three calls meet inside, so the bulkhead is seen full
+    # whatever the scheduler does (a sleep alone left it at 2 under load);
+    # a bulkhead admitting fewer than 3 would break the barrier.
+    first_three = threading.Barrier(3)
 
     @bulkhead
     def work() -> None:
-        nonlocal inside, most
+        nonlocal inside, most, entries
         with lock:
             inside += 1
             most = max(most, inside)
+            entries += 1
+            meet = entries <= 3
+        if meet:
+            first_three.wait(timeout=10)
         time.sleep(0.0005)
         with lock:
             inside -= 1
