@@ -47,6 +47,7 @@ from ratefuse.core.breaker.config import BreakerConfig
 from ratefuse.core.breaker.spec import IllegalTransitionError, State
 from ratefuse.core.counters import BreakerCounters
 from ratefuse.core.errors import CircuitOpenError
+from ratefuse.engine.log_events import log_transition
 
 cdef object logger = logging.getLogger("ratefuse.breaker")
 
@@ -66,7 +67,8 @@ cdef class BreakerCore:
 
     ``name`` names it in errors and logs. ``fallback`` (None: raise
     CircuitOpenError) is called with a rejected call's arguments by the
-    guarded forms. ``listeners`` are added as by `add_listener`.
+    guarded forms. ``listeners`` are added as by `add_listener`, after
+    the log listener (`ratefuse.engine.log_events.log_transition`).
     ``clock`` returns integer nanoseconds; None means the monotonic clock,
     read in C. It is read only when a step needs the time. Methods taking
     ``now`` use it instead of the clock when given. Exceptions count as
@@ -93,7 +95,8 @@ cdef class BreakerCore:
         self._clock = clock
         self._fallback = fallback
         self._adopt(config, spec)
-        self._listeners = list(listeners)
+        # The log listener first: a transition is logged before user code runs.
+        self._listeners = [log_transition, *listeners]
         self._events = deque()
         self._delivering = False
         self._permit = None

@@ -42,6 +42,7 @@ from ratefuse.core.breaker.spec import (
 from ratefuse.core.counters import BreakerCounters
 from ratefuse.core.errors import CircuitOpenError
 from ratefuse.engine.breaker_forms import GuardedFunction, guarded_function
+from ratefuse.engine.log_events import log_transition
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,7 +58,8 @@ class BreakerCore:
 
     ``name`` names it in errors and logs. ``fallback`` (None: raise
     CircuitOpenError) is called with a rejected call's arguments by the
-    guarded forms. ``listeners`` are added as by `add_listener`.
+    guarded forms. ``listeners`` are added as by `add_listener`, after
+    the log listener (`ratefuse.engine.log_events.log_transition`).
     ``clock`` returns integer nanoseconds; None means the monotonic clock.
     It is read only when a step needs the time. Methods taking ``now`` use it
     instead of the clock when given. Exceptions count as failures when they
@@ -89,7 +91,8 @@ class BreakerCore:
         self._fallback = fallback
         self._adopt(config, spec)
         self._lock = threading.Lock()
-        self._listeners: list[Listener] = list(listeners)
+        # The log listener first: a transition is logged before user code runs.
+        self._listeners: list[Listener] = [log_transition, *listeners]
         self._events: deque[tuple[int, int]] = deque()
         self._delivering = False
         self._permit: Permit | None = None
