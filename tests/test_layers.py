@@ -42,7 +42,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("backends", ("ratefuse.redis", "ratefuse.shm")),
     (
         "integrations",
-        ("ratefuse.web", "ratefuse.config", "ratefuse.metrics", "ratefuse.health"),
+        (
+            "ratefuse.web",
+            "ratefuse.config",
+            "ratefuse.metrics",
+            "ratefuse.health",
+            "ratefuse.telemetry",
+            "ratefuse.otel",
+        ),
     ),
     (
         "bench",

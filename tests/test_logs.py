@@ -56,7 +56,7 @@ def test_breaker_transitions_are_logged_with_their_fields(impl: Any) -> None:
     ]
     name = breaker.name
     assert found == [
-        (name, "CLOSED", "OPEN", logging.WARNING, "ratefuse.breaker"),
+        (name, "CLOSED", "OPEN", logging.INFO, "ratefuse.breaker"),
         (name, "OPEN", "HALF_OPEN", logging.INFO, "ratefuse.breaker"),
         (name, "HALF_OPEN", "CLOSED", logging.INFO, "ratefuse.breaker"),
     ]

@@ -8,8 +8,7 @@ Every record is a stdlib `logging` record; its ``extra`` holds
 =====================  ==================  =======  ==================================
 event_name             logger              level    fields
 =====================  ==================  =======  ==================================
-breaker.transition     ratefuse.breaker    WARNING  breaker, old_state, state
-                                           (into OPEN/FORCED_OPEN, else INFO)
+breaker.transition     ratefuse.breaker    INFO     breaker, old_state, state
 backend.fallback       ratefuse.redis      WARNING  limiter or breaker, backend,
                                                     policy, error, key_hash
 backend.recovered      ratefuse.redis      WARNING  limiter or breaker, backend

@@ -47,6 +47,7 @@ from ratefuse.core.breaker.config import BreakerConfig
 from ratefuse.core.breaker.spec import IllegalTransitionError, State
 from ratefuse.core.counters import BreakerCounters
 from ratefuse.core.errors import CircuitOpenError
+from ratefuse.core.span_hooks import SPAN_HOOKS
 from ratefuse.engine.log_events import log_transition
 
 cdef object logger = logging.getLogger("ratefuse.breaker")
@@ -332,8 +333,11 @@ cdef class BreakerCore:
 
     @cython.final
     cdef object open_error_c(self, int64_t now):
-        return CircuitOpenError(self._name,
-                                ns_to_seconds(self._retry_after_ns(now)))
+        error = CircuitOpenError(self._name,
+                                 ns_to_seconds(self._retry_after_ns(now)))
+        if SPAN_HOOKS.rejected is not None:
+            SPAN_HOOKS.rejected(error)
+        return error
 
     def guarded(self, function, fallback=None, *, bint wraps=True):
         """`guarded` wraps a sync ``function`` so that every call goes through

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from ratefuse.core.span_hooks import SPAN_HOOKS
+
 if TYPE_CHECKING:
     from ratefuse.core.decision import Decision
 
@@ -33,6 +35,8 @@ class RateLimitExceeded(RatefuseError):
             or f"rate limit exceeded: retry after {decision.retry_after:.6g}s "
             f"(limit {decision.limit})"
         )
+        if SPAN_HOOKS.denied is not None:
+            SPAN_HOOKS.denied(self)
 
 
 class CircuitOpenError(RatefuseError):

@@ -118,17 +118,18 @@ _breaker_logger: Final = logging.getLogger(BREAKER_LOGGER)
 
 def log_transition(breaker: object, old: object, new: object) -> None:
     """`log_transition` is the listener every breaker starts with: it logs
-    ``breaker.transition`` (WARNING into OPEN or FORCED_OPEN, INFO
-    otherwise) with ``breaker``, ``old_state`` and ``state``. It runs after
-    the change, outside the breaker's lock, only when the state changes:
-    never on the CLOSED path. `remove_listener(log_transition)` silences one
-    breaker."""
+    ``breaker.transition`` at INFO with ``breaker``, ``old_state`` and
+    ``state``. It runs after the change, outside the breaker's lock, only
+    when the state changes: never on the CLOSED path.
+    `remove_listener(log_transition)` silences one breaker. INFO, not
+    WARNING, for OPEN too: opening is a breaker's ordinary work, and where
+    logging is not configured Python prints WARNING records to stderr
+    (``logging.lastResort``)."""
     old_name = getattr(old, "name", str(old))
     new_name = getattr(new, "name", str(new))
-    level = logging.WARNING if new_name in ("OPEN", "FORCED_OPEN") else logging.INFO
     emit(
         _breaker_logger,
-        level,
+        logging.INFO,
         LogEvent.BREAKER_TRANSITION,
         "circuit breaker %r: %s -> %s",
         getattr(breaker, "name", "?"),

@@ -28,6 +28,7 @@ from ratefuse.core.breaker.spec import (
     State,
 )
 from ratefuse.core.errors import CircuitOpenError
+from ratefuse.core.span_hooks import SPAN_HOOKS
 from ratefuse.engine.log_events import REDIS_LOGGER, LogEvent, emit, log_transition
 from ratefuse.redis._fleet_script import FleetReply, FleetScript
 from ratefuse.redis._fleet_stats import (
@@ -443,7 +444,10 @@ class FleetBase:
 
     def open_error(self, now: int | None = None) -> CircuitOpenError:
         """`open_error` is the CircuitOpenError for a call rejected now."""
-        return CircuitOpenError(self.name, self.retry_after(now))
+        error = CircuitOpenError(self.name, self.retry_after(now))
+        if SPAN_HOOKS.rejected is not None:
+            SPAN_HOOKS.rejected(error)
+        return error
 
     def metrics(self, now: int | None = None) -> BreakerMetrics:
         """`metrics` is the fleet's tally as of the last flush (flush first
