@@ -49,6 +49,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "ratefuse.health",
             "ratefuse.telemetry",
             "ratefuse.otel",
+            "ratefuse.probes",
+            "ratefuse.probe_apps",
         ),
     ),
     (
