@@ -23,7 +23,7 @@ from breaker_support import Boom, ManualClock, make_breaker
 from ratefuse import CircuitOpenError, Limiter, RateLimitExceeded
 from ratefuse.breaker import BreakerConfig
 from ratefuse.config import Registry
-from ratefuse.core.span_hooks import SPAN_HOOKS
+from ratefuse.core.span_hooks import ON_DENIED, ON_REJECTED, SPAN_HOOKS
 from ratefuse.metrics import RatefuseCollector
 from ratefuse.otel import (
     BREAKER_REJECTED,
@@ -246,9 +246,9 @@ def test_no_span_no_event_and_uninstrument_removes_the_hooks(spans: Any) -> None
     limiter.acquire(timeout=0)
     with pytest.raises(RateLimitExceeded):
         limiter.acquire(timeout=0)  # no current span: nothing to add to
-    assert SPAN_HOOKS.denied is not None
+    assert SPAN_HOOKS[ON_DENIED] is not None
     uninstrument()
-    assert (SPAN_HOOKS.denied, SPAN_HOOKS.rejected) == (None, None)
+    assert (SPAN_HOOKS[ON_DENIED], SPAN_HOOKS[ON_REJECTED]) == (None, None)
     with tracer.start_as_current_span("request"), pytest.raises(RateLimitExceeded):
         limiter.acquire(timeout=0)
     (span,) = exporter.get_finished_spans()

@@ -10,7 +10,7 @@ event_name             logger              level    fields
 =====================  ==================  =======  ==================================
 breaker.transition     ratefuse.breaker    INFO     breaker, old_state, state
 backend.fallback       ratefuse.redis      WARNING  limiter or breaker, backend,
-                                                    policy, error, key_hash
+                                                    policy, error
 backend.recovered      ratefuse.redis      WARNING  limiter or breaker, backend
 config.reloaded        ratefuse.config     INFO     source, limiters, breakers, backends
 config.rejected        ratefuse.config     ERROR    source, error
@@ -171,11 +171,14 @@ class LoggedLimiter:
         self.name = name
         self.log = DenialLog() if log is None else log
         self._keyed = isinstance(limiter, KeyedRateLimiter)
+        # Checked before the denial's fields are gathered: a denial costs
+        # one isEnabledFor call while the logger is off.
+        self._logger, self._level = self.log.logger, self.log.level
 
     def try_acquire(self, *args: Any, **kwargs: Any) -> bool:
         """`try_acquire` is the limiter's, and logs a denial."""
         allowed: bool = self.limiter.try_acquire(*args, **kwargs)
-        if not allowed:
+        if not allowed and self._logger.isEnabledFor(self._level):
             self._denied(None, args, kwargs)
         return allowed
 
@@ -183,7 +186,7 @@ class LoggedLimiter:
         """`decide` is the limiter's, and logs a denial with its
         retry_after."""
         decision = self.limiter.decide(*args, **kwargs)
-        if not decision.allowed:
+        if not decision.allowed and self._logger.isEnabledFor(self._level):
             self._denied(decision.retry_after, args, kwargs)
         return decision
 

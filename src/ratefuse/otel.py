@@ -42,7 +42,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     ) from exc
 
 from ratefuse.core.errors import CircuitOpenError, RateLimitExceeded
-from ratefuse.core.span_hooks import SPAN_HOOKS
+from ratefuse.core.span_hooks import ON_DENIED, ON_REJECTED, SPAN_HOOKS
 from ratefuse.telemetry import (
     FIXED_FAMILIES,
     Family,
@@ -175,11 +175,11 @@ def instrument() -> None:
     """`instrument` makes every breaker rejection and raised rate-limit
     denial add an event to the current span when it is recording (see the
     module doc), for the whole process."""
-    SPAN_HOOKS.rejected = _rejected
-    SPAN_HOOKS.denied = _denied
+    SPAN_HOOKS[ON_REJECTED] = _rejected
+    SPAN_HOOKS[ON_DENIED] = _denied
 
 
 def uninstrument() -> None:
     """`uninstrument` removes what `instrument` installed."""
-    SPAN_HOOKS.rejected = None
-    SPAN_HOOKS.denied = None
+    SPAN_HOOKS[ON_REJECTED] = None
+    SPAN_HOOKS[ON_DENIED] = None

@@ -67,8 +67,11 @@ class ProbeResult:
 
 
 class _Entry(Protocol):
-    backend: str | None
-    on_backend_error: str
+    @property
+    def backend(self) -> str | None: ...
+
+    @property
+    def on_backend_error(self) -> str: ...
 
 
 class _Config(Protocol):

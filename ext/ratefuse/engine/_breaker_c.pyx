@@ -47,10 +47,13 @@ from ratefuse.core.breaker.config import BreakerConfig
 from ratefuse.core.breaker.spec import IllegalTransitionError, State
 from ratefuse.core.counters import BreakerCounters
 from ratefuse.core.errors import CircuitOpenError
-from ratefuse.core.span_hooks import SPAN_HOOKS
+from ratefuse.core.span_hooks import ON_REJECTED, SPAN_HOOKS
 from ratefuse.engine.log_events import log_transition
 
 cdef object logger = logging.getLogger("ratefuse.breaker")
+# The span hooks as a C global list, read by index on a rejection.
+cdef list _span_hooks = SPAN_HOOKS
+assert ON_REJECTED == 1
 
 
 cdef inline double ns_to_seconds(int64_t ns) noexcept nogil:
@@ -335,8 +338,9 @@ cdef class BreakerCore:
     cdef object open_error_c(self, int64_t now):
         error = CircuitOpenError(self._name,
                                  ns_to_seconds(self._retry_after_ns(now)))
-        if SPAN_HOOKS.rejected is not None:
-            SPAN_HOOKS.rejected(error)
+        hook = _span_hooks[1]  # ON_REJECTED (checked at import)
+        if hook is not None:
+            hook(error)
         return error
 
     def guarded(self, function, fallback=None, *, bint wraps=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from ratefuse.core.span_hooks import SPAN_HOOKS
+from ratefuse.core.span_hooks import ON_DENIED, SPAN_HOOKS
 
 if TYPE_CHECKING:
     from ratefuse.core.decision import Decision
@@ -35,8 +35,9 @@ class RateLimitExceeded(RatefuseError):
             or f"rate limit exceeded: retry after {decision.retry_after:.6g}s "
             f"(limit {decision.limit})"
         )
-        if SPAN_HOOKS.denied is not None:
-            SPAN_HOOKS.denied(self)
+        hook = SPAN_HOOKS[ON_DENIED]
+        if hook is not None:
+            hook(self)
 
 
 class CircuitOpenError(RatefuseError):

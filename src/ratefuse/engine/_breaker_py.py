@@ -41,7 +41,7 @@ from ratefuse.core.breaker.spec import (
 )
 from ratefuse.core.counters import BreakerCounters
 from ratefuse.core.errors import CircuitOpenError
-from ratefuse.core.span_hooks import SPAN_HOOKS
+from ratefuse.core.span_hooks import ON_REJECTED, SPAN_HOOKS
 from ratefuse.engine.breaker_forms import GuardedFunction, guarded_function
 from ratefuse.engine.log_events import log_transition
 
@@ -281,8 +281,9 @@ class BreakerCore:
     def open_error(self, now: int | None = None) -> CircuitOpenError:
         """`open_error` is the CircuitOpenError for a call rejected now."""
         error = CircuitOpenError(self._name, self.retry_after(now))
-        if SPAN_HOOKS.rejected is not None:
-            SPAN_HOOKS.rejected(error)
+        hook = SPAN_HOOKS[ON_REJECTED]
+        if hook is not None:
+            hook(error)
         return error
 
     def guarded(

@@ -28,7 +28,7 @@ from ratefuse.core.breaker.spec import (
     State,
 )
 from ratefuse.core.errors import CircuitOpenError
-from ratefuse.core.span_hooks import SPAN_HOOKS
+from ratefuse.core.span_hooks import ON_REJECTED, SPAN_HOOKS
 from ratefuse.engine.log_events import REDIS_LOGGER, LogEvent, emit, log_transition
 from ratefuse.redis._fleet_script import FleetReply, FleetScript
 from ratefuse.redis._fleet_stats import (
@@ -445,8 +445,9 @@ class FleetBase:
     def open_error(self, now: int | None = None) -> CircuitOpenError:
         """`open_error` is the CircuitOpenError for a call rejected now."""
         error = CircuitOpenError(self.name, self.retry_after(now))
-        if SPAN_HOOKS.rejected is not None:
-            SPAN_HOOKS.rejected(error)
+        hook = SPAN_HOOKS[ON_REJECTED]
+        if hook is not None:
+            hook(error)
         return error
 
     def metrics(self, now: int | None = None) -> BreakerMetrics:

@@ -30,7 +30,7 @@ from ratefuse.core.backend_defaults import (
     PolicyName,
 )
 from ratefuse.core.errors import BackendError, CircuitOpenError
-from ratefuse.engine.log_events import REDIS_LOGGER, LogEvent, emit, key_field
+from ratefuse.engine.log_events import REDIS_LOGGER, LogEvent, emit
 from ratefuse.engine.subject import Decision
 from ratefuse.rates import Rate
 from ratefuse.redis._local import local_limiter
@@ -217,7 +217,6 @@ class Fallback:
                 backend="redis",
                 policy=kind,
                 error=f"{type(error).__name__}: {error}",
-                **key_field(tag),
             )
         if kind == "local":
             assert self._local is not None
