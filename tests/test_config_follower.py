@@ -88,38 +88,38 @@ def test_versions_apply_in_order_and_never_backwards(
 @pytest.mark.parametrize(
     ("bad", "error"),
     [
-        ("[limiters.api\nrate = ", "not valid TOML"),
-        ('[limiters.api]\nrate = "5/parsec"', "limiters.api.rate"),
-        (b"\xff\xfe".decode("latin-1"), "not UTF-8"),
-        ('[limiters.api]\nrate = "5/m"\n', "limiters.users: missing"),
+        (b"[limiters.api\nrate = ", "not valid TOML"),
+        (b'[limiters.api]\nrate = "5/parsec"', "limiters.api.rate"),
+        (b"\xff\xfe", "not UTF-8"),
+        (b'[limiters.api]\nrate = "5/m"\n', "limiters.users: missing"),
     ],
     ids=["toml", "schema", "utf8", "drops-an-entry"],
 )
 def test_an_invalid_version_is_refused_logged_and_counted_once(
     follower: ConfigFollower,
     caplog: pytest.LogCaptureFixture,
-    bad: str,
+    bad: bytes,
     error: str,
 ) -> None:
     send(follower, 1, BASE)
     api = follower.registry.limiter("api")
     assert [api.try_acquire() for _ in range(3)] == [True] * 3
-    text = bad.encode("latin-1") if bad.startswith("\xff") else bad
     source = follower.source
-    assert isinstance(source, ScriptedSource) and source.deliver is not None
+    assert isinstance(source, ScriptedSource)
+    assert source.deliver is not None
     with caplog.at_level(logging.ERROR, logger="ratefuse.config"):
         for _ in range(3):  # a source re-delivers after every reconnect
-            answer = source.deliver(
-                ConfigDocument(2, text if isinstance(text, bytes) else text.encode())
-            )
-            assert answer == 1
-    records = [r for r in caplog.records if getattr(r, "event", "") == "config.rejected"]
+            assert source.deliver(ConfigDocument(2, bad)) == 1
+    records = [
+        r for r in caplog.records if getattr(r, "event", "") == "config.rejected"
+    ]
     assert len(records) == 1
     assert records[0].version == 2  # type: ignore[attr-defined]
     assert error in records[0].getMessage()
     stats = follower.stats()
     assert (stats.version, stats.applied, stats.rejected) == (1, 1, 1)
-    assert stats.last_error is not None and error in stats.last_error
+    assert stats.last_error is not None
+    assert error in stats.last_error
     # The last good version stays in force, state and all.
     assert follower.registry.limiter("api") is api
     assert [api.try_acquire() for _ in range(3)] == [True, True, False]

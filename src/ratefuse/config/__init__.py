@@ -49,6 +49,7 @@ from ratefuse.config._source import (
     ConfigDocument,
     ConfigSource,
     ConfigStore,
+    StoreError,
     VersionConflictError,
 )
 
@@ -74,6 +75,7 @@ __all__ = [
     "RedisConfigStore",
     "Registry",
     "StaleVersionError",
+    "StoreError",
     "VersionConflictError",
     "check_document",
     "parse_config",

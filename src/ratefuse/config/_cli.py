@@ -12,7 +12,7 @@ from ratefuse.config._etcd_source import DEFAULT_ETCD_KEY, EtcdConfigStore
 from ratefuse.config._publish import push_config
 from ratefuse.config._redis_source import DEFAULT_REDIS_KEY, RedisConfigStore
 from ratefuse.config._schema import ConfigError
-from ratefuse.config._source import VersionConflictError
+from ratefuse.config._source import StoreError, VersionConflictError
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         if args.config_command == "show":
             return _show(store)
         return _status(store)
-    except (ConfigError, VersionConflictError) as exc:
+    except (ConfigError, VersionConflictError, StoreError) as exc:
         print(f"ratefuse config {args.config_command}: {exc}", file=sys.stderr)
         return 1
     finally:

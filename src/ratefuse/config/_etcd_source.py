@@ -15,6 +15,7 @@ import json
 import logging
 import socket
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
@@ -24,6 +25,7 @@ from ratefuse.config._source import (
     Acknowledgement,
     ConfigDocument,
     Deliver,
+    StoreError,
     VersionConflictError,
     check_member,
     check_seconds,
@@ -81,9 +83,10 @@ class EtcdConfigStore:
         store's revision when it was read."""
         from etcd3gw.utils import _decode, _encode
 
-        reply = self.client.post(
-            self.client.get_url("/kv/range"), json={"key": _encode(self.key)}
-        )
+        with self._errors():
+            reply = self.client.post(
+                self.client.get_url("/kv/range"), json={"key": _encode(self.key)}
+            )
         revision = int(reply["header"]["revision"])
         kvs = reply.get("kvs", [])
         if not kvs:
@@ -102,25 +105,32 @@ class EtcdConfigStore:
         from etcd3gw.utils import _encode
 
         key = _encode(self.key)
-        reply = self.client.transaction(
+        with self._errors():
+            reply = self._transaction(key, text, expected_version)
+        if reply.get("succeeded"):
+            return int(reply["header"]["revision"])
+        kvs = reply["responses"][0]["response_range"].get("kvs", [])
+        raise VersionConflictError(
+            expected_version, int(kvs[0]["mod_revision"]) if kvs else 0
+        )
+
+    def _transaction(self, key: str, text: bytes, expected: int) -> Any:
+        # Puts `text` if the key's mod_revision is `expected`, else reads it.
+        from etcd3gw.utils import _encode
+
+        return self.client.transaction(
             {
                 "compare": [
                     {
                         "key": key,
                         "result": "EQUAL",
                         "target": "MOD",
-                        "mod_revision": expected_version,
+                        "mod_revision": expected,
                     }
                 ],
                 "success": [{"request_put": {"key": key, "value": _encode(text)}}],
                 "failure": [{"request_range": {"key": key}}],
             }
-        )
-        if reply.get("succeeded"):
-            return int(reply["header"]["revision"])
-        kvs = reply["responses"][0]["response_range"].get("kvs", [])
-        raise VersionConflictError(
-            expected_version, int(kvs[0]["mod_revision"]) if kvs else 0
         )
 
     def lease(self, ttl: float) -> Lease:
@@ -135,18 +145,34 @@ class EtcdConfigStore:
     def acknowledgements(self) -> list[Acknowledgement]:
         """`acknowledgements` are the live ones, by member."""
         found = []
-        for value, meta in self.client.get_prefix(self.acks):
+        with self._errors():
+            entries = self.client.get_prefix(self.acks)
+        for value, meta in entries:
             lease_id = int(meta.get("lease", 0))
             ttl = -1
             if lease_id:
-                reply = self.client.post(
-                    self.client.get_url("/kv/lease/timetolive"), json={"ID": lease_id}
-                )
+                with self._errors():
+                    reply = self.client.post(
+                        self.client.get_url("/kv/lease/timetolive"),
+                        json={"ID": lease_id},
+                    )
                 ttl = int(reply.get("TTL", -1))
             member = bytes(meta["key"])[len(self.acks.encode()) :].decode()
             if ttl > 0:
                 found.append(Acknowledgement(member, int(value), float(ttl)))
         return sorted(found, key=lambda ack: ack.member)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        # etcd3gw's and requests' errors as StoreError naming the store.
+        import requests
+        from etcd3gw.exceptions import Etcd3Exception
+
+        try:
+            yield
+        except (Etcd3Exception, requests.RequestException, OSError) as exc:
+            detail = str(exc) or type(exc).__name__
+            raise StoreError(f"{self.describe()}: {detail}") from exc
 
     def close(self) -> None:
         """`close` closes the store's connections."""

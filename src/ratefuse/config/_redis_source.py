@@ -10,10 +10,12 @@ imported when a store is built.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
 import time
+from collections.abc import Iterator
 from importlib import resources
 from typing import TYPE_CHECKING, Final
 
@@ -23,6 +25,7 @@ from ratefuse.config._source import (
     Acknowledgement,
     ConfigDocument,
     Deliver,
+    StoreError,
     VersionConflictError,
     check_member,
     check_seconds,
@@ -76,7 +79,8 @@ class RedisConfigStore:
 
     def read(self) -> ConfigDocument | None:
         """`read` is the document in Redis, None if there is none."""
-        version, text = self.client.hmget(self.key, ["version", "document"])
+        with self._errors():
+            version, text = self.client.hmget(self.key, ["version", "document"])
         if version is None or text is None:
             return None
         return ConfigDocument(int(version), _as_bytes(text))
@@ -85,9 +89,10 @@ class RedisConfigStore:
         """`write` stores ``text`` if Redis holds ``expected_version`` (0:
         nothing), announces it and returns its version; else raises
         VersionConflictError."""
-        written, version = self._push(
-            keys=[self.key], args=[text, expected_version, self.channel]
-        )
+        with self._errors():
+            written, version = self._push(
+                keys=[self.key], args=[text, expected_version, self.channel]
+            )
         if not written:
             raise VersionConflictError(expected_version, int(version))
         return int(version)
@@ -104,12 +109,13 @@ class RedisConfigStore:
     def acknowledgements(self) -> list[Acknowledgement]:
         """`acknowledgements` are the live ones, by member."""
         prefix = self._ack_key("")
-        keys = sorted(self.client.scan_iter(match=_glob_escape(prefix) + "*"))
-        pipeline = self.client.pipeline(transaction=False)
-        for key in keys:
-            pipeline.get(key)
-            pipeline.pttl(key)
-        replies = pipeline.execute()
+        with self._errors():
+            keys = sorted(self.client.scan_iter(match=_glob_escape(prefix) + "*"))
+            pipeline = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipeline.get(key)
+                pipeline.pttl(key)
+            replies = pipeline.execute()
         found = []
         for index, key in enumerate(keys):
             version, ttl_ms = replies[2 * index], replies[2 * index + 1]
@@ -117,6 +123,16 @@ class RedisConfigStore:
                 member = bytes(key)[len(prefix) :].decode()
                 found.append(Acknowledgement(member, int(version), ttl_ms / 1000))
         return found
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        # redis-py's errors as StoreError naming the store.
+        import redis
+
+        try:
+            yield
+        except (redis.RedisError, OSError) as exc:
+            raise StoreError(f"{self.describe()}: {exc}") from exc
 
     def _ack_key(self, member: str) -> str:
         return f"{self.key}:ack:{member}"
@@ -193,7 +209,7 @@ class RedisConfigSource:
         while not self._stop.is_set():
             try:
                 self._follow(deliver)
-            except (redis.RedisError, OSError) as exc:
+            except (redis.RedisError, OSError, StoreError) as exc:
                 self.reconnects += 1
                 # Once per outage at warning: a dead store must not flood logs.
                 (logger.debug if lost else logger.warning)(

@@ -61,6 +61,11 @@ class VersionConflictError(RuntimeError):
         )
 
 
+class StoreError(RuntimeError):
+    """`StoreError` is a store that could not be reached or answered an
+    error; its message names the store."""
+
+
 Deliver = Callable[[ConfigDocument], "int | None"]
 
 
