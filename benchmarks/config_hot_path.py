@@ -86,7 +86,7 @@ def main() -> int:
     print(f"{'source':<8} {'plain':>8} {'watched':>8} {'ratio':>8} {'spread':>15}")
     for kind in args.kinds:
         plain, watched = measure(kind, args.rounds, args.calls)
-        ratios = [w / p for w, p in zip(watched, plain)]
+        ratios = [w / p for w, p in zip(watched, plain, strict=True)]
         print(
             f"{kind:<8} {statistics.median(plain):8.1f} "
             f"{statistics.median(watched):8.1f} {statistics.median(ratios):8.3f} "

@@ -17,6 +17,10 @@ from ratefuse.__main__ import main
 from ratefuse.config import (
     ConfigError,
     ConfigFollower,
+    EtcdConfigSource,
+    EtcdConfigStore,
+    RedisConfigSource,
+    RedisConfigStore,
     Registry,
     StoreError,
     VersionConflictError,
@@ -238,3 +242,40 @@ def test_the_config_commands_push_show_and_status(
     assert "limiters.api: missing from the new config" in capsys.readouterr().err
     assert main(["config", "push", str(tmp_path / "absent.toml"), *target]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_a_redis_source_takes_a_client_it_does_not_close() -> None:
+    import redis
+
+    server = SourceServer("redis").start()
+    client = redis.Redis(host="127.0.0.1", port=server.server.port)
+    try:
+        store = RedisConfigStore(client, key="client:config")
+        version = push_config(store, V1)
+        registry = Registry()
+        source = RedisConfigSource(client, key="client:config", member="m")
+        with ConfigFollower(registry, source) as follower:
+            assert follower.wait_for_version(version, WAIT) == version
+        store.close()
+        assert client.ping()  # still open: the caller's to close
+    finally:
+        client.close()
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("build", "error"),
+    [
+        (lambda: RedisConfigStore("redis://x", key="a b"), "key must be"),
+        (lambda: RedisConfigStore(42), "redis must be a URL"),  # type: ignore[arg-type]
+        (lambda: RedisConfigStore("redis://x", timeout=0), "timeout must be"),
+        (lambda: RedisConfigSource("redis://x", member="a/b"), "member must be"),
+        (lambda: RedisConfigSource("redis://x", ack_ttl=-1), "ack_ttl must be"),
+        (lambda: EtcdConfigStore("etcd://x"), "url must be http"),
+        (lambda: EtcdConfigStore("http://x", key=""), "key must be"),
+        (lambda: EtcdConfigSource("http://x", ack_ttl=1), "ack_ttl must be"),
+    ],
+)
+def test_bad_source_settings_are_named(build: Callable[[], object], error: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=error):
+        build()

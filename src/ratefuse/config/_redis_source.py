@@ -33,7 +33,7 @@ from ratefuse.config._source import (
 )
 
 if TYPE_CHECKING:
-    import redis
+    from redis import Redis
 
 logger = logging.getLogger("ratefuse.config")
 
@@ -51,13 +51,15 @@ def _push_script() -> str:
 
 
 class RedisConfigStore:
-    """`RedisConfigStore` is the configuration kept in the Redis at ``url``
-    (``redis://``, ``rediss://`` or ``unix://``) under ``key``; each
-    command is bounded by ``timeout`` seconds. See `ConfigStore`."""
+    """`RedisConfigStore` is the configuration kept under ``key`` in the
+    Redis at ``redis``: a URL (``redis://``, ``rediss://`` or ``unix://``;
+    each command bounded by ``timeout`` seconds, the connections closed by
+    `close`) or a redis-py client (its own timeouts; the caller closes
+    it). See `ConfigStore`."""
 
     def __init__(
         self,
-        url: str,
+        redis: str | Redis,
         *,
         key: str = DEFAULT_REDIS_KEY,
         timeout: float = DEFAULT_STORE_TIMEOUT,
@@ -67,14 +69,22 @@ class RedisConfigStore:
                 f"key must be 1-200 letters, digits or _.:{{}}- characters, got {key!r}"
             )
         timeout = check_seconds("timeout", timeout, 0.001)
-        import redis
+        from redis import Redis
 
-        self.url = url
         self.key = key
         self.channel = f"{key}:changed"
-        self.client: redis.Redis = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout
-        )
+        self._owned = isinstance(redis, str)
+        if isinstance(redis, str):
+            self.url = redis
+            self.client: Redis = Redis.from_url(
+                redis, socket_timeout=timeout, socket_connect_timeout=timeout
+            )
+        elif isinstance(redis, Redis):
+            self.client = redis
+            kwargs = redis.connection_pool.connection_kwargs
+            self.url = f"redis://{kwargs.get('host')}:{kwargs.get('port')}"
+        else:
+            raise TypeError(f"redis must be a URL or a redis.Redis, got {redis!r}")
         self._push = self.client.register_script(_push_script())
 
     def read(self) -> ConfigDocument | None:
@@ -138,8 +148,9 @@ class RedisConfigStore:
         return f"{self.key}:ack:{member}"
 
     def close(self) -> None:
-        """`close` closes the store's connections."""
-        self.client.close()
+        """`close` closes the client the store opened from a URL."""
+        if self._owned:
+            self.client.close()
 
     def describe(self) -> str:
         """`describe` names the store: its URL and key."""
@@ -147,8 +158,9 @@ class RedisConfigStore:
 
 
 class RedisConfigSource:
-    """`RedisConfigSource` follows the configuration in the Redis at
-    ``url`` under ``key`` (see `RedisConfigStore`); a `ConfigSource`.
+    """`RedisConfigSource` follows the configuration under ``key`` in the
+    Redis at ``redis``, a URL or a redis-py client (see
+    `RedisConfigStore`); a `ConfigSource`.
 
     Its thread subscribes to ``<key>:changed``, then reads the document,
     and reads it again at every announcement; when the connection drops it
@@ -160,7 +172,7 @@ class RedisConfigSource:
 
     def __init__(
         self,
-        url: str,
+        redis: str | Redis,
         *,
         key: str = DEFAULT_REDIS_KEY,
         member: str | None = None,
@@ -171,7 +183,7 @@ class RedisConfigSource:
         self.member = check_member(default_member() if member is None else member)
         self.ack_ttl = check_seconds("ack_ttl", ack_ttl, 0.003)
         self.retry_interval = check_seconds("retry_interval", retry_interval, 0.0)
-        self.store = RedisConfigStore(url, key=key, timeout=timeout)
+        self.store = RedisConfigStore(redis, key=key, timeout=timeout)
         self.reconnects = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
