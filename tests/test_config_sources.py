@@ -6,6 +6,7 @@ version, and the ``ratefuse config`` commands."""
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -174,8 +175,11 @@ def test_acknowledgements_list_the_running_versions(
 
 
 def test_a_restarted_server_loses_no_version(
-    disposable: SourceServer, key: Callable[[SourceServer], str]
+    disposable: SourceServer,
+    key: Callable[[SourceServer], str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="ratefuse.config")
     where = key(disposable)
     registry = Registry(clock=lambda: 0)
     source = disposable.source(where, "one")
@@ -208,6 +212,17 @@ def test_a_restarted_server_loses_no_version(
         assert registry.limiter("api") is api
         assert [api.try_acquire() for _ in range(5)] == [True] * 4 + [False]
     assert source.reconnects >= 2
+    # One warning per outage however often it retried, and its recovery.
+    lost = [
+        r for r in caplog.records if r.getMessage().startswith("config.source_lost")
+    ]
+    assert [r.levelno for r in lost] == [logging.WARNING] * 2
+    recovered = [
+        r
+        for r in caplog.records
+        if r.getMessage().startswith("config.source_recovered")
+    ]
+    assert len(recovered) == 2
 
 
 def test_the_config_commands_push_show_and_status(

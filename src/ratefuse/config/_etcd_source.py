@@ -220,6 +220,7 @@ class EtcdConfigSource:
         self._stream: requests.Response | None = None
         self._version: int | None = None
         self._lease: Lease | None = None
+        self._lost = False  # since the last successful read
 
     def describe(self) -> str:
         """`describe` names the source: the store's URL and key."""
@@ -259,20 +260,18 @@ class EtcdConfigSource:
         self.store.close()
 
     def _watch_loop(self, deliver: Deliver) -> None:
-        lost = False
         while not self._stop.is_set():
             try:
                 self._follow(deliver)
-                lost = False
             except Exception as exc:  # etcd3gw, requests and JSON errors alike
                 if self._stop.is_set():
                     return  # `close` cut the stream
                 self.reconnects += 1
                 # Once per outage at warning: a dead store must not flood logs.
-                (logger.debug if lost else logger.warning)(
+                (logger.debug if self._lost else logger.warning)(
                     "config.source_lost: %s: %s", self.describe(), exc
                 )
-                lost = True
+                self._lost = True
             self._stop.wait(self.retry_interval)
 
     def _follow(self, deliver: Deliver) -> None:
@@ -281,6 +280,9 @@ class EtcdConfigSource:
         from etcd3gw.utils import _decode, _encode
 
         document, revision = self.store.read_at()
+        if self._lost:
+            self._lost = False
+            logger.info("config.source_recovered: %s", self.describe())
         if document is not None:
             self._delivered(deliver(document))
         client = self.store.client

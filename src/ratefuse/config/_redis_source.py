@@ -188,6 +188,7 @@ class RedisConfigSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._version: int | None = None
+        self._lost = False  # since the last successful read
 
     def describe(self) -> str:
         """`describe` names the source: the store's URL and key."""
@@ -217,17 +218,16 @@ class RedisConfigSource:
     def _run(self, deliver: Deliver) -> None:
         import redis
 
-        lost = False
         while not self._stop.is_set():
             try:
                 self._follow(deliver)
             except (redis.RedisError, OSError, StoreError) as exc:
                 self.reconnects += 1
                 # Once per outage at warning: a dead store must not flood logs.
-                (logger.debug if lost else logger.warning)(
+                (logger.debug if self._lost else logger.warning)(
                     "config.source_lost: %s: %s", self.describe(), exc
                 )
-                lost = True
+                self._lost = True
             except Exception:
                 logger.exception("config: %s: unexpected error", self.describe())
             self._stop.wait(self.retry_interval)
@@ -253,8 +253,12 @@ class RedisConfigSource:
                     refresh_at = 0.0
                 now = time.monotonic()
                 if now >= refresh_at:
+                    # Also the liveness check of a quiet subscription: a
+                    # server cut off silently fails this within `timeout`.
                     if self._version is not None:
                         self.store.acknowledge(self.member, self._version, self.ack_ttl)
+                    else:
+                        self.store.client.ping()
                     refresh_at = now + self.ack_ttl / 3
                 message = pubsub.get_message(
                     ignore_subscribe_messages=True, timeout=_POLL
@@ -265,6 +269,9 @@ class RedisConfigSource:
 
     def _deliver(self, deliver: Deliver) -> None:
         document = self.store.read()
+        if self._lost:
+            self._lost = False
+            logger.info("config.source_recovered: %s", self.describe())
         if document is not None:
             self._version = deliver(document)
 
