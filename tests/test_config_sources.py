@@ -294,3 +294,54 @@ def test_a_redis_source_takes_a_client_it_does_not_close() -> None:
 def test_bad_source_settings_are_named(build: Callable[[], object], error: str) -> None:
     with pytest.raises((ValueError, TypeError), match=error):
         build()
+
+
+@pytest.fixture(scope="module")
+def etcd() -> Iterator[SourceServer]:
+    started = SourceServer("etcd").start()
+    yield started
+    started.stop()
+
+
+def test_an_etcd_prefix_is_followed_as_one_config(
+    etcd: SourceServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prefix = "/prefixed/"
+    team_a, team_b = (EtcdConfigStore(etcd.url, key=prefix + name) for name in "ab")
+    registry = Registry(clock=lambda: 0)
+    source = EtcdConfigSource(etcd.url, key=prefix, prefix=True, member="p")
+    try:
+        first = push_config(team_a, b'[limiters.a]\nrate = "1/m"\n')
+        with ConfigFollower(registry, source, allow_removals=True) as follower:
+            assert follower.wait_for_version(first, WAIT) == first
+            assert set(registry.limiters()) == {"a"}
+            second = push_config(team_b, b'[limiters.b]\nrate = "2/m"\n')
+            assert follower.wait_for_version(second, WAIT) == second
+            assert set(registry.limiters()) == {"a", "b"}
+            # A table declared in two fragments: the merged version is
+            # refused whole.
+            push_config(team_b, b'[limiters.a]\nrate = "3/m"\n', allow_removals=True)
+            eventually(lambda: follower.stats().rejected == 1)
+            assert set(registry.limiters()) == {"a", "b"}
+            # A fragment deleted: the prefix's version is the deletion's
+            # revision, newer than every key left.
+            assert team_b.client.delete(prefix + "b")
+            eventually(lambda: set(registry.limiters()) == {"a"})
+            deleted = follower.version
+            assert deleted is not None
+            assert deleted > (team_a.read().version)  # type: ignore[union-attr]
+            assert main(["config", "show", "--etcd", etcd.url, "--key", prefix,
+                         "--prefix"]) == 0  # fmt: skip
+            assert capsys.readouterr().out.endswith(
+                f'# {prefix}a\n[limiters.a]\nrate = "1/m"\n\n'
+            )
+            with pytest.raises(TypeError, match="read only"):
+                EtcdConfigStore(etcd.url, key=prefix, prefix=True).write(b"", 0)
+    finally:
+        team_a.close()
+        team_b.close()
+
+
+def test_a_prefix_must_end_with_a_slash() -> None:
+    with pytest.raises(ValueError, match="must end with /"):
+        EtcdConfigStore("http://127.0.0.1:1", key="/no-slash", prefix=True)

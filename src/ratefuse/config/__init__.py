@@ -30,7 +30,8 @@ from ratefuse.config._bounds import (
     MAX_RATES,
     MAX_WINDOW_SLOTS,
 )
-from ratefuse.config._etcd_source import EtcdConfigSource, EtcdConfigStore
+from ratefuse.config._etcd_source import EtcdConfigSource
+from ratefuse.config._etcd_store import EtcdConfigStore
 from ratefuse.config._follower import ConfigFollower, FollowerStats
 from ratefuse.config._publish import check_document, push_config
 from ratefuse.config._redis_source import RedisConfigSource, RedisConfigStore

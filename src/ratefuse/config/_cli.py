@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ratefuse.config._bounds import MAX_CONFIG_BYTES
-from ratefuse.config._etcd_source import DEFAULT_ETCD_KEY, EtcdConfigStore
+from ratefuse.config._etcd_store import DEFAULT_ETCD_KEY, EtcdConfigStore
 from ratefuse.config._publish import push_config
 from ratefuse.config._redis_source import DEFAULT_REDIS_KEY, RedisConfigStore
 from ratefuse.config._schema import ConfigError
@@ -45,6 +45,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             help=f"where the config lives (default {DEFAULT_REDIS_KEY} in "
             f"Redis, {DEFAULT_ETCD_KEY} in etcd)",
         )
+    for parser in (show, status):
+        parser.add_argument(
+            "--prefix",
+            action="store_true",
+            help="etcd: the config is every key under --key (ending in /)",
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,9 +74,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> RedisConfigStore | EtcdConfigStore:
+    prefix = getattr(args, "prefix", False)
     if args.redis is not None:
+        if prefix:
+            raise ValueError("--prefix is for etcd only")
         return RedisConfigStore(args.redis, key=args.key or DEFAULT_REDIS_KEY)
-    return EtcdConfigStore(args.etcd, key=args.key or DEFAULT_ETCD_KEY)
+    return EtcdConfigStore(args.etcd, key=args.key or DEFAULT_ETCD_KEY, prefix=prefix)
 
 
 def _push(store: RedisConfigStore | EtcdConfigStore, args: argparse.Namespace) -> int:

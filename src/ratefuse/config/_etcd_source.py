@@ -1,12 +1,6 @@
-"""A config source in etcd (v3, through its HTTP gateway with etcd3gw): the
-document in one key, its version the key's revision (``mod_revision``),
-written by a transaction that compares that revision; acknowledgements in
-keys under a lease, so a dead process's drop out with its lease.
-
-Keys (``key`` defaults to ``/ratefuse/config``): ``<key>`` and
-``<key>.acks/<member>`` per process. Needs etcd3gw (``ratefuse[etcd]``),
-imported when a store is built.
-"""
+"""`EtcdConfigSource`: a fleet process following a configuration in etcd
+(see `ratefuse.config._etcd_store` for where it lives), over the HTTP
+gateway's watch stream."""
 
 from __future__ import annotations
 
@@ -15,18 +9,19 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
+from ratefuse.config._etcd_store import (
+    DEFAULT_ETCD_KEY,
+    DEFAULT_STORE_TIMEOUT,
+    MIN_ETCD_ACK_TTL,
+    EtcdConfigStore,
+)
 from ratefuse.config._source import (
     DEFAULT_ACK_TTL,
     DEFAULT_RETRY_INTERVAL,
-    Acknowledgement,
     ConfigDocument,
     Deliver,
-    StoreError,
-    VersionConflictError,
     check_member,
     check_seconds,
     default_member,
@@ -34,161 +29,19 @@ from ratefuse.config._source import (
 
 if TYPE_CHECKING:
     import requests
-    from etcd3gw.client import Etcd3Client
     from etcd3gw.lease import Lease
 
 logger = logging.getLogger("ratefuse.config")
 
-DEFAULT_ETCD_KEY: Final = "/ratefuse/config"
-# DEFAULT_STORE_TIMEOUT bounds (seconds) each request but the watch stream.
-DEFAULT_STORE_TIMEOUT: Final = 2.0
-# etcd refuses leases shorter than about 2 s (its election timeout).
-MIN_ETCD_ACK_TTL: Final = 2.0
-
-
-class EtcdConfigStore:
-    """`EtcdConfigStore` is the configuration kept in the etcd at ``url``
-    (``http://host:port`` or ``https://...``, a client URL) under ``key``;
-    each request is bounded by ``timeout`` seconds. See `ConfigStore`."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        key: str = DEFAULT_ETCD_KEY,
-        timeout: float = DEFAULT_STORE_TIMEOUT,
-    ) -> None:
-        if not isinstance(key, str) or not key or len(key) > 200:
-            raise ValueError(f"key must be a string of 1-200 characters, got {key!r}")
-        self.timeout = check_seconds("timeout", timeout, 0.001)
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(
-                f"url must be http://host:port or https://..., got {url!r}"
-            )
-        from etcd3gw.client import Etcd3Client
-
-        self.url = url
-        self.key = key
-        self.acks = f"{key}.acks/"
-        self.client: Etcd3Client = Etcd3Client(
-            host=parts.hostname,
-            port=parts.port or 2379,
-            protocol=parts.scheme,
-            timeout=self.timeout,
-        )
-
-    def read_at(self) -> tuple[ConfigDocument | None, int]:
-        """`read_at` is the document (None if there is none) and the
-        store's revision when it was read."""
-        from etcd3gw.utils import _decode, _encode
-
-        with self._errors():
-            reply = self.client.post(
-                self.client.get_url("/kv/range"), json={"key": _encode(self.key)}
-            )
-        revision = int(reply["header"]["revision"])
-        kvs = reply.get("kvs", [])
-        if not kvs:
-            return None, revision
-        value = _decode(kvs[0].get("value", ""))
-        return ConfigDocument(int(kvs[0]["mod_revision"]), value), revision
-
-    def read(self) -> ConfigDocument | None:
-        """`read` is the document in etcd, None if there is none."""
-        return self.read_at()[0]
-
-    def write(self, text: bytes, expected_version: int) -> int:
-        """`write` stores ``text`` if the key's revision is still
-        ``expected_version`` (0: no key) and returns its new revision;
-        else raises VersionConflictError."""
-        from etcd3gw.utils import _encode
-
-        key = _encode(self.key)
-        with self._errors():
-            reply = self._transaction(key, text, expected_version)
-        if reply.get("succeeded"):
-            return int(reply["header"]["revision"])
-        kvs = reply["responses"][0]["response_range"].get("kvs", [])
-        raise VersionConflictError(
-            expected_version, int(kvs[0]["mod_revision"]) if kvs else 0
-        )
-
-    def _transaction(self, key: str, text: bytes, expected: int) -> Any:
-        # Puts `text` if the key's mod_revision is `expected`, else reads it.
-        from etcd3gw.utils import _encode
-
-        return self.client.transaction(
-            {
-                "compare": [
-                    {
-                        "key": key,
-                        "result": "EQUAL",
-                        "target": "MOD",
-                        "mod_revision": expected,
-                    }
-                ],
-                "success": [{"request_put": {"key": key, "value": _encode(text)}}],
-                "failure": [{"request_range": {"key": key}}],
-            }
-        )
-
-    def lease(self, ttl: float) -> Lease:
-        """`lease` grants a lease of ``ttl`` seconds (at least 2)."""
-        return self.client.lease(max(int(MIN_ETCD_ACK_TTL), round(ttl)))
-
-    def acknowledge(self, member: str, version: int, lease: Lease) -> None:
-        """`acknowledge` reports that ``member`` runs ``version``, for as
-        long as ``lease`` lives."""
-        self.client.put(self.acks + member, str(version), lease=lease)
-
-    def acknowledgements(self) -> list[Acknowledgement]:
-        """`acknowledgements` are the live ones, by member."""
-        found = []
-        with self._errors():
-            entries = self.client.get_prefix(self.acks)
-        for value, meta in entries:
-            lease_id = int(meta.get("lease", 0))
-            ttl = -1
-            if lease_id:
-                with self._errors():
-                    reply = self.client.post(
-                        self.client.get_url("/kv/lease/timetolive"),
-                        json={"ID": lease_id},
-                    )
-                ttl = int(reply.get("TTL", -1))
-            member = bytes(meta["key"])[len(self.acks.encode()) :].decode()
-            if ttl > 0:
-                found.append(Acknowledgement(member, int(value), float(ttl)))
-        return sorted(found, key=lambda ack: ack.member)
-
-    @contextlib.contextmanager
-    def _errors(self) -> Iterator[None]:
-        # etcd3gw's and requests' errors as StoreError naming the store.
-        import requests
-        from etcd3gw.exceptions import Etcd3Exception
-
-        try:
-            yield
-        except (Etcd3Exception, requests.RequestException, OSError) as exc:
-            detail = str(exc) or type(exc).__name__
-            raise StoreError(f"{self.describe()}: {detail}") from exc
-
-    def close(self) -> None:
-        """`close` closes the store's connections."""
-        self.client.session.close()
-
-    def describe(self) -> str:
-        """`describe` names the store: its URL and key."""
-        return f"etcd {self.url} key {self.key}"
-
 
 class EtcdConfigSource:
     """`EtcdConfigSource` follows the configuration in the etcd at ``url``
-    under ``key`` (see `EtcdConfigStore`); a `ConfigSource`.
+    under ``key``, or every key under the prefix ``key`` with ``prefix``
+    (see `EtcdConfigStore`); a `ConfigSource`.
 
-    Its thread reads the key and the store's revision, then watches the
-    key from the next revision, delivering each version the watch reports;
+    Its thread reads the key (or prefix) and the store's revision, then
+    watches it from the next revision, delivering each version the watch
+    reports (for a prefix: the prefix read at the change's revision);
     when the stream ends or fails it reconnects every ``retry_interval``
     seconds and reads again (a watch that starts from the revision read
     misses nothing in between). A second thread keeps a lease of
@@ -203,6 +56,7 @@ class EtcdConfigSource:
         url: str,
         *,
         key: str = DEFAULT_ETCD_KEY,
+        prefix: bool = False,
         member: str | None = None,
         ack_ttl: float = DEFAULT_ACK_TTL,
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
@@ -211,7 +65,7 @@ class EtcdConfigSource:
         self.member = check_member(default_member() if member is None else member)
         self.ack_ttl = check_seconds("ack_ttl", ack_ttl, MIN_ETCD_ACK_TTL)
         self.retry_interval = check_seconds("retry_interval", retry_interval, 0.0)
-        self.store = EtcdConfigStore(url, key=key, timeout=timeout)
+        self.store = EtcdConfigStore(url, key=key, prefix=prefix, timeout=timeout)
         self.reconnects = 0
         self._stop = threading.Event()
         self._changed = threading.Event()  # a version to acknowledge
@@ -277,7 +131,7 @@ class EtcdConfigSource:
     def _follow(self, deliver: Deliver) -> None:
         # One watch stream's life: read, then watch from the next revision
         # until the stream ends, fails or is cut.
-        from etcd3gw.utils import _decode, _encode
+        from etcd3gw.utils import _decode, _encode, _increment_last_byte
 
         document, revision = self.store.read_at()
         if self._lost:
@@ -286,12 +140,13 @@ class EtcdConfigSource:
         if document is not None:
             self._delivered(deliver(document))
         client = self.store.client
-        request: dict[str, Any] = {
-            "create_request": {
-                "key": _encode(self.store.key),
-                "start_revision": revision + 1,
-            }
+        watch: dict[str, Any] = {
+            "key": _encode(self.store.key),
+            "start_revision": revision + 1,
         }
+        if self.store.prefix:
+            watch["range_end"] = _encode(_increment_last_byte(self.store.key))
+        request = {"create_request": watch}
         response = client.session.post(
             client.get_url("/watch"),
             json=request,
@@ -309,6 +164,13 @@ class EtcdConfigSource:
                 if not line.strip():
                     continue
                 result = _result(json.loads(line))
+                if self.store.prefix and result.get("events"):
+                    # The whole prefix as it was after this change.
+                    at = int(result["header"]["revision"])
+                    document = self.store.read_at(at)[0]
+                    if document is not None:
+                        self._delivered(deliver(document))
+                    continue
                 for event in result.get("events", []):
                     kv = event["kv"]
                     if event.get("type", "PUT") == "PUT":
