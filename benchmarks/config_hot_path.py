@@ -10,7 +10,7 @@ registry built from the same document with no source. The order
 alternates every round. Reported: median ns per call of each, and the
 median of the per-round ratios watched / plain.
 
-    python benchmarks/config_hot_path.py [--rounds 21] [--calls 200000]
+    python benchmarks/config_hot_path.py [--rounds 31] [--calls 2000000]
         [--kinds redis etcd]
 """
 
@@ -75,8 +75,8 @@ def measure(kind: str, rounds: int, calls: int) -> tuple[list[float], list[float
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--calls", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=31)
+    parser.add_argument("--calls", type=int, default=2_000_000)
     parser.add_argument("--kinds", nargs="+", default=["redis", "etcd"])
     args = parser.parse_args()
     print(
