@@ -38,16 +38,20 @@ class BackendHealth:
 class Health:
     """`Health` summarises a registry: ``ok`` when every backend answered
     its PING and every breaker is CLOSED or DISABLED. ``breakers`` maps
-    names to state names; ``backends`` names to :class:`BackendHealth`."""
+    names to state names; ``backends`` names to :class:`BackendHealth`;
+    ``config_version`` is the version of the configuration in force (None
+    when it came from no config source)."""
 
     ok: bool
     breakers: Mapping[str, str] = field(default_factory=dict)
     backends: Mapping[str, BackendHealth] = field(default_factory=dict)
+    config_version: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """`to_dict` is the JSON form: status "ok" or "degraded", breaker
-        states, and per backend ok, latency_ms, error and breaker."""
-        return {
+        states, per backend ok, latency_ms, error and breaker, and
+        config_version when there is one."""
+        found: dict[str, Any] = {
             "status": "ok" if self.ok else "degraded",
             "breakers": dict(self.breakers),
             "backends": {
@@ -62,6 +66,9 @@ class Health:
                 for name, backend in self.backends.items()
             },
         }
+        if self.config_version is not None:
+            found["config_version"] = self.config_version
+        return found
 
 
 class Pingable(Protocol):
