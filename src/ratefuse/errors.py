@@ -4,9 +4,18 @@ raise them)."""
 
 from ratefuse.core.errors import (
     BackendError,
+    CallTimeout,
     CircuitOpenError,
+    DeadlineExceeded,
     RatefuseError,
     RateLimitExceeded,
 )
 
-__all__ = ["BackendError", "CircuitOpenError", "RateLimitExceeded", "RatefuseError"]
+__all__ = [
+    "BackendError",
+    "CallTimeout",
+    "CircuitOpenError",
+    "DeadlineExceeded",
+    "RateLimitExceeded",
+    "RatefuseError",
+]
