@@ -29,7 +29,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
-from ratefuse.core.errors import DeadlineExceeded, RatefuseError
+from ratefuse.core.errors import BulkheadFullError, DeadlineExceeded, RatefuseError
 from ratefuse.engine.deadline import bounded
 from ratefuse.engine.held_iteration import Done, relay, relay_async
 
@@ -39,22 +39,7 @@ T = TypeVar("T")
 
 DEFAULT_MAX_WAIT: Final = 0.0
 
-
-class BulkheadFullError(RatefuseError):
-    """`BulkheadFullError` reports a call rejected by a full bulkhead after
-    waiting ``max_wait`` seconds; ``name`` names the bulkhead.
-    ``retry_after`` is None: a bulkhead cannot tell when a call ends."""
-
-    retry_after: float | None = None
-
-    def __init__(self, name: str, max_concurrent: int, max_wait: float) -> None:
-        self.name = name
-        self.max_concurrent = max_concurrent
-        self.max_wait = max_wait
-        super().__init__(
-            f"bulkhead {name!r} is full: {max_concurrent} calls running, "
-            f"none finished within {max_wait:.6g}s"
-        )
+__all__ = ["DEFAULT_MAX_WAIT", "Bulkhead", "BulkheadFullError"]
 
 
 class _Waiter:

@@ -134,3 +134,21 @@ class CallTimeout(RatefuseError, TimeoutError):
         super().__init__(
             f"call through circuit breaker {name!r} timed out after {timeout:.6g}s"
         )
+
+
+class BulkheadFullError(RatefuseError):
+    """`BulkheadFullError` reports a call rejected by a full bulkhead after
+    waiting ``max_wait`` seconds; ``name`` names the bulkhead (or the
+    time limiter's executor, full of running and abandoned calls).
+    ``retry_after`` is None: a bulkhead cannot tell when a call ends."""
+
+    retry_after: float | None = None
+
+    def __init__(self, name: str, max_concurrent: int, max_wait: float) -> None:
+        self.name = name
+        self.max_concurrent = max_concurrent
+        self.max_wait = max_wait
+        super().__init__(
+            f"bulkhead {name!r} is full: {max_concurrent} calls running, "
+            f"none finished within {max_wait:.6g}s"
+        )
