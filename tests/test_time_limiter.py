@@ -252,3 +252,19 @@ def test_an_async_caller_cancelled_cancels_the_call(impl: Any) -> None:
 
     asyncio.run(main())
     assert cancelled == [True]
+
+
+def test_an_async_call_with_bad_arguments_records_its_error(impl: Any) -> None:
+    breaker = make_breaker(impl, CONFIG)
+
+    async def one(x: int) -> int:
+        return x
+
+    guarded = breaker.decorate(one, timeout=LONG)
+
+    async def main() -> None:
+        with pytest.raises(TypeError):
+            await guarded(1, 2)  # type: ignore[call-arg]
+
+    asyncio.run(main())
+    assert breaker.metrics().calls == 1

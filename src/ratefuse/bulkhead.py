@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterat
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
 from ratefuse.core.errors import BulkheadFullError, DeadlineExceeded, RatefuseError
-from ratefuse.engine.deadline import bounded
+from ratefuse.engine.deadline import bounded, current
 from ratefuse.engine.held_iteration import Done, relay, relay_async
 
 P = ParamSpec("P")
@@ -154,6 +154,8 @@ class Bulkhead:
     def _wait_for(self, timeout: float | None) -> tuple[float, bool]:
         # (the wait for a slot, whether the running call's deadline cut it).
         wait = self._max_wait if timeout is None else _check_wait("timeout", timeout)
+        if current() is None:  # the common case: one ContextVar read
+            return wait, False
         bound, by_deadline = bounded(wait)
         return (wait if bound is None else bound), by_deadline
 

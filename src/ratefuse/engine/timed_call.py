@@ -292,7 +292,11 @@ def timed_async(
                 result = await result
             return cast(T, result)
         start_ns = start(breaker, permit)
-        task = asyncio.ensure_future(function(*args, **kwargs))
+        try:
+            task = asyncio.ensure_future(function(*args, **kwargs))
+        except BaseException as exc:  # bad arguments: no coroutine to run
+            record_exception(breaker, permit, start_ns, exc)
+            raise
         try:
             done, _ = await asyncio.wait((task,), timeout=limit)
         except BaseException as exc:  # the caller was cancelled

@@ -104,7 +104,10 @@ class retry_if_budget(retry_base):
     """`retry_if_budget` retries when ``retry`` (default: the retriable
     ratefuse errors, `plan.RETRIABLE`) says so and ``budget`` allows a
     retry now. It counts every call's first attempt in the budget, so use
-    one instance for every call it budgets."""
+    one instance for every call it budgets. tenacity asks the retry
+    condition before the stop condition, so a retry that the stop then
+    refuses (the last attempt) has spent a retry of the budget: the budget
+    errs on the side of fewer retries."""
 
     def __init__(self, budget: RetryBudget, retry: retry_base | None = None) -> None:
         self.budget = budget
