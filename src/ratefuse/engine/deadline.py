@@ -24,6 +24,7 @@ from contextvars import ContextVar, Token
 from typing import Final
 
 from ratefuse.core.args import shown
+from ratefuse.core.errors import DeadlineExceeded
 
 Clock = Callable[[], int]
 
@@ -130,3 +131,12 @@ def bounded(wait: float | None) -> tuple[float | None, bool]:
     if wait is None or left < wait:
         return left, True
     return wait, False
+
+
+def refuse_if_spent(what: str) -> None:
+    """`refuse_if_spent` raises DeadlineExceeded naming ``what`` when the
+    running call's deadline has no time left (a wait of any length cannot
+    fit it); nothing without a deadline."""
+    budget = BUDGET.get()
+    if budget is not None and budget.at_ns <= budget.clock():
+        raise DeadlineExceeded(what, None, 0.0)
