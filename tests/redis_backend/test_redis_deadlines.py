@@ -2,7 +2,8 @@
 drives the one wait planner, so a wait for the fleet's retry_after that
 cannot fit the time left is refused at once, sync and asyncio; a spent
 deadline refuses a round trip before any I/O (the node's breaker hears
-nothing)."""
+nothing). And the "raise" policy's BackendError says when an open node
+breaker asks Redis again."""
 
 from __future__ import annotations
 
@@ -13,7 +14,16 @@ import pytest
 import redis
 import redis.asyncio
 
-from ratefuse import DeadlineExceeded, Limiter, RateLimitExceeded, deadline
+from breaker_support import ManualClock, S
+from ratefuse import (
+    BackendError,
+    DeadlineExceeded,
+    Limiter,
+    RateLimitExceeded,
+    deadline,
+)
+from ratefuse.breaker import CircuitBreaker, State
+from ratefuse.redis import DEFAULT_BREAKER_CONFIG, RedisBackend, RedisLimiter
 from ratefuse.redis._backed import AsyncRedisKeyedLimiter
 from redis_servers import RedisServer
 
@@ -84,3 +94,31 @@ def test_async_acquire_is_bounded_by_the_deadline(
             await client.aclose()
 
     asyncio.run(main())
+
+
+def test_redis_unavailable_says_when_the_open_breaker_asks_again(
+    disposable_redis: RedisServer, fresh_name: Callable[[], str]
+) -> None:
+    # Under the "raise" policy, once the node's breaker opens, the
+    # BackendError carries the breaker's wait as retry_after.
+    client = redis.Redis(host="127.0.0.1", port=disposable_redis.port)
+    breaker = CircuitBreaker("redis", DEFAULT_BREAKER_CONFIG, clock=ManualClock(S))
+    backend = RedisBackend(client, timeout=0.05, breaker=breaker)
+    limiter = RedisLimiter(
+        "5/h", backend=backend, name=fresh_name(), on_backend_error="raise"
+    )
+    try:
+        disposable_redis.kill()
+        errors = []
+        for _ in range(6):
+            with pytest.raises(BackendError) as raised:
+                limiter.decide("k")
+            errors.append(raised.value)
+        assert breaker.state is State.OPEN
+        assert errors[0].retry_after is None  # a timeout says nothing
+        wait = errors[-1].retry_after
+        assert wait is not None
+        assert 0 < wait <= DEFAULT_BREAKER_CONFIG.wait_duration
+    finally:
+        backend.close()
+        client.close()
