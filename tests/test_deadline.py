@@ -285,3 +285,23 @@ def test_every_retriable_error_carries_retry_after() -> None:
     assert BackendError("down").retry_after is None
     assert CallTimeout("b", 1.0).retry_after is None
     assert DeadlineExceeded("acquire", 0.3, 0.1, 0.3).retry_after == 0.3
+
+
+def test_the_new_errors_pickle_with_their_fields() -> None:
+    import pickle
+
+    from ratefuse import CallTimeout
+
+    late = pickle.loads(pickle.dumps(DeadlineExceeded("acquire", 0.3, 0.1, 0.3)))
+    assert (late.what, late.needed, late.remaining, late.retry_after) == (
+        "acquire",
+        0.3,
+        0.1,
+        0.3,
+    )
+    slow = pickle.loads(pickle.dumps(CallTimeout("b", 1.5)))
+    assert (slow.name, slow.timeout, str(slow)) == (
+        "b",
+        1.5,
+        "call through circuit breaker 'b' timed out after 1.5s",
+    )

@@ -4,6 +4,7 @@ raise them)."""
 
 from ratefuse.core.errors import (
     BackendError,
+    BulkheadFullError,
     CallTimeout,
     CircuitOpenError,
     DeadlineExceeded,
@@ -13,6 +14,7 @@ from ratefuse.core.errors import (
 
 __all__ = [
     "BackendError",
+    "BulkheadFullError",
     "CallTimeout",
     "CircuitOpenError",
     "DeadlineExceeded",

@@ -117,6 +117,10 @@ class DeadlineExceeded(RatefuseError, TimeoutError):
             f"deadline exceeded: {what}{wanted} {remaining:.6g}s left of the budget"
         )
 
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        # Pickled by its fields (the message alone cannot rebuild it).
+        return (type(self), (self.what, self.needed, self.remaining, self.retry_after))
+
 
 class CallTimeout(RatefuseError, TimeoutError):
     """`CallTimeout` reports a guarded call that did not finish within its
@@ -134,6 +138,10 @@ class CallTimeout(RatefuseError, TimeoutError):
         super().__init__(
             f"call through circuit breaker {name!r} timed out after {timeout:.6g}s"
         )
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        # Pickled by its fields (the message alone cannot rebuild it).
+        return (type(self), (self.name, self.timeout))
 
 
 class BulkheadFullError(RatefuseError):
