@@ -151,11 +151,10 @@ class Bulkhead:
             return DeadlineExceeded("bulkhead", None, wait)
         return BulkheadFullError(self._name, self._max_concurrent, wait)
 
-    def _wait_for(self, timeout: float | None) -> tuple[float, bool]:
-        # (the wait for a slot, whether the running call's deadline cut it).
-        wait = self._max_wait if timeout is None else _check_wait("timeout", timeout)
-        if current() is None:  # the common case: one ContextVar read
-            return wait, False
+    @staticmethod
+    def _bounded(wait: float) -> tuple[float, bool]:
+        # (the wait for a slot within the running call's deadline, whether
+        # the deadline cut it); asked only when a deadline is set.
         bound, by_deadline = bounded(wait)
         return (wait if bound is None else bound), by_deadline
 
@@ -212,7 +211,10 @@ class Bulkhead:
         allows; raises BulkheadFullError if none frees up in time, or
         DeadlineExceeded if the deadline ended the wait (at once when no
         time is left). Pair it with `release`."""
-        wait, by_deadline = self._wait_for(timeout)
+        wait = self._max_wait if timeout is None else _check_wait("timeout", timeout)
+        by_deadline = False
+        if current() is not None:  # else the check is this one ContextVar read
+            wait, by_deadline = self._bounded(wait)
         waiter = self._enter_or_queue(wait, by_deadline)
         if waiter is None:
             return
@@ -235,7 +237,10 @@ class Bulkhead:
     async def acquire_async(self, timeout: float | None = None) -> None:
         """`acquire_async` is `acquire` for asyncio tasks: it waits without
         blocking the event loop. Cancelled while waiting, it takes no slot."""
-        wait, by_deadline = self._wait_for(timeout)
+        wait = self._max_wait if timeout is None else _check_wait("timeout", timeout)
+        by_deadline = False
+        if current() is not None:  # else the check is this one ContextVar read
+            wait, by_deadline = self._bounded(wait)
         waiter = self._enter_or_queue(wait, by_deadline, asyncio.get_running_loop())
         if waiter is None:
             return

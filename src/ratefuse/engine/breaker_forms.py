@@ -7,7 +7,10 @@ out a permit, the permit takes the call's outcome (`BreakerPermit`), and
 `timed` with `now_ns` say whether and how a form times the call. The forms
 here (the sync decorator `GuardedFunction`, `guard_async`, the one-use
 block `GuardedBlock`, and `BreakerForms`, the mixin that adds ``@breaker``,
-``decorate``, ``call`` and ``guard``) use nothing else.
+``decorate``, ``call`` and ``guard``) use nothing else; those steps live
+in `ratefuse.engine.breaker_steps`. With ``timeout=``, `decorate` and
+`BreakerForms.call_with_timeout` build the time limiter's forms
+(`ratefuse.engine.timed_call`) over the same steps.
 
 A breaker may offer a faster sync decorator by overriding
 `BreakerForms.guarded`: the compiled local core does (its GuardedFunction

@@ -144,12 +144,16 @@ def plan(
     spins on a backend.
     """
     limit = allowed = check_wait(timeout, None)
+    # The deadline check: one read of a ContextVar and, with a deadline
+    # set, one read of its clock (Budget.remaining, inline).
+    left = None
     running = current()
-    # Budget.remaining, inline: the whole deadline check is this read of a
-    # ContextVar and, with a deadline set, one read of its clock.
-    left = None if running is None else max(running.at_ns - running.clock(), 0) / 1e9
-    if left is not None and (limit is None or left < limit):
-        limit = left  # the deadline is the tighter bound
+    if running is not None:
+        left = (running.at_ns - running.clock()) / 1e9
+        if left < 0.0:
+            left = 0.0
+        if limit is None or left < limit:
+            limit = left  # the deadline is the tighter bound
     began = clock_ns() if started is None else started
     slept = 0.0
     floor = max(min_sleep, MIN_DENIED_SLEEP_S)
