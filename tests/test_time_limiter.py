@@ -44,11 +44,13 @@ class Blocked:
 
     def __init__(self) -> None:
         self.release = threading.Event()
+        self.started = threading.Event()
         self.ended = threading.Event()
         self.deadline_seen: float | None = None
 
     def __call__(self, value: int = 1) -> int:
         self.deadline_seen = remaining()
+        self.started.set()
         try:
             assert self.release.wait(LONG)
             return value
@@ -151,6 +153,7 @@ def test_the_deadline_shortens_the_timeout_and_flows_into_the_worker(
     with deadline(SHORT), pytest.raises(CallTimeout) as timed_out:
         guarded()
     assert timed_out.value.timeout <= SHORT
+    assert blocked.started.wait(LONG)  # a loaded machine may start it late
     assert blocked.deadline_seen is not None
     assert blocked.deadline_seen <= SHORT
     blocked.release.set()
