@@ -19,7 +19,7 @@ Either way, the running call's deadline (`ratefuse.engine.deadline`)
 shortens the timeout, a deadline already spent refuses the call with
 DeadlineExceeded before it takes a permit, and a timeout is recorded on the
 permit with a duration of at least ``timeout`` (so it is slow whenever the
-breaker's ``slow_call_duration`` is at most the timeout): as the CallTimeout
+breaker's ``slow_call_duration`` is below the timeout): as the CallTimeout
 exception (classified by the breaker's exception rules, by default a
 failure) if ``timeout_is_failure``, else as a success.
 """
