@@ -41,7 +41,13 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("backends", ("ratefuse.redis", "ratefuse.shm")),
     (
         "integrations",
-        ("ratefuse.web", "ratefuse.config", "ratefuse.metrics", "ratefuse.health"),
+        (
+            "ratefuse.web",
+            "ratefuse.config",
+            "ratefuse.metrics",
+            "ratefuse.health",
+            "ratefuse.retry",
+        ),
     ),
     (
         "bench",

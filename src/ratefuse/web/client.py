@@ -22,6 +22,7 @@ import httpx
 from ratefuse.breaker import BreakerConfig, CircuitBreaker, Permit
 from ratefuse.core.errors import RateLimitExceeded
 from ratefuse.protocols import is_async, is_keyed
+from ratefuse.web.deadlines import bound_request
 from ratefuse.web.rules import check_limiter
 
 BreakerFactory = Callable[[str], CircuitBreaker]
@@ -212,8 +213,15 @@ class _TransportBase(Generic[Inner]):
         breaker: BreakerConfig | BreakerFactory | None = None,
         max_wait: float = 0.0,
         is_failure: IsFailure = server_error,
+        deadline_header: str | None = None,
     ) -> None:
         self._admission = _UpstreamAdmission(limiter, breaker, max_wait, is_failure)
+        if deadline_header is not None and not isinstance(deadline_header, str):
+            raise ValueError(
+                "deadline_header must be a header name or None, "
+                f"got {deadline_header!r}"
+            )
+        self._deadline_header = deadline_header
         self._transport = self.new_transport() if transport is None else transport
 
     @property
@@ -240,12 +248,17 @@ class GuardedTransport(_TransportBase[httpx.BaseTransport], httpx.BaseTransport)
     ``httpx.HTTPStatusError``) and the exceptions of the inner transport
     (timeouts, connection errors), which propagate; the breaker's
     exception rules classify both. ``breakers`` maps each host seen to
-    its breaker. Thread-safe as the limiter and breakers are.
+    its breaker. Under a running ``ratefuse.deadline`` a request with no
+    time left is refused (DeadlineExceeded), its timeouts are cut to the
+    time left, and ``deadline_header`` (None: not sent) carries the time
+    left to the upstream (see ratefuse.web.deadlines). Thread-safe as the
+    limiter and breakers are.
     """
 
     new_transport = httpx.HTTPTransport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        bound_request(request, self._deadline_header)
         admission = self._admission
         permit = admission.admit(request)
         if admission.waits:
@@ -271,6 +284,7 @@ class AsyncGuardedTransport(
     new_transport = httpx.AsyncHTTPTransport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        bound_request(request, self._deadline_header)
         admission = self._admission
         permit = admission.admit(request)
         if admission.waits:
