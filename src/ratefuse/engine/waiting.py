@@ -144,17 +144,20 @@ def plan(
     spins on a backend.
     """
     limit = allowed = check_wait(timeout, None)
+    began = clock_ns() if started is None else started
     # The deadline check: one read of a ContextVar and, with a deadline
-    # set, one read of its clock (Budget.remaining, inline).
+    # set, the time left on its clock (Budget.remaining, inline). When the
+    # deadline runs on the planner's own clock (the default monotonic one
+    # for both) the reading just taken serves, so the check reads no clock.
     left = None
     running = current()
     if running is not None:
-        left = (running.at_ns - running.clock()) / 1e9
+        now = began if started is None and running.clock is clock_ns else None
+        left = (running.at_ns - (running.clock() if now is None else now)) / 1e9
         if left < 0.0:
             left = 0.0
         if limit is None or left < limit:
             limit = left  # the deadline is the tighter bound
-    began = clock_ns() if started is None else started
     slept = 0.0
     floor = max(min_sleep, MIN_DENIED_SLEEP_S)
     # The time left when the current reservation was taken: the furthest
