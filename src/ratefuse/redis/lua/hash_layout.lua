@@ -4,11 +4,16 @@
 
 -- load_hash reads the "hash" layout; its second result is the field names.
 local function load_hash(key, specs, width, suffixes)
-  local fields = {}
-  for i = 1, #specs do
-    for s = 1, width do
-      fields[#fields + 1] = specs[i].id .. suffixes[s]
+  -- Made once per specs table: the library keeps its specs across calls.
+  local fields = specs.fields
+  if not fields then
+    fields = {}
+    for i = 1, #specs do
+      for s = 1, width do
+        fields[#fields + 1] = specs[i].id .. suffixes[s]
+      end
     end
+    specs.fields = fields
   end
   local raw = redis.call('HMGET', key, unpack(fields))
   local states, before = {}, {}
@@ -37,13 +42,20 @@ end
 -- save_hash writes the state words that changed, as save_string. The
 -- hash may hold other limiters' limits (HMGET reads only this limiter's
 -- fields, so ``existed`` does not tell), so its expiry is never cut
--- (kept_expiry): this limiter's own entries only ever need a later one.
+-- (extend_expiry): this limiter's own entries only ever need a later one.
 local function save_hash(key, specs, width, states, fields, before, existed, at, reset)
   local changed = {}
   changed_words(states, width, before, fields, changed)
+  -- An entry the step admitted (sliding_log), written with the words.
+  for i = 1, #states do
+    local state = states[i]
+    if state.entry_field then
+      changed[#changed + 1] = state.entry_field
+      changed[#changed + 1] = state.entry_value
+    end
+  end
   if #changed > 0 and (existed or reset > 0) then
-    at = kept_expiry(key, at)
     redis.call('HSET', key, unpack(changed))
-    redis.call('PEXPIREAT', key, decimal(4, at))
+    extend_expiry(key, at)
   end
 end
