@@ -49,10 +49,13 @@ PRELUDE: Final = (
 
 
 # The Functions library's version: its name is ratefuse_v<N> and its
-# functions ratefuse_v<N>_<algorithm>. Bump it with any change to the
-# library's source (tests/redis_backend/test_redis_functions.py holds the
-# source's digest per version), so that servers holding an older library
-# keep it for the clients that call it while a newer one loads beside it.
+# functions ratefuse_v<N>_<digest>_<algorithm>, <digest> the first 8 hex
+# digits of its code's SHA1. Bump it with any change to the library's
+# source (tests/redis_backend/test_redis_functions.py holds the source's
+# digest per version), so that servers holding an older library keep it
+# for the clients that call it while a newer one loads beside it. The
+# digest in the names makes a server holding other code under this name
+# (a development build) answer "Function not found", so it is replaced.
 LIBRARY_VERSION: Final = 1
 LIBRARY_NAME: Final = f"ratefuse_v{LIBRARY_VERSION}"
 # The prelude of the library: every part but the batch's and script's
@@ -80,11 +83,13 @@ class Script:
 @dataclass(frozen=True)
 class Library:
     """`Library` is the Functions library: its name, its source (for
-    ``FUNCTION LOAD REPLACE``) and the source's SHA1 (hex, ASCII)."""
+    ``FUNCTION LOAD REPLACE``), the SHA1 (hex, ASCII) of its code (the
+    source but its registrations) and its functions' names by algorithm."""
 
     name: str
     source: bytes
     sha: bytes
+    functions: dict[str, bytes]
 
 
 def read_lua(*names: str) -> bytes:
@@ -97,11 +102,6 @@ def read_lua(*names: str) -> bytes:
 @functools.cache
 def _prelude() -> bytes:
     return read_lua(*PRELUDE)
-
-
-def function_name(algorithm: str) -> bytes:
-    """`function_name` is the library function that decides ``algorithm``."""
-    return f"{LIBRARY_NAME}_{algorithm}".encode()
 
 
 @functools.cache
@@ -127,16 +127,18 @@ def library() -> Library:
             b"do\n%sregister('%s', %s\nend" % (body, algorithm.encode(), declaration)
         )
     parts.append(b"return deciders\nend")
-    for algorithm in SCRIPT_ALGORITHMS:
+    sha = hashlib.sha1(b"\n".join(parts), usedforsecurity=False).hexdigest()
+    functions = {
+        algorithm: f"{LIBRARY_NAME}_{sha[:8]}_{algorithm}".encode()
+        for algorithm in SCRIPT_ALGORITHMS
+    }
+    for algorithm, function in functions.items():
         parts.append(
             b"redis.register_function('%s', function(keys, args)\n"
             b"  if not deciders then\n    deciders = build()\n  end\n"
-            b"  return deciders.%s(keys, args)\nend)"
-            % (function_name(algorithm), algorithm.encode())
+            b"  return deciders.%s(keys, args)\nend)" % (function, algorithm.encode())
         )
-    source = b"\n".join(parts)
-    sha = hashlib.sha1(source, usedforsecurity=False).hexdigest().encode()
-    return Library(LIBRARY_NAME, source, sha)
+    return Library(LIBRARY_NAME, b"\n".join(parts), sha.encode(), functions)
 
 
 @functools.cache
@@ -147,7 +149,7 @@ def script(algorithm: str) -> Script:
         raise ValueError(f"no Redis script for algorithm {algorithm!r}")
     source = _prelude() + b"\n" + read_lua(record.script)
     sha = hashlib.sha1(source, usedforsecurity=False).hexdigest().encode()
-    return Script(algorithm, source, sha, function_name(algorithm))
+    return Script(algorithm, source, sha, library().functions[algorithm])
 
 
 @functools.cache

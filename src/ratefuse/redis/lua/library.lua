@@ -51,6 +51,23 @@ local function parse_limits(wire)
   if #specs == 0 then
     return error('ratefuse: no limits given')
   end
+  if #specs == 2 then
+    -- A compound of two in the "string" layout, as encode_string writes
+    -- it when the value holds these limits only: one match reads it and
+    -- one format writes it, for each width.
+    local one, two = specs[1].id, specs[2].id
+    specs.pattern = {
+      '^' .. one .. ' (%d+) ' .. two .. ' (%d+)$',
+      '^' .. one .. ' (%d+) (%d+) ' .. two .. ' (%d+) (%d+)$',
+      '^' .. one .. ' (%d+) (%d+) (%d+) ' .. two .. ' (%d+) (%d+) (%d+)$',
+    }
+    specs.format = {
+      one .. ' %d ' .. two .. ' %d',
+      one .. ' %d %d ' .. two .. ' %d %d',
+      one .. ' %d %d %d ' .. two .. ' %d %d %d',
+    }
+    specs.states = {{}, {}}
+  end
   if cached_count >= MAX_CACHED_LIMITS then
     cached_limits, cached_count = {}, 0
   end
@@ -81,6 +98,81 @@ local function decide_general(algorithm, key, specs, now, cost, raw)
   return reply
 end
 
+-- decide_two is a compound of two limits in the "string" layout, as
+-- decide_key decides it (both admit and both consume, or none does) and
+-- combine reports it, without a table made; anything it does not read
+-- goes to decide_general.
+local function decide_two(algorithm, key, specs, now, cost)
+  local first_spec, second_spec = specs[1], specs[2]
+  first_spec.latest, second_spec.latest = false, false
+  local raw = call('GET', key)
+  local width = algorithm.width
+  local one, two = specs.states[1], specs.states[2]
+  if raw then
+    local a, b, c, d, e, f = match(raw, specs.pattern[width])
+    if not a then
+      return decide_general(algorithm, key, specs, now, cost, raw)
+    end
+    if width == 1 then
+      one[1], two[1] = tonumber(a), tonumber(b)
+    elseif width == 2 then
+      one[1], one[2], two[1], two[2] = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+    else
+      one[1], one[2], one[3] = tonumber(a), tonumber(b), tonumber(c)
+      two[1], two[2], two[3] = tonumber(d), tonumber(e), tonumber(f)
+    end
+    local valid = algorithm.valid
+    if not (valid(first_spec, one, now) and valid(second_spec, two, now)) then
+      return decide_general(algorithm, key, specs, now, cost, raw)
+    end
+  else
+    one[1], one[2], one[3] = 0, algorithm.zero2, algorithm.zero3
+    two[1], two[2], two[3] = 0, algorithm.zero2, algorithm.zero3
+  end
+  local a1, a2, a3, b1, b2, b3 = one[1], one[2], one[3], two[1], two[2], two[3]
+  local step = algorithm.step
+  local allowed1, remaining1, retry1, reset1 = step(first_spec, one, now, cost, false, key)
+  local allowed2, remaining2, retry2, reset2 = step(second_spec, two, now, cost, false, key)
+  local allowed = allowed1 and allowed2
+  if allowed then
+    allowed1, remaining1, retry1, reset1 = step(first_spec, one, now, cost, true, key)
+    allowed2, remaining2, retry2, reset2 = step(second_spec, two, now, cost, true, key)
+  end
+  -- combine, for two verdicts.
+  local binding = 0
+  if allowed then
+    if remaining2 < remaining1 then
+      binding = 1
+    end
+  elseif not allowed2 and (allowed1 or later(retry2, retry1)) then
+    binding = 1
+  end
+  local retry = 0
+  if later(retry1, retry) then
+    retry = retry1
+  end
+  if later(retry2, retry) then
+    retry = retry2
+  end
+  local remaining = remaining2 < remaining1 and remaining2 or remaining1
+  local reset = reset2 > reset1 and reset2 or reset1
+  if (one[1] ~= a1 or one[2] ~= a2 or one[3] ~= a3 or two[1] ~= b1 or two[2] ~= b2
+      or two[3] ~= b3) and (raw or reset > 0) then
+    local value
+    if width == 1 then
+      value = format(specs.format[1], one[1], two[1])
+    elseif width == 2 then
+      value = format(specs.format[2], one[1], one[2], two[1], two[2])
+    else
+      value = format(specs.format[3], one[1], one[2], one[3], two[1], two[2], two[3])
+    end
+    call('SET', key, value, 'PXAT', expiry(now, reset))
+  end
+  reply[1], reply[2], reply[3], reply[4], reply[5] =
+    allowed and 1 or 0, remaining, retry, reset, binding
+  return reply
+end
+
 -- decide_one is one subject's decision: one limit in the "string" layout
 -- is decided here (the common case, without a table made), the rest by
 -- decide_general.
@@ -96,8 +188,11 @@ local function decide_one(algorithm, keys, args)
   end
   local cost = tonumber(args[2])
   local key = keys[1]
-  if algorithm.hash or specs[2] then
+  if algorithm.hash or specs[3] then
     return decide_general(algorithm, key, specs, now, cost, nil)
+  end
+  if specs[2] then
+    return decide_two(algorithm, key, specs, now, cost)
   end
   local spec = specs[1]
   spec.latest = false
