@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"redis {info['redis_version']} at {url}: {rounds} rounds x "
             f"{decisions} decisions, interleaved"
         )
-        runs = list(interleaved(client, server_time_cases(), decisions, rounds))
+        runs = list(interleaved(client, server_time_cases(client), decisions, rounds))
         held = report(runs)
     finally:
         if server is not None:

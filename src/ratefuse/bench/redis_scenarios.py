@@ -238,7 +238,9 @@ def redis_server_time(
     rounds, decisions = (1, 1_000) if quick else (3, 5_000)
     client = _client(url, False)
     try:
-        runs = list(interleaved(client, server_time_cases(peers), decisions, rounds))
+        runs = list(
+            interleaved(client, server_time_cases(client, peers), decisions, rounds)
+        )
     finally:
         client.close()
     figures = medians(runs)

@@ -37,6 +37,15 @@ SCRIPT_COMMANDS: Final = ("evalsha", "eval", "fcall", "fcall_ro")
 RATE: Final = "100000/s"
 COMPOUND_RATE: Final = "100000/s; 10000000/h"
 MINIMAL: Final = "minimal TIME+GET+SET PX"
+# The same script as a Redis 7 function (FCALL), where the server has
+# Functions: what FCALL itself costs beside EVALSHA.
+MINIMAL_FUNCTION: Final = "minimal TIME+GET+SET PX (FCALL)"
+_MINIMAL_LIBRARY: Final = (
+    "#!lua name=ratefuse_bench_minimal\n"
+    "redis.register_function('ratefuse_bench_minimal', function(keys, args) "
+    + MINIMAL_SCRIPT.replace("KEYS[1]", "keys[1]")
+    + " end)"
+)
 ALGORITHMS: Final = ("gcra", "fixed_window", "sliding_window", "sliding_log")
 COMPOUND: Final = "ratefuse gcra x2 (compound)"
 
@@ -71,6 +80,19 @@ def _name(what: str) -> str:
     return f"bench-server-{what}-{os.getpid()}-{time.monotonic_ns()}"
 
 
+def _minimal_function(client: Any) -> Callable[[], object]:
+    client.execute_command("FUNCTION", "LOAD", "REPLACE", _MINIMAL_LIBRARY)
+    return partial(client.fcall, "ratefuse_bench_minimal", 1, _name("minimal-fcall"))
+
+
+def _has_functions(client: Any) -> bool:
+    try:
+        client.execute_command("FUNCTION", "LIST", "LIBRARYNAME", "ratefuse_bench")
+    except Exception:  # 6.2, no Functions, or an ACL without them
+        return False
+    return True
+
+
 def _ratefuse(rate: str, algorithm: str, client: Any) -> Callable[[], object]:
     from ratefuse.redis import RedisLimiter
 
@@ -96,11 +118,14 @@ def _limits(strategy: str, client: Any) -> Callable[[], object]:
     return partial(limiter.hit, item, _name(strategy))
 
 
-def server_time_cases(peers: bool = True) -> list[ServerTimeCase]:
-    """`server_time_cases` is the minimal script, ratefuse's algorithms
+def server_time_cases(client: Any, peers: bool = True) -> list[ServerTimeCase]:
+    """`server_time_cases` is the minimal script (and, when ``client``'s
+    server has Functions, the same as a function), ratefuse's algorithms
     (one subject, one limit), a compound of two gcra limits and, with
     ``peers`` (and `limits` installed), `limits`' three Redis strategies."""
     cases = [ServerTimeCase(MINIMAL, _minimal)]
+    if _has_functions(client):
+        cases.append(ServerTimeCase(MINIMAL_FUNCTION, _minimal_function))
     cases += [
         ServerTimeCase(f"ratefuse {algorithm}", partial(_ratefuse, RATE, algorithm))
         for algorithm in ALGORITHMS
