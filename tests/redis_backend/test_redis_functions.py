@@ -30,7 +30,7 @@ BASE_US = 4_000_000_000_000_000
 # come with a new version (_scripts.LIBRARY_VERSION), or servers would go
 # on running the old code under the name the new code calls.
 LIBRARY_DIGESTS = {
-    1: "5c04793c96f8c08511c6da7d6e05b59c441f374d325ffc42f2fca3960323e2d5",
+    1: "60b31f4faa9254b7e3ce9b75f3c97a3e29ee3a40cfb2c783881ad378bfbb5217",
 }
 
 

@@ -42,20 +42,13 @@ end
 -- save_hash writes the state words that changed, as save_string. The
 -- hash may hold other limiters' limits (HMGET reads only this limiter's
 -- fields, so ``existed`` does not tell), so its expiry is never cut
--- (extend_expiry): this limiter's own entries only ever need a later one.
+-- (kept_expiry): this limiter's own entries only ever need a later one.
 local function save_hash(key, specs, width, states, fields, before, existed, at, reset)
   local changed = {}
   changed_words(states, width, before, fields, changed)
-  -- An entry the step admitted (sliding_log), written with the words.
-  for i = 1, #states do
-    local state = states[i]
-    if state.entry_field then
-      changed[#changed + 1] = state.entry_field
-      changed[#changed + 1] = state.entry_value
-    end
-  end
   if #changed > 0 and (existed or reset > 0) then
+    at = kept_expiry(key, at)
     redis.call('HSET', key, unpack(changed))
-    extend_expiry(key, at)
+    redis.call('PEXPIREAT', key, decimal(4, at))
   end
 end

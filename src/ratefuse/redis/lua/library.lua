@@ -17,10 +17,6 @@
 --           keys' layouts already store, so a limit is its id.
 -- The reply is the five integers of arguments.lua's verdict.
 
--- Functions run on Redis 7 or later: expiries can be extended with
--- PEXPIREAT's GT and NX instead of reading the current one first.
-expire_options = true
-
 -- Parsed limits by their wire string: a limiter sends the same string on
 -- every call. Bounded: when full it starts afresh (the strings of the
 -- limiters in use come back at once).

@@ -25,22 +25,3 @@ local function kept_expiry(key, at)
   end
   return at
 end
-
--- Whether PEXPIREAT takes GT and NX (Redis 7): the Functions library,
--- which only Redis 7 runs, sets it.
-local expire_options = false
-
--- extend_expiry makes key expire at ``at`` (unix ms) unless it expires
--- later already (kept_expiry's rule): with Redis 7's options, GT extends
--- an expiry and NX gives one to a key that has none, one command in the
--- common case instead of reading the expiry first.
-local function extend_expiry(key, at)
-  if expire_options then
-    local when = decimal(4, at)
-    if redis.call('PEXPIREAT', key, when, 'GT') == 0 then
-      redis.call('PEXPIREAT', key, when, 'NX')
-    end
-    return
-  end
-  redis.call('PEXPIREAT', key, decimal(4, kept_expiry(key, at)))
-end

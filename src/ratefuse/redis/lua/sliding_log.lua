@@ -16,30 +16,6 @@ local function damaged(key, what)
   return error('ratefuse: sliding_log key ' .. key .. ': ' .. what)
 end
 
--- read_entry is live ring slot `slot`'s stamp and units from its stored
--- value (false: none), cached; a value that is not one the script writes
--- fails the decision, or is left unread when ``ahead`` (read before need).
-local function read_entry(key, spec, cache, slot, value, ahead)
-  local field = spec.id .. ':' .. slot
-  if not value then
-    if ahead then
-      return
-    end
-    return damaged(key, 'live entry ' .. field .. ' is missing')
-  end
-  local first, second = string.match(value, '^(%d+):(%d+)$')
-  local stamp, units = first and word(first), second and word(second)
-  if not (stamp and units and units >= 1 and units <= spec.capacity) then
-    if ahead then
-      return
-    end
-    return damaged(key, 'entry ' .. field .. ' is '
-      .. string.format('%q', string.sub(value, 1, 40)) .. ', not <stamp>:<units>')
-  end
-  cache[slot] = {stamp, units}
-  return stamp, units
-end
-
 -- entry reads live ring slot `slot` once per script call (pass 1 and pass
 -- 2 of a compound limit read the same entries).
 local function entry(key, spec, cache, slot)
@@ -47,32 +23,19 @@ local function entry(key, spec, cache, slot)
   if cached then
     return cached[1], cached[2]
   end
-  return read_entry(key, spec, cache, slot,
-    redis.call('HGET', key, spec.id .. ':' .. slot))
-end
-
--- prefetch reads, in one HMGET, the entries a decision reads in the
--- common case: the oldest two (the oldest expires about as often as one
--- is admitted) and the newest.
-local function prefetch(key, spec, cache, head, count)
-  local limit = spec.capacity
-  local slots = {head}
-  if count > 1 then
-    slots[2] = (head + 1) % limit
-    if count > 2 then
-      slots[3] = (head + count - 1) % limit
-    end
+  local field = spec.id .. ':' .. slot
+  local value = redis.call('HGET', key, field)
+  if not value then
+    return damaged(key, 'live entry ' .. field .. ' is missing')
   end
-  local fields = {}
-  for i = 1, #slots do
-    fields[i] = spec.id .. ':' .. slots[i]
+  local first, second = string.match(value, '^(%d+):(%d+)$')
+  local stamp, units = first and word(first), second and word(second)
+  if not (stamp and units and units >= 1 and units <= spec.capacity) then
+    return damaged(key, 'entry ' .. field .. ' is '
+      .. string.format('%q', string.sub(value, 1, 40)) .. ', not <stamp>:<units>')
   end
-  local values = redis.call('HMGET', key, unpack(fields))
-  for i = 1, #slots do
-    -- The second oldest is read ahead of need: if it is damaged, the
-    -- decision fails only where it would have without prefetching.
-    read_entry(key, spec, cache, slots[i], values[i], i == 2)
-  end
+  cache[slot] = {stamp, units}
+  return stamp, units
 end
 
 -- retry_stamp is the stamp of the entry whose expiry frees `excess` units,
@@ -90,13 +53,6 @@ local function retry_stamp(key, spec, cache, head, count, excess)
   return damaged(key, 'its total exceeds its live entries')
 end
 
--- A stored ring position is inside the ring, and the log holds at most
--- the limit (drained: see sliding_log_drain).
-local function sliding_log_valid(spec, state)
-  local limit = spec.capacity
-  return state[1] < limit and state[2] <= limit and state[3] <= limit
-end
-
 local function sliding_log_step(spec, state, now, cost, commit, key)
   local period, limit = spec.period, spec.capacity
   local head, count, total = state[1], state[2], state[3]
@@ -104,9 +60,6 @@ local function sliding_log_step(spec, state, now, cost, commit, key)
   if not cache then
     cache = {}
     state.entries = cache
-    if count > 0 and sliding_log_valid(spec, state) then
-      prefetch(key, spec, cache, head, count)
-    end
   end
   while count > 0 do
     local stamp, units = entry(key, spec, cache, head)
@@ -134,9 +87,8 @@ local function sliding_log_step(spec, state, now, cost, commit, key)
         newest = now
       end
       local slot = (head + count) % limit
-      -- Written with the state words (save_hash): one HSET.
-      state.entry_field = spec.id .. ':' .. slot
-      state.entry_value = string.format('%d:%d', newest, cost)
+      redis.call('HSET', key, spec.id .. ':' .. slot,
+        string.format('%d:%d', newest, cost))
       cache[slot] = {newest, cost}
       count = count + 1
       total = total + cost
@@ -155,7 +107,13 @@ local function sliding_log_step(spec, state, now, cost, commit, key)
   return allowed, limit - total, retry, reset
 end
 
--- Drained: one entry of the whole limit, now.
+-- A stored ring position is inside the ring, and the log holds at most
+-- the limit. Drained: one entry of the whole limit, now.
+local function sliding_log_valid(spec, state)
+  local limit = spec.capacity
+  return state[1] < limit and state[2] <= limit and state[3] <= limit
+end
+
 local function sliding_log_drain(spec, state, now, key)
   state[1], state[2], state[3] = 0, 1, spec.capacity
   redis.call('HSET', key, spec.id .. ':0', string.format('%d:%d', now, spec.capacity))
