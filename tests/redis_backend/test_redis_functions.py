@@ -30,7 +30,7 @@ BASE_US = 4_000_000_000_000_000
 # come with a new version (_scripts.LIBRARY_VERSION), or servers would go
 # on running the old code under the name the new code calls.
 LIBRARY_DIGESTS = {
-    1: "60b31f4faa9254b7e3ce9b75f3c97a3e29ee3a40cfb2c783881ad378bfbb5217",
+    1: "75381f5b2080d549a5dd935b0f7e94211ff3f3d17e9d62a39c3ad63219df42cb",
 }
 
 
@@ -73,6 +73,25 @@ def test_a_new_server_gets_the_library_once(
     assert library().functions[algorithm].decode() in str(client.function_list())
     # The first FCALL met no function, then five decided; no EVALSHA.
     assert fcalls(disposable_redis.port) == (6, 0)
+    client.close()
+
+
+def test_more_limits_than_the_library_caches(
+    disposable_redis: RedisServer, fresh_name
+) -> None:
+    # The library keeps 512 parsed wire strings, then starts afresh: the
+    # first limiters' limits are parsed again and decide as before.
+    client = redis.Redis(port=disposable_redis.port)
+    with RedisBackend(client) as backend:
+        force_path(backend, ScriptPath.FUNCTIONS)
+        stores = [
+            backend.bind(specs(f"{limit}/h", "gcra"), fresh_name())
+            for limit in range(1, 601)
+        ]
+        for store in [*stores, *stores]:
+            store.decide_us("k")
+        remaining = [store.decide_us("k", 0).remaining for store in stores]
+    assert remaining == [max(limit - 2, 0) for limit in range(1, 601)]
     client.close()
 
 

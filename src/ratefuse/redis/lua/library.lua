@@ -8,7 +8,8 @@
 -- library, so what a script call would rebuild every time (the prelude's
 -- closures, the parsed limits) is made once.
 --
--- Calling convention: FCALL <library>_<algorithm> 1 <key> <now> <cost> <limits>
+-- Calling convention: FCALL <function> 1 <key> <now> <cost> <limits>, where
+-- <function> is <library>_<digest>_<algorithm> (see _scripts.library) and
 --   now     integer microseconds, or -1 for the server's TIME (the default)
 --   cost    the units asked
 --   limits  the limits' field ids separated by single spaces: each is
