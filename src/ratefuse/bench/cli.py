@@ -230,8 +230,16 @@ def run_speed(args: argparse.Namespace) -> int:
         )
         gc.collect()
     print("\n".join(speed_table(results)))
+    server_time: list[dict[str, object]] = []
+    if args.redis and (not args.only or any("server" in text for text in args.only)):
+        from ratefuse.bench.redis_scenarios import redis_server_time
+
+        lines, server_time = redis_server_time(
+            args.redis, peers=args.peers, quick=args.quick
+        )
+        print("\n".join(lines))
     if args.json:
-        write_json(args.json, results, [], skipped)
+        write_json(args.json, results, [], skipped, server_time)
     if args.plot:
         write_plot(args.plot, results)
     return 0
