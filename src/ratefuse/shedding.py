@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
@@ -186,6 +186,8 @@ class PriorityLimiter:
         self.limiter = limiter
         self.shares = shares
         self.name = str(name)
+        clock = getattr(limiter, "clock", None)
+        self._clock: Callable[[], int] = time.monotonic_ns if clock is None else clock
         self._lock = threading.Lock()
         self._admitted = [0, 0, 0]
         self._refused = [0, 0, 0]
@@ -204,8 +206,7 @@ class PriorityLimiter:
                 # One reading for both steps: a unit that refilled between
                 # them would turn the denial below into an admission of
                 # the headroom too.
-                clock = getattr(limiter, "clock", None)
-                now = time.monotonic_ns() if clock is None else clock()
+                now = self._clock()
             probe = limiter.decide(0, now)
             reserve = probe.limit - self.shares.allowance(priority, probe.limit)
             if probe.remaining >= cost + reserve:
