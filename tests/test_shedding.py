@@ -302,3 +302,18 @@ def test_prometheus_samples() -> None:
         'result="admitted"} 1.0' in text
     )
     assert 'ratefuse_priority_bulkhead_in_use{limiter="pool"} 1.0' in text
+
+
+def test_a_registry_limiter_keeps_its_shares_across_updates() -> None:
+    # The config registry changes a limiter's rates in place, so a
+    # PriorityLimiter around it applies its shares to the new capacity.
+    from ratefuse.config import Registry
+
+    clock = ManualClock()
+    registry = Registry({"limiters": {"api": {"rate": "10/minute"}}}, clock=clock)
+    limiter = PriorityLimiter(registry.limiter("api"))
+    assert sum(limiter.try_acquire(priority=SHEDDABLE) for _ in range(20)) == 5
+    registry.update({"limiters": {"api": {"rate": "40/minute"}}})
+    clock.advance(60.0)
+    assert sum(limiter.try_acquire(priority=SHEDDABLE) for _ in range(40)) == 20
+    assert limiter.rates == registry.limiter("api").rates

@@ -134,14 +134,16 @@ class _UpstreamAdmission:
         return breaker
 
     def admit(self, request: httpx.Request) -> Permit | None:
-        """`admit` takes the permit of the request's host from its breaker
-        (None without breakers; CircuitOpenError when open, before any
-        quota is spent), then the quota unless the caller `waits` for it
-        (RateLimitExceeded, the permit released)."""
+        """`admit` asks the host's throttle (ThrottledError when it refuses,
+        before anything else), takes the permit of the request's host from
+        its breaker (None without breakers; CircuitOpenError when open,
+        before any quota is spent), then the quota unless the caller
+        `waits` for it (RateLimitExceeded, the permit released)."""
         host = upstream_of(request)
-        throttle = self.throttle_for(host)
-        if throttle is not None and not throttle.admit():
-            raise ThrottledError(throttle.name, 0.0)
+        if self.throttling:
+            throttle = self.throttle_for(host)
+            if throttle is not None and not throttle.admit():
+                raise ThrottledError(throttle.name, 0.0)
         breaker = self.breaker_for(host)
         permit = None
         if breaker is not None:
