@@ -215,6 +215,12 @@ def test_throttled_breaker_arguments_are_checked(impl: Any) -> None:
     throttle = throttle_on(impl)
     with pytest.raises(TypeError, match="breaker must be a breaker"):
         ThrottledBreaker(object(), throttle)
+
+    class AsyncBreaker:
+        async def permit_or_error(self) -> None: ...
+
+    with pytest.raises(TypeError, match="breaker must decide synchronously"):
+        ThrottledBreaker(AsyncBreaker(), throttle)
     breaker = make_breaker(impl, BreakerConfig())
     with pytest.raises(TypeError, match="throttle must be an AdaptiveThrottle"):
         ThrottledBreaker(breaker, object())  # type: ignore[arg-type]

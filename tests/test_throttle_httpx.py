@@ -242,6 +242,39 @@ def test_the_async_transport_throttles_too(upstream: tuple[Capacity, str]) -> No
     assert app.hits == 1
 
 
+def test_a_cancelled_request_records_nothing() -> None:
+    # Cancellation gives no verdict on the upstream, as for the breaker.
+    throttle = AdaptiveThrottle(clock=ManualClock())
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    transport = AsyncGuardedTransport(
+        httpx.MockTransport(hang), throttle=lambda host: throttle
+    )
+
+    async def run() -> None:
+        async with httpx.AsyncClient(transport=transport) as client:
+            task = asyncio.create_task(client.get("http://upstream.test/"))
+            for _ in range(100):
+                await asyncio.sleep(0)
+                if throttle.stats().admitted:
+                    break
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(run())
+    stats = throttle.stats()
+    assert (stats.admitted, stats.requests, stats.accepted, stats.refused) == (
+        1,
+        0,
+        0,
+        0,
+    )
+
+
 def test_a_bad_throttle_option_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="throttle must be a ThrottleConfig"):
         GuardedTransport(throttle=3)  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ a rejection of the breaker would.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -97,8 +98,14 @@ class ThrottledBreaker(BreakerForms):
         accepts_error: AcceptsError = never,
         accepts_result: AcceptsResult = always,
     ) -> None:
-        if not callable(getattr(breaker, "permit_or_error", None)):
+        permit_or_error = getattr(breaker, "permit_or_error", None)
+        if not callable(permit_or_error):
             raise TypeError(f"breaker must be a breaker, got {shown(breaker)}")
+        if inspect.iscoroutinefunction(permit_or_error):
+            raise TypeError(
+                f"breaker must decide synchronously (an asyncio breaker's "
+                f"permits are awaited), got {shown(breaker)}"
+            )
         if not isinstance(throttle, AdaptiveThrottle):
             raise TypeError(
                 f"throttle must be an AdaptiveThrottle, got {shown(throttle)}"
