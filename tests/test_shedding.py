@@ -12,6 +12,8 @@ import threading
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ratefuse import Rate
 from ratefuse.protocols import is_keyed
@@ -317,3 +319,45 @@ def test_a_registry_limiter_keeps_its_shares_across_updates() -> None:
     clock.advance(60.0)
     assert sum(limiter.try_acquire(priority=SHEDDABLE) for _ in range(40)) == 20
     assert limiter.rates == registry.limiter("api").rates
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    algorithm=st.sampled_from(
+        ["gcra", "fixed_window", "sliding_window", "sliding_log"]
+    ),
+    shares=st.tuples(st.integers(0, 100), st.integers(0, 100), st.integers(0, 100)).map(
+        sorted
+    ),
+    trace=st.lists(
+        st.tuples(st.integers(0, 300), st.integers(0, 4), st.sampled_from(Priority)),
+        max_size=120,
+    ),
+)
+def test_every_decision_keeps_the_headroom_of_higher_priorities(
+    impl: Any,
+    algorithm: str,
+    shares: list[int],
+    trace: list[tuple[int, int, Priority]],
+) -> None:
+    # An admission at priority p leaves at least capacity - allowance(p)
+    # units; a refusal changes nothing; CRITICAL with a share of 100 is
+    # refused only when the limiter alone would refuse too.
+    clock = ManualClock()
+    limiter = PriorityLimiter(
+        core(impl, clock, Rate(10, 1.0), algorithm),
+        PriorityShares(critical=shares[2], default=shares[1], sheddable=shares[0]),
+    )
+    inner = limiter.limiter
+    for advance_ms, cost, priority in trace:
+        clock.advance(advance_ms / 1000)
+        before = inner.decide(0)
+        reserve = before.limit - limiter.shares.allowance(priority, before.limit)
+        decision = limiter.decide(cost, priority)
+        after = inner.decide(0)
+        if decision.allowed:
+            assert after.remaining >= reserve
+            assert before.remaining >= cost + reserve
+        else:
+            assert after.remaining == before.remaining
+            assert before.remaining < cost + reserve
