@@ -33,6 +33,7 @@ from typing import Any, Final
 
 from ratefuse.core.args import shown
 from ratefuse.core.errors import RatefuseError
+from ratefuse.throttle import MetricSample
 
 PERCENT: Final = 100
 DEFAULT_CRITICAL_SHARE: Final = 100
@@ -136,9 +137,7 @@ class PriorityStats:
     refused: tuple[int, int, int]
 
 
-def priority_samples(
-    kind: str, stats: PriorityStats
-) -> list[tuple[str, str, bool, dict[str, str], float]]:
+def priority_samples(kind: str, stats: PriorityStats) -> list[MetricSample]:
     """`priority_samples` are the Prometheus samples of ``stats`` (see
     :class:`ratefuse.metrics.RatefuseCollector`), family ``<kind>_requests``
     by priority and result."""
@@ -251,7 +250,7 @@ class PriorityLimiter:
                 (refused[0], refused[1], refused[2]),
             )
 
-    def metric_samples(self) -> list[tuple[str, str, bool, dict[str, str], float]]:
+    def metric_samples(self) -> list[MetricSample]:
         """`metric_samples` are the Prometheus samples (family
         ``priority_limiter_requests``)."""
         return priority_samples("priority_limiter", self.stats())
@@ -358,7 +357,7 @@ class PriorityBulkhead:
                 (refused[0], refused[1], refused[2]),
             )
 
-    def metric_samples(self) -> list[tuple[str, str, bool, dict[str, str], float]]:
+    def metric_samples(self) -> list[MetricSample]:
         """`metric_samples` are the Prometheus samples (families
         ``priority_bulkhead_requests`` and ``priority_bulkhead_in_use``)."""
         return [

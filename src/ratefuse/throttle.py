@@ -40,6 +40,9 @@ MAX_BUCKETS: Final = 100_000
 
 Clock = Callable[[], int]
 Random = Callable[[], float]
+# One Prometheus sample as `metric_samples` methods give them to
+# ratefuse.metrics: (family, help, gauge, labels, value).
+MetricSample = tuple[str, str, bool, dict[str, str], float]
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,7 @@ class AdaptiveThrottle:
             refused,
         )
 
-    def metric_samples(self) -> list[tuple[str, str, bool, dict[str, str], float]]:
+    def metric_samples(self) -> list[MetricSample]:
         """`metric_samples` are the throttle's Prometheus samples, read by
         :class:`ratefuse.metrics.RatefuseCollector`: (family, help, gauge,
         labels, value)."""
