@@ -23,6 +23,9 @@ scrapes. Families (``ratefuse`` is the default namespace):
 - ``ratefuse_redis_limiter_<field>_total{limiter}``: every integer field of
   a Redis limiter's ``stats()`` (decisions, fallbacks, ...), whatever
   fields that version has;
+- ``ratefuse_<family>{limiter, ...}``: the samples of an object added as
+  a limiter that has ``metric_samples()`` (adaptive throttles, priority
+  limiters and bulkheads: see their ``metric_samples``);
 - ``ratefuse_redis_backend_<field>_total{backend}``: every integer field of
   a Redis backend's ``stats()`` (round trips, transport errors, timeouts,
   ...), and its breaker as above under ``breaker="backend:<name>"`` (on a
@@ -178,7 +181,7 @@ class _Families:
             )
             for attribute, name, gauge, labels, documentation in _FIXED_FAMILIES
         }
-        self.fields: dict[str, CounterMetricFamily] = {}
+        self.fields: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
 
     def fill(
         self,
@@ -202,6 +205,10 @@ class _Families:
 
     def _limiter(self, name: str, limiter: Any) -> None:
         fixed = self.fixed
+        samples = getattr(limiter, "metric_samples", None)
+        if callable(samples):
+            self._samples(name, samples())
+            return
         counters = getattr(limiter, "counters", None)
         if callable(counters):
             snapshot = counters()
@@ -217,6 +224,19 @@ class _Families:
             fixed["expired"].add_metric([name], found["expired"])
         else:  # a Redis limiter's LimiterStats
             self._stats("redis_limiter", "limiter", name, found)
+
+    def _samples(self, name: str, samples: Any) -> None:
+        # (family, help, gauge, labels, value) tuples, labelled limiter=name.
+        for family_name, documentation, gauge, labels, value in samples:
+            family = self.fields.get(family_name)
+            if family is None:
+                kind = GaugeMetricFamily if gauge else CounterMetricFamily
+                family = self.fields[family_name] = kind(
+                    f"{self.prefix}{family_name}",
+                    documentation,
+                    labels=["limiter", *labels],
+                )
+            family.add_metric([name, *labels.values()], value)
 
     def _stats(self, kind: str, label: str, name: str, stats: object) -> None:
         # Every int field of a stats dataclass as a counter of its own.

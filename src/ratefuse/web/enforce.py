@@ -64,7 +64,13 @@ class CompiledLimit:
         "tracked",
     )
 
-    def __init__(self, limit: Limit, side: Side, registry: object | None) -> None:
+    def __init__(
+        self,
+        limit: Limit,
+        side: Side,
+        registry: object | None,
+        priority: object | None = None,
+    ) -> None:
         limiter = limit.limiter
         if isinstance(limiter, str):
             if registry is None:
@@ -80,6 +86,12 @@ class CompiledLimit:
                 f"limiter {limiter!r} is async; a WSGI app needs a sync limiter"
             )
         self.key_of = _key_reader(limit.key, side) if is_keyed(limiter) else None
+        decide_at = getattr(limiter, "decide_at", None)
+        if priority is not None and callable(decide_at):
+            # A limiter that sheds by priority takes the route's priority
+            # reader as its key (never None: a missing priority is "").
+            self.key_of = _priority_reader(priority, side)
+            self.decide = decide_at
         self.cost = limit.cost
         self.name = limit.name
         # A limiter from a hot-reloading registry may change its rates;
@@ -146,6 +158,16 @@ def _key_reader(key: object, side: Side) -> Callable[[Any], Any]:
             raise ValueError(f"key {key!r} cannot read {side.upper()} requests")
         return reader
     return key  # type: ignore[return-value]
+
+
+def _priority_reader(priority: object, side: Side) -> Callable[[Any], Any]:
+    read = _key_reader(priority, side)
+
+    def priority_of(request: Any) -> Any:
+        value = read(request)
+        return "" if value is None else value
+
+    return priority_of
 
 
 class RoutePolicy:
@@ -264,7 +286,10 @@ def compile_routes(
             raise ValueError(f"routes must be Route objects, got {route!r}")
     targets = [
         RoutePolicy(
-            [CompiledLimit(limit, side, registry) for limit in route.limits],
+            [
+                CompiledLimit(limit, side, registry, route.priority)
+                for limit in route.limits
+            ],
             mode,
             headers_on,
         )
