@@ -1,0 +1,272 @@
+"""The adaptive concurrency limit, reference implementation: the spec of
+``_limit_c``.
+
+`AdaptiveCore` holds a concurrency limit and the calls in flight under it.
+A call is admitted while fewer than ``limit`` run (and nobody is queued);
+when it finishes, its round-trip time (and whether it was dropped: an
+error or a timeout) is a sample, and the algorithm's step moves the limit:
+
+- AIMD grows by one call per sample while the limit is in use, and
+  multiplies by ``backoff`` on a drop or a call slower than ``timeout``.
+- Vegas estimates the queue at the server as ``limit * (1 - no_load / rtt)``
+  (``no_load``: the least time seen) and grows while it is below ``alpha``,
+  shrinks while it is above ``beta``.
+- Gradient2 compares the smoothed time with its long-term average: the
+  limit follows ``limit * clamp(tolerance * long / short, 0.5, 1) + queue``,
+  smoothed; the long-term average decays when it is far above the present.
+
+A limit less than half used does not grow (it would grow without evidence).
+Times are integer nanoseconds; all arithmetic is on non-negative integers
+(see :mod:`.params`), so both twins decide identically.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ratefuse.core.adaptive.params import (
+    MAX_RTT_NS,
+    MILLI,
+    SMOOTHING_SHIFT_DIVISOR,
+    AdaptiveParams,
+    AlgorithmId,
+)
+
+# Gradient2's long-term average decays by this factor (in thousandths) on a
+# sample whose smoothed time is less than half of it: the server recovered.
+LONG_RTT_DECAY_MILLI = 950
+
+
+class AdaptivePermit:
+    """`AdaptivePermit` is one admitted call's slot: `release` it when the
+    call succeeds, `drop` it when it fails or times out, `ignore` it when
+    its time says nothing about the server (a client-side error). Each
+    returns the slot once; a second call raises RuntimeError."""
+
+    __slots__ = ("_core", "_open", "start_ns")
+
+    def __init__(self, core: AdaptiveCore, start_ns: int) -> None:
+        self._core = core
+        self._open = True
+        self.start_ns = start_ns
+
+    def _close(self) -> AdaptiveCore:
+        if not self._open:
+            raise RuntimeError("adaptive permit already returned")
+        self._open = False
+        return self._core
+
+    def release(self) -> None:
+        """`release` returns the slot and feeds the call's time as a success."""
+        self.release_at(time.monotonic_ns())
+
+    def release_at(self, now_ns: int) -> None:
+        """`release_at` is `release` at ``now_ns`` (the permit's clock)."""
+        self._close().complete(now_ns - self.start_ns, False)
+
+    def drop(self) -> None:
+        """`drop` returns the slot and feeds the call as a drop."""
+        self.drop_at(time.monotonic_ns())
+
+    def drop_at(self, now_ns: int) -> None:
+        """`drop_at` is `drop` at ``now_ns`` (the permit's clock)."""
+        self._close().complete(now_ns - self.start_ns, True)
+
+    def ignore(self) -> None:
+        """`ignore` returns the slot without feeding a sample."""
+        self._close().forget()
+
+    @property
+    def returned(self) -> bool:
+        """`returned` says whether the slot was returned."""
+        return not self._open
+
+
+class AdaptiveCore:
+    """`AdaptiveCore` is an adaptive concurrency limit over ``params``.
+
+    `try_acquire` (the monotonic clock) and `try_acquire_at` (an injected
+    one) give a permit or None; `admit`/`complete`/`forget` are the same
+    steps without permits, for traces and simulations. ``waiting`` counts
+    callers queued by a facade: while any wait, `admit` refuses newcomers
+    and only `grant` (the hand-off to a waiter) takes a slot. Thread-safe.
+    """
+
+    __slots__ = (
+        "_lock",
+        "drops",
+        "in_flight",
+        "last_rtt_ns",
+        "limit_milli",
+        "long_rtt_ns",
+        "min_rtt_ns",
+        "params",
+        "samples",
+        "smoothed_rtt_ns",
+        "waiting",
+    )
+
+    def __init__(self, params: AdaptiveParams) -> None:
+        if not isinstance(params, AdaptiveParams):
+            raise TypeError(f"params must be AdaptiveParams, got {params!r}")
+        self.params = params
+        self.limit_milli = params.initial_limit * MILLI
+        self.in_flight = 0
+        self.waiting = 0
+        self.min_rtt_ns = 0
+        self.smoothed_rtt_ns = 0
+        self.long_rtt_ns = 0
+        self.last_rtt_ns = 0
+        self.samples = 0
+        self.drops = 0
+        self._lock = threading.Lock()
+
+    @property
+    def limit(self) -> int:
+        """`limit` is the number of calls admitted at once now."""
+        return self.limit_milli // MILLI
+
+    def admit(self) -> bool:
+        """`admit` takes a slot if one is free and nobody waits."""
+        with self._lock:
+            if self.waiting == 0 and self.in_flight < self.limit_milli // MILLI:
+                self.in_flight += 1
+                return True
+            return False
+
+    def grant(self) -> bool:
+        """`grant` takes a slot if one is free, for a queued caller."""
+        with self._lock:
+            if self.in_flight < self.limit_milli // MILLI:
+                self.in_flight += 1
+                return True
+            return False
+
+    def try_acquire(self) -> AdaptivePermit | None:
+        """`try_acquire` is `admit` with a permit timed by the monotonic clock."""
+        return self.try_acquire_at(time.monotonic_ns())
+
+    def try_acquire_at(self, now_ns: int) -> AdaptivePermit | None:
+        """`try_acquire_at` is `admit` with a permit started at ``now_ns``."""
+        if self.admit():
+            return AdaptivePermit(self, now_ns)
+        return None
+
+    def grant_at(self, now_ns: int) -> AdaptivePermit | None:
+        """`grant_at` is `grant` with a permit started at ``now_ns``."""
+        if self.grant():
+            return AdaptivePermit(self, now_ns)
+        return None
+
+    def enqueue(self) -> None:
+        """`enqueue` counts one more queued caller."""
+        with self._lock:
+            self.waiting += 1
+
+    def dequeue(self) -> None:
+        """`dequeue` counts one queued caller fewer."""
+        with self._lock:
+            if self.waiting == 0:
+                raise RuntimeError("adaptive limit: dequeue with nobody queued")
+            self.waiting -= 1
+
+    def forget(self) -> None:
+        """`forget` frees a slot without a sample."""
+        with self._lock:
+            if self.in_flight == 0:
+                raise RuntimeError("adaptive limit released too many times")
+            self.in_flight -= 1
+
+    def complete(self, rtt_ns: int, dropped: bool) -> None:
+        """`complete` frees a slot and feeds its call's round-trip time
+        ``rtt_ns`` (clamped to [1, MAX_RTT_NS]) and whether it was dropped."""
+        with self._lock:
+            in_flight = self.in_flight
+            if in_flight == 0:
+                raise RuntimeError("adaptive limit released too many times")
+            self.in_flight = in_flight - 1
+            rtt = min(max(rtt_ns, 1), MAX_RTT_NS)
+            self._sample(in_flight, rtt, bool(dropped))
+
+    def _sample(self, in_flight: int, rtt: int, dropped: bool) -> None:
+        # Precondition: the lock is held; `in_flight` counts this call.
+        params = self.params
+        self.samples += 1
+        if dropped:
+            self.drops += 1
+        self.last_rtt_ns = rtt
+        if self.min_rtt_ns == 0 or rtt < self.min_rtt_ns:
+            self.min_rtt_ns = rtt
+        if self.smoothed_rtt_ns == 0:
+            self.smoothed_rtt_ns = rtt
+        elif rtt >= self.smoothed_rtt_ns:
+            self.smoothed_rtt_ns += (
+                rtt - self.smoothed_rtt_ns
+            ) // SMOOTHING_SHIFT_DIVISOR
+        else:
+            self.smoothed_rtt_ns -= (
+                self.smoothed_rtt_ns - rtt
+            ) // SMOOTHING_SHIFT_DIVISOR
+        algorithm = params.algorithm
+        if algorithm == AlgorithmId.GRADIENT2:
+            self._track_long_rtt(rtt)
+        elif (
+            algorithm == AlgorithmId.VEGAS
+            and params.probe_every != 0
+            and self.samples % params.probe_every == 0
+        ):
+            # Forget the no-load time: the server may have slowed down.
+            self.min_rtt_ns = rtt
+            return
+        if algorithm == AlgorithmId.AIMD and params.timeout_ns != 0:
+            dropped = dropped or rtt > params.timeout_ns
+        if dropped:
+            limit_milli = self.limit_milli * params.backoff_milli // MILLI
+        elif in_flight * 2 < self.limit_milli // MILLI:
+            # Less than half used: no evidence that more would be served.
+            return
+        elif algorithm == AlgorithmId.AIMD:
+            limit_milli = self.limit_milli + MILLI
+        elif algorithm == AlgorithmId.VEGAS:
+            limit_milli = self._vegas(rtt)
+        else:
+            limit_milli = self._gradient2()
+        low = params.min_limit * MILLI
+        high = params.max_limit * MILLI
+        self.limit_milli = min(max(limit_milli, low), high)
+
+    def _vegas(self, rtt: int) -> int:
+        params = self.params
+        queued_share_milli = (rtt - self.min_rtt_ns) * MILLI // rtt
+        queue_milli = self.limit_milli * queued_share_milli // MILLI
+        if queue_milli < params.alpha * MILLI:
+            return self.limit_milli + MILLI
+        if queue_milli > params.beta * MILLI:
+            return self.limit_milli - MILLI
+        return self.limit_milli
+
+    def _track_long_rtt(self, rtt: int) -> None:
+        long_rtt = self.long_rtt_ns
+        window = self.params.long_window
+        if long_rtt == 0:
+            long_rtt = rtt
+        elif rtt >= long_rtt:
+            long_rtt += (rtt - long_rtt) // window
+        else:
+            long_rtt -= (long_rtt - rtt) // window
+        if long_rtt > 2 * self.smoothed_rtt_ns:
+            long_rtt = long_rtt * LONG_RTT_DECAY_MILLI // MILLI
+        self.long_rtt_ns = long_rtt
+
+    def _gradient2(self) -> int:
+        params = self.params
+        gradient_milli = (
+            params.tolerance_milli * self.long_rtt_ns // self.smoothed_rtt_ns
+        )
+        gradient_milli = min(max(gradient_milli, MILLI // 2), MILLI)
+        estimate = (
+            self.limit_milli * gradient_milli // MILLI + params.queue_size * MILLI
+        )
+        smoothing = params.smoothing_milli
+        return (self.limit_milli * (MILLI - smoothing) + estimate * smoothing) // MILLI
