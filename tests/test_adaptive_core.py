@@ -269,3 +269,34 @@ def test_twins_make_the_same_decisions(
         assert answers[0] == answers[1], op
         states = [tuple(getattr(limit, name) for name in STATE) for limit in twins]
         assert states[0] == states[1], op
+
+
+def test_permits_are_timed_by_the_injected_clock(impl: Any) -> None:
+    now = [1_000]
+    params = AdaptiveParams(AlgorithmId.AIMD, 4, 1, 10)
+    limit = impl.module("core.adaptive._limit").AdaptiveCore(params, lambda: now[0])
+    permit = limit.try_acquire()
+    assert permit.start_ns == 1_000
+    now[0] = 1_000 + 7 * MS
+    permit.release()
+    assert limit.last_rtt_ns == 7 * MS
+    second = limit.try_acquire()
+    now[0] += 2 * MS
+    second.drop()
+    assert (limit.last_rtt_ns, limit.drops) == (2 * MS, 1)
+
+
+def test_a_failing_clock_keeps_the_permit_open(impl: Any) -> None:
+    def broken() -> int:
+        raise OSError("clock")
+
+    params = AdaptiveParams(AlgorithmId.AIMD, 4, 1, 10)
+    limit = impl.module("core.adaptive._limit").AdaptiveCore(params, broken)
+    permit = limit.try_acquire_at(0)
+    with pytest.raises(OSError, match="clock"):
+        permit.release()
+    assert not permit.returned
+    permit.release_at(5)
+    assert limit.in_flight == 0
+    with pytest.raises(TypeError, match="clock"):
+        impl.module("core.adaptive._limit").AdaptiveCore(params, 5)

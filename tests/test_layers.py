@@ -35,6 +35,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "ratefuse.keyed",
             "ratefuse.breaker",
             "ratefuse.bulkhead",
+            "ratefuse.adaptive",
         ),
     ),
     ("package", ("ratefuse",)),

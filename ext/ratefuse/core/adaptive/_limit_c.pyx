@@ -49,7 +49,8 @@ cdef class AdaptivePermit:
 
     def release(self):
         """`release` returns the slot and feeds the call's time as a success."""
-        self._close().complete_c(monotonic_ns() - self.start_ns, False)
+        cdef int64_t now_ns = self._core.now_c()
+        self._close().complete_c(now_ns - self.start_ns, False)
 
     def release_at(self, int64_t now_ns):
         """`release_at` is `release` at ``now_ns`` (the permit's clock)."""
@@ -57,7 +58,8 @@ cdef class AdaptivePermit:
 
     def drop(self):
         """`drop` returns the slot and feeds the call as a drop."""
-        self._close().complete_c(monotonic_ns() - self.start_ns, True)
+        cdef int64_t now_ns = self._core.now_c()
+        self._close().complete_c(now_ns - self.start_ns, True)
 
     def drop_at(self, int64_t now_ns):
         """`drop_at` is `drop` at ``now_ns`` (the permit's clock)."""
@@ -84,14 +86,20 @@ cdef inline AdaptivePermit _new_permit(AdaptiveCore core, int64_t start_ns):
 cdef class AdaptiveCore:
     """`AdaptiveCore` is an adaptive concurrency limit over ``params``.
 
-    `try_acquire` (the monotonic clock) and `try_acquire_at` (an injected
-    one) give a permit or None; `admit`/`complete`/`forget` are the same
+    ``clock`` returns integer nanoseconds (None: the monotonic clock, read in
+    C by the compiled twin); it times permits. ``on_free`` (None: nothing)
+    is called, outside any lock, after a slot is freed while callers wait:
+    the facade hands the slot (or a grown limit's slots) to them.
+    `try_acquire` (its clock) and `try_acquire_at` (an injected one) give a
+    permit or None; `admit`/`complete`/`forget` are the same
     steps without permits, for traces and simulations. ``waiting`` counts
     callers queued by a facade: while any wait, `admit` refuses newcomers
     and only `grant` (the hand-off to a waiter) takes a slot. Thread-safe.
     """
 
     cdef readonly object params
+    cdef object _clock
+    cdef object _on_free
     cdef readonly int64_t limit_milli
     cdef readonly int64_t in_flight
     cdef readonly int64_t waiting
@@ -114,9 +122,13 @@ cdef class AdaptiveCore:
     cdef int64_t _long_window
     cdef int64_t _queue_milli
 
-    def __init__(self, params):
+    def __init__(self, params, clock=None, on_free=None):
         if not isinstance(params, AdaptiveParams):
             raise TypeError(f"params must be AdaptiveParams, got {params!r}")
+        if clock is not None and not callable(clock):
+            raise TypeError(f"clock must be callable or None, got {clock!r}")
+        self._clock = clock
+        self._on_free = on_free
         self.params = params
         self._algorithm = params.algorithm
         self._min_milli = params.min_limit * C_MILLI
@@ -140,6 +152,15 @@ cdef class AdaptiveCore:
         self.samples = 0
         self.drops = 0
 
+    cdef inline int64_t now_c(self) except? -1:
+        if self._clock is None:
+            return monotonic_ns()
+        return self._clock()
+
+    def now_ns(self):
+        """`now_ns` reads the core's clock."""
+        return self.now_c()
+
     @property
     def limit(self):
         """`limit` is the number of calls admitted at once now."""
@@ -160,10 +181,13 @@ cdef class AdaptiveCore:
         return False
 
     def try_acquire(self):
-        """`try_acquire` is `admit` with a permit timed by the monotonic clock."""
+        """`try_acquire` is `admit` with a permit timed by the core's clock."""
+        # The clock is read first: an injected clock is Python code, and the
+        # check and the increment that follow must not be split by it.
+        cdef int64_t now_ns = self.now_c()
         if self.waiting == 0 and self.in_flight < self.limit_milli // C_MILLI:
             self.in_flight += 1
-            return _new_permit(self, monotonic_ns())
+            return _new_permit(self, now_ns)
         return None
 
     def try_acquire_at(self, int64_t now_ns):
@@ -195,6 +219,8 @@ cdef class AdaptiveCore:
         if self.in_flight == 0:
             raise RuntimeError("adaptive limit released too many times")
         self.in_flight -= 1
+        if self.waiting != 0 and self._on_free is not None:
+            self._on_free()
 
     def complete(self, int64_t rtt_ns, bint dropped):
         """`complete` frees a slot and feeds its call's round-trip time
@@ -211,6 +237,8 @@ cdef class AdaptiveCore:
         elif rtt_ns > C_MAX_RTT_NS:
             rtt_ns = C_MAX_RTT_NS
         self._sample(in_flight, rtt_ns, dropped)
+        if self.waiting != 0 and self._on_free is not None:
+            self._on_free()
         return 0
 
     cdef void _sample(self, int64_t in_flight, int64_t rtt, bint dropped) noexcept:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from ratefuse.core.adaptive.params import (
     MAX_RTT_NS,
@@ -59,7 +60,7 @@ class AdaptivePermit:
 
     def release(self) -> None:
         """`release` returns the slot and feeds the call's time as a success."""
-        self.release_at(time.monotonic_ns())
+        self.release_at(self._core.now_ns())
 
     def release_at(self, now_ns: int) -> None:
         """`release_at` is `release` at ``now_ns`` (the permit's clock)."""
@@ -67,7 +68,7 @@ class AdaptivePermit:
 
     def drop(self) -> None:
         """`drop` returns the slot and feeds the call as a drop."""
-        self.drop_at(time.monotonic_ns())
+        self.drop_at(self._core.now_ns())
 
     def drop_at(self, now_ns: int) -> None:
         """`drop_at` is `drop` at ``now_ns`` (the permit's clock)."""
@@ -86,15 +87,21 @@ class AdaptivePermit:
 class AdaptiveCore:
     """`AdaptiveCore` is an adaptive concurrency limit over ``params``.
 
-    `try_acquire` (the monotonic clock) and `try_acquire_at` (an injected
-    one) give a permit or None; `admit`/`complete`/`forget` are the same
+    ``clock`` returns integer nanoseconds (None: the monotonic clock, read in
+    C by the compiled twin); it times permits. ``on_free`` (None: nothing)
+    is called, outside any lock, after a slot is freed while callers wait:
+    the facade hands the slot (or a grown limit's slots) to them.
+    `try_acquire` (its clock) and `try_acquire_at` (an injected one) give a
+    permit or None; `admit`/`complete`/`forget` are the same
     steps without permits, for traces and simulations. ``waiting`` counts
     callers queued by a facade: while any wait, `admit` refuses newcomers
     and only `grant` (the hand-off to a waiter) takes a slot. Thread-safe.
     """
 
     __slots__ = (
+        "_clock",
         "_lock",
+        "_on_free",
         "drops",
         "in_flight",
         "last_rtt_ns",
@@ -107,9 +114,18 @@ class AdaptiveCore:
         "waiting",
     )
 
-    def __init__(self, params: AdaptiveParams) -> None:
+    def __init__(
+        self,
+        params: AdaptiveParams,
+        clock: Callable[[], int] | None = None,
+        on_free: Callable[[], None] | None = None,
+    ) -> None:
         if not isinstance(params, AdaptiveParams):
             raise TypeError(f"params must be AdaptiveParams, got {params!r}")
+        if clock is not None and not callable(clock):
+            raise TypeError(f"clock must be callable or None, got {clock!r}")
+        self._clock = time.monotonic_ns if clock is None else clock
+        self._on_free = on_free
         self.params = params
         self.limit_milli = params.initial_limit * MILLI
         self.in_flight = 0
@@ -121,6 +137,10 @@ class AdaptiveCore:
         self.samples = 0
         self.drops = 0
         self._lock = threading.Lock()
+
+    def now_ns(self) -> int:
+        """`now_ns` reads the core's clock."""
+        return self._clock()
 
     @property
     def limit(self) -> int:
@@ -144,8 +164,8 @@ class AdaptiveCore:
             return False
 
     def try_acquire(self) -> AdaptivePermit | None:
-        """`try_acquire` is `admit` with a permit timed by the monotonic clock."""
-        return self.try_acquire_at(time.monotonic_ns())
+        """`try_acquire` is `admit` with a permit timed by the core's clock."""
+        return self.try_acquire_at(self._clock())
 
     def try_acquire_at(self, now_ns: int) -> AdaptivePermit | None:
         """`try_acquire_at` is `admit` with a permit started at ``now_ns``."""
@@ -177,6 +197,9 @@ class AdaptiveCore:
             if self.in_flight == 0:
                 raise RuntimeError("adaptive limit released too many times")
             self.in_flight -= 1
+            notify = self.waiting != 0
+        if notify and self._on_free is not None:
+            self._on_free()
 
     def complete(self, rtt_ns: int, dropped: bool) -> None:
         """`complete` frees a slot and feeds its call's round-trip time
@@ -188,6 +211,9 @@ class AdaptiveCore:
             self.in_flight = in_flight - 1
             rtt = min(max(rtt_ns, 1), MAX_RTT_NS)
             self._sample(in_flight, rtt, bool(dropped))
+            notify = self.waiting != 0
+        if notify and self._on_free is not None:
+            self._on_free()
 
     def _sample(self, in_flight: int, rtt: int, dropped: bool) -> None:
         # Precondition: the lock is held; `in_flight` counts this call.
