@@ -38,23 +38,28 @@ def test_admits_up_to_the_limit_and_frees_on_completion(impl: Any) -> None:
     assert (limit.limit, limit.samples) == (3, 0)
 
 
-def test_aimd_grows_by_one_when_used_and_backs_off_on_a_drop(impl: Any) -> None:
+def test_aimd_grows_a_call_per_round_trip_and_backs_off_once_per_trip(
+    impl: Any,
+) -> None:
     limit = core(impl, initial_limit=10, backoff_milli=900)
     fill(limit, 6)
-    limit.complete(MS, False)  # 6 in flight of 10: used, grows
-    assert limit.limit == 11
+    limit.complete(MS, False)  # 6 in flight of 10: used, grows by 1/10
+    assert limit.limit_micro == 10_100_000
     limit.complete(MS, True)
-    assert limit.limit_milli == 9_900
-    assert (limit.limit, limit.drops, limit.samples) == (9, 1, 2)
+    assert (limit.limit_micro, limit.cooldown) == (9_090_000, 10)
+    # The same round trip's next drop is not answered again.
+    limit.complete(MS, True)
+    assert (limit.limit_micro, limit.cooldown, limit.drops) == (9_090_000, 9, 2)
+    assert (limit.limit, limit.samples) == (9, 3)
 
 
 def test_aimd_counts_a_call_slower_than_its_timeout_as_a_drop(impl: Any) -> None:
     limit = core(impl, initial_limit=10, timeout_ns=5 * MS, backoff_milli=500)
     fill(limit, 6)
     limit.complete(5 * MS, False)
-    assert limit.limit == 11
+    assert limit.limit_micro == 10_100_000
     limit.complete(5 * MS + 1, False)
-    assert limit.limit_milli == 5_500
+    assert limit.limit_micro == 5_050_000
     assert limit.drops == 0
 
 
@@ -64,20 +69,20 @@ def test_a_limit_less_than_half_used_does_not_grow(impl: Any) -> None:
         fill(limit, 4)
         for _ in range(4):
             limit.complete(MS, False)
-        assert limit.limit_milli == 10_000, algorithm
+        assert limit.limit_micro == 10_000_000, algorithm
 
 
 def test_vegas_grows_on_a_short_queue_and_shrinks_on_a_long_one(impl: Any) -> None:
     limit = core(impl, algorithm=AlgorithmId.VEGAS, initial_limit=20, alpha=3, beta=6)
     fill(limit, 20)
-    limit.complete(MS, False)  # no-load time 1 ms: queue 0
-    assert limit.limit == 21
-    limit.complete(MS * 11 // 10, False)  # queue 21 * (1 - 1/1.1) = 1.9: grows
-    assert limit.limit == 22
-    limit.complete(MS * 5 // 4, False)  # queue 22 * 0.2 = 4.4: holds
-    assert limit.limit == 22
-    limit.complete(2 * MS, False)  # queue 11: shrinks
-    assert limit.limit == 21
+    limit.complete(MS, False)  # no-load time 1 ms: no queue, +1/20
+    assert limit.limit_micro == 20_050_000
+    # Smoothed 1.125 ms: queue 20.05 * 0.111 = 2.2 < alpha, grows.
+    limit.complete(2 * MS, False)
+    assert (limit.smoothed_rtt_ns, limit.limit_micro) == (1_125_000, 20_099_875)
+    # Smoothed 2.109 ms: queue 20.1 * 0.525 = 10.6 > beta, shrinks.
+    limit.complete(9 * MS, False)
+    assert (limit.smoothed_rtt_ns, limit.limit_micro) == (2_109_375, 20_050_124)
     assert limit.min_rtt_ns == MS
 
 
@@ -86,9 +91,9 @@ def test_vegas_forgets_its_no_load_time_when_it_probes(impl: Any) -> None:
     fill(limit, 4)
     limit.complete(MS, False)
     limit.complete(3 * MS, False)
-    assert limit.min_rtt_ns == MS
-    limit.complete(3 * MS, False)  # the third sample probes, though idle
-    assert (limit.min_rtt_ns, limit.limit) == (3 * MS, 5)
+    assert (limit.min_rtt_ns, limit.limit_micro) == (MS, 4_485_294)
+    limit.complete(3 * MS, False)  # the third sample probes
+    assert (limit.min_rtt_ns, limit.limit_micro) == (1_468_750, 4_485_294)
 
 
 def test_gradient2_grows_while_steady_and_shrinks_when_slower(impl: Any) -> None:
@@ -101,15 +106,19 @@ def test_gradient2_grows_while_steady_and_shrinks_when_slower(impl: Any) -> None
         tolerance_milli=1500,
     )
     fill(limit, 10)
-    limit.complete(MS, False)  # gradient 1: estimate 14, halfway: 12
-    assert limit.limit_milli == 12_000
+    # Gradient 1: the estimate is 10 + 4, and half of the way per round
+    # trip is 1/10 of 2 calls per sample.
+    limit.complete(MS, False)
+    assert limit.limit_micro == 10_200_000
     assert limit.long_rtt_ns == MS
-    for _ in range(8):
+    for _ in range(5):
         limit.complete(10 * MS, False)
-    # The smoothed time rose far above the long-term one: the gradient is
-    # at its floor (0.5), and the limit falls toward half of itself.
-    assert limit.limit < 12
-    assert limit.smoothed_rtt_ns > 5 * MS
+    # The smoothed time rose far above the long-term one (which moves by
+    # 1/(100 round trips * 10) of each difference): the gradient is at
+    # its floor, 0.5, and the limit falls.
+    assert limit.long_rtt_ns < 2 * MS
+    assert limit.smoothed_rtt_ns > 4 * MS
+    assert limit.limit_micro < 10_200_000
 
 
 def test_a_queued_caller_is_served_before_newcomers(impl: Any) -> None:
@@ -236,9 +245,10 @@ operations = st.lists(
 
 STATE = (
     "limit",
-    "limit_milli",
+    "limit_micro",
     "in_flight",
     "waiting",
+    "cooldown",
     "min_rtt_ns",
     "smoothed_rtt_ns",
     "long_rtt_ns",

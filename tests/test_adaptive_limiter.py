@@ -43,9 +43,10 @@ def test_the_context_manager_feeds_latency_drops_and_ignores() -> None:
         clock.now += 3 * MS
         assert limiter.in_flight == 2
     # Two calls of 3 ms: the first ends with the limit half used (2 of 4),
-    # so it grows; the second with 1 of 5, so it holds.
+    # so it grows by 1/4; the second with 1 of 4.25, so it holds.
+    assert (limiter.core.limit_micro, limiter.core.samples) == (4_250_000, 2)
     assert (limiter.limit, limiter.core.samples, limiter.core.last_rtt_ns) == (
-        5,
+        4,
         2,
         3 * MS,
     )

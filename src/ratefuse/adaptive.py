@@ -5,7 +5,7 @@ of concurrent calls is not known or changes: the limit moves with each
 call's measured latency and outcome, by one of the algorithms of
 :mod:`ratefuse.core.adaptive.config` (`AIMD`, `Vegas`, `Gradient2`)::
 
-    limiter = AdaptiveLimiter(Gradient2(initial_limit=20), max_wait=0.05)
+    limiter = AdaptiveLimiter(Vegas(initial_limit=20), max_wait=0.05)
 
     @limiter
     async def fetch(url): ...
@@ -139,7 +139,7 @@ def _resolve(future: asyncio.Future[None]) -> None:
 
 class AdaptiveLimiter:
     """`AdaptiveLimiter` admits calls up to a limit its ``algorithm``
-    (default ``Gradient2()``) adjusts from their latencies.
+    (default ``Vegas()``) adjusts from their latencies.
 
     ``max_wait`` (seconds; 0.0, the default: no wait; inf: forever) is how
     long a call waits for a slot before AdaptiveLimitFullError. ``clock``
@@ -157,7 +157,7 @@ class AdaptiveLimiter:
         clock: Callable[[], int] | None = None,
         drop_on: tuple[type[BaseException], ...] = DEFAULT_DROP_ON,
     ) -> None:
-        chosen = Gradient2() if algorithm is None else algorithm
+        chosen = Vegas() if algorithm is None else algorithm
         if not isinstance(chosen, (AIMD, Vegas, Gradient2)):
             raise TypeError(
                 f"algorithm must be AIMD, Vegas or Gradient2, got {algorithm!r}"

@@ -6,16 +6,24 @@ A call is admitted while fewer than ``limit`` run (and nobody is queued);
 when it finishes, its round-trip time (and whether it was dropped: an
 error or a timeout) is a sample, and the algorithm's step moves the limit:
 
-- AIMD grows by one call per sample while the limit is in use, and
+- AIMD grows by one call per round trip while the limit is in use, and
   multiplies by ``backoff`` on a drop or a call slower than ``timeout``.
-- Vegas estimates the queue at the server as ``limit * (1 - no_load / rtt)``
-  (``no_load``: the least time seen) and grows while it is below ``alpha``,
-  shrinks while it is above ``beta``.
+- Vegas estimates the queue at the server as ``limit * (1 - no_load /
+  smoothed)`` (``no_load``: the least smoothed time seen) and grows by one
+  call per round trip while it is below ``alpha``, shrinks while it is
+  above ``beta``.
 - Gradient2 compares the smoothed time with its long-term average: the
-  limit follows ``limit * clamp(tolerance * long / short, 0.5, 1) + queue``,
-  smoothed; the long-term average decays when it is far above the present.
+  limit moves toward ``limit * clamp(tolerance * long / smoothed, 0.5, 1)
+  + queue`` by ``smoothing`` per round trip; the long-term average decays
+  when it is far above the present.
 
-A limit less than half used does not grow (it would grow without evidence).
+A round trip is taken as a limit's worth of samples, so the limit moves at
+the same pace per round trip whatever the request rate (a step per sample
+would overshoot by the calls in flight before their latency shows). A
+drop backs off once, then drops are not answered again for a limit's
+worth of samples (the calls of the same round trip), as TCP halves once
+per window. A limit less than half used does not grow (no evidence).
+The smoothed time moves 1/8 of the way to each sample, as TCP's.
 Times are integer nanoseconds; all arithmetic is on non-negative integers
 (see :mod:`.params`), so both twins decide identically.
 """
@@ -27,9 +35,10 @@ import time
 from collections.abc import Callable
 
 from ratefuse.core.adaptive.params import (
+    LIMIT_SCALE,
     MAX_RTT_NS,
     MILLI,
-    SMOOTHING_SHIFT_DIVISOR,
+    SMOOTHING_DIVISOR,
     AdaptiveParams,
     AlgorithmId,
 )
@@ -102,10 +111,11 @@ class AdaptiveCore:
         "_clock",
         "_lock",
         "_on_free",
+        "cooldown",
         "drops",
         "in_flight",
         "last_rtt_ns",
-        "limit_milli",
+        "limit_micro",
         "long_rtt_ns",
         "min_rtt_ns",
         "params",
@@ -127,9 +137,10 @@ class AdaptiveCore:
         self._clock = time.monotonic_ns if clock is None else clock
         self._on_free = on_free
         self.params = params
-        self.limit_milli = params.initial_limit * MILLI
+        self.limit_micro = params.initial_limit * LIMIT_SCALE
         self.in_flight = 0
         self.waiting = 0
+        self.cooldown = 0
         self.min_rtt_ns = 0
         self.smoothed_rtt_ns = 0
         self.long_rtt_ns = 0
@@ -145,12 +156,12 @@ class AdaptiveCore:
     @property
     def limit(self) -> int:
         """`limit` is the number of calls admitted at once now."""
-        return self.limit_milli // MILLI
+        return self.limit_micro // LIMIT_SCALE
 
     def admit(self) -> bool:
         """`admit` takes a slot if one is free and nobody waits."""
         with self._lock:
-            if self.waiting == 0 and self.in_flight < self.limit_milli // MILLI:
+            if self.waiting == 0 and self.in_flight < self.limit_micro // LIMIT_SCALE:
                 self.in_flight += 1
                 return True
             return False
@@ -158,7 +169,7 @@ class AdaptiveCore:
     def grant(self) -> bool:
         """`grant` takes a slot if one is free, for a queued caller."""
         with self._lock:
-            if self.in_flight < self.limit_milli // MILLI:
+            if self.in_flight < self.limit_micro // LIMIT_SCALE:
                 self.in_flight += 1
                 return True
             return False
@@ -218,23 +229,23 @@ class AdaptiveCore:
     def _sample(self, in_flight: int, rtt: int, dropped: bool) -> None:
         # Precondition: the lock is held; `in_flight` counts this call.
         params = self.params
+        algorithm = params.algorithm
         self.samples += 1
         if dropped:
             self.drops += 1
         self.last_rtt_ns = rtt
-        if self.min_rtt_ns == 0 or rtt < self.min_rtt_ns:
-            self.min_rtt_ns = rtt
-        if self.smoothed_rtt_ns == 0:
-            self.smoothed_rtt_ns = rtt
-        elif rtt >= self.smoothed_rtt_ns:
-            self.smoothed_rtt_ns += (
-                rtt - self.smoothed_rtt_ns
-            ) // SMOOTHING_SHIFT_DIVISOR
+        smoothed = self.smoothed_rtt_ns
+        if smoothed == 0:
+            smoothed = rtt
+        elif rtt >= smoothed:
+            smoothed += (rtt - smoothed) // SMOOTHING_DIVISOR
         else:
-            self.smoothed_rtt_ns -= (
-                self.smoothed_rtt_ns - rtt
-            ) // SMOOTHING_SHIFT_DIVISOR
-        algorithm = params.algorithm
+            smoothed -= (smoothed - rtt) // SMOOTHING_DIVISOR
+        self.smoothed_rtt_ns = smoothed
+        # The no-load time is the least smoothed time: the least raw sample
+        # would be a lucky outlier, and Vegas would see a queue that is not.
+        if self.min_rtt_ns == 0 or smoothed < self.min_rtt_ns:
+            self.min_rtt_ns = smoothed
         if algorithm == AlgorithmId.GRADIENT2:
             self._track_long_rtt(rtt)
         elif (
@@ -243,38 +254,55 @@ class AdaptiveCore:
             and self.samples % params.probe_every == 0
         ):
             # Forget the no-load time: the server may have slowed down.
-            self.min_rtt_ns = rtt
+            self.min_rtt_ns = smoothed
             return
         if algorithm == AlgorithmId.AIMD and params.timeout_ns != 0:
             dropped = dropped or rtt > params.timeout_ns
+        if self.cooldown != 0:
+            self.cooldown -= 1
+            if dropped:
+                # This round trip's drops were answered by one backoff.
+                return
+        limit = self.limit_micro // LIMIT_SCALE
         if dropped:
-            limit_milli = self.limit_milli * params.backoff_milli // MILLI
-        elif in_flight * 2 < self.limit_milli // MILLI:
+            limit_micro = self.limit_micro * params.backoff_milli // MILLI
+            self.cooldown = limit
+        elif in_flight * 2 < limit:
             # Less than half used: no evidence that more would be served.
             return
         elif algorithm == AlgorithmId.AIMD:
-            limit_milli = self.limit_milli + MILLI
+            limit_micro = self.limit_micro + self._per_round_trip()
         elif algorithm == AlgorithmId.VEGAS:
-            limit_milli = self._vegas(rtt)
+            limit_micro = self._vegas()
         else:
-            limit_milli = self._gradient2()
-        low = params.min_limit * MILLI
-        high = params.max_limit * MILLI
-        self.limit_milli = min(max(limit_milli, low), high)
+            limit_micro = self._gradient2(limit)
+        low = params.min_limit * LIMIT_SCALE
+        high = params.max_limit * LIMIT_SCALE
+        self.limit_micro = min(max(limit_micro, low), high)
 
-    def _vegas(self, rtt: int) -> int:
+    def _per_round_trip(self) -> int:
+        # One call per round trip: a limit's worth of samples is about one
+        # round trip, so each sample moves the limit by 1/limit of a call.
+        return LIMIT_SCALE * LIMIT_SCALE // self.limit_micro
+
+    def _vegas(self) -> int:
         params = self.params
-        queued_share_milli = (rtt - self.min_rtt_ns) * MILLI // rtt
-        queue_milli = self.limit_milli * queued_share_milli // MILLI
-        if queue_milli < params.alpha * MILLI:
-            return self.limit_milli + MILLI
-        if queue_milli > params.beta * MILLI:
-            return self.limit_milli - MILLI
-        return self.limit_milli
+        smoothed = self.smoothed_rtt_ns
+        queued_share_milli = (smoothed - self.min_rtt_ns) * MILLI // smoothed
+        queue_micro = self.limit_micro * queued_share_milli // MILLI
+        if queue_micro < params.alpha * LIMIT_SCALE:
+            return self.limit_micro + self._per_round_trip()
+        if queue_micro > params.beta * LIMIT_SCALE:
+            return self.limit_micro - self._per_round_trip()
+        return self.limit_micro
 
     def _track_long_rtt(self, rtt: int) -> None:
+        # The long-term average spans `long_window` round trips (of a
+        # limit's worth of samples each): counted in samples, it would
+        # follow a queue as fast as the limit builds one, and the limit
+        # would drift up with it.
         long_rtt = self.long_rtt_ns
-        window = self.params.long_window
+        window = self.params.long_window * max(1, self.limit_micro // LIMIT_SCALE)
         if long_rtt == 0:
             long_rtt = rtt
         elif rtt >= long_rtt:
@@ -282,17 +310,28 @@ class AdaptiveCore:
         else:
             long_rtt -= (long_rtt - rtt) // window
         if long_rtt > 2 * self.smoothed_rtt_ns:
+            # Far above the present: the server recovered, forget faster.
             long_rtt = long_rtt * LONG_RTT_DECAY_MILLI // MILLI
         self.long_rtt_ns = long_rtt
 
-    def _gradient2(self) -> int:
+    def _gradient2(self, limit: int) -> int:
+        # Moves toward the estimate by `smoothing` per round trip (per limit
+        # samples), so the gain does not grow with the request rate.
         params = self.params
         gradient_milli = (
             params.tolerance_milli * self.long_rtt_ns // self.smoothed_rtt_ns
         )
         gradient_milli = min(max(gradient_milli, MILLI // 2), MILLI)
         estimate = (
-            self.limit_milli * gradient_milli // MILLI + params.queue_size * MILLI
+            self.limit_micro * gradient_milli // MILLI + params.queue_size * LIMIT_SCALE
         )
         smoothing = params.smoothing_milli
-        return (self.limit_milli * (MILLI - smoothing) + estimate * smoothing) // MILLI
+        if estimate >= self.limit_micro:
+            return (
+                self.limit_micro
+                + (estimate - self.limit_micro) * smoothing // MILLI // limit
+            )
+        return (
+            self.limit_micro
+            - (self.limit_micro - estimate) * smoothing // MILLI // limit
+        )

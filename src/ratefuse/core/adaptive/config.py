@@ -27,11 +27,11 @@ DEFAULT_AIMD_BACKOFF: Final = 0.9
 DEFAULT_VEGAS_BACKOFF: Final = 0.75
 DEFAULT_VEGAS_ALPHA: Final = 3
 DEFAULT_VEGAS_BETA: Final = 6
-DEFAULT_VEGAS_PROBE_EVERY: Final = 5000
+DEFAULT_VEGAS_PROBE_EVERY: Final[int | None] = None
 DEFAULT_GRADIENT2_BACKOFF: Final = 0.9
 DEFAULT_GRADIENT2_TOLERANCE: Final = 1.5
 DEFAULT_GRADIENT2_SMOOTHING: Final = 0.2
-DEFAULT_GRADIENT2_LONG_WINDOW: Final = 600
+DEFAULT_GRADIENT2_LONG_WINDOW: Final = 100
 DEFAULT_GRADIENT2_QUEUE_SIZE: Final = 4
 
 
@@ -104,9 +104,10 @@ class Vegas:
     """`Vegas` estimates the queue at the server from the latency over the
     least latency seen (``limit * (1 - no_load / rtt)``), grows while it is
     below ``alpha`` calls and shrinks while it is above ``beta``; on a drop
-    it multiplies by ``backoff_ratio``. Every ``probe_every`` samples (None:
-    never) it forgets the least latency, to follow a server that became
-    slower for good. Keeps latency close to the no-load latency."""
+    it multiplies by ``backoff_ratio``. Every ``probe_every`` samples (None,
+    the default: never) it forgets the least latency, to follow a server
+    that became slower for good (at the price of taking the queue of that
+    moment for no queue). Keeps latency close to the no-load latency."""
 
     initial_limit: int = DEFAULT_INITIAL_LIMIT
     min_limit: int = DEFAULT_MIN_LIMIT
@@ -142,12 +143,14 @@ class Vegas:
 @dataclass(frozen=True, slots=True)
 class Gradient2:
     """`Gradient2` compares the recent (smoothed) latency with its long-term
-    average over ``long_window`` samples: the limit moves, by ``smoothing``
-    (0 < s <= 1) per sample, toward ``limit * gradient + queue_size`` where
-    the gradient is ``tolerance * long / recent`` clamped to [0.5, 1]. Latency
-    may grow ``tolerance`` times (>= 1) before it shrinks; on a drop it
-    multiplies by ``backoff_ratio``. Needs no no-load latency, so it suits
-    servers whose latency drifts."""
+    average over ``long_window`` round trips: the limit moves, by
+    ``smoothing`` (0 < s <= 1) per round trip, toward ``limit * gradient +
+    queue_size`` where the gradient is ``tolerance * long / recent`` clamped
+    to [0.5, 1]. Latency may grow ``tolerance`` times (>= 1) before it
+    shrinks; on a drop it multiplies by ``backoff_ratio``. Needs no no-load
+    latency, so it suits servers whose latency drifts; its long-term
+    average also absorbs a standing queue, so under sustained overload it
+    drifts up (see the simulation in the README)."""
 
     initial_limit: int = DEFAULT_INITIAL_LIMIT
     min_limit: int = DEFAULT_MIN_LIMIT

@@ -2,7 +2,7 @@
 
 Both twins of the core (``_limit_c`` and ``_limit_py``) read this record,
 so they share its ids and bounds. Ratios are in thousandths (``*_milli``)
-and the limit is kept in thousandths of a call, so every step is integer
+and the limit is kept in millionths of a call, so every step is integer
 arithmetic on non-negative numbers: the compiled and the reference twin
 then make bit-identical decisions (no float rounding, no FMA contraction,
 no signed division whose rounding differs between C and Python).
@@ -15,14 +15,17 @@ from enum import IntEnum
 from typing import Final
 
 MILLI: Final = 1000
-# The largest limit a core holds: its thousandths times a ratio in
+# The limit is held in millionths of a call, so that a step of one call per
+# round trip (1/limit per sample) stays exact up to MAX_LIMIT.
+LIMIT_SCALE: Final = 1_000_000
+# The largest limit a core holds: its millionths times a ratio in
 # thousandths stay far below 2**63.
 MAX_LIMIT: Final = 1_000_000
 # Round-trip times are clamped to [1 ns, MAX_RTT_NS] (1000 s) before a step,
 # so that products of a time and a ratio in thousandths cannot overflow.
 MAX_RTT_NS: Final = 1_000_000_000_000
 # How much the smoothed round-trip time moves toward a sample: 1/8, as TCP's.
-SMOOTHING_SHIFT_DIVISOR: Final = 8
+SMOOTHING_DIVISOR: Final = 8
 
 
 class AlgorithmId(IntEnum):
@@ -45,8 +48,8 @@ class AdaptiveParams:
     forgets its no-load time every this many samples, to notice a slower
     server. ``tolerance_milli``: how much slower than the long-term time a
     sample may be before Gradient2 shrinks; ``smoothing_milli``: how far
-    Gradient2 moves toward its new estimate per sample; ``long_window``:
-    samples in its long-term average; ``queue_size``: the headroom (calls)
+    Gradient2 moves toward its new estimate per round trip; ``long_window``:
+    round trips in its long-term average; ``queue_size``: the headroom (calls)
     it adds above the estimate.
     """
 
@@ -61,7 +64,7 @@ class AdaptiveParams:
     probe_every: int = 0
     tolerance_milli: int = 1500
     smoothing_milli: int = 200
-    long_window: int = 600
+    long_window: int = 100
     queue_size: int = 4
 
     def __post_init__(self) -> None:
