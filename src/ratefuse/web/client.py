@@ -19,9 +19,15 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
+from ratefuse.adaptive import AdaptiveLimitFullError
 from ratefuse.breaker import BreakerConfig, CircuitBreaker, Permit
 from ratefuse.core.errors import RateLimitExceeded
 from ratefuse.protocols import is_async, is_keyed
+from ratefuse.web.client_concurrency import (
+    AsyncSlotTransport,
+    Concurrency,
+    SlotTransport,
+)
 from ratefuse.web.rules import check_limiter
 
 BreakerFactory = Callable[[str], CircuitBreaker]
@@ -164,7 +170,9 @@ class _Sending:
             return
         duration = time.perf_counter() - self.started
         if exc is not None:
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception) and not isinstance(
+                exc, AdaptiveLimitFullError
+            ):
                 permit.on_error(duration, exc)
             else:
                 permit.release()
@@ -203,6 +211,7 @@ class _TransportBase(Generic[Inner]):
     # transport (None: a new ``new_transport()``) and the admission.
 
     new_transport: Callable[[], Inner]
+    under_concurrency: Callable[..., Inner]
 
     def __init__(
         self,
@@ -212,9 +221,14 @@ class _TransportBase(Generic[Inner]):
         breaker: BreakerConfig | BreakerFactory | None = None,
         max_wait: float = 0.0,
         is_failure: IsFailure = server_error,
+        concurrency: Concurrency | None = None,
     ) -> None:
         self._admission = _UpstreamAdmission(limiter, breaker, max_wait, is_failure)
         self._transport = self.new_transport() if transport is None else transport
+        if concurrency is not None:
+            self._transport = self.under_concurrency(
+                self._transport, concurrency, upstream_of, is_failure
+            )
 
     @property
     def breakers(self) -> dict[str, CircuitBreaker]:
@@ -240,10 +254,14 @@ class GuardedTransport(_TransportBase[httpx.BaseTransport], httpx.BaseTransport)
     ``httpx.HTTPStatusError``) and the exceptions of the inner transport
     (timeouts, connection errors), which propagate; the breaker's
     exception rules classify both. ``breakers`` maps each host seen to
-    its breaker. Thread-safe as the limiter and breakers are.
+    its breaker. ``concurrency``: an AdaptiveLimiter (one adaptive
+    concurrency limit for all hosts), a factory ``host -> AdaptiveLimiter``
+    (one per host) or None; see :mod:`ratefuse.web.client_concurrency`.
+    Thread-safe as the limiter and breakers are.
     """
 
     new_transport = httpx.HTTPTransport
+    under_concurrency = SlotTransport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         admission = self._admission
@@ -269,6 +287,7 @@ class AsyncGuardedTransport(
     nothing (the breaker's permit is released)."""
 
     new_transport = httpx.AsyncHTTPTransport
+    under_concurrency = AsyncSlotTransport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         admission = self._admission

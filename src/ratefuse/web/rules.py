@@ -13,7 +13,9 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
+from ratefuse.adaptive import AdaptiveLimiter
 from ratefuse.protocols import is_keyed
+from ratefuse.web.concurrency import check_concurrency
 from ratefuse.web.keys import KeyFunction
 
 T = TypeVar("T")
@@ -129,9 +131,12 @@ class Route:
     path must match); None means glob when the pattern has ``*?[``, else
     exact. A route with no limits exempts its paths. Regex patterns may not
     use numbered backreferences (all routes compile into one expression).
+    ``concurrency`` (an :class:`ratefuse.AdaptiveLimiter`; None: none) runs
+    the app of the requests the limits admit under that adaptive
+    concurrency limit (:mod:`ratefuse.web.concurrency`): 503 without a slot.
     """
 
-    __slots__ = ("limits", "match", "methods", "pattern", "regex")
+    __slots__ = ("concurrency", "limits", "match", "methods", "pattern", "regex")
 
     def __init__(
         self,
@@ -140,6 +145,7 @@ class Route:
         *,
         match: MatchKind | None = None,
         methods: Sequence[str] | None = None,
+        concurrency: AdaptiveLimiter | None = None,
     ) -> None:
         if not isinstance(pattern, str):
             raise ValueError(f"pattern must be a str, got {pattern!r}")
@@ -173,6 +179,7 @@ class Route:
         self.match = match
         self.limits = limits
         self.methods = methods
+        self.concurrency = check_concurrency(concurrency)
 
     def __repr__(self) -> str:
         return f"Route({self.pattern!r}, match={self.match!r}, limits={self.limits!r})"
