@@ -42,7 +42,13 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("backends", ("ratefuse.redis", "ratefuse.shm")),
     (
         "integrations",
-        ("ratefuse.web", "ratefuse.config", "ratefuse.metrics", "ratefuse.health"),
+        (
+            "ratefuse.web",
+            "ratefuse.config",
+            "ratefuse.metrics",
+            "ratefuse.metrics_adaptive",
+            "ratefuse.health",
+        ),
     ),
     (
         "bench",

@@ -229,6 +229,22 @@ class AdaptiveLimiter:
             last_rtt=core.last_rtt_ns / 1e9,
         )
 
+    def health(self) -> dict[str, Any]:
+        """`health` is the limit's state as JSON-ready values: ``limit``,
+        ``in_flight``, ``waiting``, ``at_floor`` (the limit is at its
+        ``min_limit``: the dependency is struggling) and the smoothed and
+        no-load latencies in ms."""
+        stats = self.stats()
+        return {
+            "algorithm": stats.algorithm,
+            "limit": stats.limit,
+            "in_flight": stats.in_flight,
+            "waiting": stats.waiting,
+            "at_floor": stats.limit <= self._algorithm.min_limit,
+            "smoothed_rtt_ms": round(stats.smoothed_rtt * 1000, 3),
+            "min_rtt_ms": round(stats.min_rtt * 1000, 3),
+        }
+
     def try_acquire(self) -> AdaptivePermit | None:
         """`try_acquire` gives a permit if a slot is free now and nobody
         waits, else None; it never waits and counts nothing as rejected.
