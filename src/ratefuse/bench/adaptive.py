@@ -1,6 +1,7 @@
 """``ratefuse bench adaptive``: the adaptive concurrency simulation over
 loads of 0.5x to 3x the capacity, its table, its plot and the issue's
-targets at 2x (``benchmarks/adaptive_server.py`` is the real-server check).
+targets at 2x (with ``--server``, also the real-server check of
+:mod:`ratefuse.bench.adaptive_server`).
 
 The contenders: no limit, a Bulkhead set right (the capacity before the
 drop), one set 2x too high, and AIMD (timeout 1.5x the normal latency),
@@ -229,4 +230,8 @@ def run(args: argparse.Namespace) -> int:
     if not too_high.failures(unloaded):
         print("the bulkhead set 2x too high met the targets: the model is too easy")
         status = 1
+    if args.server:
+        from ratefuse.bench.adaptive_server import run_server_check
+
+        print("\n".join(["", *run_server_check(quick=args.quick)]))
     return status

@@ -42,7 +42,7 @@ MODE_OPTIONS = {
     "speed": (*_COMMON, *_CONTENDERS, "repeats", "plot"),
     "accuracy": (*_COMMON, *_CONTENDERS, "workers", "duration", "target"),
     "asgi": (*_COMMON, "repeats", "duration", "connections", "http"),
-    "adaptive": ("quick", "json", "plot", "duration"),
+    "adaptive": ("quick", "json", "plot", "duration", "server"),
 }
 DEFAULT_WORKERS = 8
 
@@ -107,6 +107,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=("auto", "h11", "httptools"),
         help="asgi: uvicorn's HTTP implementation (default auto: httptools "
         "if installed)",
+    )
+    bench.add_argument(
+        "--server",
+        action="store_true",
+        help="adaptive: also drive a real uvicorn server past its capacity",
     )
     bench.add_argument(
         "--target",
