@@ -36,6 +36,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "ratefuse.breaker",
             "ratefuse.bulkhead",
             "ratefuse.adaptive",
+            "ratefuse.adaptive_stats",
         ),
     ),
     ("package", ("ratefuse",)),
