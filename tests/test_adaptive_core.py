@@ -310,3 +310,19 @@ def test_a_failing_clock_keeps_the_permit_open(impl: Any) -> None:
     assert limit.in_flight == 0
     with pytest.raises(TypeError, match="clock"):
         impl.module("core.adaptive._limit").AdaptiveCore(params, 5)
+
+
+def test_a_freed_slot_is_announced_only_while_callers_wait(impl: Any) -> None:
+    calls: list[int] = []
+    params = AdaptiveParams(AlgorithmId.AIMD, 2, 1, 10)
+    module = impl.module("core.adaptive._limit")
+    limit = module.AdaptiveCore(params, None, lambda: calls.append(limit.in_flight))
+    fill(limit, 2)
+    limit.complete(MS, False)
+    assert calls == []
+    limit.enqueue()
+    limit.complete(MS, False)
+    assert limit.admit() is False  # someone waits: only grant takes a slot
+    assert limit.grant()
+    limit.forget()
+    assert calls == [0, 0]

@@ -349,11 +349,12 @@ cdef class AdaptiveCore:
             gradient_milli = C_MILLI // 2
         if gradient_milli > C_MILLI:
             gradient_milli = C_MILLI
+        cdef int64_t smoothing = self._smoothing_milli
         estimate = self.limit_micro * gradient_milli // C_MILLI + self._queue_micro
         if estimate >= self.limit_micro:
             return self.limit_micro + (
-                (estimate - self.limit_micro) * self._smoothing_milli // C_MILLI // limit
+                (estimate - self.limit_micro) * smoothing // C_MILLI // limit
             )
         return self.limit_micro - (
-            (self.limit_micro - estimate) * self._smoothing_milli // C_MILLI // limit
+            (self.limit_micro - estimate) * smoothing // C_MILLI // limit
         )
