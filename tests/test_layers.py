@@ -49,6 +49,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "ratefuse.metrics",
             "ratefuse.metrics_adaptive",
             "ratefuse.health",
+            "ratefuse.retry",
         ),
     ),
     (

@@ -40,19 +40,22 @@ class Health:
     """`Health` summarises a registry: ``ok`` when every backend answered
     its PING and every breaker is CLOSED or DISABLED. ``breakers`` maps
     names to state names; ``backends`` names to :class:`BackendHealth`;
-    ``adaptive`` names to the state of adaptive concurrency limits
-    (:meth:`ratefuse.AdaptiveLimiter.health`), which do not change ``ok``:
-    a limit at its floor is doing its job."""
+    ``config_version`` is the version of the configuration in force (None
+    when it came from no config source); ``adaptive`` names to the state of
+    adaptive concurrency limits (:meth:`ratefuse.AdaptiveLimiter.health`),
+    which do not change ``ok``: a limit at its floor is doing its job."""
 
     ok: bool
     breakers: Mapping[str, str] = field(default_factory=dict)
     backends: Mapping[str, BackendHealth] = field(default_factory=dict)
+    config_version: int | None = None
     adaptive: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """`to_dict` is the JSON form: status "ok" or "degraded", breaker
-        states, and per backend ok, latency_ms, error and breaker."""
-        return {
+        states, per backend ok, latency_ms, error and breaker, and
+        config_version when there is one."""
+        found: dict[str, Any] = {
             "status": "ok" if self.ok else "degraded",
             "breakers": dict(self.breakers),
             "backends": {
@@ -66,8 +69,12 @@ class Health:
                 }
                 for name, backend in self.backends.items()
             },
-            **({"adaptive": dict(self.adaptive)} if self.adaptive else {}),
         }
+        if self.config_version is not None:
+            found["config_version"] = self.config_version
+        if self.adaptive:
+            found["adaptive"] = dict(self.adaptive)
+        return found
 
 
 class Pingable(Protocol):
@@ -108,7 +115,7 @@ def check_health(
         ok,
         {name: state.name for name, state in states.items()},
         pinged,
-        {name: limiter.health() for name, limiter in (adaptive or {}).items()},
+        adaptive={name: limiter.health() for name, limiter in (adaptive or {}).items()},
     )
 
 

@@ -27,6 +27,8 @@ scrapes. Families (``ratefuse`` is the default namespace):
   a Redis backend's ``stats()`` (round trips, transport errors, timeouts,
   ...), and its breaker as above under ``breaker="backend:<name>"`` (on a
   cluster, each node's too, under ``breaker="backend:<name>@<host:port>"``);
+- ``ratefuse_config_version``: the version of the registry's configuration
+  from a config source (see ``ratefuse.config.ConfigFollower``);
 - ``ratefuse_adaptive_*{limiter}``: adaptive concurrency limits added with
   `RatefuseCollector.add_adaptive` (see :mod:`ratefuse.metrics_adaptive`).
 """
@@ -110,6 +112,14 @@ class RatefuseCollector:
         """`collect` reads every counter now."""
         limiters, breakers, backends = self._snapshot()
         yield from _Families(self._namespace).fill(limiters, breakers, backends)
+        version = None if self._registry is None else self._registry.config_version
+        if version is not None:
+            prefix = f"{self._namespace}_" if self._namespace else ""
+            gauge = GaugeMetricFamily(
+                f"{prefix}config_version", "Version of the configuration in force."
+            )
+            gauge.add_metric([], version)
+            yield gauge
         with self._lock:
             adaptive = dict(self._adaptive)
         yield from adaptive_metrics(self._namespace, adaptive)

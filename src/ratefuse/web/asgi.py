@@ -60,7 +60,10 @@ class RateLimitMiddleware(MiddlewareBase[ASGIApp, Scope]):
     ``Retry-After`` on the responses it lets through. ``on_denied(scope,
     outcome)`` is called for each denial (also in shadow mode), e.g. to log
     it. ``registry`` resolves limiters given by name
-    (``registry.limiter(name)``), once, at construction.
+    (``registry.limiter(name)``), once, at construction. ``deadline_from``
+    (None, the default: off), a header name such as "x-request-timeout"
+    (seconds, or gRPC's "250m") or a function of the request, runs the app
+    under ``ratefuse.deadline`` of what it reads (ratefuse.web.deadlines).
 
     Async limiters (``AsyncRedisLimiter``) are awaited; a sync
     ``RedisLimiter`` blocks the event loop for its round trip.

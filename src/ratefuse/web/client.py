@@ -28,6 +28,7 @@ from ratefuse.web.client_concurrency import (
     Concurrency,
     SlotTransport,
 )
+from ratefuse.web.deadlines import bound_request
 from ratefuse.web.rules import check_limiter
 
 BreakerFactory = Callable[[str], CircuitBreaker]
@@ -221,9 +222,16 @@ class _TransportBase(Generic[Inner]):
         breaker: BreakerConfig | BreakerFactory | None = None,
         max_wait: float = 0.0,
         is_failure: IsFailure = server_error,
+        deadline_header: str | None = None,
         concurrency: Concurrency | None = None,
     ) -> None:
         self._admission = _UpstreamAdmission(limiter, breaker, max_wait, is_failure)
+        if deadline_header is not None and not isinstance(deadline_header, str):
+            raise ValueError(
+                "deadline_header must be a header name or None, "
+                f"got {deadline_header!r}"
+            )
+        self._deadline_header = deadline_header
         self._transport = self.new_transport() if transport is None else transport
         if concurrency is not None:
             self._transport = self.under_concurrency(
@@ -254,16 +262,21 @@ class GuardedTransport(_TransportBase[httpx.BaseTransport], httpx.BaseTransport)
     ``httpx.HTTPStatusError``) and the exceptions of the inner transport
     (timeouts, connection errors), which propagate; the breaker's
     exception rules classify both. ``breakers`` maps each host seen to
-    its breaker. ``concurrency``: an AdaptiveLimiter (one adaptive
-    concurrency limit for all hosts), a factory ``host -> AdaptiveLimiter``
-    (one per host) or None; see :mod:`ratefuse.web.client_concurrency`.
-    Thread-safe as the limiter and breakers are.
+    its breaker. Under a running ``ratefuse.deadline`` a request with no
+    time left is refused (DeadlineExceeded), its timeouts are cut to the
+    time left, and ``deadline_header`` (None: not sent) carries the time
+    left to the upstream (see ratefuse.web.deadlines). ``concurrency``: an
+    AdaptiveLimiter (one adaptive concurrency limit for all hosts), a
+    factory ``host -> AdaptiveLimiter`` (one per host) or None; see
+    :mod:`ratefuse.web.client_concurrency`. Thread-safe as the limiter and
+    breakers are.
     """
 
     new_transport = httpx.HTTPTransport
     under_concurrency = SlotTransport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        bound_request(request, self._deadline_header)
         admission = self._admission
         permit = admission.admit(request)
         if admission.waits:
@@ -290,6 +303,7 @@ class AsyncGuardedTransport(
     under_concurrency = AsyncSlotTransport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        bound_request(request, self._deadline_header)
         admission = self._admission
         permit = admission.admit(request)
         if admission.waits:

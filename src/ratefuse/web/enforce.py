@@ -23,6 +23,7 @@ from typing import Any, Generic, Literal, TypeVar
 from ratefuse.adaptive import AdaptiveLimiter
 from ratefuse.protocols import is_async, is_keyed
 from ratefuse.web.concurrency import under_concurrency
+from ratefuse.web.deadlines import DeadlineFrom, deadline_reader, with_deadline
 from ratefuse.web.headers import (
     DEFAULT_HEADER_MODE,
     DEFAULT_HEADERS_ON,
@@ -405,6 +406,7 @@ class MiddlewareBase(Generic[App, Request]):
         on_denied: Callable[[Request, Outcome], None] | None = None,
         denied_body: bytes = DEFAULT_DENIED_BODY,
         registry: object | None = None,
+        deadline_from: DeadlineFrom | None = None,
     ) -> None:
         for option, value in (("exempt", exempt), ("on_denied", on_denied)):
             if value is not None and not callable(value):
@@ -412,13 +414,17 @@ class MiddlewareBase(Generic[App, Request]):
         if not isinstance(denied_body, bytes):
             raise ValueError(f"denied_body must be bytes, got {denied_body!r}")
         self.app = app
+        if deadline_from is not None:
+            # The app runs under the request's deadline (web/deadlines.py).
+            reader = deadline_reader(deadline_from, self.side)
+            self.app = with_deadline(app, reader, self.side)
         self._router = compile_routes(
             routes, exempt_paths, self.side, headers, headers_on, registry
         )
         self._find = self._router.find
         for policy in self._router.targets.values():
             if policy is not None:
-                policy.app = under_concurrency(self.side, app, policy.concurrency)
+                policy.app = under_concurrency(self.side, self.app, policy.concurrency)
         self._exempt = exempt
         self._shadow = bool(shadow)
         self._on_denied = on_denied
