@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from ratefuse.adaptive import AdaptiveLimiter, AdaptiveLimitFullError
 from ratefuse.breaker import BreakerConfig, BreakerMetrics, CircuitBreaker
 from ratefuse.breaker import State as BreakerState
 from ratefuse.bulkhead import Bulkhead, BulkheadFullError
@@ -33,6 +34,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ALGORITHMS",
     "IMPLEMENTATION",
+    "AdaptiveLimitFullError",
+    "AdaptiveLimiter",
     "BackendError",
     "BreakerConfig",
     "BreakerCounters",

@@ -31,7 +31,9 @@ scrapes. Families (``ratefuse`` is the default namespace):
   ...), and its breaker as above under ``breaker="backend:<name>"`` (on a
   cluster, each node's too, under ``breaker="backend:<name>@<host:port>"``);
 - ``ratefuse_config_version``: the version of the registry's configuration
-  from a config source (see ``ratefuse.config.ConfigFollower``).
+  from a config source (see ``ratefuse.config.ConfigFollower``);
+- ``ratefuse_adaptive_*{limiter}``: adaptive concurrency limits added with
+  `RatefuseCollector.add_adaptive` (see :mod:`ratefuse.metrics_adaptive`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     ) from exc
 
 from ratefuse.breaker import State
+from ratefuse.metrics_adaptive import adaptive_metrics
 
 if TYPE_CHECKING:
     from ratefuse.config import Registry
@@ -78,6 +81,7 @@ class RatefuseCollector:
         self._limiters: dict[str, Any] = {}
         self._breakers: dict[str, Any] = {}
         self._backends: dict[str, _Backend] = {}
+        self._adaptive: dict[str, Any] = {}
 
     def add_limiter(self, name: str, limiter: object) -> None:
         """`add_limiter` reports ``limiter`` (anything with ``counters()``
@@ -97,6 +101,11 @@ class RatefuseCollector:
         with self._lock:
             self._backends[name] = backend  # type: ignore[assignment]
 
+    def add_adaptive(self, name: str, limiter: object) -> None:
+        """`add_adaptive` reports an AdaptiveLimiter as ``limiter=name``."""
+        with self._lock:
+            self._adaptive[name] = limiter
+
     def describe(self) -> list[Metric]:
         """`describe` is empty: the families depend on what is registered
         at scrape time, so prometheus_client must not call collect early."""
@@ -114,6 +123,9 @@ class RatefuseCollector:
             )
             gauge.add_metric([], version)
             yield gauge
+        with self._lock:
+            adaptive = dict(self._adaptive)
+        yield from adaptive_metrics(self._namespace, adaptive)
 
     def _snapshot(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, _Backend]]:
         with self._lock:

@@ -77,6 +77,7 @@ class RateLimitMiddleware(MiddlewareBase[ASGIApp, Scope]):
         policy = self._find(scope["method"], scope["path"])
         if policy is None or (self._exempt is not None and self._exempt(scope)):
             return await self.app(scope, receive, send)
+        app: ASGIApp = policy.app
         limit = policy.single
         if limit is not None:
             tracked = limit.tracked
@@ -87,9 +88,9 @@ class RateLimitMiddleware(MiddlewareBase[ASGIApp, Scope]):
                 # Admitted: straight to the app, with the two headers if
                 # asked for on every response.
                 if not policy.headers_on_admitted:
-                    return await self.app(scope, receive, send)
+                    return await app(scope, receive, send)
                 extra = [*policy.static_raw, limit.raw_rate_header(decision)]
-                return await self.app(scope, receive, _with_headers(send, extra))
+                return await app(scope, receive, _with_headers(send, extra))
             outcome = judge_one(limit, decision)
         else:
             policy.refresh()
@@ -98,8 +99,8 @@ class RateLimitMiddleware(MiddlewareBase[ASGIApp, Scope]):
         if added is None:
             return await self._deny(policy, outcome, send)
         if not added:  # nothing to add (headers="none", or a 200)
-            return await self.app(scope, receive, send)
-        return await self.app(scope, receive, _with_headers(send, added))
+            return await app(scope, receive, send)
+        return await app(scope, receive, _with_headers(send, added))
 
     async def _deny(self, policy: RoutePolicy, outcome: Outcome, send: Send) -> None:
         headers = [

@@ -19,10 +19,16 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
+from ratefuse.adaptive import AdaptiveLimitFullError
 from ratefuse.breaker import BreakerConfig, CircuitBreaker, Permit
 from ratefuse.core.errors import RateLimitExceeded
 from ratefuse.protocols import is_async, is_keyed
 from ratefuse.throttle import AdaptiveThrottle, ThrottleConfig, ThrottledError
+from ratefuse.web.client_concurrency import (
+    AsyncSlotTransport,
+    Concurrency,
+    SlotTransport,
+)
 from ratefuse.web.deadlines import bound_request
 from ratefuse.web.rules import check_limiter
 
@@ -206,6 +212,8 @@ class _Sending:
             if self.admission.throttling
             else None
         )
+        if isinstance(exc, AdaptiveLimitFullError):
+            throttle = None  # refused here, not by the upstream: no outcome
         if throttle is not None and isinstance(exc, Exception):
             throttle.record(False)
         elif throttle is not None and exc is None:
@@ -216,7 +224,9 @@ class _Sending:
             return
         duration = time.perf_counter() - self.started
         if exc is not None:
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception) and not isinstance(
+                exc, AdaptiveLimitFullError
+            ):
                 permit.on_error(duration, exc)
             else:
                 permit.release()
@@ -255,6 +265,7 @@ class _TransportBase(Generic[Inner]):
     # transport (None: a new ``new_transport()``) and the admission.
 
     new_transport: Callable[[], Inner]
+    under_concurrency: Callable[..., Inner]
 
     def __init__(
         self,
@@ -267,6 +278,7 @@ class _TransportBase(Generic[Inner]):
         deadline_header: str | None = None,
         throttle: ThrottleConfig | ThrottleFactory | None = None,
         is_accepted: IsFailure = upstream_accepted,
+        concurrency: Concurrency | None = None,
     ) -> None:
         self._admission = _UpstreamAdmission(
             limiter, breaker, max_wait, is_failure, throttle, is_accepted
@@ -278,6 +290,10 @@ class _TransportBase(Generic[Inner]):
             )
         self._deadline_header = deadline_header
         self._transport = self.new_transport() if transport is None else transport
+        if concurrency is not None:
+            self._transport = self.under_concurrency(
+                self._transport, concurrency, upstream_of, is_failure
+            )
 
     @property
     def breakers(self) -> dict[str, CircuitBreaker]:
@@ -311,16 +327,22 @@ class GuardedTransport(_TransportBase[httpx.BaseTransport], httpx.BaseTransport)
     its breaker. Under a running ``ratefuse.deadline`` a request with no
     time left is refused (DeadlineExceeded), its timeouts are cut to the
     time left, and ``deadline_header`` (None: not sent) carries the time
-    left to the upstream (see ratefuse.web.deadlines). ``throttle``: a ThrottleConfig (one AdaptiveThrottle per
-    host), a factory ``host -> AdaptiveThrottle``, or None; it refuses
+    left to the upstream (see ratefuse.web.deadlines). ``throttle``: a
+    ThrottleConfig (one AdaptiveThrottle per host), a factory
+    ``host -> AdaptiveThrottle``, or None; it refuses
     requests locally (ThrottledError, before the breaker and the quota)
     in proportion as the host's accept ratio falls; ``is_accepted`` says
     which responses count as accepted (default: not 429, not 5xx;
     transport errors never do); ``throttles`` maps each host seen to its
-    throttle. Thread-safe as the limiter and breakers are.
+    throttle. ``concurrency``: an
+    AdaptiveLimiter (one adaptive concurrency limit for all hosts), a
+    factory ``host -> AdaptiveLimiter`` (one per host) or None; see
+    :mod:`ratefuse.web.client_concurrency`. Thread-safe as the limiter and
+    breakers are.
     """
 
     new_transport = httpx.HTTPTransport
+    under_concurrency = SlotTransport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         bound_request(request, self._deadline_header)
@@ -347,6 +369,7 @@ class AsyncGuardedTransport(
     nothing (the breaker's permit is released)."""
 
     new_transport = httpx.AsyncHTTPTransport
+    under_concurrency = AsyncSlotTransport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         bound_request(request, self._deadline_header)

@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from math import ceil, inf
 from typing import Any, Generic, Literal, TypeVar
 
+from ratefuse.adaptive import AdaptiveLimiter
 from ratefuse.protocols import is_async, is_keyed
+from ratefuse.web.concurrency import under_concurrency
 from ratefuse.web.deadlines import DeadlineFrom, deadline_reader, with_deadline
 from ratefuse.web.headers import (
     DEFAULT_HEADER_MODE,
@@ -174,9 +176,12 @@ class RoutePolicy:
     """`RoutePolicy` is a route's compiled limits and its static headers
     (``static_headers`` as text, ``static_raw`` as ASGI bytes);
     ``headers_on_admitted`` is whether admitted responses carry
-    headers too."""
+    headers too; ``app`` is what the admitted requests go to (the
+    middleware's app, under the route's ``concurrency`` limit if any)."""
 
     __slots__ = (
+        "app",
+        "concurrency",
         "draft",
         "headers_on_admitted",
         "legacy",
@@ -192,7 +197,10 @@ class RoutePolicy:
         limits: Sequence[CompiledLimit],
         mode: HeaderMode,
         headers_on: HeadersOn,
+        concurrency: AdaptiveLimiter | None = None,
     ) -> None:
+        self.concurrency = concurrency
+        self.app: Any = None
         self.limits = tuple(limits)
         self.draft = mode in ("draft", "both")
         self.legacy = mode in ("legacy", "both")
@@ -292,8 +300,9 @@ def compile_routes(
             ],
             mode,
             headers_on,
+            route.concurrency,
         )
-        if route.limits
+        if route.limits or route.concurrency is not None
         else None
         for route in routes
     ]
@@ -438,6 +447,9 @@ class MiddlewareBase(Generic[App, Request]):
             routes, exempt_paths, self.side, headers, headers_on, registry
         )
         self._find = self._router.find
+        for policy in self._router.targets.values():
+            if policy is not None:
+                policy.app = under_concurrency(self.side, self.app, policy.concurrency)
         self._exempt = exempt
         self._shadow = bool(shadow)
         self._on_denied = on_denied

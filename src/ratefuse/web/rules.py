@@ -13,7 +13,9 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
+from ratefuse.adaptive import AdaptiveLimiter
 from ratefuse.protocols import is_keyed
+from ratefuse.web.concurrency import check_concurrency
 from ratefuse.web.keys import KeyFunction, header
 
 T = TypeVar("T")
@@ -151,9 +153,20 @@ class Route:
     header name, a :class:`KeyFunction` or a callable of the ASGI scope /
     WSGI environ, its value parsed by
     :func:`ratefuse.shedding.parse_priority` (missing: DEFAULT).
+    ``concurrency`` (an :class:`ratefuse.AdaptiveLimiter`; None: none) runs
+    the app of the requests the limits admit under that adaptive
+    concurrency limit (:mod:`ratefuse.web.concurrency`): 503 without a slot.
     """
 
-    __slots__ = ("limits", "match", "methods", "pattern", "priority", "regex")
+    __slots__ = (
+        "concurrency",
+        "limits",
+        "match",
+        "methods",
+        "pattern",
+        "priority",
+        "regex",
+    )
 
     def __init__(
         self,
@@ -163,6 +176,7 @@ class Route:
         match: MatchKind | None = None,
         methods: Sequence[str] | None = None,
         priority: str | KeyFunction | Callable[[Any], object] | None = None,
+        concurrency: AdaptiveLimiter | None = None,
     ) -> None:
         if not isinstance(pattern, str):
             raise ValueError(f"pattern must be a str, got {pattern!r}")
@@ -197,6 +211,7 @@ class Route:
         self.limits = limits
         self.methods = methods
         self.priority = priority_reader(priority)
+        self.concurrency = check_concurrency(concurrency)
 
     def __repr__(self) -> str:
         return f"Route({self.pattern!r}, match={self.match!r}, limits={self.limits!r})"
