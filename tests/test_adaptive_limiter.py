@@ -242,3 +242,29 @@ def test_every_algorithm_fits(algorithm: Any) -> None:
 def test_bad_configs_name_the_field(make: Any, message: str) -> None:
     with pytest.raises((ValueError, TypeError), match=message):
         make()
+
+
+def test_a_spent_deadline_refuses_the_wait_at_once() -> None:
+    # max_wait is forever, but the running call's deadline has no time
+    # left (a manual clock past it): refused at once, as the deadline's
+    # error, sync and asyncio alike; the slot holder is unaffected.
+    import ratefuse
+    from ratefuse import DeadlineExceeded
+
+    clock = Clock()
+    limiter = AdaptiveLimiter(aimd(1), max_wait=float("inf"), name="api")
+    permit = limiter.acquire()
+    with ratefuse.deadline(0.5, clock=clock):
+        clock.now += 600 * MS
+        with pytest.raises(DeadlineExceeded) as caught:
+            limiter.acquire()
+        assert caught.value.what == "adaptive"
+
+        async def wait_async() -> None:
+            with pytest.raises(DeadlineExceeded):
+                await limiter.acquire_async()
+
+        asyncio.run(wait_async())
+    assert (limiter.core.waiting, limiter.stats().rejected) == (0, 2)
+    permit.release()
+    assert limiter.in_flight == 0

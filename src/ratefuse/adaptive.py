@@ -43,6 +43,8 @@ from typing import Any, Final, ParamSpec, TypeVar, cast
 from ratefuse.adaptive_stats import AdaptiveLimitFullError, AdaptiveStats
 from ratefuse.core.adaptive.config import AIMD, AdaptiveAlgorithm, Gradient2, Vegas
 from ratefuse.core.adaptive.limit import AdaptiveCore, AdaptivePermit
+from ratefuse.core.errors import DeadlineExceeded
+from ratefuse.engine.deadline import bounded, current
 from ratefuse.engine.held_iteration import Done, relay, relay_async
 
 P = ParamSpec("P")
@@ -230,7 +232,10 @@ class AdaptiveLimiter:
                 permit.ignore()
 
     def _enter_or_queue(
-        self, wait: float, loop: asyncio.AbstractEventLoop | None = None
+        self,
+        wait: float,
+        by_deadline: bool,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> AdaptivePermit | _Waiter:
         permit = self._core.try_acquire()
         if permit is not None:
@@ -243,7 +248,7 @@ class AdaptiveLimiter:
                     return permit
             if wait <= 0.0:
                 self._rejected += 1
-                raise self._error(wait)
+                raise self._error(wait, by_deadline)
             if loop is None:
                 lock = threading.Lock()
                 lock.acquire()
@@ -270,15 +275,31 @@ class AdaptiveLimiter:
         self._hand_off()
         return None
 
-    def _error(self, wait: float) -> AdaptiveLimitFullError:
+    def _error(
+        self, wait: float, by_deadline: bool
+    ) -> AdaptiveLimitFullError | DeadlineExceeded:
+        # What a caller that waited ``wait`` seconds in vain gets: the
+        # deadline's error if the running call's deadline cut the wait.
+        if by_deadline:
+            return DeadlineExceeded("adaptive", None, wait)
         return AdaptiveLimitFullError(self._name, self._core.limit, wait)
+
+    @staticmethod
+    def _within_deadline(wait: float) -> tuple[float, bool]:
+        # (the wait for a slot within the running call's deadline, whether
+        # the deadline cut it): one ContextVar read when none is set.
+        if current() is None:
+            return wait, False
+        bound, by_deadline = bounded(wait)
+        return (wait if bound is None else bound), by_deadline
 
     def acquire(self, timeout: float | None = None) -> AdaptivePermit:
         """`acquire` gives a permit, waiting up to ``timeout`` seconds (None:
         ``max_wait``) for a slot; raises AdaptiveLimitFullError if none
         frees up in time."""
         wait = self._max_wait if timeout is None else _check_wait("timeout", timeout)
-        taken = self._enter_or_queue(wait)
+        wait, by_deadline = self._within_deadline(wait)
+        taken = self._enter_or_queue(wait, by_deadline)
         if isinstance(taken, _Waiter):
             assert taken.lock is not None
             blocking = -1 if wait >= threading.TIMEOUT_MAX else wait
@@ -291,7 +312,7 @@ class AdaptiveLimiter:
                 raise
             permit = self._give_up(taken, count=True)
             if permit is None:
-                raise self._error(wait)
+                raise self._error(wait, by_deadline)
             return permit
         return taken
 
@@ -299,7 +320,8 @@ class AdaptiveLimiter:
         """`acquire_async` is `acquire` for asyncio tasks: it waits without
         blocking the event loop. Cancelled while waiting, it takes no slot."""
         wait = self._max_wait if timeout is None else _check_wait("timeout", timeout)
-        taken = self._enter_or_queue(wait, asyncio.get_running_loop())
+        wait, by_deadline = self._within_deadline(wait)
+        taken = self._enter_or_queue(wait, by_deadline, asyncio.get_running_loop())
         if isinstance(taken, _Waiter):
             assert taken.future is not None
             try:
@@ -316,7 +338,7 @@ class AdaptiveLimiter:
                 raise
             permit = self._give_up(taken, count=True)
             if permit is None:
-                raise self._error(wait) from None
+                raise self._error(wait, by_deadline) from None
             return permit
         return taken
 
