@@ -17,6 +17,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
+from ratefuse.redis import _resp
 from ratefuse.redis._codec import ASKING, pack_command
 from ratefuse.redis._connection import (
     connection_settings,
@@ -165,6 +166,33 @@ class SyncTransport:
         else:
             connection.disconnect()
 
+    def call_one(self, packed: bytes) -> object:
+        """`call_one` is `round_trip` of one call to the single node, without
+        a plan: sends ``packed`` and returns its reply, its error reply or
+        the transport error that ended it (as `round_trip` hands them on)."""
+        try:
+            connection, sock = self._take(None)
+        except Exception as exc:
+            return exc
+        try:
+            sock.sendall(packed)
+        except Exception as exc:
+            connection.disconnect()
+            return exc
+        except BaseException:
+            connection.disconnect()
+            raise
+        try:
+            complete, reply = _read_one(sock)
+        except BaseException:
+            connection.disconnect()
+            raise
+        if complete:
+            self._give(None, connection)
+        else:
+            connection.disconnect()
+        return reply
+
     def command(self, address: Address | None, *args: Any, asking: bool = False) -> Any:
         """`command` sends one command (after ASKING if ``asking``) and
         returns its reply (an error reply as a ResponseError); transport
@@ -219,6 +247,23 @@ def _read(
             return False
         deliver(replies.index - 1, reply)
     return replies.in_step
+
+
+def _read_one(sock: socket.socket) -> tuple[bool, object]:
+    # `_read` of one reply: whether the connection is still in step, and
+    # the reply (or the transport error that ended it).
+    reader = _resp.new_reader()
+    try:
+        reply: object = INCOMPLETE
+        while reply is INCOMPLETE:
+            data = sock.recv(RECV_SIZE)
+            if not data:
+                raise RedisConnectionError("Redis closed the connection")
+            reader.feed(data)
+            reply = reader.gets()
+    except (OSError, RedisConnectionError, ProtocolError) as exc:
+        return False, exc
+    return not reader.has_data(), reply
 
 
 def connection_factory(
