@@ -6,7 +6,9 @@ Each build runs in a worker process of its own (its ``src`` first on the
 path, its extensions built in place), driven line by line over a pipe, so
 that both builds and the raw pipeline share every round's load; the order
 rotates each round. Variants per build: ``fresh`` (1,000 keys never seen)
-and ``known`` (8 batches of 1,000 existing keys in rotation). Per variant:
+and ``known`` (8 batches of 1,000 existing keys in rotation); ``floor``
+is the server's least work for 1,000 new keys, a script that only stores
+each (SET with PXAT), 4 pipelined calls of 250 keys. Per variant:
 median wall ms per 1,000 (p25-p75), decisions/s, the per-round ratio to
 the raw pipeline and to the other build's same variant, the server's
 EVALSHA usec per key (INFO commandstats, reset before each sample) and the
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import os
 import statistics
 import subprocess
@@ -29,7 +32,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = 1000
+CHUNK = 250
 KNOWN_BATCHES = 8
+# Stores each key as a new ratefuse key would be stored, and nothing else.
+FLOOR_SCRIPT = """
+local now = redis.call('TIME')
+local at = now[1] * 1000 + 1000
+for k = 1, #KEYS do
+  redis.call('SET', KEYS[k], 'g 1700000000000000', 'PXAT', at)
+end
+return 1
+"""
 WARM_UP = 10
 
 
@@ -138,12 +151,31 @@ def main() -> None:
                 pipe.execute()
             return time.perf_counter() - started, time.process_time() - cpu_started
 
+        # The server's floor for a new key: a script that only stores it
+        # (SET with PXAT, as ratefuse's does), 4 calls of 250 pipelined.
+        floor_sha = connection.script_load(FLOOR_SCRIPT)
+        floor_rounds = itertools.count()
+
+        def floor() -> tuple[float, float]:
+            index = next(floor_rounds)
+            calls = [
+                [b"floor:{%d-%d}:%d" % (index, call, key) for key in range(CHUNK)]
+                for call in range(BATCH // CHUNK)
+            ]
+            cpu_started = time.process_time()
+            started = time.perf_counter()
+            with connection.pipeline(transaction=False) as pipe:
+                for keys in calls:
+                    pipe.evalsha(floor_sha, len(keys), *keys)
+                pipe.execute()
+            return time.perf_counter() - started, time.process_time() - cpu_started
+
         builds = [
             Build("this", ROOT, server.port),
             Build("other", options.other.resolve(), server.port),
         ]
         kinds = [options.only] if options.only else ["fresh", "known"]
-        runs = {"raw": raw}
+        runs = {"raw": raw, "floor": floor}
         for build in builds:
             for kind in kinds:
                 runs[f"{kind}@{build.label}"] = lambda build=build, kind=kind: (
