@@ -10,8 +10,9 @@ text (NOSCRIPT, MOVED, ASK, TRYAGAIN are recognised by it).
 
 Two readers parse the same way: `RespReader` here, and hiredis's C reader
 when the ``hiredis`` package is installed (the ``hiredis`` extra), which
-measured faster for both shapes of reply the backends read, a decision's
-five integers and a batch's msgpack blob (benchmarks/redis_reply_readers.py).
+parsed both shapes of reply the backends read in half the time or less, a
+decision's five integers and a batch's msgpack blob, and a blob read in
+pieces in a seventh (benchmarks/redis_reply_readers.py).
 `new_reader` is the one chosen at import; RATEFUSE_NO_HIREDIS=1 forces
 `RespReader`.
 """
@@ -155,7 +156,8 @@ def choose_reader(no_hiredis: str) -> Callable[[], ReplyReader]:
     return RespReader
 
 
-# Every CallReplies reads with the reader chosen here.
+# The reader every round trip makes (CallReplies, and the sync transport's
+# single call): chosen here, once.
 new_reader: Callable[[], ReplyReader] = choose_reader(
     os.environ.get(NO_HIREDIS_ENV, "")
 )
