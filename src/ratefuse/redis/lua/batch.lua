@@ -39,7 +39,7 @@ local function decide_batch(algorithm, specs, now, costs, raws, values, out)
     or width == 2 and '^(%d+) (%d+)$'
     or '^(%d+) (%d+) (%d+)$'
   local valid = algorithm.valid
-  local find, match = string.find, string.match
+  local find, match, call = string.find, string.match, redis.call
   local after = #prefix + 1
   local state = {}
   -- The expiry argument of the last reset seen: a function of reset
@@ -63,9 +63,7 @@ local function decide_batch(algorithm, specs, now, costs, raws, values, out)
     local known = false
     if inline then
       if not raw then
-        for s = 1, width do
-          state[s] = 0
-        end
+        state[1], state[2], state[3] = 0, 0, 0 -- the words past width unused
         known = true
       elseif find(raw, prefix, 1, true) == 1 then
         -- As load_string: the words right after the prefix, and no more.
@@ -102,7 +100,7 @@ local function decide_batch(algorithm, specs, now, costs, raws, values, out)
         if reset ~= last_reset then
           last_reset, last_at = reset, decimal(4, expiry(now, reset))
         end
-        redis.call('SET', key, stored, 'PXAT', last_at)
+        call('SET', key, stored, 'PXAT', last_at)
       end
       allowed = allowed and 1 or 0
     else
