@@ -100,7 +100,13 @@ local function decide_batch(algorithm, specs, now, costs, raws, values, out)
         if reset ~= last_reset then
           last_reset, last_at = reset, decimal(4, expiry(now, reset))
         end
-        call('SET', key, stored, 'PXAT', last_at)
+        if raw then
+          call('SET', key, stored, 'PXAT', last_at)
+        else
+          -- A new key: with GET, SET replies nil, which reaches Lua for
+          -- less than its "OK" (a table), for one lookup more.
+          call('SET', key, stored, 'PXAT', last_at, 'GET')
+        end
       end
       allowed = allowed and 1 or 0
     else
