@@ -160,9 +160,10 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
         # other reply goes on through an Exchange as its first round's.
         if self._slots is not None or None not in self._eviction.asked:
             return StoreCore._only(self._run(packer, [call], 1, None))  # type: ignore[no-any-return]
+        refuse_if_spent("redis")
         permit = self._admit()
         try:
-            reply = self._transport.call_one(call.packed)
+            reply = self._transport.call_one(call)
             if type(reply) is list and len(reply) == 5:
                 try:
                     raw = decode_single(reply)

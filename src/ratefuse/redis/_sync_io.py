@@ -25,7 +25,7 @@ from ratefuse.redis._connection import (
     uses_tls,
     wrong_client,
 )
-from ratefuse.redis._exchange import Plan, Receive
+from ratefuse.redis._exchange import Call, Plan, Receive
 from ratefuse.redis._pipeline import Pipeline
 from ratefuse.redis._resp import INCOMPLETE, CallReplies, ProtocolError
 from ratefuse.redis._script_paths import ScriptPaths
@@ -168,16 +168,19 @@ class SyncTransport:
         else:
             connection.disconnect()
 
-    def call_one(self, packed: bytes) -> object:
-        """`call_one` is `round_trip` of one call to the single node, without
-        a plan: sends ``packed`` and returns its reply, its error reply or
-        the transport error that ended it (as `round_trip` hands them on)."""
+    def call_one(self, call: Call) -> object:
+        """`call_one` is `round_trip` of one new call (nothing to send ahead
+        of it) to the single node, without a plan: sends it (FCALL or
+        EVALSHA, as the node's path says) and returns its reply, its error
+        reply or the transport error that ended it (as `round_trip` hands
+        them on)."""
         try:
             connection, sock = self._take(None)
         except Exception as exc:
             return exc
         try:
-            sock.sendall(packed)
+            call.choose(self.paths, None)
+            sock.sendall(call.packed)
         except Exception as exc:
             connection.disconnect()
             return exc
