@@ -10,8 +10,8 @@ runs, and within a round both see the same load. The "hog" condition
 starts ``python -c "while True: pass"`` beside it (pinned to the CPU this
 process runs on with ``--pin``) and stops it by pid at the end. Per
 condition: the median and p25-p75 of the per-round ratios, each side's
-median wall time per call, the server's EVALSHA usec per call (INFO
-commandstats) and this process's CPU per call.
+median wall time per call, the server's EVALSHA and FCALL usec per call
+(INFO commandstats) and this process's CPU per call.
 
 The limit admits every call (1,000,000/s, gcra by default): a denial
 would be answered by the deny cache without a round trip.
@@ -88,11 +88,16 @@ def ratefuse_side(limiter: RedisLimiter) -> Side:
     return Side("try_acquire", run)
 
 
-def evalsha_usec(connection: redis.Redis) -> float:
-    """`evalsha_usec` is the server's EVALSHA time since the last CONFIG
-    RESETSTAT, in microseconds."""
-    stats = connection.info("commandstats").get("cmdstat_evalsha")
-    return float(stats["usec"]) if stats else 0.0
+def script_usec(connection: redis.Redis) -> float:
+    """`script_usec` is the server's EVALSHA and FCALL time since the last
+    CONFIG RESETSTAT, in microseconds (ratefuse decides through FCALL
+    where the server has Functions)."""
+    stats = connection.info("commandstats")
+    return sum(
+        float(stats[name]["usec"])
+        for name in ("cmdstat_evalsha", "cmdstat_fcall")
+        if name in stats
+    )
 
 
 def measure(
@@ -114,7 +119,7 @@ def measure(
             if round_index >= WARM_UP_ROUNDS:
                 side.seconds.append(elapsed / calls)
                 side.cpu_seconds.append(cpu / calls)
-                side.server_us.append(evalsha_usec(connection) / calls)
+                side.server_us.append(script_usec(connection) / calls)
 
 
 @contextmanager
