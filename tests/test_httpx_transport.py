@@ -32,7 +32,10 @@ TRIP_AFTER_TWO = BreakerConfig(
     wait_duration=30.0,
     half_open_calls=1,
 )
-TIMEOUT = httpx.Timeout(5.0, read=0.05)  # a hang costs the test 50 ms
+# Requests that answer get seconds (a loaded machine can take a while);
+# only those to /hang time out, after 50 ms.
+TIMEOUT = httpx.Timeout(5.0)
+HANG_TIMEOUT = httpx.Timeout(5.0, read=0.05)
 
 
 class Upstream:
@@ -125,7 +128,7 @@ def test_timeouts_and_connection_errors_count_as_failures(upstreams, breakers) -
     with httpx.Client(transport=transport, timeout=TIMEOUT) as client:
         for _ in range(2):
             with pytest.raises(httpx.ReadTimeout):
-                client.get(f"{url}/hang")
+                client.get(f"{url}/hang", timeout=HANG_TIMEOUT)
         with pytest.raises(CircuitOpenError):
             client.get(f"{url}/ok")
         for _ in range(2):
@@ -220,7 +223,7 @@ def test_async_transport(upstreams, keyed, breakers, clock) -> None:
         async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
             assert (await client.get(f"{url}/fail")).status_code == 503
             with pytest.raises(httpx.ReadTimeout):
-                await client.get(f"{url}/hang")
+                await client.get(f"{url}/hang", timeout=HANG_TIMEOUT)
             with pytest.raises(CircuitOpenError):
                 await client.get(f"{url}/ok")
             before = clock.now_ns
@@ -244,7 +247,9 @@ def test_async_cancellation_records_nothing(upstreams, breakers) -> None:
     async def drive() -> Any:
         transport = AsyncGuardedTransport(breaker=breakers)
         async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
-            task = asyncio.ensure_future(client.get(f"{url}/hang"))
+            task = asyncio.ensure_future(
+                client.get(f"{url}/hang", timeout=HANG_TIMEOUT)
+            )
             # Cancel once the request is in flight (the upstream has it),
             # not after a guessed delay: a task cancelled before it sent
             # anything would pass this test without testing anything.

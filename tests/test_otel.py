@@ -149,10 +149,10 @@ def test_a_collection_reads_the_counters_once() -> None:
     provider = MeterProvider(metric_readers=[reader])
     instruments = RatefuseInstruments(meter_provider=provider)
     counted = CountingLimiter()
-    instruments.add_limiter("counted", counted)
+    instruments.add_limiter("counted", counted)  # read once for its families
     for collections in (1, 2, 3):
         read_otel(reader)
-        assert counted.readings == collections
+        assert counted.readings == 1 + collections
     provider.shutdown()
 
 
@@ -270,3 +270,34 @@ def test_missing_opentelemetry_names_the_extra(tmp_path: Any) -> None:
     )
     assert result.returncode == 1
     assert "pip install 'ratefuse[otel]'" in result.stderr
+
+
+def test_the_config_version_and_metric_samples_are_reported_as_in_prometheus(
+    registry: Registry,
+) -> None:
+    from ratefuse.shedding import PriorityLimiter
+
+    registry.update(
+        {
+            "limiters": {
+                "api": {"rate": "2/s"},
+                "users": {"rate": "1/s", "keyed": True, "max_keys": 2},
+            },
+            "breakers": {"db": {"minimum_calls": 1, "window_size": 1}},
+        },
+        version=7,
+    )
+    shed = PriorityLimiter(Limiter("1/s", clock=lambda: 0))
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    instruments = RatefuseInstruments(registry, meter_provider=provider)
+    instruments.add_limiter("shed", shed)
+    collector = RatefuseCollector(registry)
+    collector.add_limiter("shed", shed)
+    shed.try_acquire()
+    shed.try_acquire()
+    otel, prometheus = read_otel(reader), read_prometheus(collector)
+    assert otel == prometheus
+    assert otel[("ratefuse_config_version", ())] == 7
+    assert any(name.startswith("ratefuse_priority_limiter") for name, _ in otel)
+    provider.shutdown()

@@ -25,16 +25,24 @@ the default namespace):
 - ``ratefuse_redis_limiter_<field>_total{limiter}``: every integer field of
   a Redis limiter's ``stats()`` (decisions, fallbacks, ...), whatever
   fields that version has;
+- ``ratefuse_<family>{limiter, ...}``: the samples of an object added as
+  a limiter that has ``metric_samples()`` (adaptive throttles, priority
+  limiters and bulkheads: see their ``metric_samples``);
 - ``ratefuse_redis_backend_<field>_total{backend}``: every integer field of
   a Redis backend's ``stats()`` (round trips, transport errors, timeouts,
   ...), and its breaker as above under ``breaker="backend:<name>"`` (on a
-  cluster, each node's too, under ``breaker="backend:<name>@<host:port>"``).
+  cluster, each node's too, under ``breaker="backend:<name>@<host:port>"``);
+- ``ratefuse_config_version``: the version of the registry's configuration
+  from a config source (see ``ratefuse.config.ConfigFollower``);
+- ``ratefuse_adaptive_*{limiter}``: adaptive concurrency limits added with
+  `RatefuseCollector.add_adaptive` (see :mod:`ratefuse.metrics_adaptive`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 try:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -44,6 +52,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
         "ratefuse.metrics needs prometheus_client: pip install 'ratefuse[prometheus]'"
     ) from exc
 
+from ratefuse.metrics_adaptive import adaptive_metrics
 from ratefuse.telemetry import Sources, families_of, snapshot
 
 if TYPE_CHECKING:
@@ -62,7 +71,15 @@ class RatefuseCollector(Sources):
         self, registry: Registry | None = None, *, namespace: str = "ratefuse"
     ) -> None:
         super().__init__(registry)
+        self._namespace = namespace
         self._prefix = f"{namespace}_" if namespace else ""
+        self._adaptive_lock = threading.Lock()
+        self._adaptive: dict[str, Any] = {}
+
+    def add_adaptive(self, name: str, limiter: object) -> None:
+        """`add_adaptive` reports an AdaptiveLimiter as ``limiter=name``."""
+        with self._adaptive_lock:
+            self._adaptive[name] = limiter
 
     def describe(self) -> list[Metric]:
         """`describe` is empty: the families depend on what is registered
@@ -82,6 +99,9 @@ class RatefuseCollector(Sources):
             for sample in samples:
                 metric.add_metric(list(sample.labels), sample.value)
             yield metric
+        with self._adaptive_lock:
+            adaptive = dict(self._adaptive)
+        yield from adaptive_metrics(self._namespace, adaptive)
 
 
 def register(

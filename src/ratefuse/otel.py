@@ -76,10 +76,12 @@ class RatefuseInstruments(Sources):
     `add_breaker` and `add_backend`, as observable instruments of a meter
     of ``meter_provider`` (None: the global one), read at each collection.
     ``namespace`` prefixes every instrument name. The instruments are
-    made at construction: the fixed families, the fields of the Redis
-    stats records, and the fields of any other stats record the objects
-    already given report (one added later reports only the fields known
-    then). Thread-safe."""
+    made outside collections (the SDK holds its lock while it collects):
+    at construction, the fixed families, the fields of the Redis stats
+    records and the families of the objects given; at each `add_*`, the
+    families the new object brings. A family first reported by an object
+    that a registry reload brought in, of a kind none had before, is not
+    reported. Thread-safe."""
 
     def __init__(
         self,
@@ -96,16 +98,35 @@ class RatefuseInstruments(Sources):
         # new snapshot (so one collection reads the counters once).
         self._pending: dict[str, list[Sample]] = {}
         self._pending_lock = threading.Lock()
-        # Instruments cannot be created while the SDK collects (it holds its
-        # lock then): every family is known now, the fixed ones, the Redis
-        # stats fields, and those of the objects already given.
-        families = {family.name: family for family in FIXED_FAMILIES}
-        families.update({family.name: family for family in redis_families()})
-        for name, group in families_of(snapshot(self)).items():
-            families.setdefault(name, group[0].family)
-        self._instruments = frozenset(families)
-        for family in families.values():
-            self._create(family)
+        self._instruments_lock = threading.Lock()
+        self._instruments: set[str] = set()
+        self._ensure([*FIXED_FAMILIES, *redis_families()])
+        self._ensure_read()
+
+    def add_limiter(self, name: str, limiter: object) -> None:
+        super().add_limiter(name, limiter)
+        self._ensure_read()
+
+    def add_breaker(self, name: str, breaker: object) -> None:
+        super().add_breaker(name, breaker)
+        self._ensure_read()
+
+    def add_backend(self, name: str, backend: object) -> None:
+        super().add_backend(name, backend)
+        self._ensure_read()
+
+    def _ensure_read(self) -> None:
+        # The instruments of the families the objects report now.
+        self._ensure(
+            [group[0].family for group in families_of(snapshot(self)).values()]
+        )
+
+    def _ensure(self, families: Iterable[Family]) -> None:
+        with self._instruments_lock:
+            for family in families:
+                if family.name not in self._instruments:
+                    self._instruments.add(family.name)
+                    self._create(family)
 
     def _create(self, family: Family) -> None:
         create = (
@@ -114,7 +135,7 @@ class RatefuseInstruments(Sources):
             else self._meter.create_observable_counter
         )
         create(
-            f"{self._prefix}{family.group}.{family.metric}",
+            f"{self._prefix}{family.otel_name}",
             callbacks=[self._callback(family.name)],
             description=family.documentation,
         )
@@ -131,9 +152,9 @@ class RatefuseInstruments(Sources):
         with self._pending_lock:
             if name not in self._pending:
                 fresh = families_of(snapshot(self))
-                self._pending = {
-                    family: fresh.get(family, []) for family in self._instruments
-                }
+                with self._instruments_lock:
+                    names = set(self._instruments)
+                self._pending = {family: fresh.get(family, []) for family in names}
             samples = self._pending.pop(name, [])
         return [
             Observation(

@@ -49,8 +49,14 @@ class Family:
 
     @property
     def name(self) -> str:
-        """`name` is ``<group>_<metric>``."""
-        return f"{self.group}_{self.metric}"
+        """`name` is ``<group>_<metric>`` (``<group>`` when metric is "")."""
+        return f"{self.group}_{self.metric}" if self.metric else self.group
+
+    @property
+    def otel_name(self) -> str:
+        """`otel_name` is ``<group>.<metric>`` (``<group>`` when metric is
+        "")."""
+        return f"{self.group}.{self.metric}" if self.metric else self.group
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,8 @@ FIXED_FAMILIES: tuple[Family, ...] = (
            "Recorded calls slower than slow_call_duration."),
     Family("breaker", "transitions", "counter", ("breaker", "to_state"),
            "State changes of a breaker, by the state entered."),
+    Family("config", "version", "gauge", (),
+           "Version of the configuration in force."),
 )  # fmt: skip
 _FIXED = {family.name: family for family in FIXED_FAMILIES}
 
@@ -144,6 +152,10 @@ def snapshot(sources: Sources) -> list[Sample]:
     order: names sorted, and each family's samples together."""
     limiters, breakers, backends = sources.read()
     reading = _Reading()
+    registry = sources.registry
+    version = None if registry is None else registry.config_version
+    if version is not None:
+        reading.add("config_version", (), version)
     for name, limiter in sorted(limiters.items()):
         reading.limiter(name, limiter)
     for name, breaker in sorted(breakers.items()):
@@ -174,6 +186,10 @@ class _Reading:
         self.by_family[family].append(Sample(found, labels, value))
 
     def limiter(self, name: str, limiter: Any) -> None:
+        samples = getattr(limiter, "metric_samples", None)
+        if callable(samples):
+            self.own_samples(name, samples())
+            return
         counters = getattr(limiter, "counters", None)
         if callable(counters):
             counts = counters()
@@ -189,6 +205,21 @@ class _Reading:
             self.add("limiter_expired", (name,), found["expired"])
         else:  # a Redis limiter's LimiterStats
             self.stats("redis_limiter", "limiter", name, found)
+
+    def own_samples(self, name: str, samples: Any) -> None:
+        # An object's own families: (family, help, gauge, labels, value)
+        # tuples (see ``metric_samples``), labelled limiter=name first.
+        for family, documentation, gauge, labels, value in samples:
+            if family not in self.families:
+                self.families[family] = Family(
+                    family,
+                    "",
+                    "gauge" if gauge else "counter",
+                    ("limiter", *labels),
+                    documentation,
+                )
+                self.by_family[family] = []
+            self.add(family, (name, *labels.values()), value)
 
     def stats(self, group: str, label: str, name: str, stats: object) -> None:
         # Every int field of a stats dataclass as a counter of its own.

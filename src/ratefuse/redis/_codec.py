@@ -1,7 +1,8 @@
 """Argument packing and reply decoding for the scripts: pure, no I/O.
 
 Commands are packed straight into RESP bytes (EVALSHA with pre-packed limit
-arguments), which costs a fraction of redis-py's generic packer per call.
+arguments, or FCALL of the Functions library with its limits as one
+string), which costs a fraction of redis-py's generic packer per call.
 One key goes out with plain arguments and comes back as five integers; a
 group of keys sends its costs as one msgpack array and gets one msgpack
 array back, which beats thousands of RESP integers both ways.
@@ -17,7 +18,7 @@ import msgpack  # type: ignore[import-untyped, unused-ignore]
 
 from ratefuse.core.spec import NEVER
 from ratefuse.engine.subject import Decision
-from ratefuse.redis._scripts import Script
+from ratefuse.redis._scripts import Library, Script
 from ratefuse.redis._wire_limits import WireLimit
 
 ASKING: Final = b"*1\r\n$6\r\nASKING\r\n"
@@ -71,14 +72,30 @@ def script_load(script: Script) -> bytes:
     return b"*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n" + _bulk(script.source)
 
 
+def function_load(library: Library) -> bytes:
+    """`function_load` is the packed ``FUNCTION LOAD REPLACE`` of
+    ``library``."""
+    return pack_command("FUNCTION", "LOAD", "REPLACE", library.source)
+
+
 class Packer:
-    """`Packer` packs EVALSHA calls of ``script`` for one limiter's limits.
+    """`Packer` packs EVALSHA calls of ``script`` for one limiter's limits,
+    and FCALLs of its library function when it has one (`functions`).
 
     Keys are the schema's fixed-length bytes keys; costs are ints in
     [0, 2**53); ``now_us`` None reads the server's TIME. Immutable.
     """
 
-    __slots__ = ("_batch_argc", "_single_head", "_tail", "capacities", "script")
+    __slots__ = (
+        "_batch_argc",
+        "_fcall_head",
+        "_fcall_tail",
+        "_single_head",
+        "_tail",
+        "capacities",
+        "functions",
+        "script",
+    )
 
     def __init__(self, script: Script, specs: Sequence[WireLimit]) -> None:
         self.script = script
@@ -96,6 +113,28 @@ class Packer:
             script.sha,
         )
         self._batch_argc = 3 + 3 + argc
+        # FCALL function 1 key now cost limits: the limits are their ids
+        # (the library parses them once per distinct string).
+        self.functions = script.function is not None
+        function = script.function or b""
+        self._fcall_head = b"*7\r\n$5\r\nFCALL\r\n%s$1\r\n1\r\n" % _bulk(function)
+        self._fcall_tail = _bulk(" ".join(spec.field for spec in specs).encode())
+
+    def fcall(self, key: bytes, cost: int, now_us: int | None) -> bytes:
+        """`fcall` packs one key's call of the library function (only when
+        `functions`); the reply is five integers."""
+        now = b"-1" if now_us is None else b"%d" % now_us
+        units = b"%d" % cost
+        return b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n%s" % (
+            self._fcall_head,
+            len(key),
+            key,
+            len(now),
+            now,
+            len(units),
+            units,
+            self._fcall_tail,
+        )
 
     def single(self, key: bytes, cost: int, now_us: int | None) -> bytes:
         """`single` packs one key's call; the reply is five integers."""
@@ -167,7 +206,9 @@ def check_reply(raw: Sequence[int]) -> None:
 
 
 def decode_batch(reply: object, count: int) -> list[RawReply]:
-    """`decode_batch` reads ``count`` replies from a msgpack reply."""
+    """`decode_batch` reads ``count`` replies from a msgpack reply: groups
+    of 5 integers, each a verdict, or (-n, 0, 0, 0, 0): the previous
+    verdict n more times (see batch.lua)."""
     if not isinstance(reply, bytes):
         raise ValueError(f"unexpected script reply {reply!r}")
     try:
@@ -176,11 +217,17 @@ def decode_batch(reply: object, count: int) -> list[RawReply]:
         raise ValueError(f"undecodable script reply: {exc!r}") from None
     if not isinstance(flat, list):
         raise ValueError(f"script replied {flat!r:.60} for {count} keys")
-    if len(flat) != 5 * count:
+    if len(flat) % 5:
         raise ValueError(f"script replied {len(flat)} integers for {count} keys")
+    items = iter(flat)
+    groups: list[RawReply] = list(zip(items, items, items, items, items, strict=True))
+    if len(groups) != count:
+        if not groups or min(flat[0::5]) >= 0:
+            raise ValueError(f"script replied {len(flat)} integers for {count} keys")
+        groups = _expand(groups, count)
     # Only retry_after may be negative (NEVER): one pass over the whole
     # reply, and the fields one by one only if something is.
-    if (
+    elif (
         count
         and min(flat) < 0
         and (
@@ -188,10 +235,28 @@ def decode_batch(reply: object, count: int) -> list[RawReply]:
             or min(flat[0::5] + flat[1::5] + flat[3::5] + flat[4::5]) < 0
         )
     ):
-        for at in range(0, len(flat), 5):
-            check_reply(flat[at : at + 5])
-    items = iter(flat)
-    return list(zip(items, items, items, items, items, strict=True))
+        for group in groups:
+            check_reply(group)
+    return groups
+
+
+def _expand(groups: list[RawReply], count: int) -> list[RawReply]:
+    # The verdicts of ``groups`` with their runs of repeats, each verdict
+    # checked; a run is the same tuple, repeated.
+    verdicts: list[RawReply] = []
+    for group in groups:
+        repeats = group[0]
+        if repeats < 0:
+            if not verdicts or group[1:] != (0, 0, 0, 0):
+                raise ValueError(f"script replied a run {group!r} out of place")
+            verdicts.extend([verdicts[-1]] * -repeats)
+        else:
+            if min(group) < 0 and (group[2] < NEVER or min(group[:2] + group[3:]) < 0):
+                check_reply(group)
+            verdicts.append(group)
+    if len(verdicts) != count:
+        raise ValueError(f"script replied {len(verdicts)} verdicts for {count} keys")
+    return verdicts
 
 
 def to_decision(raw: RawReply, capacities: Sequence[int]) -> Decision:
@@ -211,8 +276,29 @@ def to_decision(raw: RawReply, capacities: Sequence[int]) -> Decision:
 
 def to_decisions(raws: list[RawReply], capacities: Sequence[int]) -> list[Decision]:
     """`to_decisions` is `to_decision` of each reply (a batch's, in one
-    loop: a call per reply is a measurable share of a batch's CPU)."""
+    loop: a call per reply is a measurable share of a batch's CPU). A
+    call whose last two replies are one tuple ends in a run of repeats
+    (see `decode_batch`), as a batch of fresh keys does: each distinct
+    tuple then makes one Decision, shared by its repeats (Decisions are
+    immutable)."""
     never, inf = NEVER, math.inf
+    if len(raws) > 1 and raws[-1] is raws[-2]:
+        decisions = []
+        last_raw: RawReply | None = None
+        last: Decision | None = None
+        for raw in raws:
+            if raw is not last_raw:
+                allowed, remaining, retry, reset, binding = raw
+                last = Decision(
+                    allowed == 1,
+                    remaining,
+                    inf if retry == never else float(retry) / 1e6,
+                    float(reset) / 1e6,
+                    capacities[binding],
+                )
+                last_raw = raw
+            decisions.append(last)
+        return decisions  # type: ignore[return-value]
     return [
         Decision(
             allowed == 1,

@@ -11,14 +11,16 @@ steps.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 from ratefuse.core.args import check_cost
 from ratefuse.core.backend_defaults import PolicyName
 from ratefuse.core.errors import BackendError, CircuitOpenError
+from ratefuse.core.spec import NEVER
 from ratefuse.engine.batch import batch_costs, batch_keys, import_numpy, one_cost
 from ratefuse.engine.subject import Decision
 from ratefuse.rates import (
@@ -51,6 +53,9 @@ from ratefuse.redis._policy import (
 )
 from ratefuse.redis._schema import KeySchema, Subject
 
+# A reply's allowed and retry_after_us, for the batch's arrays.
+_ALLOWED: Final = operator.itemgetter(0)
+_RETRY: Final = operator.itemgetter(2)
 # What a round trip raises when Redis cannot decide: the policy answers.
 FAILURES = (BackendError, CircuitOpenError)
 PLAIN_KEYS = (str, bytes, int)
@@ -289,6 +294,48 @@ class LimiterCore(Generic[BackendT, ClientT, StoreT]):
             (decision.retry_after for decision in decisions), numpy.float64, count
         )
         return allowed, waits
+
+    def _raw_arrays(
+        self,
+        numpy: Any,
+        keys: Sequence[Subject],
+        costs: Sequence[int] | None,
+        outcomes: Sequence[Any],
+        retry_after: bool,
+    ) -> Any:
+        # decide_many's arrays read straight from the replies, without a
+        # Decision per key (building them was most of a batch's client
+        # CPU after the keys' hashing); a batch with a failure goes through
+        # Decisions and the policy instead. ``outcomes`` are replies
+        # (RawReply) and failures (BaseException).
+        count = len(outcomes)
+        try:
+            allowed = numpy.fromiter(map(_ALLOWED, outcomes), numpy.int64, count)
+            waits = (
+                numpy.fromiter(map(_RETRY, outcomes), numpy.float64, count)
+                if retry_after
+                else None
+            )
+        except TypeError:  # a failure is no reply tuple
+            binding = self._binding
+            decisions = self._settle_many(
+                keys,
+                costs,
+                [
+                    outcome
+                    if isinstance(outcome, BaseException)
+                    else binding.decision(outcome)
+                    for outcome in outcomes
+                ],
+            )
+            return self._as_arrays(numpy, decisions, retry_after)
+        self._fallback.answered(count)
+        if waits is None:
+            return allowed == 1
+        never = waits == NEVER
+        waits /= 1e6
+        waits[never] = numpy.inf
+        return allowed == 1, waits
 
     def _settle_many(
         self,

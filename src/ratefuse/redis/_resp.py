@@ -7,19 +7,32 @@ TLS): redis-py's generic parser costs several times more client CPU per
 reply than this one, and a decision's reply is five integers. Error
 replies become ``redis.exceptions.ResponseError`` carrying the server's
 text (NOSCRIPT, MOVED, ASK, TRYAGAIN are recognised by it).
+
+Two readers parse the same way: `RespReader` here, and hiredis's C reader
+when the ``hiredis`` package is installed (the ``hiredis`` extra), which
+parsed both shapes of reply the backends read in half the time or less, a
+decision's five integers and a batch's msgpack blob, and a blob read in
+pieces in a seventh (benchmarks/redis_reply_readers.py).
+`new_reader` is the one chosen at import; RATEFUSE_NO_HIREDIS=1 forces
+`RespReader`.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-# `RespReader.get` returns this when the buffer holds no complete reply.
-INCOMPLETE: Final = object()
+# What a reader's `gets` returns when the buffer holds no complete reply:
+# hiredis's own marker (no RESP2 reply is a boolean), cheaper than asking
+# it for another one (that costs about 1 us per reader made).
+INCOMPLETE: Final = False
+# Set to 1 to read replies with RespReader even when hiredis is installed.
+NO_HIREDIS_ENV: Final = "RATEFUSE_NO_HIREDIS"
 # A decision's reply, five integers, read in one match.
 _FIVE_INTEGERS: Final = re.compile(rb"\*5\r\n" + rb":(-?\d+)\r\n" * 5)
 
@@ -28,12 +41,28 @@ class ProtocolError(ValueError):
     """`ProtocolError` is a reply that is not RESP2."""
 
 
+class ReplyReader(Protocol):
+    """`ReplyReader` is what `CallReplies` reads with: `RespReader` or
+    hiredis's Reader (made by `hiredis_reader`)."""
+
+    def feed(self, data: bytes, /) -> None:
+        """`feed` appends bytes read from the connection."""
+
+    def gets(self) -> object:
+        """`gets` is the next complete reply, or INCOMPLETE; raises
+        ProtocolError for bytes that are not RESP2."""
+
+    def has_data(self) -> bool:
+        """`has_data` is true while bytes fed are not yet parsed."""
+
+
 class RespReader:
     """`RespReader` parses replies from the bytes given to `feed`.
 
     Replies are bytes (bulk and simple strings), int, None (nil),
     ResponseError (error replies, returned rather than raised) and lists
-    of these. Not thread-safe: one per connection and round.
+    of these, as hiredis's Reader gives them. Not thread-safe: one per
+    connection and round.
     """
 
     __slots__ = ("_buffer", "_position")
@@ -50,13 +79,12 @@ class RespReader:
         else:
             self._buffer += data
 
-    @property
-    def pending(self) -> int:
-        """`pending` is the number of bytes fed but not yet parsed."""
-        return len(self._buffer) - self._position
+    def has_data(self) -> bool:
+        """`has_data` is true while bytes fed are not yet parsed."""
+        return len(self._buffer) > self._position
 
-    def get(self) -> object:
-        """`get` is the next complete reply, or INCOMPLETE."""
+    def gets(self) -> object:
+        """`gets` is the next complete reply, or INCOMPLETE."""
         integers = _FIVE_INTEGERS.match(self._buffer, self._position)
         if integers is not None:
             self._position = integers.end()
@@ -104,17 +132,49 @@ class RespReader:
         )
 
 
+def hiredis_reader() -> ReplyReader:
+    """`hiredis_reader` is a hiredis Reader that gives replies as
+    `RespReader` does; ImportError without the ``hiredis`` package."""
+    import hiredis  # optional: the ``hiredis`` extra
+
+    # Positional: keyword arguments cost hiredis twice as much per reader.
+    reader: ReplyReader = hiredis.Reader(ProtocolError, ResponseError)
+    return reader
+
+
+def choose_reader(no_hiredis: str) -> Callable[[], ReplyReader]:
+    """`choose_reader` is `hiredis_reader` when hiredis is installed and
+    ``no_hiredis`` (RATEFUSE_NO_HIREDIS's value) is empty or "0", else
+    `RespReader`."""
+    if no_hiredis in ("", "0"):
+        try:
+            hiredis_reader()
+        except ImportError:
+            pass
+        else:
+            return hiredis_reader
+    return RespReader
+
+
+# The reader every round trip makes (CallReplies, and the sync transport's
+# single call): chosen here, once.
+new_reader: Callable[[], ReplyReader] = choose_reader(
+    os.environ.get(NO_HIREDIS_ENV, "")
+)
+
+
 class CallReplies:
     """`CallReplies` reads the replies of one node's pipelined calls from
     the bytes given to `feed`: call i is due ``counts[i]`` replies (those of
     SCRIPT LOAD and ASKING, then its own), and `get` returns each call's
-    own reply in turn. Pure; the transports do the reading."""
+    own reply in turn. Pure; the transports do the reading. ``reader``
+    (default: one by `new_reader`) parses the bytes."""
 
     __slots__ = ("_counts", "_left", "_reader", "index")
 
-    def __init__(self, counts: list[int]) -> None:
+    def __init__(self, counts: list[int], reader: ReplyReader | None = None) -> None:
         self._counts = counts
-        self._reader = RespReader()
+        self._reader = new_reader() if reader is None else reader
         # The call whose reply comes next, and the replies it is still due.
         self.index = 0
         self._left = counts[0] if counts else 0
@@ -128,7 +188,7 @@ class CallReplies:
     def in_step(self) -> bool:
         """`in_step` is false when more was received than was asked (the
         connection is then out of step)."""
-        return not self._reader.pending
+        return not self._reader.has_data()
 
     def feed(self, data: bytes) -> None:
         """`feed` adds received bytes; empty bytes mean the server closed
@@ -140,9 +200,9 @@ class CallReplies:
     def get(self) -> object:
         """`get` is the next call's own reply (`index` then counts it), or
         INCOMPLETE until more is fed; raises ProtocolError."""
-        reader = self._reader
+        gets = self._reader.gets
         while True:
-            reply = reader.get()
+            reply = gets()
             if reply is INCOMPLETE:
                 return INCOMPLETE
             self._left -= 1

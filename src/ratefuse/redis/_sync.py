@@ -19,9 +19,10 @@ from redis.cluster import RedisCluster
 
 from ratefuse.core.errors import BackendError, CircuitOpenError
 from ratefuse.core.spec import LimitSpec
+from ratefuse.engine.deadline import refuse_if_spent
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._backend_core import BackendCore, Closing, Costs, Keys, StoreCore
-from ratefuse.redis._codec import Packer, RawReply, ScriptReply
+from ratefuse.redis._codec import Packer, RawReply, ScriptReply, decode_single
 from ratefuse.redis._eviction import EVICTION_CHECK
 from ratefuse.redis._exchange import Call, Convert, Exchange, Plan, redirected
 from ratefuse.redis._schema import Subject
@@ -137,25 +138,62 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
         self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
     ) -> list[Any]:
         # One request through the breakers: every round of the exchange.
-        # ``calls`` is not empty (an empty batch takes no permit).
+        # ``calls`` is not empty (an empty batch takes no permit). A spent
+        # deadline refuses it before any permit or I/O.
+        refuse_if_spent("redis")
         if self._slots is not None:
             return self._run_cluster(packer, calls, size, convert)
         # One node, one breaker: its permit before anything else.
         permit = self._admit()
         try:
             rounds = Exchange(packer, calls, size, None, self._counters, convert)
-            plan = rounds.next_round()
-            while plan is not None:
-                if None not in self._eviction.asked:
-                    plan = self._first_contact(plan, rounds)
-                if plan:
-                    rounds.count_round(plan)
-                    self._transport.round_trip(plan, rounds.receive)
-                plan = rounds.next_round()
+            self._rounds(rounds)
         except BaseException as exc:
             self._abandon(permit, exc)
             raise
         return self._settle(permit, rounds)
+
+    def _run_one(self, packer: Packer, call: Call) -> RawReply:
+        # `_run` of one call, the sequential decision: on a single node
+        # already contacted, a reply of five integers settles it without an
+        # Exchange (its planning was most of a decision's client CPU); any
+        # other reply goes on through an Exchange as its first round's.
+        if self._slots is not None or None not in self._eviction.asked:
+            return StoreCore._only(self._run(packer, [call], 1, None))  # type: ignore[no-any-return]
+        refuse_if_spent("redis")
+        permit = self._admit()
+        try:
+            reply = self._transport.call_one(call)
+            if type(reply) is list and len(reply) == 5:
+                try:
+                    raw = decode_single(reply)
+                except (ValueError, TypeError):
+                    pass  # the Exchange fails it as unreadable
+                else:
+                    self._counters.add_round(1)
+                    permit.on_success(0.0)
+                    return raw
+            rounds = Exchange(packer, [call], 1, None, self._counters, None)
+            sent = rounds.next_round()
+            assert sent is not None  # one call not yet answered
+            rounds.count_round(sent)
+            rounds.receive(call, reply)
+            self._rounds(rounds)
+        except BaseException as exc:
+            self._abandon(permit, exc)
+            raise
+        return StoreCore._only(self._settle(permit, rounds))  # type: ignore[no-any-return]
+
+    def _rounds(self, rounds: Exchange) -> None:
+        # The single node's rounds of ``rounds``, to the end.
+        plan = rounds.next_round()
+        while plan is not None:
+            if None not in self._eviction.asked:
+                plan = self._first_contact(plan, rounds)
+            if plan:
+                rounds.count_round(plan)
+                self._transport.round_trip(plan, rounds.receive)
+            plan = rounds.next_round()
 
     def _run_cluster(
         self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
@@ -213,7 +251,7 @@ class RedisStore(StoreCore[RedisBackendIO]):
     def send(self, packer: Packer, call: Call) -> RawReply:
         """`send` runs one script ``call`` packed by ``packer`` (the
         limiter's, or the lease script's) and returns its reply."""
-        return self._only(self.backend._run(packer, [call], 1, None))  # type: ignore[no-any-return]
+        return self.backend._run_one(packer, call)
 
     def decide_us(
         self, key: Subject, cost: int = 1, now_us: int | None = None

@@ -4,7 +4,6 @@ planning, decoding, redirections and reloads are :mod:`._exchange`."""
 
 from __future__ import annotations
 
-import contextlib
 import select
 import socket
 import threading
@@ -17,6 +16,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
+from ratefuse.redis import _resp
 from ratefuse.redis._codec import ASKING, pack_command
 from ratefuse.redis._connection import (
     connection_settings,
@@ -25,9 +25,10 @@ from ratefuse.redis._connection import (
     uses_tls,
     wrong_client,
 )
-from ratefuse.redis._exchange import Plan, Receive
+from ratefuse.redis._exchange import Call, Plan, Receive
 from ratefuse.redis._pipeline import Pipeline
 from ratefuse.redis._resp import INCOMPLETE, CallReplies, ProtocolError
+from ratefuse.redis._script_paths import ScriptPaths
 from ratefuse.redis._sentinel import SentinelWatch
 from ratefuse.redis._slots import Address
 
@@ -63,6 +64,8 @@ class SyncTransport:
     ) -> None:
         self._factory = factory
         self.tls = tls
+        # How each node runs single decisions (FCALL or EVALSHA).
+        self.paths = ScriptPaths()
         self._watch = watch
         self._idle: dict[Address | None, list[SyncConnection]] = {}
         self._lock = threading.Lock()
@@ -76,8 +79,11 @@ class SyncTransport:
         idle = self._idle.get(address)
         connection = None
         if idle:
-            with contextlib.suppress(IndexError):  # another thread took it
+            # Not contextlib.suppress: a context manager per decision costs.
+            try:  # noqa: SIM105
                 connection = idle.pop()
+            except IndexError:  # another thread took it
+                pass
         if connection is None:
             connection = self._factory(address)
         try:
@@ -123,7 +129,9 @@ class SyncTransport:
                     pipeline.channel = sock
                     # Call by call: the server starts on a call while the
                     # next one is packed (and its keys hashed).
+                    paths, address = self.paths, pipeline.address
                     for call in pipeline.calls:
+                        call.choose(paths, address)
                         sock.sendall(pipeline.wire(call))
                 except Exception as exc:
                     dropped = pipeline.fail(exc)
@@ -159,6 +167,36 @@ class SyncTransport:
             self._give(pipeline.address, connection)
         else:
             connection.disconnect()
+
+    def call_one(self, call: Call) -> object:
+        """`call_one` is `round_trip` of one new call (nothing to send ahead
+        of it) to the single node, without a plan: sends it (FCALL or
+        EVALSHA, as the node's path says) and returns its reply, its error
+        reply or the transport error that ended it (as `round_trip` hands
+        them on)."""
+        try:
+            connection, sock = self._take(None)
+        except Exception as exc:
+            return exc
+        try:
+            call.choose(self.paths, None)
+            sock.sendall(call.packed)
+        except Exception as exc:
+            connection.disconnect()
+            return exc
+        except BaseException:
+            connection.disconnect()
+            raise
+        try:
+            complete, reply = _read_one(sock)
+        except BaseException:
+            connection.disconnect()
+            raise
+        if complete:
+            self._give(None, connection)
+        else:
+            connection.disconnect()
+        return reply
 
     def command(self, address: Address | None, *args: Any, asking: bool = False) -> Any:
         """`command` sends one command (after ASKING if ``asking``) and
@@ -214,6 +252,23 @@ def _read(
             return False
         deliver(replies.index - 1, reply)
     return replies.in_step
+
+
+def _read_one(sock: socket.socket) -> tuple[bool, object]:
+    # `_read` of one reply: whether the connection is still in step, and
+    # the reply (or the transport error that ended it).
+    reader = _resp.new_reader()
+    try:
+        reply: object = INCOMPLETE
+        while reply is INCOMPLETE:
+            data = sock.recv(RECV_SIZE)
+            if not data:
+                raise RedisConnectionError("Redis closed the connection")
+            reader.feed(data)
+            reply = reader.gets()
+    except (OSError, RedisConnectionError, ProtocolError) as exc:
+        return False, exc
+    return not reader.has_data(), reply
 
 
 def connection_factory(

@@ -197,7 +197,13 @@ class RedisLimiter(LimiterCore[RedisBackendIO, SyncClient, RedisStore], Closing)
         server's clock decides). Needs numpy. One round trip per node, as
         `decide_many_decisions`, whose Decisions it reads."""
         numpy, listed, checked = self._array_batch(keys, costs, now)
-        return self._as_arrays(numpy, self._decide_batch(listed, checked), retry_after)
+        try:
+            outcomes: Sequence[RawReply | BaseException] = self._store.decide_many_raw(
+                listed, checked
+            )
+        except FAILURES as exc:
+            outcomes = [exc] * len(listed)
+        return self._raw_arrays(numpy, listed, checked, outcomes, retry_after)
 
     def decide_many_decisions(
         self, keys: Sequence[Subject], costs: Sequence[int] | int | None = None
@@ -322,8 +328,13 @@ class AsyncRedisLimiter(
     ) -> Any:
         """`decide_many`: see RedisLimiter.decide_many."""
         numpy, listed, checked = self._array_batch(keys, costs, now)
-        decisions = await self._decide_batch(listed, checked)
-        return self._as_arrays(numpy, decisions, retry_after)
+        try:
+            outcomes: Sequence[
+                RawReply | BaseException
+            ] = await self._store.decide_many_raw(listed, checked)
+        except FAILURES as exc:
+            outcomes = [exc] * len(listed)
+        return self._raw_arrays(numpy, listed, checked, outcomes, retry_after)
 
     async def decide_many_decisions(
         self, keys: Sequence[Subject], costs: Sequence[int] | int | None = None

@@ -1,5 +1,28 @@
+-- A run this long is worth its group (shorter ones are written out: the
+-- client expands groups in Python, and copies here cost less).
+local RUN = 8
+
+-- flush_repeats writes the previous verdict (out's last 5) `repeats` more
+-- times, as a group when the run is long; returns out's new length.
+local function flush_repeats(out, n, repeats)
+  if repeats >= RUN then
+    out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = -repeats, 0, 0, 0, 0
+    return n + 5
+  end
+  local a, b, c, d, e = out[n - 4], out[n - 3], out[n - 2], out[n - 1], out[n]
+  for _ = 1, repeats do
+    out[n + 1], out[n + 2], out[n + 3], out[n + 4], out[n + 5] = a, b, c, d, e
+    n = n + 5
+  end
+  return n
+end
+
 -- decide_batch decides KEYS[k] with costs[k] in turn; out gets the
--- verdicts, 5 integers each. raws[k] is KEYS[k]'s value in the "string"
+-- verdicts, 5 integers each, except that a run of at least RUN verdicts
+-- equal to the one before them is written as one group of 5, -n then four
+-- zeros, meaning "the previous verdict n more times" (fresh keys of one
+-- cost share their verdict: packing 5 integers a key was a sixth of a
+-- fresh batch's time). raws[k] is KEYS[k]'s value in the "string"
 -- layout (false: none, or the "hash" layout); values (false in mode "u")
 -- is each key's current value, for a key that comes back later in the
 -- batch. The common batch, a single limit in the "string" layout, is
@@ -16,7 +39,7 @@ local function decide_batch(algorithm, specs, now, costs, raws, values, out)
     or width == 2 and '^(%d+) (%d+)$'
     or '^(%d+) (%d+) (%d+)$'
   local valid = algorithm.valid
-  local find, match = string.find, string.match
+  local find, match, call = string.find, string.match, redis.call
   local after = #prefix + 1
   local state = {}
   -- The expiry argument of the last reset seen: a function of reset
@@ -24,6 +47,9 @@ local function decide_batch(algorithm, specs, now, costs, raws, values, out)
   local last_reset, last_at = false, false
   local last_word, last_value = false, false
   local n = 0
+  -- The previous verdict, and how many keys since repeated it.
+  local p1, p2, p3, p4, p5 = false, false, false, false, false
+  local repeats = 0
   for k = 1, #KEYS do
     local key = KEYS[k]
     local raw = raws[k] or false
@@ -37,9 +63,7 @@ local function decide_batch(algorithm, specs, now, costs, raws, values, out)
     local known = false
     if inline then
       if not raw then
-        for s = 1, width do
-          state[s] = 0
-        end
+        state[1], state[2], state[3] = 0, 0, 0 -- the words past width unused
         known = true
       elseif find(raw, prefix, 1, true) == 1 then
         -- As load_string: the words right after the prefix, and no more.
@@ -76,7 +100,13 @@ local function decide_batch(algorithm, specs, now, costs, raws, values, out)
         if reset ~= last_reset then
           last_reset, last_at = reset, decimal(4, expiry(now, reset))
         end
-        redis.call('SET', key, stored, 'PXAT', last_at)
+        if raw then
+          call('SET', key, stored, 'PXAT', last_at)
+        else
+          -- A new key: with GET, SET replies nil, which reaches Lua for
+          -- less than its "OK" (a table), for one lookup more.
+          call('SET', key, stored, 'PXAT', last_at, 'GET')
+        end
       end
       allowed = allowed and 1 or 0
     else
@@ -86,8 +116,21 @@ local function decide_batch(algorithm, specs, now, costs, raws, values, out)
     if values then
       values[key] = stored
     end
-    out[n + 1], out[n + 2], out[n + 3] = allowed, remaining, retry
-    out[n + 4], out[n + 5] = reset, binding
-    n = n + 5
+    if allowed == p1 and remaining == p2 and retry == p3 and reset == p4
+      and binding == p5 then
+      repeats = repeats + 1
+    else
+      if repeats > 0 then
+        n = flush_repeats(out, n, repeats)
+        repeats = 0
+      end
+      out[n + 1], out[n + 2], out[n + 3] = allowed, remaining, retry
+      out[n + 4], out[n + 5] = reset, binding
+      n = n + 5
+      p1, p2, p3, p4, p5 = allowed, remaining, retry, reset, binding
+    end
+  end
+  if repeats > 0 then
+    flush_repeats(out, n, repeats)
   end
 end
