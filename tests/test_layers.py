@@ -41,7 +41,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("backends", ("ratefuse.redis", "ratefuse.shm")),
     (
         "integrations",
-        ("ratefuse.web", "ratefuse.config", "ratefuse.metrics", "ratefuse.health"),
+        (
+            "ratefuse.web",
+            "ratefuse.grpc",
+            "ratefuse.ordered",
+            "ratefuse.config",
+            "ratefuse.metrics",
+            "ratefuse.health",
+        ),
     ),
     (
         "bench",

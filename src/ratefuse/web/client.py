@@ -21,8 +21,8 @@ import httpx
 
 from ratefuse.breaker import BreakerConfig, CircuitBreaker, Permit
 from ratefuse.core.errors import RateLimitExceeded
+from ratefuse.ordered import check_limiter
 from ratefuse.protocols import is_async, is_keyed
-from ratefuse.web.rules import check_limiter
 
 BreakerFactory = Callable[[str], CircuitBreaker]
 IsFailure = Callable[[httpx.Response], bool]
