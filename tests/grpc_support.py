@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any
 
@@ -30,7 +30,9 @@ WAIT = 10.0  # seconds any test waits for an event before failing
 class Gate:
     """`Gate` lets a test hold the Hold handlers and watch them: ``running``
     counts handlers inside; ``entered`` is set when one enters; ``ended``
-    when one leaves; ``failure`` is the status Fail answers."""
+    when one leaves; ``failure`` is the status Fail answers; ``calls``
+    counts the Say and Fail calls that reached the server, and ``during``
+    (if set) runs inside them."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -39,6 +41,14 @@ class Gate:
         self.ended = threading.Event()
         self.released = threading.Event()
         self.failure = grpc.StatusCode.UNAVAILABLE
+        self.calls = 0
+        self.during: Callable[[], None] | None = None
+
+    def arrive(self) -> None:
+        with self.lock:
+            self.calls += 1
+        if self.during is not None:
+            self.during()
 
     def enter(self) -> None:
         with self.lock:
@@ -71,6 +81,7 @@ def generic(*behaviors: Any) -> grpc.GenericRpcHandler:
 
 def sync_handlers(gate: Gate) -> grpc.GenericRpcHandler:
     def say(request: bytes, context: Any) -> bytes:
+        gate.arrive()
         return request
 
     def hold(request: bytes, context: Any) -> bytes:
@@ -96,6 +107,7 @@ def sync_handlers(gate: Gate) -> grpc.GenericRpcHandler:
         hold(request, context)
 
     def fail(request: bytes, context: Any) -> bytes:
+        gate.arrive()
         if gate.failure != grpc.StatusCode.OK:
             context.abort(gate.failure, "failing on purpose")
         return b"ok"
@@ -105,6 +117,7 @@ def sync_handlers(gate: Gate) -> grpc.GenericRpcHandler:
 
 def aio_handlers(gate: Gate) -> grpc.GenericRpcHandler:
     async def say(request: bytes, context: Any) -> bytes:
+        gate.arrive()
         return request
 
     async def hold(request: bytes, context: Any) -> bytes:
@@ -131,6 +144,7 @@ def aio_handlers(gate: Gate) -> grpc.GenericRpcHandler:
         await hold(request, context)
 
     async def fail(request: bytes, context: Any) -> bytes:
+        gate.arrive()
         if gate.failure != grpc.StatusCode.OK:
             await context.abort(gate.failure, "failing on purpose")
         return b"ok"

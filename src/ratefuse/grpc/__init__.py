@@ -11,6 +11,9 @@ in front of a channel.
 
 from __future__ import annotations
 
+from ratefuse.grpc.client import ClientInterceptor
+from ratefuse.grpc.client_aio import AsyncClientInterceptor
+from ratefuse.grpc.guard import DEFAULT_FAILURE_CODES
 from ratefuse.grpc.keys import METHOD, PEER, CallKey, metadata, peer_address
 from ratefuse.grpc.rules import MethodRule
 from ratefuse.grpc.server import ServerInterceptor
@@ -24,12 +27,15 @@ from ratefuse.grpc.status import (
 from ratefuse.web.rules import Limit
 
 __all__ = [
+    "DEFAULT_FAILURE_CODES",
     "METHOD",
     "PEER",
     "RETRY_PUSHBACK",
+    "AsyncClientInterceptor",
     "AsyncServerInterceptor",
     "CallKey",
     "CircuitOpenRpcError",
+    "ClientInterceptor",
     "Limit",
     "LocalRpcError",
     "MethodRule",
