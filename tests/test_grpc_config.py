@@ -10,8 +10,14 @@ import grpc
 import pytest
 
 from grpc_support import Gate, method, serve
+from ratefuse.breaker import State
 from ratefuse.config import ConfigError, Registry
-from ratefuse.grpc import AsyncServerInterceptor, ServerInterceptor
+from ratefuse.grpc import (
+    AsyncServerInterceptor,
+    CircuitOpenRpcError,
+    ClientInterceptor,
+    ServerInterceptor,
+)
 from web_support import ManualClock
 
 TOKEN = (("x-api-key", "a"),)
@@ -179,3 +185,43 @@ def test_config_bulkheads_are_per_method() -> None:
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         gate.released.set()
         assert held.result(10) == b"done"
+
+
+def client_config(breaker: str | None) -> dict[str, Any]:
+    client = {} if breaker is None else {"breaker": breaker}
+    return {
+        "breakers": {
+            "inventory": {"window_size": 2, "minimum_calls": 2, "wait_duration": 10},
+        },
+        "grpc": {"clients": {"inventory": client}},
+    }
+
+
+def test_a_client_interceptor_follows_its_registry_entry() -> None:
+    registry = Registry(client_config("inventory"), clock=ManualClock())
+    gate = Gate()
+    interceptor = ClientInterceptor(registry=registry, client="inventory")
+    with (
+        serve("sync", [], gate) as address,
+        grpc.intercept_channel(grpc.insecure_channel(address), interceptor) as channel,
+    ):
+        fail = method(channel, "Fail")
+        for _ in range(2):
+            with pytest.raises(grpc.RpcError):
+                fail(b"x")
+        assert registry.breaker("inventory").state == State.OPEN
+        with pytest.raises(CircuitOpenRpcError):
+            fail(b"x")
+        assert gate.calls == 2
+        registry.update(client_config(None))  # no breaker for this client now
+        with pytest.raises(grpc.RpcError) as failed:
+            fail(b"x")
+        assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert gate.calls == 3
+
+
+def test_a_client_must_be_in_the_registry() -> None:
+    with pytest.raises(KeyError, match="no gRPC client named 'nope'"):
+        ClientInterceptor(registry=Registry({}), client="nope")
+    with pytest.raises(ValueError, match="registry and client go together"):
+        ClientInterceptor(registry=Registry({}))

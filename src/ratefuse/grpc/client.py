@@ -47,7 +47,9 @@ class ClientInterceptor(
     call, waiting at most ``max_wait`` seconds (default: no bound of its
     own) and never past the call's timeout, else the call fails locally
     with RESOURCE_EXHAUSTED (:class:`ratefuse.grpc.RateLimitedRpcError`).
-    Thread-safe.
+    ``registry`` and ``client`` instead take the breaker, limiter and
+    failure codes of ``[grpc.clients.<client>]`` in the registry's config,
+    again after each reload. Thread-safe.
     """
 
     def __init__(
@@ -59,6 +61,8 @@ class ClientInterceptor(
         failure_codes: Iterable[grpc.StatusCode] = DEFAULT_FAILURE_CODES,
         max_wait: float = DEFAULT_MAX_WAIT,
         raise_circuit_open: bool = False,
+        registry: object | None = None,
+        client: str | None = None,
     ) -> None:
         self.guard = Guard(
             breaker,
@@ -68,6 +72,10 @@ class ClientInterceptor(
             max_wait,
             raise_circuit_open,
         )
+        if (registry is None) != (client is None):
+            raise ValueError("registry and client go together")
+        if client is not None:
+            self.guard.follow(registry, client)
 
     def _call(self, continuation: Any, details: Any, request: Any) -> Any:
         guard = self.guard

@@ -114,6 +114,8 @@ class AsyncClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ign
         failure_codes: Iterable[grpc.StatusCode] = DEFAULT_FAILURE_CODES,
         max_wait: float = DEFAULT_MAX_WAIT,
         raise_circuit_open: bool = False,
+        registry: object | None = None,
+        client: str | None = None,
     ) -> None:
         self.guard = Guard(
             breaker,
@@ -123,6 +125,10 @@ class AsyncClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ign
             max_wait,
             raise_circuit_open,
         )
+        if (registry is None) != (client is None):
+            raise ValueError("registry and client go together")
+        if client is not None:
+            self.guard.follow(registry, client)
         self._streams = _Streams(self.guard)
 
     def interceptors(self) -> list[Any]:

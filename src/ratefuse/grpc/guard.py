@@ -18,6 +18,7 @@ import grpc
 
 from ratefuse.core.errors import CircuitOpenError, RateLimitExceeded
 from ratefuse.engine.breaker_forms import Breaker, BreakerPermit, finish
+from ratefuse.grpc.config import client_entry, status_codes
 from ratefuse.grpc.status import CircuitOpenRpcError, RateLimitedRpcError
 
 DEFAULT_FAILURE_CODES = frozenset(
@@ -75,9 +76,37 @@ class Guard:
         self.failure_codes = codes
         self.max_wait = float(max_wait)
         self.raise_circuit_open = bool(raise_circuit_open)
+        self._registry: Any = None
+        self._client = ""
+        self._config_seen: object = None
+
+    def follow(self, registry: Any, client: str) -> None:
+        """`follow` takes the breaker, limiter and failure codes of
+        ``client`` in ``registry``'s ``[grpc.clients]``, again after each
+        reload; raises KeyError when there is no such client."""
+        if self.breaker is not None or self._per_method is not None:
+            raise ValueError("give a registry client, or breakers, not both")
+        if self.limiter is not None:
+            raise ValueError("give a registry client, or a limiter, not both")
+        self._registry = registry
+        self._client = client
+        self._take(registry.config)
+
+    def _take(self, config: Any) -> None:
+        entry = client_entry(config, self._client)
+        registry = self._registry
+        breaker = None if entry.breaker is None else registry.breaker(entry.breaker)
+        limiter = None if entry.limiter is None else registry.limiter(entry.limiter)
+        self.breaker, self.limiter = breaker, limiter
+        self.failure_codes = status_codes(entry.failure_codes)
+        self._config_seen = config
 
     def breaker_for(self, method: str | bytes) -> Breaker | None:
-        """`breaker_for` is the breaker guarding ``method`` (None: none)."""
+        """`breaker_for` is the breaker guarding ``method`` (None: none);
+        a call starts with it, so a registry's reload is seen here."""
+        registry = self._registry
+        if registry is not None and registry.config is not self._config_seen:
+            self._take(registry.config)
         per_method = self._per_method
         if per_method is None:
             return self.breaker
