@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 
 SERVICE = "test.Echo"
+Register = Callable[[Any], None]
 WAIT = 10.0  # seconds any test waits for an event before failing
 
 
@@ -153,11 +154,16 @@ def aio_handlers(gate: Gate) -> grpc.GenericRpcHandler:
 
 
 @contextlib.contextmanager
-def serve_sync(interceptors: list[Any], gate: Gate) -> Iterator[str]:
-    """`serve_sync` runs a sync grpc.server; yields its address."""
+def serve_sync(
+    interceptors: list[Any], gate: Gate, register: Register | None = None
+) -> Iterator[str]:
+    """`serve_sync` runs a sync grpc.server (``register`` adds servicers);
+    yields its address."""
     pool = futures.ThreadPoolExecutor(max_workers=8)
     server = grpc.server(pool, interceptors=interceptors)
     server.add_generic_rpc_handlers((sync_handlers(gate),))
+    if register is not None:
+        register(server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
@@ -169,9 +175,11 @@ def serve_sync(interceptors: list[Any], gate: Gate) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def serve_aio(interceptors: list[Any], gate: Gate) -> Iterator[str]:
+def serve_aio(
+    interceptors: list[Any], gate: Gate, register: Register | None = None
+) -> Iterator[str]:
     """`serve_aio` runs a grpc.aio server in a thread with its own event
-    loop; yields its address."""
+    loop (``register`` adds servicers, in that loop); yields its address."""
     started: futures.Future[int] = futures.Future()
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
@@ -179,6 +187,8 @@ def serve_aio(interceptors: list[Any], gate: Gate) -> Iterator[str]:
     async def main() -> None:
         server = grpc.aio.server(interceptors=interceptors)
         server.add_generic_rpc_handlers((aio_handlers(gate),))
+        if register is not None:
+            register(server)
         try:
             port = server.add_insecure_port("127.0.0.1:0")
             await server.start()
@@ -200,9 +210,11 @@ def serve_aio(interceptors: list[Any], gate: Gate) -> Iterator[str]:
         loop.close()
 
 
-def serve(kind: str, interceptors: list[Any], gate: Gate) -> Any:
+def serve(
+    kind: str, interceptors: list[Any], gate: Gate, register: Register | None = None
+) -> Any:
     """`serve` is `serve_sync` or `serve_aio` by ``kind``."""
-    return (serve_sync if kind == "sync" else serve_aio)(interceptors, gate)
+    return (serve_sync if kind == "sync" else serve_aio)(interceptors, gate, register)
 
 
 def method(channel: grpc.Channel, name: str, kind: str = "unary_unary") -> Any:
