@@ -11,7 +11,6 @@ import math
 from typing import Any
 
 import grpc
-from grpc.aio import AioRpcError
 
 from ratefuse.core.errors import CircuitOpenError
 
@@ -77,11 +76,13 @@ def denial_metadata(message: str, retry_after: float | None) -> Metadata:
     return tuple(metadata)
 
 
-class LocalRpcError(AioRpcError):  # type: ignore[misc]
+class LocalRpcError(grpc.RpcError):  # type: ignore[misc]
     """`LocalRpcError` is a call failed by a client interceptor before it
-    reached the network: a ``grpc.RpcError`` (with ``code()``,
-    ``details()``, ``trailing_metadata()``) for sync and asyncio callers
-    alike; ``cause`` is the ratefuse error behind it."""
+    reached the network: a ``grpc.RpcError`` with the accessors of a
+    failed call (``code()``, ``details()``, ``trailing_metadata()``,
+    ``initial_metadata()``, ``debug_error_string()``) for sync and asyncio
+    callers alike; ``cause`` is the ratefuse error behind it. Cheap to
+    make: an open breaker raises one per call it rejects."""
 
     def __init__(
         self,
@@ -90,13 +91,35 @@ class LocalRpcError(AioRpcError):  # type: ignore[misc]
         cause: BaseException,
         trailing_metadata: Metadata = (),
     ) -> None:
-        super().__init__(
-            code,
-            grpc.aio.Metadata(),
-            grpc.aio.Metadata(*trailing_metadata),
-            details=details,
-        )
+        super().__init__(details)
+        self._code = code
+        self._details = details
+        self._trailing_metadata = trailing_metadata
         self.cause = cause
+
+    def code(self) -> grpc.StatusCode:
+        """`code` is the call's status code."""
+        return self._code
+
+    def details(self) -> str:
+        """`details` is the status message."""
+        return self._details
+
+    def initial_metadata(self) -> Metadata:
+        """`initial_metadata` is empty: nothing was received."""
+        return ()
+
+    def trailing_metadata(self) -> Metadata:
+        """`trailing_metadata` is what a server would have sent with this
+        status (the retry delay of a local RESOURCE_EXHAUSTED)."""
+        return self._trailing_metadata
+
+    def debug_error_string(self) -> str:
+        """`debug_error_string` names the status and the message."""
+        return f"{self._code.name}: {self._details} (raised locally by ratefuse)"
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}({self._code.name}: {self._details})"
 
 
 class CircuitOpenRpcError(LocalRpcError):
