@@ -27,13 +27,22 @@ class CallLimit(AskByKey):
     """`CallLimit` is a :class:`ratefuse.web.Limit` resolved for one
     method: the bound decide and acquire methods and the key reader."""
 
-    __slots__ = ("acquire", "cost", "decide", "is_async", "key_of", "name")
+    __slots__ = (
+        "acquire",
+        "cost",
+        "decide",
+        "is_async",
+        "key_of",
+        "name",
+        "try_acquire",
+    )
 
     def __init__(
         self, limit: Limit, method: str, registry: object | None, aio: bool
     ) -> None:
         limiter = resolve_limiter(limit.limiter, limit.key, registry)
         self.decide: Callable[..., Any] = limiter.decide
+        self.try_acquire: Callable[..., Any] = limiter.try_acquire
         self.is_async = is_async(limiter)
         if self.is_async and not aio:
             raise TypeError(
@@ -54,11 +63,30 @@ class CallLimit(AskByKey):
         key_of = self.key_of
         return () if key_of is None else key_of(context)
 
+    def refusal(self, context: Any) -> Any:
+        """`refusal` decides this limit's cost for the call of ``context``
+        (a sync limiter): None when admitted or when the limit does not
+        apply, else the denying decision. It asks ``try_acquire`` first,
+        so an admitted call makes no Decision."""
+        key_of, cost = self.key_of, self.cost
+        if key_of is None:
+            if self.try_acquire(cost):
+                return None
+            decision = self.decide(cost)
+        else:
+            key = key_of(context)
+            if key is None or self.try_acquire(key, cost):
+                return None
+            decision = self.decide(key, cost)  # admits if capacity came back
+        return None if decision.allowed else decision
+
 
 def _key_reader(key: object, method: str) -> Callable[[Any], Any]:
     if key is None:
         key = PEER
     if isinstance(key, CallKey):
+        if key.of_context is not None:
+            return key.of_context
         read = key.read
         return lambda context: read(method, context)
     return key  # type: ignore[return-value]

@@ -17,7 +17,6 @@ recorded when it ends.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
 from collections.abc import Callable, Iterable
@@ -50,10 +49,12 @@ async def _single(guard: Guard, continuation: Any, details: Any, request: Any) -
         details = await guard.admit_async(details)
         start_ns = start(breaker, permit)
         call = await continuation(details, request)
-        with contextlib.suppress(grpc.RpcError):
-            await call  # an error: the caller sees it when it awaits the call
-        code = await call.code()
-        message = await call.details()
+        try:
+            await call
+        except grpc.aio.AioRpcError as error:  # the caller sees it when it awaits
+            code, message = error.code(), error.details()
+        else:
+            code, message = grpc.StatusCode.OK, None
     except BaseException:
         permit.release()
         raise

@@ -22,13 +22,23 @@ UNKNOWN_PEER = "unknown"
 class CallKey:
     """`CallKey` reads a key from a call: ``read(method, context)`` with the
     full method name (``/pkg.Service/Method``) and the server's
-    ServicerContext (sync or asyncio). ``name`` describes it in reprs."""
+    ServicerContext (sync or asyncio). ``of_context``, when given, is the
+    same reader for keys that do not depend on the method, a function of
+    the context alone (one call fewer per decision). ``name`` describes it
+    in reprs."""
 
-    __slots__ = ("name", "read")
+    __slots__ = ("name", "of_context", "read")
 
-    def __init__(self, name: str, read: Read) -> None:
+    def __init__(
+        self,
+        name: str,
+        read: Read,
+        *,
+        of_context: Callable[[Any], Key | None] | None = None,
+    ) -> None:
         self.name = name
         self.read = read
+        self.of_context = of_context
 
     def __call__(self, method: str, context: Any) -> Key | None:
         return self.read(method, context)
@@ -50,6 +60,10 @@ def peer_address(peer: str | None) -> str:
     return peer
 
 
+def _peer_of_context(context: Any) -> Key:
+    return peer_address(context.peer())
+
+
 def _peer(method: str, context: Any) -> Key:
     return peer_address(context.peer())
 
@@ -58,7 +72,7 @@ def _method(method: str, context: Any) -> Key:
     return method
 
 
-PEER = CallKey("peer", _peer)
+PEER = CallKey("peer", _peer, of_context=_peer_of_context)
 """`PEER` keys a call by the client's IP address (``context.peer()``
 without the port). Behind a proxy this is the proxy: use :func:`metadata`
 with the header the proxy sets."""

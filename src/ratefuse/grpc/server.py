@@ -68,10 +68,10 @@ def admit(policy: MethodPolicy, context: Any) -> None:
     """`admit` returns if ``policy``'s limits admit the call, else ends it."""
     single = policy.single
     if single is not None:
-        decision = single.ask(context, single.cost)
-        if decision is None or decision.allowed:
-            return
-        deny(context, policy.denial(0, decision.retry_after))
+        refused = single.refusal(context)
+        if refused is not None:
+            deny(context, policy.denial(0, refused.retry_after))
+        return
     steps = admission(policy, context)
     try:
         step = next(steps)
@@ -146,13 +146,13 @@ def _admitted(
 
 def _unary(inner: Behavior, policy: MethodPolicy, per_message: bool) -> Behavior:
     if policy.single is not None and policy.bulkhead is None and not per_message:
-        single, cost = policy.single, policy.single.cost
+        refusal = policy.single.refusal
 
         def limited(request: Any, context: Any) -> Any:
             # The common case: one limit, no bulkhead.
-            decision = single.ask(context, cost)
-            if decision is not None and not decision.allowed:
-                deny(context, policy.denial(0, decision.retry_after))
+            refused = refusal(context)
+            if refused is not None:
+                deny(context, policy.denial(0, refused.retry_after))
             return inner(request, context)
 
         return limited
