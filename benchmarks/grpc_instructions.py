@@ -11,7 +11,7 @@ difference over ``N`` is its cost per call (start-up cancels out). The
 figures are user-space instructions (the kernel's socket work is not
 counted).
 
-    python benchmarks/grpc_instructions.py [N]
+    python benchmarks/grpc_instructions.py [N] [server|client]
 
 Needs valgrind (Debian's ``valgrind``) and grpcio.
 """
@@ -121,13 +121,29 @@ def client_instructions(variant: str, port: int, calls: int) -> float:
 
 def main(argv: list[str]) -> None:
     calls = int(argv[0]) if argv else 1000
+    sides = argv[1:] or ["server", "client"]
+    if "server" in sides:
+        measure_servers(calls)
+    if "client" in sides:
+        measure_clients(calls)
+
+
+def measure_servers(calls: int) -> None:
+    """`measure_servers` prints each server variant's instructions per call."""
     servers = {
         variant: server_instructions(variant, calls) for variant in SERVER_VARIANTS
     }
     for variant, count in servers.items():
         print(f"server {variant:<8} {count:>10.0f} instructions/call", flush=True)
-    added = servers["limited"] / servers["plain"] - 1
-    print(f"server limited: {added:+.2%} instructions per call against plain")
+    for variant in SERVER_VARIANTS[1:]:
+        added = servers[variant] / servers["plain"] - 1
+        print(f"server {variant}: {added:+.2%} instructions per call against plain")
+    added = servers["limited"] / servers["passthrough"] - 1
+    print(f"server limited: {added:+.2%} instructions per call against passthrough")
+
+
+def measure_clients(calls: int) -> None:
+    """`measure_clients` prints each client variant's instructions per call."""
     plain_server = subprocess.Popen(
         [sys.executable, "-m", "ratefuse.bench.grpc_server", "plain"],
         stdout=subprocess.PIPE,

@@ -81,14 +81,17 @@ class ClientInterceptor(
         guard = self.guard
         breaker = guard.breaker_for(details.method)
         if breaker is None:
-            return continuation(guard.admit(details), request)
+            if guard.limiter is not None:
+                details = guard.admit(details)
+            return continuation(details, request)
         permit = breaker.permit_or_error()
         if isinstance(permit, CircuitOpenError):
             raise guard.rejected(permit)
         if inspect.isawaitable(permit):
             raise TypeError(f"{breaker!r} is asyncio: use AsyncClientInterceptor")
         try:
-            details = guard.admit(details)
+            if guard.limiter is not None:
+                details = guard.admit(details)
             start_ns = start(breaker, permit)
             call = continuation(details, request)
         except BaseException:

@@ -9,16 +9,13 @@ streaming kinds) sharing its breaker and limiter::
     guard = AsyncClientInterceptor(CircuitBreaker("inventory"))
     channel = grpc.aio.insecure_channel(target, interceptors=guard.interceptors())
 
-A call with one response is awaited inside the interceptor, so its outcome
-is recorded before the caller sees it; a response stream's outcome is
-recorded when it ends.
+A call's outcome is recorded when gRPC reports it done (for a response
+stream, when the stream ends), from its status.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -29,74 +26,60 @@ from ratefuse.engine.breaker_forms import Breaker, BreakerPermit, start
 from ratefuse.grpc.guard import DEFAULT_FAILURE_CODES, DEFAULT_MAX_WAIT, Guard
 
 
-async def _permit(guard: Guard, breaker: Breaker) -> BreakerPermit:
-    # The permit of an asyncio (fleet) breaker is awaited; a sync one's not.
-    permit = breaker.permit_or_error()
-    if inspect.isawaitable(permit):
-        permit = await permit
+async def _resolved(guard: Guard, permit: Any) -> BreakerPermit:
+    # A rejection raises; an asyncio (fleet) breaker's permit is awaited.
     if isinstance(permit, CircuitOpenError):
         raise guard.rejected(permit)
-    return permit
+    permit = await permit
+    if isinstance(permit, CircuitOpenError):
+        raise guard.rejected(permit)
+    resolved: BreakerPermit = permit
+    return resolved
 
 
-async def _single(guard: Guard, continuation: Any, details: Any, request: Any) -> Any:
-    # A call with one response, its outcome recorded before it is returned.
+async def _guarded(guard: Guard, continuation: Any, details: Any, request: Any) -> Any:
+    # Every call kind: the breaker's permit, the limiter's wait, the call,
+    # and its outcome recorded when gRPC reports it done.
     breaker = guard.breaker_for(details.method)
     if breaker is None:
-        return await continuation(await guard.admit_async(details), request)
-    permit = await _permit(guard, breaker)
+        if guard.limiter is not None:
+            details = await guard.admit_async(details)
+        return await continuation(details, request)
+    permit = breaker.permit_or_error()
+    if not hasattr(permit, "on_success"):
+        permit = await _resolved(guard, permit)
     try:
-        details = await guard.admit_async(details)
-        start_ns = start(breaker, permit)
+        if guard.limiter is not None:
+            details = await guard.admit_async(details)
+        start_ns = start(breaker, permit)  # type: ignore[arg-type]
         call = await continuation(details, request)
-        try:
-            await call
-        except grpc.aio.AioRpcError as error:  # the caller sees it when it awaits
-            code, message = error.code(), error.details()
-        else:
-            code, message = grpc.StatusCode.OK, None
     except BaseException:
-        permit.release()
+        permit.release()  # type: ignore[union-attr]
         raise
-    guard.record(breaker, permit, start_ns, code, message)
+    call.add_done_callback(functools.partial(_done, guard, breaker, permit, start_ns))
     return call
 
 
-class _Streams:
-    # Response streams: their outcome is read when gRPC reports them done.
-    def __init__(self, guard: Guard) -> None:
-        self.guard = guard
-        self._recording: set[asyncio.Task[None]] = set()
+def _now(coroutine: Any) -> Any:
+    # The value of a coroutine that returns without suspending, as a done
+    # aio call's code() and details() do; NotImplemented if it would wait.
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value
+    coroutine.close()
+    return NotImplemented
 
-    async def call(self, continuation: Any, details: Any, request: Any) -> Any:
-        guard = self.guard
-        breaker = guard.breaker_for(details.method)
-        if breaker is None:
-            return await continuation(await guard.admit_async(details), request)
-        permit = await _permit(guard, breaker)
-        try:
-            details = await guard.admit_async(details)
-            start_ns = start(breaker, permit)
-            call = await continuation(details, request)
-        except BaseException:
-            permit.release()
-            raise
-        call.add_done_callback(functools.partial(self._done, breaker, permit, start_ns))
-        return call
 
-    def _done(self, breaker: Breaker, permit: Any, start_ns: int, call: Any) -> None:
-        # An aio call's status is read by awaiting; it is there already.
-        task = asyncio.get_running_loop().create_task(
-            self._record(breaker, permit, start_ns, call)
-        )
-        self._recording.add(task)
-        task.add_done_callback(self._recording.discard)
-
-    async def _record(
-        self, breaker: Breaker, permit: Any, start_ns: int, call: Any
-    ) -> None:
-        code = await call.code()
-        self.guard.record(breaker, permit, start_ns, code, await call.details())
+def _done(
+    guard: Guard, breaker: Breaker, permit: Any, start_ns: int, call: Any
+) -> None:
+    # gRPC's done callback: the call has its status.
+    code, message = _now(call.code()), _now(call.details())
+    if code is NotImplemented or message is NotImplemented:
+        permit.release()  # no status to judge by: no outcome
+        return
+    guard.record(breaker, permit, start_ns, code, message)
 
 
 class AsyncClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
@@ -130,23 +113,22 @@ class AsyncClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ign
             raise ValueError("registry and client go together")
         if client is not None:
             self.guard.follow(registry, client)
-        self._streams = _Streams(self.guard)
 
     def interceptors(self) -> list[Any]:
         """`interceptors` are this interceptor and its siblings for the
         streaming call kinds, for ``grpc.aio.*_channel(interceptors=...)``."""
         return [
             self,
-            _UnaryStream(self._streams),
+            _UnaryStream(self.guard),
             _StreamUnary(self.guard),
-            _StreamStream(self._streams),
+            _StreamStream(self.guard),
         ]
 
     async def intercept_unary_unary(
         self, continuation: Any, client_call_details: Any, request: Any
     ) -> Any:
         """`intercept_unary_unary` guards a unary call."""
-        return await _single(self.guard, continuation, client_call_details, request)
+        return await _guarded(self.guard, continuation, client_call_details, request)
 
 
 class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
@@ -156,28 +138,28 @@ class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
     async def intercept_stream_unary(
         self, continuation: Any, client_call_details: Any, request_iterator: Any
     ) -> Any:
-        return await _single(
+        return await _guarded(
             self.guard, continuation, client_call_details, request_iterator
         )
 
 
 class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
-    def __init__(self, streams: _Streams) -> None:
-        self.streams = streams
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
 
     async def intercept_unary_stream(
         self, continuation: Any, client_call_details: Any, request: Any
     ) -> Any:
-        return await self.streams.call(continuation, client_call_details, request)
+        return await _guarded(self.guard, continuation, client_call_details, request)
 
 
 class _StreamStream(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
-    def __init__(self, streams: _Streams) -> None:
-        self.streams = streams
+    def __init__(self, guard: Guard) -> None:
+        self.guard = guard
 
     async def intercept_stream_stream(
         self, continuation: Any, client_call_details: Any, request_iterator: Any
     ) -> Any:
-        return await self.streams.call(
-            continuation, client_call_details, request_iterator
+        return await _guarded(
+            self.guard, continuation, client_call_details, request_iterator
         )

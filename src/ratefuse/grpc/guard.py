@@ -128,11 +128,10 @@ class Guard:
         return self.max_wait if timeout is None else min(self.max_wait, timeout)
 
     def admit(self, details: Any) -> Any:
-        """`admit` takes the outbound limiter's unit (blocking at most the
-        call's timeout) and returns the call details with what is left of
-        the timeout; raises RateLimitedRpcError if none comes in time."""
-        if self.limiter is None:
-            return details
+        """`admit` takes the outbound limiter's unit (there must be one),
+        blocking at most the call's timeout, and returns the call details
+        with what is left of the timeout; raises RateLimitedRpcError if
+        none comes in time."""
         budget = self.wait_budget(details)
         began = time.monotonic()
         try:
@@ -143,8 +142,6 @@ class Guard:
 
     async def admit_async(self, details: Any) -> Any:
         """`admit_async` is `admit` sleeping in the event loop."""
-        if self.limiter is None:
-            return details
         budget = self.wait_budget(details)
         began = time.monotonic()
         try:
