@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
 
 from ratefuse.core.errors import CircuitOpenError
 from ratefuse.engine.breaker_forms import Breaker, start
-from ratefuse.grpc.guard import DEFAULT_FAILURE_CODES, DEFAULT_MAX_WAIT, Guard
+from ratefuse.grpc.guard import Guard, Guarded
 
 
 class ClientInterceptor(
+    Guarded,
     grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
     grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
     grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
@@ -51,31 +51,6 @@ class ClientInterceptor(
     failure codes of ``[grpc.clients.<client>]`` in the registry's config,
     again after each reload. Thread-safe.
     """
-
-    def __init__(
-        self,
-        breaker: Breaker | None = None,
-        *,
-        breaker_per_method: Callable[[str], Breaker] | None = None,
-        limiter: Any = None,
-        failure_codes: Iterable[grpc.StatusCode] = DEFAULT_FAILURE_CODES,
-        max_wait: float = DEFAULT_MAX_WAIT,
-        raise_circuit_open: bool = False,
-        registry: object | None = None,
-        client: str | None = None,
-    ) -> None:
-        self.guard = Guard(
-            breaker,
-            breaker_per_method,
-            limiter,
-            failure_codes,
-            max_wait,
-            raise_circuit_open,
-        )
-        if (registry is None) != (client is None):
-            raise ValueError("registry and client go together")
-        if client is not None:
-            self.guard.follow(registry, client)
 
     def _call(self, continuation: Any, details: Any, request: Any) -> Any:
         guard = self.guard

@@ -16,14 +16,13 @@ stream, when the stream ends), from its status.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
 
 from ratefuse.core.errors import CircuitOpenError
 from ratefuse.engine.breaker_forms import Breaker, BreakerPermit, start
-from ratefuse.grpc.guard import DEFAULT_FAILURE_CODES, DEFAULT_MAX_WAIT, Guard
+from ratefuse.grpc.guard import Guard, Guarded
 
 
 async def _resolved(guard: Guard, permit: Any) -> BreakerPermit:
@@ -82,37 +81,12 @@ def _done(
     guard.record(breaker, permit, start_ns, code, message)
 
 
-class AsyncClientInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class AsyncClientInterceptor(Guarded, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
     """`AsyncClientInterceptor` takes the options of
     :class:`ratefuse.grpc.ClientInterceptor`; its breakers may be asyncio
     ones (``AsyncFleetBreaker``) and its limiter is awaited
     (``acquire_async``). Give the channel `interceptors`. Use it from one
     event loop."""
-
-    def __init__(
-        self,
-        breaker: Breaker | None = None,
-        *,
-        breaker_per_method: Callable[[str], Breaker] | None = None,
-        limiter: Any = None,
-        failure_codes: Iterable[grpc.StatusCode] = DEFAULT_FAILURE_CODES,
-        max_wait: float = DEFAULT_MAX_WAIT,
-        raise_circuit_open: bool = False,
-        registry: object | None = None,
-        client: str | None = None,
-    ) -> None:
-        self.guard = Guard(
-            breaker,
-            breaker_per_method,
-            limiter,
-            failure_codes,
-            max_wait,
-            raise_circuit_open,
-        )
-        if (registry is None) != (client is None):
-            raise ValueError("registry and client go together")
-        if client is not None:
-            self.guard.follow(registry, client)
 
     def interceptors(self) -> list[Any]:
         """`interceptors` are this interceptor and its siblings for the

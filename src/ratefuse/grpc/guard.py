@@ -16,20 +16,17 @@ from typing import Any
 
 import grpc
 
+from ratefuse.config._grpc_schema import (
+    DEFAULT_FAILURE_CODES as DEFAULT_FAILURE_CODE_NAMES,
+)
 from ratefuse.core.errors import CircuitOpenError, RateLimitExceeded
 from ratefuse.engine.breaker_forms import Breaker, BreakerPermit, finish
 from ratefuse.grpc.config import client_entry, status_codes
 from ratefuse.grpc.status import CircuitOpenRpcError, RateLimitedRpcError
 
-DEFAULT_FAILURE_CODES = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-    }
-)
+# The statuses that count as the breaker's failures unless configured: the
+# ones an overloaded, failing or unreachable upstream answers.
+DEFAULT_FAILURE_CODES = status_codes(DEFAULT_FAILURE_CODE_NAMES)
 DEFAULT_MAX_WAIT = math.inf
 
 
@@ -186,3 +183,33 @@ def rest_of_timeout(details: Any, began: float) -> Any:
         return details
     waited = time.monotonic() - began
     return details._replace(timeout=max(0.0, timeout - waited))
+
+
+class Guarded:
+    """`Guarded` builds a client interceptor's `Guard` from its options
+    (documented on :class:`ratefuse.grpc.ClientInterceptor`)."""
+
+    def __init__(
+        self,
+        breaker: Breaker | None = None,
+        *,
+        breaker_per_method: Callable[[str], Breaker] | None = None,
+        limiter: Any = None,
+        failure_codes: Iterable[grpc.StatusCode] = DEFAULT_FAILURE_CODES,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        raise_circuit_open: bool = False,
+        registry: object | None = None,
+        client: str | None = None,
+    ) -> None:
+        self.guard = Guard(
+            breaker,
+            breaker_per_method,
+            limiter,
+            failure_codes,
+            max_wait,
+            raise_circuit_open,
+        )
+        if (registry is None) != (client is None):
+            raise ValueError("registry and client go together")
+        if client is not None:
+            self.guard.follow(registry, client)
