@@ -9,8 +9,9 @@ streaming kinds) sharing its breaker and limiter::
     guard = AsyncClientInterceptor(CircuitBreaker("inventory"))
     channel = grpc.aio.insecure_channel(target, interceptors=guard.interceptors())
 
-A call's outcome is recorded when gRPC reports it done (for a response
-stream, when the stream ends), from its status.
+A call with one response is awaited inside the interceptor, so its outcome
+is recorded before the caller sees it; a response stream's is recorded
+when gRPC reports the call done.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import grpc
 
 from ratefuse.core.errors import CircuitOpenError
-from ratefuse.engine.breaker_forms import Breaker, BreakerPermit, start
+from ratefuse.engine.breaker_forms import UNTIMED, Breaker, BreakerPermit, start
 from ratefuse.grpc.guard import Guard, Guarded
 
 
@@ -36,26 +37,46 @@ async def _resolved(guard: Guard, permit: Any) -> BreakerPermit:
     return resolved
 
 
-async def _guarded(guard: Guard, continuation: Any, details: Any, request: Any) -> Any:
+async def _guarded(
+    guard: Guard, continuation: Any, details: Any, request: Any, single: bool
+) -> Any:
     # Every call kind: the breaker's permit, the limiter's wait, the call,
-    # and its outcome recorded when gRPC reports it done.
+    # and its outcome: a ``single`` response is awaited here (the caller's
+    # await then finds it there), a stream's is read when gRPC reports the
+    # call done.
     breaker = guard.breaker_for(details.method)
     if breaker is None:
         if guard.limiter is not None:
             details = await guard.admit_async(details)
         return await continuation(details, request)
-    permit = breaker.permit_or_error()
+    permit: Any = breaker.permit_or_error()
     if not hasattr(permit, "on_success"):
         permit = await _resolved(guard, permit)
     try:
         if guard.limiter is not None:
             details = await guard.admit_async(details)
-        start_ns = start(breaker, permit)  # type: ignore[arg-type]
+        start_ns = start(breaker, permit)
         call = await continuation(details, request)
     except BaseException:
-        permit.release()  # type: ignore[union-attr]
+        permit.release()
         raise
-    call.add_done_callback(functools.partial(_done, guard, breaker, permit, start_ns))
+    if not single:
+        call.add_done_callback(
+            functools.partial(_done, guard, breaker, permit, start_ns)
+        )
+        return call
+    try:
+        await call
+    except grpc.aio.AioRpcError as error:  # the caller's await raises it too
+        guard.record(breaker, permit, start_ns, error.code(), error.details())
+    except BaseException:
+        permit.release()  # cancelled: no outcome
+        raise
+    else:
+        if start_ns == UNTIMED:
+            permit.on_success(0.0)
+        else:
+            guard.record(breaker, permit, start_ns, grpc.StatusCode.OK, None)
     return call
 
 
@@ -102,7 +123,9 @@ class AsyncClientInterceptor(Guarded, grpc.aio.UnaryUnaryClientInterceptor):  # 
         self, continuation: Any, client_call_details: Any, request: Any
     ) -> Any:
         """`intercept_unary_unary` guards a unary call."""
-        return await _guarded(self.guard, continuation, client_call_details, request)
+        return await _guarded(
+            self.guard, continuation, client_call_details, request, True
+        )
 
 
 class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
@@ -113,7 +136,7 @@ class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
         self, continuation: Any, client_call_details: Any, request_iterator: Any
     ) -> Any:
         return await _guarded(
-            self.guard, continuation, client_call_details, request_iterator
+            self.guard, continuation, client_call_details, request_iterator, True
         )
 
 
@@ -124,7 +147,9 @@ class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
     async def intercept_unary_stream(
         self, continuation: Any, client_call_details: Any, request: Any
     ) -> Any:
-        return await _guarded(self.guard, continuation, client_call_details, request)
+        return await _guarded(
+            self.guard, continuation, client_call_details, request, False
+        )
 
 
 class _StreamStream(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
@@ -135,5 +160,5 @@ class _StreamStream(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[mis
         self, continuation: Any, client_call_details: Any, request_iterator: Any
     ) -> Any:
         return await _guarded(
-            self.guard, continuation, client_call_details, request_iterator
+            self.guard, continuation, client_call_details, request_iterator, False
         )
