@@ -68,6 +68,28 @@ def serving_statuses(
     return statuses
 
 
+class HealthFeed:
+    """`HealthFeed` is where both servicers take their statuses from:
+    ``source.health(timeout)`` (a :class:`ratefuse.config.Registry`) and
+    ``services``, service names mapped to the breaker and backend names
+    they depend on."""
+
+    def __init__(
+        self,
+        source: HealthSource,
+        services: Mapping[str, Sequence[str]] | None,
+        timeout: float,
+    ) -> None:
+        self.source = source
+        self.services = check_services(services or {})
+        self.timeout = timeout
+
+    def statuses(self) -> dict[str, Any]:
+        """`statuses` reads the health (blocking for the backends' PINGs)
+        and returns every service's status (`serving_statuses`)."""
+        return serving_statuses(self.source.health(self.timeout), self.services)
+
+
 class HealthServicer(health.HealthServicer):  # type: ignore[misc]
     """`HealthServicer` is grpcio-health-checking's servicer for a sync
     server, its statuses taken from ``source.health(timeout)`` (a
@@ -83,17 +105,14 @@ class HealthServicer(health.HealthServicer):  # type: ignore[misc]
         timeout: float = DEFAULT_HEALTH_TIMEOUT,
     ) -> None:
         super().__init__()
-        self._source = source
-        self._services = check_services(services or {})
-        self._timeout = timeout
+        self._feed = HealthFeed(source, services, timeout)
         self._stop = threading.Event()
         self.refresh()
 
     def refresh(self) -> None:
         """`refresh` reads the health and sets every status (Watch streams
         see the changes)."""
-        health = self._source.health(self._timeout)
-        for service, status in serving_statuses(health, self._services).items():
+        for service, status in self._feed.statuses().items():
             self.set(service, status)
 
     def Check(self, request: Any, context: Any) -> Any:
@@ -135,15 +154,13 @@ class AsyncHealthServicer(health.aio.HealthServicer):  # type: ignore[misc]
         timeout: float = DEFAULT_HEALTH_TIMEOUT,
     ) -> None:
         super().__init__()
-        self._source = source
-        self._services = check_services(services or {})
-        self._timeout = timeout
+        self._feed = HealthFeed(source, services, timeout)
 
     async def refresh(self) -> None:
         """`refresh` reads the health and sets every status."""
         loop = asyncio.get_running_loop()
-        health = await loop.run_in_executor(None, self._source.health, self._timeout)
-        for service, status in serving_statuses(health, self._services).items():
+        statuses = await loop.run_in_executor(None, self._feed.statuses)
+        for service, status in statuses.items():
             await self.set(service, status)
 
     async def Check(self, request: Any, context: Any) -> Any:
