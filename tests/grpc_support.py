@@ -10,6 +10,7 @@ service ``test.Echo``; stopped on exit. Both kinds serve the same methods:
 - ``Sum``: request stream, answers the number of messages.
 - ``HoldStream``: response stream, one message, then waits as Hold.
 - ``Fail``: unary, ends with the status named in ``Gate.failure``.
+- ``Chat``: bidirectional, answers each message upper-cased.
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ class Gate:
 
 
 def generic(*behaviors: Any) -> grpc.GenericRpcHandler:
-    """`generic` serves the behaviors of Say, Hold, Count, Sum, HoldStream
-    and Fail, in that order, as ``test.Echo``."""
+    """`generic` serves the behaviors of Say, Hold, Count, Sum, HoldStream,
+    Fail and Chat, in that order, as ``test.Echo``."""
     kinds = (
         ("Say", grpc.unary_unary_rpc_method_handler),
         ("Hold", grpc.unary_unary_rpc_method_handler),
@@ -72,6 +73,7 @@ def generic(*behaviors: Any) -> grpc.GenericRpcHandler:
         ("Sum", grpc.stream_unary_rpc_method_handler),
         ("HoldStream", grpc.unary_stream_rpc_method_handler),
         ("Fail", grpc.unary_unary_rpc_method_handler),
+        ("Chat", grpc.stream_stream_rpc_method_handler),
     )
     handlers = {
         name: make(behavior)
@@ -107,13 +109,17 @@ def sync_handlers(gate: Gate) -> grpc.GenericRpcHandler:
         yield b"first"
         hold(request, context)
 
+    def chat(requests: Iterator[bytes], context: Any) -> Iterator[bytes]:
+        for request in requests:
+            yield request.upper()
+
     def fail(request: bytes, context: Any) -> bytes:
         gate.arrive()
         if gate.failure != grpc.StatusCode.OK:
             context.abort(gate.failure, "failing on purpose")
         return b"ok"
 
-    return generic(say, hold, count, total, hold_stream, fail)
+    return generic(say, hold, count, total, hold_stream, fail, chat)
 
 
 def aio_handlers(gate: Gate) -> grpc.GenericRpcHandler:
@@ -144,13 +150,17 @@ def aio_handlers(gate: Gate) -> grpc.GenericRpcHandler:
         yield b"first"
         await hold(request, context)
 
+    async def chat(requests: Any, context: Any) -> Any:
+        async for request in requests:
+            yield request.upper()
+
     async def fail(request: bytes, context: Any) -> bytes:
         gate.arrive()
         if gate.failure != grpc.StatusCode.OK:
             await context.abort(gate.failure, "failing on purpose")
         return b"ok"
 
-    return generic(say, hold, count, total, hold_stream, fail)
+    return generic(say, hold, count, total, hold_stream, fail, chat)
 
 
 @contextlib.contextmanager

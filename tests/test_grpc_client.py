@@ -74,12 +74,19 @@ def test_the_breaker_opens_on_unavailable_fails_fast_and_closes_on_recovery(
         # Streams fail fast too.
         with pytest.raises(CircuitOpenRpcError):
             list(method(channel, "Count", "unary_stream")(b"2"))
+        with pytest.raises(CircuitOpenRpcError):
+            list(method(channel, "Chat", "stream_stream")(iter([b"a"])))
+        with pytest.raises(CircuitOpenRpcError):
+            method(channel, "Sum", "stream_unary")(iter([b"a"]))
         assert gate.calls == 2  # nothing reached the network
         gate.failure = grpc.StatusCode.OK
         clock.advance(10.0)
         assert fail(b"x") == b"ok"  # the probe
         assert breaker.state == State.CLOSED
         assert list(method(channel, "Count", "unary_stream")(b"2")) == [b"0", b"1"]
+        chat = method(channel, "Chat", "stream_stream")
+        assert list(chat(iter([b"a", b"b"]))) == [b"A", b"B"]
+        assert method(channel, "Sum", "stream_unary")(iter([b"a"])) == b"1"
 
 
 def test_an_open_breaker_can_raise_circuit_open_error(impl: Any, address: str) -> None:
@@ -231,6 +238,9 @@ async def _aio_breaker_scenario(
         total = channel.stream_unary("/test.Echo/Sum")
         with pytest.raises(CircuitOpenRpcError):
             await total(iter([b"a"]))
+        chat = channel.stream_stream("/test.Echo/Chat")
+        with pytest.raises(CircuitOpenRpcError):
+            [item async for item in chat(iter([b"a"]))]
         assert gate.calls == 2
         gate.failure = grpc.StatusCode.OK
         clock.advance(10.0)

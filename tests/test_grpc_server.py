@@ -213,6 +213,34 @@ def test_streams_are_admitted_once_or_per_message(
         assert dict(denied.value.trailing_metadata())[RETRY_PUSHBACK] == "3334"
 
 
+def exchange(chat: Any, messages: list[bytes]) -> tuple[list[bytes], Any]:
+    """`exchange` sends ``messages`` on a bidirectional call; returns the
+    answers received and the final status."""
+    answers: list[bytes] = []
+    try:
+        answers.extend(chat(iter(messages)))
+    except grpc.RpcError as error:
+        return answers, error.code()
+    return answers, grpc.StatusCode.OK
+
+
+@pytest.mark.parametrize("per_message", [False, True])
+def test_a_bidirectional_stream_is_admitted_once_or_per_message(
+    kind: str, impl: Any, clock: ManualClock, gate: Gate, per_message: bool
+) -> None:
+    limiter = subject(impl, clock)  # 2 units
+    rule = MethodRule("/test.Echo/Chat", Limit(limiter), per_message=per_message)
+    with served(kind, [rule], gate) as channel:
+        chat = method(channel, "Chat", "stream_stream")
+        ok, exhausted = grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert exchange(chat, [b"a", b"b"]) == ([b"A", b"B"], ok)
+        if per_message:  # both units taken by the first call's messages
+            assert exchange(chat, [b"c"]) == ([], exhausted)
+        else:  # one unit per call
+            assert exchange(chat, [b"c", b"d"]) == ([b"C", b"D"], ok)
+            assert exchange(chat, [b"e"]) == ([], exhausted)
+
+
 class WatchedBulkhead(Bulkhead):
     """`WatchedBulkhead` sets ``freed`` on every release."""
 
