@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent import futures
 from typing import Any
 
@@ -186,10 +186,14 @@ def serve_sync(
 
 @contextlib.contextmanager
 def serve_aio(
-    interceptors: list[Any], gate: Gate, register: Register | None = None
+    interceptors: list[Any],
+    gate: Gate,
+    register: Register | None = None,
+    on_stop: Callable[[], Awaitable[object]] | None = None,
 ) -> Iterator[str]:
     """`serve_aio` runs a grpc.aio server in a thread with its own event
-    loop (``register`` adds servicers, in that loop); yields its address."""
+    loop (``register`` adds servicers, in that loop; ``on_stop`` is awaited
+    there once the server has stopped); yields its address."""
     started: futures.Future[int] = futures.Future()
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
@@ -208,6 +212,8 @@ def serve_aio(
         started.set_result(port)
         await stop.wait()
         await server.stop(None)
+        if on_stop is not None:
+            await on_stop()
 
     thread = threading.Thread(target=loop.run_until_complete, args=(main(),))
     thread.start()
