@@ -21,6 +21,10 @@ STATUS_DETAILS = "grpc-status-details-bin"
 NO_RETRY = "-1"
 
 Metadata = tuple[tuple[str, str | bytes], ...]
+# Read once: an enum member looked up per rejected call costs as much as
+# the rejection itself.
+UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
+RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def pushback_ms(retry_after: float) -> str:
@@ -81,19 +85,18 @@ class LocalRpcError(grpc.RpcError):  # type: ignore[misc]
     reached the network: a ``grpc.RpcError`` with the accessors of a
     failed call (``code()``, ``details()``, ``trailing_metadata()``,
     ``initial_metadata()``, ``debug_error_string()``) for sync and asyncio
-    callers alike; ``cause`` is the ratefuse error behind it. Cheap to
-    make: an open breaker raises one per call it rejects."""
+    callers alike; ``cause`` is the ratefuse error behind it, whose text is
+    the details. Cheap to make (the text is rendered when asked for): an
+    open breaker raises one per call it rejects."""
 
     def __init__(
         self,
         code: grpc.StatusCode,
-        details: str,
         cause: BaseException,
         trailing_metadata: Metadata = (),
     ) -> None:
-        super().__init__(details)
+        super().__init__()
         self._code = code
-        self._details = details
         self._trailing_metadata = trailing_metadata
         self.cause = cause
 
@@ -102,8 +105,8 @@ class LocalRpcError(grpc.RpcError):  # type: ignore[misc]
         return self._code
 
     def details(self) -> str:
-        """`details` is the status message."""
-        return self._details
+        """`details` is the status message: the cause's text."""
+        return str(self.cause)
 
     def initial_metadata(self) -> Metadata:
         """`initial_metadata` is empty: nothing was received."""
@@ -116,10 +119,10 @@ class LocalRpcError(grpc.RpcError):  # type: ignore[misc]
 
     def debug_error_string(self) -> str:
         """`debug_error_string` names the status and the message."""
-        return f"{self._code.name}: {self._details} (raised locally by ratefuse)"
+        return f"{self._code.name}: {self.details()} (raised locally by ratefuse)"
 
     def __str__(self) -> str:
-        return f"{type(self).__name__}({self._code.name}: {self._details})"
+        return f"{type(self).__name__}({self._code.name}: {self.details()})"
 
 
 class CircuitOpenRpcError(LocalRpcError):
@@ -127,7 +130,7 @@ class CircuitOpenRpcError(LocalRpcError):
     is the :class:`ratefuse.errors.CircuitOpenError`."""
 
     def __init__(self, cause: CircuitOpenError) -> None:
-        super().__init__(grpc.StatusCode.UNAVAILABLE, str(cause), cause)
+        super().__init__(UNAVAILABLE, cause)
 
 
 class RateLimitedRpcError(LocalRpcError):
@@ -136,10 +139,5 @@ class RateLimitedRpcError(LocalRpcError):
     the :class:`ratefuse.errors.RateLimitExceeded`."""
 
     def __init__(self, cause: Any, retry_after: float) -> None:
-        message = str(cause)
-        super().__init__(
-            grpc.StatusCode.RESOURCE_EXHAUSTED,
-            message,
-            cause,
-            denial_metadata(message, retry_after),
-        )
+        metadata = denial_metadata(str(cause), retry_after)
+        super().__init__(RESOURCE_EXHAUSTED, cause, metadata)
