@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from ratefuse.adaptive import AdaptiveLimiter, AdaptiveLimitFullError
 from ratefuse.breaker import BreakerConfig, BreakerMetrics, CircuitBreaker
 from ratefuse.breaker import State as BreakerState
 from ratefuse.bulkhead import Bulkhead, BulkheadFullError
@@ -14,12 +15,15 @@ from ratefuse.core.breaker.spec import IllegalTransitionError
 from ratefuse.core.counters import BreakerCounters, LimiterCounters
 from ratefuse.core.errors import (
     BackendError,
+    CallTimeout,
     CircuitOpenError,
+    DeadlineExceeded,
     RatefuseError,
     RateLimitExceeded,
 )
 from ratefuse.core.implementation import IMPLEMENTATION
 from ratefuse.core.reservation import Reservation
+from ratefuse.engine.deadline import Deadline, deadline, remaining
 from ratefuse.engine.subject import Decision
 from ratefuse.keyed import KeyedLimiter
 from ratefuse.limiter import Limiter
@@ -30,6 +34,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ALGORITHMS",
     "IMPLEMENTATION",
+    "AdaptiveLimitFullError",
+    "AdaptiveLimiter",
     "BackendError",
     "BreakerConfig",
     "BreakerCounters",
@@ -37,8 +43,11 @@ __all__ = [
     "BreakerState",
     "Bulkhead",
     "BulkheadFullError",
+    "CallTimeout",
     "CircuitBreaker",
     "CircuitOpenError",
+    "Deadline",
+    "DeadlineExceeded",
     "Decision",
     "IllegalTransitionError",
     "KeyedLimiter",
@@ -49,5 +58,7 @@ __all__ = [
     "RatefuseError",
     "Reservation",
     "__version__",
+    "deadline",
     "parse",
+    "remaining",
 ]

@@ -1,6 +1,7 @@
 """The ``ratefuse`` command line (also ``python -m ratefuse``):
 ``ratefuse bench`` measures speed and accuracy, ``ratefuse demo`` shows a
-limiter deciding on a simulated clock."""
+limiter deciding on a simulated clock, ``ratefuse config`` pushes and shows
+a fleet's configuration in Redis or etcd."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from ratefuse.bench.cli import run as run_bench
 from ratefuse.bench.progress import Progress
 from ratefuse.bench.report import table
 from ratefuse.bench.scenarios import Measurement, limiter_scenarios, measure
+from ratefuse.config._cli import add_parser as add_config_parser
+from ratefuse.config._cli import run as run_config
 
 MS = 1_000_000
 
@@ -84,11 +87,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     demo.add_argument("--quick", action="store_true", help="fewer calls (for CI)")
     add_bench_parser(commands)
+    add_config_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return run_demo(args.quick)
     if args.command == "bench":
         return run_bench(args)
+    if args.command == "config":
+        return run_config(args)
     parser.error(f"unknown command {args.command!r}")  # pragma: no cover
     return 2  # pragma: no cover
 

@@ -29,7 +29,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
 from typing import Any, Final, ParamSpec, TypeVar, cast
 
-from ratefuse.core.errors import RatefuseError
+from ratefuse.core.errors import BulkheadFullError, DeadlineExceeded, RatefuseError
+from ratefuse.engine.deadline import bounded, current
 from ratefuse.engine.held_iteration import Done, relay, relay_async
 
 P = ParamSpec("P")
@@ -38,19 +39,7 @@ T = TypeVar("T")
 
 DEFAULT_MAX_WAIT: Final = 0.0
 
-
-class BulkheadFullError(RatefuseError):
-    """`BulkheadFullError` reports a call rejected by a full bulkhead after
-    waiting ``max_wait`` seconds; ``name`` names the bulkhead."""
-
-    def __init__(self, name: str, max_concurrent: int, max_wait: float) -> None:
-        self.name = name
-        self.max_concurrent = max_concurrent
-        self.max_wait = max_wait
-        super().__init__(
-            f"bulkhead {name!r} is full: {max_concurrent} calls running, "
-            f"none finished within {max_wait:.6g}s"
-        )
+__all__ = ["DEFAULT_MAX_WAIT", "Bulkhead", "BulkheadFullError"]
 
 
 class _Waiter:
@@ -155,12 +144,24 @@ class Bulkhead:
         """`rejected` counts calls rejected since construction."""
         return self._rejected
 
-    def _error(self, wait: float) -> BulkheadFullError:
+    def _error(self, wait: float, by_deadline: bool) -> RatefuseError:
+        # What a caller that waited ``wait`` seconds in vain gets: the
+        # deadline's error if the deadline cut its wait short.
+        if by_deadline:
+            return DeadlineExceeded("bulkhead", None, wait)
         return BulkheadFullError(self._name, self._max_concurrent, wait)
+
+    @staticmethod
+    def _bounded(wait: float) -> tuple[float, bool]:
+        # (the wait for a slot within the running call's deadline, whether
+        # the deadline cut it); asked only when a deadline is set.
+        bound, by_deadline = bounded(wait)
+        return (wait if bound is None else bound), by_deadline
 
     def _enter_or_queue(
         self,
         wait: float,
+        by_deadline: bool,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> _Waiter | None:
         # Takes a free slot (None), queues a waiter, or raises if it may not
@@ -173,7 +174,7 @@ class Bulkhead:
                 return None
             if wait <= 0.0:
                 self._rejected += 1
-                raise self._error(wait)
+                raise self._error(wait, by_deadline)
             if loop is None:
                 lock = threading.Lock()
                 lock.acquire()
@@ -206,10 +207,15 @@ class Bulkhead:
 
     def acquire(self, timeout: float | None = None) -> None:
         """`acquire` takes a slot, waiting up to ``timeout`` seconds (None:
-        ``max_wait``); raises BulkheadFullError if none frees up in time.
-        Pair it with `release`."""
+        ``max_wait``) and no longer than the running call's deadline
+        allows; raises BulkheadFullError if none frees up in time, or
+        DeadlineExceeded if the deadline ended the wait (at once when no
+        time is left). Pair it with `release`."""
         wait = self._max_wait if timeout is None else _check_wait("timeout", timeout)
-        waiter = self._enter_or_queue(wait)
+        by_deadline = False
+        if current() is not None:  # else the check is this one ContextVar read
+            wait, by_deadline = self._bounded(wait)
+        waiter = self._enter_or_queue(wait, by_deadline)
         if waiter is None:
             return
         assert waiter.lock is not None
@@ -226,13 +232,16 @@ class Bulkhead:
         if acquired:
             return
         if not self._give_up(waiter, count=True):
-            raise self._error(wait)
+            raise self._error(wait, by_deadline)
 
     async def acquire_async(self, timeout: float | None = None) -> None:
         """`acquire_async` is `acquire` for asyncio tasks: it waits without
         blocking the event loop. Cancelled while waiting, it takes no slot."""
         wait = self._max_wait if timeout is None else _check_wait("timeout", timeout)
-        waiter = self._enter_or_queue(wait, asyncio.get_running_loop())
+        by_deadline = False
+        if current() is not None:  # else the check is this one ContextVar read
+            wait, by_deadline = self._bounded(wait)
+        waiter = self._enter_or_queue(wait, by_deadline, asyncio.get_running_loop())
         if waiter is None:
             return
         assert waiter.future is not None
@@ -243,7 +252,7 @@ class Bulkhead:
                 await asyncio.wait_for(waiter.future, wait)
         except asyncio.TimeoutError:
             if not self._give_up(waiter, count=True):
-                raise self._error(wait) from None
+                raise self._error(wait, by_deadline) from None
         except BaseException:
             # Cancelled: a slot granted meanwhile goes to the next waiter.
             if self._give_up(waiter, count=False):

@@ -4,9 +4,20 @@ raise them)."""
 
 from ratefuse.core.errors import (
     BackendError,
+    BulkheadFullError,
+    CallTimeout,
     CircuitOpenError,
+    DeadlineExceeded,
     RatefuseError,
     RateLimitExceeded,
 )
 
-__all__ = ["BackendError", "CircuitOpenError", "RateLimitExceeded", "RatefuseError"]
+__all__ = [
+    "BackendError",
+    "BulkheadFullError",
+    "CallTimeout",
+    "CircuitOpenError",
+    "DeadlineExceeded",
+    "RateLimitExceeded",
+    "RatefuseError",
+]

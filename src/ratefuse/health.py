@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ratefuse.adaptive import AdaptiveLimiter
 from ratefuse.breaker import CircuitBreaker, State
 
 # Breaker states in which the breaker's dependency counts as healthy.
@@ -38,16 +39,23 @@ class BackendHealth:
 class Health:
     """`Health` summarises a registry: ``ok`` when every backend answered
     its PING and every breaker is CLOSED or DISABLED. ``breakers`` maps
-    names to state names; ``backends`` names to :class:`BackendHealth`."""
+    names to state names; ``backends`` names to :class:`BackendHealth`;
+    ``config_version`` is the version of the configuration in force (None
+    when it came from no config source); ``adaptive`` names to the state of
+    adaptive concurrency limits (:meth:`ratefuse.AdaptiveLimiter.health`),
+    which do not change ``ok``: a limit at its floor is doing its job."""
 
     ok: bool
     breakers: Mapping[str, str] = field(default_factory=dict)
     backends: Mapping[str, BackendHealth] = field(default_factory=dict)
+    config_version: int | None = None
+    adaptive: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """`to_dict` is the JSON form: status "ok" or "degraded", breaker
-        states, and per backend ok, latency_ms, error and breaker."""
-        return {
+        states, per backend ok, latency_ms, error and breaker, and
+        config_version when there is one."""
+        found: dict[str, Any] = {
             "status": "ok" if self.ok else "degraded",
             "breakers": dict(self.breakers),
             "backends": {
@@ -62,6 +70,11 @@ class Health:
                 for name, backend in self.backends.items()
             },
         }
+        if self.config_version is not None:
+            found["config_version"] = self.config_version
+        if self.adaptive:
+            found["adaptive"] = dict(self.adaptive)
+        return found
 
 
 class Pingable(Protocol):
@@ -84,9 +97,11 @@ def check_health(
     breakers: Mapping[str, CircuitBreaker],
     backends: Mapping[str, Pingable],
     timeout: float,
+    adaptive: Mapping[str, AdaptiveLimiter] | None = None,
 ) -> Health:
     """`check_health` pings every backend (one after the other, each within
-    ``timeout`` seconds) and reads every breaker's state."""
+    ``timeout`` seconds), reads every breaker's state and every adaptive
+    limit's (None: none)."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
         raise ValueError(f"timeout must be a number of seconds, got {timeout!r}")
     if not timeout > 0:
@@ -96,7 +111,12 @@ def check_health(
     ok = all(state in HEALTHY_STATES for state in states.values()) and all(
         backend.ok for backend in pinged.values()
     )
-    return Health(ok, {name: state.name for name, state in states.items()}, pinged)
+    return Health(
+        ok,
+        {name: state.name for name, state in states.items()},
+        pinged,
+        adaptive={name: limiter.health() for name, limiter in (adaptive or {}).items()},
+    )
 
 
 def _response(health: Health) -> tuple[int, bytes]:

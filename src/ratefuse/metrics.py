@@ -23,10 +23,17 @@ scrapes. Families (``ratefuse`` is the default namespace):
 - ``ratefuse_redis_limiter_<field>_total{limiter}``: every integer field of
   a Redis limiter's ``stats()`` (decisions, fallbacks, ...), whatever
   fields that version has;
+- ``ratefuse_<family>{limiter, ...}``: the samples of an object added as
+  a limiter that has ``metric_samples()`` (adaptive throttles, priority
+  limiters and bulkheads: see their ``metric_samples``);
 - ``ratefuse_redis_backend_<field>_total{backend}``: every integer field of
   a Redis backend's ``stats()`` (round trips, transport errors, timeouts,
   ...), and its breaker as above under ``breaker="backend:<name>"`` (on a
-  cluster, each node's too, under ``breaker="backend:<name>@<host:port>"``).
+  cluster, each node's too, under ``breaker="backend:<name>@<host:port>"``);
+- ``ratefuse_config_version``: the version of the registry's configuration
+  from a config source (see ``ratefuse.config.ConfigFollower``);
+- ``ratefuse_adaptive_*{limiter}``: adaptive concurrency limits added with
+  `RatefuseCollector.add_adaptive` (see :mod:`ratefuse.metrics_adaptive`).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     ) from exc
 
 from ratefuse.breaker import State
+from ratefuse.metrics_adaptive import adaptive_metrics
 
 if TYPE_CHECKING:
     from ratefuse.config import Registry
@@ -73,6 +81,7 @@ class RatefuseCollector:
         self._limiters: dict[str, Any] = {}
         self._breakers: dict[str, Any] = {}
         self._backends: dict[str, _Backend] = {}
+        self._adaptive: dict[str, Any] = {}
 
     def add_limiter(self, name: str, limiter: object) -> None:
         """`add_limiter` reports ``limiter`` (anything with ``counters()``
@@ -92,6 +101,11 @@ class RatefuseCollector:
         with self._lock:
             self._backends[name] = backend  # type: ignore[assignment]
 
+    def add_adaptive(self, name: str, limiter: object) -> None:
+        """`add_adaptive` reports an AdaptiveLimiter as ``limiter=name``."""
+        with self._lock:
+            self._adaptive[name] = limiter
+
     def describe(self) -> list[Metric]:
         """`describe` is empty: the families depend on what is registered
         at scrape time, so prometheus_client must not call collect early."""
@@ -101,6 +115,17 @@ class RatefuseCollector:
         """`collect` reads every counter now."""
         limiters, breakers, backends = self._snapshot()
         yield from _Families(self._namespace).fill(limiters, breakers, backends)
+        version = None if self._registry is None else self._registry.config_version
+        if version is not None:
+            prefix = f"{self._namespace}_" if self._namespace else ""
+            gauge = GaugeMetricFamily(
+                f"{prefix}config_version", "Version of the configuration in force."
+            )
+            gauge.add_metric([], version)
+            yield gauge
+        with self._lock:
+            adaptive = dict(self._adaptive)
+        yield from adaptive_metrics(self._namespace, adaptive)
 
     def _snapshot(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, _Backend]]:
         with self._lock:
@@ -168,7 +193,7 @@ class _Families:
             )
             for attribute, name, gauge, labels, documentation in _FIXED_FAMILIES
         }
-        self.fields: dict[str, CounterMetricFamily] = {}
+        self.fields: dict[str, CounterMetricFamily | GaugeMetricFamily] = {}
 
     def fill(
         self,
@@ -192,6 +217,10 @@ class _Families:
 
     def _limiter(self, name: str, limiter: Any) -> None:
         fixed = self.fixed
+        samples = getattr(limiter, "metric_samples", None)
+        if callable(samples):
+            self._samples(name, samples())
+            return
         counters = getattr(limiter, "counters", None)
         if callable(counters):
             snapshot = counters()
@@ -207,6 +236,19 @@ class _Families:
             fixed["expired"].add_metric([name], found["expired"])
         else:  # a Redis limiter's LimiterStats
             self._stats("redis_limiter", "limiter", name, found)
+
+    def _samples(self, name: str, samples: Any) -> None:
+        # (family, help, gauge, labels, value) tuples, labelled limiter=name.
+        for family_name, documentation, gauge, labels, value in samples:
+            family = self.fields.get(family_name)
+            if family is None:
+                kind = GaugeMetricFamily if gauge else CounterMetricFamily
+                family = self.fields[family_name] = kind(
+                    f"{self.prefix}{family_name}",
+                    documentation,
+                    labels=["limiter", *labels],
+                )
+            family.add_metric([name, *labels.values()], value)
 
     def _stats(self, kind: str, label: str, name: str, stats: object) -> None:
         # Every int field of a stats dataclass as a counter of its own.

@@ -15,7 +15,10 @@ import pytest
 
 redis = pytest.importorskip("redis")
 
+from script_path_support import SCRIPT_PATHS, force_path  # noqa: E402
+
 from ratefuse.redis import RedisBackend  # noqa: E402
+from ratefuse.redis._script_paths import ScriptPath  # noqa: E402
 from redis_servers import RedisClusterServers, RedisServer  # noqa: E402
 
 _names = itertools.count()
@@ -62,22 +65,49 @@ def cluster_client(redis_cluster: RedisClusterServers) -> Iterator[redis.RedisCl
     connection.close()
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that names a session-wide backend runs on both script
+    paths (a test that asks for one by name at run time gets Functions)."""
+    if {"node_backend", "cluster_backend"} & set(metafunc.fixturenames):
+        metafunc.parametrize(
+            "script_path",
+            SCRIPT_PATHS,
+            indirect=True,
+            scope="session",
+            ids=[path.name for path in SCRIPT_PATHS],
+        )
+
+
 @pytest.fixture(scope="session")
-def node_backend(redis_node: RedisServer) -> Iterator[RedisBackend]:
+def script_path(request: pytest.FixtureRequest) -> ScriptPath:
+    """`script_path` is the path the session-wide backends are pinned to."""
+    return getattr(request, "param", ScriptPath.FUNCTIONS)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def node_backend(
+    redis_node: RedisServer, script_path: ScriptPath
+) -> Iterator[RedisBackend]:
     """`node_backend` is a session-wide backend on the single node (for
-    Hypothesis tests, which cannot use function-scoped fixtures)."""
+    Hypothesis tests, which cannot use function-scoped fixtures), pinned
+    to each script path in turn."""
     connection = redis.Redis(host="127.0.0.1", port=redis_node.port)
     backend = RedisBackend(connection, timeout=5.0)
+    force_path(backend, script_path)
     yield backend
     backend.close()
     connection.close()
 
 
 @pytest.fixture(scope="session")
-def cluster_backend(redis_cluster: RedisClusterServers) -> Iterator[RedisBackend]:
-    """`cluster_backend` is a session-wide backend on the cluster."""
+def cluster_backend(
+    redis_cluster: RedisClusterServers, script_path: ScriptPath
+) -> Iterator[RedisBackend]:
+    """`cluster_backend` is a session-wide backend on the cluster, pinned
+    to each script path in turn."""
     connection = redis.RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0])
     backend = RedisBackend(connection, timeout=5.0)
+    force_path(backend, script_path)
     yield backend
     backend.close()
     connection.close()

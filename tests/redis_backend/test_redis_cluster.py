@@ -9,8 +9,10 @@ the next calls reload the script.
 from __future__ import annotations
 
 from redis.crc import key_slot
+from script_path_support import force_path
 
 from ratefuse.redis import RedisBackend, RedisLimiter
+from ratefuse.redis._script_paths import ScriptPath
 from redis_servers import command
 
 
@@ -81,6 +83,9 @@ def test_ask_tryagain_and_moved_during_a_slot_migration(
 
 def test_script_flush_on_every_node(redis_cluster, cluster_client, fresh_name) -> None:
     backend = RedisBackend(cluster_client, timeout=5.0)
+    # Single decisions go out as FCALL, which SCRIPT FLUSH leaves alone
+    # (test_redis_functions.py flushes the library).
+    force_path(backend, ScriptPath.EVALSHA)
     limiter = RedisLimiter("10/h", "sliding_window", backend=backend, name=fresh_name())
     try:
         keys = [f"k{index}" for index in range(50)]
@@ -103,8 +108,9 @@ def test_a_batch_is_one_round_trip_per_node(cluster_client, fresh_name) -> None:
     backend = RedisBackend(cluster_client, timeout=5.0)
     limiter = RedisLimiter("3/s", "fixed_window", backend=backend, name=fresh_name())
     try:
-        # Loads the slot map, and the script on every node.
-        limiter.decide_many_decisions([f"warm-{index}" for index in range(100)])
+        # Loads the slot map, and the script on every node (calls of
+        # several keys: a call of one goes out as FCALL).
+        limiter.decide_many_decisions([f"warm-{index % 30}" for index in range(300)])
         before = backend.stats()
         keys = [f"user-{index % 400}" for index in range(1000)]
         decisions = limiter.decide_many_decisions(keys)

@@ -53,6 +53,7 @@ def make_backend(impl, client: redis.Redis) -> tuple[RedisBackend, ManualClock]:
         (ResponseError("READONLY You can't write against a read only replica."), True),
         (ResponseError("WRONGTYPE Operation against a key holding the wrong"), False),
         (ResponseError("ERR user_script:1: attempt to compare nil with number"), False),
+        (ResponseError("ERR user_function:3: attempt to compare nil with nu"), False),
         # Redis 6.2 wraps a command's error in the script's.
         (ResponseError("ERR Error running script (call to f_x): -OOM command"), True),
         (ResponseError("ERR Error running script (call to f_x): WRONGTYPE Op"), False),

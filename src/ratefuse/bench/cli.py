@@ -42,6 +42,7 @@ MODE_OPTIONS = {
     "speed": (*_COMMON, *_CONTENDERS, "repeats", "plot"),
     "accuracy": (*_COMMON, *_CONTENDERS, "workers", "duration", "target"),
     "asgi": (*_COMMON, "repeats", "duration", "connections", "http"),
+    "adaptive": ("quick", "json", "plot", "duration", "server"),
     "grpc": ("quick", "repeats"),
 }
 DEFAULT_WORKERS = 8
@@ -58,10 +59,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument(
         "mode",
         nargs="?",
-        choices=("speed", "accuracy", "asgi", "grpc"),
+        choices=("speed", "accuracy", "asgi", "adaptive", "grpc"),
         default="speed",
         help="speed (default): ns per decision; accuracy: admitted vs the bound; "
         "asgi: requests/s of a Starlette app with and without the middleware; "
+        "adaptive: the adaptive concurrency simulation; "
         "grpc: CPU per unary call with and without the interceptors",
     )
     bench.add_argument(
@@ -109,6 +111,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "if installed)",
     )
     bench.add_argument(
+        "--server",
+        action="store_true",
+        help="adaptive: also drive a real uvicorn server past its capacity",
+    )
+    bench.add_argument(
         "--target",
         action="append",
         default=[],
@@ -138,6 +145,10 @@ def run(args: argparse.Namespace) -> int:
             reachable(option, url, cluster=cluster)
     if args.mode == "accuracy":
         return run_accuracy(args)
+    if args.mode == "adaptive":
+        from ratefuse.bench import adaptive
+
+        return adaptive.run(args)
     if args.mode == "asgi":
         from ratefuse.bench import asgi
 
@@ -238,8 +249,16 @@ def run_speed(args: argparse.Namespace) -> int:
         )
         gc.collect()
     print("\n".join(speed_table(results)))
+    server_time: list[dict[str, object]] = []
+    if args.redis and (not args.only or any("server" in text for text in args.only)):
+        from ratefuse.bench.redis_scenarios import redis_server_time
+
+        lines, server_time = redis_server_time(
+            args.redis, peers=args.peers, quick=args.quick
+        )
+        print("\n".join(lines))
     if args.json:
-        write_json(args.json, results, [], skipped)
+        write_json(args.json, results, [], skipped, server_time)
     if args.plot:
         write_plot(args.plot, results)
     return 0

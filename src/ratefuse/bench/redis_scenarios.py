@@ -217,3 +217,56 @@ def redis_accuracy_targets(url: str, *, cluster: bool) -> list[Target]:
             )
         )
     return targets
+
+
+def redis_server_time(
+    url: str, *, peers: bool, quick: bool
+) -> tuple[list[str], list[dict[str, object]]]:
+    """`redis_server_time` measures the server's time per decision on the
+    single Redis at ``url`` (see :mod:`.redis_server_time`): ratefuse's
+    algorithms, a compound of two limits and the minimal script, with
+    ``peers`` `limits`' strategies too, interleaved over rounds (1 of
+    1,000 decisions when ``quick``, else 3 of 5,000). Returns the table's
+    lines and the JSON rows (medians over the rounds)."""
+    from ratefuse.bench.redis_server_time import (
+        MINIMAL,
+        interleaved,
+        medians,
+        server_time_cases,
+    )
+
+    rounds, decisions = (1, 1_000) if quick else (3, 5_000)
+    client = _client(url, False)
+    try:
+        runs = list(
+            interleaved(client, server_time_cases(client, peers), decisions, rounds)
+        )
+    finally:
+        client.close()
+    figures = medians(runs)
+    floor = figures[MINIMAL].server_us
+    lines = [
+        f"redis server time ({rounds} x {decisions:,} decisions, INFO "
+        "commandstats; medians)",
+        f"  {'case':32} {'server us':>10} {'x minimal':>10} {'commands':>9} "
+        f"{'wall us':>8} {'cpu us':>7}",
+    ]
+    rows: list[dict[str, object]] = []
+    for figure in figures.values():
+        lines.append(
+            f"  {figure.name:32} {figure.server_us:10.2f} "
+            f"{figure.server_us / floor:10.2f} {figure.commands:9.2f} "
+            f"{figure.wall_us:8.1f} {figure.cpu_us:7.1f}"
+        )
+        rows.append(
+            {
+                "case": figure.name,
+                "decisions": figure.decisions * rounds,
+                "server_us_per_decision": figure.server_us,
+                "x_minimal_script": figure.server_us / floor,
+                "commands_per_decision": figure.commands,
+                "wall_us_per_decision": figure.wall_us,
+                "client_cpu_us_per_decision": figure.cpu_us,
+            }
+        )
+    return lines, rows

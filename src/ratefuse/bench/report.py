@@ -154,8 +154,11 @@ def write_json(
     speed: Sequence[Measurement],
     accuracy: Sequence[AccuracyResult],
     skipped: Sequence[str],
+    server_time: Sequence[dict[str, object]] = (),
 ) -> None:
-    """`write_json` saves every figure with the environment it came from."""
+    """`write_json` saves every figure with the environment it came from
+    (``server_time``: the Redis server's time per decision, see
+    ``ratefuse.bench.redis_scenarios.redis_server_time``)."""
     document = {
         "schema": "ratefuse-bench/1",
         "environment": environment(),
@@ -174,6 +177,7 @@ def write_json(
         ],
         "speed_unit": "ns per decision (a batch scenario's time over its size)",
         "accuracy": [result.as_dict() for result in accuracy],
+        "redis_server_time": list(server_time),
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
 

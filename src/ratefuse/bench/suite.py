@@ -19,6 +19,7 @@ def local_scenarios() -> list[Scenario]:
     for module_name, function in (
         ("ratefuse.bench.scenarios_keyed", "keyed_scenarios"),
         ("ratefuse.bench.scenarios_breaker", "breaker_scenarios"),
+        ("ratefuse.bench.scenarios_adaptive", "adaptive_scenarios"),
     ):
         try:
             module = importlib.import_module(module_name)

@@ -3,6 +3,7 @@ their changes at run time."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections import OrderedDict
@@ -17,6 +18,7 @@ from ratefuse.config._schema import (
     Config,
     ConfigError,
     LimiterEntry,
+    StaleVersionError,
     parse_config,
 )
 from ratefuse.config._toml import read_toml
@@ -64,6 +66,7 @@ class Registry:
         self._breaker_defaults = breaker_defaults
         self._path: str | None = None
         self._lock = threading.Lock()
+        self._version: int | None = None
         self._config = parse_config({} if config is None else config, breaker_defaults)
         self._backends: dict[str, Backend] = {}
         self._retired: list[Backend] = []
@@ -98,6 +101,13 @@ class Registry:
         """`config` is the configuration in force."""
         return self._config
 
+    @property
+    def config_version(self) -> int | None:
+        """`config_version` is the version of the configuration in force,
+        as its source numbered it (see `update`); None until a versioned
+        configuration is applied."""
+        return self._version
+
     def limiter(self, name: str) -> AnyLimiter:
         """`limiter` is the limiter ``name`` (the same object on every call
         until an `update` changes its kind); KeyError if there is none."""
@@ -126,7 +136,11 @@ class Registry:
         return dict(self._backends)
 
     def update(
-        self, config: Mapping[str, Any], *, allow_removals: bool = False
+        self,
+        config: Mapping[str, Any],
+        *,
+        allow_removals: bool = False,
+        version: int | None = None,
     ) -> None:
         """`update` makes ``config`` the configuration in force, or raises
         :class:`ConfigError` and changes nothing.
@@ -151,12 +165,25 @@ class Registry:
         Objects already handed out keep working after their name is
         dropped. Backends whose settings change are reopened; the old ones
         are closed by `close`.
+
+        ``version`` (a config source's number for ``config``) must be above
+        `config_version`: an older or equal version raises
+        :class:`StaleVersionError` and changes nothing, so no order of
+        delivery applies an older configuration over a newer one.
         """
         checked = parse_config(config, self._breaker_defaults)
         with self._lock:
+            if (
+                version is not None
+                and self._version is not None
+                and version <= self._version
+            ):
+                raise StaleVersionError(version, self._version)
             if not allow_removals:
                 _check_removals(checked, self._config)
             self._apply(checked, self._config)
+            if version is not None:
+                self._version = version
 
     def reload(self, *, allow_removals: bool = False) -> None:
         """`reload` re-reads the TOML file of `from_toml` and applies it as
@@ -170,7 +197,8 @@ class Registry:
     def health(self, timeout: float = DEFAULT_HEALTH_TIMEOUT) -> Health:
         """`health` pings every backend (at most ``timeout`` seconds each)
         and reads every breaker; see :class:`ratefuse.health.Health`."""
-        return check_health(self.breakers(), self.backends(), timeout)
+        health = check_health(self.breakers(), self.backends(), timeout)
+        return dataclasses.replace(health, config_version=self._version)
 
     def close(self) -> None:
         """`close` closes every backend the registry opened."""

@@ -83,6 +83,18 @@ class ConfigError(ValueError):
         super().__init__("invalid ratefuse config: " + "; ".join(self.errors))
 
 
+class StaleVersionError(ConfigError):
+    """`StaleVersionError` refuses a configuration whose ``version`` is not
+    above the ``in_force`` one (see Registry.update)."""
+
+    def __init__(self, version: int, in_force: int) -> None:
+        self.version = version
+        self.in_force = in_force
+        super().__init__(
+            [f"version: {version} is not newer than the {in_force} in force"]
+        )
+
+
 @dataclass(frozen=True)
 class BackendEntry:
     """`BackendEntry` is a Redis server (``url``) or cluster (``cluster``

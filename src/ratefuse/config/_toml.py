@@ -45,6 +45,15 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
                 "another file and rename it over this one"
             ]
         )
+    return parse_toml(data, where)
+
+
+def parse_toml(data: bytes, where: str) -> dict[str, Any]:
+    """`parse_toml` parses ``data``, a configuration from ``where`` (a path
+    or a source, for the messages): ConfigError when it is larger than
+    MAX_CONFIG_BYTES, not UTF-8 or not TOML."""
+    if len(data) > MAX_CONFIG_BYTES:
+        raise _too_large(where, len(data))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -24,11 +24,15 @@ SHOWN_INT_BITS: Final = 256
 def shown(value: object) -> str:
     """`shown` is ``repr(value)`` for an error message, bounded: an int of
     256 bits or more is described by its size, anything else is cut to 80
-    characters."""
+    characters; a container whose repr cannot be printed (it holds an int
+    beyond Python's 4,300-digit limit) is described by its type."""
     if isinstance(value, int) and value.bit_length() >= SHOWN_INT_BITS:
         sign = "a negative" if value < 0 else "an"
         return f"{sign} int of {value.bit_length()} bits"
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"a {type(value).__name__} too large to print"
     if len(text) > SHOWN_CHARACTERS:
         return f"{text[: SHOWN_CHARACTERS - 3]}... ({len(text)} characters)"
     return text

@@ -34,6 +34,7 @@ CORE_STEMS: Final = (
     "engine._shm",
     "core._lease",
     "core.breaker._fleet_recorder",
+    "core.adaptive._limit",
 )
 
 

@@ -7,7 +7,10 @@ out a permit, the permit takes the call's outcome (`BreakerPermit`), and
 `timed` with `now_ns` say whether and how a form times the call. The forms
 here (the sync decorator `GuardedFunction`, `guard_async`, the one-use
 block `GuardedBlock`, and `BreakerForms`, the mixin that adds ``@breaker``,
-``decorate``, ``call`` and ``guard``) use nothing else.
+``decorate``, ``call`` and ``guard``) use nothing else; those steps live
+in `ratefuse.engine.breaker_steps`. With ``timeout=``, `decorate` and
+`BreakerForms.call_with_timeout` build the time limiter's forms
+(`ratefuse.engine.timed_call`) over the same steps.
 
 A breaker may offer a faster sync decorator by overriding
 `BreakerForms.guarded`: the compiled local core does (its GuardedFunction
@@ -19,134 +22,60 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import types
 from collections.abc import (
     AsyncIterator,
-    Awaitable,
     Callable,
     Coroutine,
     Iterable,
     Iterator,
 )
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, overload
+from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
 
 from ratefuse.core.errors import CircuitOpenError
+from ratefuse.engine.breaker_steps import (
+    UNTIMED,
+    Breaker,
+    BreakerPermit,
+    elapsed_seconds,
+    finish,
+    permit_or_error_async,
+    record_exception,
+    record_result,
+    start,
+)
 from ratefuse.engine.held_iteration import Done, relay, relay_async
+from ratefuse.engine.timed_call import CallExecutor, TimedFunction, timed_async
 
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
 
-# The start of a call a form did not time (slow-call tracking was off);
-# clock readings are >= 0.
-UNTIMED = -1
-
 ExcType = type[BaseException] | None
 Traceback = types.TracebackType | None
 
-
-class BreakerPermit(Protocol):
-    """`BreakerPermit` lets one call go ahead; its outcome is reported once.
-
-    ``duration`` is the call's duration in seconds, ``now`` its completion
-    time in ns (None: read the clock if a step needs it).
-    """
-
-    def on_success(self, duration: float, now: int | None = None) -> None: ...
-
-    def on_error(
-        self, duration: float, exc: BaseException, now: int | None = None
-    ) -> None: ...
-
-    def on_result(
-        self, duration: float, result: object, now: int | None = None
-    ) -> None: ...
-
-    def release(self, now: int | None = None) -> None: ...
-
-
-class Breaker(Protocol):
-    """`Breaker` is what the forms ask of a breaker: its `name` and
-    `fallback`, whether calls are `timed`, its clock (`now_ns`), and
-    `permit_or_error`: a permit, or the CircuitOpenError of the rejection,
-    dated by the same clock reading (awaitable on an asyncio breaker)."""
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def fallback(self) -> Callable[..., Any] | None: ...
-
-    @property
-    def timed(self) -> bool: ...
-
-    def now_ns(self) -> int: ...
-
-    def permit_or_error(
-        self, now: int | None = None
-    ) -> (
-        BreakerPermit | CircuitOpenError | Awaitable[BreakerPermit | CircuitOpenError]
-    ): ...
-
-
-def elapsed_seconds(elapsed_ns: int) -> float:
-    """`elapsed_seconds` is ``elapsed_ns`` in seconds, rounded up by one ulp
-    where needed so that a permit's ``duration_to_ns`` (which truncates)
-    gets ``elapsed_ns`` back exactly: a call one ns over the slow-call
-    threshold stays slow."""
-    seconds = elapsed_ns / 1e9
-    if int(seconds * 1e9) < elapsed_ns:
-        seconds = math.nextafter(seconds, math.inf)
-    return seconds
-
-
-def start(breaker: Breaker, permit: BreakerPermit) -> int:
-    """`start` is the start time of the call ``permit`` lets go ahead, read
-    only if durations matter; UNTIMED otherwise. If the clock raises, the
-    permit is released (a half-open probe must not leak) and the error
-    propagates."""
-    if not breaker.timed:
-        return UNTIMED
-    try:
-        return breaker.now_ns()
-    except BaseException:
-        permit.release()
-        raise
-
-
-def finish(
-    breaker: Breaker, permit: BreakerPermit, start_ns: int
-) -> tuple[float, int | None]:
-    """`finish` is (duration in seconds, end time or None) of the call of
-    ``permit`` that started at ``start_ns`` (from `start`). A call started
-    before slow-call tracking was switched on has no duration: it is
-    recorded as not slow. If the clock raises, the permit is released and
-    the error propagates."""
-    if start_ns == UNTIMED or not breaker.timed:
-        return 0.0, None
-    try:
-        now = breaker.now_ns()
-    except BaseException:
-        permit.release()
-        raise
-    return elapsed_seconds(max(now - start_ns, 0)), now
-
-
-def record_exception(
-    breaker: Breaker, permit: BreakerPermit, start_ns: int, exc: BaseException
-) -> None:
-    """`record_exception` reports a call that raised ``exc`` on ``permit``."""
-    duration, now = finish(breaker, permit, start_ns)
-    permit.on_error(duration, exc, now)
-
-
-def record_result(
-    breaker: Breaker, permit: BreakerPermit, start_ns: int, result: object
-) -> None:
-    """`record_result` reports a call that returned ``result`` on ``permit``."""
-    duration, now = finish(breaker, permit, start_ns)
-    permit.on_result(duration, result, now)
+# The names a form's users (the breakers, the tests) import from here.
+__all__ = [
+    "UNTIMED",
+    "AsyncBreakerForms",
+    "Breaker",
+    "BreakerForms",
+    "BreakerPermit",
+    "CallExecutor",
+    "GuardedBlock",
+    "GuardedFunction",
+    "TimedFunction",
+    "elapsed_seconds",
+    "finish",
+    "guard_any",
+    "guard_async",
+    "guard_async_generator",
+    "guard_generator",
+    "guarded_function",
+    "record_exception",
+    "record_result",
+    "start",
+]
 
 
 class GuardedFunction(Generic[P, R]):
@@ -223,14 +152,6 @@ def guarded_function(
     return guarded
 
 
-async def _permit_or_error(breaker: Breaker) -> BreakerPermit | CircuitOpenError:
-    # The answer of a sync or an asyncio breaker.
-    answer = breaker.permit_or_error()
-    if inspect.isawaitable(answer):
-        answer = await answer
-    return answer
-
-
 def guard_async(
     breaker: Breaker,
     function: Callable[P, Coroutine[Any, Any, T]],
@@ -245,7 +166,7 @@ def guard_async(
 
     @functools.wraps(function)
     async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-        permit = await _permit_or_error(breaker)
+        permit = await permit_or_error_async(breaker)
         if isinstance(permit, CircuitOpenError):
             if fallback is None:
                 raise permit
@@ -330,7 +251,7 @@ def guard_async_generator(
     @functools.wraps(function)
     def guarded(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[T]:
         async def hold() -> tuple[AsyncIterator[T], Done]:
-            permit = await _permit_or_error(breaker)
+            permit = await permit_or_error_async(breaker)
             if isinstance(permit, CircuitOpenError):
                 if fallback is None:
                     raise permit
@@ -361,6 +282,32 @@ def guard_any(
     if inspect.iscoroutinefunction(function):
         return guard_async(breaker, function, fallback)
     return None
+
+
+def timed_form(
+    breaker: Breaker,
+    function: Callable[P, R],
+    fallback: Callable[..., Any] | None,
+    timeout: float,
+    timeout_is_failure: bool,
+    executor: CallExecutor | None,
+) -> Callable[P, R]:
+    """`timed_form` is the form of ``function`` limited to ``timeout``
+    seconds: `timed_async` for a coroutine function, a `TimedFunction`
+    for a sync one; TypeError for a generator function (an iteration has
+    no single call to time)."""
+    if inspect.isasyncgenfunction(function) or inspect.isgeneratorfunction(function):
+        raise TypeError(
+            f"timeout applies to calls, not to generator functions, got {function!r}"
+        )
+    if inspect.iscoroutinefunction(function):
+        return cast(
+            Callable[P, R],
+            timed_async(breaker, function, fallback, timeout, timeout_is_failure),
+        )
+    return TimedFunction(
+        breaker, function, fallback, timeout, timeout_is_failure, executor
+    )
 
 
 class GuardedBlock:
@@ -409,7 +356,7 @@ class GuardedBlock:
 
     async def __aenter__(self) -> GuardedBlock:
         self._check_unused()
-        return self._enter(await _permit_or_error(self._breaker))
+        return self._enter(await permit_or_error_async(self._breaker))
 
     async def __aexit__(
         self, kind: ExcType, exc: BaseException | None, tb: Traceback
@@ -443,12 +390,24 @@ class BreakerForms:
 
     @overload
     def decorate(
-        self, function: Callable[P, R], *, fallback: Callable[..., Any] | None = None
+        self,
+        function: Callable[P, R],
+        *,
+        fallback: Callable[..., Any] | None = None,
+        timeout: float | None = None,
+        timeout_is_failure: bool = True,
+        executor: CallExecutor | None = None,
     ) -> Callable[P, R]: ...
 
     @overload
     def decorate(
-        self, function: None = None, *, fallback: Callable[..., Any] | None = None
+        self,
+        function: None = None,
+        *,
+        fallback: Callable[..., Any] | None = None,
+        timeout: float | None = None,
+        timeout_is_failure: bool = True,
+        executor: CallExecutor | None = None,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
     def decorate(
@@ -456,14 +415,32 @@ class BreakerForms:
         function: Callable[P, R] | None = None,
         *,
         fallback: Callable[..., Any] | None = None,
+        timeout: float | None = None,
+        timeout_is_failure: bool = True,
+        executor: CallExecutor | None = None,
     ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
         """`decorate` wraps ``function`` (sync or async) so that every call
         goes through the breaker; ``fallback`` None means the breaker's.
-        Without ``function`` it returns the decorator."""
+        Without ``function`` it returns the decorator. ``timeout`` (seconds,
+        None: none) limits each call (`ratefuse.engine.timed_call`): an
+        asyncio call is cancelled, a sync one runs in a worker of
+        ``executor`` (None: the shared default) and is abandoned; either
+        raises CallTimeout, recorded as a failure if ``timeout_is_failure``.
+        Generator functions take no timeout (TypeError)."""
         if function is None:
-            return functools.partial(self.decorate, fallback=fallback)
+            return functools.partial(
+                self.decorate,
+                fallback=fallback,
+                timeout=timeout,
+                timeout_is_failure=timeout_is_failure,
+                executor=executor,
+            )
         breaker = cast(Breaker, self)
         chosen = breaker.fallback if fallback is None else fallback
+        if timeout is not None:
+            return timed_form(
+                breaker, function, chosen, timeout, timeout_is_failure, executor
+            )
         form = guard_any(breaker, function, chosen)
         if form is not None:
             return cast(Callable[P, R], form)
@@ -478,6 +455,22 @@ class BreakerForms:
         if form is not None:
             return cast(R, form(*args, **kwargs))
         return self.guarded(function, wraps=False)(*args, **kwargs)
+
+    def call_with_timeout(
+        self,
+        timeout: float,
+        function: Callable[P, R],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """`call_with_timeout` is `call` limited to ``timeout`` seconds, as
+        `decorate` with ``timeout`` (the default executor; a timeout is a
+        failure). A keyword of its own would take ``timeout=`` from the
+        called function's arguments, hence the separate method."""
+        breaker = cast(Breaker, self)
+        form = timed_form(breaker, function, breaker.fallback, timeout, True, None)
+        return form(*args, **kwargs)
 
     def guard(self) -> GuardedBlock:
         """`guard` is a one-use context manager (sync or async) for a block."""
@@ -503,13 +496,16 @@ class AsyncBreakerForms:
         function: Callable[P, Coroutine[Any, Any, T]],
         *,
         fallback: Callable[..., Any] | None = None,
+        timeout: float | None = None,
+        timeout_is_failure: bool = True,
     ) -> Callable[P, Coroutine[Any, Any, T]]:
         """`decorate` wraps a coroutine function as `guard_async` does;
-        ``fallback`` None means the breaker's. TypeError for a function
-        that is not a coroutine function."""
+        ``fallback`` None means the breaker's; ``timeout`` as
+        `BreakerForms.decorate`. TypeError for a function that is not a
+        coroutine function."""
         breaker = cast(Breaker, self)
         chosen = breaker.fallback if fallback is None else fallback
-        if inspect.isasyncgenfunction(function):
+        if inspect.isasyncgenfunction(function) and timeout is None:
             return cast(
                 Callable[P, Coroutine[Any, Any, T]],
                 guard_async_generator(breaker, function, chosen),
@@ -518,6 +514,8 @@ class AsyncBreakerForms:
             raise TypeError(
                 f"{type(self).__name__} guards coroutine functions, got {function!r}"
             )
+        if timeout is not None:
+            return timed_async(breaker, function, chosen, timeout, timeout_is_failure)
         return guard_async(breaker, function, chosen)
 
     async def call(
@@ -529,6 +527,18 @@ class AsyncBreakerForms:
     ) -> T:
         """`call` awaits ``function(*args, **kwargs)`` through the breaker."""
         return await self.decorate(function)(*args, **kwargs)
+
+    async def call_with_timeout(
+        self,
+        timeout: float,
+        function: Callable[P, Coroutine[Any, Any, T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """`call_with_timeout` is `call` cancelled after ``timeout`` seconds
+        (CallTimeout, recorded as a failure)."""
+        return await self.decorate(function, timeout=timeout)(*args, **kwargs)
 
     def guard(self) -> GuardedBlock:
         """`guard` is a one-use ``async with`` context manager for a block."""

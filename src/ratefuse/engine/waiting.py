@@ -21,8 +21,9 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from ratefuse.core.args import shown
-from ratefuse.core.errors import RateLimitExceeded
+from ratefuse.core.errors import DeadlineExceeded, RatefuseError, RateLimitExceeded
 from ratefuse.core.reservation import Reservation
+from ratefuse.engine.deadline import current
 
 if TYPE_CHECKING:
     from ratefuse.core.decision import Decision
@@ -126,7 +127,11 @@ def plan(
     held reservation if a sleep is interrupted (the driver throws the
     exception in). Raises RateLimitExceeded at once, without sleeping, when
     the wait would pass ``timeout`` (measured from ``started``, default
-    now) or can never end; ValueError for a negative or NaN ``timeout``.
+    now) or can never end; DeadlineExceeded (caused by that
+    RateLimitExceeded) when the wait would fit ``timeout`` but not the
+    running call's deadline (`ratefuse.engine.deadline`, read once when the
+    plan starts: the deadline is the one place the time left is checked);
+    ValueError for a negative or NaN ``timeout``.
 
     Every wait is bounded and non-negative whatever the reservations say:
     a delay that is negative or NaN (a corrupt backend reply) counts as 0;
@@ -138,8 +143,21 @@ def plan(
     negative wait) it doubles, up to `MAX_RETRY_S`, so that no retry loop
     spins on a backend.
     """
-    limit = check_wait(timeout, None)
+    limit = allowed = check_wait(timeout, None)
     began = clock_ns() if started is None else started
+    # The deadline check: one read of a ContextVar and, with a deadline
+    # set, the time left on its clock (Budget.remaining, inline). When the
+    # deadline runs on the planner's own clock (the default monotonic one
+    # for both) the reading just taken serves, so the check reads no clock.
+    left = None
+    running = current()
+    if running is not None:
+        now = began if started is None and running.clock is clock_ns else None
+        left = (running.at_ns - (running.clock() if now is None else now)) / 1e9
+        if left < 0.0:
+            left = 0.0
+        if limit is None or left < limit:
+            limit = left  # the deadline is the tighter bound
     slept = 0.0
     floor = max(min_sleep, MIN_DENIED_SLEEP_S)
     # The time left when the current reservation was taken: the furthest
@@ -153,7 +171,9 @@ def plan(
                 budget is not None and delay > budget + DELAY_ROUNDING_S
             ):
                 reservation.cancel()  # it cannot be used in time: give it back
-                raise RateLimitExceeded(reservation.decision)
+                refused = RateLimitExceeded(reservation.decision)
+                spent = max((clock_ns() - began) / 1e9, slept)
+                raise _refusal(refused, delay, spent + delay, allowed, left)
             if delay > 0:
                 try:
                     yield delay
@@ -164,7 +184,8 @@ def plan(
         pause = max(delay, floor)
         elapsed = max((clock_ns() - began) / 1e9, slept)
         if math.isinf(delay) or (limit is not None and elapsed + pause > limit):
-            raise RateLimitExceeded(reservation.decision)
+            refused = RateLimitExceeded(reservation.decision)
+            raise _refusal(refused, pause, elapsed + pause, allowed, left)
         yield pause
         slept = elapsed + pause
         if delay < floor and min_sleep > 0:
@@ -176,6 +197,26 @@ def plan(
         sent = yield Retry(budget)
         assert sent is not None, "plan: a Retry step is answered with a reservation"
         reservation = sent
+
+
+def _refusal(
+    refused: RateLimitExceeded,
+    needed: float,
+    total: float,
+    allowed: float | None,
+    left: float | None,
+) -> RatefuseError:
+    """`_refusal` is the error of a wait of ``needed`` seconds (``total``
+    from the start) that cannot fit: DeadlineExceeded if it fits the
+    ``allowed`` timeout but not the deadline's ``left`` seconds, else
+    ``refused``."""
+    if left is None or math.isinf(needed):
+        return refused
+    if allowed is not None and total > allowed + DELAY_ROUNDING_S:
+        return refused
+    error = DeadlineExceeded("acquire", needed, left, needed)
+    error.__cause__ = refused
+    return error
 
 
 def _valid_delay(delay: float) -> float:

@@ -17,6 +17,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from ratefuse.core.errors import BackendError, CircuitOpenError
 from ratefuse.core.spec import LimitSpec
+from ratefuse.engine.deadline import refuse_if_spent
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._async_io import AsyncTransport, connection_factory
 from ratefuse.redis._backend_core import (
@@ -129,7 +130,9 @@ class AsyncRedisBackendIO(BackendCore[AsyncClient, AsyncTransport], AsyncClosing
         self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
     ) -> list[Any]:
         # One request through the breakers: every round of the exchange.
-        # ``calls`` is not empty (an empty batch takes no permit).
+        # ``calls`` is not empty (an empty batch takes no permit). A spent
+        # deadline refuses it before any permit or I/O.
+        refuse_if_spent("redis")
         if self._slots is not None:
             return await self._run_cluster(packer, calls, size, convert)
         # One node, one breaker: its permit before anything else.

@@ -25,6 +25,7 @@ from ratefuse.redis._connection import (
 from ratefuse.redis._exchange import Plan, Receive
 from ratefuse.redis._pipeline import Pipeline
 from ratefuse.redis._resp import INCOMPLETE, CallReplies, ProtocolError
+from ratefuse.redis._script_paths import ScriptPaths
 from ratefuse.redis._sentinel import SentinelWatch
 from ratefuse.redis._slots import Address
 
@@ -68,6 +69,8 @@ class AsyncTransport:
     ) -> None:
         self._factory = factory
         self.tls = tls
+        # How each node runs single decisions (FCALL or EVALSHA).
+        self.paths = ScriptPaths()
         self._watch = watch
         self._timeout = timeout
         self._idle: dict[Address | None, list[AsyncConnection]] = {}
@@ -116,7 +119,9 @@ class AsyncTransport:
                     pipeline.connection, pipeline.channel, writer = taken
                     # Call by call, as SyncTransport.round_trip: the
                     # transport sends at once while its buffer is empty.
+                    paths, address = self.paths, pipeline.address
                     for call in pipeline.calls:
+                        call.choose(paths, address)
                         writer.write(pipeline.wire(call))
                 except Exception as exc:
                     dropped = pipeline.fail(exc)

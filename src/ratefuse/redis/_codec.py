@@ -1,7 +1,8 @@
 """Argument packing and reply decoding for the scripts: pure, no I/O.
 
 Commands are packed straight into RESP bytes (EVALSHA with pre-packed limit
-arguments), which costs a fraction of redis-py's generic packer per call.
+arguments, or FCALL of the Functions library with its limits as one
+string), which costs a fraction of redis-py's generic packer per call.
 One key goes out with plain arguments and comes back as five integers; a
 group of keys sends its costs as one msgpack array and gets one msgpack
 array back, which beats thousands of RESP integers both ways.
@@ -17,7 +18,7 @@ import msgpack  # type: ignore[import-untyped, unused-ignore]
 
 from ratefuse.core.spec import NEVER
 from ratefuse.engine.subject import Decision
-from ratefuse.redis._scripts import Script
+from ratefuse.redis._scripts import Library, Script
 from ratefuse.redis._wire_limits import WireLimit
 
 ASKING: Final = b"*1\r\n$6\r\nASKING\r\n"
@@ -71,14 +72,30 @@ def script_load(script: Script) -> bytes:
     return b"*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n" + _bulk(script.source)
 
 
+def function_load(library: Library) -> bytes:
+    """`function_load` is the packed ``FUNCTION LOAD REPLACE`` of
+    ``library``."""
+    return pack_command("FUNCTION", "LOAD", "REPLACE", library.source)
+
+
 class Packer:
-    """`Packer` packs EVALSHA calls of ``script`` for one limiter's limits.
+    """`Packer` packs EVALSHA calls of ``script`` for one limiter's limits,
+    and FCALLs of its library function when it has one (`functions`).
 
     Keys are the schema's fixed-length bytes keys; costs are ints in
     [0, 2**53); ``now_us`` None reads the server's TIME. Immutable.
     """
 
-    __slots__ = ("_batch_argc", "_single_head", "_tail", "capacities", "script")
+    __slots__ = (
+        "_batch_argc",
+        "_fcall_head",
+        "_fcall_tail",
+        "_single_head",
+        "_tail",
+        "capacities",
+        "functions",
+        "script",
+    )
 
     def __init__(self, script: Script, specs: Sequence[WireLimit]) -> None:
         self.script = script
@@ -96,6 +113,28 @@ class Packer:
             script.sha,
         )
         self._batch_argc = 3 + 3 + argc
+        # FCALL function 1 key now cost limits: the limits are their ids
+        # (the library parses them once per distinct string).
+        self.functions = script.function is not None
+        function = script.function or b""
+        self._fcall_head = b"*7\r\n$5\r\nFCALL\r\n%s$1\r\n1\r\n" % _bulk(function)
+        self._fcall_tail = _bulk(" ".join(spec.field for spec in specs).encode())
+
+    def fcall(self, key: bytes, cost: int, now_us: int | None) -> bytes:
+        """`fcall` packs one key's call of the library function (only when
+        `functions`); the reply is five integers."""
+        now = b"-1" if now_us is None else b"%d" % now_us
+        units = b"%d" % cost
+        return b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n%s" % (
+            self._fcall_head,
+            len(key),
+            key,
+            len(now),
+            now,
+            len(units),
+            units,
+            self._fcall_tail,
+        )
 
     def single(self, key: bytes, cost: int, now_us: int | None) -> bytes:
         """`single` packs one key's call; the reply is five integers."""

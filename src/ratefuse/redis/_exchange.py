@@ -8,6 +8,9 @@ replies arrive; it decodes replies and decides what to resend:
 
 - NOSCRIPT: the script did not run; ``SCRIPT LOAD`` goes ahead of the call
   on that node (once per node per round) and the call is resent;
+- "Function not found" (an FCALL, see :mod:`._script_paths`): ``FUNCTION
+  LOAD REPLACE`` goes ahead of the call once, as SCRIPT LOAD does; a node
+  that cannot run FCALL gets the call again as EVALSHA;
 - MOVED: the slot map is patched and the call goes to the new owner;
 - ASK: the call goes once to the importing node behind ``ASKING``;
 - TRYAGAIN (a multi-key call during a slot migration): the call is split
@@ -42,10 +45,13 @@ from ratefuse.redis._codec import (
     RawReply,
     decode_batch,
     decode_single,
+    function_load,
     script_load,
 )
 from ratefuse.redis._repair import counts_against_node, is_wrongtype, repair_command
 from ratefuse.redis._schema import Subject
+from ratefuse.redis._script_paths import ScriptPaths, fcall_refused, function_not_found
+from ratefuse.redis._scripts import library
 from ratefuse.redis._slots import Address, SlotMap, key_slot
 
 # Rounds of redirection and reloading before a call gives up.
@@ -67,6 +73,9 @@ class ExchangeCounts:
     calls: int = 0
     # SCRIPT LOADs sent after NOSCRIPT (one per node and round).
     noscript_reloads: int = 0
+    # FUNCTION LOADs sent after "Function not found" (one per node and
+    # round; see _script_paths).
+    function_loads: int = 0
     moved: int = 0
     ask: int = 0
     tryagain: int = 0
@@ -117,9 +126,10 @@ class Counters:
 
 
 class Call:
-    """`Call` is one EVALSHA: the decisions of ``keys`` (one slot) at
-    ``positions`` of the request. ``load`` and ``ask`` put SCRIPT LOAD and
-    ASKING ahead of it on the wire. Not shared between threads.
+    """`Call` is one EVALSHA (or, for one key, FCALL: `choose`): the
+    decisions of ``keys`` (one slot) at ``positions`` of the request.
+    ``load``, ``load_function`` and ``ask`` put SCRIPT LOAD, FUNCTION LOAD
+    and ASKING ahead of it on the wire. Not shared between threads.
 
     A call may instead get its ``subjects`` and ``keys_of`` (validated
     subjects and the schema's keys function): its keys are then computed,
@@ -132,13 +142,19 @@ class Call:
         "_keys",
         "_keys_of",
         "_packed",
+        "_packed_fcall",
         "_packer",
         "_subjects",
         "ask",
         "costs",
+        "evalsha_only",
+        "fcall",
+        "function_loaded",
         "load",
+        "load_function",
         "node",
         "now_us",
+        "paths",
         "positions",
         "repair",
         "repaired",
@@ -167,7 +183,17 @@ class Call:
         self.single = len(positions) == 1
         self._packer = packer
         self._packed: bytes | None = None
+        self._packed_fcall = False
+        # Whether it goes out as FCALL (see `choose`), whether a FUNCTION
+        # LOAD went ahead of it once, whether it must stay on EVALSHA (its
+        # node could not run it as FCALL, or answered NOSCRIPT), and the
+        # paths of the transport that sent it (None: never sent).
+        self.fcall = False
+        self.function_loaded = False
+        self.evalsha_only = False
+        self.paths: ScriptPaths | None = None
         self.load = False
+        self.load_function = False
         self.ask: Address | None = None
         # Whether a repair of wrong-typed keys goes ahead of it, and whether
         # one ever did (a call is repaired once).
@@ -186,17 +212,32 @@ class Call:
             keys = self._keys = self._keys_of(self._subjects)
         return keys
 
+    def choose(self, paths: ScriptPaths, address: Address | None) -> None:
+        """`choose` sets whether the call goes to ``address`` as FCALL: a
+        single decision whose script has a library function, unless the
+        node or the call is on EVALSHA (see :mod:`._script_paths`)."""
+        self.paths = paths
+        self.fcall = (
+            self.single
+            and not self.evalsha_only
+            and self._packer.functions
+            and paths.functions(address)
+        )
+
     @property
     def packed(self) -> bytes:
-        """`packed` is the call's EVALSHA, packed once."""
+        """`packed` is the call's EVALSHA or FCALL, packed once."""
         packed = self._packed
-        if packed is None:
+        fcall = self.fcall
+        if packed is None or self._packed_fcall != fcall:
             packer = self._packer
-            if self.single:
+            if fcall:
+                packed = packer.fcall(self.keys[0], self.costs[0], self.now_us)
+            elif self.single:
                 packed = packer.single(self.keys[0], self.costs[0], self.now_us)
             else:
                 packed = packer.batch(self.keys, self.costs, self.now_us)
-            self._packed = packed
+            self._packed, self._packed_fcall = packed, fcall
         return packed
 
     def wire(self) -> tuple[list[bytes], int]:
@@ -207,6 +248,8 @@ class Call:
             pieces.append(repair_command(self.keys, self._packer.script))
         if self.load:
             pieces.append(script_load(self._packer.script))
+        if self.load_function:
+            pieces.append(function_load(library()))
         if self.ask is not None:
             pieces.append(ASKING)
         pieces.append(self.packed)
@@ -461,7 +504,12 @@ def _route(
     outcomes: list[Any],
     counters: Counters,
 ) -> Plan:
-    if len(calls) == 1 and slots is None and not calls[0].load:
+    if (
+        len(calls) == 1
+        and slots is None
+        and not calls[0].load
+        and not calls[0].load_function
+    ):
         return [(None, calls)]  # the common case: one call, one node
     groups: dict[Address | None, list[Call]] = {}
     for call in calls:
@@ -474,11 +522,16 @@ def _route(
         call.node = address
         groups.setdefault(address, []).append(call)
     for group in groups.values():
-        # One SCRIPT LOAD ahead of the node's pipeline serves all its calls.
+        # One SCRIPT LOAD (FUNCTION LOAD) ahead of the node's pipeline
+        # serves all its calls.
         if any(call.load for call in group):
             counters.add("noscript_reloads")
             for index, call in enumerate(group):
                 call.load = index == 0
+        if any(call.load_function for call in group):
+            counters.add("function_loads")
+            for index, call in enumerate(group):
+                call.load_function = index == 0
     return list(groups.items())
 
 
@@ -499,7 +552,7 @@ def _settle(
     # Records the call's replies, or fails them, or returns what to resend.
     # A call resent after ASK keeps going to the importing node (behind
     # ASKING) until that node answers it, for NOSCRIPT and TRYAGAIN too.
-    call.load = False
+    call.load = call.load_function = False
     call.repair = False
     if isinstance(call, RepairCall):
         return None  # its reply (keys deleted, or an error) decides nothing
@@ -514,8 +567,18 @@ def _settle(
             else:
                 call.ask = address
             return [call]
+        if call.fcall:
+            retry = _function_failed(call, reply)
+            if retry is not None:
+                return retry
         if _is(reply, NoScriptError, "NOSCRIPT"):
             call.load = True
+            # A flushed script cache (a restart, a failover): the node may
+            # now run Functions, tried from the next request on; this call
+            # stays on EVALSHA, so that it ends on a server without them.
+            call.evalsha_only = True
+            if call.paths is not None:
+                call.paths.retry_functions(call.node)
             return [call]
         if _is(reply, TryAgainError, "TRYAGAIN"):
             counters.add("tryagain")
@@ -560,6 +623,22 @@ def _settle(
         return None
     for position, outcome in zip(call.positions, converted, strict=True):
         outcomes[position] = outcome
+    return None
+
+
+def _function_failed(call: Call, reply: ResponseError) -> list[Call] | None:
+    # What to resend after an FCALL's error reply that says it did not run:
+    # the library loaded ahead of it once, then EVALSHA (the node cannot
+    # load it, or cannot run FCALL at all). None for any other error.
+    not_found = function_not_found(reply)
+    if not_found and not call.function_loaded:
+        call.load_function = call.function_loaded = True
+        return [call]
+    if not_found or fcall_refused(reply):
+        assert call.paths is not None
+        call.paths.use_evalsha(call.node, reply)
+        call.evalsha_only = True
+        return [call]
     return None
 
 

@@ -189,7 +189,11 @@ class Fallback:
             return Decision(False, 0, wait, 0.0, self._limit)
         if isinstance(error, BackendError):
             raise error
-        raise BackendError(f"Redis backend unavailable: {error}") from error
+        unavailable = BackendError(f"Redis backend unavailable: {error}")
+        if isinstance(error, CircuitOpenError):
+            # The open node breaker knows when Redis will be asked again.
+            unavailable.retry_after = error.retry_after
+        raise unavailable from error
 
     def reset(self, tag: bytes) -> None:
         """`reset` forgets the local state of the key named ``tag``."""

@@ -38,8 +38,13 @@ return deleted"""
 # A script's layout, as its closing `return run({...})` declares it.
 _HASH_LAYOUT: Final = re.compile(rb"hash\s*=\s*true")
 # Error replies of a script that failed on what it read (Redis 7 names
-# the script; 6.2 wraps the failing command's error in the second form).
-SCRIPT_ERRORS: Final = ("ERR user_script:", "ERR Error running script")
+# the script, or the function; 6.2 wraps the failing command's error in the
+# last form).
+SCRIPT_ERRORS: Final = (
+    "ERR user_script:",
+    "ERR user_function:",
+    "ERR Error running script",
+)
 # Error codes about the server, which a 6.2 script error may wrap.
 SERVER_ERRORS: Final = re.compile(
     r"\b(OOM|BUSY|LOADING|MASTERDOWN|READONLY|MISCONF|CLUSTERDOWN|NOREPLICAS|"

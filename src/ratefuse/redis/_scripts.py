@@ -10,6 +10,10 @@ registered by import side effects.
 Quota leases have their own script (see :func:`lease_script`): the prelude,
 the algorithm's exact script wrapped as the function ``exact()``, then
 ``lua/<algorithm>_lease.lua``, which composes exact decisions.
+
+On Redis 7 a single decision goes out as FCALL instead (see :func:`library`):
+one Functions library holds every algorithm, and what a script rebuilds on
+every call (the prelude, the parsed limits) lives as long as the library.
 """
 
 from __future__ import annotations
@@ -44,13 +48,48 @@ PRELUDE: Final = (
 )
 
 
+# The Functions library's version: its name is ratefuse_v<N> and its
+# functions ratefuse_v<N>_<digest>_<algorithm>, <digest> the first 8 hex
+# digits of its code's SHA1. Bump it with any change to the library's
+# source (tests/redis_backend/test_redis_functions.py holds the source's
+# digest per version), so that servers holding an older library keep it
+# for the clients that call it while a newer one loads beside it. The
+# digest in the names makes a server holding other code under this name
+# (a development build) answer "Function not found", so it is replaced.
+LIBRARY_VERSION: Final = 1
+LIBRARY_NAME: Final = f"ratefuse_v{LIBRARY_VERSION}"
+# The prelude of the library: every part but the batch's and script's
+# entry points, then the library's own (FCALL's entry point).
+LIBRARY_PRELUDE: Final = (
+    *(name for name in PRELUDE if name not in ("batch.lua", "run.lua")),
+    "library.lua",
+)
+# An algorithm file's closing statement, and what it becomes in the library.
+_RUN: Final = b"return run("
+
+
 @dataclass(frozen=True)
 class Script:
-    """`Script` is one algorithm's Lua source and its SHA1 (hex, ASCII)."""
+    """`Script` is one algorithm's Lua source and its SHA1 (hex, ASCII);
+    ``function`` is the name of its FCALL twin in the library (None: it
+    has none, as a lease script)."""
 
     algorithm: str
     source: bytes
     sha: bytes
+    function: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Library:
+    """`Library` is the Functions library: its name, its source (for
+    ``FUNCTION LOAD REPLACE``), the SHA1 (hex, ASCII) of its code (the
+    source but its registrations) and its functions' names by algorithm."""
+
+    name: str
+    source: bytes
+    sha: bytes
+    functions: dict[str, bytes]
 
 
 def read_lua(*names: str) -> bytes:
@@ -66,6 +105,43 @@ def _prelude() -> bytes:
 
 
 @functools.cache
+def library() -> Library:
+    """`library` is the Functions library of every algorithm with a
+    script (cached); see ``lua/library.lua``. Each algorithm file ends
+    with ``return run({...})`` (the layout's declaration, which the repair
+    reads too); here that becomes ``register('<algorithm>', {...})``."""
+    parts = [
+        f"#!lua name={LIBRARY_NAME}".encode(),
+        b"local deciders = false",
+        b"local function build()",
+        read_lua(*LIBRARY_PRELUDE),
+    ]
+    for algorithm in SCRIPT_ALGORITHMS:
+        record = REGISTRY.by_name(algorithm)
+        assert record.script is not None
+        source = read_lua(record.script)
+        body, run, declaration = source.rpartition(_RUN)
+        if not run or body.count(_RUN):
+            raise ValueError(f"{record.script} must end with one {_RUN!r}")
+        parts.append(
+            b"do\n%sregister('%s', %s\nend" % (body, algorithm.encode(), declaration)
+        )
+    parts.append(b"return deciders\nend")
+    sha = hashlib.sha1(b"\n".join(parts), usedforsecurity=False).hexdigest()
+    functions = {
+        algorithm: f"{LIBRARY_NAME}_{sha[:8]}_{algorithm}".encode()
+        for algorithm in SCRIPT_ALGORITHMS
+    }
+    for algorithm, function in functions.items():
+        parts.append(
+            b"redis.register_function('%s', function(keys, args)\n"
+            b"  if not deciders then\n    deciders = build()\n  end\n"
+            b"  return deciders.%s(keys, args)\nend)" % (function, algorithm.encode())
+        )
+    return Library(LIBRARY_NAME, b"\n".join(parts), sha.encode(), functions)
+
+
+@functools.cache
 def script(algorithm: str) -> Script:
     """`script` is the registered script of ``algorithm`` (cached)."""
     record = REGISTRY.by_name(algorithm) if algorithm in SCRIPT_ALGORITHMS else None
@@ -73,7 +149,7 @@ def script(algorithm: str) -> Script:
         raise ValueError(f"no Redis script for algorithm {algorithm!r}")
     source = _prelude() + b"\n" + read_lua(record.script)
     sha = hashlib.sha1(source, usedforsecurity=False).hexdigest().encode()
-    return Script(algorithm, source, sha)
+    return Script(algorithm, source, sha, library().functions[algorithm])
 
 
 @functools.cache

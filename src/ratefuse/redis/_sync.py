@@ -19,6 +19,7 @@ from redis.cluster import RedisCluster
 
 from ratefuse.core.errors import BackendError, CircuitOpenError
 from ratefuse.core.spec import LimitSpec
+from ratefuse.engine.deadline import refuse_if_spent
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._backend_core import BackendCore, Closing, Costs, Keys, StoreCore
 from ratefuse.redis._codec import Packer, RawReply, ScriptReply
@@ -137,7 +138,9 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
         self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
     ) -> list[Any]:
         # One request through the breakers: every round of the exchange.
-        # ``calls`` is not empty (an empty batch takes no permit).
+        # ``calls`` is not empty (an empty batch takes no permit). A spent
+        # deadline refuses it before any permit or I/O.
+        refuse_if_spent("redis")
         if self._slots is not None:
             return self._run_cluster(packer, calls, size, convert)
         # One node, one breaker: its permit before anything else.

@@ -28,6 +28,7 @@ from ratefuse.redis._connection import (
 from ratefuse.redis._exchange import Plan, Receive
 from ratefuse.redis._pipeline import Pipeline
 from ratefuse.redis._resp import INCOMPLETE, CallReplies, ProtocolError
+from ratefuse.redis._script_paths import ScriptPaths
 from ratefuse.redis._sentinel import SentinelWatch
 from ratefuse.redis._slots import Address
 
@@ -63,6 +64,8 @@ class SyncTransport:
     ) -> None:
         self._factory = factory
         self.tls = tls
+        # How each node runs single decisions (FCALL or EVALSHA).
+        self.paths = ScriptPaths()
         self._watch = watch
         self._idle: dict[Address | None, list[SyncConnection]] = {}
         self._lock = threading.Lock()
@@ -123,7 +126,9 @@ class SyncTransport:
                     pipeline.channel = sock
                     # Call by call: the server starts on a call while the
                     # next one is packed (and its keys hashed).
+                    paths, address = self.paths, pipeline.address
                     for call in pipeline.calls:
+                        call.choose(paths, address)
                         sock.sendall(pipeline.wire(call))
                 except Exception as exc:
                     dropped = pipeline.fail(exc)

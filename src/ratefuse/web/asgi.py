@@ -60,7 +60,10 @@ class RateLimitMiddleware(MiddlewareBase[ASGIApp, Scope]):
     ``Retry-After`` on the responses it lets through. ``on_denied(scope,
     outcome)`` is called for each denial (also in shadow mode), e.g. to log
     it. ``registry`` resolves limiters given by name
-    (``registry.limiter(name)``), once, at construction.
+    (``registry.limiter(name)``), once, at construction. ``deadline_from``
+    (None, the default: off), a header name such as "x-request-timeout"
+    (seconds, or gRPC's "250m") or a function of the request, runs the app
+    under ``ratefuse.deadline`` of what it reads (ratefuse.web.deadlines).
 
     Async limiters (``AsyncRedisLimiter``) are awaited; a sync
     ``RedisLimiter`` blocks the event loop for its round trip.
@@ -74,6 +77,7 @@ class RateLimitMiddleware(MiddlewareBase[ASGIApp, Scope]):
         policy = self._find(scope["method"], scope["path"])
         if policy is None or (self._exempt is not None and self._exempt(scope)):
             return await self.app(scope, receive, send)
+        app: ASGIApp = policy.app
         limit = policy.single
         if limit is not None:
             tracked = limit.tracked
@@ -84,9 +88,9 @@ class RateLimitMiddleware(MiddlewareBase[ASGIApp, Scope]):
                 # Admitted: straight to the app, with the two headers if
                 # asked for on every response.
                 if not policy.headers_on_admitted:
-                    return await self.app(scope, receive, send)
+                    return await app(scope, receive, send)
                 extra = [*policy.static_raw, limit.raw_rate_header(decision)]
-                return await self.app(scope, receive, _with_headers(send, extra))
+                return await app(scope, receive, _with_headers(send, extra))
             outcome = judge_one(limit, decision)
         else:
             policy.refresh()
@@ -95,8 +99,8 @@ class RateLimitMiddleware(MiddlewareBase[ASGIApp, Scope]):
         if added is None:
             return await self._deny(policy, outcome, send)
         if not added:  # nothing to add (headers="none", or a 200)
-            return await self.app(scope, receive, send)
-        return await self.app(scope, receive, _with_headers(send, added))
+            return await app(scope, receive, send)
+        return await app(scope, receive, _with_headers(send, added))
 
     async def _deny(self, policy: RoutePolicy, outcome: Outcome, send: Send) -> None:
         headers = [

@@ -19,12 +19,21 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
+from ratefuse.adaptive import AdaptiveLimitFullError
 from ratefuse.breaker import BreakerConfig, CircuitBreaker, Permit
 from ratefuse.core.errors import RateLimitExceeded
 from ratefuse.ordered import check_limiter
 from ratefuse.protocols import is_async, is_keyed
+from ratefuse.throttle import AdaptiveThrottle, ThrottleConfig, ThrottledError
+from ratefuse.web.client_concurrency import (
+    AsyncSlotTransport,
+    Concurrency,
+    SlotTransport,
+)
+from ratefuse.web.deadlines import bound_request
 
 BreakerFactory = Callable[[str], CircuitBreaker]
+ThrottleFactory = Callable[[str], AdaptiveThrottle]
 IsFailure = Callable[[httpx.Response], bool]
 Inner = TypeVar("Inner")
 
@@ -32,6 +41,12 @@ Inner = TypeVar("Inner")
 def server_error(response: httpx.Response) -> bool:
     """`server_error` is the default failure test: a 5xx status."""
     return response.status_code >= 500
+
+
+def upstream_accepted(response: httpx.Response) -> bool:
+    """`upstream_accepted` is the default accept test of a throttle: the
+    upstream took the request unless it answered 429 or 5xx (503 is one)."""
+    return response.status_code != 429 and response.status_code < 500
 
 
 def upstream_of(request: httpx.Request) -> str:
@@ -53,6 +68,8 @@ class _UpstreamAdmission:
         breaker: BreakerConfig | BreakerFactory | None,
         max_wait: float,
         is_failure: IsFailure,
+        throttle: ThrottleConfig | ThrottleFactory | None = None,
+        is_accepted: IsFailure = upstream_accepted,
     ) -> None:
         if limiter is not None:
             check_limiter(limiter, None)
@@ -87,6 +104,30 @@ class _UpstreamAdmission:
         self._keyed = limiter is not None and is_keyed(limiter)
         self._new_breaker = breaker
         self.breakers: dict[str, CircuitBreaker] = {}
+        if isinstance(throttle, ThrottleConfig):
+            throttle_config = throttle
+            throttle = lambda host: AdaptiveThrottle(throttle_config, name=host)  # noqa: E731
+        elif throttle is not None and not callable(throttle):
+            raise ValueError(
+                "throttle must be a ThrottleConfig, a factory or None, "
+                f"got {throttle!r}"
+            )
+        if not callable(is_accepted):
+            raise ValueError(f"is_accepted must be callable, got {is_accepted!r}")
+        self._new_throttle = throttle
+        self.throttling = throttle is not None
+        self.is_accepted = is_accepted
+        self.throttles: dict[str, AdaptiveThrottle] = {}
+
+    def throttle_for(self, host: str) -> AdaptiveThrottle | None:
+        """`throttle_for` returns the throttle of ``host``, made on first
+        use (None without throttles)."""
+        if self._new_throttle is None:
+            return None
+        throttle = self.throttles.get(host)
+        if throttle is None:
+            throttle = self.throttles.setdefault(host, self._new_throttle(host))
+        return throttle
 
     def breaker_for(self, host: str) -> CircuitBreaker | None:
         """`breaker_for` returns the breaker of ``host``, made on first use
@@ -100,11 +141,17 @@ class _UpstreamAdmission:
         return breaker
 
     def admit(self, request: httpx.Request) -> Permit | None:
-        """`admit` takes the permit of the request's host from its breaker
-        (None without breakers; CircuitOpenError when open, before any
-        quota is spent), then the quota unless the caller `waits` for it
-        (RateLimitExceeded, the permit released)."""
-        breaker = self.breaker_for(upstream_of(request))
+        """`admit` asks the host's throttle (ThrottledError when it refuses,
+        before anything else), takes the permit of the request's host from
+        its breaker (None without breakers; CircuitOpenError when open,
+        before any quota is spent), then the quota unless the caller
+        `waits` for it (RateLimitExceeded, the permit released)."""
+        host = upstream_of(request)
+        if self.throttling:
+            throttle = self.throttle_for(host)
+            if throttle is not None and not throttle.admit():
+                raise ThrottledError(throttle.name, 0.0)
+        breaker = self.breaker_for(host)
         permit = None
         if breaker is not None:
             permit = breaker.try_acquire()
@@ -160,11 +207,26 @@ class _Sending:
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         permit = self.permit
+        throttle = (
+            self.admission.throttle_for(upstream_of(self.request))
+            if self.admission.throttling
+            else None
+        )
+        if isinstance(exc, AdaptiveLimitFullError):
+            throttle = None  # refused here, not by the upstream: no outcome
+        if throttle is not None and isinstance(exc, Exception):
+            throttle.record(False)
+        elif throttle is not None and exc is None:
+            assert self.response is not None, "the with-block sets the response"
+            with released_on_error(permit):
+                throttle.record(self.admission.is_accepted(self.response))
         if permit is None:
             return
         duration = time.perf_counter() - self.started
         if exc is not None:
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception) and not isinstance(
+                exc, AdaptiveLimitFullError
+            ):
                 permit.on_error(duration, exc)
             else:
                 permit.release()
@@ -203,6 +265,7 @@ class _TransportBase(Generic[Inner]):
     # transport (None: a new ``new_transport()``) and the admission.
 
     new_transport: Callable[[], Inner]
+    under_concurrency: Callable[..., Inner]
 
     def __init__(
         self,
@@ -212,14 +275,35 @@ class _TransportBase(Generic[Inner]):
         breaker: BreakerConfig | BreakerFactory | None = None,
         max_wait: float = 0.0,
         is_failure: IsFailure = server_error,
+        deadline_header: str | None = None,
+        throttle: ThrottleConfig | ThrottleFactory | None = None,
+        is_accepted: IsFailure = upstream_accepted,
+        concurrency: Concurrency | None = None,
     ) -> None:
-        self._admission = _UpstreamAdmission(limiter, breaker, max_wait, is_failure)
+        self._admission = _UpstreamAdmission(
+            limiter, breaker, max_wait, is_failure, throttle, is_accepted
+        )
+        if deadline_header is not None and not isinstance(deadline_header, str):
+            raise ValueError(
+                "deadline_header must be a header name or None, "
+                f"got {deadline_header!r}"
+            )
+        self._deadline_header = deadline_header
         self._transport = self.new_transport() if transport is None else transport
+        if concurrency is not None:
+            self._transport = self.under_concurrency(
+                self._transport, concurrency, upstream_of, is_failure
+            )
 
     @property
     def breakers(self) -> dict[str, CircuitBreaker]:
         """`breakers` maps each upstream seen to its breaker."""
         return self._admission.breakers
+
+    @property
+    def throttles(self) -> dict[str, AdaptiveThrottle]:
+        """`throttles` maps each upstream seen to its adaptive throttle."""
+        return self._admission.throttles
 
 
 class GuardedTransport(_TransportBase[httpx.BaseTransport], httpx.BaseTransport):
@@ -240,12 +324,28 @@ class GuardedTransport(_TransportBase[httpx.BaseTransport], httpx.BaseTransport)
     ``httpx.HTTPStatusError``) and the exceptions of the inner transport
     (timeouts, connection errors), which propagate; the breaker's
     exception rules classify both. ``breakers`` maps each host seen to
-    its breaker. Thread-safe as the limiter and breakers are.
+    its breaker. Under a running ``ratefuse.deadline`` a request with no
+    time left is refused (DeadlineExceeded), its timeouts are cut to the
+    time left, and ``deadline_header`` (None: not sent) carries the time
+    left to the upstream (see ratefuse.web.deadlines). ``throttle``: a
+    ThrottleConfig (one AdaptiveThrottle per host), a factory
+    ``host -> AdaptiveThrottle``, or None; it refuses
+    requests locally (ThrottledError, before the breaker and the quota)
+    in proportion as the host's accept ratio falls; ``is_accepted`` says
+    which responses count as accepted (default: not 429, not 5xx;
+    transport errors never do); ``throttles`` maps each host seen to its
+    throttle. ``concurrency``: an
+    AdaptiveLimiter (one adaptive concurrency limit for all hosts), a
+    factory ``host -> AdaptiveLimiter`` (one per host) or None; see
+    :mod:`ratefuse.web.client_concurrency`. Thread-safe as the limiter and
+    breakers are.
     """
 
     new_transport = httpx.HTTPTransport
+    under_concurrency = SlotTransport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        bound_request(request, self._deadline_header)
         admission = self._admission
         permit = admission.admit(request)
         if admission.waits:
@@ -269,8 +369,10 @@ class AsyncGuardedTransport(
     nothing (the breaker's permit is released)."""
 
     new_transport = httpx.AsyncHTTPTransport
+    under_concurrency = AsyncSlotTransport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        bound_request(request, self._deadline_header)
         admission = self._admission
         permit = admission.admit(request)
         if admission.waits:

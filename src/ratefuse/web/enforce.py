@@ -20,8 +20,11 @@ from dataclasses import dataclass, field
 from math import ceil, inf
 from typing import Any, Generic, Literal, TypeVar
 
+from ratefuse.adaptive import AdaptiveLimiter
 from ratefuse.ordered import AskByKey, resolve_limiter
 from ratefuse.protocols import is_async, is_keyed
+from ratefuse.web.concurrency import under_concurrency
+from ratefuse.web.deadlines import DeadlineFrom, deadline_reader, with_deadline
 from ratefuse.web.headers import (
     DEFAULT_HEADER_MODE,
     DEFAULT_HEADERS_ON,
@@ -64,7 +67,13 @@ class CompiledLimit(AskByKey):
         "tracked",
     )
 
-    def __init__(self, limit: Limit, side: Side, registry: object | None) -> None:
+    def __init__(
+        self,
+        limit: Limit,
+        side: Side,
+        registry: object | None,
+        priority: object | None = None,
+    ) -> None:
         limiter = resolve_limiter(limit.limiter, limit.key, registry)
         self.decide: Callable[..., Any] = limiter.decide
         self.is_async = is_async(limiter)
@@ -73,6 +82,12 @@ class CompiledLimit(AskByKey):
                 f"limiter {limiter!r} is async; a WSGI app needs a sync limiter"
             )
         self.key_of = _key_reader(limit.key, side) if is_keyed(limiter) else None
+        decide_at = getattr(limiter, "decide_at", None)
+        if priority is not None and callable(decide_at):
+            # A limiter that sheds by priority takes the route's priority
+            # reader as its key (never None: a missing priority is "").
+            self.key_of = _priority_reader(priority, side)
+            self.decide = decide_at
         self.cost = limit.cost
         self.name = limit.name
         # A limiter from a hot-reloading registry may change its rates;
@@ -131,13 +146,26 @@ def _key_reader(key: object, side: Side) -> Callable[[Any], Any]:
     return key  # type: ignore[return-value]
 
 
+def _priority_reader(priority: object, side: Side) -> Callable[[Any], Any]:
+    read = _key_reader(priority, side)
+
+    def priority_of(request: Any) -> Any:
+        value = read(request)
+        return "" if value is None else value
+
+    return priority_of
+
+
 class RoutePolicy:
     """`RoutePolicy` is a route's compiled limits and its static headers
     (``static_headers`` as text, ``static_raw`` as ASGI bytes);
     ``headers_on_admitted`` is whether admitted responses carry
-    headers too."""
+    headers too; ``app`` is what the admitted requests go to (the
+    middleware's app, under the route's ``concurrency`` limit if any)."""
 
     __slots__ = (
+        "app",
+        "concurrency",
         "draft",
         "headers_on_admitted",
         "legacy",
@@ -153,7 +181,10 @@ class RoutePolicy:
         limits: Sequence[CompiledLimit],
         mode: HeaderMode,
         headers_on: HeadersOn,
+        concurrency: AdaptiveLimiter | None = None,
     ) -> None:
+        self.concurrency = concurrency
+        self.app: Any = None
         self.limits = tuple(limits)
         self.draft = mode in ("draft", "both")
         self.legacy = mode in ("legacy", "both")
@@ -247,11 +278,15 @@ def compile_routes(
             raise ValueError(f"routes must be Route objects, got {route!r}")
     targets = [
         RoutePolicy(
-            [CompiledLimit(limit, side, registry) for limit in route.limits],
+            [
+                CompiledLimit(limit, side, registry, route.priority)
+                for limit in route.limits
+            ],
             mode,
             headers_on,
+            route.concurrency,
         )
-        if route.limits
+        if route.limits or route.concurrency is not None
         else None
         for route in routes
     ]
@@ -339,6 +374,7 @@ class MiddlewareBase(Generic[App, Request]):
         on_denied: Callable[[Request, Outcome], None] | None = None,
         denied_body: bytes = DEFAULT_DENIED_BODY,
         registry: object | None = None,
+        deadline_from: DeadlineFrom | None = None,
     ) -> None:
         for option, value in (("exempt", exempt), ("on_denied", on_denied)):
             if value is not None and not callable(value):
@@ -346,10 +382,17 @@ class MiddlewareBase(Generic[App, Request]):
         if not isinstance(denied_body, bytes):
             raise ValueError(f"denied_body must be bytes, got {denied_body!r}")
         self.app = app
+        if deadline_from is not None:
+            # The app runs under the request's deadline (web/deadlines.py).
+            reader = deadline_reader(deadline_from, self.side)
+            self.app = with_deadline(app, reader, self.side)
         self._router = compile_routes(
             routes, exempt_paths, self.side, headers, headers_on, registry
         )
         self._find = self._router.find
+        for policy in self._router.targets.values():
+            if policy is not None:
+                policy.app = under_concurrency(self.side, self.app, policy.concurrency)
         self._exempt = exempt
         self._shadow = bool(shadow)
         self._on_denied = on_denied

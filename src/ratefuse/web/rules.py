@@ -13,8 +13,10 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
+from ratefuse.adaptive import AdaptiveLimiter
 from ratefuse.ordered import check_cost, check_limiter
-from ratefuse.web.keys import KeyFunction
+from ratefuse.web.concurrency import check_concurrency
+from ratefuse.web.keys import KeyFunction, header
 
 T = TypeVar("T")
 MatchKind = Literal["exact", "prefix", "glob", "regex"]
@@ -76,6 +78,23 @@ class Limit:
         return f"Limit({self.limiter!r}, key={self.key!r}, name={self.name!r})"
 
 
+def priority_reader(
+    priority: str | KeyFunction | Callable[[Any], object] | None,
+) -> KeyFunction | Callable[[Any], object] | None:
+    """`priority_reader` is a Route's ``priority`` option as a reader: a
+    header name becomes that header's KeyFunction (no fallback)."""
+    if priority is None or isinstance(priority, KeyFunction):
+        return priority
+    if isinstance(priority, str):
+        return header(priority, fallback=None)
+    if not callable(priority):
+        raise ValueError(
+            f"priority must be a header name, a KeyFunction or callable, "
+            f"got {priority!r}"
+        )
+    return priority
+
+
 def _pattern_regex(pattern: str, match: MatchKind) -> str:
     if match == "exact":
         return re.escape(pattern)
@@ -116,9 +135,25 @@ class Route:
     path must match); None means glob when the pattern has ``*?[``, else
     exact. A route with no limits exempts its paths. Regex patterns may not
     use numbered backreferences (all routes compile into one expression).
+    ``priority`` (None: none) reads a request's priority for the limits
+    that shed by priority (:class:`ratefuse.shedding.PriorityLimiter`): a
+    header name, a :class:`KeyFunction` or a callable of the ASGI scope /
+    WSGI environ, its value parsed by
+    :func:`ratefuse.shedding.parse_priority` (missing: DEFAULT).
+    ``concurrency`` (an :class:`ratefuse.AdaptiveLimiter`; None: none) runs
+    the app of the requests the limits admit under that adaptive
+    concurrency limit (:mod:`ratefuse.web.concurrency`): 503 without a slot.
     """
 
-    __slots__ = ("limits", "match", "methods", "pattern", "regex")
+    __slots__ = (
+        "concurrency",
+        "limits",
+        "match",
+        "methods",
+        "pattern",
+        "priority",
+        "regex",
+    )
 
     def __init__(
         self,
@@ -127,6 +162,8 @@ class Route:
         *,
         match: MatchKind | None = None,
         methods: Sequence[str] | None = None,
+        priority: str | KeyFunction | Callable[[Any], object] | None = None,
+        concurrency: AdaptiveLimiter | None = None,
     ) -> None:
         if not isinstance(pattern, str):
             raise ValueError(f"pattern must be a str, got {pattern!r}")
@@ -160,6 +197,8 @@ class Route:
         self.match = match
         self.limits = limits
         self.methods = methods
+        self.priority = priority_reader(priority)
+        self.concurrency = check_concurrency(concurrency)
 
     def __repr__(self) -> str:
         return f"Route({self.pattern!r}, match={self.match!r}, limits={self.limits!r})"

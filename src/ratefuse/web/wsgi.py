@@ -37,6 +37,7 @@ class RateLimitWSGIMiddleware(MiddlewareBase[WSGIApp, Environ]):
         policy = self._find(environ.get("REQUEST_METHOD", ""), wsgi_path(environ))
         if policy is None or (self._exempt is not None and self._exempt(environ)):
             return self.app(environ, start_response)
+        app: WSGIApp = policy.app
         policy.refresh()
         outcome = judge(policy, decide_in_order(policy.limits, environ))
         extra = self._extra_headers(environ, policy, outcome, policy.headers)
@@ -51,11 +52,11 @@ class RateLimitWSGIMiddleware(MiddlewareBase[WSGIApp, Environ]):
             )
             return [self._denied_body]
         if not extra:  # nothing to add (headers="none", or a 200)
-            return self.app(environ, start_response)
+            return app(environ, start_response)
 
         def start_with_headers(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Any:
             return start_response(status, [*headers, *extra], exc_info)
 
-        return self.app(environ, start_with_headers)
+        return app(environ, start_with_headers)

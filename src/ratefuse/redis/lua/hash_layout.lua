@@ -4,11 +4,16 @@
 
 -- load_hash reads the "hash" layout; its second result is the field names.
 local function load_hash(key, specs, width, suffixes)
-  local fields = {}
-  for i = 1, #specs do
-    for s = 1, width do
-      fields[#fields + 1] = specs[i].id .. suffixes[s]
+  -- Made once per specs table: the library keeps its specs across calls.
+  local fields = specs.fields
+  if not fields then
+    fields = {}
+    for i = 1, #specs do
+      for s = 1, width do
+        fields[#fields + 1] = specs[i].id .. suffixes[s]
+      end
     end
+    specs.fields = fields
   end
   local raw = redis.call('HMGET', key, unpack(fields))
   local states, before = {}, {}

@@ -56,6 +56,11 @@ local function load_string(raw, specs, width)
       for s = 1, width do
         state[s], before[s] = 0, 0
       end
+      -- The scratch may have held a wider state (the Functions library
+      -- shares it between algorithms).
+      for s = width + 1, 3 do
+        state[s], before[s] = nil, nil
+      end
       state.invalid = false
       return scratch_states, false, before
     end

@@ -1,0 +1,135 @@
+"""The steps every breaker form takes, over the public breaker protocol.
+
+`Breaker` and `BreakerPermit` are what a form asks of a breaker; `start`,
+`finish`, `record_exception` and `record_result` time a call and report its
+outcome; `permit_or_error_async` takes a permit from a sync or an asyncio
+breaker. The forms (`ratefuse.engine.breaker_forms`) and the time limiter
+(`ratefuse.engine.timed_call`) are written over these.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from ratefuse.core.errors import CircuitOpenError
+
+# The start of a call a form did not time (slow-call tracking was off);
+# clock readings are >= 0.
+UNTIMED = -1
+
+
+class BreakerPermit(Protocol):
+    """`BreakerPermit` lets one call go ahead; its outcome is reported once.
+
+    ``duration`` is the call's duration in seconds, ``now`` its completion
+    time in ns (None: read the clock if a step needs it).
+    """
+
+    def on_success(self, duration: float, now: int | None = None) -> None: ...
+
+    def on_error(
+        self, duration: float, exc: BaseException, now: int | None = None
+    ) -> None: ...
+
+    def on_result(
+        self, duration: float, result: object, now: int | None = None
+    ) -> None: ...
+
+    def release(self, now: int | None = None) -> None: ...
+
+
+class Breaker(Protocol):
+    """`Breaker` is what the forms ask of a breaker: its `name` and
+    `fallback`, whether calls are `timed`, its clock (`now_ns`), and
+    `permit_or_error`: a permit, or the CircuitOpenError of the rejection,
+    dated by the same clock reading (awaitable on an asyncio breaker)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def fallback(self) -> Callable[..., Any] | None: ...
+
+    @property
+    def timed(self) -> bool: ...
+
+    def now_ns(self) -> int: ...
+
+    def permit_or_error(
+        self, now: int | None = None
+    ) -> (
+        BreakerPermit | CircuitOpenError | Awaitable[BreakerPermit | CircuitOpenError]
+    ): ...
+
+
+def elapsed_seconds(elapsed_ns: int) -> float:
+    """`elapsed_seconds` is ``elapsed_ns`` in seconds, rounded up by one ulp
+    where needed so that a permit's ``duration_to_ns`` (which truncates)
+    gets ``elapsed_ns`` back exactly: a call one ns over the slow-call
+    threshold stays slow."""
+    seconds = elapsed_ns / 1e9
+    if int(seconds * 1e9) < elapsed_ns:
+        seconds = math.nextafter(seconds, math.inf)
+    return seconds
+
+
+def start(breaker: Breaker, permit: BreakerPermit) -> int:
+    """`start` is the start time of the call ``permit`` lets go ahead, read
+    only if durations matter; UNTIMED otherwise. If the clock raises, the
+    permit is released (a half-open probe must not leak) and the error
+    propagates."""
+    if not breaker.timed:
+        return UNTIMED
+    try:
+        return breaker.now_ns()
+    except BaseException:
+        permit.release()
+        raise
+
+
+def finish(
+    breaker: Breaker, permit: BreakerPermit, start_ns: int
+) -> tuple[float, int | None]:
+    """`finish` is (duration in seconds, end time or None) of the call of
+    ``permit`` that started at ``start_ns`` (from `start`). A call started
+    before slow-call tracking was switched on has no duration: it is
+    recorded as not slow. If the clock raises, the permit is released and
+    the error propagates."""
+    if start_ns == UNTIMED or not breaker.timed:
+        return 0.0, None
+    try:
+        now = breaker.now_ns()
+    except BaseException:
+        permit.release()
+        raise
+    return elapsed_seconds(max(now - start_ns, 0)), now
+
+
+def record_exception(
+    breaker: Breaker, permit: BreakerPermit, start_ns: int, exc: BaseException
+) -> None:
+    """`record_exception` reports a call that raised ``exc`` on ``permit``."""
+    duration, now = finish(breaker, permit, start_ns)
+    permit.on_error(duration, exc, now)
+
+
+def record_result(
+    breaker: Breaker, permit: BreakerPermit, start_ns: int, result: object
+) -> None:
+    """`record_result` reports a call that returned ``result`` on ``permit``."""
+    duration, now = finish(breaker, permit, start_ns)
+    permit.on_result(duration, result, now)
+
+
+async def permit_or_error_async(
+    breaker: Breaker,
+) -> BreakerPermit | CircuitOpenError:
+    """`permit_or_error_async` is the answer of a sync or an asyncio
+    breaker's `Breaker.permit_or_error`, awaited if need be."""
+    answer = breaker.permit_or_error()
+    if inspect.isawaitable(answer):
+        answer = await answer
+    return answer

@@ -1,0 +1,254 @@
+-- The Redis 7 Functions library's decisions. The library is (see
+-- _scripts.library) one function, build, holding the prelude (minus
+-- batch.lua and run.lua), this file, and each algorithm's file, whose
+-- closing `return run({...})` becomes `register('<name>', {...})`; then
+-- one registered function per algorithm that builds on its first call
+-- (loading a library runs without Lua's standard library: only `redis`
+-- is there) and then decides. What build makes lives as long as the
+-- library, so what a script call would rebuild every time (the prelude's
+-- closures, the parsed limits) is made once.
+--
+-- Calling convention: FCALL <function> 1 <key> <now> <cost> <limits>, where
+-- <function> is <library>_<digest>_<algorithm> (see _scripts.library) and
+--   now     integer microseconds, or -1 for the server's TIME (the default)
+--   cost    the units asked
+--   limits  the limits' field ids separated by single spaces: each is
+--           "<capacity>/<period_us>" (windows) or
+--           "<capacity>/<period_us>/<interval_us>" (gcra), the ids the
+--           keys' layouts already store, so a limit is its id.
+-- The reply is the five integers of arguments.lua's verdict.
+
+-- Parsed limits by their wire string: a limiter sends the same string on
+-- every call. Bounded: when full it starts afresh (the strings of the
+-- limiters in use come back at once).
+local MAX_CACHED_LIMITS = 512
+local cached_limits, cached_count = {}, 0
+
+local function parse_limits(wire)
+  local specs = {}
+  for id in string.gmatch(wire, '%S+') do
+    local capacity, period, interval = string.match(id, '^(%d+)/(%d+)/?(%d*)$')
+    if not capacity then
+      return error('ratefuse: bad limit ' .. string.format('%q', string.sub(id, 1, 40)))
+    end
+    specs[#specs + 1] = {
+      id = id,
+      prefix = id .. ' ',
+      capacity = tonumber(capacity),
+      period = tonumber(period),
+      interval = tonumber(interval) or 0,
+      latest = false,
+      -- The whole value when it is exactly this limit's entry: one match
+      -- reads it (ids hold only digits and '/', no pattern characters).
+      one = '^' .. id .. ' (%d+)$',
+      two = '^' .. id .. ' (%d+) (%d+)$',
+      three = '^' .. id .. ' (%d+) (%d+) (%d+)$',
+    }
+  end
+  if #specs == 0 then
+    return error('ratefuse: no limits given')
+  end
+  if #specs == 2 then
+    -- A compound of two in the "string" layout, as encode_string writes
+    -- it when the value holds these limits only: one match reads it and
+    -- one format writes it, for each width.
+    local one, two = specs[1].id, specs[2].id
+    specs.pattern = {
+      '^' .. one .. ' (%d+) ' .. two .. ' (%d+)$',
+      '^' .. one .. ' (%d+) (%d+) ' .. two .. ' (%d+) (%d+)$',
+      '^' .. one .. ' (%d+) (%d+) (%d+) ' .. two .. ' (%d+) (%d+) (%d+)$',
+    }
+    specs.format = {
+      one .. ' %d ' .. two .. ' %d',
+      one .. ' %d %d ' .. two .. ' %d %d',
+      one .. ' %d %d %d ' .. two .. ' %d %d %d',
+    }
+    specs.states = {{}, {}}
+  end
+  if cached_count >= MAX_CACHED_LIMITS then
+    cached_limits, cached_count = {}, 0
+  end
+  cached_limits[wire] = specs
+  cached_count = cached_count + 1
+  return specs
+end
+
+-- The reply table, filled anew by every call (Redis converts it before
+-- the next call can run).
+local reply = {0, 0, 0, 0, 0}
+local format, match, call = string.format, string.match, redis.call
+
+-- decide_general is any decision decide_key makes: several limits, the
+-- "hash" layout, or a value the lean path does not read.
+local function decide_general(algorithm, key, specs, now, cost, raw)
+  for i = 1, #specs do
+    specs[i].latest = false
+  end
+  if raw == nil then
+    raw = false
+    if not algorithm.hash then
+      raw = redis.call('GET', key)
+    end
+  end
+  reply[1], reply[2], reply[3], reply[4], reply[5] =
+    decide_key(algorithm, key, specs, now, cost, raw)
+  return reply
+end
+
+-- decide_two is a compound of two limits in the "string" layout, as
+-- decide_key decides it (both admit and both consume, or none does) and
+-- combine reports it, without a table made; anything it does not read
+-- goes to decide_general.
+local function decide_two(algorithm, key, specs, now, cost)
+  local first_spec, second_spec = specs[1], specs[2]
+  first_spec.latest, second_spec.latest = false, false
+  local raw = call('GET', key)
+  local width = algorithm.width
+  local one, two = specs.states[1], specs.states[2]
+  if raw then
+    local a, b, c, d, e, f = match(raw, specs.pattern[width])
+    if not a then
+      return decide_general(algorithm, key, specs, now, cost, raw)
+    end
+    if width == 1 then
+      one[1], two[1] = tonumber(a), tonumber(b)
+    elseif width == 2 then
+      one[1], one[2], two[1], two[2] = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+    else
+      one[1], one[2], one[3] = tonumber(a), tonumber(b), tonumber(c)
+      two[1], two[2], two[3] = tonumber(d), tonumber(e), tonumber(f)
+    end
+    local valid = algorithm.valid
+    if not (valid(first_spec, one, now) and valid(second_spec, two, now)) then
+      return decide_general(algorithm, key, specs, now, cost, raw)
+    end
+  else
+    one[1], one[2], one[3] = 0, algorithm.zero2, algorithm.zero3
+    two[1], two[2], two[3] = 0, algorithm.zero2, algorithm.zero3
+  end
+  local a1, a2, a3, b1, b2, b3 = one[1], one[2], one[3], two[1], two[2], two[3]
+  local step = algorithm.step
+  local allowed1, remaining1, retry1, reset1 = step(first_spec, one, now, cost, false, key)
+  local allowed2, remaining2, retry2, reset2 = step(second_spec, two, now, cost, false, key)
+  local allowed = allowed1 and allowed2
+  if allowed then
+    allowed1, remaining1, retry1, reset1 = step(first_spec, one, now, cost, true, key)
+    allowed2, remaining2, retry2, reset2 = step(second_spec, two, now, cost, true, key)
+  end
+  -- combine, for two verdicts.
+  local binding = 0
+  if allowed then
+    if remaining2 < remaining1 then
+      binding = 1
+    end
+  elseif not allowed2 and (allowed1 or later(retry2, retry1)) then
+    binding = 1
+  end
+  local retry = 0
+  if later(retry1, retry) then
+    retry = retry1
+  end
+  if later(retry2, retry) then
+    retry = retry2
+  end
+  local remaining = remaining2 < remaining1 and remaining2 or remaining1
+  local reset = reset2 > reset1 and reset2 or reset1
+  if (one[1] ~= a1 or one[2] ~= a2 or one[3] ~= a3 or two[1] ~= b1 or two[2] ~= b2
+      or two[3] ~= b3) and (raw or reset > 0) then
+    local value
+    if width == 1 then
+      value = format(specs.format[1], one[1], two[1])
+    elseif width == 2 then
+      value = format(specs.format[2], one[1], one[2], two[1], two[2])
+    else
+      value = format(specs.format[3], one[1], one[2], one[3], two[1], two[2], two[3])
+    end
+    call('SET', key, value, 'PXAT', expiry(now, reset))
+  end
+  reply[1], reply[2], reply[3], reply[4], reply[5] =
+    allowed and 1 or 0, remaining, retry, reset, binding
+  return reply
+end
+
+-- decide_one is one subject's decision: one limit in the "string" layout
+-- is decided here (the common case, without a table made), the rest by
+-- decide_general.
+local function decide_one(algorithm, keys, args)
+  local specs = cached_limits[args[3]] or parse_limits(args[3])
+  local now = args[1]
+  if now == '-1' then
+    -- server_now's, with Lua's own conversion of the two decimal strings.
+    local time = call('TIME')
+    now = time[1] * 1000000 + time[2]
+  else
+    now = read_now(now)
+  end
+  local cost = tonumber(args[2])
+  local key = keys[1]
+  if algorithm.hash or specs[3] then
+    return decide_general(algorithm, key, specs, now, cost, nil)
+  end
+  if specs[2] then
+    return decide_two(algorithm, key, specs, now, cost)
+  end
+  local spec = specs[1]
+  spec.latest = false
+  local raw = call('GET', key)
+  local state = algorithm.state
+  local width = algorithm.width
+  if raw then
+    local first, second, third
+    if width == 1 then
+      first = match(raw, spec.one)
+    elseif width == 2 then
+      first, second = match(raw, spec.two)
+    else
+      first, second, third = match(raw, spec.three)
+    end
+    if not first then
+      return decide_general(algorithm, key, specs, now, cost, raw)
+    end
+    state[1], state[2], state[3] = tonumber(first), tonumber(second), tonumber(third)
+    if not algorithm.valid(spec, state, now) then
+      return decide_general(algorithm, key, specs, now, cost, raw)
+    end
+  else
+    state[1], state[2], state[3] = 0, algorithm.zero2, algorithm.zero3
+  end
+  local first, second, third = state[1], state[2], state[3]
+  local allowed, remaining, retry, reset = algorithm.step(spec, state, now, cost, true, key)
+  -- As save_string: only a changed state is written, and a new subject's
+  -- only when it carries information (reset > 0).
+  if (state[1] ~= first or state[2] ~= second or state[3] ~= third)
+    and (raw or reset > 0) then
+    local value
+    if width == 1 then
+      value = format('%s%d', spec.prefix, state[1])
+    elseif width == 2 then
+      value = format('%s%d %d', spec.prefix, state[1], state[2])
+    else
+      value = format('%s%d %d %d', spec.prefix, state[1], state[2], state[3])
+    end
+    -- A number: redis.call writes it with "%.17g", exact below 2^53.
+    call('SET', key, value, 'PXAT', expiry(now, reset))
+  end
+  reply[1], reply[2], reply[3], reply[4], reply[5] =
+    allowed and 1 or 0, remaining, retry, reset, 0
+  return reply
+end
+
+-- The deciders by algorithm name, what build returns.
+local deciders = {}
+
+-- register makes algorithm (as run.lua takes it) the decider of name.
+local function register(name, algorithm)
+  local width = #algorithm.suffixes
+  algorithm.width = width
+  algorithm.state = {}
+  -- The words of a new subject, nil beyond the width.
+  algorithm.zero2 = width >= 2 and 0 or nil
+  algorithm.zero3 = width >= 3 and 0 or nil
+  deciders[name] = function(keys, args)
+    return decide_one(algorithm, keys, args)
+  end
+end
