@@ -48,6 +48,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "integrations",
         (
             "ratefuse.web",
+            "ratefuse.grpc",
+            "ratefuse.ordered",
             "ratefuse.config",
             "ratefuse.metrics",
             "ratefuse.metrics_adaptive",
