@@ -11,6 +11,7 @@ from typing import Any
 from ratefuse.bulkhead import Bulkhead
 from ratefuse.grpc.admission import MethodPolicy
 from ratefuse.grpc.config import server_rules
+from ratefuse.grpc.deadlines import under_call_deadline
 from ratefuse.grpc.rules import MethodRule, method_router
 
 # Makes a wrapped behavior: (behavior, policy, admit each message).
@@ -21,15 +22,25 @@ class InterceptorBase:
     """`InterceptorBase` holds the rules of a server interceptor and the
     wrapped handler of each method seen. ``rules`` None reads them from
     ``registry`` (its config's ``[[grpc.methods]]``), again after each
-    reload; ``aio`` says which server's handlers are wrapped."""
+    reload; ``aio`` says which server's handlers are wrapped.
+    ``call_deadline`` runs every handler under ``ratefuse.deadline`` of
+    the time its call has left (see :mod:`ratefuse.grpc.deadlines`)."""
 
     aio: bool
 
     def __init__(
-        self, rules: Sequence[MethodRule] | None, registry: object | None
+        self,
+        rules: Sequence[MethodRule] | None,
+        registry: object | None,
+        call_deadline: bool = False,
     ) -> None:
         if rules is None and registry is None:
             raise ValueError("give rules, or a registry whose config has [grpc] rules")
+        if not isinstance(call_deadline, bool):
+            raise ValueError(
+                f"call_deadline must be True or False, got {call_deadline!r}"
+            )
+        self._call_deadline = call_deadline
         self._registry: Any = registry
         self._rules = rules
         self._config_seen: object = None
@@ -79,13 +90,16 @@ class InterceptorBase:
         cached = self._cache.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
+        given = handler
         rule = self._router.find("", method)
+        if self._call_deadline:
+            handler = under_call_deadline(handler, self.aio)
         result = handler
         if rule is not None and (rule.limits or rule.bulkhead is not None):
             bulkhead = self._bulkhead(rule.bulkhead, method)
             policy = MethodPolicy(rule, method, bulkhead, self._registry, self.aio)
             result = _wrap(handler, policy, unary, streaming)
-        self._cache[method] = (handler, result)
+        self._cache[method] = (given, result)
         return result
 
 

@@ -46,8 +46,9 @@ class ServerInterceptor(InterceptorBase, grpc.ServerInterceptor):  # type: ignor
         rules: Sequence[MethodRule] | None = None,
         *,
         registry: object | None = None,
+        call_deadline: bool = False,
     ) -> None:
-        super().__init__(rules, registry)
+        super().__init__(rules, registry, call_deadline)
 
     def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         """`intercept_service` wraps the method's handler in its policy."""

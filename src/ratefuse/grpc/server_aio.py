@@ -43,8 +43,9 @@ class AsyncServerInterceptor(InterceptorBase, grpc.aio.ServerInterceptor):  # ty
         rules: Sequence[MethodRule] | None = None,
         *,
         registry: object | None = None,
+        call_deadline: bool = False,
     ) -> None:
-        super().__init__(rules, registry)
+        super().__init__(rules, registry, call_deadline)
 
     async def intercept_service(
         self, continuation: Any, handler_call_details: Any
