@@ -49,6 +49,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "integrations",
         (
             "ratefuse.web",
+            "ratefuse.grpc",
+            "ratefuse.ordered",
             "ratefuse.config",
             "ratefuse.metrics",
             "ratefuse.health",

@@ -15,6 +15,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route as StarletteRoute
 
 from ratefuse import Limiter
+from ratefuse.protocols import is_keyed
 from ratefuse.redis import AsyncRedisLimiter, RedisLimiter
 from ratefuse.web import (
     Limit,
@@ -23,7 +24,6 @@ from ratefuse.web import (
     Route,
     header,
 )
-from ratefuse.web.rules import is_keyed
 from web_support import serve_asgi, serve_wsgi
 
 

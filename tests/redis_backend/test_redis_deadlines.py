@@ -122,3 +122,68 @@ def test_redis_unavailable_says_when_the_open_breaker_asks_again(
     finally:
         backend.close()
         client.close()
+
+
+@pytest.mark.parametrize("calls", ["sequential", "batch"])
+def test_a_read_is_cut_at_the_deadline_and_is_no_redis_failure(
+    disposable_redis: RedisServer, fresh_name: Callable[[], str], calls: str
+) -> None:
+    # The backend waits up to 5 s for a reply; a paused Redis never sends
+    # one. Under a deadline of 50 ms the read ends at the deadline with
+    # DeadlineExceeded: the caller ran out of time, Redis did nothing
+    # wrong, so the node's breaker records no failure and the failure
+    # policy ("raise" here) is not asked. Once Redis answers again the
+    # limiter decides as before.
+    client = redis.Redis(host="127.0.0.1", port=disposable_redis.port)
+    breaker = CircuitBreaker("redis", DEFAULT_BREAKER_CONFIG, clock=ManualClock(S))
+    backend = RedisBackend(client, timeout=5.0, breaker=breaker)
+    limiter = RedisLimiter(
+        "5/h", backend=backend, name=fresh_name(), on_backend_error="raise"
+    )
+    try:
+        assert limiter.decide("warm").allowed  # connected, library loaded
+        decide: Callable[[], object] = (
+            (lambda: limiter.decide("k"))
+            if calls == "sequential"
+            else (lambda: limiter.decide_many(["k", "j"]))
+        )
+        disposable_redis.pause()
+        try:
+            with deadline(0.05), pytest.raises(DeadlineExceeded) as cut:
+                decide()
+        finally:
+            disposable_redis.resume()
+        assert cut.value.what == "redis"
+        assert isinstance(cut.value.__cause__, TimeoutError)
+        metrics = breaker.metrics()
+        assert (metrics.failed_calls, breaker.state) == (0, State.CLOSED)
+        assert limiter.decide("k").allowed
+    finally:
+        backend.close()
+        client.close()
+
+
+def test_an_async_read_is_cut_at_the_deadline(
+    disposable_redis: RedisServer, fresh_name: Callable[[], str]
+) -> None:
+    async def main() -> None:
+        client = redis.asyncio.Redis(host="127.0.0.1", port=disposable_redis.port)
+        limiter = AsyncRedisKeyedLimiter(
+            "5/h", "gcra", backend=client, name=fresh_name(), on_backend_error="raise"
+        )
+        try:
+            assert (await limiter.decide("warm")).allowed
+            disposable_redis.pause()
+            try:
+                async with deadline(0.05):
+                    with pytest.raises(DeadlineExceeded) as cut:
+                        await limiter.decide("k")
+            finally:
+                disposable_redis.resume()
+            assert cut.value.what == "redis"
+            assert (await limiter.decide("k")).allowed
+        finally:
+            await limiter.aclose()
+            await client.aclose()
+
+    asyncio.run(main())

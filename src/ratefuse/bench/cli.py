@@ -43,6 +43,7 @@ MODE_OPTIONS = {
     "accuracy": (*_COMMON, *_CONTENDERS, "workers", "duration", "target"),
     "asgi": (*_COMMON, "repeats", "duration", "connections", "http"),
     "adaptive": ("quick", "json", "plot", "duration", "server"),
+    "grpc": ("quick", "repeats"),
 }
 DEFAULT_WORKERS = 8
 
@@ -58,11 +59,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     bench.add_argument(
         "mode",
         nargs="?",
-        choices=("speed", "accuracy", "asgi", "adaptive"),
+        choices=("speed", "accuracy", "asgi", "adaptive", "grpc"),
         default="speed",
         help="speed (default): ns per decision; accuracy: admitted vs the bound; "
         "asgi: requests/s of a Starlette app with and without the middleware; "
-        "adaptive: the adaptive concurrency simulation",
+        "adaptive: the adaptive concurrency simulation; "
+        "grpc: CPU per unary call with and without the interceptors",
     )
     bench.add_argument(
         "--peers", action="store_true", help="also run the installed peers"
@@ -162,6 +164,12 @@ def run(args: argparse.Namespace) -> int:
             args.http or "auto",
             asgi.select_variants(args.only),
         )
+    if args.mode == "grpc":
+        from ratefuse.bench import grpc_inprocess
+
+        require("ratefuse bench grpc", ("grpc",), "grpc")
+        default = 3 if args.quick else grpc_inprocess.DEFAULT_ROUNDS
+        return grpc_inprocess.run(args.repeats or default)
     return run_speed(args)
 
 

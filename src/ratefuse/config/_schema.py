@@ -22,6 +22,7 @@ from ratefuse.config._bounds import (
     check_slots,
     limiter_slots,
 )
+from ratefuse.config._grpc_schema import EMPTY_GRPC, GrpcConfig, parse_grpc
 from ratefuse.core.backend_defaults import (
     DEFAULT_ON_BACKEND_ERROR,
     DEFAULT_TIMEOUT,
@@ -43,7 +44,7 @@ Result = TypeVar("Result")
 
 ENTRY_SECTIONS: Final = ("backends", "limiters", "breakers")
 # `removed` names entries a new config drops on purpose (see Registry.update).
-SECTIONS: Final = (*ENTRY_SECTIONS, "removed")
+SECTIONS: Final = (*ENTRY_SECTIONS, "removed", "grpc")
 LIMITER_FIELDS: Final = (
     "rate",
     "algorithm",
@@ -147,6 +148,7 @@ class Config:
     removed: Mapping[str, frozenset[str]] = dataclasses.field(
         default_factory=lambda: NOTHING_REMOVED
     )
+    grpc: GrpcConfig = EMPTY_GRPC
 
     def names(self, section: str) -> frozenset[str]:
         """`names` is the set of entry names of ``section``."""
@@ -185,6 +187,7 @@ def parse_config(
         if (rules := _breaker(f"breakers.{name}", table, base, errors)) is not None
     }
     removed = _removed(raw, errors)
+    grpc = parse_grpc(raw, errors)
     if errors:
         raise ConfigError(errors)
     config = Config(
@@ -192,6 +195,7 @@ def parse_config(
         MappingProxyType(limiters),
         MappingProxyType(breakers),
         MappingProxyType(removed),
+        grpc,
     )
     for section in ENTRY_SECTIONS:
         for name in sorted(removed[section] & config.names(section)):

@@ -14,6 +14,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from ratefuse.core.errors import DeadlineExceeded
+from ratefuse.engine.deadline import current
 from ratefuse.redis._codec import ASKING, pack_command
 from ratefuse.redis._connection import (
     connection_settings,
@@ -173,6 +175,7 @@ class AsyncTransport:
                 [len(pieces)],
                 self._timeout,
                 lambda _, reply: replies.append(reply),
+                within_deadline=False,  # the backend's own commands
             )
         except BaseException:
             await connection.disconnect(nowait=True)
@@ -198,10 +201,19 @@ async def _read(
     counts: list[int],
     timeout: float,
     deliver: Callable[[int, object], None],
+    within_deadline: bool = True,
 ) -> bool:
-    # See _sync_io._read; the whole node's replies within `timeout`.
+    # See _sync_io._read; the whole node's replies within `timeout`, or
+    # within the running call's deadline if that is sooner (a read it cuts
+    # short raises DeadlineExceeded: no transport error).
     replies = CallReplies(counts)
     loop = asyncio.get_running_loop()
+    budget = current() if within_deadline else None
+    cut = False
+    if budget is not None:
+        left = budget.remaining()
+        if left < timeout:
+            timeout, cut = left, True
     deadline = loop.time() + timeout
     while replies.due:
         try:
@@ -216,6 +228,8 @@ async def _read(
             RedisConnectionError,
             ProtocolError,
         ) as exc:
+            if cut and isinstance(exc, asyncio.TimeoutError):
+                raise DeadlineExceeded("redis", None, 0.0) from exc
             replies.fail(exc, deliver)
             return False
         deliver(replies.index - 1, reply)

@@ -16,7 +16,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 
 from ratefuse.breaker import CircuitBreaker, Permit
 from ratefuse.core.backend_defaults import DEFAULT_TIMEOUT
-from ratefuse.core.errors import BackendError, CircuitOpenError
+from ratefuse.core.errors import BackendError, CircuitOpenError, DeadlineExceeded
 from ratefuse.redis._binding import Binding
 from ratefuse.redis._connection import check_chunk, check_timeout, default_breaker
 from ratefuse.redis._eviction import EvictionCheck
@@ -123,8 +123,8 @@ class BackendCore(Generic[ClientT, TransportT]):
     def _abandon(permit: Permit, error: BaseException) -> None:
         # Reports a single-node request that ``error`` interrupted: an
         # error counts against Redis, an interruption (KeyboardInterrupt,
-        # cancellation) only gives the permit back.
-        if isinstance(error, Exception):
+        # cancellation, the caller's deadline) only gives the permit back.
+        if isinstance(error, Exception) and not isinstance(error, DeadlineExceeded):
             permit.on_error(0.0, error)
         else:
             permit.release()

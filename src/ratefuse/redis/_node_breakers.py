@@ -15,6 +15,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from ratefuse.breaker import CircuitBreaker, Permit
+from ratefuse.core.errors import DeadlineExceeded
 from ratefuse.redis._exchange import Counters, Plan
 from ratefuse.redis._slots import Address
 
@@ -109,9 +110,10 @@ class NodePermits:
     def abandon(self, error: BaseException) -> None:
         """`abandon` reports a request that ``error`` interrupted: an error
         counts against every node it was sent to, an interruption
-        (KeyboardInterrupt, cancellation) only gives the permits back."""
+        (KeyboardInterrupt, cancellation, the caller's deadline) only gives
+        the permits back."""
         for permit in self._held.values():
-            if isinstance(error, Exception):
+            if isinstance(error, Exception) and not isinstance(error, DeadlineExceeded):
                 permit.on_error(0.0, error)
             else:
                 permit.release()

@@ -16,6 +16,8 @@ from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
+from ratefuse.core.errors import DeadlineExceeded
+from ratefuse.engine.deadline import current
 from ratefuse.redis import _resp
 from ratefuse.redis._codec import ASKING, pack_command
 from ratefuse.redis._connection import (
@@ -156,14 +158,16 @@ class SyncTransport:
     ) -> None:
         # Reads the replies of ``pipeline``'s calls on ``connection``, then
         # keeps the connection if it is still in step, else drops it.
+        sock = pipeline.channel
+        usual = _cut_to_deadline(sock)
         try:
-            complete = _read(
-                pipeline.channel, pipeline.counts, pipeline.deliver(receive)
-            )
+            complete = _read(sock, pipeline.counts, pipeline.deliver(receive), usual)
         except BaseException:
             connection.disconnect()
             raise
         if complete:
+            if usual is not _NOT_CUT:
+                sock.settimeout(usual)
             self._give(pipeline.address, connection)
         else:
             connection.disconnect()
@@ -187,12 +191,15 @@ class SyncTransport:
         except BaseException:
             connection.disconnect()
             raise
+        usual = _cut_to_deadline(sock)
         try:
-            complete, reply = _read_one(sock)
+            complete, reply = _read_one(sock, usual)
         except BaseException:
             connection.disconnect()
             raise
         if complete:
+            if usual is not _NOT_CUT:
+                sock.settimeout(usual)
             self._give(None, connection)
         else:
             connection.disconnect()
@@ -209,7 +216,7 @@ class SyncTransport:
         try:
             sock.sendall(b"".join(pieces))
             complete = _read(
-                sock, [len(pieces)], lambda _, reply: replies.append(reply)
+                sock, [len(pieces)], lambda _, reply: replies.append(reply), _NOT_CUT
             )
         except BaseException:
             connection.disconnect()
@@ -231,15 +238,51 @@ class SyncTransport:
                     idle.pop().disconnect()
 
 
+# `_cut_to_deadline`'s answer when it left the socket's timeout alone.
+_NOT_CUT: Any = object()
+
+
+def _cut_to_deadline(sock: socket.socket) -> Any:
+    # Cuts ``sock``'s read timeout to the time left before the running
+    # call's deadline when that is sooner, and returns the timeout to put
+    # back once the replies are read (_NOT_CUT: not cut). One ContextVar
+    # read without a deadline.
+    budget = current()
+    if budget is None:
+        return _NOT_CUT
+    usual = sock.gettimeout()
+    left = budget.remaining()
+    if usual is not None and left >= usual:
+        return _NOT_CUT
+    sock.settimeout(max(left, 1e-6))  # 0 would make the socket non-blocking
+    return usual
+
+
+def _deadline_error(exc: BaseException, usual: Any) -> DeadlineExceeded | None:
+    # The error of a read that the running call's deadline cut short: the
+    # caller ran out of time, Redis did nothing wrong, so it is no
+    # transport error (the node's breaker and the failure policy never see
+    # it). None for any other failure.
+    if usual is _NOT_CUT or not isinstance(exc, TimeoutError):
+        return None
+    error = DeadlineExceeded("redis", None, 0.0)
+    error.__cause__ = exc
+    return error
+
+
 def _read(
-    sock: socket.socket, counts: list[int], deliver: Callable[[int, object], None]
+    sock: socket.socket,
+    counts: list[int],
+    deliver: Callable[[int, object], None],
+    usual: Any,
 ) -> bool:
     # Reads each call's replies (see CallReplies) and delivers the call's
     # index and own reply as soon as it is complete; a failure part-way
     # delivers the error to every call left and returns False (the
     # connection is then unusable), and so does reading more than was
     # asked. Only the reading is guarded: what `deliver` raises is not a
-    # transport error and propagates.
+    # transport error and propagates, and neither is a timeout that the
+    # deadline cut (``usual`` is not _NOT_CUT): DeadlineExceeded.
     replies = CallReplies(counts)
     while replies.due:
         try:
@@ -248,13 +291,16 @@ def _read(
                 replies.feed(sock.recv(RECV_SIZE))
                 reply = replies.get()
         except (OSError, RedisConnectionError, ProtocolError) as exc:
+            cut = _deadline_error(exc, usual)
+            if cut is not None:
+                raise cut from exc
             replies.fail(exc, deliver)
             return False
         deliver(replies.index - 1, reply)
     return replies.in_step
 
 
-def _read_one(sock: socket.socket) -> tuple[bool, object]:
+def _read_one(sock: socket.socket, usual: Any) -> tuple[bool, object]:
     # `_read` of one reply: whether the connection is still in step, and
     # the reply (or the transport error that ended it).
     reader = _resp.new_reader()
@@ -267,6 +313,9 @@ def _read_one(sock: socket.socket) -> tuple[bool, object]:
             reader.feed(data)
             reply = reader.gets()
     except (OSError, RedisConnectionError, ProtocolError) as exc:
+        cut = _deadline_error(exc, usual)
+        if cut is not None:
+            raise cut from exc
         return False, exc
     return not reader.has_data(), reply
 

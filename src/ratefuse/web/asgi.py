@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from ratefuse.ordered import decide_in_order_async
 from ratefuse.web.enforce import (
     DEFAULT_DENIED_BODY,
     MiddlewareBase,
     Outcome,
     RoutePolicy,
-    decide_in_order_async,
     judge,
     judge_one,
 )
@@ -94,7 +94,7 @@ class RateLimitMiddleware(MiddlewareBase[ASGIApp, Scope]):
             outcome = judge_one(limit, decision)
         else:
             policy.refresh()
-            outcome = judge(policy, await decide_in_order_async(policy, scope))
+            outcome = judge(policy, await decide_in_order_async(policy.limits, scope))
         added = self._extra_headers(scope, policy, outcome, policy.raw_headers)
         if added is None:
             return await self._deny(policy, outcome, send)

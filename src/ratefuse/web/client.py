@@ -22,6 +22,7 @@ import httpx
 from ratefuse.adaptive import AdaptiveLimitFullError
 from ratefuse.breaker import BreakerConfig, CircuitBreaker, Permit
 from ratefuse.core.errors import RateLimitExceeded
+from ratefuse.ordered import check_limiter
 from ratefuse.protocols import is_async, is_keyed
 from ratefuse.throttle import AdaptiveThrottle, ThrottleConfig, ThrottledError
 from ratefuse.web.client_concurrency import (
@@ -30,7 +31,6 @@ from ratefuse.web.client_concurrency import (
     SlotTransport,
 )
 from ratefuse.web.deadlines import bound_request
-from ratefuse.web.rules import check_limiter
 
 BreakerFactory = Callable[[str], CircuitBreaker]
 ThrottleFactory = Callable[[str], AdaptiveThrottle]

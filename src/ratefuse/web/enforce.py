@@ -15,12 +15,13 @@ cost-0 verdict after it that reports a wait.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from math import ceil, inf
 from typing import Any, Generic, Literal, TypeVar
 
 from ratefuse.adaptive import AdaptiveLimiter
+from ratefuse.ordered import AskByKey, resolve_limiter
 from ratefuse.protocols import is_async, is_keyed
 from ratefuse.web.concurrency import under_concurrency
 from ratefuse.web.deadlines import DeadlineFrom, deadline_reader, with_deadline
@@ -36,7 +37,7 @@ from ratefuse.web.headers import (
     whole_seconds,
 )
 from ratefuse.web.keys import CLIENT_ADDRESS, KeyFunction
-from ratefuse.web.rules import Limit, Route, Router, check_limiter
+from ratefuse.web.rules import Limit, Route, Router
 
 Side = Literal["asgi", "wsgi"]
 App = TypeVar("App")
@@ -46,7 +47,7 @@ INF = inf
 DEFAULT_DENIED_BODY = b"Too Many Requests\n"
 
 
-class CompiledLimit:
+class CompiledLimit(AskByKey):
     """`CompiledLimit` is a :class:`Limit` resolved for one middleware: the
     bound decide method, the key reader for its request type, and the
     names its headers use."""
@@ -73,15 +74,8 @@ class CompiledLimit:
         registry: object | None,
         priority: object | None = None,
     ) -> None:
-        limiter = limit.limiter
-        if isinstance(limiter, str):
-            if registry is None:
-                raise ValueError(
-                    f"limiter {limiter!r} is a registry name but no registry was given"
-                )
-            limiter = registry.limiter(limiter)  # type: ignore[attr-defined]
-            check_limiter(limiter, limit.key)
-        self.decide: Callable[..., Any] = limiter.decide  # type: ignore[attr-defined]
+        limiter = resolve_limiter(limit.limiter, limit.key, registry)
+        self.decide: Callable[..., Any] = limiter.decide
         self.is_async = is_async(limiter)
         if self.is_async and side == "wsgi":
             raise TypeError(
@@ -101,7 +95,7 @@ class CompiledLimit:
         # `RoutePolicy.refresh`). Explicit ``rates`` are fixed.
         tracks = limit.rates is None and hasattr(limiter, "rates")
         self.tracked: Any = limiter if tracks else None
-        self.describe(limiter.rates if tracks else limit.rates or ())  # type: ignore[attr-defined]
+        self.describe(limiter.rates if tracks else limit.rates or ())
 
     def describe(self, rates: Any) -> None:
         """`describe` renders the header parts of ``rates``."""
@@ -139,16 +133,6 @@ class CompiledLimit:
                 b"%s%d;t=%d" % (prefix, decision.remaining, ceil(reset_after)),
             )
         return (b"ratelimit", b"%s%d" % (prefix, decision.remaining))
-
-    def ask(self, request: object, cost: int) -> Any:
-        """`ask` decides ``cost`` for ``request``: the decision, an
-        awaitable of it for an async limiter, or None when the key reader
-        finds no key (the limit does not apply)."""
-        key_of = self.key_of
-        if key_of is None:
-            return self.decide(cost)
-        key = key_of(request)
-        return None if key is None else self.decide(key, cost)
 
 
 def _key_reader(key: object, side: Side) -> Callable[[Any], Any]:
@@ -338,47 +322,6 @@ def judge_one(limit: CompiledLimit, decision: Any) -> Outcome:
     return Outcome(
         True, whole_seconds(decision.retry_after), limit.rate_item(decision), decision
     )
-
-
-def _in_order(
-    policy: RoutePolicy, request: object, decisions: list[Any]
-) -> Generator[Awaitable[Any], Any, None]:
-    # The one loop of "in order": each limit takes its cost until one
-    # denies, the rest are asked with cost 0. Appends a decision per limit
-    # to ``decisions`` (None: the limit had no key); an async limit's
-    # awaitable is yielded, and its decision sent back.
-    denied = False
-    for limit in policy.limits:
-        decision = limit.ask(request, 0 if denied else limit.cost)
-        if limit.is_async and decision is not None:
-            decision = yield decision
-        if decision is not None and not decision.allowed:
-            denied = True
-        decisions.append(decision)
-
-
-def decide_in_order(policy: RoutePolicy, request: object) -> list[Any]:
-    """`decide_in_order` decides the limits of ``policy`` for ``request`` in
-    order, one decision each (None: the limit had no key): each takes its
-    cost until one denies, the rest are asked with cost 0. The limiters
-    must be sync (the WSGI middleware refuses async ones)."""
-    decisions: list[Any] = []
-    for _ in _in_order(policy, request, decisions):
-        raise TypeError("an async limiter needs decide_in_order_async")
-    return decisions
-
-
-async def decide_in_order_async(policy: RoutePolicy, request: object) -> list[Any]:
-    """`decide_in_order_async` is `decide_in_order` awaiting the async
-    limiters' decisions."""
-    decisions: list[Any] = []
-    steps = _in_order(policy, request, decisions)
-    try:
-        pending = next(steps)
-        while True:
-            pending = steps.send(await pending)
-    except StopIteration:
-        return decisions
 
 
 def judge(policy: RoutePolicy, decisions: Sequence[Any]) -> Outcome:

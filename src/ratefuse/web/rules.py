@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, Literal, TypeVar
 
 from ratefuse.adaptive import AdaptiveLimiter
-from ratefuse.protocols import is_keyed
+from ratefuse.ordered import check_cost, check_limiter
 from ratefuse.web.concurrency import check_concurrency
 from ratefuse.web.keys import KeyFunction, header
 
@@ -50,13 +50,12 @@ class Limit:
         self,
         limiter: object,
         *,
-        key: KeyFunction | Callable[[Any], object] | None = None,
+        key: KeyFunction | Callable[..., object] | None = None,
         cost: int = 1,
         name: str = DEFAULT_POLICY_NAME,
         rates: Sequence[Any] | None = None,
     ) -> None:
-        if isinstance(cost, bool) or not isinstance(cost, int) or cost < 0:
-            raise ValueError(f"cost must be an int >= 0, got {cost!r}")
+        check_cost(cost)
         if (
             not isinstance(name, str)
             or not _POLICY_NAME.fullmatch(name)
@@ -77,18 +76,6 @@ class Limit:
 
     def __repr__(self) -> str:
         return f"Limit({self.limiter!r}, key={self.key!r}, name={self.name!r})"
-
-
-def check_limiter(limiter: object, key: object) -> None:
-    """`check_limiter` raises unless ``limiter`` can decide (every limiter
-    of :mod:`ratefuse.protocols` can), with a ``key`` only for keyed
-    limiters (`ratefuse.protocols.is_keyed`)."""
-    if not callable(getattr(limiter, "decide", None)):
-        raise TypeError(f"limiter must have a decide method, got {limiter!r}")
-    if key is not None and not is_keyed(limiter):
-        raise ValueError(
-            f"key is for keyed limiters; {limiter!r} has one quota, got key={key!r}"
-        )
 
 
 def priority_reader(

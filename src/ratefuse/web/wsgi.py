@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ratefuse.web.enforce import MiddlewareBase, decide_in_order, judge
+from ratefuse.ordered import decide_in_order
+from ratefuse.web.enforce import MiddlewareBase, judge
 from ratefuse.web.keys import wsgi_path
 
 Environ = dict[str, Any]
@@ -38,7 +39,7 @@ class RateLimitWSGIMiddleware(MiddlewareBase[WSGIApp, Environ]):
             return self.app(environ, start_response)
         app: WSGIApp = policy.app
         policy.refresh()
-        outcome = judge(policy, decide_in_order(policy, environ))
+        outcome = judge(policy, decide_in_order(policy.limits, environ))
         extra = self._extra_headers(environ, policy, outcome, policy.headers)
         if extra is None:
             start_response(

@@ -1,0 +1,172 @@
+"""Instructions per gRPC call, server side and client side, with and
+without the interceptors (the variants of ``ratefuse.bench.grpc_server``).
+
+As ``asgi_instructions.py`` does for the ASGI middleware: wall-clock time
+on a shared VM moves by more than the few percent this resolves, so the
+process under test runs under valgrind's callgrind. Server: a grpc.aio
+server is warmed up with 200 calls, its counters are zeroed, it serves
+``N`` more, and the counters are dumped. Client: a grpc.aio client process
+makes ``WARM`` calls in one run and ``WARM + N`` in another; the
+difference over ``N`` is its cost per call (start-up cancels out). The
+figures are user-space instructions (the kernel's socket work is not
+counted).
+
+    python benchmarks/grpc_instructions.py [N] [server|client]
+
+Needs valgrind (Debian's ``valgrind``) and grpcio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+sys.path.insert(0, str(SRC))
+
+from asgi_instructions import wait_for  # noqa: E402
+from ratefuse.bench.grpc_server import (  # noqa: E402
+    CLIENT_VARIANTS,
+    SERVER_VARIANTS,
+    call_many,
+    make_channel,
+)
+
+WARM_UP = 200
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    return env
+
+
+def _callgrind(arguments: list[str], out: str) -> list[str]:
+    return [
+        "valgrind",
+        "--tool=callgrind",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        "-m",
+        "ratefuse.bench.grpc_server",
+        *arguments,
+    ]
+
+
+def _total(dump: str) -> int:
+    with open(dump) as lines:
+        for line in lines:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise RuntimeError(f"no instruction total in {dump}")
+
+
+def _drive(port: int, calls: int) -> None:
+    async def run() -> None:
+        async with make_channel("plain", f"127.0.0.1:{port}") as channel:
+            await call_many(channel, calls)
+
+    asyncio.run(run())
+
+
+def server_instructions(variant: str, calls: int) -> float:
+    """`server_instructions` runs ``variant``'s server under callgrind and
+    counts the instructions of ``calls`` calls after a warm-up."""
+    with tempfile.TemporaryDirectory() as scratch:
+        out = os.path.join(scratch, "callgrind.%p")
+        server = subprocess.Popen(
+            _callgrind([variant], out),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=_env(),
+        )
+        try:
+            assert server.stdout is not None
+            port = int(server.stdout.readline())
+            wait_for(server, port)  # type: ignore[arg-type]
+            _drive(port, WARM_UP)
+            control = ["callgrind_control", "-z", str(server.pid)]
+            subprocess.run(control, check=True, capture_output=True)
+            _drive(port, calls)
+            control = ["callgrind_control", "-d", str(server.pid)]
+            subprocess.run(control, check=True, capture_output=True)
+        finally:
+            server.terminate()
+            server.wait()
+        (dump,) = glob.glob(os.path.join(scratch, "callgrind.*.1"))
+        return _total(dump) / calls
+
+
+def client_instructions(variant: str, port: int, calls: int) -> float:
+    """`client_instructions` is the instructions per call of ``variant``'s
+    client: a run of WARM_UP + ``calls`` calls less a run of WARM_UP."""
+    totals = []
+    for count in (WARM_UP, WARM_UP + calls):
+        with tempfile.TemporaryDirectory() as scratch:
+            out = os.path.join(scratch, "callgrind.out")
+            subprocess.run(
+                _callgrind(["client", variant, str(port), str(count)], out),
+                check=True,
+                capture_output=True,
+                env=_env(),
+            )
+            totals.append(_total(out))
+    return (totals[1] - totals[0]) / calls
+
+
+def main(argv: list[str]) -> None:
+    calls = int(argv[0]) if argv else 1000
+    sides = argv[1:] or ["server", "client"]
+    if "server" in sides:
+        measure_servers(calls)
+    if "client" in sides:
+        measure_clients(calls)
+
+
+def measure_servers(calls: int) -> None:
+    """`measure_servers` prints each server variant's instructions per call."""
+    servers = {
+        variant: server_instructions(variant, calls) for variant in SERVER_VARIANTS
+    }
+    for variant, count in servers.items():
+        print(f"server {variant:<8} {count:>10.0f} instructions/call", flush=True)
+    for variant in SERVER_VARIANTS[1:]:
+        added = servers[variant] / servers["plain"] - 1
+        print(f"server {variant}: {added:+.2%} instructions per call against plain")
+    added = servers["limited"] / servers["passthrough"] - 1
+    print(f"server limited: {added:+.2%} instructions per call against passthrough")
+
+
+def measure_clients(calls: int) -> None:
+    """`measure_clients` prints each client variant's instructions per call."""
+    plain_server = subprocess.Popen(
+        [sys.executable, "-m", "ratefuse.bench.grpc_server", "plain"],
+        stdout=subprocess.PIPE,
+        env=_env(),
+    )
+    try:
+        assert plain_server.stdout is not None
+        port = int(plain_server.stdout.readline())
+        clients = {
+            variant: client_instructions(variant, port, calls)
+            for variant in CLIENT_VARIANTS
+        }
+    finally:
+        plain_server.terminate()
+        plain_server.wait()
+    for variant, count in clients.items():
+        print(f"client {variant:<8} {count:>10.0f} instructions/call", flush=True)
+    for variant in CLIENT_VARIANTS[1:]:
+        added = clients[variant] / clients["plain"] - 1
+        print(f"client {variant}: {added:+.2%} instructions per call against plain")
+    added = clients["breaker"] / clients["interceptor"] - 1
+    print(f"client breaker: {added:+.2%} instructions per call against interceptor")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
