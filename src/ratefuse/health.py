@@ -4,6 +4,12 @@ tiny ASGI and WSGI endpoints that serve it as JSON.
 :meth:`ratefuse.config.Registry.health` builds a :class:`Health`;
 `asgi_health_app` and `wsgi_health_app` answer GET (and HEAD) with it:
 200 when ``ok``, 503 otherwise, 405 for other methods.
+
+This is a dashboard's view, not a probe: any breaker that is not CLOSED
+makes it 503, so as a Kubernetes readiness probe one failing downstream
+would take every pod out of rotation. For orchestrators use the liveness
+and readiness probes of :mod:`ratefuse.probes` and
+:mod:`ratefuse.probe_apps`.
 """
 
 from __future__ import annotations
@@ -151,7 +157,7 @@ class AsgiHealth:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await acknowledge_lifespan(receive, send)
             return
         if scope["type"] != "http":
             raise ValueError(f"health endpoint serves http, got {scope['type']!r}")
@@ -174,8 +180,9 @@ class AsgiHealth:
         await send({"type": "http.response.body", "body": final})
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
-    # The endpoint needs no startup or shutdown work: acknowledge both.
+async def acknowledge_lifespan(receive: Receive, send: Send) -> None:
+    """`acknowledge_lifespan` answers an ASGI lifespan scope for an
+    endpoint that needs no startup or shutdown work."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -188,8 +195,10 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 StartResponse = Callable[[str, list[tuple[str, str]]], object]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-_REASONS = {
+# The WSGI status line of each status the endpoints answer.
+STATUS_LINES = {
     200: "200 OK",
+    404: "404 Not Found",
     405: "405 Method Not Allowed",
     503: "503 Service Unavailable",
 }
@@ -210,7 +219,7 @@ def wsgi_health_app(
         else:
             status, body = _response(source.health(timeout))
         headers.append(("Content-Length", str(len(body))))
-        start_response(_REASONS[status], headers)
+        start_response(STATUS_LINES[status], headers)
         return [b"" if method == "HEAD" else body]
 
     return app

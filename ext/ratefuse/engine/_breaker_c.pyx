@@ -47,8 +47,13 @@ from ratefuse.core.breaker.config import BreakerConfig
 from ratefuse.core.breaker.spec import IllegalTransitionError, State
 from ratefuse.core.counters import BreakerCounters
 from ratefuse.core.errors import CircuitOpenError
+from ratefuse.core.span_hooks import ON_REJECTED, SPAN_HOOKS
+from ratefuse.engine.log_events import log_transition
 
 cdef object logger = logging.getLogger("ratefuse.breaker")
+# The span hooks as a C global list, read by index on a rejection.
+cdef list _span_hooks = SPAN_HOOKS
+assert ON_REJECTED == 1
 
 
 cdef inline double ns_to_seconds(int64_t ns) noexcept nogil:
@@ -66,7 +71,8 @@ cdef class BreakerCore:
 
     ``name`` names it in errors and logs. ``fallback`` (None: raise
     CircuitOpenError) is called with a rejected call's arguments by the
-    guarded forms. ``listeners`` are added as by `add_listener`.
+    guarded forms. ``listeners`` are added as by `add_listener`, after
+    the log listener (`ratefuse.engine.log_events.log_transition`).
     ``clock`` returns integer nanoseconds; None means the monotonic clock,
     read in C. It is read only when a step needs the time. Methods taking
     ``now`` use it instead of the clock when given. Exceptions count as
@@ -93,7 +99,8 @@ cdef class BreakerCore:
         self._clock = clock
         self._fallback = fallback
         self._adopt(config, spec)
-        self._listeners = list(listeners)
+        # The log listener first: a transition is logged before user code runs.
+        self._listeners = [log_transition, *listeners]
         self._events = deque()
         self._delivering = False
         self._permit = None
@@ -329,8 +336,12 @@ cdef class BreakerCore:
 
     @cython.final
     cdef object open_error_c(self, int64_t now):
-        return CircuitOpenError(self._name,
-                                ns_to_seconds(self._retry_after_ns(now)))
+        error = CircuitOpenError(self._name,
+                                 ns_to_seconds(self._retry_after_ns(now)))
+        hook = _span_hooks[1]  # ON_REJECTED (checked at import)
+        if hook is not None:
+            hook(error)
+        return error
 
     def guarded(self, function, fallback=None, *, bint wraps=True):
         """`guarded` wraps a sync ``function`` so that every call goes through

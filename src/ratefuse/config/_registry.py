@@ -4,6 +4,7 @@ their changes at run time."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import threading
 from collections import OrderedDict
@@ -23,6 +24,7 @@ from ratefuse.config._schema import (
 )
 from ratefuse.config._toml import read_toml
 from ratefuse.core.breaker.config import BreakerConfig
+from ratefuse.engine.log_events import CONFIG_LOGGER, LogEvent, emit
 from ratefuse.health import DEFAULT_HEALTH_TIMEOUT, Health, check_health
 from ratefuse.keyed import KeyedLimiter
 from ratefuse.limiter import Limiter
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
 
     AnyLimiter: TypeAlias = Limiter | KeyedLimiter | RedisLimiter
 Clock = Callable[[], int]
+_logger = logging.getLogger(CONFIG_LOGGER)
 
 
 class Registry:
@@ -171,19 +174,41 @@ class Registry:
         :class:`StaleVersionError` and changes nothing, so no order of
         delivery applies an older configuration over a newer one.
         """
-        checked = parse_config(config, self._breaker_defaults)
-        with self._lock:
-            if (
-                version is not None
-                and self._version is not None
-                and version <= self._version
-            ):
-                raise StaleVersionError(version, self._version)
-            if not allow_removals:
-                _check_removals(checked, self._config)
-            self._apply(checked, self._config)
-            if version is not None:
-                self._version = version
+        try:
+            checked = parse_config(config, self._breaker_defaults)
+            with self._lock:
+                if (
+                    version is not None
+                    and self._version is not None
+                    and version <= self._version
+                ):
+                    raise StaleVersionError(version, self._version)
+                if not allow_removals:
+                    _check_removals(checked, self._config)
+                self._apply(checked, self._config)
+                if version is not None:
+                    self._version = version
+        except StaleVersionError:
+            raise  # an order of delivery, not a refused configuration
+        except Exception as exc:
+            if version is None:  # a versioned update's source logs its own
+                self._log_rejected(exc)
+            raise
+        if version is None:
+            emit(
+                _logger,
+                logging.INFO,
+                LogEvent.CONFIG_RELOADED,
+                "configuration %s applied: %d limiters, %d breakers, %d backends",
+                self._path or "update",
+                len(checked.limiters),
+                len(checked.breakers),
+                len(checked.backends),
+                source=self._path or "update",
+                limiters=len(checked.limiters),
+                breakers=len(checked.breakers),
+                backends=len(checked.backends),
+            )
 
     def reload(self, *, allow_removals: bool = False) -> None:
         """`reload` re-reads the TOML file of `from_toml` and applies it as
@@ -192,7 +217,25 @@ class Registry:
         stays."""
         if self._path is None:
             raise RuntimeError("reload needs a registry made by Registry.from_toml")
-        self.update(read_toml(self._path), allow_removals=allow_removals)
+        try:
+            config = read_toml(self._path)
+        except Exception as exc:
+            self._log_rejected(exc)
+            raise
+        self.update(config, allow_removals=allow_removals)
+
+    def _log_rejected(self, error: Exception) -> None:
+        # A refused change leaves the configuration in force: say why.
+        emit(
+            _logger,
+            logging.ERROR,
+            LogEvent.CONFIG_REJECTED,
+            "configuration %s refused, the one in force stays: %s",
+            self._path or "update",
+            error,
+            source=self._path or "update",
+            error=f"{type(error).__name__}: {error}",
+        )
 
     def health(self, timeout: float = DEFAULT_HEALTH_TIMEOUT) -> Health:
         """`health` pings every backend (at most ``timeout`` seconds each)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from ratefuse.core.span_hooks import ON_DENIED, SPAN_HOOKS
+
 if TYPE_CHECKING:
     from ratefuse.core.decision import Decision
 
@@ -40,6 +42,9 @@ class RateLimitExceeded(RatefuseError):
             or f"rate limit exceeded: retry after {decision.retry_after:.6g}s "
             f"(limit {decision.limit})"
         )
+        hook = SPAN_HOOKS[ON_DENIED]
+        if hook is not None:
+            hook(self)
 
 
 class CircuitOpenError(RatefuseError):

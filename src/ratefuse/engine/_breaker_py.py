@@ -41,7 +41,9 @@ from ratefuse.core.breaker.spec import (
 )
 from ratefuse.core.counters import BreakerCounters
 from ratefuse.core.errors import CircuitOpenError
+from ratefuse.core.span_hooks import ON_REJECTED, SPAN_HOOKS
 from ratefuse.engine.breaker_forms import GuardedFunction, guarded_function
+from ratefuse.engine.log_events import log_transition
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -57,7 +59,8 @@ class BreakerCore:
 
     ``name`` names it in errors and logs. ``fallback`` (None: raise
     CircuitOpenError) is called with a rejected call's arguments by the
-    guarded forms. ``listeners`` are added as by `add_listener`.
+    guarded forms. ``listeners`` are added as by `add_listener`, after
+    the log listener (`ratefuse.engine.log_events.log_transition`).
     ``clock`` returns integer nanoseconds; None means the monotonic clock.
     It is read only when a step needs the time. Methods taking ``now`` use it
     instead of the clock when given. Exceptions count as failures when they
@@ -89,7 +92,8 @@ class BreakerCore:
         self._fallback = fallback
         self._adopt(config, spec)
         self._lock = threading.Lock()
-        self._listeners: list[Listener] = list(listeners)
+        # The log listener first: a transition is logged before user code runs.
+        self._listeners: list[Listener] = [log_transition, *listeners]
         self._events: deque[tuple[int, int]] = deque()
         self._delivering = False
         self._permit: Permit | None = None
@@ -276,7 +280,11 @@ class BreakerCore:
 
     def open_error(self, now: int | None = None) -> CircuitOpenError:
         """`open_error` is the CircuitOpenError for a call rejected now."""
-        return CircuitOpenError(self._name, self.retry_after(now))
+        error = CircuitOpenError(self._name, self.retry_after(now))
+        hook = SPAN_HOOKS[ON_REJECTED]
+        if hook is not None:
+            hook(error)
+        return error
 
     def guarded(
         self,

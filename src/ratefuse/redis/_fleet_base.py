@@ -28,6 +28,8 @@ from ratefuse.core.breaker.spec import (
     State,
 )
 from ratefuse.core.errors import CircuitOpenError
+from ratefuse.core.span_hooks import ON_REJECTED, SPAN_HOOKS
+from ratefuse.engine.log_events import REDIS_LOGGER, LogEvent, emit, log_transition
 from ratefuse.redis._fleet_script import FleetReply, FleetScript
 from ratefuse.redis._fleet_stats import (
     DEFAULT_FLEET_MAX_HALF_OPEN,
@@ -47,6 +49,7 @@ FORCED_OPEN: Final = int(State.FORCED_OPEN)
 DISABLED: Final = int(State.DISABLED)
 
 logger = logging.getLogger("ratefuse.breaker")
+_redis_logger = logging.getLogger(REDIS_LOGGER)
 
 # The state type, by a name the class attribute `State` does not shadow.
 _State = State
@@ -112,7 +115,9 @@ class FleetBase:
         self._slow_call_ns = spec.slow_call_ns
         self._recorder = Recorder(max_pending, batch_size, spec.slow_call_ns, wake)
         self._counters = FleetCounters()
-        self._listeners: list[Listener] = list(listeners)
+        # The fleet's transitions are logged (its local breaker's only matter
+        # while it decides, and then they are relayed as the fleet's).
+        self._listeners: list[Listener] = [log_transition, *listeners]
         self._events: deque[tuple[int, int]] = deque()
         self._delivering = False
         self._events_lock = threading.Lock()
@@ -127,6 +132,7 @@ class FleetBase:
         # The sync breaker answers try_acquire in CLOSED through a gate.
         self._gate: Gate | None = None
         self.closed = False
+        self._local.remove_listener(log_transition)
         self._local.add_listener(self._relay)
 
     # --- properties --------------------------------------------------------
@@ -314,7 +320,15 @@ class FleetBase:
         if self._fallen_back:
             self._fallen_back = False
             self._counters.add("recoveries")
-            logger.warning("fleet breaker %r reaches Redis again", self.name)
+            emit(
+                _redis_logger,
+                logging.WARNING,
+                LogEvent.BACKEND_RECOVERED,
+                "fleet breaker %r reaches Redis again",
+                self.name,
+                breaker=self.name,
+                backend="redis",
+            )
         self._reply = reply
         if reply.generation != self._generation:
             self._recorder.set_generation(reply.generation)
@@ -356,8 +370,15 @@ class FleetBase:
         self._counters.add("outcomes_dropped", len(self._recorder.take()[1]))
         self._fallen_back = True
         self._counters.add("fallbacks")
-        logger.warning(
-            "fleet breaker %r lost Redis; the local breaker decides", self.name
+        emit(
+            _redis_logger,
+            logging.WARNING,
+            LogEvent.BACKEND_FALLBACK,
+            "fleet breaker %r lost Redis; the local breaker decides",
+            self.name,
+            breaker=self.name,
+            backend="redis",
+            policy="local_breaker",
         )
         if local.state != state:
             self._queue_event(state, local.state)
@@ -423,7 +444,11 @@ class FleetBase:
 
     def open_error(self, now: int | None = None) -> CircuitOpenError:
         """`open_error` is the CircuitOpenError for a call rejected now."""
-        return CircuitOpenError(self.name, self.retry_after(now))
+        error = CircuitOpenError(self.name, self.retry_after(now))
+        hook = SPAN_HOOKS[ON_REJECTED]
+        if hook is not None:
+            hook(error)
+        return error
 
     def metrics(self, now: int | None = None) -> BreakerMetrics:
         """`metrics` is the fleet's tally as of the last flush (flush first

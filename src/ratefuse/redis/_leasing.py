@@ -34,6 +34,7 @@ promises.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import queue
 import threading
 import time
@@ -44,6 +45,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 from ratefuse.core import implementation as _impl
 from ratefuse.core.algorithms import REGISTRY
 from ratefuse.core.lease_answers import DEFAULT_MAX_KEYS, DENIED, HIT, LOW
+from ratefuse.engine.log_events import LEASE_LOGGER, LogEvent, emit, key_field
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._binding import Binding
 from ratefuse.redis._codec import Packer, RawReply
@@ -57,6 +59,7 @@ DENY_CACHE_ALGORITHMS: Final = REGISTRY.named(
     lambda algorithm: algorithm.deny_cache_exact
 )
 _core = _impl.load("core._lease")
+_logger: Final = logging.getLogger(LEASE_LOGGER)
 # The lease and deny-cache table's default bound (the lease table's own).
 DEFAULT_CACHE_MAX_KEYS: Final = DEFAULT_MAX_KEYS
 
@@ -272,6 +275,12 @@ class LocalAnswers:
         if reply[0] != 1 and reply[2] > 0:
             self._remember_reset(key, sent + reply[3] * 1000)
             self.table.deny(key, cost, sent + reply[2] * 1000, self.clock())
+        elif reply[0] != 1 and cost <= self._capacity:
+            # The script denies only with a wait: nothing to cache, and a
+            # sign that the script and this client disagree.
+            self._anomaly(
+                LogEvent.DENY_CACHE_ANOMALY, "denial_without_wait", key, reply
+            )
 
     # --- leases ---------------------------------------------------------------
 
@@ -302,6 +311,8 @@ class LocalAnswers:
         key's gate beyond the balance until a full lease could be taken."""
         assert self.lease is not None
         granted, _remaining, want_after_us, reset_us, _binding = reply
+        if granted > units:
+            self._anomaly(LogEvent.LEASE_ANOMALY, "over_grant", key, reply, units)
         # Never more than was asked: the lease script takes at most that,
         # and the table must not hold what the fleet did not count.
         granted = min(granted, units)
@@ -323,6 +334,32 @@ class LocalAnswers:
             if granted > 0:
                 self._grants += 1
                 self._units_granted += granted
+
+    def _anomaly(
+        self,
+        event: LogEvent,
+        anomaly: str,
+        key: Subject,
+        reply: RawReply,
+        units: int | None = None,
+    ) -> None:
+        # A reply this client did not expect: logged (it is corrected, as
+        # the callers say, so the decision stays within the fleet's bound).
+        emit(
+            _logger,
+            logging.WARNING,
+            event,
+            "limiter %r: %s (%s), reply %r",
+            self._binding.schema.name,
+            event.value,
+            anomaly,
+            list(reply),
+            limiter=self._binding.schema.name,
+            anomaly=anomaly,
+            reply=list(reply),
+            units_asked=units,
+            **key_field(key),
+        )
 
     def refill_failed(self, key: Subject) -> None:
         """`refill_failed` backs ``key``'s refills off after a failure."""

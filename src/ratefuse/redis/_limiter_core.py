@@ -104,7 +104,9 @@ class LimiterCore(Generic[BackendT, ClientT, StoreT]):
         self._store: StoreT = opened.bind(specs, name)
         self._binding: Binding = self._store.binding
         self._schema: KeySchema = self._binding.schema
-        self._fallback = Fallback(self.policy, self.rates, self.algorithm)
+        self._fallback = Fallback(
+            self.policy, self.rates, self.algorithm, self._schema.name
+        )
         self._answers: LocalAnswers | None = None
         self._commands = 0
         self._commands_lock = threading.Lock()

@@ -17,6 +17,7 @@ Every decision answered by the policy is counted in :class:`LimiterStats`.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from ratefuse.core.backend_defaults import (
     PolicyName,
 )
 from ratefuse.core.errors import BackendError, CircuitOpenError
+from ratefuse.engine.log_events import REDIS_LOGGER, LogEvent, emit
 from ratefuse.engine.subject import Decision
 from ratefuse.rates import Rate
 from ratefuse.redis._local import local_limiter
@@ -140,19 +142,29 @@ class LimiterStats:
     redis_commands: int = 0
 
 
+_logger: Final = logging.getLogger(REDIS_LOGGER)
+
 _COUNTS: Final = ("backend", "local", "allow", "deny", "raise", "breaker")
 
 
 class Fallback:
-    """`Fallback` applies a FailurePolicy for one limiter and counts.
-
-    Thread-safe.
+    """`Fallback` applies a FailurePolicy for the limiter named ``name`` and
+    counts. It logs ``backend.fallback`` at the first decision Redis could
+    not make and ``backend.recovered`` at the first it made after that (one
+    record per outage, not one per decision). Thread-safe.
     """
 
     def __init__(
-        self, policy: FailurePolicy, rates: Sequence[Rate], algorithm: str
+        self,
+        policy: FailurePolicy,
+        rates: Sequence[Rate],
+        algorithm: str,
+        name: str = "",
     ) -> None:
         self.policy = policy
+        self.name = name
+        # True between a fallback and the next decision Redis made.
+        self._degraded = False
         self._kind = policy.on_backend_error
         self._limit = rates[0].capacity
         self._local = (
@@ -167,6 +179,19 @@ class Fallback:
         """`answered` counts ``count`` decisions that Redis made."""
         with self._lock:
             self._counts["backend"] += count
+            recovered = self._degraded and count > 0
+            if recovered:
+                self._degraded = False
+        if recovered:
+            emit(
+                _logger,
+                logging.WARNING,
+                LogEvent.BACKEND_RECOVERED,
+                "limiter %r: Redis decides again",
+                self.name,
+                limiter=self.name,
+                backend="redis",
+            )
 
     def decide(self, tag: bytes, cost: int, error: BaseException) -> Decision:
         """`decide` answers ``cost`` for the key named ``tag`` after
@@ -177,6 +202,22 @@ class Fallback:
             self._counts[kind] += 1
             if isinstance(error, CircuitOpenError):
                 self._counts["breaker"] += 1
+            entered = not self._degraded
+            self._degraded = True
+        if entered:
+            emit(
+                _logger,
+                logging.WARNING,
+                LogEvent.BACKEND_FALLBACK,
+                "limiter %r: Redis cannot decide (%s); the %r policy answers",
+                self.name,
+                error,
+                kind,
+                limiter=self.name,
+                backend="redis",
+                policy=kind,
+                error=f"{type(error).__name__}: {error}",
+            )
         if kind == "local":
             assert self._local is not None
             return self._local.decide(tag, cost)
