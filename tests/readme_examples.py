@@ -28,7 +28,13 @@ PRINTED: dict[str, str] = dict(
     )
 )
 # The TOML file the README's examples read as ratefuse.toml.
-TOML: str = re.findall(r"```toml\n(.*?)```", TEXT, flags=re.DOTALL)[0]
+# Every ```toml block, and the one the examples read as ratefuse.toml: the
+# first of the "Configuration and hot reload" section.
+TOML_BLOCKS: list[str] = re.findall(r"```toml\n(.*?)```", TEXT, flags=re.DOTALL)
+_CONFIG_SECTION = TEXT.split("## Configuration and hot reload\n", 1)[1].split(
+    "\n## ", 1
+)[0]
+TOML: str = re.findall(r"```toml\n(.*?)```", _CONFIG_SECTION, flags=re.DOTALL)[0]
 
 
 def needs_redis(source: str) -> bool:

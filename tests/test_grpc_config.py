@@ -225,3 +225,17 @@ def test_a_client_must_be_in_the_registry() -> None:
         ClientInterceptor(registry=Registry({}), client="nope")
     with pytest.raises(ValueError, match="registry and client go together"):
         ClientInterceptor(registry=Registry({}))
+
+
+def test_the_readme_grpc_toml_block_loads(tmp_path: Any) -> None:
+    # The README's TOML for the gRPC section is a config the registry takes
+    # as printed, with the server rule and the client guard it describes.
+    from readme_examples import TOML_BLOCKS
+
+    (block,) = [block for block in TOML_BLOCKS if "[[grpc.methods]]" in block]
+    (tmp_path / "grpc.toml").write_text(block)
+    registry = Registry.from_toml(tmp_path / "grpc.toml")
+    grpc_config = registry.config.grpc
+    assert grpc_config is not None
+    assert [rule.pattern for rule in grpc_config.methods] == ["/shop.Inventory/*"]
+    assert list(grpc_config.clients) == ["inventory"]
