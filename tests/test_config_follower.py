@@ -111,7 +111,7 @@ def test_an_invalid_version_is_refused_logged_and_counted_once(
         for _ in range(3):  # a source re-delivers after every reconnect
             assert source.deliver(ConfigDocument(2, bad)) == 1
     records = [
-        r for r in caplog.records if getattr(r, "event", "") == "config.rejected"
+        r for r in caplog.records if getattr(r, "event_name", "") == "config.rejected"
     ]
     assert len(records) == 1
     assert records[0].version == 2  # type: ignore[attr-defined]

@@ -26,6 +26,7 @@ from ratefuse.config._source import (
     check_seconds,
     default_member,
 )
+from ratefuse.engine.log_events import LogEvent, emit
 
 if TYPE_CHECKING:
     import requests
@@ -122,8 +123,15 @@ class EtcdConfigSource:
                     return  # `close` cut the stream
                 self.reconnects += 1
                 # Once per outage at warning: a dead store must not flood logs.
-                (logger.debug if self._lost else logger.warning)(
-                    "config.source_lost: %s: %s", self.describe(), exc
+                emit(
+                    logger,
+                    logging.DEBUG if self._lost else logging.WARNING,
+                    LogEvent.CONFIG_SOURCE_LOST,
+                    "config.source_lost: %s: %s",
+                    self.describe(),
+                    exc,
+                    source=self.describe(),
+                    error=str(exc),
                 )
                 self._lost = True
             self._stop.wait(self.retry_interval)
@@ -136,7 +144,14 @@ class EtcdConfigSource:
         document, revision = self.store.read_at()
         if self._lost:
             self._lost = False
-            logger.info("config.source_recovered: %s", self.describe())
+            emit(
+                logger,
+                logging.INFO,
+                LogEvent.CONFIG_SOURCE_RECOVERED,
+                "config.source_recovered: %s",
+                self.describe(),
+                source=self.describe(),
+            )
         if document is not None:
             self._delivered(deliver(document))
         client = self.store.client

@@ -12,6 +12,7 @@ from ratefuse.config._registry import Registry
 from ratefuse.config._schema import ConfigError, StaleVersionError
 from ratefuse.config._source import ConfigDocument, ConfigSource
 from ratefuse.config._toml import parse_toml
+from ratefuse.engine.log_events import LogEvent, emit
 
 logger = logging.getLogger("ratefuse.config")
 
@@ -136,10 +137,13 @@ class ConfigFollower:
                 return in_force
             self._applied += 1
             self._changed.notify_all()
-        logger.info(
+        emit(
+            logger,
+            logging.INFO,
+            LogEvent.CONFIG_APPLIED,
             "config.applied: %s",
             where,
-            extra={"event": "config.applied", "version": document.version},
+            version=document.version,
         )
         return document.version
 
@@ -152,6 +156,10 @@ class ConfigFollower:
             "config.rejected: %s: %s",
             where,
             exc,
-            extra={"event": "config.rejected", "version": version, "error": str(exc)},
+            extra={
+                "event_name": LogEvent.CONFIG_REJECTED,
+                "version": version,
+                "error": str(exc),
+            },
             exc_info=not isinstance(exc, ConfigError),
         )

@@ -31,6 +31,7 @@ from ratefuse.config._source import (
     check_seconds,
     default_member,
 )
+from ratefuse.engine.log_events import LogEvent, emit
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -224,8 +225,15 @@ class RedisConfigSource:
             except (redis.RedisError, OSError, StoreError) as exc:
                 self.reconnects += 1
                 # Once per outage at warning: a dead store must not flood logs.
-                (logger.debug if self._lost else logger.warning)(
-                    "config.source_lost: %s: %s", self.describe(), exc
+                emit(
+                    logger,
+                    logging.DEBUG if self._lost else logging.WARNING,
+                    LogEvent.CONFIG_SOURCE_LOST,
+                    "config.source_lost: %s: %s",
+                    self.describe(),
+                    exc,
+                    source=self.describe(),
+                    error=str(exc),
                 )
                 self._lost = True
             except Exception:
@@ -271,7 +279,14 @@ class RedisConfigSource:
         document = self.store.read()
         if self._lost:
             self._lost = False
-            logger.info("config.source_recovered: %s", self.describe())
+            emit(
+                logger,
+                logging.INFO,
+                LogEvent.CONFIG_SOURCE_RECOVERED,
+                "config.source_recovered: %s",
+                self.describe(),
+                source=self.describe(),
+            )
         if document is not None:
             self._version = deliver(document)
 
