@@ -30,6 +30,7 @@ from ratefuse.engine.held_iteration import Done, relay, relay_async
 P = ParamSpec("P")
 R = TypeVar("R")
 S = TypeVar("S")
+It = TypeVar("It")
 
 __all__ = ["SlotQueue", "Waiter", "check_wait"]
 
@@ -209,14 +210,8 @@ class SlotQueue(ABC, Generic[S]):
 
         @functools.wraps(function)
         def limited(*args: P.args, **kwargs: P.kwargs) -> R:
-            held = self.acquire()
-            try:
-                result = function(*args, **kwargs)
-            except BaseException as exc:
-                self._end(held, exc)
-                raise
-            self._end(held, None)
-            return result
+            with _Holding(self, self.acquire()):
+                return function(*args, **kwargs)
 
         return limited
 
@@ -225,19 +220,25 @@ class SlotQueue(ABC, Generic[S]):
     ) -> Callable[P, Coroutine[Any, Any, R]]:
         @functools.wraps(function)
         async def limited(*args: P.args, **kwargs: P.kwargs) -> R:
-            held = await self.acquire_async()
-            try:
-                result = await function(*args, **kwargs)
-            except BaseException as exc:
-                self._end(held, exc)
-                raise
-            self._end(held, None)
-            return result
+            with _Holding(self, await self.acquire_async()):
+                return await function(*args, **kwargs)
 
         return limited
 
-    def _done(self, held: S) -> Done:
-        return lambda exc: self._end(held, exc)
+    def _start(
+        self,
+        held: S,
+        function: Callable[..., It],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[It, Done]:
+        # Creates a decorated generator holding ``held``, and the `Done` its
+        # relay reports the end to; a creation that raises ends the hold.
+        try:
+            return function(*args, **kwargs), lambda exc: self._end(held, exc)
+        except BaseException as exc:
+            self._end(held, exc)
+            raise
 
     def _decorate_generator(
         self, function: Callable[P, Iterator[R]]
@@ -245,12 +246,7 @@ class SlotQueue(ABC, Generic[S]):
         def hold(
             args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> tuple[Iterable[R], Done]:
-            held = self.acquire()
-            try:
-                return function(*args, **kwargs), self._done(held)
-            except BaseException as exc:
-                self._end(held, exc)
-                raise
+            return self._start(self.acquire(), function, args, kwargs)
 
         @functools.wraps(function)
         def limited(*args: P.args, **kwargs: P.kwargs) -> Iterator[R]:
@@ -264,15 +260,26 @@ class SlotQueue(ABC, Generic[S]):
         async def hold(
             args: tuple[Any, ...], kwargs: dict[str, Any]
         ) -> tuple[AsyncIterator[R], Done]:
-            held = await self.acquire_async()
-            try:
-                return function(*args, **kwargs), self._done(held)
-            except BaseException as exc:
-                self._end(held, exc)
-                raise
+            return self._start(await self.acquire_async(), function, args, kwargs)
 
         @functools.wraps(function)
         def limited(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[R]:
             return relay_async(lambda: hold(args, kwargs))
 
         return limited
+
+
+class _Holding(Generic[S]):
+    # The with-block of a decorated call: ends ``held`` on ``queue`` with the
+    # call's exception (None: success) on every way out.
+    __slots__ = ("held", "queue")
+
+    def __init__(self, queue: SlotQueue[S], held: S) -> None:
+        self.queue = queue
+        self.held = held
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self.queue._end(self.held, exc)
