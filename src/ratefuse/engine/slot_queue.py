@@ -152,7 +152,8 @@ class SlotQueue(ABC, Generic[S]):
             wait, by_deadline = _within_deadline(wait)
         taken = self._enter_or_queue(wait, by_deadline)
         if type(taken) is not Waiter:
-            return cast(S, taken)
+            # Not typing.cast: a call on the path that finds a slot free.
+            return taken  # type: ignore[return-value]
         waiter = cast(Waiter[S], taken)
         assert waiter.lock is not None
         blocking = -1 if wait >= threading.TIMEOUT_MAX else wait
@@ -178,7 +179,8 @@ class SlotQueue(ABC, Generic[S]):
             wait, by_deadline = _within_deadline(wait)
         taken = self._enter_or_queue(wait, by_deadline, asyncio.get_running_loop())
         if type(taken) is not Waiter:
-            return cast(S, taken)
+            # Not typing.cast: a call on the path that finds a slot free.
+            return taken  # type: ignore[return-value]
         waiter = cast(Waiter[S], taken)
         assert waiter.future is not None
         try:
