@@ -273,8 +273,7 @@ class AdaptiveLimiter(SlotQueue[AdaptivePermit]):
     ) -> None:
         self.__exit__(exc_type, exc, tb)
 
-    def _end(self, held: AdaptivePermit, exc: BaseException | None) -> None:
-        self.finish(held, exc)
+    _end = finish  # a call's end is `finish`, without a frame between
 
     def __repr__(self) -> str:
         return (

@@ -186,7 +186,7 @@ class Bulkhead(SlotQueue[None]):
     async def __aexit__(self, *exc_info: object) -> None:
         self.release()
 
-    def _end(self, held: None, exc: BaseException | None) -> None:
+    def _end(self, held: None, exc: BaseException | None, /) -> None:
         self.release()
 
     def call(self, function: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:

@@ -136,7 +136,7 @@ class SlotQueue(ABC, Generic[S]):
         gets: the deadline's error if the deadline cut its wait short."""
 
     @abstractmethod
-    def _end(self, held: S, exc: BaseException | None) -> None:
+    def _end(self, held: S, exc: BaseException | None, /) -> None:
         """`_end` ends a call that held ``held`` and ended with ``exc``
         (None: success)."""
 
@@ -212,8 +212,15 @@ class SlotQueue(ABC, Generic[S]):
 
         @functools.wraps(function)
         def limited(*args: P.args, **kwargs: P.kwargs) -> R:
-            with _Holding(self, self.acquire()):
-                return function(*args, **kwargs)
+            # Not a with-block object: it would double a decorated call's cost.
+            held = self.acquire()
+            try:
+                result = function(*args, **kwargs)
+            except BaseException as exc:
+                self._end(held, exc)
+                raise
+            self._end(held, None)
+            return result
 
         return limited
 
@@ -222,8 +229,14 @@ class SlotQueue(ABC, Generic[S]):
     ) -> Callable[P, Coroutine[Any, Any, R]]:
         @functools.wraps(function)
         async def limited(*args: P.args, **kwargs: P.kwargs) -> R:
-            with _Holding(self, await self.acquire_async()):
-                return await function(*args, **kwargs)
+            held = await self.acquire_async()
+            try:
+                result = await function(*args, **kwargs)
+            except BaseException as exc:
+                self._end(held, exc)
+                raise
+            self._end(held, None)
+            return result
 
         return limited
 
@@ -269,19 +282,3 @@ class SlotQueue(ABC, Generic[S]):
             return relay_async(lambda: hold(args, kwargs))
 
         return limited
-
-
-class _Holding(Generic[S]):
-    # The with-block of a decorated call: ends ``held`` on ``queue`` with the
-    # call's exception (None: success) on every way out.
-    __slots__ = ("held", "queue")
-
-    def __init__(self, queue: SlotQueue[S], held: S) -> None:
-        self.queue = queue
-        self.held = held
-
-    def __enter__(self) -> None:
-        pass
-
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        self.queue._end(self.held, exc)
