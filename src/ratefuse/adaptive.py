@@ -40,6 +40,7 @@ from typing import Any, Final
 from ratefuse.adaptive_stats import AdaptiveLimitFullError, AdaptiveStats
 from ratefuse.core.adaptive.config import AIMD, AdaptiveAlgorithm, Gradient2, Vegas
 from ratefuse.core.adaptive.limit import AdaptiveCore, AdaptivePermit
+from ratefuse.core.args import is_exception_types
 from ratefuse.core.errors import DeadlineExceeded
 from ratefuse.engine.slot_queue import SlotQueue, Waiter, check_wait
 
@@ -81,10 +82,7 @@ class AdaptiveLimiter(SlotQueue[AdaptivePermit]):
             raise TypeError(
                 f"algorithm must be AIMD, Vegas or Gradient2, got {algorithm!r}"
             )
-        if not isinstance(drop_on, tuple) or not all(
-            isinstance(kind, type) and issubclass(kind, BaseException)
-            for kind in drop_on
-        ):
+        if not is_exception_types(drop_on):
             raise TypeError(
                 f"drop_on must be a tuple of exception types, got {drop_on!r}"
             )

@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, cast
 
+from ratefuse.core.args import is_exception_types
 from ratefuse.retry.budget import RetryBudget
 from ratefuse.retry.plan import (
     DEFAULT_JITTER,
@@ -57,10 +58,7 @@ class Retry:
             raise ValueError(f"attempts must be an int, got {attempts!r}")
         if attempts < 1:
             raise ValueError(f"attempts must be >= 1, got {attempts}")
-        if not isinstance(retry_on, tuple) or not all(
-            isinstance(kind, type) and issubclass(kind, BaseException)
-            for kind in retry_on
-        ):
+        if not is_exception_types(retry_on):
             raise ValueError(
                 f"retry_on must be a tuple of exception types, got {retry_on!r}"
             )
