@@ -12,16 +12,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import tempfile
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from redis_servers import free_port
+from server_process import ServerProcess
 
 START_TIMEOUT = 20.0
 
@@ -47,15 +43,13 @@ def healthy(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
-class EtcdServer:
+class EtcdServer(ServerProcess):
     """`EtcdServer` is one etcd member on 127.0.0.1: clients at `url`."""
 
     def __init__(self) -> None:
-        self.binary = require_etcd()
+        super().__init__(require_etcd(), "ratefuse-etcd-")
         self.port = free_port()
         self.peer_port = free_port()
-        self.directory = Path(tempfile.mkdtemp(prefix="ratefuse-etcd-"))
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -77,38 +71,12 @@ class EtcdServer:
             "--initial-cluster", f"ratefuse={peer}",
         ]  # fmt: skip
         with open(self.directory / "etcd.log", "ab") as log:
-            self.process = subprocess.Popen(args, stdout=log, stderr=log)
-        deadline = time.monotonic() + START_TIMEOUT
-        while not healthy(self.url):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"etcd on port {self.port} did not start")
-            time.sleep(0.02)
+            self.launch(
+                args,
+                lambda: healthy(self.url),
+                f"etcd on port {self.port}",
+                START_TIMEOUT,
+                stdout=log,
+                stderr=log,
+            )
         return self
-
-    @property
-    def pid(self) -> int:
-        """`pid` is the running member's process id."""
-        assert self.process is not None
-        return self.process.pid
-
-    def kill(self) -> None:
-        """`kill` kills the member (SIGKILL) and reaps it; its data stays."""
-        if self.process is not None:
-            if self.process.poll() is None:
-                os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def stop(self) -> None:
-        """`stop` terminates the member (SIGKILL after 10 s) and removes
-        its directory."""
-        if self.process is not None:
-            if self.process.poll() is None:
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.kill()
-            self.process = None
-        shutil.rmtree(self.directory, ignore_errors=True)

@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
+
+from server_process import ServerProcess
 
 START_TIMEOUT = 10.0
 CLUSTER_TIMEOUT = 30.0
@@ -83,16 +82,14 @@ def command(port: int, *args: str) -> str:
     return result.stdout
 
 
-class RedisServer:
+class RedisServer(ServerProcess):
     """`RedisServer` is one redis-server process on 127.0.0.1:``port``."""
 
     def __init__(self, cluster: bool = False, extra: tuple[str, ...] = ()) -> None:
-        self.binary = require_redis_server()
+        super().__init__(require_redis_server(), "ratefuse-redis-")
         self.cluster = cluster
         self.extra = extra
         self.port = free_port(cluster)
-        self.directory = Path(tempfile.mkdtemp(prefix="ratefuse-redis-"))
-        self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RedisServer:
         """`start` starts the server (again, on the same port) and waits
@@ -113,52 +110,19 @@ class RedisServer:
                 "--cluster-node-timeout", "5000",
             ]  # fmt: skip
         args += self.extra
-        self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not ping(self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis-server on port {self.port} did not start")
-            time.sleep(0.01)
+        self._launch_answering(args, f"redis-server on port {self.port}")
         return self
 
-    @property
-    def pid(self) -> int:
-        """`pid` is the running server's process id."""
-        assert self.process is not None
-        return self.process.pid
-
-    def kill(self) -> None:
-        """`kill` kills the server (SIGKILL) and reaps it."""
-        if self.process is not None:
-            if self.process.poll() is None:
-                os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
-            self.process = None
-
-    def pause(self) -> None:
-        """`pause` stops the server process (SIGSTOP): it accepts nothing."""
-        os.kill(self.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        """`resume` continues a paused server (SIGCONT)."""
-        os.kill(self.pid, signal.SIGCONT)
-
-    def stop(self) -> None:
-        """`stop` terminates the server (SIGCONT first, in case it is
-        paused; SIGKILL after 10 s) and removes its directory."""
-        if self.process is not None:
-            if self.process.poll() is None:
-                os.kill(self.process.pid, signal.SIGCONT)
-                self.process.terminate()
-                try:
-                    self.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.kill()
-            self.process = None
-        shutil.rmtree(self.directory, ignore_errors=True)
+    def _launch_answering(self, args: list[str], name: str) -> None:
+        # Started once it answers PING.
+        self.launch(
+            args,
+            lambda: ping(self.port),
+            name,
+            START_TIMEOUT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
 
 class RedisClusterServers:
@@ -321,17 +285,10 @@ class _SentinelServer(RedisServer):
         self.config = config
 
     def start(self) -> RedisServer:
-        self.process = subprocess.Popen(
+        self._launch_answering(
             [self.binary, str(self.config), "--sentinel"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            f"redis-sentinel on port {self.port}",
         )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not ping(self.port):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"redis-sentinel on port {self.port} did not start")
-            time.sleep(0.01)
         return self
 
 

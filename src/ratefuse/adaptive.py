@@ -31,25 +31,18 @@ by threads and tasks, as the Bulkhead's.
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
-import math
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any, Final, ParamSpec, TypeVar, cast
+from typing import Any, Final
 
 from ratefuse.adaptive_stats import AdaptiveLimitFullError, AdaptiveStats
 from ratefuse.core.adaptive.config import AIMD, AdaptiveAlgorithm, Gradient2, Vegas
 from ratefuse.core.adaptive.limit import AdaptiveCore, AdaptivePermit
+from ratefuse.core.args import is_exception_types
 from ratefuse.core.errors import DeadlineExceeded
-from ratefuse.engine.deadline import bounded, current
-from ratefuse.engine.held_iteration import Done, relay, relay_async
-
-P = ParamSpec("P")
-R = TypeVar("R")
-T = TypeVar("T")
+from ratefuse.engine.slot_queue import SlotQueue, Waiter, check_wait
 
 DEFAULT_DROP_ON: Final[tuple[type[BaseException], ...]] = (Exception,)
 
@@ -64,41 +57,7 @@ __all__ = [
 ]
 
 
-class _Waiter:
-    # One queued caller, as the Bulkhead's: a thread blocked on `lock` or a
-    # task awaiting `future` on `loop`; `permit` is set under the limiter's
-    # lock by the hand-off, so a waiter timing out then keeps it.
-    __slots__ = ("future", "lock", "loop", "permit")
-
-    def __init__(
-        self,
-        lock: threading.Lock | None,
-        loop: asyncio.AbstractEventLoop | None,
-        future: asyncio.Future[None] | None,
-    ) -> None:
-        self.permit: AdaptivePermit | None = None
-        self.lock = lock
-        self.loop = loop
-        self.future = future
-
-    def wake(self) -> bool:
-        # False if its event loop is closed: the permit must go back.
-        if self.lock is not None:
-            self.lock.release()
-        elif self.loop is not None and self.future is not None:
-            try:
-                self.loop.call_soon_threadsafe(_resolve, self.future)
-            except RuntimeError:
-                return False
-        return True
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-class AdaptiveLimiter:
+class AdaptiveLimiter(SlotQueue[AdaptivePermit]):
     """`AdaptiveLimiter` admits calls up to a limit its ``algorithm``
     (default ``Vegas()``) adjusts from their latencies.
 
@@ -123,19 +82,16 @@ class AdaptiveLimiter:
             raise TypeError(
                 f"algorithm must be AIMD, Vegas or Gradient2, got {algorithm!r}"
             )
-        if not isinstance(drop_on, tuple) or not all(
-            isinstance(kind, type) and issubclass(kind, BaseException)
-            for kind in drop_on
-        ):
+        if not is_exception_types(drop_on):
             raise TypeError(
                 f"drop_on must be a tuple of exception types, got {drop_on!r}"
             )
         self._algorithm = chosen
-        self._max_wait = _check_wait("max_wait", max_wait)
+        self._max_wait = check_wait("max_wait", max_wait)
         self._name = str(name)
         self._drop_on = drop_on
         self._lock = threading.Lock()
-        self._waiters: deque[_Waiter] = deque()
+        self._waiters: deque[Waiter[AdaptivePermit]] = deque()
         self._rejected = 0
         self._core = AdaptiveCore(chosen.to_params(), clock, self._hand_off)
         self._held: ContextVar[tuple[AdaptivePermit, ...]] = ContextVar(
@@ -224,11 +180,13 @@ class AdaptiveLimiter:
                     return
                 waiter = self._waiters.popleft()
                 self._core.dequeue()
-                waiter.permit = permit
+                waiter.granted = True
+                waiter.slot = permit
             if not waiter.wake():
                 # Its loop is closed: the slot goes on instead of being lost.
                 with self._lock:
-                    waiter.permit = None
+                    waiter.granted = False
+                    waiter.slot = None
                 permit.ignore()
 
     def _enter_or_queue(
@@ -236,7 +194,7 @@ class AdaptiveLimiter:
         wait: float,
         by_deadline: bool,
         loop: asyncio.AbstractEventLoop | None = None,
-    ) -> AdaptivePermit | _Waiter:
+    ) -> AdaptivePermit | Waiter[AdaptivePermit]:
         permit = self._core.try_acquire()
         if permit is not None:
             return permit
@@ -249,23 +207,18 @@ class AdaptiveLimiter:
             if wait <= 0.0:
                 self._rejected += 1
                 raise self._error(wait, by_deadline)
-            if loop is None:
-                lock = threading.Lock()
-                lock.acquire()
-                waiter = _Waiter(lock, None, None)
-            else:
-                waiter = _Waiter(None, loop, loop.create_future())
+            waiter: Waiter[AdaptivePermit] = Waiter(loop)
             self._waiters.append(waiter)
             self._core.enqueue()
         # A slot freed before the enqueue notified nobody: offer it now.
         self._hand_off()
         return waiter
 
-    def _give_up(self, waiter: _Waiter, count: bool) -> AdaptivePermit | None:
-        # The waiter stops waiting; its permit if it was handed one.
+    def _give_up(self, waiter: Waiter[AdaptivePermit], count: bool) -> bool:
+        # The waiter stops waiting; true if it was handed a permit meanwhile.
         with self._lock:
-            if waiter.permit is not None:
-                return waiter.permit
+            if waiter.granted:
+                return True
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
                 self._core.dequeue()
@@ -273,7 +226,10 @@ class AdaptiveLimiter:
                 self._rejected += 1
         # Newcomers were held back while it waited; a free slot is theirs now.
         self._hand_off()
-        return None
+        return False
+
+    def _give_back(self, slot: AdaptivePermit) -> None:
+        slot.ignore()
 
     def _error(
         self, wait: float, by_deadline: bool
@@ -283,64 +239,6 @@ class AdaptiveLimiter:
         if by_deadline:
             return DeadlineExceeded("adaptive", None, wait)
         return AdaptiveLimitFullError(self._name, self._core.limit, wait)
-
-    @staticmethod
-    def _within_deadline(wait: float) -> tuple[float, bool]:
-        # (the wait for a slot within the running call's deadline, whether
-        # the deadline cut it): one ContextVar read when none is set.
-        if current() is None:
-            return wait, False
-        bound, by_deadline = bounded(wait)
-        return (wait if bound is None else bound), by_deadline
-
-    def acquire(self, timeout: float | None = None) -> AdaptivePermit:
-        """`acquire` gives a permit, waiting up to ``timeout`` seconds (None:
-        ``max_wait``) for a slot; raises AdaptiveLimitFullError if none
-        frees up in time."""
-        wait = self._max_wait if timeout is None else _check_wait("timeout", timeout)
-        wait, by_deadline = self._within_deadline(wait)
-        taken = self._enter_or_queue(wait, by_deadline)
-        if isinstance(taken, _Waiter):
-            assert taken.lock is not None
-            blocking = -1 if wait >= threading.TIMEOUT_MAX else wait
-            try:
-                taken.lock.acquire(timeout=blocking)
-            except BaseException:
-                permit = self._give_up(taken, count=False)
-                if permit is not None:
-                    permit.ignore()
-                raise
-            permit = self._give_up(taken, count=True)
-            if permit is None:
-                raise self._error(wait, by_deadline)
-            return permit
-        return taken
-
-    async def acquire_async(self, timeout: float | None = None) -> AdaptivePermit:
-        """`acquire_async` is `acquire` for asyncio tasks: it waits without
-        blocking the event loop. Cancelled while waiting, it takes no slot."""
-        wait = self._max_wait if timeout is None else _check_wait("timeout", timeout)
-        wait, by_deadline = self._within_deadline(wait)
-        taken = self._enter_or_queue(wait, by_deadline, asyncio.get_running_loop())
-        if isinstance(taken, _Waiter):
-            assert taken.future is not None
-            try:
-                if math.isinf(wait):
-                    await taken.future
-                else:
-                    await asyncio.wait_for(taken.future, wait)
-            except asyncio.TimeoutError:
-                pass
-            except BaseException:
-                permit = self._give_up(taken, count=False)
-                if permit is not None:
-                    permit.ignore()
-                raise
-            permit = self._give_up(taken, count=True)
-            if permit is None:
-                raise self._error(wait, by_deadline) from None
-            return permit
-        return taken
 
     def finish(self, permit: AdaptivePermit, exc: BaseException | None) -> None:
         """`finish` returns ``permit`` for a call that ended with ``exc``
@@ -373,86 +271,7 @@ class AdaptiveLimiter:
     ) -> None:
         self.__exit__(exc_type, exc, tb)
 
-    def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
-        """`__call__` makes the limiter a decorator for sync and async
-        functions, generators and async generators: each call holds a slot
-        while it runs (a generator from its first ``next()`` to its end)."""
-        if inspect.isasyncgenfunction(function):
-            return cast(Callable[P, R], self._decorate_async_generator(function))
-        if inspect.isgeneratorfunction(function):
-            return cast(Callable[P, R], self._decorate_generator(function))
-        if inspect.iscoroutinefunction(function):
-            return cast(Callable[P, R], self._decorate_async(function))
-
-        @functools.wraps(function)
-        def limited(*args: P.args, **kwargs: P.kwargs) -> R:
-            permit = self.acquire()
-            try:
-                result = function(*args, **kwargs)
-            except BaseException as exc:
-                self.finish(permit, exc)
-                raise
-            permit.release()
-            return result
-
-        return limited
-
-    def _decorate_async(
-        self, function: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
-        @functools.wraps(function)
-        async def limited(*args: P.args, **kwargs: P.kwargs) -> T:
-            permit = await self.acquire_async()
-            try:
-                result = await function(*args, **kwargs)
-            except BaseException as exc:
-                self.finish(permit, exc)
-                raise
-            permit.release()
-            return result
-
-        return limited
-
-    def _done(self, permit: AdaptivePermit) -> Done:
-        return lambda exc: self.finish(permit, exc)
-
-    def _decorate_generator(
-        self, function: Callable[P, Iterator[T]]
-    ) -> Callable[P, Iterator[T]]:
-        def hold(
-            args: tuple[Any, ...], kwargs: dict[str, Any]
-        ) -> tuple[Iterable[T], Done]:
-            permit = self.acquire()
-            try:
-                return function(*args, **kwargs), self._done(permit)
-            except BaseException as exc:
-                self.finish(permit, exc)
-                raise
-
-        @functools.wraps(function)
-        def limited(*args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
-            return relay(lambda: hold(args, kwargs))
-
-        return limited
-
-    def _decorate_async_generator(
-        self, function: Callable[P, AsyncIterator[T]]
-    ) -> Callable[P, AsyncIterator[T]]:
-        async def hold(
-            args: tuple[Any, ...], kwargs: dict[str, Any]
-        ) -> tuple[AsyncIterator[T], Done]:
-            permit = await self.acquire_async()
-            try:
-                return function(*args, **kwargs), self._done(permit)
-            except BaseException as exc:
-                self.finish(permit, exc)
-                raise
-
-        @functools.wraps(function)
-        def limited(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[T]:
-            return relay_async(lambda: hold(args, kwargs))
-
-        return limited
+    _end = finish  # a call's end is `finish`, without a frame between
 
     def __repr__(self) -> str:
         return (
@@ -460,11 +279,3 @@ class AdaptiveLimiter:
             f"{self._core.in_flight}/{self._core.limit} in use, "
             f"{self._core.waiting} waiting>"
         )
-
-
-def _check_wait(field: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{field} must be seconds as a float, got {value!r}")
-    if not value >= 0.0:
-        raise ValueError(f"{field} must be >= 0 seconds (inf: forever), got {value}")
-    return float(value)

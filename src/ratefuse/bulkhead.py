@@ -21,66 +21,23 @@ newcomers cannot starve it.
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
-import math
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator
-from typing import Any, Final, ParamSpec, TypeVar, cast
+from collections.abc import Callable
+from typing import Final, ParamSpec, TypeVar
 
 from ratefuse.core.errors import BulkheadFullError, DeadlineExceeded, RatefuseError
-from ratefuse.engine.deadline import bounded, current
-from ratefuse.engine.held_iteration import Done, relay, relay_async
+from ratefuse.engine.slot_queue import SlotQueue, Waiter, check_wait
 
 P = ParamSpec("P")
 R = TypeVar("R")
-T = TypeVar("T")
 
 DEFAULT_MAX_WAIT: Final = 0.0
 
 __all__ = ["DEFAULT_MAX_WAIT", "Bulkhead", "BulkheadFullError"]
 
 
-class _Waiter:
-    # One queued caller: a thread blocked on `lock`, or a task awaiting
-    # `future` on `loop`. `granted` is set under the bulkhead's lock by the
-    # releaser that hands it a slot, so a waiter that times out at the same
-    # moment can tell that the slot is already its own.
-    # `abandoned` is set when its slot was passed on because its loop closed.
-    __slots__ = ("abandoned", "future", "granted", "lock", "loop")
-
-    def __init__(
-        self,
-        lock: threading.Lock | None,
-        loop: asyncio.AbstractEventLoop | None,
-        future: asyncio.Future[None] | None,
-    ) -> None:
-        self.granted = False
-        self.abandoned = False
-        self.lock = lock
-        self.loop = loop
-        self.future = future
-
-    def wake(self) -> bool:
-        # False if the waiter can no longer take the slot: its event loop
-        # was closed with the task still waiting.
-        if self.lock is not None:
-            self.lock.release()
-        elif self.loop is not None and self.future is not None:
-            try:
-                self.loop.call_soon_threadsafe(_resolve, self.future)
-            except RuntimeError:
-                return False
-        return True
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-class Bulkhead:
+class Bulkhead(SlotQueue[None]):
     """`Bulkhead` lets at most ``max_concurrent`` (>= 1) calls run at once.
 
     A call that finds every slot busy waits up to ``max_wait`` seconds (0.0,
@@ -102,12 +59,12 @@ class Bulkhead:
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
         self._max_concurrent = max_concurrent
-        self._max_wait = _check_wait("max_wait", max_wait)
+        self._max_wait = check_wait("max_wait", max_wait)
         self._name = str(name)
         self._lock = threading.Lock()
         self._in_use = 0
         self._rejected = 0
-        self._waiters: deque[_Waiter] = deque()
+        self._waiters: deque[Waiter[None]] = deque()
 
     @property
     def name(self) -> str:
@@ -151,19 +108,12 @@ class Bulkhead:
             return DeadlineExceeded("bulkhead", None, wait)
         return BulkheadFullError(self._name, self._max_concurrent, wait)
 
-    @staticmethod
-    def _bounded(wait: float) -> tuple[float, bool]:
-        # (the wait for a slot within the running call's deadline, whether
-        # the deadline cut it); asked only when a deadline is set.
-        bound, by_deadline = bounded(wait)
-        return (wait if bound is None else bound), by_deadline
-
     def _enter_or_queue(
         self,
         wait: float,
         by_deadline: bool,
         loop: asyncio.AbstractEventLoop | None = None,
-    ) -> _Waiter | None:
+    ) -> Waiter[None] | None:
         # Takes a free slot (None), queues a waiter, or raises if it may not
         # wait. Free slots exist only while nobody waits (release hands a
         # slot straight to the first waiter), so taking one never jumps the
@@ -175,16 +125,11 @@ class Bulkhead:
             if wait <= 0.0:
                 self._rejected += 1
                 raise self._error(wait, by_deadline)
-            if loop is None:
-                lock = threading.Lock()
-                lock.acquire()
-                waiter = _Waiter(lock, None, None)
-            else:
-                waiter = _Waiter(None, loop, loop.create_future())
+            waiter: Waiter[None] = Waiter(loop)
             self._waiters.append(waiter)
             return waiter
 
-    def _give_up(self, waiter: _Waiter, count: bool) -> bool:
+    def _give_up(self, waiter: Waiter[None], count: bool) -> bool:
         # The waiter stops waiting; true if it was granted a slot meanwhile.
         with self._lock:
             if waiter.granted:
@@ -205,59 +150,8 @@ class Bulkhead:
                 return True
             return False
 
-    def acquire(self, timeout: float | None = None) -> None:
-        """`acquire` takes a slot, waiting up to ``timeout`` seconds (None:
-        ``max_wait``) and no longer than the running call's deadline
-        allows; raises BulkheadFullError if none frees up in time, or
-        DeadlineExceeded if the deadline ended the wait (at once when no
-        time is left). Pair it with `release`."""
-        wait = self._max_wait if timeout is None else _check_wait("timeout", timeout)
-        by_deadline = False
-        if current() is not None:  # else the check is this one ContextVar read
-            wait, by_deadline = self._bounded(wait)
-        waiter = self._enter_or_queue(wait, by_deadline)
-        if waiter is None:
-            return
-        assert waiter.lock is not None
-        blocking = -1 if wait >= threading.TIMEOUT_MAX else wait
-        try:
-            acquired = waiter.lock.acquire(timeout=blocking)
-        except BaseException:
-            # Interrupted (an exception from a signal handler): leave the
-            # queue, or a later release would hand its slot to this ghost;
-            # a slot granted meanwhile goes to the next waiter.
-            if self._give_up(waiter, count=False):
-                self.release()
-            raise
-        if acquired:
-            return
-        if not self._give_up(waiter, count=True):
-            raise self._error(wait, by_deadline)
-
-    async def acquire_async(self, timeout: float | None = None) -> None:
-        """`acquire_async` is `acquire` for asyncio tasks: it waits without
-        blocking the event loop. Cancelled while waiting, it takes no slot."""
-        wait = self._max_wait if timeout is None else _check_wait("timeout", timeout)
-        by_deadline = False
-        if current() is not None:  # else the check is this one ContextVar read
-            wait, by_deadline = self._bounded(wait)
-        waiter = self._enter_or_queue(wait, by_deadline, asyncio.get_running_loop())
-        if waiter is None:
-            return
-        assert waiter.future is not None
-        try:
-            if math.isinf(wait):
-                await waiter.future
-            else:
-                await asyncio.wait_for(waiter.future, wait)
-        except asyncio.TimeoutError:
-            if not self._give_up(waiter, count=True):
-                raise self._error(wait, by_deadline) from None
-        except BaseException:
-            # Cancelled: a slot granted meanwhile goes to the next waiter.
-            if self._give_up(waiter, count=False):
-                self.release()
-            raise
+    def _give_back(self, slot: None) -> None:
+        self.release()
 
     def release(self) -> None:
         """`release` frees a slot taken by `acquire`, `acquire_async` or
@@ -292,81 +186,8 @@ class Bulkhead:
     async def __aexit__(self, *exc_info: object) -> None:
         self.release()
 
-    def __call__(self, function: Callable[P, R]) -> Callable[P, R]:
-        """`__call__` makes the bulkhead a decorator for sync and async
-        functions: each call holds a slot while it runs. A generator or
-        async generator holds its slot from its first ``next()`` until it
-        is exhausted, raises or is closed."""
-        if inspect.isasyncgenfunction(function):
-            return cast(Callable[P, R], self._decorate_async_generator(function))
-        if inspect.isgeneratorfunction(function):
-            return cast(Callable[P, R], self._decorate_generator(function))
-        if inspect.iscoroutinefunction(function):
-            return cast(Callable[P, R], self._decorate_async(function))
-
-        @functools.wraps(function)
-        def bounded(*args: P.args, **kwargs: P.kwargs) -> R:
-            self.acquire()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.release()
-
-        return bounded
-
-    def _decorate_async(
-        self, function: Callable[P, Coroutine[Any, Any, T]]
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
-        @functools.wraps(function)
-        async def bounded(*args: P.args, **kwargs: P.kwargs) -> T:
-            await self.acquire_async()
-            try:
-                return await function(*args, **kwargs)
-            finally:
-                self.release()
-
-        return bounded
-
-    def _release_at_end(self, exc: BaseException | None) -> None:
+    def _end(self, held: None, exc: BaseException | None, /) -> None:
         self.release()
-
-    def _decorate_generator(
-        self, function: Callable[P, Iterator[T]]
-    ) -> Callable[P, Iterator[T]]:
-        def hold(
-            args: tuple[Any, ...], kwargs: dict[str, Any]
-        ) -> tuple[Iterable[T], Done]:
-            self.acquire()
-            try:
-                return function(*args, **kwargs), self._release_at_end
-            except BaseException:
-                self.release()
-                raise
-
-        @functools.wraps(function)
-        def bounded(*args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
-            return relay(lambda: hold(args, kwargs))
-
-        return bounded
-
-    def _decorate_async_generator(
-        self, function: Callable[P, AsyncIterator[T]]
-    ) -> Callable[P, AsyncIterator[T]]:
-        async def hold(
-            args: tuple[Any, ...], kwargs: dict[str, Any]
-        ) -> tuple[AsyncIterator[T], Done]:
-            await self.acquire_async()
-            try:
-                return function(*args, **kwargs), self._release_at_end
-            except BaseException:
-                self.release()
-                raise
-
-        @functools.wraps(function)
-        def bounded(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[T]:
-            return relay_async(lambda: hold(args, kwargs))
-
-        return bounded
 
     def call(self, function: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """`call` calls ``function(*args, **kwargs)`` holding a slot; for a
@@ -378,11 +199,3 @@ class Bulkhead:
             f"<Bulkhead {self._name!r} {self._in_use}/{self._max_concurrent} in use, "
             f"{len(self._waiters)} waiting>"
         )
-
-
-def _check_wait(field: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{field} must be seconds as a float, got {value!r}")
-    if not value >= 0.0:
-        raise ValueError(f"{field} must be >= 0 seconds (inf: forever), got {value}")
-    return float(value)

@@ -156,7 +156,32 @@ def priority_samples(kind: str, stats: PriorityStats) -> list[MetricSample]:
     ]
 
 
-class PriorityLimiter:
+class _ShedByPriority:
+    # What both shedding forms share: the shares and name, and the counts
+    # of admissions and refusals by priority, kept under the lock.
+
+    def __init__(self, shares: PriorityShares | None, name: str) -> None:
+        shares = PriorityShares() if shares is None else shares
+        if not isinstance(shares, PriorityShares):
+            raise TypeError(f"shares must be PriorityShares, got {shown(shares)}")
+        self.shares = shares
+        self.name = str(name)
+        self._lock = threading.Lock()
+        self._admitted = [0, 0, 0]
+        self._refused = [0, 0, 0]
+
+    def stats(self) -> PriorityStats:
+        """`stats` counts admissions and refusals by priority since
+        construction."""
+        with self._lock:
+            admitted, refused = self._admitted, self._refused
+            return PriorityStats(
+                (admitted[0], admitted[1], admitted[2]),
+                (refused[0], refused[1], refused[2]),
+            )
+
+
+class PriorityLimiter(_ShedByPriority):
     """`PriorityLimiter` sheds by priority in front of ``limiter``, an
     in-memory limiter of one subject (:class:`ratefuse.Limiter`: anything
     with ``decide(cost, now)`` and ``clock``, None meaning the monotonic
@@ -179,17 +204,10 @@ class PriorityLimiter:
     ) -> None:
         if not callable(getattr(limiter, "decide", None)):
             raise TypeError(f"limiter must have a decide method, got {shown(limiter)}")
-        shares = PriorityShares() if shares is None else shares
-        if not isinstance(shares, PriorityShares):
-            raise TypeError(f"shares must be PriorityShares, got {shown(shares)}")
+        super().__init__(shares, name)
         self.limiter = limiter
-        self.shares = shares
-        self.name = str(name)
         clock = getattr(limiter, "clock", None)
         self._clock: Callable[[], int] = time.monotonic_ns if clock is None else clock
-        self._lock = threading.Lock()
-        self._admitted = [0, 0, 0]
-        self._refused = [0, 0, 0]
 
     def decide(
         self,
@@ -241,15 +259,6 @@ class PriorityLimiter:
         """`try_acquire` reports whether `decide` admitted the request."""
         return bool(self.decide(cost, priority, now).allowed)
 
-    def stats(self) -> PriorityStats:
-        """`stats` counts decisions by priority since construction."""
-        with self._lock:
-            admitted, refused = self._admitted, self._refused
-            return PriorityStats(
-                (admitted[0], admitted[1], admitted[2]),
-                (refused[0], refused[1], refused[2]),
-            )
-
     def metric_samples(self) -> list[MetricSample]:
         """`metric_samples` are the Prometheus samples (family
         ``priority_limiter_requests``)."""
@@ -259,7 +268,7 @@ class PriorityLimiter:
         return f"PriorityLimiter({self.limiter!r}, {self.shares!r})"
 
 
-class PriorityBulkhead:
+class PriorityBulkhead(_ShedByPriority):
     """`PriorityBulkhead` lets at most ``max_concurrent`` (>= 1) calls run
     at once, a priority only up to its allowance of them (by default, of
     10 slots: sheddable 5, default 8, critical 10). A call that finds its
@@ -280,19 +289,12 @@ class PriorityBulkhead:
             )
         if max_concurrent < 1:
             raise ValueError(f"max_concurrent must be >= 1, got {max_concurrent}")
-        shares = PriorityShares() if shares is None else shares
-        if not isinstance(shares, PriorityShares):
-            raise TypeError(f"shares must be PriorityShares, got {shown(shares)}")
+        super().__init__(shares, name)
         self.max_concurrent = max_concurrent
-        self.shares = shares
-        self.name = str(name)
         self.allowances = tuple(
-            shares.allowance(priority, max_concurrent) for priority in Priority
+            self.shares.allowance(priority, max_concurrent) for priority in Priority
         )
-        self._lock = threading.Lock()
         self._in_use = 0
-        self._admitted = [0, 0, 0]
-        self._refused = [0, 0, 0]
 
     @property
     def in_use(self) -> int:
@@ -346,16 +348,6 @@ class PriorityBulkhead:
             yield
         finally:
             self.release()
-
-    def stats(self) -> PriorityStats:
-        """`stats` counts slots taken and refused by priority since
-        construction."""
-        with self._lock:
-            admitted, refused = self._admitted, self._refused
-            return PriorityStats(
-                (admitted[0], admitted[1], admitted[2]),
-                (refused[0], refused[1], refused[2]),
-            )
 
     def metric_samples(self) -> list[MetricSample]:
         """`metric_samples` are the Prometheus samples (families

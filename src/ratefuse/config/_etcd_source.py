@@ -17,16 +17,13 @@ from ratefuse.config._etcd_store import (
     MIN_ETCD_ACK_TTL,
     EtcdConfigStore,
 )
+from ratefuse.config._following import FollowingSource
 from ratefuse.config._source import (
     DEFAULT_ACK_TTL,
     DEFAULT_RETRY_INTERVAL,
     ConfigDocument,
     Deliver,
-    check_member,
-    check_seconds,
-    default_member,
 )
-from ratefuse.engine.log_events import LogEvent, emit
 
 if TYPE_CHECKING:
     import requests
@@ -35,7 +32,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("ratefuse.config")
 
 
-class EtcdConfigSource:
+class EtcdConfigSource(FollowingSource[EtcdConfigStore]):
     """`EtcdConfigSource` follows the configuration in the etcd at ``url``
     under ``key``, or every key under the prefix ``key`` with ``prefix``
     (see `EtcdConfigStore`); a `ConfigSource`.
@@ -63,23 +60,13 @@ class EtcdConfigSource:
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
         timeout: float = DEFAULT_STORE_TIMEOUT,
     ) -> None:
-        self.member = check_member(default_member() if member is None else member)
-        self.ack_ttl = check_seconds("ack_ttl", ack_ttl, MIN_ETCD_ACK_TTL)
-        self.retry_interval = check_seconds("retry_interval", retry_interval, 0.0)
+        super().__init__(member, ack_ttl, MIN_ETCD_ACK_TTL, retry_interval)
         self.store = EtcdConfigStore(url, key=key, prefix=prefix, timeout=timeout)
-        self.reconnects = 0
-        self._stop = threading.Event()
         self._changed = threading.Event()  # a version to acknowledge
         self._threads: list[threading.Thread] = []
         self._stream_lock = threading.Lock()
         self._stream: requests.Response | None = None
-        self._version: int | None = None
         self._lease: Lease | None = None
-        self._lost = False  # since the last successful read
-
-    def describe(self) -> str:
-        """`describe` names the source: the store's URL and key."""
-        return self.store.describe()
 
     def start(self, deliver: Deliver) -> None:
         """`start` starts the watching and acknowledging threads (once)."""
@@ -121,19 +108,7 @@ class EtcdConfigSource:
             except Exception as exc:  # etcd3gw, requests and JSON errors alike
                 if self._stop.is_set():
                     return  # `close` cut the stream
-                self.reconnects += 1
-                # Once per outage at warning: a dead store must not flood logs.
-                emit(
-                    logger,
-                    logging.DEBUG if self._lost else logging.WARNING,
-                    LogEvent.CONFIG_SOURCE_LOST,
-                    "config.source_lost: %s: %s",
-                    self.describe(),
-                    exc,
-                    source=self.describe(),
-                    error=str(exc),
-                )
-                self._lost = True
+                self._store_lost(exc)
             self._stop.wait(self.retry_interval)
 
     def _follow(self, deliver: Deliver) -> None:
@@ -142,16 +117,7 @@ class EtcdConfigSource:
         from etcd3gw.utils import _decode, _encode, _increment_last_byte
 
         document, revision = self.store.read_at()
-        if self._lost:
-            self._lost = False
-            emit(
-                logger,
-                logging.INFO,
-                LogEvent.CONFIG_SOURCE_RECOVERED,
-                "config.source_recovered: %s",
-                self.describe(),
-                source=self.describe(),
-            )
+        self._store_read()
         if document is not None:
             self._delivered(deliver(document))
         client = self.store.client

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from importlib import resources
 from typing import TYPE_CHECKING, Final
 
+from ratefuse.config._following import FollowingSource
 from ratefuse.config._source import (
     DEFAULT_ACK_TTL,
     DEFAULT_RETRY_INTERVAL,
@@ -27,11 +28,8 @@ from ratefuse.config._source import (
     Deliver,
     StoreError,
     VersionConflictError,
-    check_member,
     check_seconds,
-    default_member,
 )
-from ratefuse.engine.log_events import LogEvent, emit
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -158,7 +156,7 @@ class RedisConfigStore:
         return f"redis {_redact(self.url)} key {self.key}"
 
 
-class RedisConfigSource:
+class RedisConfigSource(FollowingSource[RedisConfigStore]):
     """`RedisConfigSource` follows the configuration under ``key`` in the
     Redis at ``redis``, a URL or a redis-py client (see
     `RedisConfigStore`); a `ConfigSource`.
@@ -181,19 +179,9 @@ class RedisConfigSource:
         retry_interval: float = DEFAULT_RETRY_INTERVAL,
         timeout: float = DEFAULT_STORE_TIMEOUT,
     ) -> None:
-        self.member = check_member(default_member() if member is None else member)
-        self.ack_ttl = check_seconds("ack_ttl", ack_ttl, 0.003)
-        self.retry_interval = check_seconds("retry_interval", retry_interval, 0.0)
+        super().__init__(member, ack_ttl, 0.003, retry_interval)
         self.store = RedisConfigStore(redis, key=key, timeout=timeout)
-        self.reconnects = 0
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._version: int | None = None
-        self._lost = False  # since the last successful read
-
-    def describe(self) -> str:
-        """`describe` names the source: the store's URL and key."""
-        return self.store.describe()
 
     def start(self, deliver: Deliver) -> None:
         """`start` starts the following thread (once)."""
@@ -223,19 +211,7 @@ class RedisConfigSource:
             try:
                 self._follow(deliver)
             except (redis.RedisError, OSError, StoreError) as exc:
-                self.reconnects += 1
-                # Once per outage at warning: a dead store must not flood logs.
-                emit(
-                    logger,
-                    logging.DEBUG if self._lost else logging.WARNING,
-                    LogEvent.CONFIG_SOURCE_LOST,
-                    "config.source_lost: %s: %s",
-                    self.describe(),
-                    exc,
-                    source=self.describe(),
-                    error=str(exc),
-                )
-                self._lost = True
+                self._store_lost(exc)
             except Exception:
                 logger.exception("config: %s: unexpected error", self.describe())
             self._stop.wait(self.retry_interval)
@@ -277,16 +253,7 @@ class RedisConfigSource:
 
     def _deliver(self, deliver: Deliver) -> None:
         document = self.store.read()
-        if self._lost:
-            self._lost = False
-            emit(
-                logger,
-                logging.INFO,
-                LogEvent.CONFIG_SOURCE_RECOVERED,
-                "config.source_recovered: %s",
-                self.describe(),
-                source=self.describe(),
-            )
+        self._store_read()
         if document is not None:
             self._version = deliver(document)
 

@@ -38,6 +38,15 @@ def shown(value: object) -> str:
     return text
 
 
+def is_exception_types(value: object) -> bool:
+    """`is_exception_types` is true if ``value`` is a tuple of exception
+    classes (what ``except`` and ``isinstance`` accept), as every option
+    naming the errors to act on must be."""
+    return isinstance(value, tuple) and all(
+        isinstance(kind, type) and issubclass(kind, BaseException) for kind in value
+    )
+
+
 def check_cost(cost: int) -> int:
     """`check_cost` returns ``cost`` as an int in [0, 2**63) or raises
     ValueError naming it; floats are refused, not truncated."""

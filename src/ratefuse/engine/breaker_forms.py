@@ -30,18 +30,21 @@ from collections.abc import (
     Iterable,
     Iterator,
 )
-from typing import Any, Generic, ParamSpec, TypeVar, cast, overload
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from ratefuse.core.errors import CircuitOpenError
 from ratefuse.engine.breaker_steps import (
     UNTIMED,
     Breaker,
+    BreakerCall,
     BreakerPermit,
     elapsed_seconds,
     finish,
     permit_or_error_async,
     record_exception,
     record_result,
+    rejected,
+    rejected_async,
     start,
 )
 from ratefuse.engine.held_iteration import Done, relay, relay_async
@@ -78,7 +81,7 @@ __all__ = [
 ]
 
 
-class GuardedFunction(Generic[P, R]):
+class GuardedFunction(BreakerCall[P, R]):
     """`GuardedFunction` calls ``function`` through ``breaker``: rejected
     calls return ``fallback(*args, **kwargs)`` if a fallback is given, else
     raise CircuitOpenError; permitted ones are timed if the breaker is
@@ -94,23 +97,14 @@ class GuardedFunction(Generic[P, R]):
         function: Callable[P, R],
         fallback: Callable[P, R] | None = None,
     ) -> None:
-        self._breaker = breaker
-        self._function = function
-        self._fallback = fallback
-
-    @property
-    def breaker(self) -> Breaker:
-        """`breaker` is the breaker guarding the function."""
-        return self._breaker
+        super().__init__(breaker, function, fallback)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         breaker = self._breaker
         # A sync breaker's answer (an asyncio one is no GuardedFunction's).
         permit = cast(BreakerPermit | CircuitOpenError, breaker.permit_or_error())
         if isinstance(permit, CircuitOpenError):
-            if self._fallback is not None:
-                return self._fallback(*args, **kwargs)
-            raise permit
+            return cast(R, rejected(permit, self._fallback, args, kwargs))
         start_ns = start(breaker, permit)
         try:
             result = self._function(*args, **kwargs)
@@ -119,11 +113,6 @@ class GuardedFunction(Generic[P, R]):
             raise
         record_result(breaker, permit, start_ns, result)
         return result
-
-    def __get__(self, instance: object, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        return types.MethodType(self, instance)
 
     def __reduce__(self) -> str:
         # Pickled by reference, like the function it replaces (guarded()
@@ -168,12 +157,7 @@ def guard_async(
     async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
         permit = await permit_or_error_async(breaker)
         if isinstance(permit, CircuitOpenError):
-            if fallback is None:
-                raise permit
-            result = fallback(*args, **kwargs)
-            if inspect.isawaitable(result):
-                result = await result
-            return cast(T, result)
+            return cast(T, await rejected_async(permit, fallback, args, kwargs))
         start_ns = start(breaker, permit)
         try:
             result = await function(*args, **kwargs)

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import inspect
 import math
+import types
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from ratefuse.core.errors import CircuitOpenError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 # The start of a call a form did not time (slow-call tracking was off);
 # clock readings are >= 0.
@@ -133,3 +138,60 @@ async def permit_or_error_async(
     if inspect.isawaitable(answer):
         answer = await answer
     return answer
+
+
+def rejected(
+    error: CircuitOpenError,
+    fallback: Callable[..., Any] | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """`rejected` is a rejected call's answer: ``fallback(*args, **kwargs)``,
+    or ``error`` raised when there is no fallback."""
+    if fallback is None:
+        raise error
+    return fallback(*args, **kwargs)
+
+
+async def rejected_async(
+    error: CircuitOpenError,
+    fallback: Callable[..., Any] | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """`rejected_async` is `rejected` for an asyncio call: the fallback's
+    answer is awaited if it is awaitable."""
+    result = rejected(error, fallback, args, kwargs)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+class BreakerCall(ABC, Generic[P, R]):
+    """`BreakerCall` is the base of a sync form that calls ``function``
+    through ``breaker`` (``fallback``: a rejected call's answer, see
+    `rejected`); it binds like a function when used as a method."""
+
+    def __init__(
+        self,
+        breaker: Breaker,
+        function: Callable[P, R],
+        fallback: Callable[P, R] | None,
+    ) -> None:
+        self._breaker = breaker
+        self._function = function
+        self._fallback = fallback
+
+    @property
+    def breaker(self) -> Breaker:
+        """`breaker` is the breaker guarding the function."""
+        return self._breaker
+
+    @abstractmethod
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """`__call__` calls the function through the breaker."""
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        return types.MethodType(self, instance)

@@ -29,13 +29,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import inspect
 import threading
-import types
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Final, Generic, ParamSpec, TypeVar, cast
+from typing import Any, Final, ParamSpec, TypeVar, cast
 
 from ratefuse.core.errors import (
     BulkheadFullError,
@@ -45,11 +43,14 @@ from ratefuse.core.errors import (
 )
 from ratefuse.engine.breaker_steps import (
     Breaker,
+    BreakerCall,
     BreakerPermit,
     finish,
     permit_or_error_async,
     record_exception,
     record_result,
+    rejected,
+    rejected_async,
     start,
 )
 from ratefuse.engine.deadline import bounded, check_seconds
@@ -175,7 +176,7 @@ def record_timeout(
         permit.on_success(duration, now)
 
 
-class TimedFunction(Generic[P, R]):
+class TimedFunction(BreakerCall[P, R]):
     """`TimedFunction` calls a sync ``function`` through ``breaker`` in a
     worker of ``executor`` (None: `default_executor`), waiting at most
     ``timeout`` seconds (see the module); otherwise as GuardedFunction:
@@ -192,18 +193,11 @@ class TimedFunction(Generic[P, R]):
         timeout_is_failure: bool = True,
         executor: CallExecutor | None = None,
     ) -> None:
-        self._breaker = breaker
-        self._function = function
-        self._fallback = fallback
+        super().__init__(breaker, function, fallback)
         self._timeout = check_timeout(timeout)
         self._as_failure = bool(timeout_is_failure)
         self._executor = executor
         functools.update_wrapper(self, function)
-
-    @property
-    def breaker(self) -> Breaker:
-        """`breaker` is the breaker guarding the function."""
-        return self._breaker
 
     @property
     def timeout(self) -> float:
@@ -215,9 +209,7 @@ class TimedFunction(Generic[P, R]):
         breaker = self._breaker
         permit = cast(BreakerPermit | CircuitOpenError, breaker.permit_or_error())
         if isinstance(permit, CircuitOpenError):
-            if self._fallback is not None:
-                return self._fallback(*args, **kwargs)
-            raise permit
+            return cast(R, rejected(permit, self._fallback, args, kwargs))
         start_ns = start(breaker, permit)
         executor = self._executor or default_executor()
         try:
@@ -248,11 +240,6 @@ class TimedFunction(Generic[P, R]):
             raise
         record_result(self._breaker, permit, start_ns, result)
         return result
-
-    def __get__(self, instance: object, owner: type | None = None) -> Any:
-        if instance is None:
-            return self
-        return types.MethodType(self, instance)
 
     def __repr__(self) -> str:
         return (
@@ -285,12 +272,7 @@ def timed_async(
         limit = time_left(seconds)
         permit = await permit_or_error_async(breaker)
         if isinstance(permit, CircuitOpenError):
-            if fallback is None:
-                raise permit
-            result = fallback(*args, **kwargs)
-            if inspect.isawaitable(result):
-                result = await result
-            return cast(T, result)
+            return cast(T, await rejected_async(permit, fallback, args, kwargs))
         start_ns = start(breaker, permit)
         try:
             task = asyncio.ensure_future(function(*args, **kwargs))

@@ -30,8 +30,9 @@ class InterceptorBase:
 
     def __init__(
         self,
-        rules: Sequence[MethodRule] | None,
-        registry: object | None,
+        rules: Sequence[MethodRule] | None = None,
+        *,
+        registry: object | None = None,
         call_deadline: bool = False,
     ) -> None:
         if rules is None and registry is None:

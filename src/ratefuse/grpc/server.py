@@ -11,7 +11,7 @@ and the retry delay in trailing metadata (``grpc-retry-pushback-ms`` and a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import grpc
@@ -26,7 +26,6 @@ from ratefuse.grpc.admission import (
     wait_budget,
 )
 from ratefuse.grpc.base import InterceptorBase
-from ratefuse.grpc.rules import MethodRule
 from ratefuse.grpc.status import denial_metadata
 
 Behavior = Callable[[Any, Any], Any]
@@ -40,15 +39,6 @@ class ServerInterceptor(InterceptorBase, grpc.ServerInterceptor):  # type: ignor
     share it."""
 
     aio = False
-
-    def __init__(
-        self,
-        rules: Sequence[MethodRule] | None = None,
-        *,
-        registry: object | None = None,
-        call_deadline: bool = False,
-    ) -> None:
-        super().__init__(rules, registry, call_deadline)
 
     def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         """`intercept_service` wraps the method's handler in its policy."""

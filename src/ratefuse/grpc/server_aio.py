@@ -11,7 +11,7 @@ loop, within the call's deadline.
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -26,7 +26,6 @@ from ratefuse.grpc.admission import (
     wait_budget,
 )
 from ratefuse.grpc.base import InterceptorBase
-from ratefuse.grpc.rules import MethodRule
 from ratefuse.grpc.status import denial_metadata
 
 Behavior = Callable[[Any, Any], Any]
@@ -37,15 +36,6 @@ class AsyncServerInterceptor(InterceptorBase, grpc.aio.ServerInterceptor):  # ty
     ``grpc.aio.server(interceptors=[...])``. Use it from one event loop."""
 
     aio = True
-
-    def __init__(
-        self,
-        rules: Sequence[MethodRule] | None = None,
-        *,
-        registry: object | None = None,
-        call_deadline: bool = False,
-    ) -> None:
-        super().__init__(rules, registry, call_deadline)
 
     async def intercept_service(
         self, continuation: Any, handler_call_details: Any

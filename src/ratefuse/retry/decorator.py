@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar, cast
 
+from ratefuse.core.args import is_exception_types
 from ratefuse.retry.budget import RetryBudget
 from ratefuse.retry.plan import (
     DEFAULT_JITTER,
@@ -32,8 +33,14 @@ R = TypeVar("R")
 
 
 class Retry:
-    """`Retry` is the policy of `retry` (see there); calling it on a
-    function decorates it."""
+    """`Retry` (also named `retry`) is a decorator (sync and coroutine
+    functions) that makes up to ``attempts`` attempts while they raise one
+    of ``retry_on`` (by default the retriable ratefuse errors,
+    `plan.RETRIABLE`), waiting between them what the planner says (an
+    error's retry_after times 1 + ``jitter`` * ``rng()``, else
+    ``backoff``), within the running call's deadline and the ``budget``.
+    ``sleep``/``async_sleep`` and ``rng`` are for tests. ValueError naming
+    the field for a bad value. Calling it on a function decorates it."""
 
     def __init__(
         self,
@@ -51,10 +58,7 @@ class Retry:
             raise ValueError(f"attempts must be an int, got {attempts!r}")
         if attempts < 1:
             raise ValueError(f"attempts must be >= 1, got {attempts}")
-        if not isinstance(retry_on, tuple) or not all(
-            isinstance(kind, type) and issubclass(kind, BaseException)
-            for kind in retry_on
-        ):
+        if not is_exception_types(retry_on):
             raise ValueError(
                 f"retry_on must be a tuple of exception types, got {retry_on!r}"
             )
@@ -124,31 +128,5 @@ class Retry:
         return f"<Retry attempts={self.attempts} on {len(self.retry_on)} errors>"
 
 
-def retry(
-    attempts: int = 3,
-    *,
-    retry_on: tuple[type[BaseException], ...] = RETRIABLE,
-    backoff: Backoff | None = None,
-    jitter: float = DEFAULT_JITTER,
-    budget: RetryBudget | None = None,
-    sleep: Callable[[float], object] | None = None,
-    async_sleep: Callable[[float], Awaitable[object]] | None = None,
-    rng: Callable[[], float] | None = None,
-) -> Retry:
-    """`retry` is a decorator (sync and coroutine functions) that makes up
-    to ``attempts`` attempts while they raise one of ``retry_on`` (by
-    default the retriable ratefuse errors, `plan.RETRIABLE`), waiting
-    between them what the planner says (an error's retry_after times
-    1 + ``jitter`` * ``rng()``, else ``backoff``), within the running call's
-    deadline and the ``budget``. ``sleep``/``async_sleep`` and ``rng`` are
-    for tests. ValueError naming the field for a bad value."""
-    return Retry(
-        attempts,
-        retry_on=retry_on,
-        backoff=backoff,
-        jitter=jitter,
-        budget=budget,
-        sleep=sleep,
-        async_sleep=async_sleep,
-        rng=rng,
-    )
+# `retry` is the decorator's name for users: ``@retry(3)`` makes a Retry.
+retry = Retry

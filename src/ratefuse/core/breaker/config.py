@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
+from ratefuse.core.args import is_exception_types
 from ratefuse.core.breaker.spec import (
     MAX_DURATION_NS,
     MAX_HALF_OPEN_CALLS,
@@ -215,9 +216,7 @@ def _check_int(field: str, value: object, low: int, high: int | None) -> None:
 
 
 def _check_exception_types(field: str, value: object) -> None:
-    if not isinstance(value, tuple) or not all(
-        isinstance(kind, type) and issubclass(kind, BaseException) for kind in value
-    ):
+    if not is_exception_types(value):
         raise ValueError(f"{field} must be a tuple of exception types, got {value!r}")
 
 
