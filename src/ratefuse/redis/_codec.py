@@ -90,11 +90,15 @@ class Packer:
         "_batch_argc",
         "_fcall_head",
         "_fcall_tail",
+        "_lean",
+        "_lean_head",
+        "_lean_tail",
         "_single_head",
         "_tail",
         "capacities",
         "functions",
         "script",
+        "single_script",
     )
 
     def __init__(self, script: Script, specs: Sequence[WireLimit]) -> None:
@@ -119,6 +123,22 @@ class Packer:
         function = script.function or b""
         self._fcall_head = b"*7\r\n$5\r\nFCALL\r\n%s$1\r\n1\r\n" % _bulk(function)
         self._fcall_tail = _bulk(" ".join(spec.field for spec in specs).encode())
+        # One limit of an algorithm with a lean decider: single decisions
+        # on EVALSHA go to its lean script, and both paths may reply one
+        # integer (see LeanLimit).
+        self._lean = LeanLimit.of(script.algorithm, specs) if script.lean else None
+        self.single_script = script
+        if self._lean is not None and script.lean is not None:
+            self.single_script = script.lean
+            lean = specs[0]
+            self._lean_head = b"*9\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n1\r\n" % (
+                script.lean.sha
+            )
+            span = lean.interval_us if self._lean.meter else lean.period_us
+            self._lean_tail = b"".join(
+                _bulk(arg)
+                for arg in (lean.field.encode(), b"%d" % lean.capacity, b"%d" % span)
+            )
 
     def fcall(self, key: bytes, cost: int, now_us: int | None) -> bytes:
         """`fcall` packs one key's call of the library function (only when
@@ -137,9 +157,21 @@ class Packer:
         )
 
     def single(self, key: bytes, cost: int, now_us: int | None) -> bytes:
-        """`single` packs one key's call; the reply is five integers."""
+        """`single` packs one key's EVALSHA of `single_script`: the lean
+        script's (one integer or five) or the exact script's (five)."""
         now = b"-1" if now_us is None else b"%d" % now_us
         units = b"%d" % cost
+        if self._lean is not None:
+            return b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n%s" % (
+                self._lean_head,
+                len(key),
+                key,
+                len(now),
+                now,
+                len(units),
+                units,
+                self._lean_tail,
+            )
         return b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n$1\r\ns\r\n$%d\r\n%s\r\n%s" % (
             self._single_head,
             len(key),
@@ -176,6 +208,64 @@ class Packer:
                 self._tail,
             )
         )
+
+    def decode(self, reply: object, cost: int) -> RawReply:
+        """`decode` reads a single decision's reply to ``cost``: a lean
+        decider's integer, or five integers (`decode_single`)."""
+        if type(reply) is int and self._lean is not None:
+            return self._lean.verdict(reply, cost)
+        return decode_single(reply)
+
+
+class LeanLimit(NamedTuple):
+    """`LeanLimit` rebuilds the verdict of a lean decider (lua/lean.lua)
+    from its one integer, exactly: v >= 0 admitted, else denied with
+    payload -v - 1. gcra's payload is the backlog (reset_after); a fixed
+    window's is window_end * (capacity + 1) + count."""
+
+    meter: bool
+    capacity: int
+    span: int
+
+    @classmethod
+    def of(cls, algorithm: str, specs: Sequence[WireLimit]) -> LeanLimit | None:
+        """`of` is the LeanLimit of one limit (None: several limits, or
+        a window whose payload could reach 2**53, which the library then
+        decides on its general path)."""
+        if len(specs) != 1:
+            return None
+        spec = specs[0]
+        if algorithm == "gcra":
+            return cls(True, spec.capacity, spec.interval_us)
+        if (2 * spec.period_us + 1) * (spec.capacity + 1) >= 1 << 53:
+            return None
+        return cls(False, spec.capacity, spec.period_us)
+
+    def verdict(self, reply: int, cost: int) -> RawReply:
+        """`verdict` is the five integers of the general scripts' verdict
+        for ``reply`` to ``cost``."""
+        allowed = reply >= 0
+        payload = reply if allowed else -reply - 1
+        capacity = self.capacity
+        if self.meter:
+            interval = self.span
+            tau = interval * capacity
+            remaining = (tau - payload) // interval if payload <= tau else 0
+            if allowed:
+                retry = 0
+            elif cost > capacity:
+                retry = NEVER
+            else:
+                retry = payload + cost * interval - tau
+            return (int(allowed), remaining, retry, payload, 0)
+        window_end, count = divmod(payload, capacity + 1)
+        if allowed:
+            retry = 0
+        elif cost > capacity:
+            retry = NEVER
+        else:
+            retry = window_end
+        return (int(allowed), capacity - count, retry, window_end if count else 0, 0)
 
 
 def decode_single(reply: object) -> RawReply:

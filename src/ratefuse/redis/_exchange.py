@@ -44,7 +44,6 @@ from ratefuse.redis._codec import (
     Packer,
     RawReply,
     decode_batch,
-    decode_single,
     function_load,
     script_load,
 )
@@ -247,7 +246,10 @@ class Call:
         if self.repair:
             pieces.append(repair_command(self.keys, self._packer.script))
         if self.load:
-            pieces.append(script_load(self._packer.script))
+            packer = self._packer
+            pieces.append(
+                script_load(packer.single_script if self.single else packer.script)
+            )
         if self.load_function:
             pieces.append(function_load(library()))
         if self.ask is not None:
@@ -610,7 +612,7 @@ def _settle(
         return None
     try:
         replies = (
-            [decode_single(reply)]
+            [packer.decode(reply, call.costs[0])]
             if call.single
             else decode_batch(reply, len(call.positions))
         )

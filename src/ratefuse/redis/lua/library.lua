@@ -16,7 +16,8 @@
 --           "<capacity>/<period_us>" (windows) or
 --           "<capacity>/<period_us>/<interval_us>" (gcra), the ids the
 --           keys' layouts already store, so a limit is its id.
--- The reply is the five integers of arguments.lua's verdict.
+-- The reply is lean.lua's integer for what its deciders decide (one
+-- limit, see there), else the five integers of arguments.lua's verdict.
 
 -- Parsed limits by their wire string: a limiter sends the same string on
 -- every call. Bounded: when full it starts afresh (the strings of the
@@ -44,6 +45,10 @@ local function parse_limits(wire)
       two = '^' .. id .. ' (%d+) (%d+)$',
       three = '^' .. id .. ' (%d+) (%d+) (%d+)$',
     }
+    local spec = specs[#specs]
+    -- Whether a window's lean reply (window_end * (capacity + 1) + count,
+    -- window_end at most two periods) stays below 2^53.
+    spec.fits = (2 * spec.period + 1) * (spec.capacity + 1) < 9007199254740992
   end
   if #specs == 0 then
     return error('ratefuse: no limits given')
@@ -192,6 +197,15 @@ local function decide_one(algorithm, keys, args)
     return decide_two(algorithm, key, specs, now, cost)
   end
   local spec = specs[1]
+  local lean = algorithm.lean
+  if lean and (algorithm.meter or spec.fits) then
+    -- lean.lua's decider (nil: a value it does not read, decided below).
+    local verdict = lean(key, now, cost, spec.id, spec[algorithm.pattern], spec.capacity,
+      spec[algorithm.span])
+    if verdict then
+      return verdict
+    end
+  end
   spec.latest = false
   local raw = call('GET', key)
   local state = algorithm.state
@@ -248,6 +262,11 @@ local function register(name, algorithm)
   -- The words of a new subject, nil beyond the width.
   algorithm.zero2 = width >= 2 and 0 or nil
   algorithm.zero3 = width >= 3 and 0 or nil
+  -- The lean decider, the pattern of its value and its span (lean.lua).
+  algorithm.lean = LEAN[name]
+  algorithm.meter = name == 'gcra'
+  algorithm.pattern = width == 1 and 'one' or 'two'
+  algorithm.span = name == 'gcra' and 'interval' or 'period'
   deciders[name] = function(keys, args)
     return decide_one(algorithm, keys, args)
   end

@@ -1,0 +1,107 @@
+-- The lean single decisions: one subject, one limit, a value that is
+-- exactly this limit's entry in the "string" layout (or no value). Each
+-- does only what that decision needs: no tables, no prelude, integer
+-- arithmetic on doubles (exact below 2^53: a % b is a - floor(a / b) * b
+-- in C, exact there, so (a - a % b) / b is the exact quotient), and one
+-- integer as the reply, from which the client rebuilds the verdict
+-- exactly (ratefuse/redis/_lean.py). A value they do not read (other
+-- limits beside this one, damage, a state no decision leaves) returns nil:
+-- the caller decides it on the general path, which reads and repairs
+-- everything. Used by the Functions library (library.lua, with the limit
+-- parsed once) and by the lean EVALSHA scripts (lean_script.lua).
+--
+-- Arguments: key, now (integer us), cost, id (the limit's field id),
+-- pattern ('^<id> (%d+)$', with as many words as the layout has),
+-- capacity, and span (gcra: the emission interval T; the windows: the
+-- period), all numbers but key, id and pattern.
+--
+-- Replies: v >= 0 means admitted, v < 0 denied with payload -v - 1.
+
+local lean_call, lean_match, lean_format = redis.call, string.match, string.format
+
+-- gcra_lean: the payload is the backlog (max(tat, now) - now once
+-- decided: reset_after), below 2^51 (tat at most now + 2 tau).
+local function gcra_lean(key, now, cost, id, pattern, capacity, interval)
+  local tau = interval * capacity
+  local raw = lean_call('GET', key)
+  local tat = 0
+  if raw then
+    local word = lean_match(raw, pattern)
+    if not word then
+      return nil
+    end
+    tat = tonumber(word)
+    -- gcra_valid: a clock that went back by up to tau is honoured.
+    if tat > now + 2 * tau then
+      return nil
+    end
+  end
+  local start = tat > now and tat or now
+  if cost <= capacity then
+    local new_tat = start + cost * interval
+    if new_tat - now <= tau then
+      -- As save_string: a changed state, and a new subject's only when
+      -- it carries information (reset > 0). Expiry: floor(tat / 1000) + 1.
+      if new_tat ~= tat and (raw or new_tat > now) then
+        lean_call('SET', key, lean_format('%s %d', id, new_tat), 'PXAT',
+          lean_format('%d', (new_tat - new_tat % 1000) / 1000 + 1))
+      end
+      return new_tat - now
+    end
+  end
+  return now - start - 1
+end
+
+-- fixed_window_lean: the payload is window_end * (capacity + 1) + count,
+-- window_end (time to the window's end, at most two periods) and count
+-- after the decision; the client sends here only limits where that stays
+-- below 2^53. A write in the same window keeps the key's expiry (KEEPTTL),
+-- which is a function of the window alone: every write of a window with
+-- a count set the same PXAT, so the expiry is the same and old keys
+-- decide alike.
+local function fixed_window_lean(key, now, cost, id, pattern, capacity, period)
+  local raw = lean_call('GET', key)
+  local current = (now - now % period) / period
+  local window, count = 0, 0
+  if raw then
+    local first, second = lean_match(raw, pattern)
+    if not first then
+      return nil
+    end
+    window, count = tonumber(first), tonumber(second)
+    -- fixed_window_valid: the next window at most (a clock gone back).
+    if window > current + 1 or count > capacity then
+      return nil
+    end
+  end
+  local new_window, new_count = window, count
+  if current > window then
+    new_window, new_count = current, 0
+  end
+  local window_end = (new_window + 1) * period - now
+  local allowed = cost <= capacity and new_count + cost <= capacity
+  if allowed then
+    new_count = new_count + cost
+  end
+  if (new_window ~= window or new_count ~= count) and (raw or new_count > 0) then
+    local value = lean_format('%s %d %d', id, new_window, new_count)
+    if raw and new_window == window and count > 0 then
+      lean_call('SET', key, value, 'KEEPTTL')
+    else
+      local at = now
+      if new_count > 0 then
+        at = now + window_end
+      end
+      lean_call('SET', key, value, 'PXAT', lean_format('%d', (at - at % 1000) / 1000 + 1))
+    end
+  end
+  local payload = window_end * (capacity + 1) + new_count
+  if allowed then
+    return payload
+  end
+  return -payload - 1
+end
+
+-- The lean decider of each algorithm that has one, and its layout's
+-- words per limit (the pattern's).
+local LEAN = {gcra = gcra_lean, fixed_window = fixed_window_lean}
