@@ -134,7 +134,9 @@ class Packer:
             self._lean_head = b"*9\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n1\r\n" % (
                 script.lean.sha
             )
-            span = lean.interval_us if self._lean.meter else lean.period_us
+            span = (
+                lean.interval_us if self._lean.algorithm == "gcra" else lean.period_us
+            )
             self._lean_tail = b"".join(
                 _bulk(arg)
                 for arg in (lean.field.encode(), b"%d" % lean.capacity, b"%d" % span)
@@ -212,60 +214,118 @@ class Packer:
     def decode(self, reply: object, cost: int) -> RawReply:
         """`decode` reads a single decision's reply to ``cost``: a lean
         decider's integer, or five integers (`decode_single`)."""
-        if type(reply) is int and self._lean is not None:
-            return self._lean.verdict(reply, cost)
+        lean = self._lean
+        if lean is not None and (
+            type(reply) is int or (isinstance(reply, list) and len(reply) == 3)
+        ):
+            raw = lean.verdict(reply, cost)
+            if raw[1] < 0 or raw[2] < NEVER or raw[3] < 0:
+                check_reply(raw)
+            return raw
         return decode_single(reply)
 
 
 class LeanLimit(NamedTuple):
     """`LeanLimit` rebuilds the verdict of a lean decider (lua/lean.lua)
-    from its one integer, exactly: v >= 0 admitted, else denied with
-    payload -v - 1. gcra's payload is the backlog (reset_after); a fixed
-    window's is window_end * (capacity + 1) + count."""
+    from its reply, exactly: v >= 0 admitted, else denied with payload
+    -v - 1. gcra's payload is the backlog (reset_after); a fixed window's
+    window_end * (capacity + 1) + count; a sliding window's
+    (e * (capacity + 1) + prev) * (capacity + 1) + cur, or the three
+    integers {e or -e - 1, prev, cur} where that would reach 2**53."""
 
-    meter: bool
+    algorithm: str
     capacity: int
     span: int
 
     @classmethod
     def of(cls, algorithm: str, specs: Sequence[WireLimit]) -> LeanLimit | None:
         """`of` is the LeanLimit of one limit (None: several limits, or
-        a window whose payload could reach 2**53, which the library then
-        decides on its general path)."""
+        a fixed window whose payload could reach 2**53, which the library
+        then decides on its general path)."""
         if len(specs) != 1:
             return None
         spec = specs[0]
         if algorithm == "gcra":
-            return cls(True, spec.capacity, spec.interval_us)
-        if (2 * spec.period_us + 1) * (spec.capacity + 1) >= 1 << 53:
+            return cls(algorithm, spec.capacity, spec.interval_us)
+        if (
+            algorithm == "fixed_window"
+            and (2 * spec.period_us + 1) * (spec.capacity + 1) >= 1 << 53
+        ):
             return None
-        return cls(False, spec.capacity, spec.period_us)
+        return cls(algorithm, spec.capacity, spec.period_us)
 
-    def verdict(self, reply: int, cost: int) -> RawReply:
+    def verdict(self, reply: object, cost: int) -> RawReply:
         """`verdict` is the five integers of the general scripts' verdict
-        for ``reply`` to ``cost``."""
-        allowed = reply >= 0
-        payload = reply if allowed else -reply - 1
+        for ``reply`` to ``cost``; ValueError for a reply no lean decider
+        gives."""
         capacity = self.capacity
-        if self.meter:
-            interval = self.span
-            tau = interval * capacity
-            remaining = (tau - payload) // interval if payload <= tau else 0
-            if allowed:
-                retry = 0
-            elif cost > capacity:
-                retry = NEVER
-            else:
-                retry = payload + cost * interval - tau
-            return (int(allowed), remaining, retry, payload, 0)
-        window_end, count = divmod(payload, capacity + 1)
+        if type(reply) is not int:
+            if self.algorithm != "sliding_window" or not isinstance(reply, list):
+                raise ValueError(f"unexpected script reply {reply!r}")
+            signed, prev, cur = reply
+            allowed = signed >= 0
+            e = signed if allowed else -signed - 1
+        else:
+            allowed = reply >= 0
+            payload = reply if allowed else -reply - 1
+            if self.algorithm == "gcra":
+                return self._gcra(allowed, payload, cost)
+            if self.algorithm == "fixed_window":
+                window_end, count = divmod(payload, capacity + 1)
+                retry = 0 if allowed else NEVER if cost > capacity else window_end
+                reset = window_end if count else 0
+                return (int(allowed), capacity - count, retry, reset, 0)
+            rest, cur = divmod(payload, capacity + 1)
+            e, prev = divmod(rest, capacity + 1)
+        return self._sliding_window(allowed, e, prev, cur, cost)
+
+    def _gcra(self, allowed: bool, backlog: int, cost: int) -> RawReply:
+        capacity, interval = self.capacity, self.span
+        tau = interval * capacity
+        remaining = (tau - backlog) // interval if backlog <= tau else 0
         if allowed:
             retry = 0
         elif cost > capacity:
             retry = NEVER
         else:
-            retry = window_end
-        return (int(allowed), capacity - count, retry, window_end if count else 0, 0)
+            retry = backlog + cost * interval - tau
+        return (int(allowed), remaining, retry, backlog, 0)
+
+    def _sliding_window(
+        self, allowed: bool, e: int, prev: int, cur: int, cost: int
+    ) -> RawReply:
+        # As sliding_window.lua's step, from start - now = period - e.
+        limit, period = self.capacity, self.span
+        ahead = period - e  # start - now
+        elapsed = -ahead if ahead < 0 else 0
+        weighted_prev = prev * (period - elapsed)
+        if allowed:
+            retry = 0
+        elif cost > limit:
+            retry = NEVER
+        else:
+            retry = _retry_offset(period, limit, cur, prev, cost) + ahead
+        remaining = (limit * period - weighted_prev - cur * period) // period
+        reset = 0
+        if cur > 0:
+            reset = ahead + 2 * period
+        elif prev > 0:
+            reset = ahead + period
+        return (int(allowed), max(remaining, 0), retry, reset, 0)
+
+
+def _retry_offset(period: int, limit: int, cur: int, prev: int, cost: int) -> int:
+    # sliding_window.lua's retry_offset: the offset from the window start
+    # at which cost fits (it does not fit now; cost <= limit).
+    room = limit - cur - cost
+    if room >= 0:
+        needed = period - room * period // prev
+        if needed < period:
+            return needed
+    if cur == 0:
+        return period
+    needed = period - (limit - cost) * period // cur
+    return period + max(needed, 0)
 
 
 def decode_single(reply: object) -> RawReply:

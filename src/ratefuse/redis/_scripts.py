@@ -67,7 +67,7 @@ LIBRARY_PRELUDE: Final = (
 )
 # Algorithms with a lean single decision (lua/lean.lua): one limit, on
 # FCALL and on a lean EVALSHA script of its own (see :func:`lean_script`).
-LEAN_ALGORITHMS: Final = ("gcra", "fixed_window")
+LEAN_ALGORITHMS: Final = ("gcra", "fixed_window", "sliding_window")
 # An algorithm file's closing statement, and what it becomes in the library.
 _RUN: Final = b"return run("
 

@@ -102,6 +102,72 @@ local function fixed_window_lean(key, now, cost, id, pattern, capacity, period)
   return -payload - 1
 end
 
--- The lean decider of each algorithm that has one, and its layout's
--- words per limit (the pattern's).
-local LEAN = {gcra = gcra_lean, fixed_window = fixed_window_lean}
+-- sliding_window_lean: the payload holds, once decided, the count of
+-- the window (cur) and of the one before (prev), and e = now - start +
+-- period in [0, 2 periods): (e * (capacity + 1) + prev) * (capacity + 1)
+-- + cur when that stays below 2^53, else the reply is the three integers
+-- {e (-e - 1: denied), prev, cur}. A write in the same window after one
+-- with a count keeps the key's expiry (KEEPTTL: (window + 2) periods,
+-- a function of the window alone), as fixed_window_lean's.
+local function sliding_window_lean(key, now, cost, id, pattern, capacity, period)
+  local raw = lean_call('GET', key)
+  local current = (now - now % period) / period
+  local window, cur, prev = 0, 0, 0
+  if raw then
+    local first, second, third = lean_match(raw, pattern)
+    if not first then
+      return nil
+    end
+    window, cur, prev = tonumber(first), tonumber(second), tonumber(third)
+    -- sliding_window_valid.
+    if window > current + 1 or cur > capacity or prev > capacity then
+      return nil
+    end
+  end
+  local new_window, new_cur, new_prev = window, cur, prev
+  if current > window then
+    new_prev = current == window + 1 and cur or 0
+    new_window, new_cur = current, 0
+  end
+  local start = new_window * period
+  local elapsed = now > start and now - start or 0
+  local allowed = cost <= capacity
+    and new_prev * (period - elapsed) + (new_cur + cost) * period <= capacity * period
+  if allowed then
+    new_cur = new_cur + cost
+  end
+  if new_window ~= window or new_cur ~= cur or new_prev ~= prev then
+    local reset = 0
+    if new_cur > 0 then
+      reset = start + 2 * period - now
+    elseif new_prev > 0 then
+      reset = start + period - now
+    end
+    if raw or reset > 0 then
+      local value = lean_format('%s %d %d %d', id, new_window, new_cur, new_prev)
+      if raw and new_window == window and cur > 0 then
+        lean_call('SET', key, value, 'KEEPTTL')
+      else
+        local at = now + reset
+        lean_call('SET', key, value, 'PXAT', lean_format('%d', (at - at % 1000) / 1000 + 1))
+      end
+    end
+  end
+  local e = now - start + period
+  local base = capacity + 1
+  if (2 * period + 1) * base * base < 9007199254740992 then
+    local payload = (e * base + new_prev) * base + new_cur
+    if allowed then
+      return payload
+    end
+    return -payload - 1
+  end
+  return {allowed and e or -e - 1, new_prev, new_cur}
+end
+
+-- The lean decider of each algorithm that has one.
+local LEAN = {
+  gcra = gcra_lean,
+  fixed_window = fixed_window_lean,
+  sliding_window = sliding_window_lean,
+}

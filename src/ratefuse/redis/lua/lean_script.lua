@@ -23,14 +23,21 @@ local function lean_run(algorithm)
     end
   end
   local id = ARGV[3]
-  local words = algorithm == 'gcra' and ' (%d+)$' or ' (%d+) (%d+)$'
-  local verdict = LEAN[algorithm](KEYS[1], now, tonumber(ARGV[2]), id,
+  local words = ' (%d+)$'
+  if algorithm == 'fixed_window' then
+    words = ' (%d+) (%d+)$'
+  elseif algorithm == 'sliding_window' then
+    words = ' (%d+) (%d+) (%d+)$'
+  end
+  -- The common cost without a conversion.
+  local cost = ARGV[2]
+  local verdict = LEAN[algorithm](KEYS[1], now, cost == '1' and 1 or tonumber(cost), id,
     '^' .. id .. words, tonumber(ARGV[4]), tonumber(ARGV[5]))
   if verdict then
     return verdict
   end
   -- The general script's convention (see arguments.lua), on this now.
-  local cost, capacity, span = ARGV[2], ARGV[4], ARGV[5]
+  local capacity, span = ARGV[4], ARGV[5]
   ARGV[1], ARGV[2], ARGV[3], ARGV[4] = string.format('%d', now), 's', cost, '1'
   ARGV[5], ARGV[6] = id, capacity
   if algorithm == 'gcra' then

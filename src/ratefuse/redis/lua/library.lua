@@ -188,7 +188,9 @@ local function decide_one(algorithm, keys, args)
   else
     now = read_now(now)
   end
-  local cost = tonumber(args[2])
+  -- The common cost without a conversion.
+  local cost = args[2]
+  cost = cost == '1' and 1 or tonumber(cost)
   local key = keys[1]
   if algorithm.hash or specs[3] then
     return decide_general(algorithm, key, specs, now, cost, nil)
@@ -198,7 +200,7 @@ local function decide_one(algorithm, keys, args)
   end
   local spec = specs[1]
   local lean = algorithm.lean
-  if lean and (algorithm.meter or spec.fits) then
+  if lean and (spec.fits or not algorithm.bounded) then
     -- lean.lua's decider (nil: a value it does not read, decided below).
     local verdict = lean(key, now, cost, spec.id, spec[algorithm.pattern], spec.capacity,
       spec[algorithm.span])
@@ -264,8 +266,9 @@ local function register(name, algorithm)
   algorithm.zero3 = width >= 3 and 0 or nil
   -- The lean decider, the pattern of its value and its span (lean.lua).
   algorithm.lean = LEAN[name]
-  algorithm.meter = name == 'gcra'
-  algorithm.pattern = width == 1 and 'one' or 'two'
+  -- A fixed window's lean reply has one form, for limits that fit it.
+  algorithm.bounded = name == 'fixed_window'
+  algorithm.pattern = ({'one', 'two', 'three'})[width]
   algorithm.span = name == 'gcra' and 'interval' or 'period'
   deciders[name] = function(keys, args)
     return decide_one(algorithm, keys, args)
