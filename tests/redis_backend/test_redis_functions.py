@@ -31,7 +31,7 @@ BASE_US = 4_000_000_000_000_000
 # on running the old code under the name the new code calls.
 LIBRARY_DIGESTS = {
     1: "75381f5b2080d549a5dd935b0f7e94211ff3f3d17e9d62a39c3ad63219df42cb",
-    2: "2def06cb7565d4ac303f3e12a6302a271b6e05e54f2dbad5aa600bb6356e75e1",
+    2: "975bb4071402ae27dfc527d0ba4c66161f890cbe8cc2c8506beea516f9cb240b",
 }
 
 

@@ -3,7 +3,8 @@ a sliding window, on FCALL of the library and on the lean EVALSHA
 script (both paths, by the script_path parametrization), decide exactly
 as the reference cores, in every reply form: one integer, the sliding
 window's three integers for limits too large for one, and a fixed
-window too large for one going to the general path. Keys written by the
+window too large for one going to the general path; a compound of two
+gcra limits on FCALL (one integer or two). Keys written by the
 general scripts (what an older client wrote) decide alike, and a write
 in the same window keeps the key's expiry."""
 
@@ -33,10 +34,14 @@ from ratefuse.redis._wire_limits import to_wire_limits
 def large_specs(draw: st.DrawFn, algorithm: str) -> LimitSpec:
     """Limits whose windows' lean payload may not fit one integer."""
     period = draw(st.integers(1_000, 10_000_000))
-    capacity = draw(st.integers(1, min(2**50 // period, 10**9)))
     if algorithm == "gcra":
-        return LimitSpec("gcra", capacity, period, max(1, period // capacity))
-    return LimitSpec(algorithm, capacity, period, 0)
+        # tau up to 10**12 us: a pair's two backlogs may not fit one integer.
+        capacity = draw(st.integers(1, 1000))
+        interval = draw(st.integers(1, 10**9))
+        return LimitSpec("gcra", capacity, capacity * interval, interval)
+    # A fixed window's limit is bounded by nothing but the costs (2**53).
+    top = 2**40 if algorithm == "fixed_window" else min(2**50 // period, 10**9)
+    return LimitSpec(algorithm, draw(st.integers(1, top)), period, 0)
 
 
 @pytest.mark.parametrize("algorithm", LEAN_ALGORITHMS)
@@ -48,6 +53,19 @@ def test_large_limits_decide_as_the_reference(
     spec = data.draw(large_specs(algorithm))
     trace = data.draw(traces(spec.period_ns, spec.capacity))
     run_trace(bind(node_backend, [spec], fresh_name), [spec], trace, BASE_US)
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_gcra_pairs_decide_as_the_reference(
+    node_backend, fresh_name, data: st.DataObject
+) -> None:
+    # Small and large taus: the library's pair replies one integer or two.
+    specs = [data.draw(large_specs("gcra")), data.draw(large_specs("gcra"))]
+    trace = data.draw(
+        traces(min(s.period_ns for s in specs), min(s.capacity for s in specs))
+    )
+    run_trace(bind(node_backend, specs, fresh_name), specs, trace, BASE_US)
 
 
 def test_reply_forms_follow_the_limit() -> None:

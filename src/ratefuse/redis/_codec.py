@@ -93,6 +93,7 @@ class Packer:
         "_lean",
         "_lean_head",
         "_lean_tail",
+        "_pair",
         "_single_head",
         "_tail",
         "capacities",
@@ -128,6 +129,8 @@ class Packer:
         # integer (see LeanLimit).
         self._lean = LeanLimit.of(script.algorithm, specs) if script.lean else None
         self.single_script = script
+        # Two gcra limits: the library may reply LeanPair's form (FCALL).
+        self._pair = LeanPair.of(script.algorithm, specs) if script.lean else None
         if self._lean is not None and script.lean is not None:
             self.single_script = script.lean
             lean = specs[0]
@@ -214,6 +217,14 @@ class Packer:
     def decode(self, reply: object, cost: int) -> RawReply:
         """`decode` reads a single decision's reply to ``cost``: a lean
         decider's integer, or five integers (`decode_single`)."""
+        pair = self._pair
+        if pair is not None and (
+            type(reply) is int or (isinstance(reply, list) and len(reply) == 2)
+        ):
+            raw = pair.verdict(reply, cost)
+            if raw[1] < 0 or raw[2] < NEVER or raw[3] < 0:
+                check_reply(raw)
+            return raw
         lean = self._lean
         if lean is not None and (
             type(reply) is int or (isinstance(reply, list) and len(reply) == 3)
@@ -312,6 +323,83 @@ class LeanLimit(NamedTuple):
         elif prev > 0:
             reset = ahead + period
         return (int(allowed), max(remaining, 0), retry, reset, 0)
+
+
+class LeanPair(NamedTuple):
+    """`LeanPair` rebuilds the verdict of the library's lean compound of
+    two gcra limits (lua/lean.lua's gcra_pair_lean) from the two backlogs
+    before the decision: one integer b1 * (2 tau2 + 1) + b2, or the two.
+    ``limits`` are (capacity, interval_us) per limit."""
+
+    limits: tuple[tuple[int, int], tuple[int, int]]
+
+    @classmethod
+    def of(cls, algorithm: str, specs: Sequence[WireLimit]) -> LeanPair | None:
+        """`of` is the LeanPair of two gcra limits (None: anything else)."""
+        if algorithm != "gcra" or len(specs) != 2:
+            return None
+        first, second = specs
+        return cls(
+            ((first.capacity, first.interval_us), (second.capacity, second.interval_us))
+        )
+
+    def verdict(self, reply: object, cost: int) -> RawReply:
+        """`verdict` is the five integers of the general scripts' verdict
+        for ``reply`` to ``cost``; ValueError for a reply it never gives."""
+        capacity2, interval2 = self.limits[1]
+        if type(reply) is int:
+            backlogs = divmod(reply, 2 * capacity2 * interval2 + 1)
+        elif isinstance(reply, list) and len(reply) == 2:
+            backlogs = (reply[0], reply[1])
+        else:
+            raise ValueError(f"unexpected script reply {reply!r}")
+        news = [
+            backlog + cost * interval
+            for backlog, (_, interval) in zip(backlogs, self.limits, strict=True)
+        ]
+        fits = [
+            cost <= capacity and new <= capacity * interval
+            for new, (capacity, interval) in zip(news, self.limits, strict=True)
+        ]
+        allowed = all(fits)
+        verdicts = []
+        for backlog, new, fit, (capacity, interval) in zip(
+            backlogs, news, fits, self.limits, strict=True
+        ):
+            tau = capacity * interval
+            if allowed:
+                verdicts.append((True, (tau - new) // interval, 0, new))
+                continue
+            remaining = (tau - backlog) // interval if backlog <= tau else 0
+            retry = 0 if fit else NEVER if cost > capacity else new - tau
+            verdicts.append((fit, remaining, retry, backlog))
+        return _combine(allowed, verdicts)
+
+
+def _later(retry: int, than: int) -> bool:
+    # compound.lua's later: retry delays ordered with NEVER as the latest.
+    if than == NEVER:
+        return False
+    return retry == NEVER or retry > than
+
+
+def _combine(allowed: bool, verdicts: list[tuple[bool, int, int, int]]) -> RawReply:
+    # compound.lua's combine: the binding limit, the latest retry, the
+    # least remaining and the latest reset.
+    binding, retry = 0, 0
+    remaining, reset = verdicts[0][1], verdicts[0][3]
+    for index, verdict in enumerate(verdicts):
+        best = verdicts[binding]
+        if allowed:
+            if verdict[1] < best[1]:
+                binding = index
+        elif not verdict[0] and (best[0] or _later(verdict[2], best[2])):
+            binding = index
+        if _later(verdict[2], retry):
+            retry = verdict[2]
+        remaining = min(remaining, verdict[1])
+        reset = max(reset, verdict[3])
+    return (int(allowed), remaining, retry, reset, binding)
 
 
 def _retry_offset(period: int, limit: int, cur: int, prev: int, cost: int) -> int:

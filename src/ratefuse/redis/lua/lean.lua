@@ -165,6 +165,46 @@ local function sliding_window_lean(key, now, cost, id, pattern, capacity, period
   return {allowed and e or -e - 1, new_prev, new_cur}
 end
 
+-- gcra_pair_lean: a compound of two gcra limits (library only: specs
+-- are its parsed limits, with the pattern and format of their value as
+-- encode_string writes it, "<id1> <tat1> <id2> <tat2>"). Both admit and
+-- both consume, or neither does. There is no sign: the payload is the
+-- two backlogs before the decision, b1 * (2 tau2 + 1) + b2 when that
+-- stays below 2^53, else the reply is the two integers {b1, b2}; the
+-- client derives each limit's verdict and combines them.
+local function gcra_pair_lean(key, now, cost, specs)
+  local first, second = specs[1], specs[2]
+  local capacity1, interval1 = first.capacity, first.interval
+  local capacity2, interval2 = second.capacity, second.interval
+  local tau1, tau2 = capacity1 * interval1, capacity2 * interval2
+  local raw = lean_call('GET', key)
+  local tat1, tat2 = 0, 0
+  if raw then
+    local one, two = lean_match(raw, specs.pattern[1])
+    if not one then
+      return nil
+    end
+    tat1, tat2 = tonumber(one), tonumber(two)
+    if tat1 > now + 2 * tau1 or tat2 > now + 2 * tau2 then
+      return nil
+    end
+  end
+  local start1 = tat1 > now and tat1 or now
+  local start2 = tat2 > now and tat2 or now
+  local new1, new2 = start1 + cost * interval1, start2 + cost * interval2
+  if cost <= capacity1 and cost <= capacity2 and new1 - now <= tau1 and new2 - now <= tau2
+    and (new1 ~= tat1 or new2 ~= tat2) and (raw or new1 > now or new2 > now) then
+    local latest = new1 > new2 and new1 or new2
+    lean_call('SET', key, lean_format(specs.format[1], new1, new2), 'PXAT',
+      lean_format('%d', (latest - latest % 1000) / 1000 + 1))
+  end
+  local base = 2 * tau2 + 1
+  if (2 * tau1 + 1) * base < 9007199254740992 then
+    return (start1 - now) * base + start2 - now
+  end
+  return {start1 - now, start2 - now}
+end
+
 -- The lean decider of each algorithm that has one.
 local LEAN = {
   gcra = gcra_lean,

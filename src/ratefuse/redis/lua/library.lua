@@ -196,6 +196,12 @@ local function decide_one(algorithm, keys, args)
     return decide_general(algorithm, key, specs, now, cost, nil)
   end
   if specs[2] then
+    if algorithm.meter then
+      local verdict = gcra_pair_lean(key, now, cost, specs)
+      if verdict then
+        return verdict
+      end
+    end
     return decide_two(algorithm, key, specs, now, cost)
   end
   local spec = specs[1]
@@ -268,6 +274,8 @@ local function register(name, algorithm)
   algorithm.lean = LEAN[name]
   -- A fixed window's lean reply has one form, for limits that fit it.
   algorithm.bounded = name == 'fixed_window'
+  -- gcra has a lean compound of two as well (gcra_pair_lean).
+  algorithm.meter = name == 'gcra'
   algorithm.pattern = ({'one', 'two', 'three'})[width]
   algorithm.span = name == 'gcra' and 'interval' or 'period'
   deciders[name] = function(keys, args)
