@@ -25,7 +25,8 @@ from test_redis_differential import (
 )
 
 from ratefuse.core.spec import LimitSpec
-from ratefuse.redis._codec import LeanLimit, Packer
+from ratefuse.redis._codec import Packer
+from ratefuse.redis._lean import LeanLimit
 from ratefuse.redis._scripts import LEAN_ALGORITHMS, lean_script, script
 from ratefuse.redis._wire_limits import to_wire_limits
 
