@@ -11,7 +11,8 @@ SET with PX, as redis_server_time.py's) is the reference; ratefuse's
 algorithms run through the public API on each script path (FCALL of
 the Functions library, and EVALSHA), and the floor cases are what any
 decision pays with no logic at all: TIME, GET, SET PXAT and a reply of
-five integers, on each path.
+five integers, on each path; and what a decision keeping one integer of
+state as text pays (read, convert, format, write, one integer back).
 
     python benchmarks/redis_server_instructions.py [--decisions 2000]
         [--only SUBSTRING]
@@ -61,6 +62,20 @@ FLOOR_SCRIPT = (
     "redis.call('SET', KEYS[1], now[1], 'PXAT', now[1] * 1000 + 60000) "
     "return {1, 99, 0, 10, 0}"
 )
+# The least a decision that keeps one integer of state as decimal text,
+# on the server's clock in microseconds, does: TIME as a number, GET, one
+# pattern match and conversion, one formatted value, PXAT in ms, and one
+# integer as the reply; no decision logic.
+STATE_SCRIPT = (
+    "local t = redis.call('TIME') "
+    "local now = t[1] * 1000000 + t[2] "
+    "local raw = redis.call('GET', KEYS[1]) "
+    "local tat = raw and tonumber(string.match(raw, '^1/2/3 (%d+)$')) or now "
+    "tat = (tat > now and tat or now) + 10 "
+    "redis.call('SET', KEYS[1], string.format('%s %d', '1/2/3', tat), 'PXAT', "
+    "string.format('%d', (tat - tat % 1000) / 1000 + 1)) "
+    "return tat - now"
+)
 _LIBRARY = (
     "#!lua name=ratefuse_bench_instructions\n"
     "redis.register_function('ratefuse_bench_minimal', function(keys, args) "
@@ -68,6 +83,9 @@ _LIBRARY = (
     + " end)\n"
     "redis.register_function('ratefuse_bench_floor', function(keys, args) "
     + FLOOR_SCRIPT.replace("KEYS[1]", "keys[1]")
+    + " end)\n"
+    "redis.register_function('ratefuse_bench_state', function(keys, args) "
+    + STATE_SCRIPT.replace("KEYS[1]", "keys[1]")
     + " end)"
 )
 ALGORITHMS = ("gcra", "fixed_window", "sliding_window", "sliding_log")
@@ -185,6 +203,11 @@ def cases() -> list[tuple[str, Callable[[Any], Any]]]:
         ("minimal TIME+GET+SET PX (FCALL)", partial(_fcall, "ratefuse_bench_minimal")),
         ("floor + PXAT + 5 ints (EVALSHA)", partial(_evalsha, FLOOR_SCRIPT, "floor")),
         ("floor + PXAT + 5 ints (FCALL)", partial(_fcall, "ratefuse_bench_floor")),
+        (
+            "floor: one-integer state (EVALSHA)",
+            partial(_evalsha, STATE_SCRIPT, "state"),
+        ),
+        ("floor: one-integer state (FCALL)", partial(_fcall, "ratefuse_bench_state")),
     ]
     for label, path in PATHS.items():
         for algorithm in ALGORITHMS:
