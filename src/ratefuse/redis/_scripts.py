@@ -14,6 +14,9 @@ the algorithm's exact script wrapped as the function ``exact()``, then
 On Redis 7 a single decision goes out as FCALL instead (see :func:`library`):
 one Functions library holds every algorithm, and what a script rebuilds on
 every call (the prelude, the parsed limits) lives as long as the library.
+Where a node has no Functions, a single decision of one limit goes to the
+algorithm's lean script (:func:`lean_script`): lua/lean.lua's decider,
+with the exact script as its fallback.
 """
 
 from __future__ import annotations
