@@ -177,16 +177,19 @@ end
 
 -- decide_one is one subject's decision: one limit in the "string" layout
 -- is decided here (the common case, without a table made), the rest by
--- decide_general.
-local function decide_one(algorithm, keys, args)
+-- decide_general. now is the server's time already read (nil: read it
+-- here, or take args[1]).
+local function decide_one(algorithm, keys, args, now)
   local specs = cached_limits[args[3]] or parse_limits(args[3])
-  local now = args[1]
-  if now == '-1' then
-    -- server_now's, with Lua's own conversion of the two decimal strings.
-    local time = call('TIME')
-    now = time[1] * 1000000 + time[2]
-  else
-    now = read_now(now)
+  if not now then
+    now = args[1]
+    if now == '-1' then
+      -- server_now's, with Lua's own conversion of the two decimal strings.
+      local time = call('TIME')
+      now = time[1] * 1000000 + time[2]
+    else
+      now = read_now(now)
+    end
   end
   -- The common cost without a conversion.
   local cost = args[2]
@@ -278,7 +281,31 @@ local function register(name, algorithm)
   algorithm.meter = name == 'gcra'
   algorithm.pattern = ({'one', 'two', 'three'})[width]
   algorithm.span = name == 'gcra' and 'interval' or 'period'
+  local lean, pattern, span, bounded = algorithm.lean, algorithm.pattern, algorithm.span,
+    algorithm.bounded
+  if not lean then
+    deciders[name] = function(keys, args)
+      return decide_one(algorithm, keys, args, nil)
+    end
+    return
+  end
+  -- The lean decider first, for one limit on the server's clock (what
+  -- decide_one does for it, with fewer calls and lookups: a measurable
+  -- share of a lean decision).
   deciders[name] = function(keys, args)
-    return decide_one(algorithm, keys, args)
+    local specs = cached_limits[args[3]] or parse_limits(args[3])
+    local spec = specs[1]
+    if specs[2] or args[1] ~= '-1' or not (spec.fits or not bounded) then
+      return decide_one(algorithm, keys, args, nil)
+    end
+    local time = call('TIME')
+    local now = time[1] * 1000000 + time[2]
+    local cost = args[2]
+    local verdict = lean(keys[1], now, cost == '1' and 1 or tonumber(cost), spec.id,
+      spec[pattern], spec.capacity, spec[span])
+    if verdict then
+      return verdict
+    end
+    return decide_one(algorithm, keys, args, now)
   end
 end
