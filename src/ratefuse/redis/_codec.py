@@ -222,19 +222,19 @@ class Packer:
     def decode(self, reply: object, cost: int) -> RawReply:
         """`decode` reads a single decision's reply to ``cost``: a lean
         decider's integer, or five integers (`decode_single`)."""
-        pair = self._pair
-        if pair is not None and (
-            type(reply) is int or (isinstance(reply, list) and len(reply) == 2)
-        ):
-            raw = pair.verdict(reply, cost)
-            if raw[1] < 0 or raw[2] < NEVER or raw[3] < 0:
-                check_reply(raw)
-            return raw
         lean = self._lean
         if lean is not None and (
             type(reply) is int or (isinstance(reply, list) and len(reply) == 3)
         ):
             raw = lean.verdict(reply, cost)
+            if raw[1] < 0 or raw[2] < NEVER or raw[3] < 0:
+                check_reply(raw)
+            return raw
+        pair = self._pair
+        if pair is not None and (
+            type(reply) is int or (isinstance(reply, list) and len(reply) == 2)
+        ):
+            raw = pair.verdict(reply, cost)
             if raw[1] < 0 or raw[2] < NEVER or raw[3] < 0:
                 check_reply(raw)
             return raw

@@ -7,7 +7,7 @@ their exact floor division).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from ratefuse.core.spec import NEVER
@@ -18,17 +18,32 @@ from ratefuse.redis._wire_limits import WireLimit
 Verdict = tuple[int, int, int, int, int]
 
 
-class LeanLimit(NamedTuple):
+class LeanLimit:
     """`LeanLimit` rebuilds the verdict of a lean decider (lua/lean.lua)
     from its reply, exactly: v >= 0 admitted, else denied with payload
     -v - 1. gcra's payload is the backlog (reset_after); a fixed window's
     window_end * (capacity + 1) + count; a sliding window's
     (e * (capacity + 1) + prev) * (capacity + 1) + cur, or the three
-    integers {e or -e - 1, prev, cur} where that would reach 2**53."""
+    integers {e or -e - 1, prev, cur} where that would reach 2**53.
+    Every single decision comes here: `verdict` is the algorithm's own
+    method, chosen once. Immutable."""
 
-    algorithm: str
-    capacity: int
-    span: int
+    __slots__ = ("algorithm", "capacity", "span", "tau", "verdict")
+
+    def __init__(self, algorithm: str, capacity: int, span: int) -> None:
+        self.algorithm = algorithm
+        self.capacity = capacity
+        self.span = span
+        self.tau = capacity * span
+        decoders = {
+            "gcra": self._gcra,
+            "fixed_window": self._fixed_window,
+            "sliding_window": self._sliding_window,
+        }
+        # `verdict(reply, cost)` is the five integers of the general
+        # scripts' verdict for ``reply`` to ``cost``; ValueError (or
+        # TypeError) for a reply no lean decider gives.
+        self.verdict: Callable[[object, int], Verdict] = decoders[algorithm]
 
     @classmethod
     def of(cls, algorithm: str, specs: Sequence[WireLimit]) -> LeanLimit | None:
@@ -47,46 +62,40 @@ class LeanLimit(NamedTuple):
             return None
         return cls(algorithm, spec.capacity, spec.period_us)
 
-    def verdict(self, reply: object, cost: int) -> Verdict:
-        """`verdict` is the five integers of the general scripts' verdict
-        for ``reply`` to ``cost``; ValueError for a reply no lean decider
-        gives."""
-        capacity = self.capacity
+    def _gcra(self, reply: object, cost: int) -> Verdict:
         if type(reply) is not int:
-            if self.algorithm != "sliding_window" or not isinstance(reply, list):
-                raise ValueError(f"unexpected script reply {reply!r}")
+            raise ValueError(f"unexpected script reply {reply!r}")
+        interval, tau = self.span, self.tau
+        if reply >= 0:  # admitted: the backlog is at most tau
+            return (1, (tau - reply) // interval, 0, reply, 0)
+        backlog = -reply - 1
+        remaining = (tau - backlog) // interval if backlog <= tau else 0
+        if cost > self.capacity:
+            return (0, remaining, NEVER, backlog, 0)
+        return (0, remaining, backlog + cost * interval - tau, backlog, 0)
+
+    def _fixed_window(self, reply: object, cost: int) -> Verdict:
+        if type(reply) is not int:
+            raise ValueError(f"unexpected script reply {reply!r}")
+        capacity = self.capacity
+        allowed = reply >= 0
+        window_end, count = divmod(reply if allowed else -reply - 1, capacity + 1)
+        retry = 0 if allowed else NEVER if cost > capacity else window_end
+        reset = window_end if count else 0
+        return (int(allowed), capacity - count, retry, reset, 0)
+
+    def _sliding_window(self, reply: object, cost: int) -> Verdict:
+        base = self.capacity + 1
+        if type(reply) is int:
+            allowed = reply >= 0
+            rest, cur = divmod(reply if allowed else -reply - 1, base)
+            e, prev = divmod(rest, base)
+        elif isinstance(reply, list) and len(reply) == 3:
             signed, prev, cur = reply
             allowed = signed >= 0
             e = signed if allowed else -signed - 1
         else:
-            allowed = reply >= 0
-            payload = reply if allowed else -reply - 1
-            if self.algorithm == "gcra":
-                return self._gcra(allowed, payload, cost)
-            if self.algorithm == "fixed_window":
-                window_end, count = divmod(payload, capacity + 1)
-                retry = 0 if allowed else NEVER if cost > capacity else window_end
-                reset = window_end if count else 0
-                return (int(allowed), capacity - count, retry, reset, 0)
-            rest, cur = divmod(payload, capacity + 1)
-            e, prev = divmod(rest, capacity + 1)
-        return self._sliding_window(allowed, e, prev, cur, cost)
-
-    def _gcra(self, allowed: bool, backlog: int, cost: int) -> Verdict:
-        capacity, interval = self.capacity, self.span
-        tau = interval * capacity
-        remaining = (tau - backlog) // interval if backlog <= tau else 0
-        if allowed:
-            retry = 0
-        elif cost > capacity:
-            retry = NEVER
-        else:
-            retry = backlog + cost * interval - tau
-        return (int(allowed), remaining, retry, backlog, 0)
-
-    def _sliding_window(
-        self, allowed: bool, e: int, prev: int, cur: int, cost: int
-    ) -> Verdict:
+            raise ValueError(f"unexpected script reply {reply!r}")
         # As sliding_window.lua's step, from start - now = period - e.
         limit, period = self.capacity, self.span
         ahead = period - e  # start - now
