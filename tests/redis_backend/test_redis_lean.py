@@ -148,7 +148,33 @@ def test_a_write_in_the_same_window_keeps_the_expiry(
     key = store.binding.schema.key("subject")
     start = BASE_US - BASE_US % 60_000_000
     assert store.decide_us("subject", 1, now_us=start + 5).allowed
+    assert (
+        client.pexpiretime(key)
+        == (start + (2 if "sliding" in algorithm else 1) * 60_000_000) // 1000 + 1
+    )
+    # A later expiry (another limit's, beside this one) shows KEEPTTL: a
+    # PXAT would set the window's own again.
+    client.pexpireat(key, client.pexpiretime(key) + 5000)
     expiry = client.pexpiretime(key)
     assert store.decide_us("subject", 2, now_us=start + 30_000_000).allowed
     assert client.get(key).endswith(b" 3") or b" 3 " in client.get(key)
     assert client.pexpiretime(key) == expiry
+
+
+def test_gcra_keeps_the_expiry_while_its_millisecond_holds(
+    node_backend, client, fresh_name
+) -> None:
+    # 100 units of 10 us: a burst moves tat by 10 us per admission.
+    spec = LimitSpec("gcra", 100, 1_000_000, 10)
+    store = bind(node_backend, [spec], fresh_name)
+    key = store.binding.schema.key("subject")
+    start = BASE_US - BASE_US % 1000
+    assert store.decide_us("subject", 1, now_us=start).allowed
+    assert client.pexpiretime(key) == (start + 10) // 1000 + 1
+    # A later expiry shows KEEPTTL: a PXAT would set tat's own again.
+    client.pexpireat(key, (start + 10) // 1000 + 5000)
+    assert store.decide_us("subject", 50, now_us=start).allowed
+    assert client.get(key).endswith(b" %d" % (start + 510))
+    assert client.pexpiretime(key) == (start + 10) // 1000 + 5000
+    assert store.decide_us("subject", 49, now_us=start).allowed
+    assert client.pexpiretime(key) == (start + 1000) // 1000 + 1

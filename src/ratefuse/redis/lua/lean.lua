@@ -41,10 +41,17 @@ local function gcra_lean(key, now, cost, id, pattern, capacity, interval)
     local new_tat = start + cost * interval
     if new_tat - now <= tau then
       -- As save_string: a changed state, and a new subject's only when
-      -- it carries information (reset > 0). Expiry: floor(tat / 1000) + 1.
+      -- it carries information (reset > 0). Expiry: floor(tat / 1000) + 1
+      -- ms, kept (KEEPTTL) when the stored tat has the same: every write
+      -- of a tat sets that expiry (or, beside other limits, a later one).
       if new_tat ~= tat and (raw or new_tat > now) then
-        lean_call('SET', key, lean_format('%s %d', id, new_tat), 'PXAT',
-          lean_format('%d', (new_tat - new_tat % 1000) / 1000 + 1))
+        local value = lean_format('%s %d', id, new_tat)
+        local at = new_tat - new_tat % 1000
+        if raw and at == tat - tat % 1000 then
+          lean_call('SET', key, value, 'KEEPTTL')
+        else
+          lean_call('SET', key, value, 'PXAT', lean_format('%d', at / 1000 + 1))
+        end
       end
       return new_tat - now
     end
