@@ -31,7 +31,7 @@ BASE_US = 4_000_000_000_000_000
 # on running the old code under the name the new code calls.
 LIBRARY_DIGESTS = {
     1: "75381f5b2080d549a5dd935b0f7e94211ff3f3d17e9d62a39c3ad63219df42cb",
-    2: "bccc6f4c6a74eccd322a84f2f00d87a63d5d6412d645db1172c27d7dbd39be60",
+    2: "2bfb15c97554342e5cc4ea77d5401a45cba7efc1935941c93e0eff55b182a438",
 }
 
 

@@ -119,7 +119,7 @@ class LeanLimit:
 class LeanPair(NamedTuple):
     """`LeanPair` rebuilds the verdict of the library's lean compound of
     two gcra limits (lua/lean.lua's gcra_pair_lean) from the two backlogs
-    before the decision: one integer b1 * (2 tau2 + 1) + b2, or the two.
+    before the decision: one integer b1 * (tau2 + 1) + b2, or the two.
     ``limits`` are (capacity, interval_us) per limit."""
 
     limits: tuple[tuple[int, int], tuple[int, int]]
@@ -139,7 +139,7 @@ class LeanPair(NamedTuple):
         for ``reply`` to ``cost``; ValueError for a reply it never gives."""
         capacity2, interval2 = self.limits[1]
         if type(reply) is int:
-            backlogs = divmod(reply, 2 * capacity2 * interval2 + 1)
+            backlogs = divmod(reply, capacity2 * interval2 + 1)
         elif isinstance(reply, list) and len(reply) == 2:
             backlogs = (reply[0], reply[1])
         else:

@@ -176,9 +176,10 @@ end
 -- are its parsed limits, with the pattern and format of their value as
 -- encode_string writes it, "<id1> <tat1> <id2> <tat2>"). Both admit and
 -- both consume, or neither does. There is no sign: the payload is the
--- two backlogs before the decision, b1 * (2 tau2 + 1) + b2 when that
--- stays below 2^53, else the reply is the two integers {b1, b2}; the
--- client derives each limit's verdict and combines them.
+-- two backlogs before the decision, b1 * (tau2 + 1) + b2 when each is at
+-- most its tau (always, but after the server's clock went back) and
+-- that stays below 2^53, else the reply is the two integers {b1, b2};
+-- the client derives each limit's verdict and combines them.
 local function gcra_pair_lean(key, now, cost, specs)
   local first, second = specs[1], specs[2]
   local capacity1, interval1 = first.capacity, first.interval
@@ -205,11 +206,11 @@ local function gcra_pair_lean(key, now, cost, specs)
     lean_call('SET', key, lean_format(specs.format[1], new1, new2), 'PXAT',
       lean_format('%d', (latest - latest % 1000) / 1000 + 1))
   end
-  local base = 2 * tau2 + 1
-  if (2 * tau1 + 1) * base < 9007199254740992 then
-    return (start1 - now) * base + start2 - now
+  local backlog1, backlog2 = start1 - now, start2 - now
+  if backlog1 <= tau1 and backlog2 <= tau2 and (tau1 + 1) * (tau2 + 1) < 9007199254740992 then
+    return backlog1 * (tau2 + 1) + backlog2
   end
-  return {start1 - now, start2 - now}
+  return {backlog1, backlog2}
 end
 
 -- The lean decider of each algorithm that has one.
