@@ -178,3 +178,18 @@ def test_gcra_keeps_the_expiry_while_its_millisecond_holds(
     assert client.pexpiretime(key) == (start + 10) // 1000 + 5000
     assert store.decide_us("subject", 49, now_us=start).allowed
     assert client.pexpiretime(key) == (start + 1000) // 1000 + 1
+
+
+def test_a_gcra_pair_on_the_servers_clock(node_backend, fresh_name) -> None:
+    # 2 an hour and 3 a day, on the server's TIME (the library's fast
+    # path): two admitted, then the hour's limit binds.
+    hour = LimitSpec("gcra", 2, 3_600_000_000, 1_800_000_000)
+    day = LimitSpec("gcra", 3, 86_400_000_000, 28_800_000_000)
+    store = bind(node_backend, [hour, day], fresh_name)
+    first, second, third = (store.decide_us("subject") for _ in range(3))
+    assert (first.allowed, first.remaining, first.binding) == (True, 1, 0)
+    assert (second.allowed, second.remaining) == (True, 0)
+    assert (third.allowed, third.binding) == (False, 0)
+    # The hour's bucket frees one unit in at most half an hour.
+    assert 1_799_000_000 < third.retry_after_us <= 1_800_000_000
+    assert 0 < third.reset_after_us <= 2 * 28_800_000_000

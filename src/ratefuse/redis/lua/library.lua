@@ -283,26 +283,33 @@ local function register(name, algorithm)
   algorithm.span = name == 'gcra' and 'interval' or 'period'
   local lean, pattern, span, bounded = algorithm.lean, algorithm.pattern, algorithm.span,
     algorithm.bounded
+  local meter = algorithm.meter
   if not lean then
     deciders[name] = function(keys, args)
       return decide_one(algorithm, keys, args, nil)
     end
     return
   end
-  -- The lean decider first, for one limit on the server's clock (what
-  -- decide_one does for it, with fewer calls and lookups: a measurable
-  -- share of a lean decision).
+  -- The lean decider first, for one limit (or gcra's two) on the
+  -- server's clock: what decide_one does for it, with fewer calls and
+  -- lookups (a measurable share of a lean decision).
   deciders[name] = function(keys, args)
     local specs = cached_limits[args[3]] or parse_limits(args[3])
-    local spec = specs[1]
-    if specs[2] or args[1] ~= '-1' or not (spec.fits or not bounded) then
+    local spec, pair = specs[1], specs[2]
+    if args[1] ~= '-1' or specs[3] or (pair and not meter)
+      or not (pair or spec.fits or not bounded) then
       return decide_one(algorithm, keys, args, nil)
     end
     local time = call('TIME')
     local now = time[1] * 1000000 + time[2]
     local cost = args[2]
-    local verdict = lean(keys[1], now, cost == '1' and 1 or tonumber(cost), spec.id,
-      spec[pattern], spec.capacity, spec[span])
+    cost = cost == '1' and 1 or tonumber(cost)
+    local verdict
+    if pair then
+      verdict = gcra_pair_lean(keys[1], now, cost, specs)
+    else
+      verdict = lean(keys[1], now, cost, spec.id, spec[pattern], spec.capacity, spec[span])
+    end
     if verdict then
       return verdict
     end
