@@ -31,6 +31,7 @@ BASE_US = 4_000_000_000_000_000
 # on running the old code under the name the new code calls.
 LIBRARY_DIGESTS = {
     1: "75381f5b2080d549a5dd935b0f7e94211ff3f3d17e9d62a39c3ad63219df42cb",
+    2: "f40df5884697a29d09e769d9b9e69f3aeb6a71f2cb240f6be916515b37fd485f",
 }
 
 

@@ -3,9 +3,13 @@
 Commands are packed straight into RESP bytes (EVALSHA with pre-packed limit
 arguments, or FCALL of the Functions library with its limits as one
 string), which costs a fraction of redis-py's generic packer per call.
-One key goes out with plain arguments and comes back as five integers; a
-group of keys sends its costs as one msgpack array and gets one msgpack
-array back, which beats thousands of RESP integers both ways.
+One key goes out with plain arguments and comes back as five integers,
+or, from a lean decider (one limit of gcra or a window, two gcra limits
+on FCALL: lua/lean.lua), as one integer (or two or three) that
+:mod:`._lean` turns into the same five: a reply table costs the server
+more than the decision's arithmetic. A group of keys sends its costs as
+one msgpack array and gets one msgpack array back, which beats thousands
+of RESP integers both ways.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import msgpack  # type: ignore[import-untyped, unused-ignore]
 
 from ratefuse.core.spec import NEVER
 from ratefuse.engine.subject import Decision
+from ratefuse.redis._lean import LeanLimit, LeanPair
 from ratefuse.redis._scripts import Library, Script
 from ratefuse.redis._wire_limits import WireLimit
 
@@ -90,11 +95,16 @@ class Packer:
         "_batch_argc",
         "_fcall_head",
         "_fcall_tail",
+        "_lean",
+        "_lean_head",
+        "_lean_tail",
+        "_pair",
         "_single_head",
         "_tail",
         "capacities",
         "functions",
         "script",
+        "single_script",
     )
 
     def __init__(self, script: Script, specs: Sequence[WireLimit]) -> None:
@@ -119,6 +129,26 @@ class Packer:
         function = script.function or b""
         self._fcall_head = b"*7\r\n$5\r\nFCALL\r\n%s$1\r\n1\r\n" % _bulk(function)
         self._fcall_tail = _bulk(" ".join(spec.field for spec in specs).encode())
+        # One limit of an algorithm with a lean decider: single decisions
+        # on EVALSHA go to its lean script, and both paths may reply one
+        # integer (see LeanLimit).
+        self._lean = LeanLimit.of(script.algorithm, specs) if script.lean else None
+        self.single_script = script
+        # Two gcra limits: the library may reply LeanPair's form (FCALL).
+        self._pair = LeanPair.of(script.algorithm, specs) if script.lean else None
+        if self._lean is not None and script.lean is not None:
+            self.single_script = script.lean
+            lean = specs[0]
+            self._lean_head = b"*9\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n1\r\n" % (
+                script.lean.sha
+            )
+            span = (
+                lean.interval_us if self._lean.algorithm == "gcra" else lean.period_us
+            )
+            self._lean_tail = b"".join(
+                _bulk(arg)
+                for arg in (lean.field.encode(), b"%d" % lean.capacity, b"%d" % span)
+            )
 
     def fcall(self, key: bytes, cost: int, now_us: int | None) -> bytes:
         """`fcall` packs one key's call of the library function (only when
@@ -137,9 +167,21 @@ class Packer:
         )
 
     def single(self, key: bytes, cost: int, now_us: int | None) -> bytes:
-        """`single` packs one key's call; the reply is five integers."""
+        """`single` packs one key's EVALSHA of `single_script`: the lean
+        script's (one integer or five) or the exact script's (five)."""
         now = b"-1" if now_us is None else b"%d" % now_us
         units = b"%d" % cost
+        if self._lean is not None:
+            return b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n%s" % (
+                self._lean_head,
+                len(key),
+                key,
+                len(now),
+                now,
+                len(units),
+                units,
+                self._lean_tail,
+            )
         return b"%s$%d\r\n%s\r\n$%d\r\n%s\r\n$1\r\ns\r\n$%d\r\n%s\r\n%s" % (
             self._single_head,
             len(key),
@@ -176,6 +218,27 @@ class Packer:
                 self._tail,
             )
         )
+
+    def decode(self, reply: object, cost: int) -> RawReply:
+        """`decode` reads a single decision's reply to ``cost``: a lean
+        decider's integer, or five integers (`decode_single`)."""
+        lean = self._lean
+        if lean is not None and (
+            type(reply) is int or (isinstance(reply, list) and len(reply) == 3)
+        ):
+            raw = lean.verdict(reply, cost)
+            if raw[1] < 0 or raw[2] < NEVER or raw[3] < 0:
+                check_reply(raw)
+            return raw
+        pair = self._pair
+        if pair is not None and (
+            type(reply) is int or (isinstance(reply, list) and len(reply) == 2)
+        ):
+            raw = pair.verdict(reply, cost)
+            if raw[1] < 0 or raw[2] < NEVER or raw[3] < 0:
+                check_reply(raw)
+            return raw
+        return decode_single(reply)
 
 
 def decode_single(reply: object) -> RawReply:

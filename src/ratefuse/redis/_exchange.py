@@ -44,14 +44,13 @@ from ratefuse.redis._codec import (
     Packer,
     RawReply,
     decode_batch,
-    decode_single,
     function_load,
     script_load,
 )
 from ratefuse.redis._repair import counts_against_node, is_wrongtype, repair_command
 from ratefuse.redis._schema import Subject
 from ratefuse.redis._script_paths import ScriptPaths, fcall_refused, function_not_found
-from ratefuse.redis._scripts import library
+from ratefuse.redis._scripts import Script, library
 from ratefuse.redis._slots import Address, SlotMap, key_slot
 
 # Rounds of redirection and reloading before a call gives up.
@@ -240,6 +239,13 @@ class Call:
             self._packed, self._packed_fcall = packed, fcall
         return packed
 
+    @property
+    def script(self) -> Script:
+        """`script` is the script the call's EVALSHA runs: a single
+        decision's (a lean script where its limit has one) or a batch's."""
+        packer = self._packer
+        return packer.single_script if self.single else packer.script
+
     def wire(self) -> tuple[list[bytes], int]:
         """`wire` is what to send for this call and how many replies follow
         (the call's own reply is the last)."""
@@ -247,7 +253,7 @@ class Call:
         if self.repair:
             pieces.append(repair_command(self.keys, self._packer.script))
         if self.load:
-            pieces.append(script_load(self._packer.script))
+            pieces.append(script_load(self.script))
         if self.load_function:
             pieces.append(function_load(library()))
         if self.ask is not None:
@@ -522,12 +528,14 @@ def _route(
         call.node = address
         groups.setdefault(address, []).append(call)
     for group in groups.values():
-        # One SCRIPT LOAD (FUNCTION LOAD) ahead of the node's pipeline
-        # serves all its calls.
+        # One SCRIPT LOAD per script (FUNCTION LOAD) ahead of the node's
+        # pipeline serves all its calls.
         if any(call.load for call in group):
             counters.add("noscript_reloads")
-            for index, call in enumerate(group):
-                call.load = index == 0
+            loading: set[bytes] = set()
+            for call in group:
+                call.load = call.script.sha not in loading
+                loading.add(call.script.sha)
         if any(call.load_function for call in group):
             counters.add("function_loads")
             for index, call in enumerate(group):
@@ -610,7 +618,7 @@ def _settle(
         return None
     try:
         replies = (
-            [decode_single(reply)]
+            [packer.decode(reply, call.costs[0])]
             if call.single
             else decode_batch(reply, len(call.positions))
         )

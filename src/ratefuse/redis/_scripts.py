@@ -14,6 +14,9 @@ the algorithm's exact script wrapped as the function ``exact()``, then
 On Redis 7 a single decision goes out as FCALL instead (see :func:`library`):
 one Functions library holds every algorithm, and what a script rebuilds on
 every call (the prelude, the parsed limits) lives as long as the library.
+Where a node has no Functions, a single decision of one limit goes to the
+algorithm's lean script (:func:`lean_script`): lua/lean.lua's decider,
+with the exact script as its fallback.
 """
 
 from __future__ import annotations
@@ -56,14 +59,18 @@ PRELUDE: Final = (
 # for the clients that call it while a newer one loads beside it. The
 # digest in the names makes a server holding other code under this name
 # (a development build) answer "Function not found", so it is replaced.
-LIBRARY_VERSION: Final = 1
+LIBRARY_VERSION: Final = 2
 LIBRARY_NAME: Final = f"ratefuse_v{LIBRARY_VERSION}"
 # The prelude of the library: every part but the batch's and script's
 # entry points, then the library's own (FCALL's entry point).
 LIBRARY_PRELUDE: Final = (
     *(name for name in PRELUDE if name not in ("batch.lua", "run.lua")),
+    "lean.lua",
     "library.lua",
 )
+# Algorithms with a lean single decision (lua/lean.lua): one limit, on
+# FCALL and on a lean EVALSHA script of its own (see :func:`lean_script`).
+LEAN_ALGORITHMS: Final = ("gcra", "fixed_window", "sliding_window")
 # An algorithm file's closing statement, and what it becomes in the library.
 _RUN: Final = b"return run("
 
@@ -78,6 +85,8 @@ class Script:
     source: bytes
     sha: bytes
     function: bytes | None = None
+    # The lean EVALSHA script of the same algorithm (None: it has none).
+    lean: Script | None = None
 
 
 @dataclass(frozen=True)
@@ -149,7 +158,33 @@ def script(algorithm: str) -> Script:
         raise ValueError(f"no Redis script for algorithm {algorithm!r}")
     source = _prelude() + b"\n" + read_lua(record.script)
     sha = hashlib.sha1(source, usedforsecurity=False).hexdigest().encode()
-    return Script(algorithm, source, sha, library().functions[algorithm])
+    lean = lean_script(algorithm) if algorithm in LEAN_ALGORITHMS else None
+    return Script(algorithm, source, sha, library().functions[algorithm], lean)
+
+
+@functools.cache
+def lean_script(algorithm: str) -> Script:
+    """`lean_script` is the lean EVALSHA script of ``algorithm`` (cached):
+    ``lua/lean.lua``'s decider run by ``lua/lean_script.lua``, with the
+    algorithm's exact script as the function ``general()`` for what the
+    lean decider does not read. A script call runs its whole chunk, so the
+    prelude, inside ``general``, costs one closure unless it is used."""
+    if algorithm not in LEAN_ALGORITHMS:
+        raise ValueError(f"no lean Redis script for algorithm {algorithm!r}")
+    record = REGISTRY.by_name(algorithm)
+    assert record.script is not None
+    source = b"\n".join(
+        (
+            b"local function general()",
+            _prelude(),
+            read_lua(record.script),
+            b"end",
+            read_lua("lean.lua", "lean_script.lua"),
+            b"return lean_run('%s')" % algorithm.encode(),
+        )
+    )
+    sha = hashlib.sha1(source, usedforsecurity=False).hexdigest().encode()
+    return Script(algorithm, source, sha)
 
 
 @functools.cache

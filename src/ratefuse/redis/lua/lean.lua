@@ -1,0 +1,221 @@
+-- The lean single decisions: one subject, one limit, a value that is
+-- exactly this limit's entry in the "string" layout (or no value). Each
+-- does only what that decision needs: no tables, no prelude, integer
+-- arithmetic on doubles (exact below 2^53: a % b is a - floor(a / b) * b
+-- in C, exact there, so (a - a % b) / b is the exact quotient), and one
+-- integer as the reply, from which the client rebuilds the verdict
+-- exactly (ratefuse/redis/_lean.py). A value they do not read (other
+-- limits beside this one, damage, a state no decision leaves) returns nil:
+-- the caller decides it on the general path, which reads and repairs
+-- everything. Used by the Functions library (library.lua, with the limit
+-- parsed once) and by the lean EVALSHA scripts (lean_script.lua).
+--
+-- Arguments: key, now (integer us), cost, id (the limit's field id),
+-- pattern ('^<id> (%d+)$', with as many words as the layout has),
+-- capacity, and span (gcra: the emission interval T; the windows: the
+-- period), all numbers but key, id and pattern.
+--
+-- Replies: v >= 0 means admitted, v < 0 denied with payload -v - 1.
+
+local lean_call, lean_match, lean_format = redis.call, string.match, string.format
+
+-- gcra_lean: the payload is the backlog (max(tat, now) - now once
+-- decided: reset_after), below 2^51 (tat at most now + 2 tau).
+local function gcra_lean(key, now, cost, id, pattern, capacity, interval)
+  local tau = interval * capacity
+  local raw = lean_call('GET', key)
+  local tat = 0
+  if raw then
+    local word = lean_match(raw, pattern)
+    if not word then
+      return nil
+    end
+    tat = tonumber(word)
+    -- gcra_valid: a clock that went back by up to tau is honoured.
+    if tat > now + 2 * tau then
+      return nil
+    end
+  end
+  local start = tat > now and tat or now
+  if cost <= capacity then
+    local new_tat = start + cost * interval
+    if new_tat - now <= tau then
+      -- As save_string: a changed state, and a new subject's only when
+      -- it carries information (reset > 0). Expiry: floor(tat / 1000) + 1
+      -- ms, kept (KEEPTTL) when the stored tat has the same: every write
+      -- of a tat sets that expiry (or, beside other limits, a later one).
+      if new_tat ~= tat and (raw or new_tat > now) then
+        local value = lean_format('%s %d', id, new_tat)
+        local at = new_tat - new_tat % 1000
+        if raw and at == tat - tat % 1000 then
+          lean_call('SET', key, value, 'KEEPTTL')
+        else
+          lean_call('SET', key, value, 'PXAT', lean_format('%d', at / 1000 + 1))
+        end
+      end
+      return new_tat - now
+    end
+  end
+  return now - start - 1
+end
+
+-- fixed_window_lean: the payload is window_end * (capacity + 1) + count,
+-- window_end (time to the window's end, at most two periods) and count
+-- after the decision; the client sends here only limits where that stays
+-- below 2^53. A write in the same window keeps the key's expiry (KEEPTTL),
+-- which is a function of the window alone: every write of a window with
+-- a count set the same PXAT, so the expiry is the same and old keys
+-- decide alike.
+local function fixed_window_lean(key, now, cost, id, pattern, capacity, period)
+  local raw = lean_call('GET', key)
+  local current = (now - now % period) / period
+  local window, count = 0, 0
+  if raw then
+    local first, second = lean_match(raw, pattern)
+    if not first then
+      return nil
+    end
+    window, count = tonumber(first), tonumber(second)
+    -- fixed_window_valid: the next window at most (a clock gone back).
+    if window > current + 1 or count > capacity then
+      return nil
+    end
+  end
+  local new_window, new_count = window, count
+  if current > window then
+    new_window, new_count = current, 0
+  end
+  local window_end = (new_window + 1) * period - now
+  local allowed = cost <= capacity and new_count + cost <= capacity
+  if allowed then
+    new_count = new_count + cost
+  end
+  if (new_window ~= window or new_count ~= count) and (raw or new_count > 0) then
+    local value = lean_format('%s %d %d', id, new_window, new_count)
+    if raw and new_window == window and count > 0 then
+      lean_call('SET', key, value, 'KEEPTTL')
+    else
+      local at = now
+      if new_count > 0 then
+        at = now + window_end
+      end
+      lean_call('SET', key, value, 'PXAT', lean_format('%d', (at - at % 1000) / 1000 + 1))
+    end
+  end
+  local payload = window_end * (capacity + 1) + new_count
+  if allowed then
+    return payload
+  end
+  return -payload - 1
+end
+
+-- sliding_window_lean: the payload holds, once decided, the count of
+-- the window (cur) and of the one before (prev), and e = now - start +
+-- period in [0, 2 periods): (e * (capacity + 1) + prev) * (capacity + 1)
+-- + cur when that stays below 2^53, else the reply is the three integers
+-- {e (-e - 1: denied), prev, cur}. A write in the same window after one
+-- with a count keeps the key's expiry (KEEPTTL: (window + 2) periods,
+-- a function of the window alone), as fixed_window_lean's.
+local function sliding_window_lean(key, now, cost, id, pattern, capacity, period)
+  local raw = lean_call('GET', key)
+  local current = (now - now % period) / period
+  local window, cur, prev = 0, 0, 0
+  if raw then
+    local first, second, third = lean_match(raw, pattern)
+    if not first then
+      return nil
+    end
+    window, cur, prev = tonumber(first), tonumber(second), tonumber(third)
+    -- sliding_window_valid.
+    if window > current + 1 or cur > capacity or prev > capacity then
+      return nil
+    end
+  end
+  local new_window, new_cur, new_prev = window, cur, prev
+  if current > window then
+    new_prev = current == window + 1 and cur or 0
+    new_window, new_cur = current, 0
+  end
+  local start = new_window * period
+  local elapsed = now > start and now - start or 0
+  local allowed = cost <= capacity
+    and new_prev * (period - elapsed) + (new_cur + cost) * period <= capacity * period
+  if allowed then
+    new_cur = new_cur + cost
+  end
+  if new_window ~= window or new_cur ~= cur or new_prev ~= prev then
+    local reset = 0
+    if new_cur > 0 then
+      reset = start + 2 * period - now
+    elseif new_prev > 0 then
+      reset = start + period - now
+    end
+    if raw or reset > 0 then
+      local value = lean_format('%s %d %d %d', id, new_window, new_cur, new_prev)
+      if raw and new_window == window and cur > 0 then
+        lean_call('SET', key, value, 'KEEPTTL')
+      else
+        local at = now + reset
+        lean_call('SET', key, value, 'PXAT', lean_format('%d', (at - at % 1000) / 1000 + 1))
+      end
+    end
+  end
+  local e = now - start + period
+  local base = capacity + 1
+  if (2 * period + 1) * base * base < 9007199254740992 then
+    local payload = (e * base + new_prev) * base + new_cur
+    if allowed then
+      return payload
+    end
+    return -payload - 1
+  end
+  return {allowed and e or -e - 1, new_prev, new_cur}
+end
+
+-- gcra_pair_lean: a compound of two gcra limits (library only: specs
+-- are its parsed limits, with the pattern and format of their value as
+-- encode_string writes it, "<id1> <tat1> <id2> <tat2>"). Both admit and
+-- both consume, or neither does. There is no sign: the payload is the
+-- two backlogs before the decision, b1 * (tau2 + 1) + b2 when each is at
+-- most its tau (always, but after the server's clock went back) and
+-- that stays below 2^53, else the reply is the two integers {b1, b2};
+-- the client derives each limit's verdict and combines them.
+local function gcra_pair_lean(key, now, cost, specs)
+  local first, second = specs[1], specs[2]
+  local capacity1, interval1 = first.capacity, first.interval
+  local capacity2, interval2 = second.capacity, second.interval
+  local tau1, tau2 = capacity1 * interval1, capacity2 * interval2
+  local raw = lean_call('GET', key)
+  local tat1, tat2 = 0, 0
+  if raw then
+    local one, two = lean_match(raw, specs.pattern[1])
+    if not one then
+      return nil
+    end
+    tat1, tat2 = tonumber(one), tonumber(two)
+    if tat1 > now + 2 * tau1 or tat2 > now + 2 * tau2 then
+      return nil
+    end
+  end
+  local start1 = tat1 > now and tat1 or now
+  local start2 = tat2 > now and tat2 or now
+  local new1, new2 = start1 + cost * interval1, start2 + cost * interval2
+  if cost <= capacity1 and cost <= capacity2 and new1 - now <= tau1 and new2 - now <= tau2
+    and (new1 ~= tat1 or new2 ~= tat2) and (raw or new1 > now or new2 > now) then
+    local latest = new1 > new2 and new1 or new2
+    lean_call('SET', key, lean_format(specs.format[1], new1, new2), 'PXAT',
+      lean_format('%d', (latest - latest % 1000) / 1000 + 1))
+  end
+  local backlog1, backlog2 = start1 - now, start2 - now
+  if backlog1 <= tau1 and backlog2 <= tau2 and (tau1 + 1) * (tau2 + 1) < 9007199254740992 then
+    return backlog1 * (tau2 + 1) + backlog2
+  end
+  return {backlog1, backlog2}
+end
+
+-- The lean decider of each algorithm that has one.
+local LEAN = {
+  gcra = gcra_lean,
+  fixed_window = fixed_window_lean,
+  sliding_window = sliding_window_lean,
+}
