@@ -22,7 +22,7 @@ from ratefuse.core.spec import LimitSpec
 from ratefuse.engine.deadline import refuse_if_spent
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._backend_core import BackendCore, Closing, Costs, Keys, StoreCore
-from ratefuse.redis._codec import Packer, RawReply, ScriptReply, decode_single
+from ratefuse.redis._codec import Packer, RawReply, ScriptReply
 from ratefuse.redis._eviction import EVICTION_CHECK
 from ratefuse.redis._exchange import Call, Convert, Exchange, Plan, redirected
 from ratefuse.redis._schema import Subject
@@ -164,9 +164,9 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
         permit = self._admit()
         try:
             reply = self._transport.call_one(call)
-            if type(reply) is list and len(reply) == 5:
+            if type(reply) is int or (type(reply) is list and 2 <= len(reply) <= 5):
                 try:
-                    raw = decode_single(reply)
+                    raw = packer.decode(reply, call.costs[0])
                 except (ValueError, TypeError):
                     pass  # the Exchange fails it as unreadable
                 else:
