@@ -11,7 +11,16 @@ difference over ``N`` is its cost per call (start-up cancels out). The
 figures are user-space instructions (the kernel's socket work is not
 counted).
 
-    python benchmarks/grpc_instructions.py [N] [server|client]
+    python benchmarks/grpc_instructions.py [N] [MODE ...]
+
+MODE is ``server``, ``client`` (the default: both),
+``client-channel`` or ``client-sync``.
+
+``client`` compares the grpc.aio client interceptor with the bare channel;
+``client-channel`` compares `ratefuse.grpc.GuardedAioChannel` (a CLOSED
+breaker, and the floor: the wrapper with no breaker) with it;
+``client-sync`` compares the sync ClientInterceptor (a CLOSED breaker)
+with a bare sync channel.
 
 Needs valgrind (Debian's ``valgrind``) and grpcio.
 """
@@ -31,13 +40,22 @@ sys.path.insert(0, str(SRC))
 
 from asgi_instructions import wait_for  # noqa: E402
 from ratefuse.bench.grpc_server import (  # noqa: E402
-    CLIENT_VARIANTS,
     SERVER_VARIANTS,
     call_many,
     make_channel,
 )
 
 WARM_UP = 200
+# The client variants each client mode compares, the bare one first, and
+# the (variant, baseline) pairs it reports besides each against the bare.
+CLIENT_MODES = {
+    "client": (("plain", "interceptor", "breaker"), (("breaker", "interceptor"),)),
+    "client-channel": (
+        ("plain", "channel-floor", "channel"),
+        (("channel", "channel-floor"),),
+    ),
+    "client-sync": (("sync-plain", "sync-breaker"), ()),
+}
 
 
 def _env() -> dict[str, str]:
@@ -122,10 +140,14 @@ def client_instructions(variant: str, port: int, calls: int) -> float:
 def main(argv: list[str]) -> None:
     calls = int(argv[0]) if argv else 1000
     sides = argv[1:] or ["server", "client"]
+    for side in sides:
+        if side != "server" and side not in CLIENT_MODES:
+            raise SystemExit(f"unknown mode {side!r}: server or {list(CLIENT_MODES)}")
     if "server" in sides:
         measure_servers(calls)
-    if "client" in sides:
-        measure_clients(calls)
+    for side in sides:
+        if side in CLIENT_MODES:
+            measure_clients(calls, side)
 
 
 def measure_servers(calls: int) -> None:
@@ -142,8 +164,10 @@ def measure_servers(calls: int) -> None:
     print(f"server limited: {added:+.2%} instructions per call against passthrough")
 
 
-def measure_clients(calls: int) -> None:
-    """`measure_clients` prints each client variant's instructions per call."""
+def measure_clients(calls: int, mode: str = "client") -> None:
+    """`measure_clients` prints the instructions per call of each client
+    variant of ``mode`` (see `CLIENT_MODES`)."""
+    variants, against = CLIENT_MODES[mode]
     plain_server = subprocess.Popen(
         [sys.executable, "-m", "ratefuse.bench.grpc_server", "plain"],
         stdout=subprocess.PIPE,
@@ -153,19 +177,22 @@ def measure_clients(calls: int) -> None:
         assert plain_server.stdout is not None
         port = int(plain_server.stdout.readline())
         clients = {
-            variant: client_instructions(variant, port, calls)
-            for variant in CLIENT_VARIANTS
+            variant: client_instructions(variant, port, calls) for variant in variants
         }
     finally:
         plain_server.terminate()
         plain_server.wait()
     for variant, count in clients.items():
-        print(f"client {variant:<8} {count:>10.0f} instructions/call", flush=True)
-    for variant in CLIENT_VARIANTS[1:]:
-        added = clients[variant] / clients["plain"] - 1
-        print(f"client {variant}: {added:+.2%} instructions per call against plain")
-    added = clients["breaker"] / clients["interceptor"] - 1
-    print(f"client breaker: {added:+.2%} instructions per call against interceptor")
+        print(f"client {variant:<13} {count:>10.0f} instructions/call", flush=True)
+    bare = variants[0]
+    for variant in variants[1:]:
+        added = clients[variant] / clients[bare] - 1
+        print(f"client {variant}: {added:+.2%} instructions per call against {bare}")
+    for variant, baseline in against:
+        added = clients[variant] / clients[baseline] - 1
+        print(
+            f"client {variant}: {added:+.2%} instructions per call against {baseline}"
+        )
 
 
 if __name__ == "__main__":
