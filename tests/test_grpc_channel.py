@@ -281,3 +281,80 @@ def test_bad_options_are_refused_at_construction(impl: Any) -> None:
         await real.close()
 
     run(scenario)
+
+
+class BlockedClock(ManualClock):
+    """`BlockedClock` is a manual clock whose asyncio sleeps never end
+    (until cancelled); ``asleep`` is set when one begins."""
+
+    def __init__(self, now_ns: int) -> None:
+        super().__init__(now_ns)
+        self.asleep = asyncio.Event()
+
+    def sleep(self, seconds: float) -> None:
+        raise AssertionError("a GuardedAioChannel never blocks its loop")
+
+    async def async_sleep(self, seconds: float) -> None:
+        self.asleep.set()
+        await asyncio.Event().wait()
+
+
+def test_a_call_cancelled_while_it_waits_returns_the_probe(
+    impl: Any, gate: Gate, address: str
+) -> None:
+    clock = BlockedClock(now_ns=10**12)
+    breaker = make_breaker(impl, CONFIG, clock=clock)
+    breaker.transition_to(State.OPEN)
+    breaker.transition_to(State.HALF_OPEN)  # one probe
+    outbound = limiter(impl, clock)
+    assert outbound.try_acquire()  # the next unit is 10 s away
+    ended: list[Any] = []
+
+    async def scenario() -> None:
+        real = grpc.aio.insecure_channel(address)
+        async with GuardedAioChannel(real, breaker, limiter=outbound) as channel:
+            call = channel.unary_unary("/test.Echo/Say")(b"x", timeout=60.0)
+            call.add_done_callback(ended.append)
+            await clock.asleep.wait()  # holds the probe, waits for the limiter
+            assert not call.done()
+            assert call.time_remaining() is None
+            assert call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            assert call.cancelled()
+            await asyncio.sleep(0)  # done callbacks run in the next turn
+            assert ended == [call]
+            assert gate.calls == 0
+
+    run(scenario)
+    probe = breaker.permit_or_error()  # the probe was given back
+    assert not isinstance(probe, CircuitOpenError)
+
+
+def test_a_waiting_stream_call_reads_and_writes_once_started(
+    impl: Any, address: str
+) -> None:
+    clock = SleepingClock(now_ns=10**12)
+    ended: list[Any] = []
+
+    async def scenario() -> None:
+        real = grpc.aio.insecure_channel(address)
+        channel = GuardedAioChannel(real, limiter=limiter(impl, clock))
+        async with channel:
+            chat = channel.stream_stream("/test.Echo/Chat")(timeout=60.0)
+            chat.add_done_callback(ended.append)
+            await chat.write(b"a")
+            assert 0 < chat.time_remaining() <= 60.0
+            assert await chat.read() == b"A"
+            await chat.done_writing()
+            assert await chat.read() is grpc.aio.EOF
+            assert await chat.code() == grpc.StatusCode.OK
+            assert await chat.details() == ""
+            await chat.wait_for_connection()
+            assert chat.done()
+            assert not chat.cancelled()
+            assert dict(await chat.initial_metadata()) == {}
+            assert dict(await chat.trailing_metadata()) == {}
+
+    run(scenario)
+    assert len(ended) == 1

@@ -111,31 +111,33 @@ class GuardedMultiCallable:
         self._method = method
         self._real = real
 
-    def __call__(self, request: Any, **options: Any) -> Any:
+    def __call__(self, *request: Any, **options: Any) -> Any:
+        # ``request``: the request, or the request iterator (none at all
+        # for a request stream written with ``write``), as grpc.aio takes it.
         guard = self._guard
         breaker = guard.breaker_for(self._method)
         if guard.limiter is not None:
-            return PendingCall(self._start(breaker, request, options))
+            return PendingCall(self._start(breaker, None, request, options))
         if breaker is None:
-            return self._real(request, **options)
+            return self._real(*request, **options)
         # The real call starts now (grpc.aio sends it at once), so this is
         # as late as the permit can be taken.
         permit: Any = breaker.permit_or_error()
         if isinstance(permit, CircuitOpenError):
             return RefusedCall(guard.rejected(permit))
-        if not hasattr(permit, "on_success"):  # an asyncio breaker's
-            return PendingCall(self._start(breaker, request, options))
+        if not hasattr(permit, "on_success"):  # an asyncio breaker's, awaited
+            return PendingCall(self._start(breaker, permit, request, options))
         return self._launch(breaker, permit, request, options)
 
     def _launch(
-        self, breaker: Breaker, permit: Any, request: Any, options: Options
+        self, breaker: Breaker, permit: Any, request: tuple[Any, ...], options: Options
     ) -> Any:
         # Starts the real call under ``permit``; the call's done callback
         # records its outcome.
         guard = self._guard
         try:
             start_ns = start(breaker, permit)
-            call = self._real(request, **options)
+            call = self._real(*request, **options)
         except BaseException:
             permit.release()
             raise
@@ -145,15 +147,21 @@ class GuardedMultiCallable:
         return call
 
     async def _start(
-        self, breaker: Breaker | None, request: Any, options: Options
+        self,
+        breaker: Breaker | None,
+        permit: Any,
+        request: tuple[Any, ...],
+        options: Options,
     ) -> Any:
-        # A call that waits first: the breaker's permit (awaited if it is an
-        # asyncio breaker's), then the limiter's unit within the call's
-        # timeout; the real call starts with what is left of that timeout.
+        # A call that waits first: the breaker's permit (taken here unless
+        # given; awaited if it is an asyncio breaker's), then the limiter's
+        # unit within the call's timeout; the real call starts with what is
+        # left of that timeout.
         guard = self._guard
         if breaker is None:
-            return self._real(request, **await _admitted(guard, options))
-        permit: Any = breaker.permit_or_error()
+            return self._real(*request, **await _admitted(guard, options))
+        if permit is None:
+            permit = breaker.permit_or_error()
         if not hasattr(permit, "on_success"):
             permit = await _resolved(guard, permit)
         try:
