@@ -29,12 +29,13 @@ from typing import Any
 import grpc
 
 from ratefuse.core.errors import CircuitOpenError
-from ratefuse.engine.breaker_forms import Breaker, start
+from ratefuse.engine.breaker_forms import UNTIMED, Breaker, start
 from ratefuse.grpc.call_aio import PendingCall, RefusedCall
-from ratefuse.grpc.client_aio import _done, _resolved
+from ratefuse.grpc.client_aio import _now, _resolved
 from ratefuse.grpc.guard import Guard, Guarded
 
 Options = dict[str, Any]
+OK = grpc.StatusCode.OK
 
 
 class GuardedAioChannel(Guarded, grpc.aio.Channel):  # type: ignore[misc]
@@ -142,7 +143,7 @@ class GuardedMultiCallable:
             permit.release()
             raise
         call.add_done_callback(
-            functools.partial(_done, guard, breaker, permit, start_ns)
+            functools.partial(_finished, guard, breaker, permit, start_ns)
         )
         return call
 
@@ -171,6 +172,23 @@ class GuardedMultiCallable:
             permit.release()
             raise
         return self._launch(breaker, permit, request, options)
+
+
+def _finished(
+    guard: Guard, breaker: Breaker, permit: Any, start_ns: int, call: Any
+) -> None:
+    # The call's done callback: it has its status, read without waiting;
+    # its details only for a failure (reading them costs as much as the
+    # code: this callback is most of what the wrapper adds to a call).
+    code = _now(call.code())
+    if code is OK and start_ns == UNTIMED:
+        permit.on_success(0.0)
+        return
+    message = None if code is OK else _now(call.details())
+    if code is NotImplemented or message is NotImplemented:
+        permit.release()  # no status to judge by: no outcome
+        return
+    guard.record(breaker, permit, start_ns, code, message)
 
 
 class _Timeout:
