@@ -358,3 +358,27 @@ def test_a_waiting_stream_call_reads_and_writes_once_started(
 
     run(scenario)
     assert len(ended) == 1
+
+
+def test_a_registry_client_guards_the_channel(gate: Gate, address: str) -> None:
+    from ratefuse.config import Registry
+
+    registry = Registry(
+        {
+            "breakers": {"echo": {"failure_rate_threshold": 50}},
+            "grpc": {"clients": {"echo": {"breaker": "echo"}}},
+        }
+    )
+
+    async def scenario() -> None:
+        real = grpc.aio.insecure_channel(address)
+        channel = GuardedAioChannel(real, registry=registry, client="echo")
+        async with channel:
+            say = channel.unary_unary("/test.Echo/Say")
+            assert await say(b"x") == b"x"
+            registry.breaker("echo").force_open()
+            with pytest.raises(CircuitOpenRpcError):
+                await say(b"x")
+            assert gate.calls == 1
+
+    run(scenario)

@@ -24,6 +24,7 @@ does, without touching the network.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
@@ -32,7 +33,12 @@ from ratefuse.core.errors import CircuitOpenError
 from ratefuse.engine.breaker_forms import UNTIMED, Breaker, start
 from ratefuse.grpc.call_aio import PendingCall, RefusedCall
 from ratefuse.grpc.client_aio import _now, _resolved
-from ratefuse.grpc.guard import Guard, Guarded
+from ratefuse.grpc.guard import (
+    DEFAULT_FAILURE_CODES,
+    DEFAULT_MAX_WAIT,
+    Guard,
+    Guarded,
+)
 
 Options = dict[str, Any]
 OK = grpc.StatusCode.OK
@@ -46,10 +52,31 @@ class GuardedAioChannel(Guarded, grpc.aio.Channel):  # type: ignore[misc]
     ``get_state``, ``wait_for_state_change`` and ``async with`` are the
     wrapped channel's. Use it from the channel's event loop."""
 
-    def __init__(self, channel: grpc.aio.Channel, *args: Any, **options: Any) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        breaker: Breaker | None = None,
+        *,
+        breaker_per_method: Callable[[str], Breaker] | None = None,
+        limiter: Any = None,
+        failure_codes: Iterable[grpc.StatusCode] = DEFAULT_FAILURE_CODES,
+        max_wait: float = DEFAULT_MAX_WAIT,
+        raise_circuit_open: bool = False,
+        registry: object | None = None,
+        client: str | None = None,
+    ) -> None:
         if not isinstance(channel, grpc.aio.Channel):
             raise TypeError(f"channel must be a grpc.aio.Channel, got {channel!r}")
-        super().__init__(*args, **options)
+        super().__init__(
+            breaker,
+            breaker_per_method=breaker_per_method,
+            limiter=limiter,
+            failure_codes=failure_codes,
+            max_wait=max_wait,
+            raise_circuit_open=raise_circuit_open,
+            registry=registry,
+            client=client,
+        )
         self.channel = channel
 
     def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
