@@ -19,8 +19,8 @@ MODE is ``server``, ``client`` (the default: both),
 ``client`` compares the grpc.aio client interceptor with the bare channel;
 ``client-channel`` compares `ratefuse.grpc.GuardedAioChannel` (a CLOSED
 breaker, and the floor: the wrapper with no breaker) with it;
-``client-sync`` compares the sync ClientInterceptor (a CLOSED breaker)
-with a bare sync channel.
+``client-sync`` compares the sync ClientInterceptor (no breaker; a CLOSED
+breaker) with a bare sync channel.
 
 Needs valgrind (Debian's ``valgrind``) and grpcio.
 """
@@ -54,7 +54,10 @@ CLIENT_MODES = {
         ("plain", "channel-floor", "channel"),
         (("channel", "channel-floor"),),
     ),
-    "client-sync": (("sync-plain", "sync-breaker"), ()),
+    "client-sync": (
+        ("sync-plain", "sync-interceptor", "sync-breaker"),
+        (("sync-breaker", "sync-interceptor"),),
+    ),
 }
 
 

@@ -382,3 +382,27 @@ def test_a_registry_client_guards_the_channel(gate: Gate, address: str) -> None:
             assert gate.calls == 1
 
     run(scenario)
+
+
+def test_a_unary_call_dropped_unawaited_gives_its_probe_back(
+    impl: Any, address: str
+) -> None:
+    breaker = make_breaker(impl, CONFIG)
+    breaker.transition_to(State.OPEN)
+    breaker.transition_to(State.HALF_OPEN)  # one probe
+
+    async def scenario() -> None:
+        real = grpc.aio.insecure_channel(address)
+        async with GuardedAioChannel(real, breaker) as channel:
+            say = channel.unary_unary("/test.Echo/Say")
+            call = say(b"x")  # holds the probe
+            assert await call.code() == grpc.StatusCode.OK  # the real call's
+            refused = say(b"x")
+            with pytest.raises(CircuitOpenRpcError):
+                await refused
+            del call  # never awaited: no outcome, the probe is free again
+            assert breaker.state == State.HALF_OPEN
+            assert await say(b"x") == b"x"
+            assert breaker.state == State.CLOSED
+
+    run(scenario)

@@ -34,9 +34,11 @@ intercepted call in a task of its own); "breaker" adds it with a CLOSED
 CircuitBreaker; "channel" is the bare channel in a GuardedAioChannel with
 a CLOSED CircuitBreaker, "channel-floor" the same wrapper with no breaker
 (what the wrapping costs by itself)."""
-SYNC_CLIENT_VARIANTS = ("sync-plain", "sync-breaker")
+SYNC_CLIENT_VARIANTS = ("sync-plain", "sync-interceptor", "sync-breaker")
 """`SYNC_CLIENT_VARIANTS`: a sync channel, bare ("sync-plain") or under
-the sync ClientInterceptor with a CLOSED CircuitBreaker ("sync-breaker")."""
+the sync ClientInterceptor (``grpc.intercept_channel``) with no breaker
+("sync-interceptor": what grpc's interceptor machinery costs by itself)
+or a CLOSED CircuitBreaker ("sync-breaker")."""
 NEVER_DENYING_RATE = "1000000000/s"
 
 

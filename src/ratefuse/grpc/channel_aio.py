@@ -4,9 +4,11 @@ interceptor machinery.
 
 grpc.aio runs every intercepted call in a task of its own, which costs a
 third of a trivial unary call by itself; this wrapper instead hands back
-the real channel's call, with the breaker's permit taken before it starts
-and its outcome recorded by the call's done callback (gRPC runs it when
-the status arrives, before the caller's ``await`` resumes)::
+the real channel's call, with the breaker's permit taken before it
+starts. A call with one response is a `ratefuse.grpc.call_aio.GuardedUnaryCall`
+(the real call, whose outcome is recorded where it is awaited; one
+never awaited counts as nothing); a response stream's outcome is
+recorded by the call's done callback, when its status arrives::
 
     channel = GuardedAioChannel(
         grpc.aio.insecure_channel(target), CircuitBreaker("inventory")
@@ -31,7 +33,7 @@ import grpc
 
 from ratefuse.core.errors import CircuitOpenError
 from ratefuse.engine.breaker_forms import UNTIMED, Breaker, start
-from ratefuse.grpc.call_aio import PendingCall, RefusedCall
+from ratefuse.grpc.call_aio import GuardedUnaryCall, PendingCall, RefusedCall
 from ratefuse.grpc.client_aio import _now, _resolved
 from ratefuse.grpc.guard import (
     DEFAULT_FAILURE_CODES,
@@ -82,24 +84,24 @@ class GuardedAioChannel(Guarded, grpc.aio.Channel):  # type: ignore[misc]
     def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """`unary_unary` is the guarded multicallable of a unary method."""
         real = self.channel.unary_unary(method, *args, **kwargs)
-        return GuardedMultiCallable(self.guard, method, real)
+        return GuardedMultiCallable(self.guard, method, real, True)
 
     def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """`unary_stream` is the guarded multicallable of a response stream;
         its outcome is recorded when the stream ends."""
         real = self.channel.unary_stream(method, *args, **kwargs)
-        return GuardedMultiCallable(self.guard, method, real)
+        return GuardedMultiCallable(self.guard, method, real, False)
 
     def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """`stream_unary` is the guarded multicallable of a request stream."""
         real = self.channel.stream_unary(method, *args, **kwargs)
-        return GuardedMultiCallable(self.guard, method, real)
+        return GuardedMultiCallable(self.guard, method, real, True)
 
     def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """`stream_stream` is the guarded multicallable of a bidirectional
         stream."""
         real = self.channel.stream_stream(method, *args, **kwargs)
-        return GuardedMultiCallable(self.guard, method, real)
+        return GuardedMultiCallable(self.guard, method, real, False)
 
     async def __aenter__(self) -> GuardedAioChannel:
         await self.channel.__aenter__()
@@ -129,15 +131,17 @@ class GuardedAioChannel(Guarded, grpc.aio.Channel):  # type: ignore[misc]
 
 class GuardedMultiCallable:
     """`GuardedMultiCallable` is a multicallable of a `GuardedAioChannel`:
-    called with the real one's arguments, it returns the real call, a
+    called with the real one's arguments, it returns the real call (in a
+    `GuardedUnaryCall` if ``single``: the call has one response), a
     `PendingCall` (one that waits before it starts) or a `RefusedCall`."""
 
-    __slots__ = ("_guard", "_method", "_real")
+    __slots__ = ("_guard", "_method", "_real", "_single")
 
-    def __init__(self, guard: Guard, method: str, real: Any) -> None:
+    def __init__(self, guard: Guard, method: str, real: Any, single: bool) -> None:
         self._guard = guard
         self._method = method
         self._real = real
+        self._single = single
 
     def __call__(self, *request: Any, **options: Any) -> Any:
         # ``request``: the request, or the request iterator (none at all
@@ -160,8 +164,10 @@ class GuardedMultiCallable:
     def _launch(
         self, breaker: Breaker, permit: Any, request: tuple[Any, ...], options: Options
     ) -> Any:
-        # Starts the real call under ``permit``; the call's done callback
-        # records its outcome.
+        # Starts the real call under ``permit``. A single response's outcome
+        # is recorded where it is awaited (a done callback would cost more
+        # than all the rest: grpc.aio reads a status only in a coroutine), a
+        # stream's by the call's done callback.
         guard = self._guard
         try:
             start_ns = start(breaker, permit)
@@ -169,6 +175,8 @@ class GuardedMultiCallable:
         except BaseException:
             permit.release()
             raise
+        if self._single:
+            return GuardedUnaryCall(call, guard, breaker, permit, start_ns)
         call.add_done_callback(
             functools.partial(_finished, guard, breaker, permit, start_ns)
         )
@@ -204,9 +212,9 @@ class GuardedMultiCallable:
 def _finished(
     guard: Guard, breaker: Breaker, permit: Any, start_ns: int, call: Any
 ) -> None:
-    # The call's done callback: it has its status, read without waiting;
-    # its details only for a failure (reading them costs as much as the
-    # code: this callback is most of what the wrapper adds to a call).
+    # A response stream's done callback: the call has its status, read
+    # without waiting; its details only for a failure (reading them costs
+    # as much as the code).
     code = _now(call.code())
     if code is OK and start_ns == UNTIMED:
         permit.on_success(0.0)
