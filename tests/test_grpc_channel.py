@@ -406,3 +406,28 @@ def test_a_unary_call_dropped_unawaited_gives_its_probe_back(
             assert breaker.state == State.CLOSED
 
     run(scenario)
+
+
+def test_a_refused_call_answers_as_a_failed_call(impl: Any, address: str) -> None:
+    breaker = make_breaker(impl, CONFIG)
+    breaker.force_open()
+    ended: list[Any] = []
+
+    async def scenario() -> None:
+        real = grpc.aio.insecure_channel(address)
+        async with GuardedAioChannel(real, breaker) as channel:
+            chat = channel.stream_stream("/test.Echo/Chat")()
+            chat.add_done_callback(ended.append)
+            for step in (chat.write(b"a"), chat.read(), chat.wait_for_connection()):
+                with pytest.raises(CircuitOpenRpcError):
+                    await step
+            await chat.done_writing()
+            assert await chat.initial_metadata() == ()
+            assert await chat.trailing_metadata() == ()
+            assert "CircuitOpenRpcError" in await chat.debug_error_string()
+            assert not chat.cancel()
+            assert chat.time_remaining() is None
+            await asyncio.sleep(0)  # the callback runs in the next turn
+            assert ended == [chat]
+
+    run(scenario)
