@@ -67,11 +67,12 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _callgrind(arguments: list[str], out: str) -> list[str]:
+def _callgrind(arguments: list[str], out: str, *options: str) -> list[str]:
     return [
         "valgrind",
         "--tool=callgrind",
         f"--callgrind-out-file={out}",
+        *options,
         sys.executable,
         "-m",
         "ratefuse.bench.grpc_server",
@@ -123,21 +124,27 @@ def server_instructions(variant: str, calls: int) -> float:
         return _total(dump) / calls
 
 
-def client_instructions(variant: str, port: int, calls: int) -> float:
+def client_instructions(variant: str, port: int, calls: int) -> tuple[float, float]:
     """`client_instructions` is the instructions per call of ``variant``'s
-    client: a run of WARM_UP + ``calls`` calls less a run of WARM_UP."""
-    totals = []
+    client: a run of WARM_UP + ``calls`` calls less a run of WARM_UP, in
+    all threads and in the main thread alone (where the caller's code and
+    ratefuse's run; grpc's poller threads add work that varies with how
+    long the run takes, so with the machine's load)."""
+    totals, mains = [], []
     for count in (WARM_UP, WARM_UP + calls):
         with tempfile.TemporaryDirectory() as scratch:
             out = os.path.join(scratch, "callgrind.out")
+            arguments = ["client", variant, str(port), str(count)]
             subprocess.run(
-                _callgrind(["client", variant, str(port), str(count)], out),
+                _callgrind(arguments, out, "--separate-threads=yes"),
                 check=True,
                 capture_output=True,
                 env=_env(),
             )
-            totals.append(_total(out))
-    return (totals[1] - totals[0]) / calls
+            dumps = sorted(glob.glob(f"{out}-*"))
+            totals.append(sum(_total(dump) for dump in dumps))
+            mains.append(_total(dumps[0]))
+    return (totals[1] - totals[0]) / calls, (mains[1] - mains[0]) / calls
 
 
 def main(argv: list[str]) -> None:
@@ -185,16 +192,21 @@ def measure_clients(calls: int, mode: str = "client") -> None:
     finally:
         plain_server.terminate()
         plain_server.wait()
-    for variant, count in clients.items():
-        print(f"client {variant:<13} {count:>10.0f} instructions/call", flush=True)
-    bare = variants[0]
-    for variant in variants[1:]:
-        added = clients[variant] / clients[bare] - 1
-        print(f"client {variant}: {added:+.2%} instructions per call against {bare}")
-    for variant, baseline in against:
-        added = clients[variant] / clients[baseline] - 1
+    for variant, (count, main) in clients.items():
         print(
-            f"client {variant}: {added:+.2%} instructions per call against {baseline}"
+            f"client {variant:<16} {count:>10.0f} instructions/call "
+            f"({main:.0f} in the main thread)",
+            flush=True,
+        )
+    bare = variants[0]
+    pairs = [(variant, bare) for variant in variants[1:]] + list(against)
+    for variant, baseline in pairs:
+        added = clients[variant][0] / clients[baseline][0] - 1
+        main = clients[variant][1] - clients[baseline][1]
+        print(
+            f"client {variant}: {added:+.2%} instructions per call against "
+            f"{baseline}; main thread {main:+.0f} "
+            f"({main / clients[baseline][0]:+.2%} of {baseline}'s total)"
         )
 
 
