@@ -11,7 +11,16 @@ difference over ``N`` is its cost per call (start-up cancels out). The
 figures are user-space instructions (the kernel's socket work is not
 counted).
 
-    python benchmarks/grpc_instructions.py [N] [server|client]
+    python benchmarks/grpc_instructions.py [N] [MODE ...]
+
+MODE is ``server``, ``client`` (the default: both),
+``client-channel`` or ``client-sync``.
+
+``client`` compares the grpc.aio client interceptor with the bare channel;
+``client-channel`` compares `ratefuse.grpc.GuardedAioChannel` (a CLOSED
+breaker, and the floor: the wrapper with no breaker) with it;
+``client-sync`` compares the sync ClientInterceptor (no breaker; a CLOSED
+breaker) with a bare sync channel.
 
 Needs valgrind (Debian's ``valgrind``) and grpcio.
 """
@@ -31,13 +40,25 @@ sys.path.insert(0, str(SRC))
 
 from asgi_instructions import wait_for  # noqa: E402
 from ratefuse.bench.grpc_server import (  # noqa: E402
-    CLIENT_VARIANTS,
     SERVER_VARIANTS,
     call_many,
     make_channel,
 )
 
 WARM_UP = 200
+# The client variants each client mode compares, the bare one first, and
+# the (variant, baseline) pairs it reports besides each against the bare.
+CLIENT_MODES = {
+    "client": (("plain", "interceptor", "breaker"), (("breaker", "interceptor"),)),
+    "client-channel": (
+        ("plain", "channel-floor", "channel"),
+        (("channel", "channel-floor"),),
+    ),
+    "client-sync": (
+        ("sync-plain", "sync-interceptor", "sync-breaker"),
+        (("sync-breaker", "sync-interceptor"),),
+    ),
+}
 
 
 def _env() -> dict[str, str]:
@@ -46,11 +67,12 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _callgrind(arguments: list[str], out: str) -> list[str]:
+def _callgrind(arguments: list[str], out: str, *options: str) -> list[str]:
     return [
         "valgrind",
         "--tool=callgrind",
         f"--callgrind-out-file={out}",
+        *options,
         sys.executable,
         "-m",
         "ratefuse.bench.grpc_server",
@@ -102,30 +124,40 @@ def server_instructions(variant: str, calls: int) -> float:
         return _total(dump) / calls
 
 
-def client_instructions(variant: str, port: int, calls: int) -> float:
+def client_instructions(variant: str, port: int, calls: int) -> tuple[float, float]:
     """`client_instructions` is the instructions per call of ``variant``'s
-    client: a run of WARM_UP + ``calls`` calls less a run of WARM_UP."""
-    totals = []
+    client: a run of WARM_UP + ``calls`` calls less a run of WARM_UP, in
+    all threads and in the main thread alone (where the caller's code and
+    ratefuse's run; grpc's poller threads add work that varies with how
+    long the run takes, so with the machine's load)."""
+    totals, mains = [], []
     for count in (WARM_UP, WARM_UP + calls):
         with tempfile.TemporaryDirectory() as scratch:
             out = os.path.join(scratch, "callgrind.out")
+            arguments = ["client", variant, str(port), str(count)]
             subprocess.run(
-                _callgrind(["client", variant, str(port), str(count)], out),
+                _callgrind(arguments, out, "--separate-threads=yes"),
                 check=True,
                 capture_output=True,
                 env=_env(),
             )
-            totals.append(_total(out))
-    return (totals[1] - totals[0]) / calls
+            dumps = sorted(glob.glob(f"{out}-*"))
+            totals.append(sum(_total(dump) for dump in dumps))
+            mains.append(_total(dumps[0]))
+    return (totals[1] - totals[0]) / calls, (mains[1] - mains[0]) / calls
 
 
 def main(argv: list[str]) -> None:
     calls = int(argv[0]) if argv else 1000
     sides = argv[1:] or ["server", "client"]
+    for side in sides:
+        if side != "server" and side not in CLIENT_MODES:
+            raise SystemExit(f"unknown mode {side!r}: server or {list(CLIENT_MODES)}")
     if "server" in sides:
         measure_servers(calls)
-    if "client" in sides:
-        measure_clients(calls)
+    for side in sides:
+        if side in CLIENT_MODES:
+            measure_clients(calls, side)
 
 
 def measure_servers(calls: int) -> None:
@@ -142,8 +174,10 @@ def measure_servers(calls: int) -> None:
     print(f"server limited: {added:+.2%} instructions per call against passthrough")
 
 
-def measure_clients(calls: int) -> None:
-    """`measure_clients` prints each client variant's instructions per call."""
+def measure_clients(calls: int, mode: str = "client") -> None:
+    """`measure_clients` prints the instructions per call of each client
+    variant of ``mode`` (see `CLIENT_MODES`)."""
+    variants, against = CLIENT_MODES[mode]
     plain_server = subprocess.Popen(
         [sys.executable, "-m", "ratefuse.bench.grpc_server", "plain"],
         stdout=subprocess.PIPE,
@@ -153,19 +187,27 @@ def measure_clients(calls: int) -> None:
         assert plain_server.stdout is not None
         port = int(plain_server.stdout.readline())
         clients = {
-            variant: client_instructions(variant, port, calls)
-            for variant in CLIENT_VARIANTS
+            variant: client_instructions(variant, port, calls) for variant in variants
         }
     finally:
         plain_server.terminate()
         plain_server.wait()
-    for variant, count in clients.items():
-        print(f"client {variant:<8} {count:>10.0f} instructions/call", flush=True)
-    for variant in CLIENT_VARIANTS[1:]:
-        added = clients[variant] / clients["plain"] - 1
-        print(f"client {variant}: {added:+.2%} instructions per call against plain")
-    added = clients["breaker"] / clients["interceptor"] - 1
-    print(f"client breaker: {added:+.2%} instructions per call against interceptor")
+    for variant, (count, main) in clients.items():
+        print(
+            f"client {variant:<16} {count:>10.0f} instructions/call "
+            f"({main:.0f} in the main thread)",
+            flush=True,
+        )
+    bare = variants[0]
+    pairs = [(variant, bare) for variant in variants[1:]] + list(against)
+    for variant, baseline in pairs:
+        added = clients[variant][0] / clients[baseline][0] - 1
+        main = clients[variant][1] - clients[baseline][1]
+        print(
+            f"client {variant}: {added:+.2%} instructions per call against "
+            f"{baseline}; main thread {main:+.0f} "
+            f"({main / clients[baseline][0]:+.2%} of {baseline}'s total)"
+        )
 
 
 if __name__ == "__main__":

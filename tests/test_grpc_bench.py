@@ -15,9 +15,12 @@ from ratefuse.bench import grpc_inprocess
 from ratefuse.bench.grpc_server import (
     CLIENT_VARIANTS,
     SERVER_VARIANTS,
+    SYNC_CLIENT_VARIANTS,
     call_many,
+    call_many_sync,
     make_channel,
     make_server,
+    make_sync_channel,
 )
 
 
@@ -31,7 +34,8 @@ def test_one_round_reports_every_variant() -> None:
         timeout=120,
         check=True,
     )
-    for label in ("plain call", "server interceptor", "client, breaker", "open"):
+    labels = ("plain call", "server interceptor", "client, breaker", "open")
+    for label in (*labels, "guarded aio channel", "open breaker, channel"):
         assert label in result.stdout
 
 
@@ -70,6 +74,22 @@ def test_open_breakers_reject_without_the_network() -> None:
     # instead of CircuitOpenRpcError, and the timers would raise.
     assert grpc_inprocess._open_sync(10) > 0
     assert asyncio.run(grpc_inprocess._open_aio(10)) > 0
+    assert asyncio.run(grpc_inprocess._open_channel(10)) > 0
+
+
+def test_every_sync_client_variant_answers() -> None:
+    async def scenario() -> None:
+        server = make_server("plain")
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        try:
+            for variant in SYNC_CLIENT_VARIANTS:
+                with make_sync_channel(variant, f"127.0.0.1:{port}") as channel:
+                    await asyncio.to_thread(call_many_sync, channel, 3)
+        finally:
+            await server.stop(None)
+
+    asyncio.run(scenario())
 
 
 def test_unknown_variants_are_refused() -> None:
@@ -77,3 +97,5 @@ def test_unknown_variants_are_refused() -> None:
         make_server("fast")
     with pytest.raises(ValueError, match="variant must be one of"):
         make_channel("fast", "127.0.0.1:1")
+    with pytest.raises(ValueError, match="variant must be one of"):
+        make_sync_channel("fast", "127.0.0.1:1")

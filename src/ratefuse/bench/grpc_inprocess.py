@@ -3,14 +3,16 @@ unary call, in one process on loopback, and how fast an open breaker
 fails a call.
 
 One event loop runs a bare grpc.aio server and one under the server
-interceptor (one keyed limit), and three grpc.aio channels: bare to the
-bare server, bare to the limited one, and under the client interceptor
-(a CLOSED breaker) to the bare one. Each round makes ``calls`` sequential
-calls on each pair, in alternating order, timed in the process's CPU time
-(client and server together); the report is the median per call over the
-rounds and each variant's ratio to the bare pair. An open breaker's
-rejection is timed on a sync channel (``grpc.intercept_channel``) and a
-grpc.aio one, neither of which reaches the network.
+interceptor (one keyed limit), and grpc.aio channels: bare to the bare
+server, bare to the limited one, and to the bare one under the client
+interceptor (no breaker; a CLOSED breaker) and in a
+`ratefuse.grpc.GuardedAioChannel` (a CLOSED breaker). Each round makes
+``calls`` sequential calls on each pair, in alternating order, timed in
+the process's CPU time (client and server together); the report is the
+median per call over the rounds and each variant's ratio to the bare
+pair. An open breaker's rejection is timed on a sync channel
+(``grpc.intercept_channel``), a grpc.aio one under the interceptor and a
+GuardedAioChannel, none of which reaches the network.
 """
 
 from __future__ import annotations
@@ -34,15 +36,19 @@ class GrpcReport:
     """`GrpcReport` holds medians in microseconds per call: ``plain``,
     ``server_limited``, ``client_interceptor`` (neither breaker nor
     limiter: grpc.aio's interceptor machinery) and ``client_breaker``
-    (CPU time of a whole call, both sides), ``open_sync`` and ``open_aio``
-    (wall time of a call an open breaker rejects)."""
+    (CPU time of a whole call, both sides), ``client_channel`` (the same
+    for a GuardedAioChannel with a CLOSED breaker), ``open_sync``,
+    ``open_aio`` and ``open_channel`` (wall time of a call an open
+    breaker rejects)."""
 
     plain: float
     server_limited: float
     client_interceptor: float
     client_breaker: float
+    client_channel: float
     open_sync: float
     open_aio: float
+    open_channel: float
 
     def lines(self) -> list[str]:
         """`lines` is the report as text."""
@@ -56,8 +62,11 @@ class GrpcReport:
             f"({self.client_breaker / self.plain - 1:+.1%}; "
             f"{self.client_breaker / self.client_interceptor - 1:+.1%} against "
             "no breaker)",
+            f"guarded aio channel   {self.client_channel:8.1f} us CPU "
+            f"({self.client_channel / self.plain - 1:+.1%})",
             f"open breaker, sync    {self.open_sync:8.2f} us per rejected call",
             f"open breaker, aio     {self.open_aio:8.2f} us per rejected call",
+            f"open breaker, channel {self.open_channel:8.2f} us per rejected call",
         ]
 
 
@@ -80,6 +89,25 @@ async def _open_aio(calls: int) -> float:
     async with grpc.aio.insecure_channel(
         "127.0.0.1:9", interceptors=guard.interceptors()
     ) as channel:
+        say = channel.unary_unary(METHOD)
+        began = time.perf_counter()
+        for _ in range(calls):
+            with contextlib.suppress(CircuitOpenRpcError):
+                await say(b"x")
+        return (time.perf_counter() - began) / calls * 1e6
+
+
+async def _open_channel(calls: int) -> float:
+    import grpc
+
+    from ratefuse.breaker import CircuitBreaker
+    from ratefuse.grpc import CircuitOpenRpcError, GuardedAioChannel
+
+    breaker = CircuitBreaker("open")
+    breaker.force_open()
+    # A port nobody listens on: a call that got through would fail.
+    real = grpc.aio.insecure_channel("127.0.0.1:9")
+    async with GuardedAioChannel(real, breaker) as channel:
         say = channel.unary_unary(METHOD)
         began = time.perf_counter()
         for _ in range(calls):
@@ -120,6 +148,7 @@ async def _measure(rounds: int, calls: int) -> GrpcReport:
             "interceptor", f"127.0.0.1:{ports['plain']}"
         ),
         "client_breaker": make_channel("breaker", f"127.0.0.1:{ports['plain']}"),
+        "client_channel": make_channel("channel", f"127.0.0.1:{ports['plain']}"),
     }
     times: dict[str, list[float]] = {name: [] for name in pairs}
     try:
@@ -130,6 +159,7 @@ async def _measure(rounds: int, calls: int) -> GrpcReport:
             for name in order:
                 times[name].append(await _timed(pairs[name], calls))
         open_aio = await _open_aio(OPEN_CALLS)
+        open_channel = await _open_channel(OPEN_CALLS)
     finally:
         for channel in pairs.values():
             await channel.close()
@@ -141,8 +171,10 @@ async def _measure(rounds: int, calls: int) -> GrpcReport:
         medians["server_limited"],
         medians["client_interceptor"],
         medians["client_breaker"],
+        medians["client_channel"],
         _open_sync(OPEN_CALLS),
         open_aio,
+        open_channel,
     )
 
 
