@@ -15,6 +15,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ratefuse.adaptive import AdaptiveLimiter
 from ratefuse.bulkhead import Bulkhead
 from ratefuse.grpc.keys import PEER, CallKey
 from ratefuse.grpc.rules import MethodRule
@@ -114,7 +115,7 @@ class MethodPolicy:
         self,
         rule: MethodRule,
         method: str,
-        bulkhead: Bulkhead | None,
+        bulkhead: Bulkhead | AdaptiveLimiter | None,
         registry: object | None,
         aio: bool,
     ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ratefuse.adaptive import AdaptiveLimiter
 from ratefuse.bulkhead import Bulkhead
 from ratefuse.grpc.admission import MethodPolicy
 from ratefuse.grpc.config import server_rules
@@ -50,8 +51,8 @@ class InterceptorBase:
         self._compile()
 
     def _bulkhead(
-        self, bulkhead: int | Bulkhead | None, method: str
-    ) -> Bulkhead | None:
+        self, bulkhead: int | Bulkhead | AdaptiveLimiter | None, method: str
+    ) -> Bulkhead | AdaptiveLimiter | None:
         # A rule's int is a bulkhead of its own per method, made once (two
         # threads making a method's policy at once get the same one) and
         # kept across reloads that keep its size, with its calls in flight.

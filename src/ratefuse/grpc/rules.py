@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Sequence
 
+from ratefuse.adaptive import AdaptiveLimiter
 from ratefuse.bulkhead import Bulkhead
 from ratefuse.web.keys import KeyFunction
 from ratefuse.web.rules import Limit, Route, Router
@@ -42,8 +43,10 @@ class MethodRule:
     tried in order, as on a web route; a key of None is the peer's address.
     ``bulkhead``: an int gives each matched method its own
     :class:`ratefuse.Bulkhead` of that many concurrent calls; a Bulkhead
-    is shared by every method the rule matches; None: no concurrency
-    limit. ``max_wait`` (seconds, >= 0; 0: refuse at once) is how long a
+    or an :class:`ratefuse.AdaptiveLimiter` is shared by every method the
+    rule matches (an adaptive limit measures each call's latency, and a
+    call that ends with an exception, aborts included, is a drop); None:
+    no concurrency limit. ``max_wait`` (seconds, >= 0; 0: refuse at once) is how long a
     denied call may wait for its limits, always within the call's
     deadline. ``per_message``: a request-streaming call is admitted for
     each message it sends instead of once at its start. A rule with no
@@ -57,7 +60,7 @@ class MethodRule:
         pattern: str,
         limits: Limit | Sequence[Limit] = (),
         *,
-        bulkhead: int | Bulkhead | None = None,
+        bulkhead: int | Bulkhead | AdaptiveLimiter | None = None,
         max_wait: float = DEFAULT_MAX_WAIT,
         per_message: bool = False,
     ) -> None:
@@ -77,10 +80,13 @@ class MethodRule:
                 f"limit names must be unique within a rule (pass name=), "
                 f"got {names!r} for {pattern!r}"
             )
-        if bulkhead is not None and not isinstance(bulkhead, Bulkhead):
+        if bulkhead is not None and not isinstance(
+            bulkhead, (Bulkhead, AdaptiveLimiter)
+        ):
             if isinstance(bulkhead, bool) or not isinstance(bulkhead, int):
                 raise ValueError(
-                    f"bulkhead must be an int, a Bulkhead or None, got {bulkhead!r}"
+                    "bulkhead must be an int, a Bulkhead, an AdaptiveLimiter "
+                    f"or None, got {bulkhead!r}"
                 )
             if bulkhead < 1:
                 raise ValueError(f"bulkhead must be >= 1, got {bulkhead!r}")

@@ -26,6 +26,7 @@ from ratefuse.grpc.admission import (
     wait_budget,
 )
 from ratefuse.grpc.base import InterceptorBase
+from ratefuse.grpc.slots import Ended, give_back, held_by
 from ratefuse.grpc.status import denial_metadata
 
 Behavior = Callable[[Any, Any], Any]
@@ -85,27 +86,28 @@ def _wait(step: WaitFor) -> bool:
 
 
 class _Slot:
-    # A bulkhead slot, released once whichever way the call ends first
-    # (list.pop is atomic: the handler thread and gRPC's callback race).
+    # A bulkhead slot (or an adaptive limit's permit), given back once
+    # whichever way the call ends first (list.pop is atomic: the handler
+    # thread and gRPC's callback race).
     __slots__ = ("_held",)
 
     def __init__(self, policy: MethodPolicy, context: Any) -> None:
         bulkhead = policy.bulkhead
-        self._held = []
+        self._held: list[Any] = []
         if bulkhead is None:
             return
         try:
-            bulkhead.acquire(timeout=wait_budget(bulkhead.max_wait, context))
-        except BulkheadFullError as error:
+            taken = bulkhead.acquire(timeout=wait_budget(bulkhead.max_wait, context))
+        except BulkheadFullError as error:  # AdaptiveLimitFullError is one
             deny(context, policy.bulkhead_full(error))
-        self._held.append(bulkhead)
+        self._held.append(held_by(bulkhead, taken))
 
-    def release(self) -> None:
+    def release(self, ended: Ended = Ended.INTERRUPTED) -> None:
         try:
-            bulkhead = self._held.pop()
+            held = self._held.pop()
         except IndexError:
             return
-        bulkhead.release()
+        give_back(held, ended)
 
 
 def _requests(
@@ -118,10 +120,15 @@ def _requests(
 
 
 def _responses(slot: _Slot, responses: Iterable[Any]) -> Iterator[Any]:
+    ended = Ended.INTERRUPTED  # closed early or interrupted: no sample
     try:
         yield from responses
+        ended = Ended.OK
+    except Exception:
+        ended = Ended.FAILED
+        raise
     finally:
-        slot.release()
+        slot.release(ended)
 
 
 def _admitted(
@@ -151,10 +158,16 @@ def _unary(inner: Behavior, policy: MethodPolicy, per_message: bool) -> Behavior
     def behavior(request: Any, context: Any) -> Any:
         request = _admitted(policy, context, request, per_message)
         slot = _Slot(policy, context)
+        ended = Ended.INTERRUPTED
         try:
-            return inner(request, context)
+            response = inner(request, context)
+            ended = Ended.OK
+            return response
+        except Exception:
+            ended = Ended.FAILED
+            raise
         finally:
-            slot.release()
+            slot.release(ended)
 
     return behavior
 

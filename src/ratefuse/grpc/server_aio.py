@@ -26,6 +26,7 @@ from ratefuse.grpc.admission import (
     wait_budget,
 )
 from ratefuse.grpc.base import InterceptorBase
+from ratefuse.grpc.slots import Ended, give_back, held_by
 from ratefuse.grpc.status import denial_metadata
 
 Behavior = Callable[[Any, Any], Any]
@@ -86,17 +87,20 @@ async def _wait(step: WaitFor) -> bool:
     return True
 
 
-async def _take_slot(policy: MethodPolicy, context: Any) -> bool:
-    # Whether a slot was taken (False: no bulkhead); ends the call when
-    # the bulkhead stays full within its wait and the deadline.
+async def _take_slot(policy: MethodPolicy, context: Any) -> Any:
+    # What holds the call's slot: the bulkhead, an adaptive limit's permit,
+    # or None (no bulkhead); ends the call when the bulkhead stays full
+    # within its wait and the deadline.
     bulkhead = policy.bulkhead
     if bulkhead is None:
-        return False
+        return None
     try:
-        await bulkhead.acquire_async(timeout=wait_budget(bulkhead.max_wait, context))
-    except BulkheadFullError as error:
+        taken = await bulkhead.acquire_async(
+            timeout=wait_budget(bulkhead.max_wait, context)
+        )
+    except BulkheadFullError as error:  # AdaptiveLimitFullError is one
         await deny(context, policy.bulkhead_full(error))
-    return True
+    return held_by(bulkhead, taken)
 
 
 async def _requests(
@@ -135,11 +139,16 @@ def _unary(inner: Behavior, policy: MethodPolicy, per_message: bool) -> Behavior
     async def behavior(request: Any, context: Any) -> Any:
         request = await _admitted(policy, context, request, per_message)
         held = await _take_slot(policy, context)
+        ended = Ended.INTERRUPTED
         try:
-            return await inner(request, context)
+            response = await inner(request, context)
+            ended = Ended.OK
+            return response
+        except Exception:
+            ended = Ended.FAILED
+            raise
         finally:
-            if held:
-                policy.bulkhead.release()  # type: ignore[union-attr]
+            give_back(held, ended)
 
     return behavior
 
@@ -151,6 +160,7 @@ def _streaming(inner: Behavior, policy: MethodPolicy, per_message: bool) -> Beha
         held = await _take_slot(policy, context)
         # Released when the responses end, fail, or the call is cancelled
         # or times out (the task is cancelled inside this generator).
+        ended = Ended.INTERRUPTED
         try:
             responses = inner(request, context)
             if inspect.isawaitable(responses):  # a context.write handler
@@ -158,8 +168,11 @@ def _streaming(inner: Behavior, policy: MethodPolicy, per_message: bool) -> Beha
             else:
                 async for response in responses:
                     yield response
+            ended = Ended.OK
+        except Exception:
+            ended = Ended.FAILED
+            raise
         finally:
-            if held:
-                policy.bulkhead.release()  # type: ignore[union-attr]
+            give_back(held, ended)
 
     return behavior
