@@ -129,25 +129,36 @@ class GuardedAioChannel(Guarded, grpc.aio.Channel):  # type: ignore[misc]
         await self.channel.channel_ready()
 
 
+# `GuardedMultiCallable._fixed` when the breaker is asked at each call.
+_ASK: Any = object()
+
+
 class GuardedMultiCallable:
     """`GuardedMultiCallable` is a multicallable of a `GuardedAioChannel`:
     called with the real one's arguments, it returns the real call (in a
     `GuardedUnaryCall` if ``single``: the call has one response), a
     `PendingCall` (one that waits before it starts) or a `RefusedCall`."""
 
-    __slots__ = ("_guard", "_method", "_real", "_single")
+    __slots__ = ("_fixed", "_guard", "_method", "_real", "_single")
 
     def __init__(self, guard: Guard, method: str, real: Any, single: bool) -> None:
         self._guard = guard
         self._method = method
         self._real = real
         self._single = single
+        # The breaker of every call when nothing can change it (no registry
+        # to reload, no breaker per method): asked once, not per call.
+        self._fixed: Any = guard.breaker if guard.breaker_is_fixed else _ASK
 
     def __call__(self, *request: Any, **options: Any) -> Any:
         # ``request``: the request, or the request iterator (none at all
         # for a request stream written with ``write``), as grpc.aio takes it.
+        # Every step of the common case (one breaker, one response, no
+        # slow-call tracking) is inline: a frame costs as much as a step.
         guard = self._guard
-        breaker = guard.breaker_for(self._method)
+        breaker = self._fixed
+        if breaker is _ASK:
+            breaker = guard.breaker_for(self._method)
         if guard.limiter is not None:
             return PendingCall(self._start(breaker, None, request, options))
         if breaker is None:
@@ -159,6 +170,13 @@ class GuardedMultiCallable:
             return RefusedCall(guard.rejected(permit))
         if not hasattr(permit, "on_success"):  # an asyncio breaker's, awaited
             return PendingCall(self._start(breaker, permit, request, options))
+        if self._single and not breaker.timed:
+            try:
+                call = self._real(*request, **options)
+            except BaseException:
+                permit.release()
+                raise
+            return GuardedUnaryCall(call, guard, breaker, permit, UNTIMED)
         return self._launch(breaker, permit, request, options)
 
     def _launch(

@@ -77,6 +77,12 @@ class Guard:
         self._client = ""
         self._config_seen: object = None
 
+    @property
+    def breaker_is_fixed(self) -> bool:
+        """`breaker_is_fixed` tells whether `breaker_for` always answers
+        `breaker` (no registry to reload, no breaker per method)."""
+        return self._registry is None and self._per_method is None
+
     def follow(self, registry: Any, client: str) -> None:
         """`follow` takes the breaker, limiter and failure codes of
         ``client`` in ``registry``'s ``[grpc.clients]``, again after each
