@@ -27,7 +27,9 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parent.parent / "src"
 # The variants and the request are those of ``ratefuse bench asgi``; the
 # script runs from a checkout, so the package comes from its src.
-sys.path.insert(0, str(SRC))
+from checkout import use_checkout  # noqa: E402
+
+use_checkout()
 
 from ratefuse.bench.asgi_server import VARIANTS  # noqa: E402
 from ratefuse.bench.loadgen import REQUEST  # noqa: E402

@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(1, str(ROOT / "tests"))
+from checkout import use_checkout  # noqa: E402
+
+use_checkout(tests=True)
 
 from config_fleet_support import SourceServer  # noqa: E402
 from ratefuse import IMPLEMENTATION  # noqa: E402

@@ -26,8 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Run from a checkout: the package from its src (built in place), and the
 # test suite's server fixtures and fleet workers, shared rather than copied.
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(1, str(ROOT / "tests"))
+from checkout import use_checkout  # noqa: E402
+
+use_checkout(tests=True)
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
 )

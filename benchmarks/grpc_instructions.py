@@ -36,7 +36,9 @@ import tempfile
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
-sys.path.insert(0, str(SRC))
+from checkout import use_checkout  # noqa: E402
+
+use_checkout()
 
 from asgi_instructions import wait_for  # noqa: E402
 from ratefuse.bench.grpc_server import (  # noqa: E402

@@ -18,14 +18,14 @@ import argparse
 import gc
 import itertools
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(1, str(ROOT / "tests"))
+from checkout import use_checkout  # noqa: E402
+
+use_checkout(tests=True)
 
 import msgpack  # noqa: E402
 import redis  # noqa: E402

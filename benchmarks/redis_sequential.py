@@ -37,8 +37,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # Run from a checkout: the package from its src (built in place), and the
 # test suite's redis-server fixture.
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(1, str(ROOT / "tests"))
+from checkout import use_checkout  # noqa: E402
+
+use_checkout(tests=True)
 
 import redis  # noqa: E402
 

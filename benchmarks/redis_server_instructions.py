@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
-sys.path.insert(1, str(ROOT / "tests"))
+from checkout import use_checkout  # noqa: E402
+
+use_checkout(tests=True)
 
 import redis  # noqa: E402
 
