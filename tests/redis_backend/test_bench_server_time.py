@@ -6,7 +6,6 @@ session's real single Redis."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -70,7 +69,6 @@ def test_the_target_script_reports_in_quick_mode(redis_node) -> None:
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         check=False,
     )
     assert done.returncode == 0, done.stderr
