@@ -7,7 +7,8 @@ once with ``--benchmark-disable`` so they cannot rot.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -22,15 +23,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.option.benchmark_disable_gc = True
 
 
+TESTS = Path(__file__).parent.parent / "tests"
+
+
 def _servers() -> ModuleType:
-    # The test suite's Redis server fixtures, shared rather than copied.
-    path = Path(__file__).parent.parent / "tests" / "redis_servers.py"
-    spec = importlib.util.spec_from_file_location("redis_servers", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # The test suite's Redis server fixtures, shared rather than copied
+    # (with the helpers they import from the tests folder).
+    if str(TESTS) not in sys.path:
+        sys.path.append(str(TESTS))
+    return importlib.import_module("redis_servers")
 
 
 @pytest.fixture(scope="module")
