@@ -26,7 +26,7 @@ from ratefuse.grpc.admission import (
     wait_budget,
 )
 from ratefuse.grpc.base import InterceptorBase
-from ratefuse.grpc.slots import Ended, give_back, held_by
+from ratefuse.grpc.slots import ABANDONED, give_back, held_by
 from ratefuse.grpc.status import denial_metadata
 
 Behavior = Callable[[Any, Any], Any]
@@ -102,7 +102,7 @@ class _Slot:
             deny(context, policy.bulkhead_full(error))
         self._held.append(held_by(bulkhead, taken))
 
-    def release(self, ended: Ended = Ended.INTERRUPTED) -> None:
+    def release(self, ended: BaseException | None = ABANDONED) -> None:
         try:
             held = self._held.pop()
         except IndexError:
@@ -120,12 +120,12 @@ def _requests(
 
 
 def _responses(slot: _Slot, responses: Iterable[Any]) -> Iterator[Any]:
-    ended = Ended.INTERRUPTED  # closed early or interrupted: no sample
+    ended: BaseException | None = ABANDONED
     try:
         yield from responses
-        ended = Ended.OK
-    except Exception:
-        ended = Ended.FAILED
+        ended = None
+    except BaseException as exc:
+        ended = exc
         raise
     finally:
         slot.release(ended)
@@ -158,13 +158,13 @@ def _unary(inner: Behavior, policy: MethodPolicy, per_message: bool) -> Behavior
     def behavior(request: Any, context: Any) -> Any:
         request = _admitted(policy, context, request, per_message)
         slot = _Slot(policy, context)
-        ended = Ended.INTERRUPTED
+        ended: BaseException | None = ABANDONED
         try:
             response = inner(request, context)
-            ended = Ended.OK
+            ended = None
             return response
-        except Exception:
-            ended = Ended.FAILED
+        except BaseException as exc:
+            ended = exc
             raise
         finally:
             slot.release(ended)

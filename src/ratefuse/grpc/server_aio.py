@@ -26,7 +26,7 @@ from ratefuse.grpc.admission import (
     wait_budget,
 )
 from ratefuse.grpc.base import InterceptorBase
-from ratefuse.grpc.slots import Ended, give_back, held_by
+from ratefuse.grpc.slots import ABANDONED, give_back, held_by
 from ratefuse.grpc.status import denial_metadata
 
 Behavior = Callable[[Any, Any], Any]
@@ -139,13 +139,13 @@ def _unary(inner: Behavior, policy: MethodPolicy, per_message: bool) -> Behavior
     async def behavior(request: Any, context: Any) -> Any:
         request = await _admitted(policy, context, request, per_message)
         held = await _take_slot(policy, context)
-        ended = Ended.INTERRUPTED
+        ended: BaseException | None = ABANDONED
         try:
             response = await inner(request, context)
-            ended = Ended.OK
+            ended = None
             return response
-        except Exception:
-            ended = Ended.FAILED
+        except BaseException as exc:
+            ended = exc
             raise
         finally:
             give_back(held, ended)
@@ -160,7 +160,7 @@ def _streaming(inner: Behavior, policy: MethodPolicy, per_message: bool) -> Beha
         held = await _take_slot(policy, context)
         # Released when the responses end, fail, or the call is cancelled
         # or times out (the task is cancelled inside this generator).
-        ended = Ended.INTERRUPTED
+        ended: BaseException | None = ABANDONED
         try:
             responses = inner(request, context)
             if inspect.isawaitable(responses):  # a context.write handler
@@ -168,9 +168,9 @@ def _streaming(inner: Behavior, policy: MethodPolicy, per_message: bool) -> Beha
             else:
                 async for response in responses:
                     yield response
-            ended = Ended.OK
-        except Exception:
-            ended = Ended.FAILED
+            ended = None
+        except BaseException as exc:
+            ended = exc
             raise
         finally:
             give_back(held, ended)

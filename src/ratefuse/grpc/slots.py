@@ -3,38 +3,38 @@
 A rule's ``bulkhead`` is a :class:`ratefuse.Bulkhead` (its ``acquire``
 returns None: the bulkhead itself is given back) or an
 :class:`ratefuse.AdaptiveLimiter` (its ``acquire`` returns the call's
-permit, which feeds the limit how the call went).
+permit, and `AdaptiveLimiter.finish` feeds the limit how the call ended:
+a latency sample, a drop for an exception of its ``drop_on``, nothing
+for any other).
 """
 
 from __future__ import annotations
 
-import enum
 from typing import Any
 
-from ratefuse.core.adaptive.limit import AdaptivePermit
+
+class _Abandoned(BaseException):
+    # How a call ended that gives no outcome (gRPC's callback on a
+    # cancellation or a deadline): an exception no ``drop_on`` names.
+    pass
 
 
-class Ended(enum.IntEnum):
-    """`Ended` is how a call ended, for an adaptive limit's sample."""
-
-    OK = 0  # returned: its latency is a sample
-    FAILED = 1  # raised (an abort included): a drop
-    INTERRUPTED = 2  # cancelled or interrupted: no sample
+ABANDONED = _Abandoned()
 
 
 def held_by(bulkhead: Any, taken: Any) -> Any:
-    """`held_by` is what holds the slot that ``bulkhead.acquire`` gave."""
-    return bulkhead if taken is None else taken
+    """`held_by` is what holds the slot that ``bulkhead.acquire`` gave: the
+    bulkhead, or (the adaptive limit, its permit)."""
+    return bulkhead if taken is None else (bulkhead, taken)
 
 
-def give_back(held: Any, ended: Ended) -> None:
+def give_back(held: Any, ended: BaseException | None) -> None:
     """`give_back` returns the slot ``held`` (None: no bulkhead) of a call
-    that ended as ``ended``."""
+    that ended with ``ended`` (None: it returned)."""
     if held is None:
         return
-    if not isinstance(held, AdaptivePermit) or ended is Ended.OK:
-        held.release()
-    elif ended is Ended.FAILED:
-        held.drop()
+    if isinstance(held, tuple):
+        limiter, permit = held
+        limiter.finish(permit, ended)
     else:
-        held.ignore()
+        held.release()
