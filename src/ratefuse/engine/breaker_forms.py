@@ -53,6 +53,7 @@ from ratefuse.engine.timed_call import CallExecutor, TimedFunction, timed_async
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+Relayed = TypeVar("Relayed")  # what a generator form relays: an (async) iterable
 
 ExcType = type[BaseException] | None
 Traceback = types.TracebackType | None
@@ -205,17 +206,7 @@ def guard_generator(
     def guarded(*args: P.args, **kwargs: P.kwargs) -> Iterator[T]:
         def hold() -> tuple[Iterable[T], Done]:
             permit = cast(BreakerPermit | CircuitOpenError, breaker.permit_or_error())
-            if isinstance(permit, CircuitOpenError):
-                if fallback is None:
-                    raise permit
-                return fallback(*args, **kwargs), _ignore_end
-            start_ns = start(breaker, permit)
-            try:
-                inner = function(*args, **kwargs)
-            except BaseException as exc:
-                record_exception(breaker, permit, start_ns, exc)
-                raise
-            return inner, _done(breaker, permit, start_ns)
+            return _held(breaker, permit, function, fallback, args, kwargs)
 
         return relay(hold)
 
@@ -236,22 +227,36 @@ def guard_async_generator(
     def guarded(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[T]:
         async def hold() -> tuple[AsyncIterator[T], Done]:
             permit = await permit_or_error_async(breaker)
-            if isinstance(permit, CircuitOpenError):
-                if fallback is None:
-                    raise permit
-                return fallback(*args, **kwargs), _ignore_end
-            start_ns = start(breaker, permit)
-            try:
-                inner = function(*args, **kwargs)
-            except BaseException as exc:
-                record_exception(breaker, permit, start_ns, exc)
-                raise
-            return inner, _done(breaker, permit, start_ns)
+            return _held(breaker, permit, function, fallback, args, kwargs)
 
         return relay_async(hold)
 
     guarded.breaker = breaker  # type: ignore[attr-defined]
     return guarded
+
+
+def _held(
+    breaker: Breaker,
+    permit: BreakerPermit | CircuitOpenError,
+    function: Callable[..., Relayed],
+    fallback: Callable[..., Relayed] | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[Relayed, Done]:
+    # A generator form's iterable under ``permit`` and what ends it: the
+    # function's (its outcome recorded when iteration ends), or the
+    # fallback's when the breaker rejected the call (nothing recorded).
+    if isinstance(permit, CircuitOpenError):
+        if fallback is None:
+            raise permit
+        return fallback(*args, **kwargs), _ignore_end
+    start_ns = start(breaker, permit)
+    try:
+        inner = function(*args, **kwargs)
+    except BaseException as exc:
+        record_exception(breaker, permit, start_ns, exc)
+        raise
+    return inner, _done(breaker, permit, start_ns)
 
 
 def guard_any(
