@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from ratefuse.core.algorithms.sliding_window import retry_offset
 from ratefuse.core.spec import NEVER
 from ratefuse.redis._wire_limits import WireLimit
 
@@ -106,7 +107,7 @@ class LeanLimit:
         elif cost > limit:
             retry = NEVER
         else:
-            retry = _retry_offset(period, limit, cur, prev, cost) + ahead
+            retry = retry_offset(period, limit, cur, prev, cost) + ahead
         remaining = (limit * period - weighted_prev - cur * period) // period
         reset = 0
         if cur > 0:
@@ -191,17 +192,3 @@ def _combine(allowed: bool, verdicts: list[tuple[bool, int, int, int]]) -> Verdi
         remaining = min(remaining, verdict[1])
         reset = max(reset, verdict[3])
     return (int(allowed), remaining, retry, reset, binding)
-
-
-def _retry_offset(period: int, limit: int, cur: int, prev: int, cost: int) -> int:
-    # sliding_window.lua's retry_offset: the offset from the window start
-    # at which cost fits (it does not fit now; cost <= limit).
-    room = limit - cur - cost
-    if room >= 0:
-        needed = period - room * period // prev
-        if needed < period:
-            return needed
-    if cur == 0:
-        return period
-    needed = period - (limit - cost) * period // cur
-    return period + max(needed, 0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Final
 
 from ratefuse.core.algorithms._shared_py import admits_now, current_window
+from ratefuse.core.algorithms.sliding_window import retry_offset
 from ratefuse.core.spec import NEVER, LimitSpec
 from ratefuse.core.step_result import StepResult
 
@@ -39,7 +40,7 @@ def sliding_window_step(
             cur += cost
     else:
         allowed = False
-        retry = _retry_after(period, limit, cur, prev, cost) + start - now
+        retry = retry_offset(period, limit, cur, prev, cost) + start - now
     if commit:
         state[base], state[base + 1], state[base + 2] = window, cur, prev
     remaining = (limit * period - weighted_prev - cur * period) // period
@@ -50,27 +51,6 @@ def sliding_window_step(
     else:
         reset = 0
     return StepResult(allowed, remaining if remaining > 0 else 0, retry, reset)
-
-
-def _retry_after(period: int, limit: int, cur: int, prev: int, cost: int) -> int:
-    """`_retry_after` is the offset from the window start at which ``cost``
-    fits. Precondition: cost <= limit and it does not fit at ``elapsed``."""
-    room = limit - cur - cost
-    if room >= 0:
-        # Later in this window, as prev's weight decays: the least e with
-        # prev * (period - e) <= room * period.
-        needed = period - room * period // prev
-        if needed < period:
-            return needed
-    # In the next window cur becomes prev and cur restarts at zero.
-    if cur == 0:
-        return period
-    needed = period - (limit - cost) * period // cur
-    return period + (needed if needed > 0 else 0)
-
-
-# A window admits now or not at all; see admits_now.
-sliding_window_reserve: Final = admits_now(sliding_window_step, current_window)
 
 
 def sliding_window_idle_at(spec: LimitSpec, state: list[int], base: int) -> int:
@@ -94,3 +74,7 @@ def sliding_window_refund(
         state[base + 1] -= min(cost, state[base + 1])
     elif state[base] == stamp + 1:
         state[base + 2] -= min(cost, state[base + 2])
+
+
+# A window admits now or not at all; see admits_now.
+sliding_window_reserve: Final = admits_now(sliding_window_step, current_window)
