@@ -25,7 +25,10 @@ class LeanLimit:
     -v - 1. gcra's payload is the backlog (reset_after); a fixed window's
     window_end * (capacity + 1) + count; a sliding window's
     (e * (capacity + 1) + prev) * (capacity + 1) + cur, or the three
-    integers {e or -e - 1, prev, cur} where that would reach 2**53.
+    integers {e or -e - 1, prev, cur} where that would reach 2**53; a
+    sliding log's reset * (capacity + 1) + total when admitted, else the
+    three integers {retry, total, reset} (retry 0: admitted), total the
+    units logged after the decision (lua/lean_log.lua).
     Every single decision comes here: `verdict` is the algorithm's own
     method, chosen once. Immutable."""
 
@@ -40,6 +43,7 @@ class LeanLimit:
             "gcra": self._gcra,
             "fixed_window": self._fixed_window,
             "sliding_window": self._sliding_window,
+            "sliding_log": self._sliding_log,
         }
         # `verdict(reply, cost)` is the five integers of the general
         # scripts' verdict for ``reply`` to ``cost``; ValueError (or
@@ -115,6 +119,16 @@ class LeanLimit:
         elif prev > 0:
             reset = ahead + period
         return (int(allowed), max(remaining, 0), retry, reset, 0)
+
+    def _sliding_log(self, reply: object, cost: int) -> Verdict:
+        capacity = self.capacity
+        if type(reply) is int and reply >= 0:
+            reset, total = divmod(reply, capacity + 1)
+            return (1, capacity - total, 0, reset, 0)
+        if isinstance(reply, list) and len(reply) == 3:
+            retry, total, reset = reply
+            return (int(retry == 0), capacity - total, retry, reset, 0)
+        raise ValueError(f"unexpected script reply {reply!r}")
 
 
 class LeanPair(NamedTuple):

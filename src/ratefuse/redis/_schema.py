@@ -14,7 +14,8 @@ subject), each length-prefixed and the subject type-tagged, so that:
 
 Subjects are ``str``, ``bytes`` or ``int`` (``bool`` counts as an int, as a
 dict key would); ``"1"``, ``b"1"`` and ``1`` are three different subjects.
-``N`` is :data:`KEY_VERSION`, bumped whenever the state layout changes so
+``N`` is :data:`KEY_VERSION` (or the algorithm's own in
+:data:`KEY_VERSIONS`), bumped whenever the state layout changes so
 that old and new clients never read each other's state.
 """
 
@@ -26,6 +27,9 @@ from collections.abc import Sequence
 from typing import Final
 
 KEY_VERSION: Final = 2
+# Algorithms whose state layout changed since KEY_VERSION: their own
+# version (sliding_log 3: the header field and ring of log_header.lua).
+KEY_VERSIONS: Final = {"sliding_log": 3}
 DEFAULT_PREFIX: Final = "ratefuse"
 # 16 bytes of digest: 32 hex characters; collisions need ~2**64 subjects.
 TAG_BYTES: Final = 16
@@ -77,6 +81,11 @@ def _cacheable(subject: Subject) -> bool:
 
 def _framed(part: bytes) -> bytes:
     return len(part).to_bytes(8, "big") + part
+
+
+def key_version(algorithm: str) -> int:
+    """`key_version` is the ``v<N>`` of ``algorithm``'s keys."""
+    return KEY_VERSIONS.get(algorithm, KEY_VERSION)
 
 
 def check_prefix(prefix: str) -> str:
@@ -134,7 +143,7 @@ class KeySchema:
         self._bytes.update(b"b")
         self._int.update(b"i")
         self._head = f"{prefix}:{{".encode()
-        self._tail = f"}}:{algorithm}:v{KEY_VERSION}".encode()
+        self._tail = f"}}:{algorithm}:v{key_version(algorithm)}".encode()
         self._cache: dict[Subject, bytes] = {}
 
     def tag(self, subject: Subject) -> bytes:

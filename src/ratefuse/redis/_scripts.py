@@ -35,7 +35,8 @@ LEASE_ALGORITHMS: Final = REGISTRY.named(lambda algorithm: algorithm.leasable)
 # The prelude of every limiter script, in order: the server's clock,
 # integer arithmetic, the calling convention's arguments, compound limits,
 # a subject's state words, the expiry of a key other limits share, the two
-# layouts of its key, one subject's decision, a batch's, and the entry point.
+# layouts of its key (the sliding log's header before the hash's), one
+# subject's decision, a batch's, and the entry point.
 PRELUDE: Final = (
     "clock.lua",
     "integers.lua",
@@ -44,6 +45,7 @@ PRELUDE: Final = (
     "state_words.lua",
     "shared_expiry.lua",
     "string_layout.lua",
+    "log_header.lua",
     "hash_layout.lua",
     "decide.lua",
     "batch.lua",
@@ -59,18 +61,22 @@ PRELUDE: Final = (
 # for the clients that call it while a newer one loads beside it. The
 # digest in the names makes a server holding other code under this name
 # (a development build) answer "Function not found", so it is replaced.
-LIBRARY_VERSION: Final = 2
+LIBRARY_VERSION: Final = 3
 LIBRARY_NAME: Final = f"ratefuse_v{LIBRARY_VERSION}"
 # The prelude of the library: every part but the batch's and script's
 # entry points, then the library's own (FCALL's entry point).
 LIBRARY_PRELUDE: Final = (
     *(name for name in PRELUDE if name not in ("batch.lua", "run.lua")),
     "lean.lua",
+    "lean_log.lua",
     "library.lua",
 )
 # Algorithms with a lean single decision (lua/lean.lua): one limit, on
 # FCALL and on a lean EVALSHA script of its own (see :func:`lean_script`).
-LEAN_ALGORITHMS: Final = ("gcra", "fixed_window", "sliding_window")
+LEAN_ALGORITHMS: Final = ("gcra", "fixed_window", "sliding_window", "sliding_log")
+# The files of a lean EVALSHA script before lean_script.lua, by algorithm
+# (the sliding log's layout and decider beside lean.lua's LEAN).
+_LEAN_PARTS: Final = {"sliding_log": ("log_header.lua", "lean.lua", "lean_log.lua")}
 # An algorithm file's closing statement, and what it becomes in the library.
 _RUN: Final = b"return run("
 
@@ -179,7 +185,7 @@ def lean_script(algorithm: str) -> Script:
             _prelude(),
             read_lua(record.script),
             b"end",
-            read_lua("lean.lua", "lean_script.lua"),
+            read_lua(*_LEAN_PARTS.get(algorithm, ("lean.lua",)), "lean_script.lua"),
             b"return lean_run('%s')" % algorithm.encode(),
         )
     )

@@ -195,7 +195,8 @@ local function decide_one(algorithm, keys, args, now)
   local cost = args[2]
   cost = cost == '1' and 1 or tonumber(cost)
   local key = keys[1]
-  if algorithm.hash or specs[3] then
+  -- The "hash" layout (sliding_log) decides one limit lean, else general.
+  if specs[3] or (algorithm.hash and (specs[2] or not algorithm.lean)) then
     return decide_general(algorithm, key, specs, now, cost, nil)
   end
   if specs[2] then
@@ -216,6 +217,9 @@ local function decide_one(algorithm, keys, args, now)
     if verdict then
       return verdict
     end
+  end
+  if algorithm.hash then
+    return decide_general(algorithm, key, specs, now, cost, nil)
   end
   spec.latest = false
   local raw = call('GET', key)
