@@ -12,7 +12,8 @@ algorithms run through the public API on each script path (FCALL of
 the Functions library, and EVALSHA), and the floor cases are what any
 decision pays with no logic at all: TIME, GET, SET PXAT and a reply of
 five integers, on each path; and what a decision keeping one integer of
-state as text pays (read, convert, format, write, one integer back).
+state as text pays (read, convert, format, write, one integer back); and
+the commands of a lean sliding log decision alone (TIME, HGET, HSET).
 
     python benchmarks/redis_server_instructions.py [--decisions 2000]
         [--only SUBSTRING]
@@ -77,6 +78,16 @@ STATE_SCRIPT = (
     "string.format('%d', (tat - tat % 1000) / 1000 + 1)) "
     "return tat - now"
 )
+# The commands of a lean sliding log decision and nothing else: TIME, HGET
+# of the 65-byte header, HSET of the header and a 12-byte entry in a ring
+# slot (lua/log_header.lua), one integer back.
+LOG_SCRIPT = (
+    "local t = redis.call('TIME') "
+    "local raw = redis.call('HGET', KEYS[1], '1/2') "
+    "redis.call('HSET', KEYS[1], '1/2', string.rep('h', 65), "
+    "'1/2' .. struct.pack('<I4', t[2] % 100000), 'eeeeeeeeeeee') "
+    "return 1"
+)
 _LIBRARY = (
     "#!lua name=ratefuse_bench_instructions\n"
     "redis.register_function('ratefuse_bench_minimal', function(keys, args) "
@@ -87,6 +98,9 @@ _LIBRARY = (
     + " end)\n"
     "redis.register_function('ratefuse_bench_state', function(keys, args) "
     + STATE_SCRIPT.replace("KEYS[1]", "keys[1]")
+    + " end)\n"
+    "redis.register_function('ratefuse_bench_log', function(keys, args) "
+    + LOG_SCRIPT.replace("KEYS[1]", "keys[1]")
     + " end)"
 )
 ALGORITHMS = ("gcra", "fixed_window", "sliding_window", "sliding_log")
@@ -209,6 +223,8 @@ def cases() -> list[tuple[str, Callable[[Any], Any]]]:
             partial(_evalsha, STATE_SCRIPT, "state"),
         ),
         ("floor: one-integer state (FCALL)", partial(_fcall, "ratefuse_bench_state")),
+        ("floor: sliding log commands (EVALSHA)", partial(_evalsha, LOG_SCRIPT, "log")),
+        ("floor: sliding log commands (FCALL)", partial(_fcall, "ratefuse_bench_log")),
     ]
     for label, path in PATHS.items():
         for algorithm in ALGORITHMS:

@@ -26,8 +26,9 @@ HUGE = "99999999999999999999999"  # past 2**63: an overflow once negated
 WIDTH = {"gcra": 1, "fixed_window": 2, "sliding_window": 3}
 # The sliding log's header (lua/log_header.lua): head, count, total, the
 # oldest entry's stamp and units, the newest stamp, the expiry last set.
-# 25 bytes of padding keep the hash a hash table; entries are 12 bytes,
-# stamp and units, in fields named by the id and the slot (4 bytes).
+# Then the lean decider's cache of two entries (here empty: 25 zero
+# bytes); entries are 12 bytes, stamp and units, in fields named by the
+# id and the slot (4 bytes).
 LOG_HEADER = struct.Struct("<IIIQIQQ25x")
 LOG_ENTRY = struct.Struct("<QI")
 

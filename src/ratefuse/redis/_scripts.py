@@ -69,14 +69,18 @@ LIBRARY_PRELUDE: Final = (
     *(name for name in PRELUDE if name not in ("batch.lua", "run.lua")),
     "lean.lua",
     "lean_log.lua",
+    "lean_log_library.lua",
     "library.lua",
 )
 # Algorithms with a lean single decision (lua/lean.lua): one limit, on
 # FCALL and on a lean EVALSHA script of its own (see :func:`lean_script`).
 LEAN_ALGORITHMS: Final = ("gcra", "fixed_window", "sliding_window", "sliding_log")
-# The files of a lean EVALSHA script before lean_script.lua, by algorithm
-# (the sliding log's layout and decider beside lean.lua's LEAN).
-_LEAN_PARTS: Final = {"sliding_log": ("log_header.lua", "lean.lua", "lean_log.lua")}
+# The files of a lean EVALSHA script after its general(), by algorithm,
+# the last its entry point (which returns): lean.lua's deciders by
+# lean_script.lua's, the sliding log's layout and decider by its own.
+_LEAN_PARTS: Final = {
+    "sliding_log": ("log_header.lua", "lean_log.lua", "lean_log_script.lua")
+}
 # An algorithm file's closing statement, and what it becomes in the library.
 _RUN: Final = b"return run("
 
@@ -171,7 +175,8 @@ def script(algorithm: str) -> Script:
 @functools.cache
 def lean_script(algorithm: str) -> Script:
     """`lean_script` is the lean EVALSHA script of ``algorithm`` (cached):
-    ``lua/lean.lua``'s decider run by ``lua/lean_script.lua``, with the
+    ``lua/lean.lua``'s decider run by ``lua/lean_script.lua`` (the sliding
+    log: ``lua/lean_log.lua``'s by ``lua/lean_log_script.lua``), with the
     algorithm's exact script as the function ``general()`` for what the
     lean decider does not read. A script call runs its whole chunk, so the
     prelude, inside ``general``, costs one closure unless it is used."""
@@ -179,15 +184,14 @@ def lean_script(algorithm: str) -> Script:
         raise ValueError(f"no lean Redis script for algorithm {algorithm!r}")
     record = REGISTRY.by_name(algorithm)
     assert record.script is not None
-    source = b"\n".join(
-        (
-            b"local function general()",
-            _prelude(),
-            read_lua(record.script),
-            b"end",
-            read_lua(*_LEAN_PARTS.get(algorithm, ("lean.lua",)), "lean_script.lua"),
-            b"return lean_run('%s')" % algorithm.encode(),
+    if algorithm in _LEAN_PARTS:
+        lean = read_lua(*_LEAN_PARTS[algorithm])
+    else:
+        lean = read_lua("lean.lua", "lean_script.lua") + (
+            b"\nreturn lean_run('%s')" % algorithm.encode()
         )
+    source = b"\n".join(
+        (b"local function general()", _prelude(), read_lua(record.script), b"end", lean)
     )
     sha = hashlib.sha1(source, usedforsecurity=False).hexdigest().encode()
     return Script(algorithm, source, sha)

@@ -1,13 +1,15 @@
 -- The lean sliding log: one subject, one limit, on log_header.lua's
 -- layout, as sliding_log.lua's step decides it (and so as
 -- ratefuse/core/algorithms/_sliding_log_py.py does), without tables:
--- HGET of the header, HSET of the header and the new entry, an entry read
--- only when the oldest expires or a denial needs more than it frees, the
--- expiry only when the newest entry outlives it. A header or entry it
+-- HGET of the header, HSET of the header and the new entry, entries read
+-- only when the oldest expires and the header's cache of the next two is
+-- empty (HMGET of three) or a denial needs more than the oldest and the
+-- cache free, the expiry only when the newest entry outlives it. A header or entry it
 -- does not read (damage, which the general path repairs or refuses by
--- name) returns nil before anything is written. Registered in lean.lua's
--- LEAN, with its deciders' arguments (the pattern unused, span the
--- period).
+-- name) returns nil before anything is written. Its arguments are
+-- lean.lua's deciders' (the pattern unused, span the period): the library
+-- registers it in lean.lua's LEAN (lean_log_library.lua), the lean
+-- EVALSHA script calls it (lean_log_script.lua).
 --
 -- Replies: the integer reset * (limit + 1) + total when admitted (below
 -- 2^53), else the three integers {retry, total, reset}, retry 0 when
@@ -21,12 +23,17 @@ local log_call, log_format, log_pack, log_unpack =
 local function sliding_log_lean(key, now, cost, id, _, limit, period)
   local raw = log_call('HGET', key, id)
   local head, count, total, oldest, units, newest, expires = 0, 0, 0, 0, 0, 0, 0
+  -- The cache: how many entries after the oldest it holds, and those two.
+  local cached, stamp1, units1, stamp2, units2 = 0, 0, 0, 0, 0
   if raw then
     if #raw ~= LOG_BYTES then
       return nil
     end
-    head, count, total, oldest, units, newest, expires = log_unpack(LOG_FORMAT, raw)
-    if not log_valid(limit, head, count, total, oldest, units, newest, expires) then
+    head, count, total, oldest, units, newest, expires, cached, stamp1, units1, stamp2,
+      units2 = log_unpack(LOG_FORMAT, raw)
+    if not log_valid(limit, head, count, total, oldest, units, newest, expires)
+        or cached > 0 and not log_cache_valid(count, total, oldest, units, newest, cached,
+          stamp1, units1, stamp2, units2) then
       return nil
     end
   end
@@ -34,19 +41,36 @@ local function sliding_log_lean(key, now, cost, id, _, limit, period)
   if count > 0 and oldest + period <= now then
     changed = true
     if newest + period <= now then
-      head, count, total = (head + count) % limit, 0, 0
+      head, count, total, cached = (head + count) % limit, 0, 0, 0
     else
       repeat
         total, head, count = total - units, (head + 1) % limit, count - 1
         if count == 0 then
           return nil
         end
-        oldest, units = log_entry(log_call('HGET', key, log_field(id, head)), limit)
-        if not oldest then
-          return nil
+        if cached > 0 then
+          oldest, units, stamp1, units1, cached = stamp1, units1, stamp2, units2, cached - 1
+        else
+          -- The new oldest and the next two, into the cache.
+          local got = log_call('HMGET', key, log_field(id, head),
+            log_field(id, (head + 1) % limit), log_field(id, (head + 2) % limit))
+          oldest, units = log_entry(got[1], limit)
+          cached = count >= 3 and 2 or count - 1
+          if cached > 0 then
+            stamp1, units1 = log_entry(got[2], limit)
+            if cached > 1 and stamp1 then
+              stamp2, units2 = log_entry(got[3], limit)
+              stamp1 = stamp2 and stamp1
+            end
+          end
+          if not (oldest and stamp1) then
+            return nil
+          end
         end
       until oldest + period > now
-      if units > total or total < count then
+      if units > total or total < count
+          or cached > 0 and not log_cache_valid(count, total, oldest, units, newest, cached,
+            stamp1, units1, stamp2, units2) then
         return nil
       end
     end
@@ -62,7 +86,14 @@ local function sliding_log_lean(key, now, cost, id, _, limit, period)
       end
       slot = (head + count) % limit
       if count == 0 then
-        oldest, units = stamp, cost
+        oldest, units, cached = stamp, cost, 0
+      elseif cached == count - 1 and cached < 2 then
+        if cached == 0 then
+          stamp1, units1 = stamp, cost
+        else
+          stamp2, units2 = stamp, cost
+        end
+        cached = cached + 1
       end
       count, total, newest, changed = count + 1, total + cost, stamp, true
     end
@@ -70,15 +101,24 @@ local function sliding_log_lean(key, now, cost, id, _, limit, period)
     local excess = total + cost - limit
     stamp = oldest
     if excess > units then
+      -- The entries after the oldest, from the cache first.
       local freed, at = units, head
-      for _ = 2, count do
+      for index = 1, count - 1 do
         at = (at + 1) % limit
-        local units_at
-        stamp, units_at = log_entry(log_call('HGET', key, log_field(id, at)), limit)
-        if not stamp then
-          return nil
+        local more
+        if index <= cached then
+          if index == 1 then
+            stamp, more = stamp1, units1
+          else
+            stamp, more = stamp2, units2
+          end
+        else
+          stamp, more = log_entry(log_call('HGET', key, log_field(id, at)), limit)
+          if not stamp then
+            return nil
+          end
         end
-        freed = freed + units_at
+        freed = freed + more
         if freed >= excess then
           break
         end
@@ -99,7 +139,8 @@ local function sliding_log_lean(key, now, cost, id, _, limit, period)
       expires = log_kept(key, log_expiry(newest, period))
       expire = true
     end
-    local header = log_pack(LOG_FORMAT, head, count, total, oldest, units, newest, expires)
+    local header = log_pack(LOG_FORMAT, head, count, total, oldest, units, newest, expires,
+      cached, stamp1, units1, stamp2, units2)
     if slot then
       log_call('HSET', key, id, header, log_field(id, slot), log_pack(LOG_ENTRY, newest, cost))
     else
@@ -117,5 +158,3 @@ local function sliding_log_lean(key, now, cost, id, _, limit, period)
   end
   return {retry, total, reset}
 end
-
-LEAN.sliding_log = sliding_log_lean

@@ -5,17 +5,21 @@
 -- 12 bytes: the stamp (8) and units (4). The header is 65 bytes,
 -- little-endian: head, count and total (4 bytes each), the oldest live
 -- entry's stamp (8) and units (4), the newest entry's stamp (8), the unix
--- ms the key is known to live until (8), and 25 bytes of padding: a value
--- longer than 64 bytes (hash-max-listpack-value's default) keeps the hash
--- a hash table from its first write, where a listpack of up to 512
--- fields would be scanned by every HGET and HSET. With the oldest entry
--- and the newest stamp in the header, a decision reads one field and
--- writes two (HGET, HSET): an entry is read only when the oldest expires
--- (once per entry) or a denial needs more units than the oldest frees;
--- the expiry is written only when the newest entry outlives the one set.
--- Used by the general step (sliding_log.lua, hash_layout.lua) and the
--- lean decider (lean_log.lua) alike.
-local LOG_FORMAT = '<I4I4I4I8I4I8I8' .. string.rep('x', 25)
+-- ms the key is known to live until (8), then a cache of the entries
+-- after the oldest: how many it holds (1 byte, 0 to 2) and two entries'
+-- stamps and units (24). A value longer than 64 bytes
+-- (hash-max-listpack-value's default) keeps the hash a hash table from
+-- its first write, where a listpack of up to 512 fields would be scanned
+-- by every HGET and HSET. With the oldest entry and the newest stamp in
+-- the header, a decision reads one field and writes two (HGET, HSET):
+-- entries are read only when the oldest expires and the cache is empty
+-- (three at once, one HMGET per three expired), or when a denial needs
+-- more units than the oldest frees; the expiry is written only when the
+-- newest entry outlives the one set. Used by the general step
+-- (sliding_log.lua, hash_layout.lua: state words 1 to 12), which empties
+-- the cache when it writes, and the lean decider (lean_log.lua), which
+-- keeps it.
+local LOG_FORMAT = '<I4I4I4I8I4I8I8I1I8I4I8I4'
 local LOG_BYTES = 65
 local LOG_ENTRY = '<I8I4'
 local LOG_MAX = 9007199254740992 -- 2^53
@@ -39,6 +43,19 @@ local function log_valid(limit, head, count, total, oldest, units, newest, expir
   end
   return total >= count and units >= 1 and units <= total and oldest <= newest
     and (count > 1 or (units == total and oldest == newest))
+end
+
+-- log_cache_valid says whether the header's cache of `cached` entries
+-- after the oldest could be the ring's: at most two, entries of the log
+-- beside the oldest, in stamp order, their units within the total.
+local function log_cache_valid(count, total, oldest, units, newest, cached, stamp1, units1,
+    stamp2, units2)
+  if cached > 2 or cached >= count or stamp1 < oldest or stamp1 > newest or units1 < 1
+      or units + units1 > total then
+    return false
+  end
+  return cached == 1 or (stamp2 >= stamp1 and stamp2 <= newest and units2 >= 1
+    and units + units1 + units2 <= total)
 end
 
 -- log_entry is an entry's stamp and units, or nil for a value the scripts

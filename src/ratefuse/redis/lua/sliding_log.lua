@@ -1,8 +1,9 @@
 -- Sliding log, as ratefuse/core/algorithms/_sliding_log_py.py, on
 -- log_header.lua's layout: per limit a ring of `limit` entries in the
 -- subject's hash and a header field holding head, count, total, the
--- oldest live entry, the newest stamp and the expiry last set (state
--- words 1 to 7). lean_log.lua decides one limit alike with fewer calls.
+-- oldest live entry, the newest stamp, the expiry last set and the lean
+-- decider's cache of the next entries (state words 1 to 12).
+-- lean_log.lua decides one limit alike with fewer calls.
 -- The limit is capped (rates.SLIDING_LOG_MAX_LIMIT) because the ring is.
 
 -- A log whose entries disagree with its header is refused with an error
@@ -109,8 +110,10 @@ local function sliding_log_step(spec, state, now, cost, commit, key)
       + period - now
   end
   if commit and changed then
+    -- The lean decider's cache emptied (state[8]): this step reads the
+    -- ring itself.
     state[1], state[2], state[3] = head, count, total
-    state[4], state[5], state[6] = oldest, units, newest
+    state[4], state[5], state[6], state[8] = oldest, units, newest, 0
     if count > 0 and log_needs(newest, period, state[7]) then
       state[7], state.expire = log_expiry(newest, period), true
     end
@@ -133,6 +136,7 @@ local function sliding_log_drain(spec, state, now, key)
   local limit = spec.capacity
   state[1], state[2], state[3], state[4], state[5], state[6] = 0, 1, limit, now, limit, now
   state[7], state.expire = log_expiry(now, spec.period), true
+  state[8], state[9], state[10], state[11], state[12] = 0, 0, 0, 0, 0
   redis.call('HSET', key, log_field(spec.id, 0), struct.pack(LOG_ENTRY, now, limit))
   state.entries = {[0] = {now, limit}}
 end
