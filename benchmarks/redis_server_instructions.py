@@ -79,13 +79,13 @@ STATE_SCRIPT = (
     "return tat - now"
 )
 # The commands of a lean sliding log decision and nothing else: TIME, HGET
-# of the 65-byte header, HSET of the header and a 12-byte entry in a ring
+# of the 65-byte header, HSET of the header and a 10-byte entry in a ring
 # slot (lua/log_header.lua), one integer back.
 LOG_SCRIPT = (
     "local t = redis.call('TIME') "
     "local raw = redis.call('HGET', KEYS[1], '1/2') "
     "redis.call('HSET', KEYS[1], '1/2', string.rep('h', 65), "
-    "'1/2' .. struct.pack('<I4', t[2] % 100000), 'eeeeeeeeeeee') "
+    "'1/2' .. struct.pack('<I4', t[2] % 100000), 'eeeeeeeeee') "
     "return 1"
 )
 _LIBRARY = (

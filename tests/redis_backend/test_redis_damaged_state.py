@@ -24,13 +24,24 @@ from ratefuse.redis._codec import decode_batch, decode_single
 NOW_US = 4_000_000_000_000_000  # keys expire by the injected clock: 2096
 HUGE = "99999999999999999999999"  # past 2**63: an overflow once negated
 WIDTH = {"gcra": 1, "fixed_window": 2, "sliding_window": 3}
-# The sliding log's header (lua/log_header.lua): head, count, total, the
-# oldest entry's stamp and units, the newest stamp, the expiry last set.
-# Then the lean decider's cache of two entries (here empty: 25 zero
-# bytes); entries are 12 bytes, stamp and units, in fields named by the
-# id and the slot (4 bytes).
-LOG_HEADER = struct.Struct("<IIIQIQQ25x")
-LOG_ENTRY = struct.Struct("<QI")
+# The sliding log's header (lua/log_header.lua), little-endian: head,
+# count, total, the oldest entry's stamp and units, the newest stamp, the
+# expiry last set, then the cache (its count, two entries): here empty.
+# Entries are 10 bytes, stamp and units, in fields named by the id and
+# the slot (4 bytes).
+LOG_WORDS = (3, 3, 3, 7, 3, 7, 8, 1, 7, 3, 7, 3)
+
+
+def _log_header(*words: int) -> bytes:
+    words = (*words, 0, 0, 0, 0, 0)
+    return b"".join(
+        word.to_bytes(size, "little")
+        for word, size in zip(words, LOG_WORDS, strict=True)
+    )
+
+
+def _log_entry(stamp: int, units: int) -> bytes:
+    return stamp.to_bytes(7, "little") + units.to_bytes(3, "little")
 
 
 def _entry_field(field: str, slot: int) -> bytes:
@@ -43,17 +54,20 @@ def _damaged_headers(capacity: int, period_us: int) -> list[bytes]:
     return [
         b"garbage",
         b"",
-        LOG_HEADER.pack(0, 0, 0, 0, 0, 0, 0) + b"x",
-        LOG_HEADER.pack(capacity, 1, 1, live, 1, live, 0),  # head off the ring
-        LOG_HEADER.pack(0, capacity + 1, capacity, live, 1, live, 0),
-        LOG_HEADER.pack(0, 0, capacity + 1, 0, 0, 0, 0),
-        LOG_HEADER.pack(0, 0, 3, 0, 0, 0, 0),  # a total without entries
-        LOG_HEADER.pack(0, 2, 1, live, 1, live, 0),  # entries of no units
-        LOG_HEADER.pack(0, 1, 2, live, 1, live, 0),  # one entry, two totals
-        LOG_HEADER.pack(0, 1, 1, live, 0, live, 0),
-        LOG_HEADER.pack(0, 2, 2, live + 5, 1, live, 0),  # oldest after newest
-        LOG_HEADER.pack(0, 1, 1, 2**53, 1, 2**53, 0),
-        LOG_HEADER.pack(0, 0, 0, 0, 0, 0, 2**63),
+        _log_header(0, 0, 0, 0, 0, 0, 0) + b"x",
+        _log_header(0, 0, 0, 0, 0, 0, 0) + b"x" * 10,  # a wide one
+        _log_header(capacity, 1, 1, live, 1, live, 0),  # head off the ring
+        _log_header(0, capacity + 1, capacity, live, 1, live, 0),
+        _log_header(0, 0, capacity + 1, 0, 0, 0, 0),
+        _log_header(0, 0, 3, 0, 0, 0, 0),  # a total without entries
+        _log_header(0, 2, 1, live, 1, live, 0),  # entries of no units
+        _log_header(0, 1, 2, live, 1, live, 0),  # one entry, two totals
+        _log_header(0, 1, 1, live, 0, live, 0),
+        _log_header(0, 2, 2, live + 5, 1, live, 0),  # oldest after newest
+        _log_header(0, 1, 1, 2**53, 1, 2**53, 0),
+        _log_header(0, 1, 1, 2**56 - 1, 1, 2**56 - 1, 0),
+        _log_header(0, 0, 0, 0, 0, 0, 2**63),
+        _log_header(0, 0, 0, 0, 0, 0, 2**64 - 1),
     ]
 
 
@@ -127,19 +141,19 @@ def test_damaged_state_is_drained_never_new(
     ("entry", "total", "error"),
     [
         (b"garbage", 2, r"entry .*:1 is .*garbage.*, not <stamp><units>"),
-        (LOG_ENTRY.pack(NOW_US, 0), 2, r"entry .*:1 is .*, not <stamp><units>"),
-        (LOG_ENTRY.pack(NOW_US, 6), 2, r"entry .*:1 is .*, not <stamp><units>"),
-        (LOG_ENTRY.pack(2**53, 1), 2, r"entry .*:1 is .*, not <stamp><units>"),
+        (_log_entry(NOW_US, 0), 2, r"entry .*:1 is .*, not <stamp><units>"),
+        (_log_entry(NOW_US, 6), 2, r"entry .*:1 is .*, not <stamp><units>"),
+        (_log_entry(2**53, 1), 2, r"entry .*:1 is .*, not <stamp><units>"),
         (None, 2, r"live entry .*:1 is missing"),
         # The newest stamp is live but no entry is.
         (
-            LOG_ENTRY.pack(NOW_US - 1_000_000, 1),
+            _log_entry(NOW_US - 1_000_000, 1),
             2,
             r"its total does not match its live entries",
         ),
         # A total its entries never free: a scan for the retry once looped
         # forever.
-        (LOG_ENTRY.pack(NOW_US, 1), 5, r"its total exceeds its live entries"),
+        (_log_entry(NOW_US, 1), 5, r"its total exceeds its live entries"),
     ],
 )
 def test_a_log_whose_entries_disagree_is_refused_by_name(
@@ -151,9 +165,9 @@ def test_a_log_whose_entries_disagree_is_refused_by_name(
     wire = store.binding.wire_limits[0]
     key = store.binding.schema.key("k")
     assert store.decide("k", 1, NOW_US).allowed
-    header = LOG_HEADER.pack(0, 2, total, NOW_US - 1_000_000, 1, NOW_US, 0)
+    header = _log_header(0, 2, total, NOW_US - 1_000_000, 1, NOW_US, 0)
     client.hset(key, wire.field, header)
-    client.hset(key, _entry_field(wire.field, 0), LOG_ENTRY.pack(NOW_US - 1_000_000, 1))
+    client.hset(key, _entry_field(wire.field, 0), _log_entry(NOW_US - 1_000_000, 1))
     if entry is None:
         client.hdel(key, _entry_field(wire.field, 1))
     else:

@@ -80,6 +80,23 @@ def test_an_admission_reads_one_field_and_writes_two(
     assert client.object("encoding", store.binding.schema.key("s")) == b"hashtable"
 
 
+def test_a_log_of_at_most_64_stays_a_listpack(
+    node_backend: RedisBackend, client: redis.Redis, fresh_name
+) -> None:
+    # The header is 55 bytes up to a limit of 64 (a listpack, about half
+    # the memory), 65 above (a hash table from the first write).
+    for capacity, encoding in ((64, b"listpack"), (65, b"hashtable")):
+        spec = LimitSpec("sliding_log", capacity, 1_000_000, 0)
+        store = bind(node_backend, [spec], fresh_name)
+        for index in range(capacity):
+            assert store.decide_us("s", 1, now_us=BASE_US + index).allowed
+        key = store.binding.schema.key("s")
+        assert client.object("encoding", key) == encoding
+        assert len(client.hget(key, store.binding.wire_limits[0].field)) == (
+            55 if capacity == 64 else 65
+        )
+
+
 def test_expired_entries_are_read_three_at_a_time(
     node_backend: RedisBackend, client: redis.Redis, fresh_name
 ) -> None:
@@ -189,12 +206,57 @@ def test_lean_batch_and_general_paths_decide_one_key_alike(
             got = _general(client, spec, key.decode(), cost, now)
             actual = (got[0] == 1, *got[1:4], spec.capacity)
         elif path == "batch":
-            (verdict,) = store.decide_many_us(["subject"], [cost], now_us=now)
+            # Two keys: a batch of one goes out as a single decision.
+            verdict, _ = store.decide_many_us(
+                ["subject", "spare"], [cost, 0], now_us=now
+            )
             actual = (*verdict[:4], spec.capacity)
         else:
             verdict = store.decide_us("subject", cost, now_us=now)
             actual = (*verdict[:4], spec.capacity)
         assert actual == reference.decide(cost, now), f"step {index}: {path=}"
+
+
+@EXAMPLES
+@given(data=st.data())
+def test_the_lean_and_general_paths_leave_the_same_log(
+    node_backend: RedisBackend, client: redis.Redis, fresh_name, data: st.DataObject
+) -> None:
+    # One trace through the lean decider and, on a second key, through
+    # batches (the general step): the same verdicts, and the same hash
+    # (header, cache of the next entries, entries) and expiry after each.
+    spec = data.draw(
+        st.builds(
+            LimitSpec,
+            st.just("sliding_log"),
+            st.sampled_from([1, 2, 3, 5, 64, 65, 200]),
+            st.integers(1, 5_000),
+            st.just(0),
+        )
+    )
+    # Steady traffic (steps of at most a quarter period: entries expire a
+    # few at a time, through the cache and its refills) or any trace.
+    steady = st.lists(
+        st.tuples(
+            st.integers(max(1, spec.period_ns // 16), max(1, spec.period_ns // 4)),
+            st.sampled_from([1, 1, 1, 0, 2, 3]),
+        ),
+        min_size=10,
+        max_size=60,
+    )
+    trace = data.draw(st.one_of(steady, traces(spec.period_ns, spec.capacity)))
+    store = bind(node_backend, [spec], fresh_name)
+    lean, general = (store.binding.schema.key(s) for s in ("lean", "general"))
+    now = BASE_US
+    for index, (step, cost) in enumerate(trace):
+        now = max(BASE_US, now + step)
+        cost = store.binding.cost(cost)
+        one = store.decide_us("lean", cost, now_us=now)
+        # Two keys: a batch of one goes out as a single decision.
+        other, _ = store.decide_many_us(["general", "spare"], [cost, 0], now_us=now)
+        assert one == other, f"step {index}"
+        assert client.hgetall(lean) == client.hgetall(general), f"step {index}"
+        assert client.pexpiretime(lean) == client.pexpiretime(general)
 
 
 def test_the_key_lives_past_its_newest_entry_by_at_most_an_eighth(

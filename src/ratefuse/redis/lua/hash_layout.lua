@@ -24,8 +24,9 @@ local function load_hash(key, specs)
     if value then
       existed = true
       -- A damaged header is written again whatever replaces it.
-      if #value == LOG_BYTES then
-        state = {struct.unpack(LOG_FORMAT, value)}
+      local format, bytes = log_shape(specs[i].capacity)
+      if #value == bytes then
+        state = {struct.unpack(format, value)}
         state[13] = nil -- unpack's next position
       else
         state = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, invalid = true}
@@ -48,7 +49,7 @@ local function save_hash(key, specs, states, fields, before, existed, reset)
   local at = false
   for i = 1, #specs do
     local state = states[i]
-    local value = struct.pack(LOG_FORMAT, unpack(state, 1, 12))
+    local value = struct.pack((log_shape(specs[i].capacity)), unpack(state, 1, 12))
     if value ~= before[i] then
       changed[#changed + 1] = fields[i]
       changed[#changed + 1] = value

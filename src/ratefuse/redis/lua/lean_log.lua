@@ -25,12 +25,16 @@ local function sliding_log_lean(key, now, cost, id, _, limit, period)
   local head, count, total, oldest, units, newest, expires = 0, 0, 0, 0, 0, 0, 0
   -- The cache: how many entries after the oldest it holds, and those two.
   local cached, stamp1, units1, stamp2, units2 = 0, 0, 0, 0, 0
+  local format, bytes = LOG_FORMAT, LOG_BYTES
+  if limit > 64 then
+    format, bytes = LOG_WIDE, LOG_WIDE_BYTES
+  end
   if raw then
-    if #raw ~= LOG_BYTES then
+    if #raw ~= bytes then
       return nil
     end
     head, count, total, oldest, units, newest, expires, cached, stamp1, units1, stamp2,
-      units2 = log_unpack(LOG_FORMAT, raw)
+      units2 = log_unpack(format, raw)
     if not log_valid(limit, head, count, total, oldest, units, newest, expires)
         or cached > 0 and not log_cache_valid(count, total, oldest, units, newest, cached,
           stamp1, units1, stamp2, units2) then
@@ -134,12 +138,14 @@ local function sliding_log_lean(key, now, cost, id, _, limit, period)
     reset = newest + period - now
   end
   if changed then
+    -- The header keeps the expiry this limit needs (as the general step),
+    -- the key gets it or a later one it has (log_kept).
     local expire = false
     if count > 0 and log_needs(newest, period, expires) then
-      expires = log_kept(key, log_expiry(newest, period))
-      expire = true
+      expires = log_expiry(newest, period)
+      expire = log_kept(key, expires)
     end
-    local header = log_pack(LOG_FORMAT, head, count, total, oldest, units, newest, expires,
+    local header = log_pack(format, head, count, total, oldest, units, newest, expires,
       cached, stamp1, units1, stamp2, units2)
     if slot then
       log_call('HSET', key, id, header, log_field(id, slot), log_pack(LOG_ENTRY, newest, cost))
@@ -147,7 +153,7 @@ local function sliding_log_lean(key, now, cost, id, _, limit, period)
       log_call('HSET', key, id, header)
     end
     if expire then
-      log_call('PEXPIREAT', key, log_format('%d', expires))
+      log_call('PEXPIREAT', key, log_format('%d', expire))
     end
   end
   if retry == 0 then

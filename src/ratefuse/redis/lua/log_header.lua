@@ -2,27 +2,36 @@
 -- field named by the limit's id and the ring's entries, fields named by
 -- the id and the slot (0 to limit - 1) as 4 little-endian bytes (no
 -- number formatting: printf is a measurable share of a decision), each
--- 12 bytes: the stamp (8) and units (4). The header is 65 bytes,
--- little-endian: head, count and total (4 bytes each), the oldest live
--- entry's stamp (8) and units (4), the newest entry's stamp (8), the unix
--- ms the key is known to live until (8), then a cache of the entries
--- after the oldest: how many it holds (1 byte, 0 to 2) and two entries'
--- stamps and units (24). A value longer than 64 bytes
--- (hash-max-listpack-value's default) keeps the hash a hash table from
--- its first write, where a listpack of up to 512 fields would be scanned
--- by every HGET and HSET. With the oldest entry and the newest stamp in
--- the header, a decision reads one field and writes two (HGET, HSET):
--- entries are read only when the oldest expires and the cache is empty
--- (three at once, one HMGET per three expired), or when a denial needs
--- more units than the oldest frees; the expiry is written only when the
--- newest entry outlives the one set. Used by the general step
--- (sliding_log.lua, hash_layout.lua: state words 1 to 12), which empties
--- the cache when it writes, and the lean decider (lean_log.lua), which
--- keeps it.
-local LOG_FORMAT = '<I4I4I4I8I4I8I8I1I8I4I8I4'
-local LOG_BYTES = 65
-local LOG_ENTRY = '<I8I4'
+-- 10 bytes: the stamp (7) and units (3). The header is little-endian:
+-- head, count and total (3 bytes each), the oldest live entry's stamp (7)
+-- and units (3), the newest entry's stamp (7), the unix ms the key is
+-- known to live until (8), then a cache of the entries after the oldest:
+-- how many it holds (1 byte, 0 to 2) and two entries' stamps and units
+-- (20); 55 bytes. A limit above 64 pads it to 65 bytes (LOG_WIDE): a
+-- value longer than 64 bytes (hash-max-listpack-value's default) makes
+-- the hash a hash table from its first write, where a listpack of up to
+-- 512 fields would be scanned by every HGET and HSET; a log of at most
+-- 64 entries stays a listpack, about half the memory. With the oldest
+-- entry and the newest stamp in the header, a decision reads one field
+-- and writes two (HGET, HSET): entries are read only when the oldest
+-- expires and the cache is empty (three at once: one read per three
+-- expired), or when a denial needs more units than the oldest and the
+-- cache free; the expiry is written only when the newest entry outlives
+-- the one set. The general step (sliding_log.lua, hash_layout.lua: state
+-- words 1 to 12) and the lean decider (lean_log.lua) keep it alike.
+local LOG_FORMAT = '<I3I3I3I7I3I7I8I1I7I3I7I3'
+local LOG_WIDE = '<I3I3I3I7I3I7I8I1I7I3I7I3xxxxxxxxxx' -- padded to 65 bytes
+local LOG_BYTES, LOG_WIDE_BYTES = 55, 65
+local LOG_ENTRY = '<I7I3'
 local LOG_MAX = 9007199254740992 -- 2^53
+
+-- log_shape is the header's format and length for a limit.
+local function log_shape(limit)
+  if limit > 64 then
+    return LOG_WIDE, LOG_WIDE_BYTES
+  end
+  return LOG_FORMAT, LOG_BYTES
+end
 
 -- log_field is the field of ring slot `slot` of limit `id`.
 local function log_field(id, slot)
@@ -59,9 +68,9 @@ local function log_cache_valid(count, total, oldest, units, newest, cached, stam
 end
 
 -- log_entry is an entry's stamp and units, or nil for a value the scripts
--- never write (12 bytes, units from 1 to the limit).
+-- never write (10 bytes, units from 1 to the limit).
 local function log_entry(value, limit)
-  if not value or #value ~= 12 then
+  if not value or #value ~= 10 then
     return nil
   end
   local stamp, units = struct.unpack(LOG_ENTRY, value)
