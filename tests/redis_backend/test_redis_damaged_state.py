@@ -26,14 +26,12 @@ HUGE = "99999999999999999999999"  # past 2**63: an overflow once negated
 WIDTH = {"gcra": 1, "fixed_window": 2, "sliding_window": 3}
 # The sliding log's header (lua/log_header.lua), little-endian: head,
 # count, total, the oldest entry's stamp and units, the newest stamp, the
-# expiry last set, then the cache (its count, two entries): here empty.
-# Entries are 10 bytes, stamp and units, in fields named by the id and
-# the slot (4 bytes).
-LOG_WORDS = (3, 3, 3, 7, 3, 7, 8, 1, 7, 3, 7, 3)
+# expiry last set. Entries are 10 bytes, stamp and units, in fields named
+# by the id and the slot (4 bytes).
+LOG_WORDS = (3, 3, 3, 7, 3, 7, 8)
 
 
 def _log_header(*words: int) -> bytes:
-    words = (*words, 0, 0, 0, 0, 0)
     return b"".join(
         word.to_bytes(size, "little")
         for word, size in zip(words, LOG_WORDS, strict=True)
@@ -55,7 +53,7 @@ def _damaged_headers(capacity: int, period_us: int) -> list[bytes]:
         b"garbage",
         b"",
         _log_header(0, 0, 0, 0, 0, 0, 0) + b"x",
-        _log_header(0, 0, 0, 0, 0, 0, 0) + b"x" * 10,  # a wide one
+        _log_header(0, 0, 0, 0, 0, 0, 0) + b"x" * 31,  # a wide one (limits > 64)
         _log_header(capacity, 1, 1, live, 1, live, 0),  # head off the ring
         _log_header(0, capacity + 1, capacity, live, 1, live, 0),
         _log_header(0, 0, capacity + 1, 0, 0, 0, 0),

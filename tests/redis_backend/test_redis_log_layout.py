@@ -1,6 +1,6 @@
 """The sliding log's layout and lean decider (lua/log_header.lua,
 lua/lean_log.lua): a decision costs Redis O(1) commands and bytes (one
-HGET and one HSET, expired entries read three at a time, the expiry
+HGET and one HSET, an entry read once when it expires, the expiry
 written once per eighth of the period), on FCALL and on the lean EVALSHA script;
 the lean decider, the batch path and the general script decide one key
 alike, as the reference core, in both reply forms."""
@@ -83,7 +83,7 @@ def test_an_admission_reads_one_field_and_writes_two(
 def test_a_log_of_at_most_64_stays_a_listpack(
     node_backend: RedisBackend, client: redis.Redis, fresh_name
 ) -> None:
-    # The header is 55 bytes up to a limit of 64 (a listpack, about half
+    # The header is 34 bytes up to a limit of 64 (a listpack, about half
     # the memory), 65 above (a hash table from the first write).
     for capacity, encoding in ((64, b"listpack"), (65, b"hashtable")):
         spec = LimitSpec("sliding_log", capacity, 1_000_000, 0)
@@ -93,16 +93,16 @@ def test_a_log_of_at_most_64_stays_a_listpack(
         key = store.binding.schema.key("s")
         assert client.object("encoding", key) == encoding
         assert len(client.hget(key, store.binding.wire_limits[0].field)) == (
-            55 if capacity == 64 else 65
+            34 if capacity == 64 else 65
         )
 
 
-def test_expired_entries_are_read_three_at_a_time(
+def test_an_entry_is_read_once_when_it_expires(
     node_backend: RedisBackend, client: redis.Redis, fresh_name
 ) -> None:
     # 100 a millisecond, decisions 10 us apart: past the first period
-    # every decision expires one entry. The header holds the oldest and
-    # caches the next two: one HMGET of three entries per three expired.
+    # every decision expires one entry, read once, then the header holds
+    # the oldest live entry again.
     spec = LimitSpec("sliding_log", 100, 1_000, 0)
     store = bind(node_backend, [spec], fresh_name)
     start = BASE_US
@@ -112,9 +112,9 @@ def test_expired_entries_are_read_three_at_a_time(
         assert store.decide_us("s", 1, now_us=start + 10 * index).allowed
 
     calls = _commands(client, decide, 400)
-    assert calls["hget"] == 400  # the header's
-    assert calls["hmget"] <= 300 // 3 + 1
+    assert calls["hget"] <= 400 + 300  # the header's, and one per expired
     assert calls["hset"] == 400
+    assert "hmget" not in calls  # never the general path
     # An eighth of this period rounds down to no slack: the expiry is set
     # again once per millisecond (100 decisions).
     assert calls["pexpireat"] <= 400 // 100 + 1
@@ -224,7 +224,7 @@ def test_the_lean_and_general_paths_leave_the_same_log(
 ) -> None:
     # One trace through the lean decider and, on a second key, through
     # batches (the general step): the same verdicts, and the same hash
-    # (header, cache of the next entries, entries) and expiry after each.
+    # (header and entries) and expiry after each.
     spec = data.draw(
         st.builds(
             LimitSpec,
@@ -235,7 +235,7 @@ def test_the_lean_and_general_paths_leave_the_same_log(
         )
     )
     # Steady traffic (steps of at most a quarter period: entries expire a
-    # few at a time, through the cache and its refills) or any trace.
+    # few at a time) or any trace.
     steady = st.lists(
         st.tuples(
             st.integers(max(1, spec.period_ns // 16), max(1, spec.period_ns // 4)),

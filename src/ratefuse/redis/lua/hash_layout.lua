@@ -1,6 +1,6 @@
 -- The "hash" layout of a subject's key (sliding_log): a hash with one
 -- header field per limit, named by its id (log_header.lua: the state
--- words 1 to 12 of a step), beside the entries of the log (HSET, then
+-- words 1 to 7 of a step), beside the entries of the log (HSET, then
 -- PEXPIREAT when a limit's entries outlive the expiry last set).
 
 -- load_hash reads the "hash" layout; its second result is the field names,
@@ -26,13 +26,13 @@ local function load_hash(key, specs)
       -- A damaged header is written again whatever replaces it.
       local format, bytes = log_shape(specs[i].capacity)
       if #value == bytes then
-        state = {struct.unpack(format, value)}
-        state[13] = nil -- unpack's next position
+        local a, b, c, d, e, f, g = struct.unpack(format, value)
+        state = {a, b, c, d, e, f, g}
       else
-        state = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, invalid = true}
+        state = {0, 0, 0, 0, 0, 0, 0, invalid = true}
       end
     else
-      state = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+      state = {0, 0, 0, 0, 0, 0, 0}
     end
     before[i] = value or false
     states[i] = state
@@ -49,7 +49,8 @@ local function save_hash(key, specs, states, fields, before, existed, reset)
   local at = false
   for i = 1, #specs do
     local state = states[i]
-    local value = struct.pack((log_shape(specs[i].capacity)), unpack(state, 1, 12))
+    local value = struct.pack((log_shape(specs[i].capacity)), state[1], state[2], state[3],
+      state[4], state[5], state[6], state[7], 0, 0, 0, 0)
     if value ~= before[i] then
       changed[#changed + 1] = fields[i]
       changed[#changed + 1] = value

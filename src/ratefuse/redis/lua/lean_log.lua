@@ -1,10 +1,10 @@
 -- The lean sliding log: one subject, one limit, on log_header.lua's
 -- layout, as sliding_log.lua's step decides it (and so as
 -- ratefuse/core/algorithms/_sliding_log_py.py does), without tables:
--- HGET of the header, HSET of the header and the new entry, entries read
--- only when the oldest expires and the header's cache of the next two is
--- empty (HMGET of three) or a denial needs more than the oldest and the
--- cache free, the expiry only when the newest entry outlives it. A header or entry it
+-- HGET of the header, HSET of the header and the new entry, an entry read
+-- only when the oldest expires (once per entry) or a denial needs more
+-- than the oldest frees, the expiry only when the newest entry outlives
+-- it. A header or entry it
 -- does not read (damage, which the general path repairs or refuses by
 -- name) returns nil before anything is written. Its arguments are
 -- lean.lua's deciders' (the pattern unused, span the period): the library
@@ -23,8 +23,6 @@ local log_call, log_format, log_pack, log_unpack =
 local function sliding_log_lean(key, now, cost, id, _, limit, period)
   local raw = log_call('HGET', key, id)
   local head, count, total, oldest, units, newest, expires = 0, 0, 0, 0, 0, 0, 0
-  -- The cache: how many entries after the oldest it holds, and those two.
-  local cached, stamp1, units1, stamp2, units2 = 0, 0, 0, 0, 0
   local format, bytes = LOG_FORMAT, LOG_BYTES
   if limit > 64 then
     format, bytes = LOG_WIDE, LOG_WIDE_BYTES
@@ -33,11 +31,12 @@ local function sliding_log_lean(key, now, cost, id, _, limit, period)
     if #raw ~= bytes then
       return nil
     end
-    head, count, total, oldest, units, newest, expires, cached, stamp1, units1, stamp2,
-      units2 = log_unpack(format, raw)
-    if not log_valid(limit, head, count, total, oldest, units, newest, expires)
-        or cached > 0 and not log_cache_valid(count, total, oldest, units, newest, cached,
-          stamp1, units1, stamp2, units2) then
+    head, count, total, oldest, units, newest, expires = log_unpack(format, raw)
+    -- log_valid, inline (a call a decision costs a measurable share).
+    if head >= limit or count > limit or total > limit or newest >= LOG_MAX
+        or expires >= LOG_MAX or count == 0 and total ~= 0
+        or count > 0 and (total < count or units < 1 or units > total or oldest > newest
+          or count == 1 and (units ~= total or oldest ~= newest)) then
       return nil
     end
   end
@@ -45,36 +44,19 @@ local function sliding_log_lean(key, now, cost, id, _, limit, period)
   if count > 0 and oldest + period <= now then
     changed = true
     if newest + period <= now then
-      head, count, total, cached = (head + count) % limit, 0, 0, 0
+      head, count, total = (head + count) % limit, 0, 0
     else
       repeat
         total, head, count = total - units, (head + 1) % limit, count - 1
         if count == 0 then
           return nil
         end
-        if cached > 0 then
-          oldest, units, stamp1, units1, cached = stamp1, units1, stamp2, units2, cached - 1
-        else
-          -- The new oldest and the next two, into the cache.
-          local got = log_call('HMGET', key, log_field(id, head),
-            log_field(id, (head + 1) % limit), log_field(id, (head + 2) % limit))
-          oldest, units = log_entry(got[1], limit)
-          cached = count >= 3 and 2 or count - 1
-          if cached > 0 then
-            stamp1, units1 = log_entry(got[2], limit)
-            if cached > 1 and stamp1 then
-              stamp2, units2 = log_entry(got[3], limit)
-              stamp1 = stamp2 and stamp1
-            end
-          end
-          if not (oldest and stamp1) then
-            return nil
-          end
+        oldest, units = log_entry(log_call('HGET', key, log_field(id, head)), limit)
+        if not oldest then
+          return nil
         end
       until oldest + period > now
-      if units > total or total < count
-          or cached > 0 and not log_cache_valid(count, total, oldest, units, newest, cached,
-            stamp1, units1, stamp2, units2) then
+      if units > total or total < count then
         return nil
       end
     end
@@ -90,14 +72,7 @@ local function sliding_log_lean(key, now, cost, id, _, limit, period)
       end
       slot = (head + count) % limit
       if count == 0 then
-        oldest, units, cached = stamp, cost, 0
-      elseif cached == count - 1 and cached < 2 then
-        if cached == 0 then
-          stamp1, units1 = stamp, cost
-        else
-          stamp2, units2 = stamp, cost
-        end
-        cached = cached + 1
+        oldest, units = stamp, cost
       end
       count, total, newest, changed = count + 1, total + cost, stamp, true
     end
@@ -105,24 +80,15 @@ local function sliding_log_lean(key, now, cost, id, _, limit, period)
     local excess = total + cost - limit
     stamp = oldest
     if excess > units then
-      -- The entries after the oldest, from the cache first.
       local freed, at = units, head
-      for index = 1, count - 1 do
+      for _ = 2, count do
         at = (at + 1) % limit
-        local more
-        if index <= cached then
-          if index == 1 then
-            stamp, more = stamp1, units1
-          else
-            stamp, more = stamp2, units2
-          end
-        else
-          stamp, more = log_entry(log_call('HGET', key, log_field(id, at)), limit)
-          if not stamp then
-            return nil
-          end
+        local units_at
+        stamp, units_at = log_entry(log_call('HGET', key, log_field(id, at)), limit)
+        if not stamp then
+          return nil
         end
-        freed = freed + more
+        freed = freed + units_at
         if freed >= excess then
           break
         end
@@ -146,7 +112,7 @@ local function sliding_log_lean(key, now, cost, id, _, limit, period)
       expire = log_kept(key, expires)
     end
     local header = log_pack(format, head, count, total, oldest, units, newest, expires,
-      cached, stamp1, units1, stamp2, units2)
+      0, 0, 0, 0)
     if slot then
       log_call('HSET', key, id, header, log_field(id, slot), log_pack(LOG_ENTRY, newest, cost))
     else

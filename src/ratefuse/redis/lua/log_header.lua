@@ -4,24 +4,25 @@
 -- number formatting: printf is a measurable share of a decision), each
 -- 10 bytes: the stamp (7) and units (3). The header is little-endian:
 -- head, count and total (3 bytes each), the oldest live entry's stamp (7)
--- and units (3), the newest entry's stamp (7), the unix ms the key is
--- known to live until (8), then a cache of the entries after the oldest:
--- how many it holds (1 byte, 0 to 2) and two entries' stamps and units
--- (20); 55 bytes. A limit above 64 pads it to 65 bytes (LOG_WIDE): a
--- value longer than 64 bytes (hash-max-listpack-value's default) makes
--- the hash a hash table from its first write, where a listpack of up to
--- 512 fields would be scanned by every HGET and HSET; a log of at most
--- 64 entries stays a listpack, about half the memory. With the oldest
--- entry and the newest stamp in the header, a decision reads one field
--- and writes two (HGET, HSET): entries are read only when the oldest
--- expires and the cache is empty (three at once: one read per three
--- expired), or when a denial needs more units than the oldest and the
--- cache free; the expiry is written only when the newest entry outlives
--- the one set. The general step (sliding_log.lua, hash_layout.lua: state
--- words 1 to 12) and the lean decider (lean_log.lua) keep it alike.
-local LOG_FORMAT = '<I3I3I3I7I3I7I8I1I7I3I7I3'
-local LOG_WIDE = '<I3I3I3I7I3I7I8I1I7I3I7I3xxxxxxxxxx' -- padded to 65 bytes
-local LOG_BYTES, LOG_WIDE_BYTES = 55, 65
+-- and units (3), the newest entry's stamp (7) and the unix ms the key is
+-- known to live until (8): 34 bytes. A limit above 64 pads it to 65 bytes
+-- (LOG_WIDE): a value longer than 64 bytes (hash-max-listpack-value's
+-- default) makes the hash a hash table from its first write, where a
+-- listpack of up to 512 fields would be scanned by every HGET and HSET;
+-- a log of at most 64 entries stays a listpack, about half the memory.
+-- With the oldest entry and the newest stamp in the header, a decision
+-- reads one field and writes two (HGET, HSET): an entry is read only when
+-- the oldest expires (once per entry: a cache of the next entries in the
+-- header, refilled three at a time, measured no cheaper) or when a
+-- denial needs more units than the oldest frees; the expiry is written
+-- only when the newest entry outlives the one set. The general step
+-- (sliding_log.lua, hash_layout.lua: state words 1 to 7) and the lean
+-- decider (lean_log.lua) leave the same header.
+local LOG_FORMAT = '<I3I3I3I7I3I7I8'
+-- Padded by 31 bytes of zeros in four words (packed from four 0s, one
+-- format item each where 'x' takes one per byte).
+local LOG_WIDE = '<I3I3I3I7I3I7I8I8I8I8I7' -- 65 bytes
+local LOG_BYTES, LOG_WIDE_BYTES = 34, 65
 local LOG_ENTRY = '<I7I3'
 local LOG_MAX = 9007199254740992 -- 2^53
 
@@ -52,19 +53,6 @@ local function log_valid(limit, head, count, total, oldest, units, newest, expir
   end
   return total >= count and units >= 1 and units <= total and oldest <= newest
     and (count > 1 or (units == total and oldest == newest))
-end
-
--- log_cache_valid says whether the header's cache of `cached` entries
--- after the oldest could be the ring's: at most two, entries of the log
--- beside the oldest, in stamp order, their units within the total.
-local function log_cache_valid(count, total, oldest, units, newest, cached, stamp1, units1,
-    stamp2, units2)
-  if cached > 2 or cached >= count or stamp1 < oldest or stamp1 > newest or units1 < 1
-      or units + units1 > total then
-    return false
-  end
-  return cached == 1 or (stamp2 >= stamp1 and stamp2 <= newest and units2 >= 1
-    and units + units1 + units2 <= total)
 end
 
 -- log_entry is an entry's stamp and units, or nil for a value the scripts

@@ -1,9 +1,9 @@
 -- Sliding log, as ratefuse/core/algorithms/_sliding_log_py.py, on
 -- log_header.lua's layout: per limit a ring of `limit` entries in the
 -- subject's hash and a header field holding head, count, total, the
--- oldest live entry, the newest stamp, the expiry last set and a cache
--- of the next two entries (state words 1 to 12). lean_log.lua decides
--- one limit alike, and leaves the same header, with fewer calls.
+-- oldest live entry, the newest stamp and the expiry last set (state
+-- words 1 to 7). lean_log.lua decides one limit alike, and leaves the
+-- same header, with fewer calls.
 -- The limit is capped (rates.SLIDING_LOG_MAX_LIMIT) because the ring is.
 
 -- A log whose entries disagree with its header is refused with an error
@@ -41,25 +41,15 @@ end
 
 -- retry_stamp is the stamp of the entry whose expiry frees `excess` units,
 -- among the `count` live entries from `head` (the oldest's stamp and
--- units known, and the `cached` entries after it, as lean_log.lua's).
-local function retry_stamp(key, spec, cache, head, count, excess, oldest, units, cached,
-    stamp1, units1, stamp2, units2)
+-- units known).
+local function retry_stamp(key, spec, cache, head, count, excess, oldest, units)
   if excess <= units then
     return oldest
   end
   local freed = units
-  for index = 1, count - 1 do
+  for _ = 2, count do
     head = (head + 1) % spec.capacity
-    local stamp, more
-    if index <= cached then
-      if index == 1 then
-        stamp, more = stamp1, units1
-      else
-        stamp, more = stamp2, units2
-      end
-    else
-      stamp, more = entry(key, spec, cache, head)
-    end
+    local stamp, more = entry(key, spec, cache, head)
     freed = freed + more
     if freed >= excess then
       return stamp
@@ -72,15 +62,6 @@ local function sliding_log_step(spec, state, now, cost, commit, key)
   local period, limit = spec.period, spec.capacity
   local head, count, total = state[1], state[2], state[3]
   local oldest, units, newest = state[4], state[5], state[6]
-  -- The header's cache of the entries after the oldest, kept as the lean
-  -- decider keeps it (a cache that cannot be the ring's is dropped: the
-  -- ring is read instead).
-  local cached, stamp1, units1, stamp2, units2 = state[8], state[9], state[10], state[11],
-    state[12]
-  if cached > 0 and not log_cache_valid(count, total, oldest, units, newest, cached, stamp1,
-      units1, stamp2, units2) then
-    cached = 0
-  end
   local cache = state.entries
   if not cache then
     cache = {}
@@ -90,30 +71,16 @@ local function sliding_log_step(spec, state, now, cost, commit, key)
   if count > 0 and oldest + period <= now then
     changed = true
     if newest + period <= now then
-      head, count, total, cached = (head + count) % limit, 0, 0, 0
+      head, count, total = (head + count) % limit, 0, 0
     else
       repeat
         total, head, count = total - units, (head + 1) % limit, count - 1
         if count == 0 then
           return damaged(key, 'its total does not match its live entries')
         end
-        if cached > 0 then
-          oldest, units, stamp1, units1, cached = stamp1, units1, stamp2, units2, cached - 1
-        else
-          -- The new oldest and the next two, into the cache.
-          oldest, units = entry(key, spec, cache, head)
-          cached = count >= 3 and 2 or count - 1
-          if cached > 0 then
-            stamp1, units1 = entry(key, spec, cache, (head + 1) % limit)
-          end
-          if cached > 1 then
-            stamp2, units2 = entry(key, spec, cache, (head + 2) % limit)
-          end
-        end
+        oldest, units = entry(key, spec, cache, head)
       until oldest + period > now
-      if units > total or total < count
-          or cached > 0 and not log_cache_valid(count, total, oldest, units, newest, cached,
-            stamp1, units1, stamp2, units2) then
+      if units > total or total < count then
         return damaged(key, 'its total does not match its live entries')
       end
     end
@@ -132,27 +99,18 @@ local function sliding_log_step(spec, state, now, cost, commit, key)
       redis.call('HSET', key, log_field(spec.id, slot), struct.pack(LOG_ENTRY, stamp, cost))
       cache[slot] = {stamp, cost}
       if count == 0 then
-        oldest, units, cached = stamp, cost, 0
-      elseif cached == count - 1 and cached < 2 then
-        if cached == 0 then
-          stamp1, units1 = stamp, cost
-        else
-          stamp2, units2 = stamp, cost
-        end
-        cached = cached + 1
+        oldest, units = stamp, cost
       end
       count, total, newest, changed = count + 1, total + cost, stamp, true
     end
   else
     allowed = false
-    retry = retry_stamp(key, spec, cache, head, count, total + cost - limit, oldest, units,
-      cached, stamp1, units1, stamp2, units2) + period - now
+    retry = retry_stamp(key, spec, cache, head, count, total + cost - limit, oldest, units)
+      + period - now
   end
   if commit and changed then
     state[1], state[2], state[3] = head, count, total
     state[4], state[5], state[6] = oldest, units, newest
-    state[8], state[9], state[10], state[11], state[12] = cached, stamp1, units1, stamp2,
-      units2
     if count > 0 and log_needs(newest, period, state[7]) then
       state[7], state.expire = log_expiry(newest, period), true
     end
@@ -175,7 +133,6 @@ local function sliding_log_drain(spec, state, now, key)
   local limit = spec.capacity
   state[1], state[2], state[3], state[4], state[5], state[6] = 0, 1, limit, now, limit, now
   state[7], state.expire = log_expiry(now, spec.period), true
-  state[8], state[9], state[10], state[11], state[12] = 0, 0, 0, 0, 0
   redis.call('HSET', key, log_field(spec.id, 0), struct.pack(LOG_ENTRY, now, limit))
   state.entries = {[0] = {now, limit}}
 end
