@@ -4,9 +4,8 @@
 -- HGET of the header, HSET of the header and the new entry, an entry read
 -- only when the oldest expires (once per entry) or a denial needs more
 -- than the oldest frees, the expiry only when the newest entry outlives
--- it. A header or entry it
--- does not read (damage, which the general path repairs or refuses by
--- name) returns nil before anything is written. Its arguments are
+-- it. A header or entry it does not read (damage, which the general path
+-- repairs or refuses by name) returns nil before anything is written. Its arguments are
 -- lean.lua's deciders' (the pattern unused, span the period): the library
 -- registers it in lean.lua's LEAN (lean_log_library.lua), the lean
 -- EVALSHA script calls it (lean_log_script.lua).
