@@ -54,6 +54,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "ratefuse.config",
             "ratefuse.metrics",
             "ratefuse.health",
+            "ratefuse.json_endpoint",
             "ratefuse.telemetry",
             "ratefuse.otel",
             "ratefuse.probes",
