@@ -59,7 +59,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "ratefuse.otel",
             "ratefuse.probes",
             "ratefuse.probe_apps",
-            "ratefuse.metrics_adaptive",
             "ratefuse.retry",
         ),
     ),
