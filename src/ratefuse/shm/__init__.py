@@ -50,6 +50,7 @@ from ratefuse.engine.batch import (
     batch_costs,
     batch_keys,
     check_key_types,
+    decision_arrays,
     import_numpy,
     one_cost,
 )
@@ -351,16 +352,7 @@ class ShmKeyedLimiter(KeyedForms, ShmKeyedLimiterCore):
         `decide_many_decisions`. Needs numpy (the ``numpy`` extra)."""
         numpy = import_numpy()
         decisions = self.decide_many_decisions(keys, costs, now)
-        count = len(decisions)
-        allowed = numpy.fromiter(
-            (decision.allowed for decision in decisions), numpy.bool_, count
-        )
-        if not retry_after:
-            return allowed
-        waits = numpy.fromiter(
-            (decision.retry_after for decision in decisions), numpy.float64, count
-        )
-        return allowed, waits
+        return decision_arrays(numpy, decisions, retry_after)
 
     def decide_many_decisions(
         self,
