@@ -5,10 +5,14 @@ with the same errors, and its arrays read from Decisions."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ratefuse.core.args import check_cost, shown
-from ratefuse.core.decision import Decision
+
+if TYPE_CHECKING:
+    # Only a type here: the compiled engines import this module while the
+    # implementation selector that Decision comes from is loading them.
+    from ratefuse.core.decision import Decision
 
 
 def import_numpy() -> Any:
