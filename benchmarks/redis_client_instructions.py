@@ -13,6 +13,7 @@ the kernel's share of a round trip (send, recv, select) is not counted.
 
     python benchmarks/redis_client_instructions.py [--other /work/main]
         [--calls 2000] [--batches 10] [--algorithm gcra]
+        [--only trivial|minimal|try_acquire|decide_many]
 """
 
 from __future__ import annotations
@@ -122,6 +123,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--batches", type=int, default=10)
     parser.add_argument("--algorithm", default="gcra")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=[case.split()[0].rstrip(",") for case in CASES],
+        help="run only these cases (repeatable)",
+    )
     parser.add_argument("--drive", nargs=5, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.drive:
@@ -138,6 +145,8 @@ def main() -> None:
     try:
         print(f"client Ir per decision, {options.algorithm}, callgrind", flush=True)
         for case, checkout in CASES.items():
+            if options.only and case.split()[0].rstrip(",") not in options.only:
+                continue
             for label, tree in trees if checkout else [("", ROOT)]:
                 per = measure(
                     case,
