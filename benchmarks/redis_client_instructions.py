@@ -13,7 +13,7 @@ the kernel's share of a round trip (send, recv, select) is not counted.
 
     python benchmarks/redis_client_instructions.py [--other /work/main]
         [--calls 2000] [--batches 10] [--algorithm gcra]
-        [--only trivial|minimal|try_acquire|decide_many]
+        [--only trivial|minimal|try_acquire|decide_many|ids]
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ CASES = {
     "minimal evalsha (redis-py)": False,
     "try_acquire": True,
     "decide_many, per key": True,
+    "ids decide_many (numpy int64), per key": True,
 }
 TOTAL = re.compile(r"Collected\s*:\s*([\d,]+)")
 BATCH = 1000
@@ -75,8 +76,12 @@ def drive(case: str, port: int, calls: int, batches: int, algorithm: str) -> Non
         else:
             import numpy
 
+            # New keys each batch: str as benchmarks/redis_batch_versus.py
+            # makes them, or numpy int64 ids.
             batches_of_keys = [
                 numpy.arange(index * BATCH, (index + 1) * BATCH, dtype=numpy.int64)
+                if case.startswith("ids")
+                else [f"user-{index}-{key}" for key in range(BATCH)]
                 for index in range(batches + 1)
             ]
             decide_many = limiter.decide_many
@@ -86,7 +91,7 @@ def drive(case: str, port: int, calls: int, batches: int, algorithm: str) -> Non
 
             rounds = batches
     for index in range(min(rounds, 200)):
-        step(None, -1 if case.startswith("decide") else index)
+        step(None, -1 if "decide_many" in case else index)
     functools.reduce(step, range(rounds), None)
 
 
@@ -113,7 +118,7 @@ def measure(
         found = TOTAL.search(done.stderr)
         if found is None:
             raise SystemExit(f"callgrind reported no total for {case}")
-    decisions = batches * BATCH if case.startswith("decide") else calls
+    decisions = batches * BATCH if "decide_many" in case else calls
     return int(found.group(1).replace(",", "")) / decisions
 
 
@@ -157,7 +162,7 @@ def main() -> None:
                     options.algorithm,
                 )
                 name = f"{case} @{label}" if label else case
-                print(f"  {name:<34}{per:10,.0f}", flush=True)
+                print(f"  {name:<46}{per:10,.0f}", flush=True)
     finally:
         server.stop()
 

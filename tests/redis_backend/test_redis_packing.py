@@ -1,16 +1,19 @@
 """The single decision's packed commands (Packer.fcall and Packer.single,
 pieced together from bytes packed ahead of time) are exactly the generic
 RESP packing of their arguments, for any key length, cost and time, and
-the server decides them (a real redis-server)."""
+the server decides them (a real redis-server); a batch's costs of ones
+are msgpack's, and its mode is the same whether the caller says its keys
+are distinct or the packer finds out."""
 
 from __future__ import annotations
 
+import msgpack
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ratefuse.rates import build_specs, parse
 from ratefuse.redis import RedisBackend, RedisLimiter
-from ratefuse.redis._codec import Packer, pack_command
+from ratefuse.redis._codec import Packer, _ones, pack_command
 from ratefuse.redis._scripts import script
 from ratefuse.redis._wire_limits import MAX_NOW_US, WireLimit, to_wire_limits
 
@@ -94,5 +97,43 @@ def test_the_server_decides_costs_and_times_packed_either_way(
         assert not store.decide_us("k", 446).allowed
         later = store.decide_us("t", 1, now_us=2**51)
         assert (later.allowed, later.remaining) == (True, 999)
+    finally:
+        backend.close()
+
+
+@given(st.integers(0, 70_000))
+def test_a_batch_of_ones_packs_as_msgpack_does(count: int) -> None:
+    assert _ones(count) == msgpack.packb([1] * count)
+
+
+@given(
+    packers,
+    st.lists(st.binary(min_size=8, max_size=8), min_size=1, max_size=40),
+    st.lists(st.integers(0, 2**53 - 1), max_size=40) | st.just([]),
+    times,
+)
+def test_a_batch_packs_the_same_told_or_not(
+    chosen: tuple[str, str], keys: list[bytes], some: list[int], now_us: int | None
+) -> None:
+    # Costs all ones (the default) or any; the caller's distinct answer is
+    # the one the packer finds itself.
+    packer, _ = PACKERS[chosen]
+    costs = (some + [1] * len(keys))[: len(keys)]
+    distinct = len(set(keys)) == len(keys)
+    packed = packer.batch(keys, costs, now_us)
+    assert packer.batch(keys, costs, now_us, distinct) == packed
+    assert packed.count(b"$1\r\nu\r\n" if distinct else b"$1\r\nm\r\n") == 1
+    blob = msgpack.packb(costs)
+    assert b"$%d\r\n%s\r\n" % (len(blob), blob) in packed
+
+
+def test_repeated_subjects_in_a_batch_decide_in_order(client, fresh_name) -> None:
+    # One subject three times in a call: the script tracks repeats ("m"),
+    # told so by the subjects, not the keys.
+    backend = RedisBackend(client, timeout=5.0)
+    try:
+        limiter = RedisLimiter("2/h", backend=backend, name=fresh_name())
+        allowed = limiter.decide_many(["a", "b", "a", "a", True, 1, 1])
+        assert allowed.tolist() == [True, True, True, False, True, True, False]
     finally:
         backend.close()

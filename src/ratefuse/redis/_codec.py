@@ -70,6 +70,18 @@ _SERVER_NOW: Final = b"\r\n" + _bulk(b"-1")
 _STEP_MODE: Final = _bulk(b"s")
 
 
+def _ones(count: int) -> bytes:
+    # msgpack's array of ``count`` ones (a batch's costs when none is
+    # given), without packing each: its header, then one byte per 1.
+    if count < 16:
+        header = bytes((0x90 | count,))
+    elif count < 1 << 16:
+        header = b"\xdc" + count.to_bytes(2, "big")
+    else:
+        header = b"\xdd" + count.to_bytes(4, "big")
+    return header + b"\x01" * count
+
+
 def pack_command(*args: object) -> bytes:
     """`pack_command` packs a command of str, bytes and int arguments."""
     parts = [b"*%d\r\n" % len(args)]
@@ -189,15 +201,25 @@ class Packer:
         )
 
     def batch(
-        self, keys: Sequence[bytes], costs: list[int], now_us: int | None
+        self,
+        keys: Sequence[bytes],
+        costs: list[int],
+        now_us: int | None,
+        distinct: bool | None = None,
     ) -> bytes:
         """`batch` packs one call for ``keys`` (all one slot, all the same
-        length); the reply is a msgpack array of 5 integers per key."""
+        length); the reply is a msgpack array of 5 integers per key.
+        ``distinct``: whether no key repeats, when the caller knows (None:
+        found here)."""
         count = b"%d" % len(keys)
+        if distinct is None:
+            distinct = len(set(keys)) == len(keys)
         # Distinct keys spare the script tracking repeated ones ("u").
-        mode = b"$1\r\nu\r\n" if len(set(keys)) == len(keys) else b"$1\r\nm\r\n"
+        mode = b"$1\r\nu\r\n" if distinct else b"$1\r\nm\r\n"
         now = b"-1" if now_us is None else b"%d" % now_us
-        blob = msgpack.packb(costs)
+        blob = (
+            _ones(len(costs)) if costs.count(1) == len(costs) else msgpack.packb(costs)
+        )
         size = b"$%d\r\n" % len(keys[0])
         return b"".join(
             (

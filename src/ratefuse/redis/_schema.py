@@ -184,8 +184,9 @@ class KeySchema:
         calls inlined for batches."""
         cache = self._cache
         head, tail = self._head, self._tail
-        str_digest, bytes_digest = self._str, self._bytes
-        keys = []
+        str_digest, bytes_digest, int_digest = self._str, self._bytes, self._int
+        keys: list[bytes] = []
+        append = keys.append
         for subject in subjects:
             kind = type(subject)
             if kind is str or kind is bytes:
@@ -202,9 +203,23 @@ class KeySchema:
                         if len(cache) >= _CACHE_ENTRIES:
                             cache.clear()
                         cache[subject] = key
+            elif kind is int:
+                # As subject_bytes: two's complement, big-endian (ids from
+                # numpy arrays come here, half a batch's client CPU when
+                # they went through `key`).
+                key = cache.get(subject)
+                if key is None:
+                    size = subject.bit_length()  # type: ignore[union-attr]
+                    digest = int_digest.copy()
+                    digest.update(subject.to_bytes(size // 8 + 1, "big", signed=True))  # type: ignore[union-attr]
+                    key = head + digest.hexdigest().encode() + tail
+                    if size <= 64:
+                        if len(cache) >= _CACHE_ENTRIES:
+                            cache.clear()
+                        cache[subject] = key
             else:
                 key = self.key(subject)
-            keys.append(key)
+            append(key)
         return keys
 
     @property
