@@ -17,7 +17,6 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from ratefuse.breaker import Permit
 from ratefuse.core.errors import BackendError, CircuitOpenError, DeadlineExceeded
 from ratefuse.core.spec import LimitSpec
 from ratefuse.engine.deadline import BUDGET, refuse_if_spent
@@ -205,23 +204,6 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
             self._abandon(permit, exc)
             raise
         return StoreCore._only(self._settle(permit, rounds))  # type: ignore[no-any-return]
-
-    def _short(
-        self, packer: Packer, reply: object, cost: int, permit: Permit
-    ) -> RawReply | None:
-        # The verdict of a single decision's ``reply`` when it is one (an
-        # integer, or two to five integers, read by the packer), the
-        # request then settled; None for anything else (an error reply, a
-        # transport error, a reply no script gives).
-        if type(reply) is int or (type(reply) is list and 2 <= len(reply) <= 5):
-            try:
-                raw = packer.decode(reply, cost)
-            except (ValueError, TypeError):
-                return None  # the Exchange fails it as unreadable
-            self._counters.add_round(1)
-            permit.on_success(0.0)
-            return raw
-        return None
 
     def _first_round(self, packer: Packer, call: Call, reply: object) -> Exchange:
         # ``call``'s request through an Exchange, ``reply`` its first

@@ -274,7 +274,15 @@ class AsyncRedisLimiter(
 
     async def try_acquire(self, key: Subject, cost: int = 1) -> bool:
         """`try_acquire`: see RedisLimiter.try_acquire."""
-        return (await self.decide(key, cost)).allowed
+        if self._answers is not None:
+            return (await self._decide_locally(key, cost)).allowed
+        try:
+            outcome = await self._store.decide_raw(key, cost)
+        except FAILURES as exc:
+            return self._settle(key, cost, exc).allowed
+        # Redis's verdict, without the Decision decide would build.
+        self._fallback.answered()
+        return outcome[0] == 1
 
     async def decide(self, key: Subject, cost: int = 1) -> Decision:
         """`decide`: see RedisLimiter.decide."""
