@@ -25,6 +25,8 @@ import re
 from collections.abc import Sequence
 from typing import Final
 
+from ratefuse.redis._keys import KeyMaker
+
 KEY_VERSION: Final = 2
 DEFAULT_PREFIX: Final = "ratefuse"
 # 16 bytes of digest: 32 hex characters; collisions need ~2**64 subjects.
@@ -107,6 +109,7 @@ class KeySchema:
         "_cache",
         "_head",
         "_int",
+        "_maker",
         "_str",
         "_tail",
         "algorithm",
@@ -136,6 +139,14 @@ class KeySchema:
         self._head = f"{prefix}:{{".encode()
         self._tail = f"}}:{algorithm}:v{KEY_VERSION}".encode()
         self._cache: dict[Subject, bytes] = {}
+        self._maker = KeyMaker(
+            _PERSON,
+            _framed(namespace.encode("utf-8", "surrogatepass"))
+            + _framed(name.encode("utf-8", "surrogatepass")),
+            self._head,
+            self._tail,
+            _CACHE_ENTRIES,
+        )
 
     def tag(self, subject: Subject) -> bytes:
         """`tag` is the hex digest naming ``subject`` (ASCII bytes)."""
@@ -180,32 +191,9 @@ class KeySchema:
         return key
 
     def keys(self, subjects: Sequence[Subject]) -> list[bytes]:
-        """`keys` is `key` of each subject: the same keys, with the per-key
-        calls inlined for batches."""
-        cache = self._cache
-        head, tail = self._head, self._tail
-        str_digest, bytes_digest = self._str, self._bytes
-        keys = []
-        for subject in subjects:
-            kind = type(subject)
-            if kind is str or kind is bytes:
-                key = cache.get(subject)
-                if key is None:
-                    if kind is str:
-                        digest = str_digest.copy()
-                        digest.update(subject.encode("utf-8", "surrogatepass"))  # type: ignore[union-attr]
-                    else:
-                        digest = bytes_digest.copy()
-                        digest.update(subject)  # type: ignore[arg-type]
-                    key = head + digest.hexdigest().encode() + tail
-                    if len(subject) <= _CACHE_SUBJECT_BYTES:  # type: ignore[arg-type]
-                        if len(cache) >= _CACHE_ENTRIES:
-                            cache.clear()
-                        cache[subject] = key
-            else:
-                key = self.key(subject)
-            keys.append(key)
-        return keys
+        """`keys` is `key` of each subject: the same keys, and the same
+        cache, made in a batch by the compiled :class:`._keys.KeyMaker`."""
+        return self._maker.keys(subjects, self._cache, self.key)
 
     @property
     def key_length(self) -> int:
