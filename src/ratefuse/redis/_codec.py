@@ -22,7 +22,7 @@ import msgpack  # type: ignore[import-untyped, unused-ignore]
 
 from ratefuse.core.spec import NEVER
 from ratefuse.engine.subject import Decision
-from ratefuse.redis._lean import LeanLimit, LeanPair
+from ratefuse.redis._lean import LeanLimit, LeanPair, entry_format
 from ratefuse.redis._scripts import Library, Script
 from ratefuse.redis._wire_limits import WireLimit
 
@@ -139,15 +139,21 @@ class Packer:
         if self._lean is not None and script.lean is not None:
             self.single_script = script.lean
             lean = specs[0]
-            self._lean_head = b"*9\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n1\r\n" % (
+            self._lean_head = b"*10\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n1\r\n" % (
                 script.lean.sha
             )
             span = (
                 lean.interval_us if self._lean.algorithm == "gcra" else lean.period_us
             )
+            field = lean.field.encode()
             self._lean_tail = b"".join(
                 _bulk(arg)
-                for arg in (lean.field.encode(), b"%d" % lean.capacity, b"%d" % span)
+                for arg in (
+                    field,
+                    b"%d" % lean.capacity,
+                    b"%d" % span,
+                    entry_format(field, self._lean.algorithm),
+                )
             )
 
     def fcall(self, key: bytes, cost: int, now_us: int | None) -> bytes:

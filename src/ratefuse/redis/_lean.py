@@ -8,7 +8,7 @@ their exact floor division).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from ratefuse.core.algorithms.sliding_window import retry_offset
 from ratefuse.core.spec import NEVER
@@ -17,6 +17,17 @@ from ratefuse.redis._wire_limits import WireLimit
 # allowed (1/0), remaining, retry_after_us (-1: never), reset_after_us,
 # binding: _codec.RawReply.
 Verdict = tuple[int, int, int, int, int]
+# The state words per limit of each lean algorithm (lua/string_layout.lua).
+WIDTHS: Final = {"gcra": 1, "fixed_window": 2, "sliding_window": 3}
+
+
+def entry_format(field: bytes, algorithm: str) -> bytes:
+    """`entry_format` is the struct format (Lua's struct.unpack) reading one
+    limit's whole entry of the "string" layout, lua/string_layout.lua's
+    spec.read: its field id and a space ('c<n>'), then one little-endian
+    double per state word of ``algorithm``. The lean EVALSHA script takes
+    it as an argument, which spares each call a number formatted."""
+    return b"c%d%s" % (len(field) + 1, b"<" + b"d" * WIDTHS[algorithm])
 
 
 class LeanLimit:

@@ -59,7 +59,7 @@ PRELUDE: Final = (
 # for the clients that call it while a newer one loads beside it. The
 # digest in the names makes a server holding other code under this name
 # (a development build) answer "Function not found", so it is replaced.
-LIBRARY_VERSION: Final = 2
+LIBRARY_VERSION: Final = 3
 LIBRARY_NAME: Final = f"ratefuse_v{LIBRARY_VERSION}"
 # The prelude of the library: every part but the batch's and script's
 # entry points, then the library's own (FCALL's entry point).

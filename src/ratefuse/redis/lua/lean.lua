@@ -10,29 +10,35 @@
 -- everything. Used by the Functions library (library.lua, with the limit
 -- parsed once) and by the lean EVALSHA scripts (lean_script.lua).
 --
--- Arguments: key, now (integer us), cost, id (the limit's field id),
--- pattern ('^<id> (%d+)$', with as many words as the layout has),
--- capacity, and span (gcra: the emission interval T; the windows: the
--- period), all numbers but key, id and pattern.
+-- Arguments: key, now (integer us), cost, prefix (the limit's field id
+-- and a space, as its entry starts), read (the struct format of the
+-- whole entry: 'c<#prefix>' then the words, see string_layout.lua), size
+-- (the entry's length in bytes), capacity, and span (gcra: the emission
+-- interval T; the windows: the period), all numbers but key, prefix and
+-- read. A value is read when it has exactly the entry's size and
+-- prefix, and each word is one the scripts write: an integer from 0
+-- (NaN fails every comparison, a fraction w % 1 == 0), within the
+-- algorithm's valid bounds (all below 2^53, see _wire_limits.py).
 --
 -- Replies: v >= 0 means admitted, v < 0 denied with payload -v - 1.
 
-local lean_call, lean_match, lean_format = redis.call, string.match, string.format
+local lean_call, lean_format = redis.call, string.format
+local lean_pack, lean_unpack = struct.pack, struct.unpack
 
 -- gcra_lean: the payload is the backlog (max(tat, now) - now once
 -- decided: reset_after), below 2^51 (tat at most now + 2 tau).
-local function gcra_lean(key, now, cost, id, pattern, capacity, interval)
+local function gcra_lean(key, now, cost, prefix, read, size, capacity, interval)
   local tau = interval * capacity
   local raw = lean_call('GET', key)
   local tat = 0
   if raw then
-    local word = lean_match(raw, pattern)
-    if not word then
+    if #raw ~= size then
       return nil
     end
-    tat = tonumber(word)
+    local id
+    id, tat = lean_unpack(read, raw)
     -- gcra_valid: a clock that went back by up to tau is honoured.
-    if tat > now + 2 * tau then
+    if id ~= prefix or not (tat <= now + 2 * tau and tat >= 0 and tat % 1 == 0) then
       return nil
     end
   end
@@ -45,7 +51,7 @@ local function gcra_lean(key, now, cost, id, pattern, capacity, interval)
       -- ms, kept (KEEPTTL) when the stored tat has the same: every write
       -- of a tat sets that expiry (or, beside other limits, a later one).
       if new_tat ~= tat and (raw or new_tat > now) then
-        local value = lean_format('%s %d', id, new_tat)
+        local value = lean_pack('c0<d', prefix, new_tat)
         local at = new_tat - new_tat % 1000
         if raw and at == tat - tat % 1000 then
           lean_call('SET', key, value, 'KEEPTTL')
@@ -66,18 +72,20 @@ end
 -- which is a function of the window alone: every write of a window with
 -- a count set the same PXAT, so the expiry is the same and old keys
 -- decide alike.
-local function fixed_window_lean(key, now, cost, id, pattern, capacity, period)
+local function fixed_window_lean(key, now, cost, prefix, read, size, capacity, period)
   local raw = lean_call('GET', key)
   local current = (now - now % period) / period
   local window, count = 0, 0
   if raw then
-    local first, second = lean_match(raw, pattern)
-    if not first then
+    if #raw ~= size then
       return nil
     end
-    window, count = tonumber(first), tonumber(second)
+    local id
+    id, window, count = lean_unpack(read, raw)
     -- fixed_window_valid: the next window at most (a clock gone back).
-    if window > current + 1 or count > capacity then
+    -- Each w % 1 is in [0, 1) or NaN: their sum is 0 when both are 0.
+    if id ~= prefix or not (window <= current + 1 and count <= capacity and window >= 0
+        and count >= 0 and window % 1 + count % 1 == 0) then
       return nil
     end
   end
@@ -91,7 +99,7 @@ local function fixed_window_lean(key, now, cost, id, pattern, capacity, period)
     new_count = new_count + cost
   end
   if (new_window ~= window or new_count ~= count) and (raw or new_count > 0) then
-    local value = lean_format('%s %d %d', id, new_window, new_count)
+    local value = lean_pack('c0<dd', prefix, new_window, new_count)
     if raw and new_window == window and count > 0 then
       lean_call('SET', key, value, 'KEEPTTL')
     else
@@ -116,18 +124,20 @@ end
 -- {e (-e - 1: denied), prev, cur}. A write in the same window after one
 -- with a count keeps the key's expiry (KEEPTTL: (window + 2) periods,
 -- a function of the window alone), as fixed_window_lean's.
-local function sliding_window_lean(key, now, cost, id, pattern, capacity, period)
+local function sliding_window_lean(key, now, cost, prefix, read, size, capacity, period)
   local raw = lean_call('GET', key)
   local current = (now - now % period) / period
   local window, cur, prev = 0, 0, 0
   if raw then
-    local first, second, third = lean_match(raw, pattern)
-    if not first then
+    if #raw ~= size then
       return nil
     end
-    window, cur, prev = tonumber(first), tonumber(second), tonumber(third)
-    -- sliding_window_valid.
-    if window > current + 1 or cur > capacity or prev > capacity then
+    local id
+    id, window, cur, prev = lean_unpack(read, raw)
+    -- sliding_window_valid, and words the scripts write (as above).
+    if id ~= prefix or not (window <= current + 1 and cur <= capacity and prev <= capacity
+        and window >= 0 and cur >= 0 and prev >= 0
+        and window % 1 + cur % 1 + prev % 1 == 0) then
       return nil
     end
   end
@@ -151,7 +161,7 @@ local function sliding_window_lean(key, now, cost, id, pattern, capacity, period
       reset = start + period - now
     end
     if raw or reset > 0 then
-      local value = lean_format('%s %d %d %d', id, new_window, new_cur, new_prev)
+      local value = lean_pack('c0<ddd', prefix, new_window, new_cur, new_prev)
       if raw and new_window == window and cur > 0 then
         lean_call('SET', key, value, 'KEEPTTL')
       else
@@ -173,8 +183,8 @@ local function sliding_window_lean(key, now, cost, id, pattern, capacity, period
 end
 
 -- gcra_pair_lean: a compound of two gcra limits (library only: specs
--- are its parsed limits, with the pattern and format of their value as
--- encode_string writes it, "<id1> <tat1> <id2> <tat2>"). Both admit and
+-- are its parsed limits, with the format and size of their value as
+-- encode_string writes it, the two entries in order). Both admit and
 -- both consume, or neither does. There is no sign: the payload is the
 -- two backlogs before the decision, b1 * (tau2 + 1) + b2 when each is at
 -- most its tau (always, but after the server's clock went back) and
@@ -188,12 +198,14 @@ local function gcra_pair_lean(key, now, cost, specs)
   local raw = lean_call('GET', key)
   local tat1, tat2 = 0, 0
   if raw then
-    local one, two = lean_match(raw, specs.pattern[1])
-    if not one then
+    if #raw ~= specs.size[1] then
       return nil
     end
-    tat1, tat2 = tonumber(one), tonumber(two)
-    if tat1 > now + 2 * tau1 or tat2 > now + 2 * tau2 then
+    local id1, id2
+    id1, tat1, id2, tat2 = lean_unpack(specs.read[1], raw)
+    if id1 ~= first.prefix or id2 ~= second.prefix
+      or not (tat1 <= now + 2 * tau1 and tat2 <= now + 2 * tau2 and tat1 >= 0 and tat2 >= 0
+        and tat1 % 1 + tat2 % 1 == 0) then
       return nil
     end
   end
@@ -203,7 +215,7 @@ local function gcra_pair_lean(key, now, cost, specs)
   if cost <= capacity1 and cost <= capacity2 and new1 - now <= tau1 and new2 - now <= tau2
     and (new1 ~= tat1 or new2 ~= tat2) and (raw or new1 > now or new2 > now) then
     local latest = new1 > new2 and new1 or new2
-    lean_call('SET', key, lean_format(specs.format[1], new1, new2), 'PXAT',
+    lean_call('SET', key, lean_pack('c0<dc0<d', first.prefix, new1, second.prefix, new2), 'PXAT',
       lean_format('%d', (latest - latest % 1000) / 1000 + 1))
   end
   local backlog1, backlog2 = start1 - now, start2 - now

@@ -34,18 +34,17 @@ local function parse_limits(wire)
     end
     specs[#specs + 1] = {
       id = id,
-      prefix = id .. ' ',
       capacity = tonumber(capacity),
       period = tonumber(period),
       interval = tonumber(interval) or 0,
       latest = false,
-      -- The whole value when it is exactly this limit's entry: one match
-      -- reads it (ids hold only digits and '/', no pattern characters).
-      one = '^' .. id .. ' (%d+)$',
-      two = '^' .. id .. ' (%d+) (%d+)$',
-      three = '^' .. id .. ' (%d+) (%d+) (%d+)$',
     }
     local spec = specs[#specs]
+    -- The whole value when it is exactly this limit's entry: one unpack
+    -- reads it, for each width (the windows share their ids).
+    for width = 1, 3 do
+      entry_layout(spec, width)
+    end
     -- Whether a window's lean reply (window_end * (capacity + 1) + count,
     -- window_end at most two periods) stays below 2^53.
     spec.fits = (2 * spec.period + 1) * (spec.capacity + 1) < 9007199254740992
@@ -55,19 +54,14 @@ local function parse_limits(wire)
   end
   if #specs == 2 then
     -- A compound of two in the "string" layout, as encode_string writes
-    -- it when the value holds these limits only: one match reads it and
-    -- one format writes it, for each width.
-    local one, two = specs[1].id, specs[2].id
-    specs.pattern = {
-      '^' .. one .. ' (%d+) ' .. two .. ' (%d+)$',
-      '^' .. one .. ' (%d+) (%d+) ' .. two .. ' (%d+) (%d+)$',
-      '^' .. one .. ' (%d+) (%d+) (%d+) ' .. two .. ' (%d+) (%d+) (%d+)$',
-    }
-    specs.format = {
-      one .. ' %d ' .. two .. ' %d',
-      one .. ' %d %d ' .. two .. ' %d %d',
-      one .. ' %d %d %d ' .. two .. ' %d %d %d',
-    }
+    -- it when the value holds these limits only: one unpack reads it and
+    -- one pack (PAIR[width]) writes it, for each width.
+    local one, two = specs[1], specs[2]
+    specs.read, specs.size = {}, {}
+    for width = 1, 3 do
+      specs.read[width] = one.read[width] .. two.read[width]
+      specs.size[width] = one.size[width] + two.size[width]
+    end
     specs.states = {{}, {}}
   end
   if cached_count >= MAX_CACHED_LIMITS then
@@ -81,7 +75,9 @@ end
 -- The reply table, filled anew by every call (Redis converts it before
 -- the next call can run).
 local reply = {0, 0, 0, 0, 0}
-local format, match, call = string.format, string.match, redis.call
+local call, pack, unpack = redis.call, struct.pack, struct.unpack
+-- The format of a compound of two's value, by width (ENTRY's, twice).
+local PAIR = {'c0<dc0<d', 'c0<ddc0<dd', 'c0<dddc0<ddd'}
 
 -- decide_general is any decision decide_key makes: several limits, the
 -- "hash" layout, or a value the lean path does not read.
@@ -111,20 +107,25 @@ local function decide_two(algorithm, key, specs, now, cost)
   local width = algorithm.width
   local one, two = specs.states[1], specs.states[2]
   if raw then
-    local a, b, c, d, e, f = match(raw, specs.pattern[width])
-    if not a then
+    if #raw ~= specs.size[width] then
       return decide_general(algorithm, key, specs, now, cost, raw)
     end
+    -- Each entry: its prefix, then its words (nil past the width).
+    local id1, a, b, c, id2, d, e, f
     if width == 1 then
-      one[1], two[1] = tonumber(a), tonumber(b)
+      id1, a, id2, d = unpack(specs.read[1], raw)
     elseif width == 2 then
-      one[1], one[2], two[1], two[2] = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+      id1, a, b, id2, d, e = unpack(specs.read[2], raw)
     else
-      one[1], one[2], one[3] = tonumber(a), tonumber(b), tonumber(c)
-      two[1], two[2], two[3] = tonumber(d), tonumber(e), tonumber(f)
+      id1, a, b, c, id2, d, e, f = unpack(specs.read[3], raw)
     end
+    one[1], one[2], one[3] = a, b, c
+    two[1], two[2], two[3] = d, e, f
     local valid = algorithm.valid
-    if not (valid(first_spec, one, now) and valid(second_spec, two, now)) then
+    if id1 ~= first_spec.prefix or id2 ~= second_spec.prefix
+      or not (stored(a) and stored(b or 0) and stored(c or 0) and stored(d)
+        and stored(e or 0) and stored(f or 0))
+      or not (valid(first_spec, one, now) and valid(second_spec, two, now)) then
       return decide_general(algorithm, key, specs, now, cost, raw)
     end
   else
@@ -160,23 +161,26 @@ local function decide_two(algorithm, key, specs, now, cost)
   local reset = reset2 > reset1 and reset2 or reset1
   if (one[1] ~= a1 or one[2] ~= a2 or one[3] ~= a3 or two[1] ~= b1 or two[2] ~= b2
       or two[3] ~= b3) and (raw or reset > 0) then
+    local first_prefix, second_prefix = first_spec.prefix, second_spec.prefix
     local value
     if width == 1 then
-      value = format(specs.format[1], one[1], two[1])
+      value = pack(PAIR[1], first_prefix, one[1], second_prefix, two[1])
     elseif width == 2 then
-      value = format(specs.format[2], one[1], one[2], two[1], two[2])
+      value = pack(PAIR[2], first_prefix, one[1], one[2], second_prefix, two[1], two[2])
     else
-      value = format(specs.format[3], one[1], one[2], one[3], two[1], two[2], two[3])
+      value = pack(PAIR[3], first_prefix, one[1], one[2], one[3], second_prefix, two[1],
+        two[2], two[3])
     end
-    call('SET', key, value, 'PXAT', expiry(now, reset))
+    call('SET', key, value, 'PXAT', decimal(4, expiry(now, reset)))
   end
   reply[1], reply[2], reply[3], reply[4], reply[5] =
     allowed and 1 or 0, remaining, retry, reset, binding
   return reply
 end
 
--- decide_one is one subject's decision: one limit in the "string" layout
--- is decided here (the common case, without a table made), the rest by
+-- decide_one is one subject's decision: one limit (or gcra's two) by
+-- its lean decider (lean.lua), two limits in the "string" layout by
+-- decide_two, and the rest, or a value they do not read, by
 -- decide_general. now is the server's time already read (nil: read it
 -- here, or take args[1]).
 local function decide_one(algorithm, keys, args, now)
@@ -210,56 +214,15 @@ local function decide_one(algorithm, keys, args, now)
   local spec = specs[1]
   local lean = algorithm.lean
   if lean and (spec.fits or not algorithm.bounded) then
-    -- lean.lua's decider (nil: a value it does not read, decided below).
-    local verdict = lean(key, now, cost, spec.id, spec[algorithm.pattern], spec.capacity,
-      spec[algorithm.span])
+    -- nil: a value it does not read, decided below.
+    local width = algorithm.width
+    local verdict = lean(key, now, cost, spec.prefix, spec.read[width], spec.size[width],
+      spec.capacity, spec[algorithm.span])
     if verdict then
       return verdict
     end
   end
-  spec.latest = false
-  local raw = call('GET', key)
-  local state = algorithm.state
-  local width = algorithm.width
-  if raw then
-    local first, second, third
-    if width == 1 then
-      first = match(raw, spec.one)
-    elseif width == 2 then
-      first, second = match(raw, spec.two)
-    else
-      first, second, third = match(raw, spec.three)
-    end
-    if not first then
-      return decide_general(algorithm, key, specs, now, cost, raw)
-    end
-    state[1], state[2], state[3] = tonumber(first), tonumber(second), tonumber(third)
-    if not algorithm.valid(spec, state, now) then
-      return decide_general(algorithm, key, specs, now, cost, raw)
-    end
-  else
-    state[1], state[2], state[3] = 0, algorithm.zero2, algorithm.zero3
-  end
-  local first, second, third = state[1], state[2], state[3]
-  local allowed, remaining, retry, reset = algorithm.step(spec, state, now, cost, true, key)
-  -- As save_string: only a changed state is written, and a new subject's
-  -- only when it carries information (reset > 0).
-  if (state[1] ~= first or state[2] ~= second or state[3] ~= third)
-    and (raw or reset > 0) then
-    local value
-    if width == 1 then
-      value = format('%s%d', spec.prefix, state[1])
-    elseif width == 2 then
-      value = format('%s%d %d', spec.prefix, state[1], state[2])
-    else
-      value = format('%s%d %d %d', spec.prefix, state[1], state[2], state[3])
-    end
-    -- A number: redis.call writes it with "%.17g", exact below 2^53.
-    call('SET', key, value, 'PXAT', expiry(now, reset))
-  end
-  reply[1], reply[2], reply[3], reply[4], reply[5] =
-    allowed and 1 or 0, remaining, retry, reset, 0
-  return reply
+  return decide_general(algorithm, key, specs, now, cost, nil)
 end
 
 -- The deciders by algorithm name, what build returns.
@@ -269,20 +232,17 @@ local deciders = {}
 local function register(name, algorithm)
   local width = #algorithm.suffixes
   algorithm.width = width
-  algorithm.state = {}
   -- The words of a new subject, nil beyond the width.
   algorithm.zero2 = width >= 2 and 0 or nil
   algorithm.zero3 = width >= 3 and 0 or nil
-  -- The lean decider, the pattern of its value and its span (lean.lua).
+  -- The lean decider and its span (lean.lua).
   algorithm.lean = LEAN[name]
   -- A fixed window's lean reply has one form, for limits that fit it.
   algorithm.bounded = name == 'fixed_window'
   -- gcra has a lean compound of two as well (gcra_pair_lean).
   algorithm.meter = name == 'gcra'
-  algorithm.pattern = ({'one', 'two', 'three'})[width]
   algorithm.span = name == 'gcra' and 'interval' or 'period'
-  local lean, pattern, span, bounded = algorithm.lean, algorithm.pattern, algorithm.span,
-    algorithm.bounded
+  local lean, span, bounded = algorithm.lean, algorithm.span, algorithm.bounded
   local meter = algorithm.meter
   if not lean then
     deciders[name] = function(keys, args)
@@ -308,7 +268,8 @@ local function register(name, algorithm)
     if pair then
       verdict = gcra_pair_lean(keys[1], now, cost, specs)
     else
-      verdict = lean(keys[1], now, cost, spec.id, spec[pattern], spec.capacity, spec[span])
+      verdict = lean(keys[1], now, cost, spec.prefix, spec.read[width], spec.size[width],
+        spec.capacity, spec[span])
     end
     if verdict then
       return verdict
