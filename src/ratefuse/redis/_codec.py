@@ -5,7 +5,7 @@ arguments, or FCALL of the Functions library with its limits as one
 string), which costs a fraction of redis-py's generic packer per call.
 One key goes out with plain arguments and comes back as five integers,
 or, from a lean decider (one limit of gcra or a window, two gcra limits
-on FCALL: lua/lean.lua), as one integer (or two or three) that
+on FCALL: lua/lean.lua), as one integer (or 24 bytes, or two) that
 :mod:`._lean` turns into the same five: a reply table costs the server
 more than the decision's arithmetic. A group of keys sends its costs as
 one msgpack array and gets one msgpack array back, which beats thousands
@@ -229,9 +229,7 @@ class Packer:
         """`decode` reads a single decision's reply to ``cost``: a lean
         decider's integer, or five integers (`decode_single`)."""
         lean = self._lean
-        if lean is not None and (
-            type(reply) is int or (isinstance(reply, list) and len(reply) == 3)
-        ):
+        if lean is not None and (type(reply) is int or type(reply) is bytes):
             raw = lean.verdict(reply, cost)
             if raw[1] < 0 or raw[2] < NEVER or raw[3] < 0:
                 check_reply(raw)

@@ -8,6 +8,7 @@ their exact floor division).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from struct import Struct
 from typing import Final, NamedTuple
 
 from ratefuse.core.algorithms.sliding_window import retry_offset
@@ -19,6 +20,8 @@ from ratefuse.redis._wire_limits import WireLimit
 Verdict = tuple[int, int, int, int, int]
 # The state words per limit of each lean algorithm (lua/string_layout.lua).
 WIDTHS: Final = {"gcra": 1, "fixed_window": 2, "sliding_window": 3}
+# The sliding window's reply when one integer cannot hold it (lua/lean.lua).
+_THREE_DOUBLES: Final = Struct("<3d")
 
 
 def entry_format(field: bytes, algorithm: str) -> bytes:
@@ -35,8 +38,9 @@ class LeanLimit:
     from its reply, exactly: v >= 0 admitted, else denied with payload
     -v - 1. gcra's payload is the backlog (reset_after); a fixed window's
     window_end * (capacity + 1) + count; a sliding window's
-    (e * (capacity + 1) + prev) * (capacity + 1) + cur, or the three
-    integers {e or -e - 1, prev, cur} where that would reach 2**53.
+    (e * (capacity + 1) + prev) * (capacity + 1) + cur, or where that would
+    reach 2**53 the three, e or -e - 1, prev and cur, as 24 bytes of
+    little-endian doubles.
     Every single decision comes here: `verdict` is the algorithm's own
     method, chosen once. Immutable."""
 
@@ -102,8 +106,9 @@ class LeanLimit:
             allowed = reply >= 0
             rest, cur = divmod(reply if allowed else -reply - 1, base)
             e, prev = divmod(rest, base)
-        elif isinstance(reply, list) and len(reply) == 3:
-            signed, prev, cur = reply
+        elif type(reply) is bytes and len(reply) == 24:
+            # Doubles the script computed from integers below 2**53: exact.
+            signed, prev, cur = (int(word) for word in _THREE_DOUBLES.unpack(reply))
             allowed = signed >= 0
             e = signed if allowed else -signed - 1
         else:

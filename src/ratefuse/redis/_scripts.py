@@ -93,7 +93,7 @@ class Script:
 class Library:
     """`Library` is the Functions library: its name, its source (for
     ``FUNCTION LOAD REPLACE``), the SHA1 (hex, ASCII) of its code (the
-    source but its registrations) and its functions' names by algorithm."""
+    source but its functions' names) and its functions' names by algorithm."""
 
     name: str
     source: bytes
@@ -119,9 +119,17 @@ def library() -> Library:
     script (cached); see ``lua/library.lua``. Each algorithm file ends
     with ``return run({...})`` (the layout's declaration, which the repair
     reads too); here that becomes ``register('<algorithm>', {...})``."""
+    # What the registered functions share with build: the deciders it
+    # makes, each algorithm's lean deciders by limits (library.lua) and
+    # the server's clock (library_function.lua).
+    leans = b", ".join(
+        b"%s = {}" % algorithm.encode() for algorithm in SCRIPT_ALGORITHMS
+    )
     parts = [
         f"#!lua name={LIBRARY_NAME}".encode(),
         b"local deciders = false",
+        b"local lean_deciders = {%s}" % leans,
+        b"local clock_seconds, clock_us = false, 0",
         b"local function build()",
         read_lua(*LIBRARY_PRELUDE),
     ]
@@ -136,16 +144,21 @@ def library() -> Library:
             b"do\n%sregister('%s', %s\nend" % (body, algorithm.encode(), declaration)
         )
     parts.append(b"return deciders\nend")
-    sha = hashlib.sha1(b"\n".join(parts), usedforsecurity=False).hexdigest()
+    # The registrations' template is code too; their names, made from
+    # the digest, are not.
+    registration = read_lua("library_function.lua")
+    sha = hashlib.sha1(
+        b"\n".join([*parts, registration]), usedforsecurity=False
+    ).hexdigest()
     functions = {
         algorithm: f"{LIBRARY_NAME}_{sha[:8]}_{algorithm}".encode()
         for algorithm in SCRIPT_ALGORITHMS
     }
     for algorithm, function in functions.items():
         parts.append(
-            b"redis.register_function('%s', function(keys, args)\n"
-            b"  if not deciders then\n    deciders = build()\n  end\n"
-            b"  return deciders.%s(keys, args)\nend)" % (function, algorithm.encode())
+            registration.replace(b"FUNCTION", function).replace(
+                b"ALGORITHM", algorithm.encode()
+            )
         )
     return Library(LIBRARY_NAME, b"\n".join(parts), sha.encode(), functions)
 

@@ -11,8 +11,8 @@
 -- span the limit's emission interval (gcra) or period (the windows), read
 -- the struct format of the limit's entry ('c<#id + 1>' and a '<d' per
 -- word, see string_layout.lua: the client writes it once, which spares
--- each call a number formatted). The reply is lean.lua's integer, or the
--- general script's five.
+-- each call a number formatted). The reply is lean.lua's (an integer, or
+-- the sliding window's 24 bytes), or the general script's five integers.
 
 local function lean_run(algorithm)
   local now = ARGV[1]
@@ -34,8 +34,9 @@ local function lean_run(algorithm)
   end
   -- The common cost without a conversion.
   local cost = ARGV[2]
-  local verdict = LEAN[algorithm](KEYS[1], now, cost == '1' and 1 or tonumber(cost), id .. ' ',
-    ARGV[6], #id + 1 + 8 * width, tonumber(ARGV[4]), tonumber(ARGV[5]))
+  local decide = LEAN[algorithm](id .. ' ', ARGV[6], #id + 1 + 8 * width, tonumber(ARGV[4]),
+    tonumber(ARGV[5]))
+  local verdict = decide(KEYS[1], now, cost == '1' and 1 or tonumber(cost))
   if verdict then
     return verdict
   end

@@ -2,11 +2,12 @@
 -- _scripts.library) one function, build, holding the prelude (minus
 -- batch.lua and run.lua), this file, and each algorithm's file, whose
 -- closing `return run({...})` becomes `register('<name>', {...})`; then
--- one registered function per algorithm that builds on its first call
--- (loading a library runs without Lua's standard library: only `redis`
--- is there) and then decides. What build makes lives as long as the
--- library, so what a script call would rebuild every time (the prelude's
--- closures, the parsed limits) is made once.
+-- one registered function per algorithm (library_function.lua) that
+-- builds on its first call (loading a library runs without Lua's
+-- standard library: only `redis` is there) and then decides. What build
+-- makes lives as long as the library, so what a script call would
+-- rebuild every time (the prelude's closures, the parsed limits, each
+-- limit's lean decider) is made once.
 --
 -- Calling convention: FCALL <function> 1 <key> <now> <cost> <limits>, where
 -- <function> is <library>_<digest>_<algorithm> (see _scripts.library) and
@@ -16,8 +17,9 @@
 --           "<capacity>/<period_us>" (windows) or
 --           "<capacity>/<period_us>/<interval_us>" (gcra), the ids the
 --           keys' layouts already store, so a limit is its id.
--- The reply is lean.lua's integer for what its deciders decide (one
--- limit, see there), else the five integers of arguments.lua's verdict.
+-- The reply is lean.lua's for what its deciders decide (one limit, or
+-- gcra's two, see there), else the five integers of arguments.lua's
+-- verdict.
 
 -- Parsed limits by their wire string: a limiter sends the same string on
 -- every call. Bounded: when full it starts afresh (the strings of the
@@ -66,6 +68,12 @@ local function parse_limits(wire)
   end
   if cached_count >= MAX_CACHED_LIMITS then
     cached_limits, cached_count = {}, 0
+    -- The registered functions hold these tables: emptied in place.
+    for _, leans in pairs(lean_deciders) do
+      for cached in pairs(leans) do
+        leans[cached] = nil
+      end
+    end
   end
   cached_limits[wire] = specs
   cached_count = cached_count + 1
@@ -178,102 +186,83 @@ local function decide_two(algorithm, key, specs, now, cost)
   return reply
 end
 
--- decide_one is one subject's decision: one limit (or gcra's two) by
--- its lean decider (lean.lua), two limits in the "string" layout by
--- decide_two, and the rest, or a value they do not read, by
--- decide_general. now is the server's time already read (nil: read it
--- here, or take args[1]).
-local function decide_one(algorithm, keys, args, now)
-  local specs = cached_limits[args[3]] or parse_limits(args[3])
-  if not now then
-    now = args[1]
-    if now == '-1' then
-      -- server_now's, with Lua's own conversion of the two decimal strings.
-      local time = call('TIME')
-      now = time[1] * 1000000 + time[2]
-    else
-      now = read_now(now)
-    end
+-- lean_of is the lean decider (lean.lua) of specs for algorithm, or
+-- false: one limit (a fixed window's only when its reply fits one
+-- integer), or gcra's two.
+local function lean_of(algorithm, specs)
+  local make = algorithm.lean
+  if not make or specs[3] then
+    return false
   end
-  -- The common cost without a conversion.
-  local cost = args[2]
-  cost = cost == '1' and 1 or tonumber(cost)
-  local key = keys[1]
-  if algorithm.hash or specs[3] then
-    return decide_general(algorithm, key, specs, now, cost, nil)
+  local width = algorithm.width
+  local spec, pair = specs[1], specs[2]
+  if pair then
+    return algorithm.meter and gcra_pair_lean(spec, pair, specs.read[width], specs.size[width])
   end
-  if specs[2] then
-    if algorithm.meter then
-      local verdict = gcra_pair_lean(key, now, cost, specs)
-      if verdict then
-        return verdict
-      end
-    end
-    return decide_two(algorithm, key, specs, now, cost)
+  if algorithm.bounded and not spec.fits then
+    return false
   end
-  local spec = specs[1]
-  local lean = algorithm.lean
-  if lean and (spec.fits or not algorithm.bounded) then
-    -- nil: a value it does not read, decided below.
-    local width = algorithm.width
-    local verdict = lean(key, now, cost, spec.prefix, spec.read[width], spec.size[width],
-      spec.capacity, spec[algorithm.span])
-    if verdict then
-      return verdict
-    end
-  end
-  return decide_general(algorithm, key, specs, now, cost, nil)
+  return make(spec.prefix, spec.read[width], spec.size[width], spec.capacity, spec[algorithm.span])
 end
 
 -- The deciders by algorithm name, what build returns.
 local deciders = {}
 
--- register makes algorithm (as run.lua takes it) the decider of name.
+-- register makes algorithm (as run.lua takes it) the decider of name:
+-- deciders[name](keys, args, now) decides one subject, and leaves the
+-- lean decider of its limits (or false) in lean_deciders[name], where
+-- the registered function (library_function.lua) finds it first on the
+-- next call. now is the server's time when the registered function read
+-- it and the lean decider did not read the key's value (it is then
+-- decided on the general path, as the same clock); nil: read it here,
+-- or take args[1].
 local function register(name, algorithm)
   local width = #algorithm.suffixes
   algorithm.width = width
   -- The words of a new subject, nil beyond the width.
   algorithm.zero2 = width >= 2 and 0 or nil
   algorithm.zero3 = width >= 3 and 0 or nil
-  -- The lean decider and its span (lean.lua).
+  -- The maker of the lean decider and its span (lean.lua).
   algorithm.lean = LEAN[name]
+  algorithm.span = name == 'gcra' and 'interval' or 'period'
   -- A fixed window's lean reply has one form, for limits that fit it.
   algorithm.bounded = name == 'fixed_window'
   -- gcra has a lean compound of two as well (gcra_pair_lean).
   algorithm.meter = name == 'gcra'
-  algorithm.span = name == 'gcra' and 'interval' or 'period'
-  local lean, span, bounded = algorithm.lean, algorithm.span, algorithm.bounded
-  local meter = algorithm.meter
-  if not lean then
-    deciders[name] = function(keys, args)
-      return decide_one(algorithm, keys, args, nil)
+  local leans = lean_deciders[name]
+  deciders[name] = function(keys, args, now)
+    local wire = args[3]
+    local specs = cached_limits[wire] or parse_limits(wire)
+    local lean = leans[wire]
+    if lean == nil then
+      lean = lean_of(algorithm, specs)
+      leans[wire] = lean
     end
-    return
-  end
-  -- The lean decider first, for one limit (or gcra's two) on the
-  -- server's clock: what decide_one does for it, with fewer calls and
-  -- lookups (a measurable share of a lean decision).
-  deciders[name] = function(keys, args)
-    local specs = cached_limits[args[3]] or parse_limits(args[3])
-    local spec, pair = specs[1], specs[2]
-    if args[1] ~= '-1' or specs[3] or (pair and not meter)
-      or not (pair or spec.fits or not bounded) then
-      return decide_one(algorithm, keys, args, nil)
+    local tried = now
+    if not now then
+      now = args[1]
+      if now == '-1' then
+        -- server_now's, with Lua's own conversion of the two decimal strings.
+        local time = call('TIME')
+        now = time[1] * 1000000 + time[2]
+      else
+        now = read_now(now)
+      end
     end
-    local time = call('TIME')
-    local now = time[1] * 1000000 + time[2]
+    -- The common cost without a conversion.
     local cost = args[2]
     cost = cost == '1' and 1 or tonumber(cost)
-    local verdict
-    if pair then
-      verdict = gcra_pair_lean(keys[1], now, cost, specs)
-    else
-      verdict = lean(keys[1], now, cost, spec.prefix, spec.read[width], spec.size[width],
-        spec.capacity, spec[span])
+    local key = keys[1]
+    if lean then
+      if not tried then
+        local verdict = lean(key, now, cost)
+        if verdict then
+          return verdict
+        end
+      end
+    elseif specs[2] and not specs[3] and not algorithm.hash then
+      return decide_two(algorithm, key, specs, now, cost)
     end
-    if verdict then
-      return verdict
-    end
-    return decide_one(algorithm, keys, args, now)
+    return decide_general(algorithm, key, specs, now, cost, nil)
   end
 end
