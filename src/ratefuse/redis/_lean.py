@@ -38,19 +38,23 @@ class LeanLimit:
     from its reply, exactly: v >= 0 admitted, else denied with payload
     -v - 1. gcra's payload is the backlog (reset_after); a fixed window's
     window_end * (capacity + 1) + count; a sliding window's
-    (e * (capacity + 1) + prev) * (capacity + 1) + cur, or where that would
-    reach 2**53 the three, e or -e - 1, prev and cur, as 24 bytes of
-    little-endian doubles.
+    (e * (capacity + 1) + prev) * (capacity + 1) + cur, or where that could
+    reach 2**53 (not `whole`) the three, e or -e - 1, prev and cur, as 24
+    bytes of little-endian doubles, but for an admission that leaves units
+    in the window: e * (capacity + 1) + remaining.
     Every single decision comes here: `verdict` is the algorithm's own
     method, chosen once. Immutable."""
 
-    __slots__ = ("algorithm", "capacity", "span", "tau", "verdict")
+    __slots__ = ("algorithm", "capacity", "span", "tau", "verdict", "whole")
 
     def __init__(self, algorithm: str, capacity: int, span: int) -> None:
         self.algorithm = algorithm
         self.capacity = capacity
         self.span = span
         self.tau = capacity * span
+        # Whether a sliding window's whole payload fits one integer (as
+        # lean.lua's fits); where not, an integer is an admission's short form.
+        self.whole = (2 * span + 1) * (capacity + 1) ** 2 < 1 << 53
         decoders = {
             "gcra": self._gcra,
             "fixed_window": self._fixed_window,
@@ -102,6 +106,12 @@ class LeanLimit:
 
     def _sliding_window(self, reply: object, cost: int) -> Verdict:
         base = self.capacity + 1
+        period = self.span
+        if type(reply) is int and not self.whole:
+            # An admission that left units in the window: its remaining,
+            # and its reset from e (cur > 0).
+            e, remaining = divmod(reply, base)
+            return (1, remaining, 0, 3 * period - e, 0)
         if type(reply) is int:
             allowed = reply >= 0
             rest, cur = divmod(reply if allowed else -reply - 1, base)
@@ -114,7 +124,7 @@ class LeanLimit:
         else:
             raise ValueError(f"unexpected script reply {reply!r}")
         # As sliding_window.lua's step, from start - now = period - e.
-        limit, period = self.capacity, self.span
+        limit = self.capacity
         ahead = period - e  # start - now
         elapsed = -ahead if ahead < 0 else 0
         weighted_prev = prev * (period - elapsed)

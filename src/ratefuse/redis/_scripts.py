@@ -129,7 +129,7 @@ def library() -> Library:
         f"#!lua name={LIBRARY_NAME}".encode(),
         b"local deciders = false",
         b"local lean_deciders = {%s}" % leans,
-        b"local clock_seconds, clock_us = false, 0",
+        b"local clock_seconds, clock_us, server_call = false, 0, false",
         b"local function build()",
         read_lua(*LIBRARY_PRELUDE),
     ]

@@ -84,6 +84,8 @@ end
 -- the next call can run).
 local reply = {0, 0, 0, 0, 0}
 local call, pack, unpack = redis.call, struct.pack, struct.unpack
+-- The registered functions' (library_function.lua), which loading cannot set.
+server_call = call
 -- The format of a compound of two's value, by width (ENTRY's, twice).
 local PAIR = {'c0<dc0<d', 'c0<ddc0<dd', 'c0<dddc0<ddd'}
 
