@@ -236,9 +236,17 @@ local function gcra_pair_lean(first, second, read, size)
     local new1, new2 = start1 + cost * interval1, start2 + cost * interval2
     if cost <= capacity1 and cost <= capacity2 and new1 - now <= tau1 and new2 - now <= tau2
       and (new1 ~= tat1 or new2 ~= tat2) and (raw or new1 > now or new2 > now) then
+      -- As gcra_lean's expiry, for the later tat: kept (KEEPTTL) when
+      -- the stored later tat has the same millisecond.
+      local value = lean_pack('c0<dc0<d', prefix1, new1, prefix2, new2)
       local latest = new1 > new2 and new1 or new2
-      lean_call('SET', key, lean_pack('c0<dc0<d', prefix1, new1, prefix2, new2), 'PXAT',
-        lean_format('%d', (latest - latest % 1000) / 1000 + 1))
+      local at = latest - latest % 1000
+      local before = tat1 > tat2 and tat1 or tat2
+      if raw and at == before - before % 1000 then
+        lean_call('SET', key, value, 'KEEPTTL')
+      else
+        lean_call('SET', key, value, 'PXAT', lean_format('%d', at / 1000 + 1))
+      end
     end
     local backlog1, backlog2 = start1 - now, start2 - now
     if fits and backlog1 <= tau1 and backlog2 <= tau2 then
