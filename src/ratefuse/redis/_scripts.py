@@ -66,6 +66,10 @@ LIBRARY_NAME: Final = f"ratefuse_v{LIBRARY_VERSION}"
 LIBRARY_PRELUDE: Final = (
     *(name for name in PRELUDE if name not in ("batch.lua", "run.lua")),
     "lean.lua",
+    "lean_gcra.lua",
+    "lean_fixed_window.lua",
+    "lean_sliding_window.lua",
+    "lean_gcra_pair.lua",
     "library.lua",
 )
 # Algorithms with a lean single decision (lua/lean.lua): one limit, on
@@ -178,10 +182,11 @@ def script(algorithm: str) -> Script:
 @functools.cache
 def lean_script(algorithm: str) -> Script:
     """`lean_script` is the lean EVALSHA script of ``algorithm`` (cached):
-    ``lua/lean.lua``'s decider run by ``lua/lean_script.lua``, with the
-    algorithm's exact script as the function ``general()`` for what the
-    lean decider does not read. A script call runs its whole chunk, so the
-    prelude, inside ``general``, costs one closure unless it is used."""
+    ``lua/lean_<algorithm>.lua``'s decider run by ``lua/lean_script.lua``,
+    with the algorithm's exact script as the function ``general()`` for
+    what the lean decider does not read. A script call runs its whole
+    chunk, so the prelude, inside ``general``, costs one closure unless it
+    is used, and the other algorithms' deciders are left out."""
     if algorithm not in LEAN_ALGORITHMS:
         raise ValueError(f"no lean Redis script for algorithm {algorithm!r}")
     record = REGISTRY.by_name(algorithm)
@@ -192,8 +197,9 @@ def lean_script(algorithm: str) -> Script:
             _prelude(),
             read_lua(record.script),
             b"end",
-            read_lua("lean.lua", "lean_script.lua"),
-            b"return lean_run('%s')" % algorithm.encode(),
+            read_lua("lean.lua", f"lean_{algorithm}.lua", "lean_script.lua"),
+            b"return lean_run(%s_lean, '%s')"
+            % (algorithm.encode(), algorithm.encode()),
         )
     )
     sha = hashlib.sha1(source, usedforsecurity=False).hexdigest().encode()

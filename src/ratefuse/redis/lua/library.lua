@@ -21,6 +21,13 @@
 -- gcra's two, see there), else the five integers of arguments.lua's
 -- verdict.
 
+-- The maker of the lean decider of each algorithm that has one (lean.lua).
+local LEAN = {
+  gcra = gcra_lean,
+  fixed_window = fixed_window_lean,
+  sliding_window = sliding_window_lean,
+}
+
 -- Parsed limits by their wire string: a limiter sends the same string on
 -- every call. Bounded: when full it starts afresh (the strings of the
 -- limiters in use come back at once).
