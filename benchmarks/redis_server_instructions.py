@@ -12,7 +12,9 @@ algorithms run through the public API on each script path (FCALL of
 the Functions library, and EVALSHA), and the floor cases are what any
 decision pays with no logic at all: TIME, GET, SET PXAT and a reply of
 five integers, on each path; and what a decision keeping one integer of
-state as text pays (read, convert, format, write, one integer back).
+state pays (read, convert, format, write, one integer back), as decimal
+text and in the binary "string" layout the scripts keep
+(redis_server_time.BINARY_STATE_SCRIPT).
 
     python benchmarks/redis_server_instructions.py [--decisions 2000]
         [--only SUBSTRING]
@@ -46,6 +48,7 @@ use_checkout(tests=True)
 import redis  # noqa: E402
 
 from ratefuse.bench.redis_server_time import (  # noqa: E402
+    BINARY_STATE_SCRIPT,
     COMPOUND_RATE,
     MINIMAL_SCRIPT,
     RATE,
@@ -87,6 +90,9 @@ _LIBRARY = (
     + " end)\n"
     "redis.register_function('ratefuse_bench_state', function(keys, args) "
     + STATE_SCRIPT.replace("KEYS[1]", "keys[1]")
+    + " end)\n"
+    "redis.register_function('ratefuse_bench_binary', function(keys, args) "
+    + BINARY_STATE_SCRIPT.replace("KEYS[1]", "keys[1]")
     + " end)"
 )
 ALGORITHMS = ("gcra", "fixed_window", "sliding_window", "sliding_log")
@@ -209,6 +215,14 @@ def cases() -> list[tuple[str, Callable[[Any], Any]]]:
             partial(_evalsha, STATE_SCRIPT, "state"),
         ),
         ("floor: one-integer state (FCALL)", partial(_fcall, "ratefuse_bench_state")),
+        (
+            "floor: one-integer state, binary (EVALSHA)",
+            partial(_evalsha, BINARY_STATE_SCRIPT, "binary"),
+        ),
+        (
+            "floor: one-integer state, binary (FCALL)",
+            partial(_fcall, "ratefuse_bench_binary"),
+        ),
     ]
     for label, path in PATHS.items():
         for algorithm in ALGORITHMS:

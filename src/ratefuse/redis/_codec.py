@@ -5,7 +5,7 @@ arguments, or FCALL of the Functions library with its limits as one
 string), which costs a fraction of redis-py's generic packer per call.
 One key goes out with plain arguments and comes back as five integers,
 or, from a lean decider (one limit of gcra or a window, two gcra limits
-on FCALL: lua/lean.lua), as one integer (or two or three) that
+on FCALL: lua/lean.lua), as one integer (or 24 bytes, or two) that
 :mod:`._lean` turns into the same five: a reply table costs the server
 more than the decision's arithmetic. A group of keys sends its costs as
 one msgpack array and gets one msgpack array back, which beats thousands
@@ -22,7 +22,7 @@ import msgpack  # type: ignore[import-untyped, unused-ignore]
 
 from ratefuse.core.spec import NEVER
 from ratefuse.engine.subject import Decision
-from ratefuse.redis._lean import LeanLimit, LeanPair
+from ratefuse.redis._lean import LeanLimit, LeanPair, entry_format
 from ratefuse.redis._scripts import Library, Script
 from ratefuse.redis._wire_limits import WireLimit
 
@@ -161,15 +161,21 @@ class Packer:
         if self._lean is not None and script.lean is not None:
             self.single_script = script.lean
             lean = specs[0]
-            self._lean_head = b"*9\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n1\r\n" % (
+            self._lean_head = b"*10\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n1\r\n" % (
                 script.lean.sha
             )
             span = (
                 lean.interval_us if self._lean.algorithm == "gcra" else lean.period_us
             )
+            field = lean.field.encode()
             self._lean_tail = b"".join(
                 _bulk(arg)
-                for arg in (lean.field.encode(), b"%d" % lean.capacity, b"%d" % span)
+                for arg in (
+                    field,
+                    b"%d" % lean.capacity,
+                    b"%d" % span,
+                    entry_format(field, self._lean.algorithm),
+                )
             )
 
     def fcall(self, key: bytes, cost: int, now_us: int | None) -> bytes:
@@ -240,9 +246,7 @@ class Packer:
         """`decode` reads a single decision's reply to ``cost``: a lean
         decider's integer, or five integers (`decode_single`)."""
         lean = self._lean
-        if lean is not None and (
-            type(reply) is int or (isinstance(reply, list) and len(reply) == 3)
-        ):
+        if lean is not None and (type(reply) is int or type(reply) is bytes):
             raw = lean.verdict(reply, cost)
             if raw[1] < 0 or raw[2] < NEVER or raw[3] < 0:
                 check_reply(raw)

@@ -14,20 +14,32 @@ subject), each length-prefixed and the subject type-tagged, so that:
 
 Subjects are ``str``, ``bytes`` or ``int`` (``bool`` counts as an int, as a
 dict key would); ``"1"``, ``b"1"`` and ``1`` are three different subjects.
-``N`` is :data:`KEY_VERSION`, bumped whenever the state layout changes so
-that old and new clients never read each other's state.
+``N`` is the key's version (`key_version`), bumped whenever the state
+layout of that kind of key changes, so that old and new clients never read
+each other's state (nor repair it as damage). A rolling upgrade that bumps
+a version counts old and new processes apart: while both run, each group
+decides against its own keys (together up to twice a limit), and the new
+keys start without the old ones' history (up to one more limit within a
+window, or tau, of the switch).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Final
 
 from ratefuse.redis._keys import KeyMaker
 
 KEY_VERSION: Final = 2
+# The kinds of key (their algorithm) whose layout changed since
+# KEY_VERSION, and their version: gcra and the windows' "string" layout
+# became binary in 3 (lua/string_layout.lua).
+KEY_VERSIONS: Final[Mapping[str, int]] = MappingProxyType(
+    {"gcra": 3, "fixed_window": 3, "sliding_window": 3}
+)
 DEFAULT_PREFIX: Final = "ratefuse"
 # 16 bytes of digest: 32 hex characters; collisions need ~2**64 subjects.
 TAG_BYTES: Final = 16
@@ -38,6 +50,13 @@ _CACHE_ENTRIES: Final = 8192
 _CACHE_SUBJECT_BYTES: Final = 256
 
 Subject = str | bytes | int
+
+
+def key_version(kind: str) -> int:
+    """`key_version` is the version ending the keys of ``kind`` (an
+    algorithm, or another kind of key such as "fleet_breaker"): its entry
+    in `KEY_VERSIONS`, else `KEY_VERSION`."""
+    return KEY_VERSIONS.get(kind, KEY_VERSION)
 
 
 def subject_bytes(subject: Subject) -> bytes:
@@ -137,7 +156,7 @@ class KeySchema:
         self._bytes.update(b"b")
         self._int.update(b"i")
         self._head = f"{prefix}:{{".encode()
-        self._tail = f"}}:{algorithm}:v{KEY_VERSION}".encode()
+        self._tail = f"}}:{algorithm}:v{key_version(algorithm)}".encode()
         self._cache: dict[Subject, bytes] = {}
         self._maker = KeyMaker(
             _PERSON,
