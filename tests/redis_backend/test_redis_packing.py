@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from ratefuse.rates import build_specs, parse
 from ratefuse.redis import RedisBackend, RedisLimiter
 from ratefuse.redis._codec import Packer, _ones, pack_command
+from ratefuse.redis._lean import entry_format
 from ratefuse.redis._scripts import script
 from ratefuse.redis._wire_limits import MAX_NOW_US, WireLimit, to_wire_limits
 
@@ -70,11 +71,22 @@ def test_single_is_the_generic_packing(
     now = -1 if now_us is None else now_us
     lean = packer.single_script
     if lean is not packer.script:
-        # One limit with a lean decider: its script, its three arguments.
+        # One limit with a lean decider: its script, its four arguments
+        # (the last the format of the limit's binary entry).
         (limit,) = limits
         span = limit.interval_us if chosen[0] == "gcra" else limit.period_us
+        field = limit.field.encode()
         expected = pack_command(
-            "EVALSHA", lean.sha, 1, key, now, cost, limit.field, limit.capacity, span
+            "EVALSHA",
+            lean.sha,
+            1,
+            key,
+            now,
+            cost,
+            field,
+            limit.capacity,
+            span,
+            entry_format(field, chosen[0]),
         )
     else:
         expected = pack_command(
