@@ -1,12 +1,17 @@
 """A sequential decision through the public API (RedisLimiter.try_acquire
 on one key, one round trip each) against redis-py's EVALSHA of a trivial
-script, interleaved round by round on one redis-server, on a quiet
-machine and with a CPU hog beside it.
+script and of the minimal stateful script, interleaved round by round on
+one redis-server, on a quiet machine and with a CPU hog beside it.
 
 Every round times ``--calls`` try_acquire calls and as many raw EVALSHAs
-(``return 1``, no keys), in turn (the order alternates), and their ratio
-is taken round by round: the host's load moves a round trip by 2x between
-runs, and within a round both see the same load. The "hog" condition
+of ``return 1`` (no keys: "trivial") and of the minimal TIME+GET+SET(PX)
+script on one key (:data:`ratefuse.bench.redis_server_time.MINIMAL_SCRIPT`:
+"minimal", the least an exact decision on the server's clock does), in
+turn (the order rotates), and their ratios are taken round by round: the
+host's load moves a round trip by 2x between runs, and within a round all
+see the same load. minimal / trivial is the floor any exact decision
+meets; try_acquire / minimal is what ratefuse adds to it (the client's
+work and the decision's own logic on the server). The "hog" condition
 starts ``python -c "while True: pass"`` beside it (pinned to the CPU this
 process runs on with ``--pin``) and stops it by pid at the end. Per
 condition: the median and p25-p75 of the per-round ratios, each side's
@@ -43,6 +48,7 @@ use_checkout(tests=True)
 
 import redis  # noqa: E402
 
+from ratefuse.bench.redis_server_time import MINIMAL_SCRIPT  # noqa: E402
 from ratefuse.redis import RedisBackend, RedisLimiter  # noqa: E402
 from redis_servers import RedisServer  # noqa: E402
 
@@ -76,6 +82,21 @@ def raw_side(connection: redis.Redis) -> Side:
     return Side("raw evalsha", run)
 
 
+def minimal_side(connection: redis.Redis) -> Side:
+    """`minimal_side` is redis-py's EVALSHA of the minimal stateful script
+    (TIME, GET, SET with PX) on one key, one at a time."""
+    sha = connection.script_load(MINIMAL_SCRIPT)
+    evalsha = connection.evalsha
+    key = f"bench-sequential-minimal-{os.getpid()}"
+
+    def run(calls: int) -> object:
+        for _ in range(calls):
+            evalsha(sha, 1, key)
+        return None
+
+    return Side("minimal evalsha", run)
+
+
 def ratefuse_side(limiter: RedisLimiter) -> Side:
     """`ratefuse_side` is ``limiter.try_acquire`` on one key."""
     try_acquire = limiter.try_acquire
@@ -104,10 +125,14 @@ def script_usec(connection: redis.Redis) -> float:
 def measure(
     sides: list[Side], connection: redis.Redis, rounds: int, calls: int
 ) -> None:
-    """`measure` runs each side once per round, alternating which goes
-    first, without garbage collection while timed."""
+    """`measure` runs each side once per round, rotating which goes first
+    (and reversing the order every other round), without garbage
+    collection while timed."""
     for round_index in range(WARM_UP_ROUNDS + rounds):
-        order = sides if round_index % 2 else sides[::-1]
+        shift = round_index % len(sides)
+        order = sides[shift:] + sides[:shift]
+        if (round_index // len(sides)) % 2:
+            order.reverse()
         for side in order:
             connection.config_resetstat()
             gc.disable()
@@ -142,22 +167,33 @@ def cpu_hog(pin: bool) -> Iterator[int]:
             os.sched_setaffinity(0, cpu)
 
 
-def report(condition: str, raw: Side, mine: Side) -> None:
+def ratios(ours: Side, theirs: Side) -> list[float]:
+    """`ratios` are ``ours`` / ``theirs`` wall time per call, round by
+    round, sorted."""
+    return sorted(
+        mine / other for mine, other in zip(ours.seconds, theirs.seconds, strict=True)
+    )
+
+
+def report(condition: str, raw: Side, minimal: Side, mine: Side) -> None:
     """`report` prints one condition's per-round ratios and each side."""
-    ratios = sorted(
-        ours / floor for ours, floor in zip(mine.seconds, raw.seconds, strict=True)
-    )
-    p25, median, p75 = statistics.quantiles(ratios, n=4)
-    print(
-        f"{condition}: try_acquire / raw EVALSHA, median of {len(ratios)} "
-        f"per-round ratios {median:.3f} (p25 {p25:.3f}, p75 {p75:.3f}, "
-        f"min {ratios[0]:.3f}, max {ratios[-1]:.3f})"
-    )
-    print(f"  {'side':<14}{'wall us':>9}{'p25':>8}{'p75':>8}{'srv us':>8}{'cpu us':>8}")
-    for side in (raw, mine):
+    print(f"{condition}: medians of per-round ratios (p25-p75, min-max)")
+    for label, ours, theirs in (
+        ("try_acquire / trivial", mine, raw),
+        ("minimal / trivial (floor)", minimal, raw),
+        ("try_acquire / minimal", mine, minimal),
+    ):
+        sample = ratios(ours, theirs)
+        p25, median, p75 = statistics.quantiles(sample, n=4)
+        print(
+            f"  {label:<27}{median:.3f}  ({p25:.3f}-{p75:.3f}, "
+            f"{sample[0]:.3f}-{sample[-1]:.3f}, {len(sample)} rounds)"
+        )
+    print(f"  {'side':<16}{'wall us':>9}{'p25':>8}{'p75':>8}{'srv us':>8}{'cpu us':>8}")
+    for side in (raw, minimal, mine):
         q25, middle, q75 = statistics.quantiles(side.seconds, n=4)
         print(
-            f"  {side.name:<14}{middle * 1e6:9.2f}{q25 * 1e6:8.2f}{q75 * 1e6:8.2f}"
+            f"  {side.name:<16}{middle * 1e6:9.2f}{q25 * 1e6:8.2f}{q75 * 1e6:8.2f}"
             f"{statistics.median(side.server_us):8.2f}"
             f"{statistics.median(side.cpu_seconds) * 1e6:8.2f}"
         )
@@ -185,7 +221,11 @@ def main() -> None:
         for condition in ("quiet", "hog"):
             if options.only not in (None, condition):
                 continue
-            sides = [raw_side(connection), ratefuse_side(limiter)]
+            sides = [
+                raw_side(connection),
+                minimal_side(connection),
+                ratefuse_side(limiter),
+            ]
             if condition == "quiet":
                 measure(sides, connection, options.rounds, options.calls)
             else:

@@ -12,8 +12,10 @@ algorithms run through the public API on each script path (FCALL of
 the Functions library, and EVALSHA), and the floor cases are what any
 decision pays with no logic at all: TIME, GET, SET PXAT and a reply of
 five integers, on each path; and what a decision keeping one integer of
-state as text pays (read, convert, format, write, one integer back); and
-the commands of a lean sliding log decision alone (TIME, HGET, HSET).
+state pays (read, convert, format, write, one integer back), as decimal
+text and in the binary "string" layout the scripts keep
+(redis_server_time.BINARY_STATE_SCRIPT); and the commands of a lean
+sliding log decision alone (TIME, HGET, HSET).
 
     python benchmarks/redis_server_instructions.py [--decisions 2000]
         [--only SUBSTRING]
@@ -47,6 +49,7 @@ use_checkout(tests=True)
 import redis  # noqa: E402
 
 from ratefuse.bench.redis_server_time import (  # noqa: E402
+    BINARY_STATE_SCRIPT,
     COMPOUND_RATE,
     MINIMAL_SCRIPT,
     RATE,
@@ -98,6 +101,9 @@ _LIBRARY = (
     + " end)\n"
     "redis.register_function('ratefuse_bench_state', function(keys, args) "
     + STATE_SCRIPT.replace("KEYS[1]", "keys[1]")
+    + " end)\n"
+    "redis.register_function('ratefuse_bench_binary', function(keys, args) "
+    + BINARY_STATE_SCRIPT.replace("KEYS[1]", "keys[1]")
     + " end)\n"
     "redis.register_function('ratefuse_bench_log', function(keys, args) "
     + LOG_SCRIPT.replace("KEYS[1]", "keys[1]")
@@ -223,6 +229,14 @@ def cases() -> list[tuple[str, Callable[[Any], Any]]]:
             partial(_evalsha, STATE_SCRIPT, "state"),
         ),
         ("floor: one-integer state (FCALL)", partial(_fcall, "ratefuse_bench_state")),
+        (
+            "floor: one-integer state, binary (EVALSHA)",
+            partial(_evalsha, BINARY_STATE_SCRIPT, "binary"),
+        ),
+        (
+            "floor: one-integer state, binary (FCALL)",
+            partial(_fcall, "ratefuse_bench_binary"),
+        ),
         ("floor: sliding log commands (EVALSHA)", partial(_evalsha, LOG_SCRIPT, "log")),
         ("floor: sliding log commands (FCALL)", partial(_fcall, "ratefuse_bench_log")),
     ]

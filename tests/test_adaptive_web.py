@@ -21,6 +21,7 @@ from ratefuse import (
     BreakerState,
 )
 from ratefuse.adaptive import AIMD
+from ratefuse.throttle import ThrottleConfig
 from ratefuse.web import RateLimitMiddleware, RateLimitWSGIMiddleware, Route
 from ratefuse.web.client import AsyncGuardedTransport, GuardedTransport
 from web_support import serve_asgi, serve_wsgi
@@ -150,3 +151,60 @@ def test_the_async_transport_keeps_one_limit_per_host(gate: Gate) -> None:
         asyncio.run(main(url))
     (guard,) = made.values()
     assert (guard.in_flight, guard.core.samples, guard.core.drops) == (0, 2, 1)
+
+
+def test_a_full_limit_is_no_outcome_for_the_throttle_or_a_probe(gate: Gate) -> None:
+    # The slot is taken after the throttle and the breaker let the request
+    # go, and refused before anything is sent: the throttle counts no
+    # request and a HALF_OPEN probe's permit goes back unused.
+    guard = limiter()
+    with serve_asgi(asgi_app(gate)) as url, ThreadPoolExecutor(1) as pool:
+        transport = GuardedTransport(
+            concurrency=guard,
+            breaker=BreakerConfig(minimum_calls=1, window_size=1, half_open_calls=1),
+            throttle=ThrottleConfig(),
+        )
+        client = httpx.Client(transport=transport)
+        slow = pool.submit(client.get, f"{url}/slow", timeout=WAIT)
+        assert gate.entered.wait(WAIT)
+        (breaker,) = transport.breakers.values()
+        breaker.transition_to(BreakerState.OPEN)
+        breaker.transition_to(BreakerState.HALF_OPEN)
+        with pytest.raises(AdaptiveLimitFullError):
+            client.get(f"{url}/ok", timeout=WAIT)
+        (throttle,) = transport.throttles.values()
+        assert throttle.stats().requests == 0
+        gate.open.set()
+        assert slow.result(WAIT).status_code == 200
+        # The probe's one slot is free: the next request is the probe.
+        assert client.get(f"{url}/ok", timeout=WAIT).status_code == 200
+        assert breaker.state == BreakerState.CLOSED
+        client.close()
+    assert guard.in_flight == 0
+
+
+def test_a_raising_failure_test_gives_back_the_slot_and_the_permit(gate: Gate) -> None:
+    guard = limiter()
+
+    def broken(response: httpx.Response) -> bool:
+        raise ValueError("broken failure test")
+
+    with serve_asgi(asgi_app(gate)) as url:
+        transport = GuardedTransport(
+            concurrency=guard,
+            breaker=BreakerConfig(half_open_calls=1),
+            is_failure=broken,
+        )
+        client = httpx.Client(transport=transport)
+        with pytest.raises(ValueError, match="broken failure test"):
+            client.get(f"{url}/ok", timeout=WAIT)
+        (breaker,) = transport.breakers.values()
+        breaker.transition_to(BreakerState.OPEN)
+        breaker.transition_to(BreakerState.HALF_OPEN)
+        with pytest.raises(ValueError, match="broken failure test"):
+            client.get(f"{url}/ok", timeout=WAIT)
+        # The probe permit went back: another probe is let through.
+        with pytest.raises(ValueError, match="broken failure test"):
+            client.get(f"{url}/ok", timeout=WAIT)
+        client.close()
+    assert guard.in_flight == 0

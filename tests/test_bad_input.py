@@ -201,8 +201,8 @@ def test_shm_decide_many_checks_its_arguments_as_the_in_memory_one(
     impl, tmp_path
 ) -> None:
     limiter = shm_core(impl.name, ShmBackend(tmp_path / "t"), Rate(10, 1.0))
-    # The public class's decide_many, on this implementation's core.
-    decide_many = ShmKeyedLimiter.decide_many
+    # The public class's batch, on this implementation's core.
+    decide_many = ShmKeyedLimiter.decide_many_decisions
     with pytest.raises(ValueError, match="costs must be None, an int, or one"):
         decide_many(limiter, ["a", "b"], 1.5, 0)
     with pytest.raises(TypeError, match="keys must be a sequence of keys"):

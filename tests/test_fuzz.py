@@ -302,8 +302,8 @@ def test_shared_memory_verbs_agree_on_hostile_input(
     )
     same(lambda: one.decide(key, cost, now), lambda: other.decide(key, cost, now))
     same(
-        lambda: ShmKeyedLimiter.decide_many(one, batch, spent, now),
-        lambda: ShmKeyedLimiter.decide_many(other, batch, spent, now),
+        lambda: ShmKeyedLimiter.decide_many_decisions(one, batch, spent, now),
+        lambda: ShmKeyedLimiter.decide_many_decisions(other, batch, spent, now),
     )
     same(lambda: one.reset(key), lambda: other.reset(key))
 

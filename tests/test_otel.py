@@ -20,7 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 )
 
 from breaker_support import Boom, ManualClock, make_breaker
-from ratefuse import CircuitOpenError, Limiter, RateLimitExceeded
+from ratefuse import AdaptiveLimiter, CircuitOpenError, Limiter, RateLimitExceeded
+from ratefuse.adaptive import AIMD
 from ratefuse.breaker import BreakerConfig
 from ratefuse.config import Registry
 from ratefuse.core.span_hooks import ON_DENIED, ON_REJECTED, SPAN_HOOKS
@@ -129,6 +130,34 @@ def test_instruments_report_what_the_prometheus_collector_reports(
     assert kinds["ratefuse.limiter.decisions"] == "Sum"
     assert kinds["ratefuse.breaker.state"] == "Gauge"
     assert kinds["ratefuse.limiter.keys"] == "Gauge"
+    provider.shutdown()
+
+
+def test_adaptive_limits_are_reported_as_prometheus_reports_them() -> None:
+    limiter = AdaptiveLimiter(AIMD(initial_limit=4, min_limit=2), clock=lambda: 0)
+    held = limiter.acquire()
+    limiter.acquire().drop()  # 4 * 0.9: the limit is 3
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    instruments = RatefuseInstruments(meter_provider=provider)
+    instruments.add_adaptive("api", limiter)
+    collector = RatefuseCollector()
+    collector.add_adaptive("api", limiter)
+    otel, prometheus = read_otel(reader), read_prometheus(collector)
+    assert otel == prometheus
+    api = (("limiter", "api"),)
+    assert otel[("ratefuse_adaptive_limit", api)] == 3
+    assert otel[("ratefuse_adaptive_in_flight", api)] == 1
+    assert otel[("ratefuse_adaptive_drops", api)] == 1
+    kinds = {
+        metric.name: type(metric.data).__name__
+        for resource in reader.get_metrics_data().resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    assert kinds["ratefuse.adaptive.limit"] == "Gauge"
+    assert kinds["ratefuse.adaptive.drops"] == "Sum"
+    held.release()
     provider.shutdown()
 
 

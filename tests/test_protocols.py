@@ -11,6 +11,7 @@ from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
 
+import numpy
 import pytest
 
 from ratefuse import KeyedLimiter, Limiter, protocols
@@ -75,12 +76,33 @@ def test_a_non_limiter_is_no_limiter() -> None:
 
 def test_shm_keyed_decide_many_is_decide_in_order(tmp_path) -> None:
     limiter = KeyedLimiter("2/h", backend=ShmBackend(tmp_path / "t", max_keys=64))
-    decisions = limiter.decide_many(["a", "b", "a", "a"], [1, 1, 1, 1])
+    decisions = limiter.decide_many_decisions(["a", "b", "a", "a"], [1, 1, 1, 1])
     assert [d.allowed for d in decisions] == [True, True, True, False]
-    assert [d.allowed for d in limiter.decide_many(["c"])] == [True]
+    assert [d.allowed for d in limiter.decide_many_decisions(["c"])] == [True]
     with pytest.raises(ValueError, match="costs"):
         limiter.decide_many(["a"], [1, 2])
     limiter.close()
+
+
+def test_shm_keyed_decide_many_answers_as_the_in_memory_one(tmp_path) -> None:
+    # The same numpy forms, verdicts and waits as KeyedLimiter in memory.
+    now = [0]
+    shared = KeyedLimiter(
+        "2/s", backend=ShmBackend(tmp_path / "t", max_keys=64), clock=lambda: now[0]
+    )
+    local = KeyedLimiter("2/s", clock=lambda: now[0])
+    ids = numpy.array([7, 8, 7, 7, 9], dtype=numpy.int64)
+    for limiter in (shared, local):
+        allowed = limiter.decide_many(ids)
+        assert allowed.dtype == numpy.bool_
+        assert allowed.tolist() == [True, True, True, False, True]
+    (one, one_waits), (other, other_waits) = (
+        limiter.decide_many(ids, retry_after=True) for limiter in (shared, local)
+    )
+    assert one.tolist() == other.tolist() == [False, True, False, False, True]
+    assert one_waits.dtype == numpy.float64
+    assert one_waits.tolist() == other_waits.tolist() == [0.5, 0.0, 0.5, 0.5, 0.0]
+    shared.close()
 
 
 def test_signatures_show_the_real_parameters() -> None:

@@ -22,6 +22,7 @@ from ratefuse import (
     RateLimitExceeded,
     deadline,
 )
+from ratefuse.bench.retry_budget import BOUND, CALLS, FORMS, retries_received
 from ratefuse.breaker import BreakerConfig, State
 from ratefuse.engine.subject import Decision
 from ratefuse.retry import Backoff, RetryBudget, next_wait, retry
@@ -124,44 +125,13 @@ class AlwaysFailing:
         raise BackendError("upstream down")
 
 
-CALLS = 10_000
-
-
-def check_within_budget(upstream: AlwaysFailing) -> None:
+@pytest.mark.parametrize("form", sorted(FORMS))
+def test_the_budget_bounds_the_retries(form: str) -> None:
     # 1 ms per call for 10 s (from 1 s: the run straddles two windows):
-    # 20% of the calls, plus the floor of 10/s for the run and a window.
-    retries = upstream.received - CALLS
-    assert retries <= 0.2 * CALLS + 10 * (10 + 10)
-    assert retries >= 0.2 * CALLS  # the budget was used, not just refused
-
-
-def test_the_budget_bounds_the_retries_of_the_decorator() -> None:
-    clock = ManualClock(S)
-    budget = RetryBudget(ratio=0.2, min_per_second=10, window=10.0, clock=clock)
-    upstream = AlwaysFailing()
-    call = retry(5, budget=budget, sleep=lambda _: None)(upstream)
-    for _ in range(CALLS):
-        clock.advance(0.001)
-        with pytest.raises(BackendError):
-            call()
-    check_within_budget(upstream)
-
-
-def test_the_budget_bounds_the_retries_of_tenacity() -> None:
-    clock = ManualClock(S)
-    budget = RetryBudget(ratio=0.2, min_per_second=10, window=10.0, clock=clock)
-    upstream = AlwaysFailing()
-    retrying = Retrying(
-        retry=retry_if_budget(budget),
-        stop=stop_after_attempt(5),
-        sleep=lambda _: None,
-        reraise=True,
-    )
-    for _ in range(CALLS):
-        clock.advance(0.001)
-        with pytest.raises(BackendError):
-            retrying(upstream)
-    check_within_budget(upstream)
+    # at most 20% of the calls plus the floor of 10/s for the run and a
+    # window, and the budget was used, not just refused.
+    retries = retries_received(FORMS[form])
+    assert 0.2 * CALLS <= retries <= BOUND == 0.2 * CALLS + 10 * (10 + 10)
 
 
 # ---- the built-in decorator ----

@@ -14,14 +14,22 @@ and readiness probes of :mod:`ratefuse.probes` and
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ratefuse.adaptive import AdaptiveLimiter
 from ratefuse.breaker import CircuitBreaker, State
+from ratefuse.json_endpoint import (
+    Answer,
+    Receive,
+    Scope,
+    Send,
+    WsgiApp,
+    serve_asgi,
+    wsgi_app,
+)
 
 # Breaker states in which the breaker's dependency counts as healthy.
 HEALTHY_STATES = frozenset({State.CLOSED, State.DISABLED})
@@ -125,13 +133,8 @@ def check_health(
     )
 
 
-def _response(health: Health) -> tuple[int, bytes]:
+def _response(health: Health) -> Answer:
     return (200 if health.ok else 503), json.dumps(health.to_dict()).encode()
-
-
-Scope = Mapping[str, Any]
-Receive = Callable[[], Awaitable[Mapping[str, Any]]]
-Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 
 
 def asgi_health_app(
@@ -156,52 +159,14 @@ class AsgiHealth:
         self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await acknowledge_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            raise ValueError(f"health endpoint serves http, got {scope['type']!r}")
-        if scope["method"] not in ("GET", "HEAD"):
-            status, body = 405, b'{"error": "method not allowed"}'
-        else:
-            loop = asyncio.get_running_loop()
-            health = await loop.run_in_executor(None, self.source.health, self.timeout)
-            status, body = _response(health)
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"),
-        ]
-        if status == 405:
-            headers.append((b"allow", b"GET, HEAD"))
-        start = {"type": "http.response.start", "status": status, "headers": headers}
-        await send(start)
-        final = b"" if scope["method"] == "HEAD" else body
-        await send({"type": "http.response.body", "body": final})
+        await serve_asgi(scope, receive, send, self._route, "health endpoint")
 
+    def _route(self, path: str) -> tuple[Callable[[], Answer], bool]:
+        # Every path: the app answers wherever it is routed to.
+        return self._answer, True
 
-async def acknowledge_lifespan(receive: Receive, send: Send) -> None:
-    """`acknowledge_lifespan` answers an ASGI lifespan scope for an
-    endpoint that needs no startup or shutdown work."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
-StartResponse = Callable[[str, list[tuple[str, str]]], object]
-WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-# The WSGI status line of each status the endpoints answer.
-STATUS_LINES = {
-    200: "200 OK",
-    404: "404 Not Found",
-    405: "405 Method Not Allowed",
-    503: "503 Service Unavailable",
-}
+    def _answer(self) -> Answer:
+        return _response(self.source.health(self.timeout))
 
 
 def wsgi_health_app(
@@ -210,16 +175,7 @@ def wsgi_health_app(
     """`wsgi_health_app` is a WSGI app serving ``source.health(timeout)``
     as JSON (mount it at /health)."""
 
-    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        method = environ.get("REQUEST_METHOD", "GET")
-        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
-        if method not in ("GET", "HEAD"):
-            status, body = 405, b'{"error": "method not allowed"}'
-            headers.append(("Allow", "GET, HEAD"))
-        else:
-            status, body = _response(source.health(timeout))
-        headers.append(("Content-Length", str(len(body))))
-        start_response(STATUS_LINES[status], headers)
-        return [b"" if method == "HEAD" else body]
+    def answer() -> Answer:
+        return _response(source.health(timeout))
 
-    return app
+    return wsgi_app(lambda path: (answer, True))

@@ -34,15 +34,18 @@ the default namespace):
   cluster, each node's too, under ``breaker="backend:<name>@<host:port>"``);
 - ``ratefuse_config_version``: the version of the registry's configuration
   from a config source (see ``ratefuse.config.ConfigFollower``);
-- ``ratefuse_adaptive_*{limiter}``: adaptive concurrency limits added with
-  `RatefuseCollector.add_adaptive` (see :mod:`ratefuse.metrics_adaptive`).
+- ``ratefuse_adaptive_limit{limiter}``, ``ratefuse_adaptive_in_flight``,
+  ``ratefuse_adaptive_waiting``, ``ratefuse_adaptive_samples_total``,
+  ``ratefuse_adaptive_drops_total``, ``ratefuse_adaptive_rejected_total``
+  and ``ratefuse_adaptive_latency_seconds{limiter, estimate}`` (min,
+  smoothed, long, last): adaptive concurrency limits added with
+  `RatefuseCollector.add_adaptive`, read from their ``stats()``.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 try:
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -52,7 +55,6 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
         "ratefuse.metrics needs prometheus_client: pip install 'ratefuse[prometheus]'"
     ) from exc
 
-from ratefuse.metrics_adaptive import adaptive_metrics
 from ratefuse.telemetry import Sources, families_of, snapshot
 
 if TYPE_CHECKING:
@@ -73,13 +75,6 @@ class RatefuseCollector(Sources):
         super().__init__(registry)
         self._namespace = namespace
         self._prefix = f"{namespace}_" if namespace else ""
-        self._adaptive_lock = threading.Lock()
-        self._adaptive: dict[str, Any] = {}
-
-    def add_adaptive(self, name: str, limiter: object) -> None:
-        """`add_adaptive` reports an AdaptiveLimiter as ``limiter=name``."""
-        with self._adaptive_lock:
-            self._adaptive[name] = limiter
 
     def describe(self) -> list[Metric]:
         """`describe` is empty: the families depend on what is registered
@@ -99,9 +94,6 @@ class RatefuseCollector(Sources):
             for sample in samples:
                 metric.add_metric(list(sample.labels), sample.value)
             yield metric
-        with self._adaptive_lock:
-            adaptive = dict(self._adaptive)
-        yield from adaptive_metrics(self._namespace, adaptive)
 
 
 def register(

@@ -12,7 +12,8 @@ the application brings the SDK and exporter it uses)::
 `RatefuseInstruments` reports the same counters as the Prometheus
 collector of :mod:`ratefuse.metrics` (both read
 :func:`ratefuse.telemetry.snapshot`), under ``<namespace>.<group>.<metric>``
-(``ratefuse.limiter.decisions``, ``ratefuse.breaker.state``, ...), with
+(``ratefuse.limiter.decisions``, ``ratefuse.breaker.state``,
+``ratefuse.adaptive.limit``, ...), with
 the Prometheus labels as attributes. Counters are observable counters,
 ``limiter.keys`` and ``breaker.state`` observable gauges.
 
@@ -73,8 +74,9 @@ SCOPE: Final = "ratefuse"
 class RatefuseInstruments(Sources):
     """`RatefuseInstruments` reports the limiters, breakers and backends of
     ``registry`` (None: none) and those added with `add_limiter`,
-    `add_breaker` and `add_backend`, as observable instruments of a meter
-    of ``meter_provider`` (None: the global one), read at each collection.
+    `add_breaker`, `add_backend` and `add_adaptive`, as observable
+    instruments of a meter of ``meter_provider`` (None: the global one),
+    read at each collection.
     ``namespace`` prefixes every instrument name. The instruments are
     made outside collections (the SDK holds its lock while it collects):
     at construction, the fixed families, the fields of the Redis stats
@@ -113,6 +115,10 @@ class RatefuseInstruments(Sources):
 
     def add_backend(self, name: str, backend: object) -> None:
         super().add_backend(name, backend)
+        self._ensure_read()
+
+    def add_adaptive(self, name: str, limiter: object) -> None:
+        super().add_adaptive(name, limiter)
         self._ensure_read()
 
     def _ensure_read(self) -> None:

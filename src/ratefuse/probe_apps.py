@@ -10,19 +10,19 @@ own); Kubernetes needs only the status code.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Callable, Iterable
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Final
 
-from ratefuse.health import (
-    STATUS_LINES,
+from ratefuse.json_endpoint import (
+    Answer,
     Receive,
+    Route,
     Scope,
     Send,
-    StartResponse,
     WsgiApp,
-    acknowledge_lifespan,
+    serve_asgi,
+    wsgi_app,
 )
 from ratefuse.probes import ProbeResult, Probes
 
@@ -37,9 +37,6 @@ __all__ = [
 DEFAULT_LIVE_PATH: Final = "/livez"
 DEFAULT_READY_PATH: Final = "/readyz"
 
-_NOT_FOUND = b'{"error": "not found"}'
-_NOT_ALLOWED = b'{"error": "method not allowed"}'
-
 
 def _checked_paths(live_path: str, ready_path: str) -> None:
     for label, path in (("live_path", live_path), ("ready_path", ready_path)):
@@ -51,8 +48,17 @@ def _checked_paths(live_path: str, ready_path: str) -> None:
         )
 
 
-def _body(result: ProbeResult) -> tuple[int, bytes]:
+def _body(result: ProbeResult) -> Answer:
     return (200 if result.ok else 503), json.dumps(result.to_dict()).encode()
+
+
+def _route(probes: Probes, live_path: str, ready_path: str) -> Route:
+    # Liveness answers in the loop (no I/O); readiness PINGs backends.
+    endpoints: dict[str, tuple[Callable[[], Answer], bool]] = {
+        live_path: (lambda: _body(probes.live()), False),
+        ready_path: (lambda: _body(probes.ready()), True),
+    }
+    return endpoints.get
 
 
 class AsgiProbes:
@@ -72,34 +78,10 @@ class AsgiProbes:
         self.probes = probes
         self.live_path = live_path
         self.ready_path = ready_path
+        self._route = _route(probes, live_path, ready_path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await acknowledge_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            raise ValueError(f"probes serve http, got {scope['type']!r}")
-        path, method = scope["path"], scope["method"]
-        if path not in (self.live_path, self.ready_path):
-            status, body = 404, _NOT_FOUND
-        elif method not in ("GET", "HEAD"):
-            status, body = 405, _NOT_ALLOWED
-        elif path == self.live_path:
-            status, body = _body(self.probes.live())
-        else:
-            loop = asyncio.get_running_loop()
-            status, body = _body(await loop.run_in_executor(None, self.probes.ready))
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"),
-        ]
-        if status == 405:
-            headers.append((b"allow", b"GET, HEAD"))
-        start = {"type": "http.response.start", "status": status, "headers": headers}
-        await send(start)
-        final = b"" if method == "HEAD" else body
-        await send({"type": "http.response.body", "body": final})
+        await serve_asgi(scope, receive, send, self._route, "probes")
 
 
 def asgi_probes_app(
@@ -122,24 +104,4 @@ def wsgi_probes_app(
     """`wsgi_probes_app` is a WSGI app serving ``probes`` at ``live_path``
     and ``ready_path`` (PATH_INFO), as :class:`AsgiProbes` does."""
     _checked_paths(live_path, ready_path)
-    answer: dict[str, Callable[[], ProbeResult]] = {
-        live_path: probes.live,
-        ready_path: probes.ready,
-    }
-
-    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        method = environ.get("REQUEST_METHOD", "GET")
-        probe = answer.get(environ.get("PATH_INFO", ""))
-        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
-        if probe is None:
-            status, body = 404, _NOT_FOUND
-        elif method not in ("GET", "HEAD"):
-            status, body = 405, _NOT_ALLOWED
-            headers.append(("Allow", "GET, HEAD"))
-        else:
-            status, body = _body(probe())
-        headers.append(("Content-Length", str(len(body))))
-        start_response(STATUS_LINES[status], headers)
-        return [b"" if method == "HEAD" else body]
-
-    return app
+    return wsgi_app(_route(probes, live_path, ready_path))

@@ -88,9 +88,9 @@ class KeyedRateLimiter(Protocol):
     """`KeyedRateLimiter` is a limiter with one quota per key, key first,
     whose verbs answer at once (``KeyedLimiter``, ``ShmKeyedLimiter``,
     ``RedisLimiter``). Verbs as `RateLimiter`'s, plus ``decide_many(keys,
-    costs=None)``: every key in order, in the limiter's batch form (numpy
-    arrays in memory and in Redis, a list of Decisions in shared memory;
-    Redis's Decisions are ``decide_many_decisions``)."""
+    costs=None)``: every key in order, a numpy bool array in every
+    backend (in memory, shared memory, Redis; the Decisions of a batch are
+    ``decide_many_decisions`` in shared memory and Redis)."""
 
     def try_acquire(self, key: Key, cost: int = 1) -> bool: ...
 

@@ -90,7 +90,24 @@ FIXED_FAMILIES: tuple[Family, ...] = (
            "State changes of a breaker, by the state entered."),
     Family("config", "version", "gauge", (),
            "Version of the configuration in force."),
+    Family("adaptive", "limit", "gauge", ("limiter",),
+           "The concurrency limit of an adaptive limiter now."),
+    Family("adaptive", "in_flight", "gauge", ("limiter",),
+           "Calls holding a slot of an adaptive limiter."),
+    Family("adaptive", "waiting", "gauge", ("limiter",),
+           "Callers queued for a slot of an adaptive limiter."),
+    Family("adaptive", "samples", "counter", ("limiter",),
+           "Calls whose latency an adaptive limiter was fed."),
+    Family("adaptive", "drops", "counter", ("limiter",),
+           "Calls an adaptive limiter was fed as drops."),
+    Family("adaptive", "rejected", "counter", ("limiter",),
+           "Calls an adaptive limiter refused."),
+    Family("adaptive", "latency_seconds", "gauge", ("limiter", "estimate"),
+           "Latencies an adaptive limiter measured: min (no-load), smoothed, "
+           "long (Gradient2's long-term average) and last."),
 )  # fmt: skip
+# The latency estimates of an adaptive limiter's stats (``<estimate>_rtt``).
+_ESTIMATES = ("min", "smoothed", "long", "last")
 _FIXED = {family.name: family for family in FIXED_FAMILIES}
 
 
@@ -103,8 +120,8 @@ class _Backend(Protocol):
 class Sources:
     """`Sources` is what an exporter reports: the limiters, breakers and
     backends of ``registry`` (None: none) and those added with
-    `add_limiter`, `add_breaker` and `add_backend` (an added name wins).
-    Thread-safe."""
+    `add_limiter`, `add_breaker`, `add_backend` and `add_adaptive` (an
+    added name wins). Thread-safe."""
 
     def __init__(self, registry: Registry | None = None) -> None:
         self.registry = registry
@@ -112,6 +129,7 @@ class Sources:
         self._limiters: dict[str, Any] = {}
         self._breakers: dict[str, Any] = {}
         self._backends: dict[str, _Backend] = {}
+        self._adaptive: dict[str, Any] = {}
 
     def add_limiter(self, name: str, limiter: object) -> None:
         """`add_limiter` reports ``limiter`` (anything with ``counters()``
@@ -130,6 +148,17 @@ class Sources:
         ``backend=name``."""
         with self._lock:
             self._backends[name] = backend  # type: ignore[assignment]
+
+    def add_adaptive(self, name: str, limiter: object) -> None:
+        """`add_adaptive` reports an :class:`ratefuse.AdaptiveLimiter` (its
+        ``stats()``) as ``limiter=name`` in the ``adaptive`` families."""
+        with self._lock:
+            self._adaptive[name] = limiter
+
+    def adaptive(self) -> dict[str, Any]:
+        """`adaptive` is the adaptive limiters added, by name, now."""
+        with self._lock:
+            return dict(self._adaptive)
 
     def read(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
         """`read` is (limiters, breakers, backends) by name, now."""
@@ -167,6 +196,8 @@ def snapshot(sources: Sources) -> list[Sample]:
         nodes = getattr(backend, "node_breakers", None)
         for node, breaker in sorted(nodes().items() if callable(nodes) else ()):
             reading.breaker(f"backend:{name}@{node}", breaker)
+    for name, adaptive in sorted(sources.adaptive().items()):
+        reading.adaptive(name, adaptive.stats())
     return reading.samples()
 
 
@@ -234,6 +265,16 @@ class _Reading:
                 self.families[family] = stats_family(group, label, field.name)
                 self.by_family[family] = []
             self.add(family, (name,), value)
+
+    def adaptive(self, name: str, stats: Any) -> None:
+        for field in ("limit", "in_flight", "waiting", "samples", "drops", "rejected"):
+            self.add(f"adaptive_{field}", (name,), getattr(stats, field))
+        for estimate in _ESTIMATES:
+            self.add(
+                "adaptive_latency_seconds",
+                (name, estimate),
+                getattr(stats, f"{estimate}_rtt"),
+            )
 
     def breaker(self, name: str, breaker: Any) -> None:
         current = breaker.state

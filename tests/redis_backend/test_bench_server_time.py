@@ -42,7 +42,8 @@ def test_bench_reports_server_time(
     rows = json.loads(report.read_text())["redis_server_time"]
     by_case = {row["case"]: row for row in rows}
     minimal = {"minimal TIME+GET+SET PX", "minimal TIME+GET+SET PX (FCALL)"}
-    assert set(by_case) == minimal | RATEFUSE_CASES | PEER_CASES
+    floors = {"floor: one-integer state, binary"}
+    assert set(by_case) == minimal | floors | RATEFUSE_CASES | PEER_CASES
     for row in rows:
         # One script call per decision for every case here, each of which
         # the server spent time on; wall time holds the round trip.

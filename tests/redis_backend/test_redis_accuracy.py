@@ -65,9 +65,11 @@ def test_eight_processes_share_one_quota_exactly(redis_node, fresh_name) -> None
     # The floor counts only the time some worker was asking: on a loaded
     # machine a worker may start after others finished, and no limiter can
     # admit requests nobody makes (a floor over the whole span failed once:
-    # 134 admitted against 134.2).
+    # 134 admitted against 134.2). Units accrue whole: a run of 8.99
+    # intervals admits BURST + 8, so the floor gives one unit (18 admitted
+    # against 18.04 failed once, in a 90 ms run).
     asking_us = covered([(report[1], report[2]) for report in reports])
-    assert admitted >= 0.95 * (BURST + asking_us / interval_us), (
+    assert admitted + 1 >= 0.95 * (BURST + asking_us / interval_us), (
         admitted,
         bound,
         asking_us,

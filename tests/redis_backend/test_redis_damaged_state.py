@@ -1,6 +1,7 @@
 """What a script reads from a key is validated: a value no decision writes
-(text garbage, a word past 2**53 that doubles cannot hold, a negative or a
-fraction, a state further ahead than the limit allows) is repaired to the
+(garbage, a value of the wrong size or id, a word past 2**53 that doubles
+cannot hold exactly, a negative, a fraction, NaN or an infinity, a state
+further ahead than the limit allows) is repaired to the
 limit's drained state, never taken as a new subject, and never yields a
 negative or endless wait. The client refuses a reply no script gives.
 
@@ -13,6 +14,7 @@ import struct
 
 import msgpack
 import pytest
+from string_values import entry
 
 from ratefuse import RateLimitExceeded
 from ratefuse.core.errors import BackendError
@@ -70,17 +72,13 @@ def _damaged_headers(capacity: int, period_us: int) -> list[bytes]:
 
 
 def _damaged_words(algorithm: str, capacity: int, period_us: int) -> list[list[str]]:
-    # Word lists a script never writes, for one limit of ``algorithm``.
+    # Word lists a script never writes, for one limit of ``algorithm``, as
+    # doubles (the "string" layout; the sliding log's: _damaged_headers).
     width = WIDTH[algorithm]
     window = NOW_US // period_us
     cases = [
-        [HUGE] * width,
-        ["-5"] * width,
-        ["1.5"] * width,
-        [str(2**53)] * width,
-        ["nan"] * width,
-        ["0x10"] * width,
-        ["garbage"] * width,
+        [word] * width
+        for word in ("1e23", "-5", "1.5", str(2**53), "nan", "inf", "-inf")
     ]
     if algorithm == "gcra":
         cases.append([str(NOW_US + 10 * period_us)])  # far ahead of now
@@ -90,12 +88,23 @@ def _damaged_words(algorithm: str, capacity: int, period_us: int) -> list[list[s
     return cases
 
 
-def _write(client, key: bytes, field: str, value: list[str] | bytes) -> None:
+def _damaged_values(field: str, width: int) -> list[bytes]:
+    # "string" layout values of no shape a script writes: text garbage,
+    # the entry cut short or run on, this limit's entry in the decimal text
+    # of key version 2.
+    whole = entry(field, [1.0] * width)
+    return [
+        b"garbage",
+        field.encode() + b" garbage",
+        whole[:-1],
+        whole + b"x",
+        f"{field} {' '.join(['1'] * width)}".encode(),
+    ]
+
+
+def _write(client, key: bytes, field: str, words: list[str]) -> None:
     client.delete(key)
-    if isinstance(value, bytes):
-        client.hset(key, field, value)
-    else:
-        client.set(key, " ".join([field, *value]))
+    client.set(key, entry(field, [float(word) for word in words]))
 
 
 @pytest.mark.parametrize(
@@ -109,16 +118,28 @@ def test_damaged_state_is_drained_never_new(
     store = node_backend.bind(build_specs(to_rates(limits), algorithm), fresh_name())
     wire = store.binding.wire_limits[0]
     period_us = wire.period_us
-    span_us = 2 * period_us  # the longest a drained limit makes one wait
-    damages: list[list[str]] | list[bytes] = (
-        _damaged_headers(wire.capacity, period_us)
-        if algorithm == "sliding_log"
-        else _damaged_words(algorithm, wire.capacity, period_us)
-    )
-    for index, words in enumerate(damages):
+    damages: list[list[str] | bytes] = []
+    if algorithm == "sliding_log":
+        headers = _damaged_headers(wire.capacity, period_us)
+    else:
+        headers = []
+        damages += _damaged_words(algorithm, wire.capacity, period_us)
+        damages += _damaged_values(wire.field, WIDTH[algorithm])
+    for index, words in enumerate([*damages, *headers]):
         subject = f"k{index}"
         key = store.binding.schema.key(subject)
-        _write(client, key, wire.field, words)
+        # The longest a drained limit makes one wait: the first limit's
+        # when its words are damaged (the others' entries are absent: new),
+        # every limit's when the whole value is garbage.
+        span_us = 2 * period_us
+        if index >= len(damages):  # a sliding log's header
+            client.delete(key)
+            client.hset(key, wire.field, words)
+        elif isinstance(words, bytes):
+            client.set(key, words)
+            span_us = 2 * max(limit.period_us for limit in store.binding.wire_limits)
+        else:
+            _write(client, key, wire.field, words)
         if path == "batch":
             (decision,) = store.decide_many([subject], now_us=NOW_US)
             decision, second = store.decide_many([subject, subject], now_us=NOW_US)
@@ -206,7 +227,7 @@ def test_acquire_on_a_damaged_key_waits_a_bounded_time(client, fresh_name) -> No
         sleep=sleep,
     )
     wire = limiter._binding.wire_limits[0]
-    client.set(limiter._schema.key("k"), f"{wire.field} {HUGE}")
+    client.set(limiter._schema.key("k"), entry(wire.field, [float(HUGE)]))
     with pytest.raises(RateLimitExceeded):
         limiter.acquire("k", timeout=2.0)
     assert sleeps == []  # the wait (an hour at most) cannot fit: at once

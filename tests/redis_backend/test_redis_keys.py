@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
+from string_values import string_state
 
 from ratefuse import Limiter, Rate
 from ratefuse.redis import KEY_VERSION, KeySchema, RedisBackend, RedisLimiter
-from ratefuse.redis._schema import subject_bytes
+from ratefuse.redis._schema import key_version, subject_bytes
 
 KEY_PATTERN = re.compile(
-    rb"ratefuse:\{[0-9a-f]{32}\}:(gcra|fixed_window|sliding_window|sliding_log):v"
-    + str(KEY_VERSION).encode()
+    rb"ratefuse:\{[0-9a-f]{32}\}:(gcra|fixed_window|sliding_window|sliding_log):v(\d+)"
 )
 HOSTILE = [
     "",
@@ -47,11 +47,31 @@ HOSTILE = [
 SUBJECTS = st.one_of(st.text(), st.binary(), st.integers())
 
 
+def has_the_shape(key: bytes) -> bool:
+    """Whether ``key`` is a limiter key, ending with its algorithm's version."""
+    match = KEY_PATTERN.fullmatch(key)
+    return match is not None and int(match[2]) == key_version(match[1].decode())
+
+
+def test_each_kind_of_key_has_its_version() -> None:
+    # The "string" layout of gcra and the windows became binary in v3: old
+    # and new processes never read each other's values as damage.
+    assert [
+        key_version(kind) for kind in ("gcra", "fixed_window", "sliding_window")
+    ] == [
+        3,
+        3,
+        3,
+    ]
+    assert key_version("fleet_breaker") == KEY_VERSION
+    assert KeySchema("p", "", "n", "gcra").key("s").endswith(b"}:gcra:v3")
+
+
 def test_keys_have_one_shape_and_length() -> None:
     schema = KeySchema("ratefuse", "", "api", "gcra")
     for subject in HOSTILE:
         key = schema.key(subject)
-        assert KEY_PATTERN.fullmatch(key), key
+        assert has_the_shape(key), key
         assert len(key) == schema.key_length == 51
 
 
@@ -169,7 +189,7 @@ def test_hostile_keys_are_isolated_on_a_single_redis(client, fresh_name) -> None
             assert decision.remaining == (1 if subject in (1, True) else 2), subject
         keys = set(client.scan_iter("ratefuse:*")) - before
         assert keys == {limiter._schema.key(subject) for subject in HOSTILE}
-        assert all(KEY_PATTERN.fullmatch(key) for key in keys)
+        assert all(has_the_shape(key) for key in keys)
 
 
 def test_hostile_keys_are_isolated_on_a_cluster(
@@ -190,16 +210,6 @@ def test_hostile_keys_are_isolated_on_a_cluster(
         assert set(state) == {"3/3600000000/1200000000", "10/86400000000/8640000000"}
         assert cluster_client.cluster_keyslot(key) == key_slot(schema.tag(subject))
     assert limiter.stats().fallbacks == 0
-
-
-def string_state(value: bytes, width: int) -> dict[str, list[int]]:
-    """The limits in a "string" layout value: ``<id> <word>..`` per limit."""
-    tokens = value.decode().split(" ")
-    assert len(tokens) % (width + 1) == 0, value
-    return {
-        tokens[at]: [int(word) for word in tokens[at + 1 : at + 1 + width]]
-        for at in range(0, len(tokens), width + 1)
-    }
 
 
 def assert_ttl(

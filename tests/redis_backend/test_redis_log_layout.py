@@ -1,11 +1,14 @@
 """The sliding log's layout and lean decider (lua/log_header.lua,
-lua/lean_log.lua): a decision costs Redis O(1) commands and bytes (one
+lua/lean_sliding_log.lua): a decision costs Redis O(1) commands and bytes (one
 HGET and one HSET, an entry read once when it expires, the expiry
 written once per eighth of the period), on FCALL and on the lean EVALSHA script;
 the lean decider, the batch path and the general script decide one key
-alike, as the reference core, in both reply forms."""
+alike, as the reference core, in both reply forms (an integer, 24
+bytes)."""
 
 from __future__ import annotations
+
+import struct
 
 import pytest
 import redis
@@ -180,7 +183,7 @@ def test_lean_batch_and_general_paths_decide_one_key_alike(
         st.one_of(
             limit_specs(algorithm),
             # Periods whose reset does not fit the admitted reply's one
-            # integer with the limit: the three-integer form.
+            # integer with the limit: the 24-byte form.
             st.builds(
                 LimitSpec,
                 st.just(algorithm),
@@ -281,13 +284,18 @@ def test_the_key_lives_past_its_newest_entry_by_at_most_an_eighth(
     assert client.pexpiretime(key) == end + 60_000
 
 
+def _doubles(*words: int) -> bytes:
+    return struct.pack("<3d", *words)
+
+
 def test_lean_replies_rebuild_the_verdict() -> None:
     lean = LeanLimit("sliding_log", 5, 1_000)
     # Admitted: reset * (limit + 1) + total.
     assert lean.verdict(1_000 * 6 + 2, 1) == (1, 3, 0, 1_000, 0)
-    assert lean.verdict([0, 5, 2**50], 1) == (1, 0, 0, 2**50, 0)
-    assert lean.verdict([700, 5, 900], 1) == (0, 0, 700, 900, 0)
-    assert lean.verdict([NEVER, 2, 900], 9) == (0, 3, NEVER, 900, 0)
-    for reply in (-1, [1, 2], "x", None):
+    # Else retry, total and reset as 24 bytes of doubles, retry 0 admitted.
+    assert lean.verdict(_doubles(0, 5, 2**50), 1) == (1, 0, 0, 2**50, 0)
+    assert lean.verdict(_doubles(700, 5, 900), 1) == (0, 0, 700, 900, 0)
+    assert lean.verdict(_doubles(NEVER, 2, 900), 9) == (0, 3, NEVER, 900, 0)
+    for reply in (-1, [0, 5, 900], _doubles(1, 2, 3)[:16], "x", None):
         with pytest.raises(ValueError, match="unexpected script reply"):
             lean.verdict(reply, 1)

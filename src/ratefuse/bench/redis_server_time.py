@@ -30,6 +30,27 @@ MINIMAL_SCRIPT: Final = (
     "redis.call('SET', KEYS[1], now[1], 'PX', 60000) "
     "return 1"
 )
+# The least a decision keeping one integer of state in the binary "string"
+# layout (lua/string_layout.lua) does, with no decision logic: TIME as a
+# number, GET, one struct.unpack of the entry with its checks (size, id,
+# an integer from 0), one struct.pack, SET with PXAT formatted, and one
+# integer as the reply. What the encoding costs, below which no lean
+# decision can go.
+BINARY_STATE_SCRIPT: Final = (
+    "local t = redis.call('TIME') "
+    "local now = t[1] * 1000000 + t[2] "
+    "local raw = redis.call('GET', KEYS[1]) "
+    "local tat = now "
+    "if raw and #raw == 14 then "
+    "local id, word = struct.unpack('c6<d', raw) "
+    "if id == '1/2/3 ' and word >= 0 and word % 1 == 0 then tat = word end "
+    "end "
+    "tat = (tat > now and tat or now) + 10 "
+    "redis.call('SET', KEYS[1], struct.pack('c0<d', '1/2/3 ', tat), 'PXAT', "
+    "string.format('%d', (tat - tat % 1000) / 1000 + 1)) "
+    "return tat - now"
+)
+BINARY_FLOOR: Final = "floor: one-integer state, binary"
 # The commands a script-based decision sends; what its script runs
 # inside is counted in their time.
 SCRIPT_COMMANDS: Final = ("evalsha", "eval", "fcall", "fcall_ro")
@@ -44,6 +65,9 @@ _MINIMAL_LIBRARY: Final = (
     "#!lua name=ratefuse_bench_minimal\n"
     "redis.register_function('ratefuse_bench_minimal', function(keys, args) "
     + MINIMAL_SCRIPT.replace("KEYS[1]", "keys[1]")
+    + " end)\n"
+    "redis.register_function('ratefuse_bench_binary', function(keys, args) "
+    + BINARY_STATE_SCRIPT.replace("KEYS[1]", "keys[1]")
     + " end)"
 )
 ALGORITHMS: Final = ("gcra", "fixed_window", "sliding_window", "sliding_log")
@@ -85,6 +109,15 @@ def _minimal_function(client: Any) -> Callable[[], object]:
     return partial(client.fcall, "ratefuse_bench_minimal", 1, _name("minimal-fcall"))
 
 
+def _binary_floor(client: Any) -> Callable[[], object]:
+    # A function where the server has them, as ratefuse's lean decisions.
+    if _has_functions(client):
+        client.execute_command("FUNCTION", "LOAD", "REPLACE", _MINIMAL_LIBRARY)
+        return partial(client.fcall, "ratefuse_bench_binary", 1, _name("binary"))
+    sha = client.script_load(BINARY_STATE_SCRIPT)
+    return partial(client.evalsha, sha, 1, _name("binary"))
+
+
 def _has_functions(client: Any) -> bool:
     try:
         client.execute_command("FUNCTION", "LIST", "LIBRARYNAME", "ratefuse_bench")
@@ -120,12 +153,14 @@ def _limits(strategy: str, client: Any) -> Callable[[], object]:
 
 def server_time_cases(client: Any, peers: bool = True) -> list[ServerTimeCase]:
     """`server_time_cases` is the minimal script (and, when ``client``'s
-    server has Functions, the same as a function), ratefuse's algorithms
+    server has Functions, the same as a function), the binary state's
+    floor (a function where there are Functions), ratefuse's algorithms
     (one subject, one limit), a compound of two gcra limits and, with
     ``peers`` (and `limits` installed), `limits`' three Redis strategies."""
     cases = [ServerTimeCase(MINIMAL, _minimal)]
     if _has_functions(client):
         cases.append(ServerTimeCase(MINIMAL_FUNCTION, _minimal_function))
+    cases.append(ServerTimeCase(BINARY_FLOOR, _binary_floor))
     cases += [
         ServerTimeCase(f"ratefuse {algorithm}", partial(_ratefuse, RATE, algorithm))
         for algorithm in ALGORITHMS

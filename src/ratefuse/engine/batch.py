@@ -1,13 +1,18 @@
-"""What the batch path (``decide_many``) of both keyed engines shares: numpy,
-and the checks of its arguments, so that both twins refuse the same batches
-with the same errors."""
+"""What the batch path (``decide_many``) of the keyed limiters shares: numpy,
+the checks of its arguments, so that both twins refuse the same batches
+with the same errors, and its arrays read from Decisions."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ratefuse.core.args import check_cost, shown
+
+if TYPE_CHECKING:
+    # Only a type here: the compiled engines import this module while the
+    # implementation selector that Decision comes from is loading them.
+    from ratefuse.core.decision import Decision
 
 
 def import_numpy() -> Any:
@@ -85,3 +90,21 @@ def batch_costs(numpy: Any, costs: Any, count: int) -> list[int]:
             f"costs must have one cost per key: got {len(listed)} for {count} keys"
         )
     return [check_cost(cost) for cost in listed]
+
+
+def decision_arrays(
+    numpy: Any, decisions: Sequence[Decision], retry_after: bool
+) -> Any:
+    """`decision_arrays` is the in-memory decide_many's return read from
+    ``decisions``: a bool array, and with ``retry_after`` a float64 array
+    of seconds beside it."""
+    count = len(decisions)
+    allowed = numpy.fromiter(
+        (decision.allowed for decision in decisions), numpy.bool_, count
+    )
+    if not retry_after:
+        return allowed
+    waits = numpy.fromiter(
+        (decision.retry_after for decision in decisions), numpy.float64, count
+    )
+    return allowed, waits

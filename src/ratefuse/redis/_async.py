@@ -29,7 +29,14 @@ from ratefuse.redis._backend_core import (
 )
 from ratefuse.redis._codec import Packer, RawReply, ScriptReply
 from ratefuse.redis._eviction import EVICTION_CHECK
-from ratefuse.redis._exchange import Call, Convert, Exchange, Plan, redirected
+from ratefuse.redis._exchange import (
+    Call,
+    Convert,
+    Exchange,
+    Plan,
+    redirected,
+    single_call,
+)
 from ratefuse.redis._schema import Subject
 from ratefuse.redis._sentinel import (
     SentinelWatch,
@@ -139,18 +146,54 @@ class AsyncRedisBackendIO(BackendCore[AsyncClient, AsyncTransport], AsyncClosing
         permit = self._admit()
         try:
             rounds = Exchange(packer, calls, size, None, self._counters, convert)
-            plan = rounds.next_round()
-            while plan is not None:
-                if None not in self._eviction.asked:
-                    plan = await self._first_contact(plan, rounds)
-                if plan:
-                    rounds.count_round(plan)
-                    await self._transport.round_trip(plan, rounds.receive)
-                plan = rounds.next_round()
+            await self._rounds(rounds)
         except BaseException as exc:
             self._abandon(permit, exc)
             raise
         return self._settle(permit, rounds)
+
+    async def _decide_one(self, packer: Packer, key: bytes, cost: int) -> RawReply:
+        # See RedisBackendIO._decide_one: a verdict settles the request
+        # without an Exchange (or a Call); anything else goes on through
+        # one as its first round's reply.
+        if self._slots is not None or None not in self._eviction.asked:
+            call = single_call(packer, key, cost, None, self.cluster)
+            return self._only_one(await self._run(packer, [call], 1, None))
+        refuse_if_spent("redis")
+        permit = self._admit()
+        try:
+            fcall, reply = await self._transport.decide_one(packer, key, cost)
+            raw = self._short(packer, reply, cost, permit)
+            if raw is not None:
+                return raw
+            call = single_call(packer, key, cost, None, False)
+            call.fcall, call.paths = fcall, self._transport.paths  # as sent
+            rounds = Exchange(packer, [call], 1, None, self._counters, None)
+            sent = rounds.next_round()
+            assert sent is not None  # one call not yet answered
+            rounds.count_round(sent)
+            rounds.receive(call, reply)
+            await self._rounds(rounds)
+        except BaseException as exc:
+            self._abandon(permit, exc)
+            raise
+        return self._only_one(self._settle(permit, rounds))
+
+    @staticmethod
+    def _only_one(outcomes: list[Any]) -> RawReply:
+        # The reply of a one-call request, or its error raised.
+        return StoreCore._only(outcomes)  # type: ignore[no-any-return]
+
+    async def _rounds(self, rounds: Exchange) -> None:
+        # The single node's rounds of ``rounds``, to the end.
+        plan = rounds.next_round()
+        while plan is not None:
+            if None not in self._eviction.asked:
+                plan = await self._first_contact(plan, rounds)
+            if plan:
+                rounds.count_round(plan)
+                await self._transport.round_trip(plan, rounds.receive)
+            plan = rounds.next_round()
 
     async def _run_cluster(
         self, packer: Packer, calls: list[Call], size: int, convert: Convert | None
@@ -196,6 +239,11 @@ class AsyncRedisStore(StoreCore[AsyncRedisBackendIO]):
         self, key: Subject, cost: int = 1, now_us: int | None = None
     ) -> RawReply:
         """`decide_raw`: see RedisStore.decide_raw."""
+        if now_us is None:
+            binding = self.binding
+            return await self.backend._decide_one(
+                binding.packer, binding.schema.key(key), binding.cost(cost)
+            )
         return await self.send(self.binding.packer, self._single(key, cost, now_us))
 
     async def send(self, packer: Packer, call: Call) -> RawReply:

@@ -16,7 +16,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ratefuse.core.errors import DeadlineExceeded
 from ratefuse.engine.deadline import current
-from ratefuse.redis._codec import ASKING, pack_command
+from ratefuse.redis._codec import ASKING, Packer, pack_command
 from ratefuse.redis._connection import (
     connection_settings,
     node_factory,
@@ -159,6 +159,34 @@ class AsyncTransport:
             await self._give(pipeline.address, connection)
         else:
             await connection.disconnect(nowait=True)
+
+    async def decide_one(
+        self, packer: Packer, key: bytes, cost: int
+    ) -> tuple[bool, object]:
+        """`decide_one`: see SyncTransport.decide_one (the running call's
+        deadline is read as the reply is)."""
+        fcall = packer.functions and self.paths.functions(None)
+        packed = (
+            packer.fcall(key, cost, None) if fcall else packer.single(key, cost, None)
+        )
+        try:
+            connection, reader, writer = await self._take(None)
+        except Exception as exc:
+            return fcall, exc
+        replies: list[object] = []
+        try:
+            writer.write(packed)
+            complete = await _read(
+                reader, [1], self._timeout, lambda _, reply: replies.append(reply)
+            )
+        except BaseException:
+            await connection.disconnect(nowait=True)
+            raise
+        if complete:
+            await self._give(None, connection)
+        else:
+            await connection.disconnect(nowait=True)
+        return fcall, replies[0]
 
     async def command(
         self, address: Address | None, *args: Any, asking: bool = False

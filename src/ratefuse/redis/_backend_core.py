@@ -18,6 +18,7 @@ from ratefuse.breaker import CircuitBreaker, Permit
 from ratefuse.core.backend_defaults import DEFAULT_TIMEOUT
 from ratefuse.core.errors import BackendError, CircuitOpenError, DeadlineExceeded
 from ratefuse.redis._binding import Binding
+from ratefuse.redis._codec import Packer, RawReply
 from ratefuse.redis._connection import check_chunk, check_timeout, default_breaker
 from ratefuse.redis._eviction import EvictionCheck
 from ratefuse.redis._exchange import (
@@ -107,6 +108,23 @@ class BackendCore(Generic[ClientT, TransportT]):
             self._counters.add("breaker_rejections")
             raise self.breaker.open_error()
         return permit
+
+    def _short(
+        self, packer: Packer, reply: object, cost: int, permit: Permit
+    ) -> RawReply | None:
+        # The verdict of a single decision's ``reply`` when it is one (an
+        # integer, or two to five integers, read by the packer), the
+        # request then settled; None for anything else (an error reply, a
+        # transport error, a reply no script gives).
+        if type(reply) is int or (type(reply) is list and 2 <= len(reply) <= 5):
+            try:
+                raw = packer.decode(reply, cost)
+            except (ValueError, TypeError):
+                return None  # the Exchange fails it as unreadable
+            self._counters.add_round(1)
+            permit.on_success(0.0)
+            return raw
+        return None
 
     @staticmethod
     def _settle(permit: Permit, rounds: Exchange) -> list[Any]:

@@ -235,7 +235,11 @@ class Call:
             elif self.single:
                 packed = packer.single(self.keys[0], self.costs[0], self.now_us)
             else:
-                packed = packer.batch(self.keys, self.costs, self.now_us)
+                keys, subjects = self.keys, self._subjects
+                # Distinct subjects are distinct keys, and theirs hash
+                # cheaper (a str caches its hash; bytes keys are new).
+                distinct = None if subjects is None else len(set(subjects)) == len(keys)
+                packed = packer.batch(keys, self.costs, self.now_us, distinct)
             self._packed, self._packed_fcall = packed, fcall
         return packed
 
@@ -629,7 +633,13 @@ def _settle(
         # policy, and the breaker sees an answering server.
         _fail(call, outcomes, BackendError(f"unreadable script reply: {exc}"))
         return None
-    for position, outcome in zip(call.positions, converted, strict=True):
+    positions = call.positions
+    first = positions[0]
+    if positions[-1] - first == len(positions) - 1 == len(converted) - 1:
+        # A run of positions (they increase within a call): one copy.
+        outcomes[first : first + len(converted)] = converted
+        return None
+    for position, outcome in zip(positions, converted, strict=True):
         outcomes[position] = outcome
     return None
 

@@ -8,7 +8,8 @@ their exact floor division).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from struct import Struct
+from typing import Final, NamedTuple
 
 from ratefuse.core.algorithms.sliding_window import retry_offset
 from ratefuse.core.spec import NEVER
@@ -17,6 +18,21 @@ from ratefuse.redis._wire_limits import WireLimit
 # allowed (1/0), remaining, retry_after_us (-1: never), reset_after_us,
 # binding: _codec.RawReply.
 Verdict = tuple[int, int, int, int, int]
+# The state words per limit of each lean algorithm (lua/string_layout.lua).
+WIDTHS: Final = {"gcra": 1, "fixed_window": 2, "sliding_window": 3}
+# The sliding window's reply when one integer cannot hold it (lua/lean.lua).
+_THREE_DOUBLES: Final = Struct("<3d")
+
+
+def entry_format(field: bytes, algorithm: str) -> bytes:
+    """`entry_format` is the struct format (Lua's struct.unpack) reading one
+    limit's whole entry of the "string" layout, lua/string_layout.lua's
+    spec.read: its field id and a space ('c<n>'), then one little-endian
+    double per state word of ``algorithm``. The lean EVALSHA script takes
+    it as an argument, which spares each call a number formatted."""
+    if algorithm not in WIDTHS:
+        return b""  # the sliding log's lean decider reads its own layout
+    return b"c%d%s" % (len(field) + 1, b"<" + b"d" * WIDTHS[algorithm])
 
 
 class LeanLimit:
@@ -24,21 +40,26 @@ class LeanLimit:
     from its reply, exactly: v >= 0 admitted, else denied with payload
     -v - 1. gcra's payload is the backlog (reset_after); a fixed window's
     window_end * (capacity + 1) + count; a sliding window's
-    (e * (capacity + 1) + prev) * (capacity + 1) + cur, or the three
-    integers {e or -e - 1, prev, cur} where that would reach 2**53; a
-    sliding log's reset * (capacity + 1) + total when admitted, else the
-    three integers {retry, total, reset} (retry 0: admitted), total the
-    units logged after the decision (lua/lean_log.lua).
+    (e * (capacity + 1) + prev) * (capacity + 1) + cur, or where that could
+    reach 2**53 (not `whole`) the three, e or -e - 1, prev and cur, as 24
+    bytes of little-endian doubles, but for an admission that leaves units
+    in the window: e * (capacity + 1) + remaining;
+    a sliding log's reset * (capacity + 1) + total when admitted, else
+    retry, total and reset as 24 bytes of doubles (retry 0: admitted),
+    total the units logged after the decision (lua/lean_sliding_log.lua).
     Every single decision comes here: `verdict` is the algorithm's own
     method, chosen once. Immutable."""
 
-    __slots__ = ("algorithm", "capacity", "span", "tau", "verdict")
+    __slots__ = ("algorithm", "capacity", "span", "tau", "verdict", "whole")
 
     def __init__(self, algorithm: str, capacity: int, span: int) -> None:
         self.algorithm = algorithm
         self.capacity = capacity
         self.span = span
         self.tau = capacity * span
+        # Whether a sliding window's whole payload fits one integer (as
+        # lean.lua's fits); where not, an integer is an admission's short form.
+        self.whole = (2 * span + 1) * (capacity + 1) ** 2 < 1 << 53
         decoders = {
             "gcra": self._gcra,
             "fixed_window": self._fixed_window,
@@ -91,18 +112,25 @@ class LeanLimit:
 
     def _sliding_window(self, reply: object, cost: int) -> Verdict:
         base = self.capacity + 1
+        period = self.span
+        if type(reply) is int and not self.whole:
+            # An admission that left units in the window: its remaining,
+            # and its reset from e (cur > 0).
+            e, remaining = divmod(reply, base)
+            return (1, remaining, 0, 3 * period - e, 0)
         if type(reply) is int:
             allowed = reply >= 0
             rest, cur = divmod(reply if allowed else -reply - 1, base)
             e, prev = divmod(rest, base)
-        elif isinstance(reply, list) and len(reply) == 3:
-            signed, prev, cur = reply
+        elif type(reply) is bytes and len(reply) == 24:
+            # Doubles the script computed from integers below 2**53: exact.
+            signed, prev, cur = (int(word) for word in _THREE_DOUBLES.unpack(reply))
             allowed = signed >= 0
             e = signed if allowed else -signed - 1
         else:
             raise ValueError(f"unexpected script reply {reply!r}")
         # As sliding_window.lua's step, from start - now = period - e.
-        limit, period = self.capacity, self.span
+        limit = self.capacity
         ahead = period - e  # start - now
         elapsed = -ahead if ahead < 0 else 0
         weighted_prev = prev * (period - elapsed)
@@ -125,8 +153,9 @@ class LeanLimit:
         if type(reply) is int and reply >= 0:
             reset, total = divmod(reply, capacity + 1)
             return (1, capacity - total, 0, reset, 0)
-        if isinstance(reply, list) and len(reply) == 3:
-            retry, total, reset = reply
+        if type(reply) is bytes and len(reply) == 24:
+            # Doubles the script computed from integers below 2**53: exact.
+            retry, total, reset = (int(word) for word in _THREE_DOUBLES.unpack(reply))
             return (int(retry == 0), capacity - total, retry, reset, 0)
         raise ValueError(f"unexpected script reply {reply!r}")
 

@@ -21,7 +21,13 @@ from ratefuse.core.args import check_cost
 from ratefuse.core.backend_defaults import PolicyName
 from ratefuse.core.errors import BackendError, CircuitOpenError
 from ratefuse.core.spec import NEVER
-from ratefuse.engine.batch import batch_costs, batch_keys, import_numpy, one_cost
+from ratefuse.engine.batch import (
+    batch_costs,
+    batch_keys,
+    decision_arrays,
+    import_numpy,
+    one_cost,
+)
 from ratefuse.engine.subject import Decision
 from ratefuse.rates import (
     DEFAULT_ALGORITHM,
@@ -280,21 +286,6 @@ class LimiterCore(Generic[BackendT, ClientT, StoreT]):
             )
         return numpy, listed, checked
 
-    @staticmethod
-    def _as_arrays(numpy: Any, decisions: Sequence[Decision], retry_after: bool) -> Any:
-        # The in-memory decide_many's return: a bool array, and with
-        # ``retry_after`` a float64 array of seconds beside it.
-        count = len(decisions)
-        allowed = numpy.fromiter(
-            (decision.allowed for decision in decisions), numpy.bool_, count
-        )
-        if not retry_after:
-            return allowed
-        waits = numpy.fromiter(
-            (decision.retry_after for decision in decisions), numpy.float64, count
-        )
-        return allowed, waits
-
     def _raw_arrays(
         self,
         numpy: Any,
@@ -328,7 +319,7 @@ class LimiterCore(Generic[BackendT, ClientT, StoreT]):
                     for outcome in outcomes
                 ],
             )
-            return self._as_arrays(numpy, decisions, retry_after)
+            return decision_arrays(numpy, decisions, retry_after)
         self._fallback.answered(count)
         if waits is None:
             return allowed == 1

@@ -14,22 +14,33 @@ subject), each length-prefixed and the subject type-tagged, so that:
 
 Subjects are ``str``, ``bytes`` or ``int`` (``bool`` counts as an int, as a
 dict key would); ``"1"``, ``b"1"`` and ``1`` are three different subjects.
-``N`` is :data:`KEY_VERSION` (or the algorithm's own in
-:data:`KEY_VERSIONS`), bumped whenever the state layout changes so
-that old and new clients never read each other's state.
+``N`` is the key's version (`key_version`), bumped whenever the state
+layout of that kind of key changes, so that old and new clients never read
+each other's state (nor repair it as damage). A rolling upgrade that bumps
+a version counts old and new processes apart: while both run, each group
+decides against its own keys (together up to twice a limit), and the new
+keys start without the old ones' history (up to one more limit within a
+window, or tau, of the switch).
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Final
 
+from ratefuse.redis._keys import KeyMaker
+
 KEY_VERSION: Final = 2
-# Algorithms whose state layout changed since KEY_VERSION: their own
-# version (sliding_log 3: the header field and ring of log_header.lua).
-KEY_VERSIONS: Final = {"sliding_log": 3}
+# The kinds of key (their algorithm) whose layout changed since
+# KEY_VERSION, and their version: gcra and the windows' "string" layout
+# became binary in 3 (lua/string_layout.lua), and so did the sliding log's
+# hash (lua/log_header.lua: a header field and ring entries per limit).
+KEY_VERSIONS: Final[Mapping[str, int]] = MappingProxyType(
+    {"gcra": 3, "fixed_window": 3, "sliding_window": 3, "sliding_log": 3}
+)
 DEFAULT_PREFIX: Final = "ratefuse"
 # 16 bytes of digest: 32 hex characters; collisions need ~2**64 subjects.
 TAG_BYTES: Final = 16
@@ -40,6 +51,13 @@ _CACHE_ENTRIES: Final = 8192
 _CACHE_SUBJECT_BYTES: Final = 256
 
 Subject = str | bytes | int
+
+
+def key_version(kind: str) -> int:
+    """`key_version` is the version ending the keys of ``kind`` (an
+    algorithm, or another kind of key such as "fleet_breaker"): its entry
+    in `KEY_VERSIONS`, else `KEY_VERSION`."""
+    return KEY_VERSIONS.get(kind, KEY_VERSION)
 
 
 def subject_bytes(subject: Subject) -> bytes:
@@ -83,11 +101,6 @@ def _framed(part: bytes) -> bytes:
     return len(part).to_bytes(8, "big") + part
 
 
-def key_version(algorithm: str) -> int:
-    """`key_version` is the ``v<N>`` of ``algorithm``'s keys."""
-    return KEY_VERSIONS.get(algorithm, KEY_VERSION)
-
-
 def check_prefix(prefix: str) -> str:
     """`check_prefix` returns ``prefix`` or raises ValueError: 1 to 64 of
     ``A-Z a-z 0-9 _ . : -`` (no braces, so the prefix can never pick the
@@ -116,6 +129,7 @@ class KeySchema:
         "_cache",
         "_head",
         "_int",
+        "_maker",
         "_str",
         "_tail",
         "algorithm",
@@ -145,6 +159,14 @@ class KeySchema:
         self._head = f"{prefix}:{{".encode()
         self._tail = f"}}:{algorithm}:v{key_version(algorithm)}".encode()
         self._cache: dict[Subject, bytes] = {}
+        self._maker = KeyMaker(
+            _PERSON,
+            _framed(namespace.encode("utf-8", "surrogatepass"))
+            + _framed(name.encode("utf-8", "surrogatepass")),
+            self._head,
+            self._tail,
+            _CACHE_ENTRIES,
+        )
 
     def tag(self, subject: Subject) -> bytes:
         """`tag` is the hex digest naming ``subject`` (ASCII bytes)."""
@@ -189,32 +211,9 @@ class KeySchema:
         return key
 
     def keys(self, subjects: Sequence[Subject]) -> list[bytes]:
-        """`keys` is `key` of each subject: the same keys, with the per-key
-        calls inlined for batches."""
-        cache = self._cache
-        head, tail = self._head, self._tail
-        str_digest, bytes_digest = self._str, self._bytes
-        keys = []
-        for subject in subjects:
-            kind = type(subject)
-            if kind is str or kind is bytes:
-                key = cache.get(subject)
-                if key is None:
-                    if kind is str:
-                        digest = str_digest.copy()
-                        digest.update(subject.encode("utf-8", "surrogatepass"))  # type: ignore[union-attr]
-                    else:
-                        digest = bytes_digest.copy()
-                        digest.update(subject)  # type: ignore[arg-type]
-                    key = head + digest.hexdigest().encode() + tail
-                    if len(subject) <= _CACHE_SUBJECT_BYTES:  # type: ignore[arg-type]
-                        if len(cache) >= _CACHE_ENTRIES:
-                            cache.clear()
-                        cache[subject] = key
-            else:
-                key = self.key(subject)
-            keys.append(key)
-        return keys
+        """`keys` is `key` of each subject: the same keys, and the same
+        cache, made in a batch by the compiled :class:`._keys.KeyMaker`."""
+        return self._maker.keys(subjects, self._cache, self.key)
 
     @property
     def key_length(self) -> int:

@@ -61,26 +61,27 @@ PRELUDE: Final = (
 # for the clients that call it while a newer one loads beside it. The
 # digest in the names makes a server holding other code under this name
 # (a development build) answer "Function not found", so it is replaced.
-LIBRARY_VERSION: Final = 3
+LIBRARY_VERSION: Final = 4
 LIBRARY_NAME: Final = f"ratefuse_v{LIBRARY_VERSION}"
 # The prelude of the library: every part but the batch's and script's
 # entry points, then the library's own (FCALL's entry point).
 LIBRARY_PRELUDE: Final = (
     *(name for name in PRELUDE if name not in ("batch.lua", "run.lua")),
     "lean.lua",
-    "lean_log.lua",
-    "lean_log_library.lua",
+    "lean_gcra.lua",
+    "lean_fixed_window.lua",
+    "lean_sliding_window.lua",
+    "lean_gcra_pair.lua",
+    "lean_sliding_log.lua",
     "library.lua",
 )
 # Algorithms with a lean single decision (lua/lean.lua): one limit, on
 # FCALL and on a lean EVALSHA script of its own (see :func:`lean_script`).
 LEAN_ALGORITHMS: Final = ("gcra", "fixed_window", "sliding_window", "sliding_log")
-# The files of a lean EVALSHA script after its general(), by algorithm,
-# the last its entry point (which returns): lean.lua's deciders by
-# lean_script.lua's, the sliding log's layout and decider by its own.
-_LEAN_PARTS: Final = {
-    "sliding_log": ("log_header.lua", "lean_log.lua", "lean_log_script.lua")
-}
+# What a lean EVALSHA script needs ahead of lean.lua, by algorithm: the
+# sliding log's layout (its general() holds the prelude's copy, out of
+# the lean decider's reach).
+_LEAN_PARTS: Final = {"sliding_log": ("log_header.lua",)}
 # An algorithm file's closing statement, and what it becomes in the library.
 _RUN: Final = b"return run("
 
@@ -103,7 +104,7 @@ class Script:
 class Library:
     """`Library` is the Functions library: its name, its source (for
     ``FUNCTION LOAD REPLACE``), the SHA1 (hex, ASCII) of its code (the
-    source but its registrations) and its functions' names by algorithm."""
+    source but its functions' names) and its functions' names by algorithm."""
 
     name: str
     source: bytes
@@ -129,9 +130,17 @@ def library() -> Library:
     script (cached); see ``lua/library.lua``. Each algorithm file ends
     with ``return run({...})`` (the layout's declaration, which the repair
     reads too); here that becomes ``register('<algorithm>', {...})``."""
+    # What the registered functions share with build: the deciders it
+    # makes, each algorithm's lean deciders by limits (library.lua) and
+    # the server's clock (library_function.lua).
+    leans = b", ".join(
+        b"%s = {}" % algorithm.encode() for algorithm in SCRIPT_ALGORITHMS
+    )
     parts = [
         f"#!lua name={LIBRARY_NAME}".encode(),
         b"local deciders = false",
+        b"local lean_deciders = {%s}" % leans,
+        b"local clock_seconds, clock_us, server_call = false, 0, false",
         b"local function build()",
         read_lua(*LIBRARY_PRELUDE),
     ]
@@ -146,16 +155,21 @@ def library() -> Library:
             b"do\n%sregister('%s', %s\nend" % (body, algorithm.encode(), declaration)
         )
     parts.append(b"return deciders\nend")
-    sha = hashlib.sha1(b"\n".join(parts), usedforsecurity=False).hexdigest()
+    # The registrations' template is code too; their names, made from
+    # the digest, are not.
+    registration = read_lua("library_function.lua")
+    sha = hashlib.sha1(
+        b"\n".join([*parts, registration]), usedforsecurity=False
+    ).hexdigest()
     functions = {
         algorithm: f"{LIBRARY_NAME}_{sha[:8]}_{algorithm}".encode()
         for algorithm in SCRIPT_ALGORITHMS
     }
     for algorithm, function in functions.items():
         parts.append(
-            b"redis.register_function('%s', function(keys, args)\n"
-            b"  if not deciders then\n    deciders = build()\n  end\n"
-            b"  return deciders.%s(keys, args)\nend)" % (function, algorithm.encode())
+            registration.replace(b"FUNCTION", function).replace(
+                b"ALGORITHM", algorithm.encode()
+            )
         )
     return Library(LIBRARY_NAME, b"\n".join(parts), sha.encode(), functions)
 
@@ -175,23 +189,32 @@ def script(algorithm: str) -> Script:
 @functools.cache
 def lean_script(algorithm: str) -> Script:
     """`lean_script` is the lean EVALSHA script of ``algorithm`` (cached):
-    ``lua/lean.lua``'s decider run by ``lua/lean_script.lua`` (the sliding
-    log: ``lua/lean_log.lua``'s by ``lua/lean_log_script.lua``), with the
-    algorithm's exact script as the function ``general()`` for what the
-    lean decider does not read. A script call runs its whole chunk, so the
-    prelude, inside ``general``, costs one closure unless it is used."""
+    ``lua/lean_<algorithm>.lua``'s decider run by ``lua/lean_script.lua``,
+    with the algorithm's exact script as the function ``general()`` for
+    what the lean decider does not read. A script call runs its whole
+    chunk, so the prelude, inside ``general``, costs one closure unless it
+    is used, and the other algorithms' deciders are left out. The sliding
+    log's decider (``lua/lean_sliding_log.lua``) reads its layout with
+    ``lua/log_header.lua``'s parts, ahead of it."""
     if algorithm not in LEAN_ALGORITHMS:
         raise ValueError(f"no lean Redis script for algorithm {algorithm!r}")
     record = REGISTRY.by_name(algorithm)
     assert record.script is not None
-    if algorithm in _LEAN_PARTS:
-        lean = read_lua(*_LEAN_PARTS[algorithm])
-    else:
-        lean = read_lua("lean.lua", "lean_script.lua") + (
-            b"\nreturn lean_run('%s')" % algorithm.encode()
-        )
     source = b"\n".join(
-        (b"local function general()", _prelude(), read_lua(record.script), b"end", lean)
+        (
+            b"local function general()",
+            _prelude(),
+            read_lua(record.script),
+            b"end",
+            read_lua(
+                *_LEAN_PARTS.get(algorithm, ()),
+                "lean.lua",
+                f"lean_{algorithm}.lua",
+                "lean_script.lua",
+            ),
+            b"return lean_run(%s_lean, '%s')"
+            % (algorithm.encode(), algorithm.encode()),
+        )
     )
     sha = hashlib.sha1(source, usedforsecurity=False).hexdigest().encode()
     return Script(algorithm, source, sha)

@@ -17,14 +17,21 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from ratefuse.core.errors import BackendError, CircuitOpenError
+from ratefuse.core.errors import BackendError, CircuitOpenError, DeadlineExceeded
 from ratefuse.core.spec import LimitSpec
-from ratefuse.engine.deadline import refuse_if_spent
+from ratefuse.engine.deadline import BUDGET, refuse_if_spent
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._backend_core import BackendCore, Closing, Costs, Keys, StoreCore
 from ratefuse.redis._codec import Packer, RawReply, ScriptReply
 from ratefuse.redis._eviction import EVICTION_CHECK
-from ratefuse.redis._exchange import Call, Convert, Exchange, Plan, redirected
+from ratefuse.redis._exchange import (
+    Call,
+    Convert,
+    Exchange,
+    Plan,
+    redirected,
+    single_call,
+)
 from ratefuse.redis._schema import Subject
 from ratefuse.redis._sentinel import (
     SentinelWatch,
@@ -164,25 +171,50 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
         permit = self._admit()
         try:
             reply = self._transport.call_one(call)
-            if type(reply) is int or (type(reply) is list and 2 <= len(reply) <= 5):
-                try:
-                    raw = packer.decode(reply, call.costs[0])
-                except (ValueError, TypeError):
-                    pass  # the Exchange fails it as unreadable
-                else:
-                    self._counters.add_round(1)
-                    permit.on_success(0.0)
-                    return raw
-            rounds = Exchange(packer, [call], 1, None, self._counters, None)
-            sent = rounds.next_round()
-            assert sent is not None  # one call not yet answered
-            rounds.count_round(sent)
-            rounds.receive(call, reply)
-            self._rounds(rounds)
+            raw = self._short(packer, reply, call.costs[0], permit)
+            if raw is not None:
+                return raw
+            rounds = self._first_round(packer, call, reply)
         except BaseException as exc:
             self._abandon(permit, exc)
             raise
         return StoreCore._only(self._settle(permit, rounds))  # type: ignore[no-any-return]
+
+    def _decide_one(self, packer: Packer, key: bytes, cost: int) -> RawReply:
+        # `_run_one` of the single decision of ``cost`` (checked) for
+        # ``key`` on the server's clock, with no Call made unless the reply
+        # is not a verdict: the sequential decision's path.
+        if self._slots is not None or None not in self._eviction.asked:
+            call = single_call(packer, key, cost, None, self.cluster)
+            return self._run_one(packer, call)
+        budget = BUDGET.get()
+        if budget is not None and budget.at_ns <= budget.clock():
+            raise DeadlineExceeded("redis", None, 0.0)  # as refuse_if_spent
+        permit = self._admit()
+        try:
+            fcall, reply = self._transport.decide_one(packer, key, cost, budget)
+            raw = self._short(packer, reply, cost, permit)
+            if raw is not None:
+                return raw
+            call = single_call(packer, key, cost, None, False)
+            # As sent: Call.choose's outcome when the transport sent it.
+            call.fcall, call.paths = fcall, self._transport.paths
+            rounds = self._first_round(packer, call, reply)
+        except BaseException as exc:
+            self._abandon(permit, exc)
+            raise
+        return StoreCore._only(self._settle(permit, rounds))  # type: ignore[no-any-return]
+
+    def _first_round(self, packer: Packer, call: Call, reply: object) -> Exchange:
+        # ``call``'s request through an Exchange, ``reply`` its first
+        # round's (the call already sent), run to the end.
+        rounds = Exchange(packer, [call], 1, None, self._counters, None)
+        sent = rounds.next_round()
+        assert sent is not None  # one call not yet answered
+        rounds.count_round(sent)
+        rounds.receive(call, reply)
+        self._rounds(rounds)
+        return rounds
 
     def _rounds(self, rounds: Exchange) -> None:
         # The single node's rounds of ``rounds``, to the end.
@@ -246,6 +278,11 @@ class RedisStore(StoreCore[RedisBackendIO]):
         self, key: Subject, cost: int = 1, now_us: int | None = None
     ) -> RawReply:
         """`decide_raw` is `decide_us` as a plain tuple (the fast path)."""
+        if now_us is None:
+            binding = self.binding
+            return self.backend._decide_one(
+                binding.packer, binding.schema.key(key), binding.cost(cost)
+            )
         return self.send(self.binding.packer, self._single(key, cost, now_us))
 
     def send(self, packer: Packer, call: Call) -> RawReply:

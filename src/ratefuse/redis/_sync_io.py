@@ -17,9 +17,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 from ratefuse.core.errors import DeadlineExceeded
-from ratefuse.engine.deadline import current
+from ratefuse.engine.deadline import Budget, current
 from ratefuse.redis import _resp
-from ratefuse.redis._codec import ASKING, pack_command
+from ratefuse.redis._codec import ASKING, Packer, pack_command
 from ratefuse.redis._connection import (
     connection_settings,
     node_factory,
@@ -43,6 +43,37 @@ def _socket(connection: SyncConnection) -> socket.socket | None:
     # The connected socket of a redis-py connection (None if closed). The
     # attribute is private but has been there since redis-py 2.
     return getattr(connection, "_sock", None)
+
+
+class Held:
+    """`Held` is a redis-py ``connection`` as the transport keeps it: with
+    its socket, a poller on that socket (asking whether the server closed
+    an idle connection costs a third of a select) and a reply reader for
+    single calls (a new one per call cost about a microsecond); both are
+    made anew whenever the connection's socket changes. Used by one
+    thread at a time."""
+
+    __slots__ = ("connection", "poll", "reader", "sock")
+
+    def __init__(self, connection: SyncConnection) -> None:
+        self.connection = connection
+        self.sock: socket.socket | None = None
+        self.poll: Any = None
+        self.reader: _resp.ReplyReader | None = None
+
+    def bind(self, sock: socket.socket) -> socket.socket:
+        """`bind` takes ``sock`` as the connection's socket, with a new
+        poller and reader, and returns it."""
+        poll = select.poll()
+        poll.register(sock, select.POLLIN)
+        self.sock, self.poll, self.reader = sock, poll, None
+        return sock
+
+    def disconnect(self) -> None:
+        """`disconnect` closes the connection (redis-py reconnects it when
+        it is next taken)."""
+        self.sock = self.poll = self.reader = None
+        self.connection.disconnect()
 
 
 class SyncTransport:
@@ -69,55 +100,60 @@ class SyncTransport:
         # How each node runs single decisions (FCALL or EVALSHA).
         self.paths = ScriptPaths()
         self._watch = watch
-        self._idle: dict[Address | None, list[SyncConnection]] = {}
+        self._idle: dict[Address | None, list[Held]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
-    def _take(self, address: Address | None) -> tuple[SyncConnection, socket.socket]:
-        # A connected connection and its socket; raises if it cannot connect.
+    def _take(self, address: Address | None) -> Held:
+        # A connected connection (its socket is ``sock``); raises if it
+        # cannot connect.
         watch = self._watch
         if watch is not None:
             watch.ask()
         idle = self._idle.get(address)
-        connection = None
+        held = None
         if idle:
             # Not contextlib.suppress: a context manager per decision costs.
             try:  # noqa: SIM105
-                connection = idle.pop()
+                held = idle.pop()
             except IndexError:  # another thread took it
                 pass
-        if connection is None:
-            connection = self._factory(address)
+        if held is None:
+            held = Held(self._factory(address))
+        connection = held.connection
         try:
             sock = _socket(connection)
             if sock is not None and watch is not None and watch.stale(connection):
-                connection.disconnect()  # the sentinels name another primary
+                held.disconnect()  # the sentinels name another primary
                 sock = None
+            if sock is not None and sock is not held.sock:
+                held.bind(sock)
             # Data or EOF waiting on an idle connection means the server
             # closed it (a restart): reconnect before sending, not after, so
             # that no call's outcome is left unknown.
-            if sock is not None and select.select([sock], [], [], 0)[0]:
-                connection.disconnect()
+            if sock is not None and held.poll.poll(0):
+                held.disconnect()
                 sock = None
             if sock is None:
                 connection.connect()
                 sock = _socket(connection)
                 if sock is None:
                     raise RedisConnectionError("redis-py connection has no socket")
+                held.bind(sock)
         except BaseException:
-            connection.disconnect()
+            held.disconnect()
             raise
-        return connection, sock
+        return held
 
-    def _give(self, address: Address | None, connection: SyncConnection) -> None:
+    def _give(self, address: Address | None, held: Held) -> None:
         if self._closed:
-            connection.disconnect()
+            held.disconnect()
             return
         idle = self._idle.get(address)
         if idle is None:
             with self._lock:
                 idle = self._idle.setdefault(address, [])
-        idle.append(connection)
+        idle.append(held)
 
     def round_trip(self, plan: Plan, receive: Receive) -> None:
         """`round_trip` sends every node's pipeline, then reads them in
@@ -127,8 +163,10 @@ class SyncTransport:
         try:
             for pipeline in sent:
                 try:
-                    pipeline.connection, sock = self._take(pipeline.address)
-                    pipeline.channel = sock
+                    held = self._take(pipeline.address)
+                    pipeline.connection = held
+                    pipeline.channel = sock = held.sock
+                    assert sock is not None
                     # Call by call: the server starts on a call while the
                     # next one is packed (and its keys hashed).
                     paths, address = self.paths, pipeline.address
@@ -153,9 +191,7 @@ class SyncTransport:
                     connection.disconnect()
             raise
 
-    def _receive(
-        self, pipeline: Pipeline, connection: SyncConnection, receive: Receive
-    ) -> None:
+    def _receive(self, pipeline: Pipeline, connection: Held, receive: Receive) -> None:
         # Reads the replies of ``pipeline``'s calls on ``connection``, then
         # keeps the connection if it is still in step, else drops it.
         sock = pipeline.channel
@@ -178,38 +214,61 @@ class SyncTransport:
         EVALSHA, as the node's path says) and returns its reply, its error
         reply or the transport error that ended it (as `round_trip` hands
         them on)."""
+        call.choose(self.paths, None)
+        return self._one(call.packed, current())
+
+    def decide_one(
+        self, packer: Packer, key: bytes, cost: int, budget: Budget | None
+    ) -> tuple[bool, object]:
+        """`decide_one` is `call_one` of the single decision of ``cost``
+        for ``key`` packed by ``packer``, without a Call: whether it went
+        out as FCALL (see :meth:`Call.choose`), and the outcome.
+        ``budget`` is the running call's deadline (None: none)."""
+        if packer.functions and self.paths.functions(None):
+            return True, self._one(packer.fcall(key, cost, None), budget)
+        return False, self._one(packer.single(key, cost, None), budget)
+
+    def _one(self, packed: bytes, budget: Budget | None) -> object:
+        # Sends ``packed`` (one command) to the single node and reads its
+        # one reply: the reply, or the transport error that ended it.
         try:
-            connection, sock = self._take(None)
+            held = self._take(None)
         except Exception as exc:
             return exc
+        sock = held.sock
+        assert sock is not None
         try:
-            call.choose(self.paths, None)
-            sock.sendall(call.packed)
+            sock.sendall(packed)
         except Exception as exc:
-            connection.disconnect()
+            held.disconnect()
             return exc
         except BaseException:
-            connection.disconnect()
+            held.disconnect()
             raise
-        usual = _cut_to_deadline(sock)
+        usual = _NOT_CUT if budget is None else _cut(sock, budget)
+        reader = held.reader
+        if reader is None:
+            reader = held.reader = _resp.new_reader()
         try:
-            complete, reply = _read_one(sock, usual)
+            complete, reply = _read_one(sock, reader, usual)
         except BaseException:
-            connection.disconnect()
+            held.disconnect()
             raise
         if complete:
             if usual is not _NOT_CUT:
                 sock.settimeout(usual)
-            self._give(None, connection)
+            self._give(None, held)
         else:
-            connection.disconnect()
+            held.disconnect()
         return reply
 
     def command(self, address: Address | None, *args: Any, asking: bool = False) -> Any:
         """`command` sends one command (after ASKING if ``asking``) and
         returns its reply (an error reply as a ResponseError); transport
         failures raise."""
-        connection, sock = self._take(address)
+        held = self._take(address)
+        sock = held.sock
+        assert sock is not None
         pieces = [ASKING] if asking else []
         pieces.append(pack_command(*args))
         replies: list[object] = []
@@ -219,14 +278,14 @@ class SyncTransport:
                 sock, [len(pieces)], lambda _, reply: replies.append(reply), _NOT_CUT
             )
         except BaseException:
-            connection.disconnect()
+            held.disconnect()
             raise
         if not complete:
-            connection.disconnect()
+            held.disconnect()
             failure = replies[0]
             assert isinstance(failure, BaseException)
             raise failure
-        self._give(address, connection)
+        self._give(address, held)
         return replies[0]
 
     def close(self) -> None:
@@ -250,6 +309,11 @@ def _cut_to_deadline(sock: socket.socket) -> Any:
     budget = current()
     if budget is None:
         return _NOT_CUT
+    return _cut(sock, budget)
+
+
+def _cut(sock: socket.socket, budget: Budget) -> Any:
+    # `_cut_to_deadline` with the running call's deadline ``budget``.
     usual = sock.gettimeout()
     left = budget.remaining()
     if usual is not None and left >= usual:
@@ -300,10 +364,12 @@ def _read(
     return replies.in_step
 
 
-def _read_one(sock: socket.socket, usual: Any) -> tuple[bool, object]:
-    # `_read` of one reply: whether the connection is still in step, and
-    # the reply (or the transport error that ended it).
-    reader = _resp.new_reader()
+def _read_one(
+    sock: socket.socket, reader: _resp.ReplyReader, usual: Any
+) -> tuple[bool, object]:
+    # `_read` of one reply with ``reader`` (holding no bytes yet): whether
+    # the connection is still in step, and the reply (or the transport
+    # error that ended it).
     try:
         reply: object = INCOMPLETE
         while reply is INCOMPLETE:

@@ -119,7 +119,15 @@ class RedisLimiter(LimiterCore[RedisBackendIO, SyncClient, RedisStore], Closing)
         table_try = self._table_try
         if table_try is not None:
             return table_try(key, cost)
-        return self.decide(key, cost).allowed
+        if self._answers is not None:
+            return self._decide_locally(key, cost).allowed
+        try:
+            outcome = self._store.decide_raw(key, cost)
+        except FAILURES as exc:
+            return self._settle(key, cost, exc).allowed
+        # Redis's verdict, without the Decision decide would build.
+        self._fallback.answered()
+        return outcome[0] == 1
 
     def decide(self, key: Subject, cost: int = 1) -> Decision:
         """`decide` is `try_acquire` with the whole Decision."""
@@ -145,10 +153,16 @@ class RedisLimiter(LimiterCore[RedisBackendIO, SyncClient, RedisStore], Closing)
         ):
             sent = answers.clock()
             try:
-                outcome: RawReply | BaseException = self._store.decide_raw(key, cost)
+                outcome = self._store.decide_raw(key, cost)
             except FAILURES as exc:
-                outcome = exc
-            return self._settle(key, cost, outcome, sent).allowed
+                return self._settle(key, cost, exc, sent).allowed
+            # `_settle` but for the Decision, which try_acquire never shows.
+            if outcome[0] != 1:
+                answers.remember(key, cost, outcome, sent)
+                self._fallback.answered()
+                return False
+            self._fallback.answered()
+            return True
         return self._decide_locally(key, cost).allowed
 
     def _decide_locally(self, key: Subject, cost: int) -> Decision:
@@ -260,7 +274,15 @@ class AsyncRedisLimiter(
 
     async def try_acquire(self, key: Subject, cost: int = 1) -> bool:
         """`try_acquire`: see RedisLimiter.try_acquire."""
-        return (await self.decide(key, cost)).allowed
+        if self._answers is not None:
+            return (await self._decide_locally(key, cost)).allowed
+        try:
+            outcome = await self._store.decide_raw(key, cost)
+        except FAILURES as exc:
+            return self._settle(key, cost, exc).allowed
+        # Redis's verdict, without the Decision decide would build.
+        self._fallback.answered()
+        return outcome[0] == 1
 
     async def decide(self, key: Subject, cost: int = 1) -> Decision:
         """`decide`: see RedisLimiter.decide."""

@@ -50,6 +50,8 @@ from ratefuse.engine.batch import (
     batch_costs,
     batch_keys,
     check_key_types,
+    decision_arrays,
+    import_numpy,
     one_cost,
 )
 from ratefuse.engine.forms import KeyedForms, SubjectForms
@@ -310,8 +312,10 @@ class ShmKeyedLimiter(KeyedForms, ShmKeyedLimiterCore):
     Verbs as for :class:`ratefuse.KeyedLimiter`: ``try_acquire(key,
     cost=1, now=None)``, ``decide``, ``reserve``, ``acquire``,
     ``acquire_async``, ``reset``, ``stats`` (counts from every process),
-    ``decide_many(keys, costs=None, now=None)`` (a list of Decisions, one
-    per key in order, each decision atomic, the batch not), plus
+    ``decide_many(keys, costs=None, now=None, retry_after=False)`` (numpy
+    arrays, as the in-memory one) and ``decide_many_decisions`` (a list of
+    Decisions, one per key in order; each decision atomic, the batch not),
+    plus
     ``close()`` (also on ``with`` exit). States back to "as if new"
     are reused; when a key's bucket holds no reusable slot, the state
     closest to new is evicted and counted in ``stats()["evictions"]``.
@@ -337,14 +341,30 @@ class ShmKeyedLimiter(KeyedForms, ShmKeyedLimiterCore):
 
     def decide_many(
         self,
+        keys: Any,
+        costs: Any = None,
+        now: int | None = None,
+        retry_after: bool = False,
+    ) -> Any:
+        """`decide_many` is the in-memory KeyedLimiter.decide_many on the
+        shared table: a numpy bool array (and, if ``retry_after``, a float64
+        array of seconds), one verdict per key in order, from
+        `decide_many_decisions`. Needs numpy (the ``numpy`` extra)."""
+        numpy = import_numpy()
+        decisions = self.decide_many_decisions(keys, costs, now)
+        return decision_arrays(numpy, decisions, retry_after)
+
+    def decide_many_decisions(
+        self,
         keys: Sequence[Key],
-        costs: Sequence[int] | None = None,
+        costs: Sequence[int] | int | None = None,
         now: int | None = None,
     ) -> list[Decision]:
-        """`decide_many` decides ``costs[i]`` (None: 1 each; an int: that
-        cost each) for ``keys[i]``, in order, as consecutive `decide` calls
-        (at ``now`` if given). Arguments are checked as the in-memory
-        `decide_many` checks them."""
+        """`decide_many_decisions` decides ``costs[i]`` (None: 1 each; an
+        int: that cost each) for ``keys[i]``, in order, as consecutive
+        `decide` calls (at ``now`` if given), and returns every Decision:
+        each decision atomic, the batch not. Arguments are checked as the
+        in-memory `decide_many` checks them (numpy arrays accepted)."""
         numpy = sys.modules.get("numpy")  # arrays are accepted if in use
         key_list = batch_keys(numpy, keys)
         check_key_types(key_list)

@@ -19,17 +19,12 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
-from ratefuse.adaptive import AdaptiveLimitFullError
 from ratefuse.breaker import BreakerConfig, CircuitBreaker, Permit
 from ratefuse.core.errors import RateLimitExceeded
 from ratefuse.ordered import check_limiter
 from ratefuse.protocols import is_async, is_keyed
 from ratefuse.throttle import AdaptiveThrottle, ThrottleConfig, ThrottledError
-from ratefuse.web.client_concurrency import (
-    AsyncSlotTransport,
-    Concurrency,
-    SlotTransport,
-)
+from ratefuse.web.client_concurrency import Concurrency, ConcurrencySlots, Slot
 from ratefuse.web.deadlines import bound_request
 
 BreakerFactory = Callable[[str], CircuitBreaker]
@@ -174,30 +169,35 @@ class _UpstreamAdmission:
         acquire_async) for ``request``: its key, cost 1 and ``max_wait``."""
         return (*self.key_args(request), 1, self.max_wait)
 
-    def sending(self, permit: Permit | None, request: httpx.Request) -> _Sending:
+    def sending(
+        self, permit: Permit | None, slot: Slot | None, request: httpx.Request
+    ) -> _Sending:
         """`sending` wraps the inner transport's exchange of ``request``
         (a with-statement), which then reports how it went."""
-        return _Sending(self, permit, request)
+        return _Sending(self, permit, slot, request)
 
 
 class _Sending:
-    # One request's exchange with its upstream under ``permit``: on exit,
-    # the breaker hears how it went. The failures are the responses
-    # ``is_failure`` accepts (recorded as httpx.HTTPStatusError) and the
-    # exceptions of the inner transport; a BaseException (KeyboardInterrupt,
-    # SystemExit, cancellation) gives no verdict on the upstream and only
-    # releases the permit.
+    # One request's exchange with its upstream under ``permit`` and
+    # ``slot``: on exit, the adaptive limit, the throttle and the breaker
+    # hear how it went. The failures are the responses ``is_failure``
+    # accepts (recorded as httpx.HTTPStatusError) and the exceptions of the
+    # inner transport; a BaseException (KeyboardInterrupt, SystemExit,
+    # cancellation) gives no verdict on the upstream and only gives back
+    # the permit and the slot.
 
-    __slots__ = ("admission", "permit", "request", "response", "started")
+    __slots__ = ("admission", "permit", "request", "response", "slot", "started")
 
     def __init__(
         self,
         admission: _UpstreamAdmission,
         permit: Permit | None,
+        slot: Slot | None,
         request: httpx.Request,
     ) -> None:
         self.admission = admission
         self.permit = permit
+        self.slot = slot
         self.request = request
         self.response: httpx.Response | None = None
 
@@ -206,14 +206,28 @@ class _Sending:
         return self
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
-        permit = self.permit
+        permit, slot = self.permit, self.slot
+        failed = False
+        if exc is None and (permit is not None or slot is not None):
+            assert self.response is not None, "the with-block sets the response"
+            try:
+                failed = self.admission.is_failure(self.response)
+            except BaseException as raised:
+                # A failure test that raises records nothing, but must not
+                # keep the permit (a HALF_OPEN probe slot would stay taken)
+                # or the slot.
+                if slot is not None:
+                    slot.close(raised, False)
+                if permit is not None:
+                    permit.release()
+                raise
+        if slot is not None:
+            slot.close(exc, failed)
         throttle = (
             self.admission.throttle_for(upstream_of(self.request))
             if self.admission.throttling
             else None
         )
-        if isinstance(exc, AdaptiveLimitFullError):
-            throttle = None  # refused here, not by the upstream: no outcome
         if throttle is not None and isinstance(exc, Exception):
             throttle.record(False)
         elif throttle is not None and exc is None:
@@ -224,24 +238,17 @@ class _Sending:
             return
         duration = time.perf_counter() - self.started
         if exc is not None:
-            if isinstance(exc, Exception) and not isinstance(
-                exc, AdaptiveLimitFullError
-            ):
+            if isinstance(exc, Exception):
                 permit.on_error(duration, exc)
             else:
                 permit.release()
             return
-        response = self.response
-        assert response is not None, "the with-block sets the response"
-        with released_on_error(permit):
-            # A failure test that raises records nothing, but must not
-            # keep the permit (a HALF_OPEN probe slot would stay taken).
-            failed = self.admission.is_failure(response)
         if failed:
+            assert self.response is not None, "the with-block sets the response"
             error = httpx.HTTPStatusError(
-                f"upstream answered {response.status_code}",
+                f"upstream answered {self.response.status_code}",
                 request=self.request,
-                response=response,
+                response=self.response,
             )
             permit.on_error(duration, error)
         else:
@@ -265,7 +272,6 @@ class _TransportBase(Generic[Inner]):
     # transport (None: a new ``new_transport()``) and the admission.
 
     new_transport: Callable[[], Inner]
-    under_concurrency: Callable[..., Inner]
 
     def __init__(
         self,
@@ -290,10 +296,9 @@ class _TransportBase(Generic[Inner]):
             )
         self._deadline_header = deadline_header
         self._transport = self.new_transport() if transport is None else transport
-        if concurrency is not None:
-            self._transport = self.under_concurrency(
-                self._transport, concurrency, upstream_of, is_failure
-            )
+        self._slots = (
+            None if concurrency is None else ConcurrencySlots(concurrency, upstream_of)
+        )
 
     @property
     def breakers(self) -> dict[str, CircuitBreaker]:
@@ -342,16 +347,18 @@ class GuardedTransport(_TransportBase[httpx.BaseTransport], httpx.BaseTransport)
     """
 
     new_transport = httpx.HTTPTransport
-    under_concurrency = SlotTransport
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         bound_request(request, self._deadline_header)
         admission = self._admission
         permit = admission.admit(request)
-        if admission.waits:
-            with released_on_error(permit):
+        with released_on_error(permit):
+            if admission.waits:
                 admission.limiter.acquire(*admission.wait_args(request))
-        with admission.sending(permit, request) as sent:
+            # Last: the sample is the exchange alone, and a local refusal
+            # (AdaptiveLimitFullError) is no outcome of the upstream.
+            slot = None if self._slots is None else self._slots.take(request)
+        with admission.sending(permit, slot, request) as sent:
             sent.response = response = self._transport.handle_request(request)
         return response
 
@@ -369,16 +376,18 @@ class AsyncGuardedTransport(
     nothing (the breaker's permit is released)."""
 
     new_transport = httpx.AsyncHTTPTransport
-    under_concurrency = AsyncSlotTransport
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         bound_request(request, self._deadline_header)
         admission = self._admission
         permit = admission.admit(request)
-        if admission.waits:
-            with released_on_error(permit):
+        with released_on_error(permit):
+            if admission.waits:
                 await admission.limiter.acquire_async(*admission.wait_args(request))
-        with admission.sending(permit, request) as sent:
+            slot = None
+            if self._slots is not None:
+                slot = await self._slots.take_async(request)
+        with admission.sending(permit, slot, request) as sent:
             response = await self._transport.handle_async_request(request)
             sent.response = response
         return response

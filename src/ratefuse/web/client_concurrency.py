@@ -1,14 +1,16 @@
-"""The httpx transports' ``concurrency`` option: an inner transport that
-sends each request under an :class:`~ratefuse.adaptive.AdaptiveLimiter`,
-one for every upstream or one per upstream host.
+"""The httpx transports' ``concurrency`` option: each request is sent
+under an :class:`~ratefuse.adaptive.AdaptiveLimiter`, one for every
+upstream or one per upstream host.
 
-The slot is taken when the request is sent (after the host's breaker and
-quota let it go) and returned when the inner transport answers (the
-response's headers: a streamed body is read later, by the caller); that
-time is the sample. An exception of the inner transport or a response
-``is_failure`` accepts (5xx by default) is a drop; a cancellation returns
-the slot without a sample. No slot within the limiter's ``max_wait``:
-AdaptiveLimitFullError, which the breaker does not count against the host.
+The slot is taken last, right before the request is sent (after the
+host's throttle, breaker and quota let it go), and returned when the inner
+transport answers (the response's headers: a streamed body is read later,
+by the caller); that time is the sample. An exception of the inner
+transport or a response ``is_failure`` accepts (5xx by default) is a drop;
+a cancellation returns the slot without a sample. No slot within the
+limiter's ``max_wait``: AdaptiveLimitFullError, raised before anything is
+sent, so the breaker's permit goes back with no outcome and the throttle
+records nothing (the upstream never saw the request).
 """
 
 from __future__ import annotations
@@ -18,20 +20,42 @@ from typing import TypeAlias
 
 import httpx
 
-from ratefuse.adaptive import AdaptiveLimiter
+from ratefuse.adaptive import AdaptiveLimiter, AdaptivePermit
 
 Concurrency: TypeAlias = AdaptiveLimiter | Callable[[str], AdaptiveLimiter]
 
 
-class _Slots:
-    # Finds the limiter of a request: the one given, or the factory's for
-    # its host, made on first use.
+class Slot:
+    """`Slot` is one request's place under its adaptive limit, taken just
+    before the request is sent; `close` gives it back with the sample of
+    how the exchange went."""
+
+    __slots__ = ("limiter", "permit")
+
+    def __init__(self, limiter: AdaptiveLimiter, permit: AdaptivePermit) -> None:
+        self.limiter = limiter
+        self.permit = permit
+
+    def close(self, exc: BaseException | None, failed: bool) -> None:
+        """`close` returns the slot of an exchange that raised ``exc``
+        (the limiter's ``finish`` decides: a drop or no sample) or
+        answered with a response, ``failed`` or not (a drop or a
+        latency sample)."""
+        if exc is not None:
+            self.limiter.finish(self.permit, exc)
+        elif failed:
+            self.permit.drop()
+        else:
+            self.permit.release()
+
+
+class ConcurrencySlots:
+    """`ConcurrencySlots` finds the adaptive limiter of a request (the one
+    given, or the factory's for its host, made on first use) and takes a
+    slot under it, waiting up to the limiter's ``max_wait``."""
 
     def __init__(
-        self,
-        concurrency: Concurrency,
-        host_of: Callable[[httpx.Request], str],
-        is_failure: Callable[[httpx.Response], bool],
+        self, concurrency: Concurrency, host_of: Callable[[httpx.Request], str]
     ) -> None:
         if not isinstance(concurrency, AdaptiveLimiter) and not callable(concurrency):
             raise TypeError(
@@ -45,10 +69,10 @@ class _Slots:
         else:
             self._new = concurrency
         self._host_of = host_of
-        self.is_failure = is_failure
         self.limiters: dict[str, AdaptiveLimiter] = {}
 
     def limiter_for(self, request: httpx.Request) -> AdaptiveLimiter:
+        """`limiter_for` is the adaptive limiter ``request`` is sent under."""
         if self._shared is not None:
             return self._shared
         host = self._host_of(request)
@@ -65,68 +89,12 @@ class _Slots:
             limiter = self.limiters.setdefault(host, made)
         return limiter
 
+    def take(self, request: httpx.Request) -> Slot:
+        """`take` waits (blocking) for a slot for ``request``."""
+        limiter = self.limiter_for(request)
+        return Slot(limiter, limiter.acquire())
 
-class SlotTransport(httpx.BaseTransport):
-    """`SlotTransport` sends through ``inner`` under the adaptive limit of
-    each request (see the module)."""
-
-    def __init__(
-        self,
-        inner: httpx.BaseTransport,
-        concurrency: Concurrency,
-        host_of: Callable[[httpx.Request], str],
-        is_failure: Callable[[httpx.Response], bool],
-    ) -> None:
-        self._inner = inner
-        self._slots = _Slots(concurrency, host_of, is_failure)
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        limiter = self._slots.limiter_for(request)
-        permit = limiter.acquire()
-        try:
-            response = self._inner.handle_request(request)
-            failed = self._slots.is_failure(response)
-        except BaseException as exc:
-            limiter.finish(permit, exc)
-            raise
-        if failed:
-            permit.drop()
-        else:
-            permit.release()
-        return response
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class AsyncSlotTransport(httpx.AsyncBaseTransport):
-    """`AsyncSlotTransport` is `SlotTransport` for ``httpx.AsyncClient``:
-    it waits for a slot without blocking the event loop."""
-
-    def __init__(
-        self,
-        inner: httpx.AsyncBaseTransport,
-        concurrency: Concurrency,
-        host_of: Callable[[httpx.Request], str],
-        is_failure: Callable[[httpx.Response], bool],
-    ) -> None:
-        self._inner = inner
-        self._slots = _Slots(concurrency, host_of, is_failure)
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        limiter = self._slots.limiter_for(request)
-        permit = await limiter.acquire_async()
-        try:
-            response = await self._inner.handle_async_request(request)
-            failed = self._slots.is_failure(response)
-        except BaseException as exc:
-            limiter.finish(permit, exc)
-            raise
-        if failed:
-            permit.drop()
-        else:
-            permit.release()
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+    async def take_async(self, request: httpx.Request) -> Slot:
+        """`take_async` waits for a slot without blocking the event loop."""
+        limiter = self.limiter_for(request)
+        return Slot(limiter, await limiter.acquire_async())

@@ -33,14 +33,15 @@ local function decide_batch(algorithm, specs, now, costs, raws, values, out)
   local width = algorithm.width
   local step = algorithm.step
   local spec = specs[1]
-  local prefix = spec.prefix
   local inline = not algorithm.hash and #specs == 1
-  local pattern = width == 1 and '^(%d+)$'
-    or width == 2 and '^(%d+) (%d+)$'
-    or '^(%d+) (%d+) (%d+)$'
+  -- As load_string and encode_string (string_layout.lua), for this limit.
+  local prefix, read, size = spec.prefix, false, false
+  if inline then
+    read, size = spec.read[width], spec.size[width]
+  end
+  local write = ENTRY[width]
   local valid = algorithm.valid
-  local find, match, call = string.find, string.match, redis.call
-  local after = #prefix + 1
+  local pack, unpack, call = struct.pack, struct.unpack, redis.call
   local state = {}
   -- The expiry argument of the last reset seen: a function of reset
   -- alone within a call (one now), and the keys of a batch mostly share it.
@@ -65,56 +66,59 @@ local function decide_batch(algorithm, specs, now, costs, raws, values, out)
       if not raw then
         state[1], state[2], state[3] = 0, 0, 0 -- the words past width unused
         known = true
-      elseif find(raw, prefix, 1, true) == 1 then
-        -- As load_string: the words right after the prefix, and no more.
-        local first, second, third = match(raw, pattern, after)
-        if first then
-          state[1], state[2], state[3] = tonumber(first), tonumber(second), tonumber(third)
+      elseif #raw == size then
+        -- As load_string: exactly this limit's entry, words the scripts
+        -- write (the words past the width are 0: stored).
+        local id, first, second, third = unpack(read, raw)
+        if width == 1 then
+          second, third = 0, 0
+        elseif width == 2 then
+          third = 0
+        end
+        if id == prefix and stored(first) and stored(second) and stored(third) then
+          state[1], state[2], state[3] = first, second, third
           -- A state no decision leaves goes to decide_key, which repairs it.
           known = valid(spec, state, now)
         end
       end
     end
-    local allowed, remaining, retry, reset, binding, stored
+    local allowed, remaining, retry, reset, binding, value
     if known then
       -- As save_string: write only a changed state, and a new subject's
       -- only when it carries information (reset > 0).
       local first, second, third = state[1], state[2], state[3]
       allowed, remaining, retry, reset = step(spec, state, now, cost, true, key)
-      binding, stored = 0, raw
+      binding, value = 0, raw
       if (state[1] ~= first or state[2] ~= second or state[3] ~= third)
         and (raw or reset > 0) then
         if width == 1 then
           -- The keys of a batch often share their new state (fresh keys,
           -- one now), hence the value: built once.
           if state[1] ~= last_word then
-            last_word, last_value = state[1], prefix .. decimal(1, state[1])
+            last_word, last_value = state[1], pack(write, prefix, state[1])
           end
-          stored = last_value
-        elseif width == 2 then
-          stored = prefix .. decimal(1, state[1]) .. ' ' .. decimal(2, state[2])
+          value = last_value
         else
-          stored = prefix .. decimal(1, state[1]) .. ' ' .. decimal(2, state[2])
-            .. ' ' .. decimal(3, state[3])
+          value = pack(write, prefix, state[1], state[2], state[3])
         end
         if reset ~= last_reset then
           last_reset, last_at = reset, decimal(4, expiry(now, reset))
         end
         if raw then
-          call('SET', key, stored, 'PXAT', last_at)
+          call('SET', key, value, 'PXAT', last_at)
         else
           -- A new key: with GET, SET replies nil, which reaches Lua for
           -- less than its "OK" (a table), for one lookup more.
-          call('SET', key, stored, 'PXAT', last_at, 'GET')
+          call('SET', key, value, 'PXAT', last_at, 'GET')
         end
       end
       allowed = allowed and 1 or 0
     else
-      allowed, remaining, retry, reset, binding, stored =
+      allowed, remaining, retry, reset, binding, value =
         decide_key(algorithm, key, specs, now, cost, raw)
     end
     if values then
-      values[key] = stored
+      values[key] = value
     end
     if allowed == p1 and remaining == p2 and retry == p3 and reset == p4
       and binding == p5 then

@@ -1,17 +1,21 @@
 -- The lean EVALSHA script's entry point, for a node without Functions
 -- (Redis 6.2, Valkey, an ACL without FCALL): the registry builds it as
 --   "local function general()" .. prelude .. <algorithm>.lua .. "end"
---   .. lean.lua .. this file .. "return lean_run('<algorithm>')"
--- so a call runs lean.lua's decider and nothing else; `general` (the
--- algorithm's exact script, never built unless called) decides what the
--- lean decider returns nil for, with the same clock.
+--   .. lean.lua .. lean_<algorithm>.lua .. this file
+--   .. "return lean_run(<algorithm>_lean, '<algorithm>')"
+-- so a call runs the algorithm's lean decider and nothing else; `general`
+-- (the algorithm's exact script, never built unless called) decides what
+-- the lean decider returns nil for, with the same clock.
 --
 -- Calling convention: EVALSHA <sha> 1 <key> <now> <cost> <id> <capacity>
--- <span>, now as in the general scripts (-1: the server's TIME), span
--- the limit's emission interval (gcra) or period (the windows). The reply
--- is lean.lua's integer, or the general script's five.
+-- <span> <read>, now as in the general scripts (-1: the server's TIME),
+-- span the limit's emission interval (gcra) or period (the windows), read
+-- the struct format of the limit's entry ('c<#id + 1>' and a '<d' per
+-- word, see string_layout.lua: the client writes it once, which spares
+-- each call a number formatted). The reply is lean.lua's (an integer, or
+-- the sliding window's 24 bytes), or the general script's five integers.
 
-local function lean_run(algorithm)
+local function lean_run(make, algorithm)
   local now = ARGV[1]
   if now == '-1' then
     local time = redis.call('TIME')
@@ -23,16 +27,17 @@ local function lean_run(algorithm)
     end
   end
   local id = ARGV[3]
-  local words = ' (%d+)$'
+  local width = 1
   if algorithm == 'fixed_window' then
-    words = ' (%d+) (%d+)$'
+    width = 2
   elseif algorithm == 'sliding_window' then
-    words = ' (%d+) (%d+) (%d+)$'
+    width = 3
   end
   -- The common cost without a conversion.
   local cost = ARGV[2]
-  local verdict = LEAN[algorithm](KEYS[1], now, cost == '1' and 1 or tonumber(cost), id,
-    '^' .. id .. words, tonumber(ARGV[4]), tonumber(ARGV[5]))
+  local decide = make(id .. ' ', ARGV[6], #id + 1 + 8 * width, tonumber(ARGV[4]),
+    tonumber(ARGV[5]))
+  local verdict = decide(KEYS[1], now, cost == '1' and 1 or tonumber(cost))
   if verdict then
     return verdict
   end

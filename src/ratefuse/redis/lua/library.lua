@@ -2,11 +2,12 @@
 -- _scripts.library) one function, build, holding the prelude (minus
 -- batch.lua and run.lua), this file, and each algorithm's file, whose
 -- closing `return run({...})` becomes `register('<name>', {...})`; then
--- one registered function per algorithm that builds on its first call
--- (loading a library runs without Lua's standard library: only `redis`
--- is there) and then decides. What build makes lives as long as the
--- library, so what a script call would rebuild every time (the prelude's
--- closures, the parsed limits) is made once.
+-- one registered function per algorithm (library_function.lua) that
+-- builds on its first call (loading a library runs without Lua's
+-- standard library: only `redis` is there) and then decides. What build
+-- makes lives as long as the library, so what a script call would
+-- rebuild every time (the prelude's closures, the parsed limits, each
+-- limit's lean decider) is made once.
 --
 -- Calling convention: FCALL <function> 1 <key> <now> <cost> <limits>, where
 -- <function> is <library>_<digest>_<algorithm> (see _scripts.library) and
@@ -16,8 +17,17 @@
 --           "<capacity>/<period_us>" (windows) or
 --           "<capacity>/<period_us>/<interval_us>" (gcra), the ids the
 --           keys' layouts already store, so a limit is its id.
--- The reply is lean.lua's integer for what its deciders decide (one
--- limit, see there), else the five integers of arguments.lua's verdict.
+-- The reply is lean.lua's for what its deciders decide (one limit, or
+-- gcra's two, see there), else the five integers of arguments.lua's
+-- verdict.
+
+-- The maker of the lean decider of each algorithm that has one (lean.lua).
+local LEAN = {
+  gcra = gcra_lean,
+  fixed_window = fixed_window_lean,
+  sliding_window = sliding_window_lean,
+  sliding_log = sliding_log_lean,
+}
 
 -- Parsed limits by their wire string: a limiter sends the same string on
 -- every call. Bounded: when full it starts afresh (the strings of the
@@ -34,18 +44,17 @@ local function parse_limits(wire)
     end
     specs[#specs + 1] = {
       id = id,
-      prefix = id .. ' ',
       capacity = tonumber(capacity),
       period = tonumber(period),
       interval = tonumber(interval) or 0,
       latest = false,
-      -- The whole value when it is exactly this limit's entry: one match
-      -- reads it (ids hold only digits and '/', no pattern characters).
-      one = '^' .. id .. ' (%d+)$',
-      two = '^' .. id .. ' (%d+) (%d+)$',
-      three = '^' .. id .. ' (%d+) (%d+) (%d+)$',
     }
     local spec = specs[#specs]
+    -- The whole value when it is exactly this limit's entry: one unpack
+    -- reads it, for each width (the windows share their ids).
+    for width = 1, 3 do
+      entry_layout(spec, width)
+    end
     -- Whether a window's lean reply (window_end * (capacity + 1) + count,
     -- window_end at most two periods) stays below 2^53.
     spec.fits = (2 * spec.period + 1) * (spec.capacity + 1) < 9007199254740992
@@ -55,23 +64,24 @@ local function parse_limits(wire)
   end
   if #specs == 2 then
     -- A compound of two in the "string" layout, as encode_string writes
-    -- it when the value holds these limits only: one match reads it and
-    -- one format writes it, for each width.
-    local one, two = specs[1].id, specs[2].id
-    specs.pattern = {
-      '^' .. one .. ' (%d+) ' .. two .. ' (%d+)$',
-      '^' .. one .. ' (%d+) (%d+) ' .. two .. ' (%d+) (%d+)$',
-      '^' .. one .. ' (%d+) (%d+) (%d+) ' .. two .. ' (%d+) (%d+) (%d+)$',
-    }
-    specs.format = {
-      one .. ' %d ' .. two .. ' %d',
-      one .. ' %d %d ' .. two .. ' %d %d',
-      one .. ' %d %d %d ' .. two .. ' %d %d %d',
-    }
+    -- it when the value holds these limits only: one unpack reads it and
+    -- one pack (PAIR[width]) writes it, for each width.
+    local one, two = specs[1], specs[2]
+    specs.read, specs.size = {}, {}
+    for width = 1, 3 do
+      specs.read[width] = one.read[width] .. two.read[width]
+      specs.size[width] = one.size[width] + two.size[width]
+    end
     specs.states = {{}, {}}
   end
   if cached_count >= MAX_CACHED_LIMITS then
     cached_limits, cached_count = {}, 0
+    -- The registered functions hold these tables: emptied in place.
+    for _, leans in pairs(lean_deciders) do
+      for cached in pairs(leans) do
+        leans[cached] = nil
+      end
+    end
   end
   cached_limits[wire] = specs
   cached_count = cached_count + 1
@@ -81,7 +91,11 @@ end
 -- The reply table, filled anew by every call (Redis converts it before
 -- the next call can run).
 local reply = {0, 0, 0, 0, 0}
-local format, match, call = string.format, string.match, redis.call
+local call, pack, unpack = redis.call, struct.pack, struct.unpack
+-- The registered functions' (library_function.lua), which loading cannot set.
+server_call = call
+-- The format of a compound of two's value, by width (ENTRY's, twice).
+local PAIR = {'c0<dc0<d', 'c0<ddc0<dd', 'c0<dddc0<ddd'}
 
 -- decide_general is any decision decide_key makes: several limits, the
 -- "hash" layout, or a value the lean path does not read.
@@ -111,20 +125,25 @@ local function decide_two(algorithm, key, specs, now, cost)
   local width = algorithm.width
   local one, two = specs.states[1], specs.states[2]
   if raw then
-    local a, b, c, d, e, f = match(raw, specs.pattern[width])
-    if not a then
+    if #raw ~= specs.size[width] then
       return decide_general(algorithm, key, specs, now, cost, raw)
     end
+    -- Each entry: its prefix, then its words (nil past the width).
+    local id1, a, b, c, id2, d, e, f
     if width == 1 then
-      one[1], two[1] = tonumber(a), tonumber(b)
+      id1, a, id2, d = unpack(specs.read[1], raw)
     elseif width == 2 then
-      one[1], one[2], two[1], two[2] = tonumber(a), tonumber(b), tonumber(c), tonumber(d)
+      id1, a, b, id2, d, e = unpack(specs.read[2], raw)
     else
-      one[1], one[2], one[3] = tonumber(a), tonumber(b), tonumber(c)
-      two[1], two[2], two[3] = tonumber(d), tonumber(e), tonumber(f)
+      id1, a, b, c, id2, d, e, f = unpack(specs.read[3], raw)
     end
+    one[1], one[2], one[3] = a, b, c
+    two[1], two[2], two[3] = d, e, f
     local valid = algorithm.valid
-    if not (valid(first_spec, one, now) and valid(second_spec, two, now)) then
+    if id1 ~= first_spec.prefix or id2 ~= second_spec.prefix
+      or not (stored(a) and stored(b or 0) and stored(c or 0) and stored(d)
+        and stored(e or 0) and stored(f or 0))
+      or not (valid(first_spec, one, now) and valid(second_spec, two, now)) then
       return decide_general(algorithm, key, specs, now, cost, raw)
     end
   else
@@ -160,163 +179,100 @@ local function decide_two(algorithm, key, specs, now, cost)
   local reset = reset2 > reset1 and reset2 or reset1
   if (one[1] ~= a1 or one[2] ~= a2 or one[3] ~= a3 or two[1] ~= b1 or two[2] ~= b2
       or two[3] ~= b3) and (raw or reset > 0) then
+    local first_prefix, second_prefix = first_spec.prefix, second_spec.prefix
     local value
     if width == 1 then
-      value = format(specs.format[1], one[1], two[1])
+      value = pack(PAIR[1], first_prefix, one[1], second_prefix, two[1])
     elseif width == 2 then
-      value = format(specs.format[2], one[1], one[2], two[1], two[2])
+      value = pack(PAIR[2], first_prefix, one[1], one[2], second_prefix, two[1], two[2])
     else
-      value = format(specs.format[3], one[1], one[2], one[3], two[1], two[2], two[3])
+      value = pack(PAIR[3], first_prefix, one[1], one[2], one[3], second_prefix, two[1],
+        two[2], two[3])
     end
-    call('SET', key, value, 'PXAT', expiry(now, reset))
+    call('SET', key, value, 'PXAT', decimal(4, expiry(now, reset)))
   end
   reply[1], reply[2], reply[3], reply[4], reply[5] =
     allowed and 1 or 0, remaining, retry, reset, binding
   return reply
 end
 
--- decide_one is one subject's decision: one limit in the "string" layout
--- is decided here (the common case, without a table made), the rest by
--- decide_general. now is the server's time already read (nil: read it
--- here, or take args[1]).
-local function decide_one(algorithm, keys, args, now)
-  local specs = cached_limits[args[3]] or parse_limits(args[3])
-  if not now then
-    now = args[1]
-    if now == '-1' then
-      -- server_now's, with Lua's own conversion of the two decimal strings.
-      local time = call('TIME')
-      now = time[1] * 1000000 + time[2]
-    else
-      now = read_now(now)
-    end
+-- lean_of is the lean decider (lean.lua) of specs for algorithm, or
+-- false: one limit (a fixed window's only when its reply fits one
+-- integer), or gcra's two.
+local function lean_of(algorithm, specs)
+  local make = algorithm.lean
+  if not make or specs[3] then
+    return false
   end
-  -- The common cost without a conversion.
-  local cost = args[2]
-  cost = cost == '1' and 1 or tonumber(cost)
-  local key = keys[1]
-  -- The "hash" layout (sliding_log) decides one limit lean, else general.
-  if specs[3] or (algorithm.hash and (specs[2] or not algorithm.lean)) then
-    return decide_general(algorithm, key, specs, now, cost, nil)
-  end
-  if specs[2] then
-    if algorithm.meter then
-      local verdict = gcra_pair_lean(key, now, cost, specs)
-      if verdict then
-        return verdict
-      end
-    end
-    return decide_two(algorithm, key, specs, now, cost)
-  end
-  local spec = specs[1]
-  local lean = algorithm.lean
-  if lean and (spec.fits or not algorithm.bounded) then
-    -- lean.lua's decider (nil: a value it does not read, decided below).
-    local verdict = lean(key, now, cost, spec.id, spec[algorithm.pattern], spec.capacity,
-      spec[algorithm.span])
-    if verdict then
-      return verdict
-    end
-  end
-  if algorithm.hash then
-    return decide_general(algorithm, key, specs, now, cost, nil)
-  end
-  spec.latest = false
-  local raw = call('GET', key)
-  local state = algorithm.state
   local width = algorithm.width
-  if raw then
-    local first, second, third
-    if width == 1 then
-      first = match(raw, spec.one)
-    elseif width == 2 then
-      first, second = match(raw, spec.two)
-    else
-      first, second, third = match(raw, spec.three)
-    end
-    if not first then
-      return decide_general(algorithm, key, specs, now, cost, raw)
-    end
-    state[1], state[2], state[3] = tonumber(first), tonumber(second), tonumber(third)
-    if not algorithm.valid(spec, state, now) then
-      return decide_general(algorithm, key, specs, now, cost, raw)
-    end
-  else
-    state[1], state[2], state[3] = 0, algorithm.zero2, algorithm.zero3
+  local spec, pair = specs[1], specs[2]
+  if pair then
+    return algorithm.meter and gcra_pair_lean(spec, pair, specs.read[width], specs.size[width])
   end
-  local first, second, third = state[1], state[2], state[3]
-  local allowed, remaining, retry, reset = algorithm.step(spec, state, now, cost, true, key)
-  -- As save_string: only a changed state is written, and a new subject's
-  -- only when it carries information (reset > 0).
-  if (state[1] ~= first or state[2] ~= second or state[3] ~= third)
-    and (raw or reset > 0) then
-    local value
-    if width == 1 then
-      value = format('%s%d', spec.prefix, state[1])
-    elseif width == 2 then
-      value = format('%s%d %d', spec.prefix, state[1], state[2])
-    else
-      value = format('%s%d %d %d', spec.prefix, state[1], state[2], state[3])
-    end
-    -- A number: redis.call writes it with "%.17g", exact below 2^53.
-    call('SET', key, value, 'PXAT', expiry(now, reset))
+  if algorithm.bounded and not spec.fits then
+    return false
   end
-  reply[1], reply[2], reply[3], reply[4], reply[5] =
-    allowed and 1 or 0, remaining, retry, reset, 0
-  return reply
+  return make(spec.prefix, spec.read[width], spec.size[width], spec.capacity, spec[algorithm.span])
 end
 
 -- The deciders by algorithm name, what build returns.
 local deciders = {}
 
--- register makes algorithm (as run.lua takes it) the decider of name.
+-- register makes algorithm (as run.lua takes it) the decider of name:
+-- deciders[name](keys, args, now) decides one subject, and leaves the
+-- lean decider of its limits (or false) in lean_deciders[name], where
+-- the registered function (library_function.lua) finds it first on the
+-- next call. now is the server's time when the registered function read
+-- it and the lean decider did not read the key's value (it is then
+-- decided on the general path, as the same clock); nil: read it here,
+-- or take args[1].
 local function register(name, algorithm)
   local width = #algorithm.suffixes
   algorithm.width = width
-  algorithm.state = {}
   -- The words of a new subject, nil beyond the width.
   algorithm.zero2 = width >= 2 and 0 or nil
   algorithm.zero3 = width >= 3 and 0 or nil
-  -- The lean decider, the pattern of its value and its span (lean.lua).
+  -- The maker of the lean decider and its span (lean.lua).
   algorithm.lean = LEAN[name]
+  algorithm.span = name == 'gcra' and 'interval' or 'period'
   -- A fixed window's lean reply has one form, for limits that fit it.
   algorithm.bounded = name == 'fixed_window'
   -- gcra has a lean compound of two as well (gcra_pair_lean).
   algorithm.meter = name == 'gcra'
-  algorithm.pattern = ({'one', 'two', 'three'})[width]
-  algorithm.span = name == 'gcra' and 'interval' or 'period'
-  local lean, pattern, span, bounded = algorithm.lean, algorithm.pattern, algorithm.span,
-    algorithm.bounded
-  local meter = algorithm.meter
-  if not lean then
-    deciders[name] = function(keys, args)
-      return decide_one(algorithm, keys, args, nil)
+  local leans = lean_deciders[name]
+  deciders[name] = function(keys, args, now)
+    local wire = args[3]
+    local specs = cached_limits[wire] or parse_limits(wire)
+    local lean = leans[wire]
+    if lean == nil then
+      lean = lean_of(algorithm, specs)
+      leans[wire] = lean
     end
-    return
-  end
-  -- The lean decider first, for one limit (or gcra's two) on the
-  -- server's clock: what decide_one does for it, with fewer calls and
-  -- lookups (a measurable share of a lean decision).
-  deciders[name] = function(keys, args)
-    local specs = cached_limits[args[3]] or parse_limits(args[3])
-    local spec, pair = specs[1], specs[2]
-    if args[1] ~= '-1' or specs[3] or (pair and not meter)
-      or not (pair or spec.fits or not bounded) then
-      return decide_one(algorithm, keys, args, nil)
+    local tried = now
+    if not now then
+      now = args[1]
+      if now == '-1' then
+        -- server_now's, with Lua's own conversion of the two decimal strings.
+        local time = call('TIME')
+        now = time[1] * 1000000 + time[2]
+      else
+        now = read_now(now)
+      end
     end
-    local time = call('TIME')
-    local now = time[1] * 1000000 + time[2]
+    -- The common cost without a conversion.
     local cost = args[2]
     cost = cost == '1' and 1 or tonumber(cost)
-    local verdict
-    if pair then
-      verdict = gcra_pair_lean(keys[1], now, cost, specs)
-    else
-      verdict = lean(keys[1], now, cost, spec.id, spec[pattern], spec.capacity, spec[span])
+    local key = keys[1]
+    if lean then
+      if not tried then
+        local verdict = lean(key, now, cost)
+        if verdict then
+          return verdict
+        end
+      end
+    elseif specs[2] and not specs[3] and not algorithm.hash then
+      return decide_two(algorithm, key, specs, now, cost)
     end
-    if verdict then
-      return verdict
-    end
-    return decide_one(algorithm, keys, args, now)
+    return decide_general(algorithm, key, specs, now, cost, nil)
   end
 end

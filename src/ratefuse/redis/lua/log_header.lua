@@ -17,7 +17,7 @@
 -- denial needs more units than the oldest frees; the expiry is written
 -- only when the newest entry outlives the one set. The general step
 -- (sliding_log.lua, hash_layout.lua: state words 1 to 7) and the lean
--- decider (lean_log.lua) leave the same header.
+-- decider (lean_sliding_log.lua) leave the same header.
 local LOG_FORMAT = '<I3I3I3I7I3I7I8'
 -- Padded by 31 bytes of zeros in four words (packed from four 0s, one
 -- format item each where 'x' takes one per byte).

@@ -8,9 +8,10 @@ local function run(algorithm)
   algorithm.width = width
   local now = read_now(ARGV[1])
   local specs = read_specs(4)
-  for i = 1, #specs do
-    local spec = specs[i]
-    spec.prefix = spec.id .. ' '
+  if not algorithm.hash then
+    for i = 1, #specs do
+      entry_layout(specs[i], width)
+    end
   end
   if ARGV[2] == 's' then
     local raw = false

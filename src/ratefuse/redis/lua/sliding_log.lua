@@ -2,7 +2,7 @@
 -- log_header.lua's layout: per limit a ring of `limit` entries in the
 -- subject's hash and a header field holding head, count, total, the
 -- oldest live entry, the newest stamp and the expiry last set (state
--- words 1 to 7). lean_log.lua decides one limit alike, and leaves the
+-- words 1 to 7). lean_sliding_log.lua decides one limit alike, and leaves the
 -- same header, with fewer calls.
 -- The limit is capped (rates.SLIDING_LOG_MAX_LIMIT) because the ring is.
 

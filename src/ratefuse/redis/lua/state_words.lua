@@ -1,15 +1,17 @@
 -- A subject's state words as a step leaves them: states[i][s] is word s of
 -- limit i, and before is a flat copy of the words as they were read.
 
--- Every word the scripts write is a decimal integer in [0, 2^53); what
--- is read back is checked (by the layouts: word, and by each algorithm's
--- valid), since anyone can write the key: a value doubles cannot hold
--- exactly, text garbage or a state no decision leaves would otherwise be
--- taken as a new subject, or yield waits that are negative or endless.
+-- Every word the scripts write is an integer in [0, 2^53) (decimal text
+-- in the "hash" layout, a double in the "string" layout); what is read
+-- back is checked (by the layouts: word and stored, and by each
+-- algorithm's valid), since anyone can write the key: a value doubles
+-- cannot hold exactly, garbage or a state no decision leaves would
+-- otherwise be taken as a new subject, or yield waits that are negative
+-- or endless.
 -- A limit whose state fails is repaired (repair_states).
 local MAX_WORD = 9007199254740992 -- 2^53
 
--- word is a stored word as a number, or false when it is not one the
+-- word is a stored word of the "hash" layout as a number, or false when it is not one the
 -- scripts write (nil or false: none, 0).
 local function word(text)
   if not text then
@@ -23,6 +25,17 @@ local function word(text)
     return false
   end
   return number
+end
+
+-- stored is a word read from the "string" layout (a double, see
+-- string_layout.lua) as it is, or false when it is not one the scripts
+-- write: an integer in [0, 2^53) (NaN fails every comparison; a fraction
+-- or an infinity fails number % 1 == 0).
+local function stored(number)
+  if number >= 0 and number < MAX_WORD and number % 1 == 0 then
+    return number
+  end
+  return false
 end
 
 -- latest_window is the latest window index a stored window state may hold
