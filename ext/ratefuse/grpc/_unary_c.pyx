@@ -38,7 +38,7 @@ cdef class GuardedUnaryCall:
     cdef object _permit
     cdef int64_t _start_ns
 
-    def __init__(self, call, guard, breaker, permit not None, int64_t start_ns):
+    def __init__(self, call, guard, breaker, permit, int64_t start_ns):
         self._call = call
         self._guard = guard
         self._breaker = breaker
