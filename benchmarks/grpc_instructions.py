@@ -11,10 +11,14 @@ difference over ``N`` is its cost per call (start-up cancels out). The
 figures are user-space instructions (the kernel's socket work is not
 counted).
 
-    python benchmarks/grpc_instructions.py [N] [MODE ...]
+    python benchmarks/grpc_instructions.py [N] [MODE ...] [--repeat R]
 
 MODE is ``server``, ``client`` (the default: both),
-``client-channel`` or ``client-sync``.
+``client-channel`` or ``client-sync``. A client mode measures its variants
+``R`` times (default 1), interleaved, and reports each figure's median with
+the range over the repeats: the poller threads' share moves by a few
+thousand instructions per call from run to run, the main thread's by a
+few hundred.
 
 ``client`` compares the grpc.aio client interceptor with the bare channel;
 ``client-channel`` compares `ratefuse.grpc.GuardedAioChannel` (a CLOSED
@@ -30,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -150,6 +155,13 @@ def client_instructions(variant: str, port: int, calls: int) -> tuple[float, flo
 
 
 def main(argv: list[str]) -> None:
+    repeats = 1
+    if "--repeat" in argv:
+        at = argv.index("--repeat")
+        repeats = int(argv[at + 1])
+        argv = argv[:at] + argv[at + 2 :]
+        if repeats < 1:
+            raise SystemExit(f"--repeat must be at least 1, got {repeats}")
     calls = int(argv[0]) if argv else 1000
     sides = argv[1:] or ["server", "client"]
     for side in sides:
@@ -159,7 +171,7 @@ def main(argv: list[str]) -> None:
         measure_servers(calls)
     for side in sides:
         if side in CLIENT_MODES:
-            measure_clients(calls, side)
+            measure_clients(calls, side, repeats)
 
 
 def measure_servers(calls: int) -> None:
@@ -176,40 +188,60 @@ def measure_servers(calls: int) -> None:
     print(f"server limited: {added:+.2%} instructions per call against passthrough")
 
 
-def measure_clients(calls: int, mode: str = "client") -> None:
+def measure_clients(calls: int, mode: str = "client", repeats: int = 1) -> None:
     """`measure_clients` prints the instructions per call of each client
-    variant of ``mode`` (see `CLIENT_MODES`)."""
+    variant of ``mode`` (see `CLIENT_MODES`): medians over ``repeats``
+    interleaved runs, with their range when there are several."""
     variants, against = CLIENT_MODES[mode]
     plain_server = subprocess.Popen(
         [sys.executable, "-m", "ratefuse.bench.grpc_server", "plain"],
         stdout=subprocess.PIPE,
         env=_env(),
     )
+    runs: dict[str, list[tuple[float, float]]] = {variant: [] for variant in variants}
     try:
         assert plain_server.stdout is not None
         port = int(plain_server.stdout.readline())
-        clients = {
-            variant: client_instructions(variant, port, calls) for variant in variants
-        }
+        for _ in range(repeats):
+            for variant in variants:
+                runs[variant].append(client_instructions(variant, port, calls))
     finally:
         plain_server.terminate()
         plain_server.wait()
-    for variant, (count, main) in clients.items():
+    for variant, counts in runs.items():
+        total = statistics.median(count for count, _ in counts)
+        main = statistics.median(main for _, main in counts)
         print(
-            f"client {variant:<16} {count:>10.0f} instructions/call "
-            f"({main:.0f} in the main thread)",
+            f"client {variant:<16} {total:>10.0f} instructions/call "
+            f"({main:.0f} in the main thread){_spread([c for c, _ in counts])}",
             flush=True,
         )
     bare = variants[0]
     pairs = [(variant, bare) for variant in variants[1:]] + list(against)
     for variant, baseline in pairs:
-        added = clients[variant][0] / clients[baseline][0] - 1
-        main = clients[variant][1] - clients[baseline][1]
+        both = list(zip(runs[variant], runs[baseline], strict=True))
+        added = [count / base - 1 for (count, _), (base, _) in both]
+        mains = [main - base_main for (_, main), (_, base_main) in both]
+        base = statistics.median(count for count, _ in runs[baseline])
+        main = statistics.median(mains)
         print(
-            f"client {variant}: {added:+.2%} instructions per call against "
-            f"{baseline}; main thread {main:+.0f} "
-            f"({main / clients[baseline][0]:+.2%} of {baseline}'s total)"
+            f"client {variant}: {statistics.median(added):+.2%} instructions per "
+            f"call against {baseline}{_range(added, '{:+.2%}')}; main thread "
+            f"{main:+.0f}{_range(mains, '{:+.0f}')} ({main / base:+.2%} of "
+            f"{baseline}'s total)"
         )
+
+
+def _spread(counts: list[float]) -> str:
+    # The range of a variant's totals over the repeats (nothing for one).
+    return _range(counts, "{:.0f}")
+
+
+def _range(values: list[float], form: str) -> str:
+    if len(values) < 2:
+        return ""
+    low, high = min(values), max(values)
+    return f" [{form.format(low)} .. {form.format(high)} over {len(values)}]"
 
 
 if __name__ == "__main__":

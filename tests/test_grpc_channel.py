@@ -4,7 +4,10 @@ UNAVAILABLE, fails fast without touching the network (every call kind),
 and closes when the upstream recovers; configurable failure codes,
 breakers per method; an outbound limiter that waits within the call's
 timeout or fails locally with RESOURCE_EXHAUSTED; the channel's own
-methods delegated."""
+methods delegated. The common unary call runs on the `impl` fixture's
+twin of ``ratefuse.grpc._unary`` (`unary_twin`); its calls answer as the
+real ones, and a timed breaker's calls (slow-call tracking) take the
+general path."""
 
 from __future__ import annotations
 
@@ -17,17 +20,30 @@ import pytest
 
 from breaker_support import ManualClock, make_breaker
 from grpc_support import Gate, serve_aio
-from ratefuse.breaker import State
+from ratefuse.breaker import BreakerConfig, State
 from ratefuse.errors import CircuitOpenError
 from ratefuse.grpc import (
     RETRY_PUSHBACK,
     CircuitOpenRpcError,
     GuardedAioChannel,
     RateLimitedRpcError,
+    channel_aio,
 )
 from test_grpc_client import CONFIG, SleepingClock, limiter
 
 WAIT = 10.0
+
+
+@pytest.fixture(autouse=True)
+def unary_twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """`unary_twin` puts a test that takes `impl` on that implementation's
+    twin of the common unary call, as its breaker is on that core; it is
+    the twin the channel uses."""
+    if "impl" not in request.fixturenames:
+        return channel_aio.UNARY
+    twin = request.getfixturevalue("impl").module("grpc._unary")
+    monkeypatch.setattr(channel_aio, "UNARY", twin)
+    return twin
 
 
 @pytest.fixture
@@ -429,5 +445,121 @@ def test_a_refused_call_answers_as_a_failed_call(impl: Any, address: str) -> Non
             assert chat.time_remaining() is None
             await asyncio.sleep(0)  # the callback runs in the next turn
             assert ended == [chat]
+
+    run(scenario)
+
+
+def test_the_common_unary_call_takes_the_twins_path(
+    impl: Any, unary_twin: Any, address: str
+) -> None:
+    async def scenario() -> None:
+        real = grpc.aio.insecure_channel(address)
+        async with real:
+            local = GuardedAioChannel(real, make_breaker(impl, CONFIG))
+            for made in (local.unary_unary("/m"), local.stream_unary("/m")):
+                assert isinstance(made, unary_twin.UnaryMultiCallable)
+            per_method = GuardedAioChannel(
+                real, breaker_per_method=lambda name: make_breaker(impl, CONFIG)
+            )
+            general = per_method.unary_unary("/m")
+            assert isinstance(general, channel_aio.GuardedMultiCallable)
+            bare = GuardedAioChannel(real).unary_unary("/m")  # nothing guards it
+            assert isinstance(bare, grpc.aio.UnaryUnaryMultiCallable)
+            assert isinstance(
+                local.unary_stream("/m"), channel_aio.GuardedMultiCallable
+            )
+
+    run(scenario)
+
+
+SLOW = BreakerConfig(
+    window_size=2, minimum_calls=2, slow_call_duration=1.0, wait_duration=10.0
+)
+
+
+@pytest.mark.parametrize("switched_on", [False, True])
+def test_slow_calls_count_by_the_breaker_rules(
+    impl: Any, gate: Gate, address: str, switched_on: bool
+) -> None:
+    # switched_on: the breaker starts untimed and is reconfigured for
+    # slow calls after its multicallable is made, which then times calls.
+    clock = ManualClock()
+    breaker = make_breaker(impl, CONFIG if switched_on else SLOW, clock=clock)
+    gate.during = lambda: clock.advance(2.0)  # each call takes 2 s
+
+    async def scenario() -> None:
+        real = grpc.aio.insecure_channel(address)
+        async with GuardedAioChannel(real, breaker) as channel:
+            say = channel.unary_unary("/test.Echo/Say")
+            if switched_on:
+                breaker.reconfigure(SLOW)
+            for _ in range(2):
+                assert await say(b"x") == b"x"
+
+    run(scenario)
+    assert breaker.state == State.OPEN
+    assert breaker.metrics().slow_calls == 2
+
+
+def test_a_unary_call_answers_as_the_real_call(
+    impl: Any, gate: Gate, address: str
+) -> None:
+    breaker = make_breaker(impl, CONFIG)
+    ended: list[Any] = []
+
+    async def scenario() -> None:
+        real = grpc.aio.insecure_channel(address)
+        async with GuardedAioChannel(real, breaker) as channel:
+            call = channel.unary_unary("/test.Echo/Say")(b"x", timeout=WAIT)
+            call.add_done_callback(ended.append)
+            assert 0 < call.time_remaining() <= WAIT
+            assert await call == b"x"
+            assert await call == b"x"  # awaited again: recorded once
+            assert await call.code() == grpc.StatusCode.OK
+            assert await call.details() == ""
+            assert tuple(await call.initial_metadata()) == ()
+            assert tuple(await call.trailing_metadata()) == ()
+            assert call.done()
+            assert not call.cancelled()
+            failed = channel.unary_unary("/test.Echo/Fail")(b"x")
+            with pytest.raises(grpc.aio.AioRpcError) as error:
+                await failed
+            assert error.value.details() == "failing on purpose"
+            assert await failed.code() == grpc.StatusCode.UNAVAILABLE
+            assert await failed.details() == "failing on purpose"
+            await asyncio.sleep(0)  # done callbacks run in the loop
+            assert len(ended) == 1
+            assert ended[0].done()
+
+    run(scenario)
+    metrics = breaker.metrics()
+    assert (metrics.calls, metrics.failed_calls) == (2, 1)
+
+
+def test_a_task_cancelled_while_awaiting_a_call_leaves_no_outcome(
+    impl: Any, gate: Gate, address: str
+) -> None:
+    breaker = make_breaker(impl, CONFIG)
+    breaker.transition_to(State.OPEN)
+    breaker.transition_to(State.HALF_OPEN)  # one probe
+
+    async def scenario() -> None:
+        real = grpc.aio.insecure_channel(address)
+        async with GuardedAioChannel(real, breaker) as channel:
+            call = channel.unary_unary("/test.Echo/Hold")(b"x")
+
+            async def wait() -> Any:
+                return await call
+
+            waiting = asyncio.ensure_future(wait())
+            await asyncio.get_running_loop().run_in_executor(
+                None, gate.entered.wait, WAIT
+            )
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            assert breaker.state == State.HALF_OPEN  # the probe is free again
+            assert await channel.unary_unary("/test.Echo/Say")(b"x") == b"x"
+            assert breaker.state == State.CLOSED
 
     run(scenario)

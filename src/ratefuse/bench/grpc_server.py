@@ -32,8 +32,10 @@ adds the client interceptor with neither breaker nor limiter (what
 grpc.aio's interceptor machinery costs by itself: it runs every
 intercepted call in a task of its own); "breaker" adds it with a CLOSED
 CircuitBreaker; "channel" is the bare channel in a GuardedAioChannel with
-a CLOSED CircuitBreaker, "channel-floor" the same wrapper with no breaker
-(what the wrapping costs by itself)."""
+a CLOSED CircuitBreaker (its unary calls take the compiled common path),
+"channel-floor" the same wrapper with no breaker (with nothing to guard it
+hands back the real channel's multicallables: what wrapping the channel
+costs by itself, nothing per call)."""
 SYNC_CLIENT_VARIANTS = ("sync-plain", "sync-interceptor", "sync-breaker")
 """`SYNC_CLIENT_VARIANTS`: a sync channel, bare ("sync-plain") or under
 the sync ClientInterceptor (``grpc.intercept_channel``) with no breaker

@@ -1,8 +1,8 @@
 """The calls a `ratefuse.grpc.GuardedAioChannel` hands back besides the
-real channel's: `GuardedUnaryCall` (a real call with one response, whose
-outcome is recorded where it is awaited), `RefusedCall` (refused locally:
-open breaker) and `PendingCall` (waits for the outbound limiter or an
-asyncio breaker's permit, then starts the real call in a task).
+real channel's and its ``GuardedUnaryCall`` (`ratefuse.grpc._unary_py`):
+`RefusedCall` (refused locally: open breaker) and `PendingCall` (waits
+for the outbound limiter or an asyncio breaker's permit, then starts the
+real call in a task).
 
 Both answer as a grpc.aio call does: awaited (a single response) or
 iterated / ``read()`` (a response stream), with ``code()``,
@@ -23,75 +23,12 @@ from typing import Any
 import grpc
 
 from ratefuse.core.errors import CircuitOpenError
-from ratefuse.engine.breaker_forms import UNTIMED, Breaker
-from ratefuse.grpc.guard import Guard
 from ratefuse.grpc.status import UNAVAILABLE, LocalRpcError
-
-OK = grpc.StatusCode.OK
 
 
 def _code(error: BaseException) -> grpc.StatusCode:
     # The status of a call refused with ``error``.
     return error.code() if isinstance(error, LocalRpcError) else UNAVAILABLE
-
-
-class GuardedUnaryCall:
-    """`GuardedUnaryCall` is a real grpc.aio call with one response (its
-    methods are the call's) under a breaker's ``permit``: awaiting it
-    records the outcome, by the status (`ratefuse.grpc.guard.Guard.record`)
-    or, cancelled, as none. A call dropped without being awaited gives its
-    permit back with no outcome."""
-
-    __slots__ = ("_breaker", "_call", "_guard", "_permit", "_start_ns")
-
-    def __init__(
-        self, call: Any, guard: Guard, breaker: Breaker, permit: Any, start_ns: int
-    ) -> None:
-        self._call = call
-        self._guard = guard
-        self._breaker = breaker
-        self._permit = permit
-        self._start_ns = start_ns
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._call, name)
-
-    def __await__(self) -> Generator[Any, None, Any]:
-        try:
-            response = yield from self._call.__await__()
-        except grpc.aio.AioRpcError as error:
-            self._record(error.code(), error.details())
-            raise
-        except BaseException:
-            self._release()  # cancelled: no outcome
-            raise
-        # `_record(OK, None)`, inline: this is every successful call's path.
-        permit = self._permit
-        if permit is not None:
-            self._permit = None
-            if self._start_ns == UNTIMED:
-                permit.on_success(0.0)
-            else:
-                self._guard.record(self._breaker, permit, self._start_ns, OK, None)
-        return response
-
-    def _record(self, code: grpc.StatusCode, details: str | None) -> None:
-        permit, self._permit = self._permit, None
-        if permit is None:  # awaited before
-            return
-        if code is OK and self._start_ns == UNTIMED:
-            permit.on_success(0.0)
-        else:
-            self._guard.record(self._breaker, permit, self._start_ns, code, details)
-
-    def _release(self) -> None:
-        permit, self._permit = self._permit, None
-        if permit is not None:
-            permit.release()
-
-    def __del__(self) -> None:
-        if self._permit is not None:  # never awaited
-            self._release()
 
 
 class RefusedCall:

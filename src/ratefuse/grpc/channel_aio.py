@@ -5,10 +5,12 @@ interceptor machinery.
 grpc.aio runs every intercepted call in a task of its own, which costs a
 third of a trivial unary call by itself; this wrapper instead hands back
 the real channel's call, with the breaker's permit taken before it
-starts. A call with one response is a `ratefuse.grpc.call_aio.GuardedUnaryCall`
-(the real call, whose outcome is recorded where it is awaited; one
-never awaited counts as nothing); a response stream's outcome is
-recorded by the call's done callback, when its status arrives::
+starts. A call with one response is a `GuardedUnaryCall` (the real call,
+whose outcome is recorded where it is awaited; one never awaited counts
+as nothing); a response stream's outcome is recorded by the call's done
+callback, when its status arrives. The common unary call (a local
+breaker nothing swaps, no limiter, no slow-call tracking) is compiled
+(``ratefuse.grpc._unary_c``, the twin of `ratefuse.grpc._unary_py`)::
 
     channel = GuardedAioChannel(
         grpc.aio.insecure_channel(target), CircuitBreaker("inventory")
@@ -32,8 +34,9 @@ from typing import Any
 import grpc
 
 from ratefuse.core.errors import CircuitOpenError
+from ratefuse.core.implementation import load
 from ratefuse.engine.breaker_forms import UNTIMED, Breaker, start
-from ratefuse.grpc.call_aio import GuardedUnaryCall, PendingCall, RefusedCall
+from ratefuse.grpc.call_aio import PendingCall, RefusedCall
 from ratefuse.grpc.client_aio import _now, _resolved
 from ratefuse.grpc.guard import (
     DEFAULT_FAILURE_CODES,
@@ -44,6 +47,8 @@ from ratefuse.grpc.guard import (
 
 Options = dict[str, Any]
 OK = grpc.StatusCode.OK
+# `GuardedUnaryCall` and the common unary call: the process's twin.
+UNARY = load("grpc._unary")
 
 
 class GuardedAioChannel(Guarded, grpc.aio.Channel):  # type: ignore[misc]
@@ -84,24 +89,24 @@ class GuardedAioChannel(Guarded, grpc.aio.Channel):  # type: ignore[misc]
     def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """`unary_unary` is the guarded multicallable of a unary method."""
         real = self.channel.unary_unary(method, *args, **kwargs)
-        return GuardedMultiCallable(self.guard, method, real, True)
+        return guarded(self.guard, method, real, True)
 
     def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """`unary_stream` is the guarded multicallable of a response stream;
         its outcome is recorded when the stream ends."""
         real = self.channel.unary_stream(method, *args, **kwargs)
-        return GuardedMultiCallable(self.guard, method, real, False)
+        return guarded(self.guard, method, real, False)
 
     def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """`stream_unary` is the guarded multicallable of a request stream."""
         real = self.channel.stream_unary(method, *args, **kwargs)
-        return GuardedMultiCallable(self.guard, method, real, True)
+        return guarded(self.guard, method, real, True)
 
     def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """`stream_stream` is the guarded multicallable of a bidirectional
         stream."""
         real = self.channel.stream_stream(method, *args, **kwargs)
-        return GuardedMultiCallable(self.guard, method, real, False)
+        return guarded(self.guard, method, real, False)
 
     async def __aenter__(self) -> GuardedAioChannel:
         await self.channel.__aenter__()
@@ -129,6 +134,18 @@ class GuardedAioChannel(Guarded, grpc.aio.Channel):  # type: ignore[misc]
         await self.channel.channel_ready()
 
 
+def guarded(guard: Guard, method: str, real: Any, single: bool) -> Any:
+    """`guarded` is the multicallable of ``method`` (``real`` is the
+    channel's; ``single``: its calls have one response): ``real`` itself
+    when nothing guards it (no breaker, no limiter, no registry), the
+    common unary one of `UNARY` where that applies, else a
+    `GuardedMultiCallable`."""
+    if guard.breaker_is_fixed and guard.breaker is None and guard.limiter is None:
+        return real
+    general = GuardedMultiCallable(guard, method, real, single)
+    return UNARY.unary_multicallable(general, real, guard) if single else general
+
+
 # `GuardedMultiCallable._fixed` when the breaker is asked at each call.
 _ASK: Any = object()
 
@@ -153,8 +170,6 @@ class GuardedMultiCallable:
     def __call__(self, *request: Any, **options: Any) -> Any:
         # ``request``: the request, or the request iterator (none at all
         # for a request stream written with ``write``), as grpc.aio takes it.
-        # Every step of the common case (one breaker, one response, no
-        # slow-call tracking) is inline: a frame costs as much as a step.
         guard = self._guard
         breaker = self._fixed
         if breaker is _ASK:
@@ -170,13 +185,6 @@ class GuardedMultiCallable:
             return RefusedCall(guard.rejected(permit))
         if not hasattr(permit, "on_success"):  # an asyncio breaker's, awaited
             return PendingCall(self._start(breaker, permit, request, options))
-        if self._single and not breaker.timed:
-            try:
-                call = self._real(*request, **options)
-            except BaseException:
-                permit.release()
-                raise
-            return GuardedUnaryCall(call, guard, breaker, permit, UNTIMED)
         return self._launch(breaker, permit, request, options)
 
     def _launch(
@@ -194,7 +202,7 @@ class GuardedMultiCallable:
             permit.release()
             raise
         if self._single:
-            return GuardedUnaryCall(call, guard, breaker, permit, start_ns)
+            return UNARY.GuardedUnaryCall(call, guard, breaker, permit, start_ns)
         call.add_done_callback(
             functools.partial(_finished, guard, breaker, permit, start_ns)
         )
