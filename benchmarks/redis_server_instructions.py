@@ -14,7 +14,8 @@ decision pays with no logic at all: TIME, GET, SET PXAT and a reply of
 five integers, on each path; and what a decision keeping one integer of
 state pays (read, convert, format, write, one integer back), as decimal
 text and in the binary "string" layout the scripts keep
-(redis_server_time.BINARY_STATE_SCRIPT).
+(redis_server_time.BINARY_STATE_SCRIPT); and the commands of a lean
+sliding log decision alone (TIME, HGET, HSET).
 
     python benchmarks/redis_server_instructions.py [--decisions 2000]
         [--only SUBSTRING]
@@ -80,6 +81,16 @@ STATE_SCRIPT = (
     "string.format('%d', (tat - tat % 1000) / 1000 + 1)) "
     "return tat - now"
 )
+# The commands of a lean sliding log decision and nothing else: TIME, HGET
+# of the 65-byte header, HSET of the header and a 10-byte entry in a ring
+# slot (lua/log_header.lua), one integer back.
+LOG_SCRIPT = (
+    "local t = redis.call('TIME') "
+    "local raw = redis.call('HGET', KEYS[1], '1/2') "
+    "redis.call('HSET', KEYS[1], '1/2', string.rep('h', 65), "
+    "'1/2' .. struct.pack('<I4', t[2] % 100000), 'eeeeeeeeee') "
+    "return 1"
+)
 _LIBRARY = (
     "#!lua name=ratefuse_bench_instructions\n"
     "redis.register_function('ratefuse_bench_minimal', function(keys, args) "
@@ -93,6 +104,9 @@ _LIBRARY = (
     + " end)\n"
     "redis.register_function('ratefuse_bench_binary', function(keys, args) "
     + BINARY_STATE_SCRIPT.replace("KEYS[1]", "keys[1]")
+    + " end)\n"
+    "redis.register_function('ratefuse_bench_log', function(keys, args) "
+    + LOG_SCRIPT.replace("KEYS[1]", "keys[1]")
     + " end)"
 )
 ALGORITHMS = ("gcra", "fixed_window", "sliding_window", "sliding_log")
@@ -223,6 +237,8 @@ def cases() -> list[tuple[str, Callable[[Any], Any]]]:
             "floor: one-integer state, binary (FCALL)",
             partial(_fcall, "ratefuse_bench_binary"),
         ),
+        ("floor: sliding log commands (EVALSHA)", partial(_evalsha, LOG_SCRIPT, "log")),
+        ("floor: sliding log commands (FCALL)", partial(_fcall, "ratefuse_bench_log")),
     ]
     for label, path in PATHS.items():
         for algorithm in ALGORITHMS:

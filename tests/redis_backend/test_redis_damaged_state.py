@@ -10,6 +10,8 @@ decision, a batch's inline path, and the general path (a compound limit)."""
 
 from __future__ import annotations
 
+import struct
+
 import msgpack
 import pytest
 from string_values import entry
@@ -23,35 +25,63 @@ from ratefuse.redis._codec import decode_batch, decode_single
 
 NOW_US = 4_000_000_000_000_000  # keys expire by the injected clock: 2096
 HUGE = "99999999999999999999999"  # past 2**63: an overflow once negated
-WIDTH = {"gcra": 1, "fixed_window": 2, "sliding_window": 3, "sliding_log": 3}
-SUFFIXES = {"sliding_log": (":h", ":n", ":t")}
+WIDTH = {"gcra": 1, "fixed_window": 2, "sliding_window": 3}
+# The sliding log's header (lua/log_header.lua), little-endian: head,
+# count, total, the oldest entry's stamp and units, the newest stamp, the
+# expiry last set. Entries are 10 bytes, stamp and units, in fields named
+# by the id and the slot (4 bytes).
+LOG_WORDS = (3, 3, 3, 7, 3, 7, 8)
+
+
+def _log_header(*words: int) -> bytes:
+    return b"".join(
+        word.to_bytes(size, "little")
+        for word, size in zip(words, LOG_WORDS, strict=True)
+    )
+
+
+def _log_entry(stamp: int, units: int) -> bytes:
+    return stamp.to_bytes(7, "little") + units.to_bytes(3, "little")
+
+
+def _entry_field(field: str, slot: int) -> bytes:
+    return field.encode() + struct.pack("<I", slot)
+
+
+def _damaged_headers(capacity: int, period_us: int) -> list[bytes]:
+    # Headers a script never writes, for one sliding log limit.
+    live = NOW_US - period_us // 2
+    return [
+        b"garbage",
+        b"",
+        _log_header(0, 0, 0, 0, 0, 0, 0) + b"x",
+        _log_header(0, 0, 0, 0, 0, 0, 0) + b"x" * 31,  # a wide one (limits > 64)
+        _log_header(capacity, 1, 1, live, 1, live, 0),  # head off the ring
+        _log_header(0, capacity + 1, capacity, live, 1, live, 0),
+        _log_header(0, 0, capacity + 1, 0, 0, 0, 0),
+        _log_header(0, 0, 3, 0, 0, 0, 0),  # a total without entries
+        _log_header(0, 2, 1, live, 1, live, 0),  # entries of no units
+        _log_header(0, 1, 2, live, 1, live, 0),  # one entry, two totals
+        _log_header(0, 1, 1, live, 0, live, 0),
+        _log_header(0, 2, 2, live + 5, 1, live, 0),  # oldest after newest
+        _log_header(0, 1, 1, 2**53, 1, 2**53, 0),
+        _log_header(0, 1, 1, 2**56 - 1, 1, 2**56 - 1, 0),
+        _log_header(0, 0, 0, 0, 0, 0, 2**63),
+        _log_header(0, 0, 0, 0, 0, 0, 2**64 - 1),
+    ]
 
 
 def _damaged_words(algorithm: str, capacity: int, period_us: int) -> list[list[str]]:
-    # Word lists a script never writes, for one limit of ``algorithm``:
-    # decimal text (the "hash" layout), or doubles (the "string" layout).
+    # Word lists a script never writes, for one limit of ``algorithm``, as
+    # doubles (the "string" layout; the sliding log's: _damaged_headers).
     width = WIDTH[algorithm]
     window = NOW_US // period_us
-    if algorithm in SUFFIXES:
-        cases = [
-            [HUGE] * width,
-            ["-5"] * width,
-            ["1.5"] * width,
-            [str(2**53)] * width,
-            ["nan"] * width,
-            ["0x10"] * width,
-            ["garbage"] * width,
-        ]
-    else:
-        cases = [
-            [word] * width
-            for word in ("1e23", "-5", "1.5", str(2**53), "nan", "inf", "-inf")
-        ]
+    cases = [
+        [word] * width
+        for word in ("1e23", "-5", "1.5", str(2**53), "nan", "inf", "-inf")
+    ]
     if algorithm == "gcra":
         cases.append([str(NOW_US + 10 * period_us)])  # far ahead of now
-    elif algorithm == "sliding_log":
-        cases.append(["0", "0", str(capacity + 1)])
-        cases.append([str(capacity), "0", "0"])
     else:
         cases.append([str(window + 5)] + ["0"] * (width - 1))
         cases.append([str(window), str(capacity + 1)] + ["0"] * (width - 2))
@@ -72,16 +102,9 @@ def _damaged_values(field: str, width: int) -> list[bytes]:
     ]
 
 
-def _write(client, key: bytes, algorithm: str, field: str, words: list[str]) -> None:
+def _write(client, key: bytes, field: str, words: list[str]) -> None:
     client.delete(key)
-    if algorithm in SUFFIXES:
-        mapping = {
-            field + suffix: word
-            for suffix, word in zip(SUFFIXES[algorithm], words, strict=True)
-        }
-        client.hset(key, mapping=mapping)
-    else:
-        client.set(key, entry(field, [float(word) for word in words]))
+    client.set(key, entry(field, [float(word) for word in words]))
 
 
 @pytest.mark.parametrize(
@@ -95,23 +118,28 @@ def test_damaged_state_is_drained_never_new(
     store = node_backend.bind(build_specs(to_rates(limits), algorithm), fresh_name())
     wire = store.binding.wire_limits[0]
     period_us = wire.period_us
-    damages: list[list[str] | bytes] = [
-        *_damaged_words(algorithm, wire.capacity, period_us)
-    ]
-    if algorithm not in SUFFIXES:
+    damages: list[list[str] | bytes] = []
+    if algorithm == "sliding_log":
+        headers = _damaged_headers(wire.capacity, period_us)
+    else:
+        headers = []
+        damages += _damaged_words(algorithm, wire.capacity, period_us)
         damages += _damaged_values(wire.field, WIDTH[algorithm])
-    for index, words in enumerate(damages):
+    for index, words in enumerate([*damages, *headers]):
         subject = f"k{index}"
         key = store.binding.schema.key(subject)
         # The longest a drained limit makes one wait: the first limit's
         # when its words are damaged (the others' entries are absent: new),
         # every limit's when the whole value is garbage.
         span_us = 2 * period_us
-        if isinstance(words, bytes):
+        if index >= len(damages):  # a sliding log's header
+            client.delete(key)
+            client.hset(key, wire.field, words)
+        elif isinstance(words, bytes):
             client.set(key, words)
             span_us = 2 * max(limit.period_us for limit in store.binding.wire_limits)
         else:
-            _write(client, key, algorithm, wire.field, words)
+            _write(client, key, wire.field, words)
         if path == "batch":
             (decision,) = store.decide_many([subject], now_us=NOW_US)
             decision, second = store.decide_many([subject, subject], now_us=NOW_US)
@@ -129,25 +157,40 @@ def test_damaged_state_is_drained_never_new(
 
 
 @pytest.mark.parametrize(
-    ("damage", "error"),
+    ("entry", "total", "error"),
     [
-        ({":0": "garbage"}, r"entry .*:0 is .*garbage.*, not <stamp>:<units>"),
-        ({":0": f"{NOW_US}:0"}, r"entry .*:0 is .*, not <stamp>:<units>"),
-        ({":0": f"{NOW_US}:6"}, r"entry .*:0 is .*, not <stamp>:<units>"),
-        ({":n": "2"}, r"live entry .*:1 is missing"),
-        # A total its entries never free: retry_stamp once looped forever.
-        ({":0": "1:1", ":t": "5"}, r"its total does not match its live entries"),
-        ({":t": "5"}, r"its total exceeds its live entries"),
+        (b"garbage", 2, r"entry .*:1 is .*garbage.*, not <stamp><units>"),
+        (_log_entry(NOW_US, 0), 2, r"entry .*:1 is .*, not <stamp><units>"),
+        (_log_entry(NOW_US, 6), 2, r"entry .*:1 is .*, not <stamp><units>"),
+        (_log_entry(2**53, 1), 2, r"entry .*:1 is .*, not <stamp><units>"),
+        (None, 2, r"live entry .*:1 is missing"),
+        # The newest stamp is live but no entry is.
+        (
+            _log_entry(NOW_US - 1_000_000, 1),
+            2,
+            r"its total does not match its live entries",
+        ),
+        # A total its entries never free: a scan for the retry once looped
+        # forever.
+        (_log_entry(NOW_US, 1), 5, r"its total exceeds its live entries"),
     ],
 )
 def test_a_log_whose_entries_disagree_is_refused_by_name(
-    node_backend, client, fresh_name, damage, error
+    node_backend, client, fresh_name, entry, total, error
 ) -> None:
+    # Two entries, the oldest expired at NOW_US: the decision reads the
+    # second, and a denial scans it for its retry.
     store = node_backend.bind(build_specs(to_rates("5/s"), "sliding_log"), fresh_name())
     wire = store.binding.wire_limits[0]
     key = store.binding.schema.key("k")
     assert store.decide("k", 1, NOW_US).allowed
-    client.hset(key, mapping={wire.field + at: value for at, value in damage.items()})
+    header = _log_header(0, 2, total, NOW_US - 1_000_000, 1, NOW_US, 0)
+    client.hset(key, wire.field, header)
+    client.hset(key, _entry_field(wire.field, 0), _log_entry(NOW_US - 1_000_000, 1))
+    if entry is None:
+        client.hdel(key, _entry_field(wire.field, 1))
+    else:
+        client.hset(key, _entry_field(wire.field, 1), entry)
     with pytest.raises(BackendError, match="sliding_log key .*: " + error):
         store.decide("k", 5, NOW_US)
     store.reset("k")

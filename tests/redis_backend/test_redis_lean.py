@@ -27,6 +27,7 @@ from test_redis_differential import (
 )
 
 from ratefuse.core.spec import LimitSpec
+from ratefuse.rates import SLIDING_LOG_MAX_LIMIT
 from ratefuse.redis import RedisBackend
 from ratefuse.redis._codec import Packer
 from ratefuse.redis._lean import LeanLimit
@@ -46,6 +47,8 @@ def large_specs(draw: st.DrawFn, algorithm: str) -> LimitSpec:
         return LimitSpec("gcra", capacity, capacity * interval, interval)
     # A fixed window's limit is bounded by nothing but the costs (2**53).
     top = 2**40 if algorithm == "fixed_window" else min(2**50 // period, 10**9)
+    if algorithm == "sliding_log":
+        top = SLIDING_LOG_MAX_LIMIT  # its ring's cap
     return LimitSpec(algorithm, draw(st.integers(1, top)), period, 0)
 
 

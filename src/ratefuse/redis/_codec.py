@@ -4,8 +4,9 @@ Commands are packed straight into RESP bytes (EVALSHA with pre-packed limit
 arguments, or FCALL of the Functions library with its limits as one
 string), which costs a fraction of redis-py's generic packer per call.
 One key goes out with plain arguments and comes back as five integers,
-or, from a lean decider (one limit of gcra or a window, two gcra limits
-on FCALL: lua/lean.lua), as one integer (or 24 bytes, or two) that
+or, from a lean decider (one limit of gcra, a window or the sliding log,
+two gcra limits on FCALL: lua/lean.lua, lua/lean_<algorithm>.lua), as one
+integer (or 24 bytes, or two) that
 :mod:`._lean` turns into the same five: a reply table costs the server
 more than the decision's arithmetic. A group of keys sends its costs as
 one msgpack array and gets one msgpack array back, which beats thousands

@@ -30,6 +30,8 @@ def entry_format(field: bytes, algorithm: str) -> bytes:
     spec.read: its field id and a space ('c<n>'), then one little-endian
     double per state word of ``algorithm``. The lean EVALSHA script takes
     it as an argument, which spares each call a number formatted."""
+    if algorithm not in WIDTHS:
+        return b""  # the sliding log's lean decider reads its own layout
     return b"c%d%s" % (len(field) + 1, b"<" + b"d" * WIDTHS[algorithm])
 
 
@@ -41,7 +43,10 @@ class LeanLimit:
     (e * (capacity + 1) + prev) * (capacity + 1) + cur, or where that could
     reach 2**53 (not `whole`) the three, e or -e - 1, prev and cur, as 24
     bytes of little-endian doubles, but for an admission that leaves units
-    in the window: e * (capacity + 1) + remaining.
+    in the window: e * (capacity + 1) + remaining;
+    a sliding log's reset * (capacity + 1) + total when admitted, else
+    retry, total and reset as 24 bytes of doubles (retry 0: admitted),
+    total the units logged after the decision (lua/lean_sliding_log.lua).
     Every single decision comes here: `verdict` is the algorithm's own
     method, chosen once. Immutable."""
 
@@ -59,6 +64,7 @@ class LeanLimit:
             "gcra": self._gcra,
             "fixed_window": self._fixed_window,
             "sliding_window": self._sliding_window,
+            "sliding_log": self._sliding_log,
         }
         # `verdict(reply, cost)` is the five integers of the general
         # scripts' verdict for ``reply`` to ``cost``; ValueError (or
@@ -141,6 +147,17 @@ class LeanLimit:
         elif prev > 0:
             reset = ahead + period
         return (int(allowed), max(remaining, 0), retry, reset, 0)
+
+    def _sliding_log(self, reply: object, cost: int) -> Verdict:
+        capacity = self.capacity
+        if type(reply) is int and reply >= 0:
+            reset, total = divmod(reply, capacity + 1)
+            return (1, capacity - total, 0, reset, 0)
+        if type(reply) is bytes and len(reply) == 24:
+            # Doubles the script computed from integers below 2**53: exact.
+            retry, total, reset = (int(word) for word in _THREE_DOUBLES.unpack(reply))
+            return (int(retry == 0), capacity - total, retry, reset, 0)
+        raise ValueError(f"unexpected script reply {reply!r}")
 
 
 class LeanPair(NamedTuple):

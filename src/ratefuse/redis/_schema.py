@@ -36,9 +36,10 @@ from ratefuse.redis._keys import KeyMaker
 KEY_VERSION: Final = 2
 # The kinds of key (their algorithm) whose layout changed since
 # KEY_VERSION, and their version: gcra and the windows' "string" layout
-# became binary in 3 (lua/string_layout.lua).
+# became binary in 3 (lua/string_layout.lua), and so did the sliding log's
+# hash (lua/log_header.lua: a header field and ring entries per limit).
 KEY_VERSIONS: Final[Mapping[str, int]] = MappingProxyType(
-    {"gcra": 3, "fixed_window": 3, "sliding_window": 3}
+    {"gcra": 3, "fixed_window": 3, "sliding_window": 3, "sliding_log": 3}
 )
 DEFAULT_PREFIX: Final = "ratefuse"
 # 16 bytes of digest: 32 hex characters; collisions need ~2**64 subjects.

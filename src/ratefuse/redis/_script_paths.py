@@ -15,10 +15,10 @@ Functions come first wherever a node has them because they measure
 cheaper for every single decision, in the server's instructions per call
 (benchmarks/redis_server_instructions.py): the library parses a limiter's
 limits once, where a script converts its limit arguments on every call.
-On EVALSHA a single decision of one limit (gcra, the windows) goes to its
-algorithm's lean script (:func:`._scripts.lean_script`), about half the
-instructions of the exact script, which rebuilds its whole prelude on
-every call.
+On EVALSHA a single decision of one limit (gcra, the windows, the sliding
+log) goes to its algorithm's lean script (:func:`._scripts.lean_script`),
+about half the instructions of the exact script, which rebuilds its whole
+prelude on every call.
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ LEASE_ALGORITHMS: Final = REGISTRY.named(lambda algorithm: algorithm.leasable)
 # The prelude of every limiter script, in order: the server's clock,
 # integer arithmetic, the calling convention's arguments, compound limits,
 # a subject's state words, the expiry of a key other limits share, the two
-# layouts of its key, one subject's decision, a batch's, and the entry point.
+# layouts of its key (the sliding log's header before the hash's), one
+# subject's decision, a batch's, and the entry point.
 PRELUDE: Final = (
     "clock.lua",
     "integers.lua",
@@ -44,6 +45,7 @@ PRELUDE: Final = (
     "state_words.lua",
     "shared_expiry.lua",
     "string_layout.lua",
+    "log_header.lua",
     "hash_layout.lua",
     "decide.lua",
     "batch.lua",
@@ -59,7 +61,7 @@ PRELUDE: Final = (
 # for the clients that call it while a newer one loads beside it. The
 # digest in the names makes a server holding other code under this name
 # (a development build) answer "Function not found", so it is replaced.
-LIBRARY_VERSION: Final = 3
+LIBRARY_VERSION: Final = 4
 LIBRARY_NAME: Final = f"ratefuse_v{LIBRARY_VERSION}"
 # The prelude of the library: every part but the batch's and script's
 # entry points, then the library's own (FCALL's entry point).
@@ -70,11 +72,16 @@ LIBRARY_PRELUDE: Final = (
     "lean_fixed_window.lua",
     "lean_sliding_window.lua",
     "lean_gcra_pair.lua",
+    "lean_sliding_log.lua",
     "library.lua",
 )
 # Algorithms with a lean single decision (lua/lean.lua): one limit, on
 # FCALL and on a lean EVALSHA script of its own (see :func:`lean_script`).
-LEAN_ALGORITHMS: Final = ("gcra", "fixed_window", "sliding_window")
+LEAN_ALGORITHMS: Final = ("gcra", "fixed_window", "sliding_window", "sliding_log")
+# What a lean EVALSHA script needs ahead of lean.lua, by algorithm: the
+# sliding log's layout (its general() holds the prelude's copy, out of
+# the lean decider's reach).
+_LEAN_PARTS: Final = {"sliding_log": ("log_header.lua",)}
 # An algorithm file's closing statement, and what it becomes in the library.
 _RUN: Final = b"return run("
 
@@ -186,7 +193,9 @@ def lean_script(algorithm: str) -> Script:
     with the algorithm's exact script as the function ``general()`` for
     what the lean decider does not read. A script call runs its whole
     chunk, so the prelude, inside ``general``, costs one closure unless it
-    is used, and the other algorithms' deciders are left out."""
+    is used, and the other algorithms' deciders are left out. The sliding
+    log's decider (``lua/lean_sliding_log.lua``) reads its layout with
+    ``lua/log_header.lua``'s parts, ahead of it."""
     if algorithm not in LEAN_ALGORITHMS:
         raise ValueError(f"no lean Redis script for algorithm {algorithm!r}")
     record = REGISTRY.by_name(algorithm)
@@ -197,7 +206,12 @@ def lean_script(algorithm: str) -> Script:
             _prelude(),
             read_lua(record.script),
             b"end",
-            read_lua("lean.lua", f"lean_{algorithm}.lua", "lean_script.lua"),
+            read_lua(
+                *_LEAN_PARTS.get(algorithm, ()),
+                "lean.lua",
+                f"lean_{algorithm}.lua",
+                "lean_script.lua",
+            ),
             b"return lean_run(%s_lean, '%s')"
             % (algorithm.encode(), algorithm.encode()),
         )

@@ -7,7 +7,7 @@ local function decide_key(algorithm, key, specs, now, cost, raw)
   local width = algorithm.width
   local states, layout, before, existed
   if algorithm.hash then
-    states, layout, before, existed = load_hash(key, specs, width, algorithm.suffixes)
+    states, layout, before, existed = load_hash(key, specs)
   else
     states, layout, before = load_string(raw, specs, width)
   end
@@ -36,7 +36,7 @@ local function decide_key(algorithm, key, specs, now, cost, raw)
   if commit or repaired then
     local at = expiry(now, reset)
     if algorithm.hash then
-      save_hash(key, specs, width, states, layout, before, existed, at, reset)
+      save_hash(key, specs, states, layout, before, existed, reset)
     else
       raw = save_string(key, specs, width, states, layout, before, raw, at, reset)
     end

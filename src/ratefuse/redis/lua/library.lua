@@ -26,6 +26,7 @@ local LEAN = {
   gcra = gcra_lean,
   fixed_window = fixed_window_lean,
   sliding_window = sliding_window_lean,
+  sliding_log = sliding_log_lean,
 }
 
 -- Parsed limits by their wire string: a limiter sends the same string on

@@ -1,17 +1,20 @@
--- Sliding log, as ratefuse/core/algorithms/_sliding_log_py.py: per limit
--- a ring of `limit` entries (<id>:<slot> = "stamp:cost") with its head
--- (<id>:h), entry count (<id>:n) and cost total (<id>:t), all in the
--- subject's hash.
+-- Sliding log, as ratefuse/core/algorithms/_sliding_log_py.py, on
+-- log_header.lua's layout: per limit a ring of `limit` entries in the
+-- subject's hash and a header field holding head, count, total, the
+-- oldest live entry, the newest stamp and the expiry last set (state
+-- words 1 to 7). lean_sliding_log.lua decides one limit alike, and leaves the
+-- same header, with fewer calls.
 -- The limit is capped (rates.SLIDING_LOG_MAX_LIMIT) because the ring is.
 
--- A log whose entries disagree with its words is refused with an error
--- naming the key: a live entry missing or not one the script writes
--- ("<stamp>:<units>", both words, units from 1 to the limit), or live
--- units that do not add up to the stored total. A repair of one entry
--- cannot restore the total, and a total its entries never free would
--- make retry_stamp loop forever (a busy script blocks the server). The
--- key expires with its last entry (at most a period), or `reset` deletes
--- it; until then the failure policy answers for that subject.
+-- A log whose entries disagree with its header is refused with an error
+-- naming the key and the entry (<id>:<slot>): a live entry it reads
+-- missing or not one the script writes (10 bytes, units from 1 to the
+-- limit), or live units that do not add up to the header's total. A repair of one
+-- entry cannot restore the total, and a total its entries never free
+-- would make a scan for the retry loop forever (a busy script blocks the
+-- server). The key expires with its last entry (at most a period and an
+-- eighth), or `reset` deletes it; until then the failure policy answers
+-- for that subject.
 local function damaged(key, what)
   return error('ratefuse: sliding_log key ' .. key .. ': ' .. what)
 end
@@ -23,32 +26,34 @@ local function entry(key, spec, cache, slot)
   if cached then
     return cached[1], cached[2]
   end
-  local field = spec.id .. ':' .. slot
-  local value = redis.call('HGET', key, field)
+  local value = redis.call('HGET', key, log_field(spec.id, slot))
   if not value then
-    return damaged(key, 'live entry ' .. field .. ' is missing')
+    return damaged(key, 'live entry ' .. spec.id .. ':' .. slot .. ' is missing')
   end
-  local first, second = string.match(value, '^(%d+):(%d+)$')
-  local stamp, units = first and word(first), second and word(second)
-  if not (stamp and units and units >= 1 and units <= spec.capacity) then
-    return damaged(key, 'entry ' .. field .. ' is '
-      .. string.format('%q', string.sub(value, 1, 40)) .. ', not <stamp>:<units>')
+  local stamp, units = log_entry(value, spec.capacity)
+  if not stamp then
+    return damaged(key, 'entry ' .. spec.id .. ':' .. slot .. ' is '
+      .. string.format('%q', string.sub(value, 1, 40)) .. ', not <stamp><units>')
   end
   cache[slot] = {stamp, units}
   return stamp, units
 end
 
 -- retry_stamp is the stamp of the entry whose expiry frees `excess` units,
--- among the `count` live entries from `head`.
-local function retry_stamp(key, spec, cache, head, count, excess)
-  local freed = 0
-  for _ = 1, count do
-    local stamp, units = entry(key, spec, cache, head)
-    freed = freed + units
+-- among the `count` live entries from `head` (the oldest's stamp and
+-- units known).
+local function retry_stamp(key, spec, cache, head, count, excess, oldest, units)
+  if excess <= units then
+    return oldest
+  end
+  local freed = units
+  for _ = 2, count do
+    head = (head + 1) % spec.capacity
+    local stamp, more = entry(key, spec, cache, head)
+    freed = freed + more
     if freed >= excess then
       return stamp
     end
-    head = (head + 1) % spec.capacity
   end
   return damaged(key, 'its total exceeds its live entries')
 end
@@ -56,26 +61,29 @@ end
 local function sliding_log_step(spec, state, now, cost, commit, key)
   local period, limit = spec.period, spec.capacity
   local head, count, total = state[1], state[2], state[3]
+  local oldest, units, newest = state[4], state[5], state[6]
   local cache = state.entries
   if not cache then
     cache = {}
     state.entries = cache
   end
-  while count > 0 do
-    local stamp, units = entry(key, spec, cache, head)
-    if stamp + period > now then
-      break
+  local changed = false
+  if count > 0 and oldest + period <= now then
+    changed = true
+    if newest + period <= now then
+      head, count, total = (head + count) % limit, 0, 0
+    else
+      repeat
+        total, head, count = total - units, (head + 1) % limit, count - 1
+        if count == 0 then
+          return damaged(key, 'its total does not match its live entries')
+        end
+        oldest, units = entry(key, spec, cache, head)
+      until oldest + period > now
+      if units > total or total < count then
+        return damaged(key, 'its total does not match its live entries')
+      end
     end
-    total = total - units
-    head = (head + 1) % limit
-    count = count - 1
-  end
-  if total < 0 or (count == 0 and total ~= 0) then
-    return damaged(key, 'its total does not match its live entries')
-  end
-  local newest = now
-  if count > 0 then
-    newest = entry(key, spec, cache, (head + count - 1) % limit)
   end
   local allowed, retry
   if cost > limit then
@@ -83,22 +91,29 @@ local function sliding_log_step(spec, state, now, cost, commit, key)
   elseif total + cost <= limit then
     allowed, retry = true, 0
     if cost > 0 and commit then
-      if newest < now then
-        newest = now
+      local stamp = now
+      if count > 0 and newest > now then
+        stamp = newest
       end
       local slot = (head + count) % limit
-      redis.call('HSET', key, spec.id .. ':' .. slot,
-        string.format('%d:%d', newest, cost))
-      cache[slot] = {newest, cost}
-      count = count + 1
-      total = total + cost
+      redis.call('HSET', key, log_field(spec.id, slot), struct.pack(LOG_ENTRY, stamp, cost))
+      cache[slot] = {stamp, cost}
+      if count == 0 then
+        oldest, units = stamp, cost
+      end
+      count, total, newest, changed = count + 1, total + cost, stamp, true
     end
   else
     allowed = false
-    retry = retry_stamp(key, spec, cache, head, count, total + cost - limit) + period - now
+    retry = retry_stamp(key, spec, cache, head, count, total + cost - limit, oldest, units)
+      + period - now
   end
-  if commit then
+  if commit and changed then
     state[1], state[2], state[3] = head, count, total
+    state[4], state[5], state[6] = oldest, units, newest
+    if count > 0 and log_needs(newest, period, state[7]) then
+      state[7], state.expire = log_expiry(newest, period), true
+    end
   end
   local reset = 0
   if count > 0 then
@@ -107,21 +122,23 @@ local function sliding_log_step(spec, state, now, cost, commit, key)
   return allowed, limit - total, retry, reset
 end
 
--- A stored ring position is inside the ring, and the log holds at most
--- the limit. Drained: one entry of the whole limit, now.
+-- A stored header is one the scripts write (log_valid).
 local function sliding_log_valid(spec, state)
-  local limit = spec.capacity
-  return state[1] < limit and state[2] <= limit and state[3] <= limit
+  return log_valid(spec.capacity, state[1], state[2], state[3], state[4], state[5],
+    state[6], state[7])
 end
 
+-- Drained: one entry of the whole limit, now.
 local function sliding_log_drain(spec, state, now, key)
-  state[1], state[2], state[3] = 0, 1, spec.capacity
-  redis.call('HSET', key, spec.id .. ':0', string.format('%d:%d', now, spec.capacity))
-  state.entries = {[0] = {now, spec.capacity}}
+  local limit = spec.capacity
+  state[1], state[2], state[3], state[4], state[5], state[6] = 0, 1, limit, now, limit, now
+  state[7], state.expire = log_expiry(now, spec.period), true
+  redis.call('HSET', key, log_field(spec.id, 0), struct.pack(LOG_ENTRY, now, limit))
+  state.entries = {[0] = {now, limit}}
 end
 
 return run({
-  suffixes = {':h', ':n', ':t'},
+  suffixes = {''},
   step = sliding_log_step,
   hash = true,
   valid = sliding_log_valid,
