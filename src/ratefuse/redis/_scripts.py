@@ -81,7 +81,7 @@ LEAN_ALGORITHMS: Final = ("gcra", "fixed_window", "sliding_window", "sliding_log
 # What a lean EVALSHA script needs ahead of lean.lua, by algorithm: the
 # sliding log's layout (its general() holds the prelude's copy, out of
 # the lean decider's reach).
-_LEAN_PARTS: Final = {"sliding_log": ("log_header.lua",)}
+_LEAN_PARTS: Final = {"sliding_log": ("shared_expiry.lua", "log_header.lua")}
 # An algorithm file's closing statement, and what it becomes in the library.
 _RUN: Final = b"return run("
 

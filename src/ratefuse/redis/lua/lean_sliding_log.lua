@@ -102,11 +102,11 @@ local function sliding_log_lean(prefix, _, _, limit, period)
     end
     if changed then
       -- The header keeps the expiry this limit needs (as the general step),
-      -- the key gets it or a later one it has (log_kept).
+      -- the key gets it or a later one it has (kept_expiry).
       local expire = false
       if count > 0 and log_needs(newest, period, expires) then
         expires = log_expiry(newest, period)
-        expire = log_kept(key, expires)
+        expire = kept_expiry(key, expires)
       end
       local header = lean_pack(format, head, count, total, oldest, units, newest, expires,
         0, 0, 0, 0)

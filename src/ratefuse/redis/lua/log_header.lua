@@ -84,23 +84,3 @@ local function log_needs(newest, period, expires)
   local need = newest + period
   return expires < (need - need % 1000) / 1000 + 1
 end
-
--- log_kept is `at`, or the key's expiry when later: the hash may hold
--- other limiters' limits (see shared_expiry.lua's kept_expiry, which
--- this is without the prelude, for the lean scripts).
-local function log_kept(key, at)
-  local current = redis.pcall('PEXPIRETIME', key)
-  if type(current) ~= 'number' then
-    local ttl = redis.call('PTTL', key)
-    if ttl < 0 then
-      return at
-    end
-    local time = redis.call('TIME')
-    local ms = tonumber(time[2])
-    current = tonumber(time[1]) * 1000 + (ms - ms % 1000) / 1000 + ttl
-  end
-  if current > at then
-    return current
-  end
-  return at
-end

@@ -17,8 +17,11 @@ local function kept_expiry(key, at)
     if ttl < 0 then
       return at
     end
+    -- Without idiv: the lean sliding log's script carries this file but
+    -- not the prelude.
     local time = redis.call('TIME')
-    current = tonumber(time[1]) * 1000 + idiv(tonumber(time[2]), 1000) + ttl
+    local us = tonumber(time[2])
+    current = tonumber(time[1]) * 1000 + (us - us % 1000) / 1000 + ttl
   end
   if current > at then
     return current
