@@ -102,7 +102,7 @@ local function decide_batch(algorithm, specs, now, costs, raws, values, out)
           value = pack(write, prefix, state[1], state[2], state[3])
         end
         if reset ~= last_reset then
-          last_reset, last_at = reset, decimal(4, expiry(now, reset))
+          last_reset, last_at = reset, decimal(expiry(now, reset))
         end
         if raw then
           call('SET', key, value, 'PXAT', last_at)

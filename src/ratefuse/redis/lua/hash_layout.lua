@@ -68,7 +68,7 @@ local function save_hash(key, specs, states, fields, before, existed, reset)
     end
     redis.call('HSET', key, unpack(changed))
     if at then
-      redis.call('PEXPIREAT', key, decimal(4, at))
+      redis.call('PEXPIREAT', key, decimal(at))
     end
   end
 end

@@ -24,20 +24,19 @@ local function expiry(now, reset)
   return idiv(now + reset, 1000) + 1
 end
 
--- decimal is an integer in decimal, remembered per slot (1 to 3: the
--- state words, 4: expiries): the keys of a batch mostly share an expiry
--- and often their state words, and a Lua number passed to redis.call as
--- such is formatted with "%.14g", glibc's floating-point printf, a
--- measurable share of a batch's time. Only a batch remembers: every
--- call of a script runs this prelude anew, so what it allocates here a
--- single decision pays for.
+-- decimal is an integer in decimal (an expiry, for PXAT), remembered by
+-- a batch: the keys of a batch mostly share an expiry, and a Lua number
+-- passed to redis.call as such is formatted with "%.14g", glibc's
+-- floating-point printf, a measurable share of a batch's time. Only a
+-- batch remembers: every call of a script runs this prelude anew, so what
+-- it allocates here a single decision pays for.
 local remembered = false -- made by run for a batch
-local function decimal(slot, number)
+local function decimal(number)
   if not remembered then
     return string.format('%d', number)
   end
-  if remembered[slot] ~= number then
-    remembered[slot], remembered[slot + 4] = number, string.format('%d', number)
+  if remembered[1] ~= number then
+    remembered[1], remembered[2] = number, string.format('%d', number)
   end
-  return remembered[slot + 4]
+  return remembered[2]
 end

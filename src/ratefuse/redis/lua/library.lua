@@ -189,7 +189,7 @@ local function decide_two(algorithm, key, specs, now, cost)
       value = pack(PAIR[3], first_prefix, one[1], one[2], one[3], second_prefix, two[1],
         two[2], two[3])
     end
-    call('SET', key, value, 'PXAT', decimal(4, expiry(now, reset)))
+    call('SET', key, value, 'PXAT', decimal(expiry(now, reset)))
   end
   reply[1], reply[2], reply[3], reply[4], reply[5] =
     allowed and 1 or 0, remaining, retry, reset, binding

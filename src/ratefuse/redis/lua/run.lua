@@ -23,7 +23,7 @@ local function run(algorithm)
     return {allowed, remaining, retry, reset, binding}
   end
   local costs = cmsgpack.unpack(ARGV[3])
-  remembered = {false, false, false, false, '', '', '', ''}
+  remembered = {false, ''}
   -- raws[k] is KEYS[k]'s value in the "string" layout (false: none), read
   -- MGET by MGET (a bounded number of keys each, for Lua's stack).
   local raws = {}

@@ -191,7 +191,7 @@ local function save_string(key, specs, width, states, entries, before, raw, at, 
     if entries and entries.foreign then
       at = kept_expiry(key, at)
     end
-    redis.call('SET', key, value, 'PXAT', decimal(4, at))
+    redis.call('SET', key, value, 'PXAT', decimal(at))
     return value
   end
   return raw
