@@ -47,6 +47,8 @@ local function decide_batch(algorithm, specs, now, costs, raws, values, out)
   -- alone within a call (one now), and the keys of a batch mostly share it.
   local last_reset, last_at = false, false
   local last_word, last_value = false, false
+  -- The cost of the last new key decided, and its step's result.
+  local fresh_cost, fresh = false, {}
   local n = 0
   -- The previous verdict, and how many keys since repeated it.
   local p1, p2, p3, p4, p5 = false, false, false, false, false
@@ -87,7 +89,20 @@ local function decide_batch(algorithm, specs, now, costs, raws, values, out)
       -- As save_string: write only a changed state, and a new subject's
       -- only when it carries information (reset > 0).
       local first, second, third = state[1], state[2], state[3]
-      allowed, remaining, retry, reset = step(spec, state, now, cost, true, key)
+      if not raw and cost == fresh_cost then
+        -- A new key of the last new key's cost: the step is a function of
+        -- the state, now and the cost alone, all the same (one now a
+        -- call), so its verdict and new state are the last new key's.
+        allowed, remaining, retry, reset = fresh[1], fresh[2], fresh[3], fresh[4]
+        state[1], state[2], state[3] = fresh[5], fresh[6], fresh[7]
+      else
+        allowed, remaining, retry, reset = step(spec, state, now, cost, true, key)
+        if not raw then
+          fresh_cost = cost
+          fresh[1], fresh[2], fresh[3], fresh[4] = allowed, remaining, retry, reset
+          fresh[5], fresh[6], fresh[7] = state[1], state[2], state[3]
+        end
+      end
       binding, value = 0, raw
       if (state[1] ~= first or state[2] ~= second or state[3] ~= third)
         and (raw or reset > 0) then
