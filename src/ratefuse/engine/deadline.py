@@ -133,10 +133,12 @@ def bounded(wait: float | None) -> tuple[float | None, bool]:
     return wait, False
 
 
-def refuse_if_spent(what: str) -> None:
+def refuse_if_spent(what: str) -> Budget | None:
     """`refuse_if_spent` raises DeadlineExceeded naming ``what`` when the
     running call's deadline has no time left (a wait of any length cannot
-    fit it); nothing without a deadline."""
+    fit it); else it returns that deadline (None: none), for a caller that
+    bounds its I/O by it next."""
     budget = BUDGET.get()
     if budget is not None and budget.at_ns <= budget.clock():
         raise DeadlineExceeded(what, None, 0.0)
+    return budget

@@ -24,7 +24,7 @@ from ratefuse.redis._connection import (
     uses_tls,
     wrong_client,
 )
-from ratefuse.redis._exchange import Plan, Receive
+from ratefuse.redis._exchange import Plan, Receive, single_command
 from ratefuse.redis._pipeline import Pipeline
 from ratefuse.redis._resp import INCOMPLETE, CallReplies, ProtocolError
 from ratefuse.redis._script_paths import ScriptPaths
@@ -165,10 +165,7 @@ class AsyncTransport:
     ) -> tuple[bool, object]:
         """`decide_one`: see SyncTransport.decide_one (the running call's
         deadline is read as the reply is)."""
-        fcall = packer.functions and self.paths.functions(None)
-        packed = (
-            packer.fcall(key, cost, None) if fcall else packer.single(key, cost, None)
-        )
+        fcall, packed = single_command(packer, self.paths, key, cost)
         try:
             connection, reader, writer = await self._take(None)
         except Exception as exc:

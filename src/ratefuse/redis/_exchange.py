@@ -302,6 +302,18 @@ def single_call(
     return Call(packer, key_slot(key) if slotted else -1, [0], [key], [cost], now_us)
 
 
+def single_command(
+    packer: Packer, paths: ScriptPaths, key: bytes, cost: int
+) -> tuple[bool, bytes]:
+    """`single_command` is the command of a single decision on the single
+    node's clock, without a Call: whether it goes as FCALL (as
+    :meth:`Call.choose` decides for a new single call) and the command
+    packed."""
+    if packer.functions and paths.functions(None):
+        return True, packer.fcall(key, cost, None)
+    return False, packer.single(key, cost, None)
+
+
 def _split(packer: Packer, call: Call) -> list[Call]:
     # One call per key, for a multi-key call the server asked to retry.
     return [

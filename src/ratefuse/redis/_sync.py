@@ -17,9 +17,9 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 
-from ratefuse.core.errors import BackendError, CircuitOpenError, DeadlineExceeded
+from ratefuse.core.errors import BackendError, CircuitOpenError
 from ratefuse.core.spec import LimitSpec
-from ratefuse.engine.deadline import BUDGET, refuse_if_spent
+from ratefuse.engine.deadline import refuse_if_spent
 from ratefuse.engine.subject import Decision
 from ratefuse.redis._backend_core import BackendCore, Closing, Costs, Keys, StoreCore
 from ratefuse.redis._codec import Packer, RawReply, ScriptReply
@@ -187,9 +187,7 @@ class RedisBackendIO(BackendCore[redis.Redis | RedisCluster, SyncTransport], Clo
         if self._slots is not None or None not in self._eviction.asked:
             call = single_call(packer, key, cost, None, self.cluster)
             return self._run_one(packer, call)
-        budget = BUDGET.get()
-        if budget is not None and budget.at_ns <= budget.clock():
-            raise DeadlineExceeded("redis", None, 0.0)  # as refuse_if_spent
+        budget = refuse_if_spent("redis")
         permit = self._admit()
         try:
             fcall, reply = self._transport.decide_one(packer, key, cost, budget)

@@ -27,7 +27,7 @@ from ratefuse.redis._connection import (
     uses_tls,
     wrong_client,
 )
-from ratefuse.redis._exchange import Call, Plan, Receive
+from ratefuse.redis._exchange import Call, Plan, Receive, single_command
 from ratefuse.redis._pipeline import Pipeline
 from ratefuse.redis._resp import INCOMPLETE, CallReplies, ProtocolError
 from ratefuse.redis._script_paths import ScriptPaths
@@ -224,9 +224,8 @@ class SyncTransport:
         for ``key`` packed by ``packer``, without a Call: whether it went
         out as FCALL (see :meth:`Call.choose`), and the outcome.
         ``budget`` is the running call's deadline (None: none)."""
-        if packer.functions and self.paths.functions(None):
-            return True, self._one(packer.fcall(key, cost, None), budget)
-        return False, self._one(packer.single(key, cost, None), budget)
+        fcall, packed = single_command(packer, self.paths, key, cost)
+        return fcall, self._one(packed, budget)
 
     def _one(self, packed: bytes, budget: Budget | None) -> object:
         # Sends ``packed`` (one command) to the single node and reads its
