@@ -53,6 +53,7 @@ from ratefuse.bench.redis_server_time import (  # noqa: E402
     COMPOUND_RATE,
     MINIMAL_SCRIPT,
     RATE,
+    function_library,
 )
 from ratefuse.redis import RedisBackend, RedisLimiter  # noqa: E402
 from ratefuse.redis._script_paths import ScriptPath  # noqa: E402
@@ -91,23 +92,15 @@ LOG_SCRIPT = (
     "'1/2' .. struct.pack('<I4', t[2] % 100000), 'eeeeeeeeee') "
     "return 1"
 )
-_LIBRARY = (
-    "#!lua name=ratefuse_bench_instructions\n"
-    "redis.register_function('ratefuse_bench_minimal', function(keys, args) "
-    + MINIMAL_SCRIPT.replace("KEYS[1]", "keys[1]")
-    + " end)\n"
-    "redis.register_function('ratefuse_bench_floor', function(keys, args) "
-    + FLOOR_SCRIPT.replace("KEYS[1]", "keys[1]")
-    + " end)\n"
-    "redis.register_function('ratefuse_bench_state', function(keys, args) "
-    + STATE_SCRIPT.replace("KEYS[1]", "keys[1]")
-    + " end)\n"
-    "redis.register_function('ratefuse_bench_binary', function(keys, args) "
-    + BINARY_STATE_SCRIPT.replace("KEYS[1]", "keys[1]")
-    + " end)\n"
-    "redis.register_function('ratefuse_bench_log', function(keys, args) "
-    + LOG_SCRIPT.replace("KEYS[1]", "keys[1]")
-    + " end)"
+_LIBRARY = function_library(
+    "ratefuse_bench_instructions",
+    {
+        "ratefuse_bench_minimal": MINIMAL_SCRIPT,
+        "ratefuse_bench_floor": FLOOR_SCRIPT,
+        "ratefuse_bench_state": STATE_SCRIPT,
+        "ratefuse_bench_binary": BINARY_STATE_SCRIPT,
+        "ratefuse_bench_log": LOG_SCRIPT,
+    },
 )
 ALGORITHMS = ("gcra", "fixed_window", "sliding_window", "sliding_log")
 PATHS = {"FCALL": ScriptPath.FUNCTIONS, "EVALSHA": ScriptPath.EVALSHA}

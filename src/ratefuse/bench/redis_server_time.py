@@ -61,14 +61,27 @@ MINIMAL: Final = "minimal TIME+GET+SET PX"
 # The same script as a Redis 7 function (FCALL), where the server has
 # Functions: what FCALL itself costs beside EVALSHA.
 MINIMAL_FUNCTION: Final = "minimal TIME+GET+SET PX (FCALL)"
-_MINIMAL_LIBRARY: Final = (
-    "#!lua name=ratefuse_bench_minimal\n"
-    "redis.register_function('ratefuse_bench_minimal', function(keys, args) "
-    + MINIMAL_SCRIPT.replace("KEYS[1]", "keys[1]")
-    + " end)\n"
-    "redis.register_function('ratefuse_bench_binary', function(keys, args) "
-    + BINARY_STATE_SCRIPT.replace("KEYS[1]", "keys[1]")
-    + " end)"
+
+
+def function_library(library: str, functions: dict[str, str]) -> str:
+    """`function_library` is the Redis Functions library ``library`` that
+    registers each script of ``functions`` (name: script with one key,
+    KEYS[1]) as a function of that name."""
+    registered = (
+        f"redis.register_function('{name}', function(keys, args) "
+        + script.replace("KEYS[1]", "keys[1]")
+        + " end)"
+        for name, script in functions.items()
+    )
+    return f"#!lua name={library}\n" + "\n".join(registered)
+
+
+_MINIMAL_LIBRARY: Final = function_library(
+    "ratefuse_bench_minimal",
+    {
+        "ratefuse_bench_minimal": MINIMAL_SCRIPT,
+        "ratefuse_bench_binary": BINARY_STATE_SCRIPT,
+    },
 )
 ALGORITHMS: Final = ("gcra", "fixed_window", "sliding_window", "sliding_log")
 COMPOUND: Final = "ratefuse gcra x2 (compound)"
