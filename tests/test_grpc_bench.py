@@ -75,6 +75,7 @@ def test_open_breakers_reject_without_the_network() -> None:
     assert grpc_inprocess._open_sync(10) > 0
     assert asyncio.run(grpc_inprocess._open_aio(10)) > 0
     assert asyncio.run(grpc_inprocess._open_channel(10)) > 0
+    assert asyncio.run(grpc_inprocess._open_aio_floor(10)) > 0
 
 
 def test_every_sync_client_variant_answers() -> None:

@@ -12,7 +12,8 @@ the process's CPU time (client and server together); the report is the
 median per call over the rounds and each variant's ratio to the bare
 pair. An open breaker's rejection is timed on a sync channel
 (``grpc.intercept_channel``), a grpc.aio one under the interceptor and a
-GuardedAioChannel, none of which reaches the network.
+GuardedAioChannel, none of which reaches the network, beside the floor of
+the grpc.aio interceptor: one without ratefuse that raises at once.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class GrpcReport:
     (CPU time of a whole call, both sides), ``client_channel`` (the same
     for a GuardedAioChannel with a CLOSED breaker), ``open_sync``,
     ``open_aio`` and ``open_channel`` (wall time of a call an open
-    breaker rejects)."""
+    breaker rejects) and ``open_aio_floor`` (of a call a grpc.aio
+    interceptor refuses by raising at once, without ratefuse)."""
 
     plain: float
     server_limited: float
@@ -49,6 +51,7 @@ class GrpcReport:
     open_sync: float
     open_aio: float
     open_channel: float
+    open_aio_floor: float
 
     def lines(self) -> list[str]:
         """`lines` is the report as text."""
@@ -65,7 +68,8 @@ class GrpcReport:
             f"guarded aio channel   {self.client_channel:8.1f} us CPU "
             f"({self.client_channel / self.plain - 1:+.1%})",
             f"open breaker, sync    {self.open_sync:8.2f} us per rejected call",
-            f"open breaker, aio     {self.open_aio:8.2f} us per rejected call",
+            f"open breaker, aio     {self.open_aio:8.2f} us per rejected call "
+            f"(floor: any grpc.aio interceptor refusing, {self.open_aio_floor:.2f})",
             f"open breaker, channel {self.open_channel:8.2f} us per rejected call",
         ]
 
@@ -74,6 +78,39 @@ async def _timed(channel: Any, calls: int) -> float:
     began = time.process_time()
     await call_many(channel, calls)
     return (time.process_time() - began) / calls * 1e6
+
+
+async def _rejections(channel: Any, calls: int, refused: type[Exception]) -> float:
+    # Wall us per call of ``channel``'s method that ends in ``refused``.
+    say = channel.unary_unary(METHOD)
+    began = time.perf_counter()
+    for _ in range(calls):
+        with contextlib.suppress(refused):
+            await say(b"x")
+    return (time.perf_counter() - began) / calls * 1e6
+
+
+class _Refused(Exception):
+    """What `_Refuse` raises."""
+
+
+async def _open_aio_floor(calls: int) -> float:
+    # The floor of any grpc.aio client interceptor that refuses a call: one
+    # that raises at once, without ratefuse (grpc.aio still runs the call
+    # in a task of its own and carries the exception through it).
+    import grpc
+
+    class _Refuse(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+        async def intercept_unary_unary(
+            self, continuation: Any, details: Any, request: Any
+        ) -> Any:
+            raise _Refused
+
+    # A port nobody listens on: a call that got through would fail.
+    async with grpc.aio.insecure_channel(
+        "127.0.0.1:9", interceptors=[_Refuse()]
+    ) as channel:
+        return await _rejections(channel, calls, _Refused)
 
 
 async def _open_aio(calls: int) -> float:
@@ -89,12 +126,7 @@ async def _open_aio(calls: int) -> float:
     async with grpc.aio.insecure_channel(
         "127.0.0.1:9", interceptors=guard.interceptors()
     ) as channel:
-        say = channel.unary_unary(METHOD)
-        began = time.perf_counter()
-        for _ in range(calls):
-            with contextlib.suppress(CircuitOpenRpcError):
-                await say(b"x")
-        return (time.perf_counter() - began) / calls * 1e6
+        return await _rejections(channel, calls, CircuitOpenRpcError)
 
 
 async def _open_channel(calls: int) -> float:
@@ -108,12 +140,7 @@ async def _open_channel(calls: int) -> float:
     # A port nobody listens on: a call that got through would fail.
     real = grpc.aio.insecure_channel("127.0.0.1:9")
     async with GuardedAioChannel(real, breaker) as channel:
-        say = channel.unary_unary(METHOD)
-        began = time.perf_counter()
-        for _ in range(calls):
-            with contextlib.suppress(CircuitOpenRpcError):
-                await say(b"x")
-        return (time.perf_counter() - began) / calls * 1e6
+        return await _rejections(channel, calls, CircuitOpenRpcError)
 
 
 def _open_sync(calls: int) -> float:
@@ -160,6 +187,7 @@ async def _measure(rounds: int, calls: int) -> GrpcReport:
                 times[name].append(await _timed(pairs[name], calls))
         open_aio = await _open_aio(OPEN_CALLS)
         open_channel = await _open_channel(OPEN_CALLS)
+        open_aio_floor = await _open_aio_floor(OPEN_CALLS)
     finally:
         for channel in pairs.values():
             await channel.close()
@@ -175,6 +203,7 @@ async def _measure(rounds: int, calls: int) -> GrpcReport:
         _open_sync(OPEN_CALLS),
         open_aio,
         open_channel,
+        open_aio_floor,
     )
 
 
